@@ -1,0 +1,1 @@
+"""Cross-app helpers without models. Importable without configuring Django where noted."""

@@ -1,0 +1,36 @@
+"""Durations the way people write them: 15m, 4h, 7d, 1h30m, 90s."""
+
+import re
+from datetime import timedelta
+
+_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([wdhms])")
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse '15m', '4h', '1h30m', '7d'; raise ValueError with a readable message."""
+    compact = (text or "").strip().lower().replace(" ", "")
+    if not compact or _PART.sub("", compact):
+        raise ValueError(f"{text!r} is not a duration; write it like 15m, 4h, 1h30m or 7d")
+    seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(compact))
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta | float | int | None) -> str:
+    """Format as the largest units that fit: 1h30m, 7d, 45s; '—' for None."""
+    if value is None:
+        return "—"
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds < 0:
+        return "-" + format_duration(-seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s" if seconds < 10 and seconds != int(seconds) else f"{int(seconds)}s"
+    parts = []
+    remaining = int(round(seconds))
+    for unit in ("d", "h", "m", "s"):
+        count, remaining = divmod(remaining, _UNITS[unit])
+        if count:
+            parts.append(f"{count}{unit}")
+        if len(parts) == 2:
+            break
+    return "".join(parts)

@@ -1,0 +1,42 @@
+"""Enqueue background work after commit, by id, and keep schedules by name."""
+
+from django.db import transaction
+
+
+def enqueue(func: str, *args, group: str = "", **kwargs):
+    """Queue `func(*args)` once the current transaction commits. Pass ids, never secrets."""
+    from django_q.tasks import async_task
+
+    def send():
+        async_task(func, *args, group=group or None, **kwargs)
+
+    transaction.on_commit(send)
+
+
+def ensure_schedule(name: str, func: str, *, args: str = "", **fields):
+    """Create or update a django-q2 schedule by name, never a duplicate (catch_up is off cluster-wide)."""
+    from django_q.models import Schedule
+
+    fields.setdefault("repeats", -1)
+    matches = list(Schedule.objects.filter(name=name).order_by("pk"))
+    for extra in matches[1:]:
+        extra.delete()
+    if matches:
+        schedule = matches[0]
+        changed = False
+        for key, value in {"func": func, "args": args, **fields}.items():
+            if key == "next_run" and schedule.next_run:
+                continue  # keep the computed next run of an existing schedule
+            if getattr(schedule, key) != value:
+                setattr(schedule, key, value)
+                changed = True
+        if changed:
+            schedule.save()
+        return schedule
+    return Schedule.objects.create(name=name, func=func, args=args, **fields)
+
+
+def drop_schedule(name: str):
+    from django_q.models import Schedule
+
+    Schedule.objects.filter(name=name).delete()

@@ -1,0 +1,17 @@
+"""The three roles as groups. Their permissions are synced after every migrate
+(dr_portal.setup.ensure_role_permissions), since later apps add models."""
+
+from django.db import migrations
+
+ROLES = ["viewer", "operator", "manager"]
+
+
+def create_groups(apps, schema_editor):
+    Group = apps.get_model("auth", "Group")
+    for name in ROLES:
+        Group.objects.get_or_create(name=name)
+
+
+class Migration(migrations.Migration):
+    dependencies = [("dr_portal", "0001_initial"), ("auth", "0012_alter_user_first_name_max_length")]
+    operations = [migrations.RunPython(create_groups, migrations.RunPython.noop)]

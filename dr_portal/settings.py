@@ -1,0 +1,239 @@
+"""DR Portal settings, read from the environment.
+
+Embedded default (nothing set): SQLite under var/, django-q2's ORM broker on that
+database, the database cache, a secret key and key ring generated once into var/.
+With DR_ENV=production every secret must come from the environment.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from dr_portal.lib import bootstrap
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+DR_ENV = env.str("DR_ENV", default="embedded")
+if DR_ENV not in ("embedded", "production", "test"):
+    raise ImproperlyConfigured(f"DR_ENV must be embedded, production or test, not {DR_ENV!r}")
+PRODUCTION = DR_ENV == "production"
+
+VAR_DIR = Path(env.str("DR_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _required_or_generated(name, generate):
+    """Production names the missing variable; the embedded default generates it once."""
+    value = env.str(name, default="")
+    if value:
+        return value, False
+    if PRODUCTION:
+        raise ImproperlyConfigured(f"{name} must be set when DR_ENV=production")
+    return bootstrap.generated_value(VAR_DIR, name, generate), True
+
+
+SECRET_KEY, SECRET_KEY_GENERATED = _required_or_generated(
+    "DJANGO_SECRET_KEY", bootstrap.new_secret_key
+)
+DR_ENCRYPTION_KEYS, DR_KEYRING_GENERATED = _required_or_generated(
+    "DR_ENCRYPTION_KEYS", bootstrap.new_master_key
+)
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["127.0.0.1", "localhost"])
+if PRODUCTION and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DR_ENV=production")
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_q",
+    "dr_portal",
+    "backups",
+    "recovery",
+    "drills",
+    "incidents",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "dr_portal.middleware.LoginRequiredEverywhere",
+    "dr_portal.middleware.AuditContextMiddleware",
+]
+
+ROOT_URLCONF = "dr_portal.urls"
+WSGI_APPLICATION = "dr_portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "dr_portal.context_processors.portal",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'portal.sqlite3'}")
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web and worker processes share one file: WAL lets readers run beside the writer,
+    # IMMEDIATE takes the write lock up front instead of failing on upgrade, and the
+    # timeout waits for it rather than raising "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+    }
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-portal.sqlite3")}
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache: django-q2's cluster stats live here -----------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "dr_portal_cache",
+        }
+    }
+
+# --- Background work -------------------------------------------------------
+# The queue stays on the database (ORM broker): it keeps delivery receipts, so a task
+# whose worker died is delivered again. Tasks claim their run rows, so that is harmless.
+Q_TIMEOUT = env.int("DR_TASK_TIMEOUT", default=4 * 3600)
+Q_WORKERS = env.int("DR_WORKERS", default=2)
+Q_CLUSTER = {
+    "name": "dr-portal",
+    "orm": "default",
+    "workers": Q_WORKERS,
+    "timeout": Q_TIMEOUT,
+    # retry must exceed dequeue-to-done including waiting in the cluster's own queue.
+    "retry": Q_TIMEOUT * 2 + 600,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "catch_up": False,
+    "queue_limit": Q_WORKERS,
+    "bulk": 1,
+    "poll": env.float("DR_QUEUE_POLL", default=1.0),
+    "save_limit": 500,
+    "recycle": 200,
+    "label": "Task queue",
+    "ALT_CLUSTERS": {},
+}
+
+# --- Auth ------------------------------------------------------------------
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+# --- Email -----------------------------------------------------------------
+if env.str("EMAIL_URL", default=""):
+    vars().update(env.email_url("EMAIL_URL"))
+else:
+    EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+    EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+    EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+    EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+    EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+    EMAIL_BACKEND = env.str(
+        "EMAIL_BACKEND",
+        default="django.core.mail.backends.smtp.EmailBackend"
+        if PRODUCTION or env.str("EMAIL_HOST", default="")
+        else "django.core.mail.backends.console.EmailBackend",
+    )
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="dr-portal@localhost")
+EMAIL_TIMEOUT = 10
+
+# --- Portal ----------------------------------------------------------------
+# Users may only point sources, destinations and restore targets below these roots.
+DR_ALLOWED_ROOTS = [
+    Path(p).resolve()
+    for p in env.list("DR_ALLOWED_ROOTS", default=[str(VAR_DIR), "/tmp", "/var/tmp"])
+]
+DR_METRICS_TOKEN = env.str("DR_METRICS_TOKEN", default="")
+DR_SCRATCH_DATABASE_URL = env.str("DR_SCRATCH_DATABASE_URL", default="")
+DR_DEMO_DIR = VAR_DIR / "demo"
+DR_LOCAL_BACKUP_DIR = VAR_DIR / "backups"
+
+# --- i18n, static ----------------------------------------------------------
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+WHITENOISE_USE_FINDERS = not PRODUCTION  # serve static/ without collectstatic while developing
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# --- Security --------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie.
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    # /health/* answers load balancers over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^health/"]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "dr_portal.lib.redact.RedactingFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
+    },
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

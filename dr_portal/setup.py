@@ -1,0 +1,44 @@
+"""Idempotent set-up run after every migrate: role permissions and system schedules."""
+
+from django.contrib.auth.models import Group, Permission
+
+from dr_portal.lib.queue import ensure_schedule
+from dr_portal.lib.roles import MANAGER, OPERATOR, VIEWER
+
+PORTAL_APPS = ["backups", "recovery", "drills", "incidents", "dr_portal"]
+
+# Operators run things and write incidents; managers configure everything.
+OPERATOR_MODELS = {
+    "backuprun", "restoretest", "restore", "failoverrun", "failoverstep", "steprun",
+    "drillrun", "scenariorun", "finding", "followup", "incident", "timelineentry",
+}
+
+
+def ensure_role_permissions():
+    perms = Permission.objects.filter(content_type__app_label__in=PORTAL_APPS).select_related(
+        "content_type"
+    )
+    viewer, _ = Group.objects.get_or_create(name=VIEWER)
+    operator, _ = Group.objects.get_or_create(name=OPERATOR)
+    manager, _ = Group.objects.get_or_create(name=MANAGER)
+    view = [p for p in perms if p.codename.startswith("view_")]
+    run = [p for p in perms if p.content_type.model in OPERATOR_MODELS]
+    viewer.permissions.set(view)
+    operator.permissions.set({*view, *run})
+    manager.permissions.set(perms)
+
+
+def ensure_system_schedules():
+    from django_q.models import Schedule
+
+    ensure_schedule(
+        "system: reap runs whose worker died",
+        "dr_portal.tasks.reap_lost_runs",
+        schedule_type=Schedule.MINUTES,
+        minutes=1,
+    )
+    ensure_schedule(
+        "system: prune old task records",
+        "dr_portal.tasks.prune_task_records",
+        schedule_type=Schedule.DAILY,
+    )

@@ -1,0 +1,53 @@
+"""Audit receivers for every model of the portal's apps, and post-migrate set-up.
+
+Models opt out with a class attribute `audit = False` (runs, logs, the audit table itself):
+those record the action that started them explicitly.
+"""
+
+from dr_portal.lib import audit
+
+
+def _audited(sender) -> bool:
+    meta = getattr(sender, "_meta", None)
+    if meta is None or meta.app_label not in audit.AUDITED_APPS:
+        return False
+    if meta.app_label == "auth" and meta.model_name not in ("user", "group"):
+        return False
+    return getattr(sender, "audit", True)
+
+
+def remember_before_save(sender, instance, raw=False, **kwargs):
+    if raw or not _audited(sender) or instance.pk is None:
+        return
+    old = sender._default_manager.filter(pk=instance.pk).first()
+    instance._audit_before = audit.field_snapshot(old) if old else None
+
+
+def audit_save(sender, instance, created, raw=False, update_fields=None, **kwargs):
+    if raw or not _audited(sender):
+        return
+    if sender._meta.model_name == "user" and update_fields and set(update_fields) <= {"last_login"}:
+        return  # logins are not configuration changes
+    after = audit.field_snapshot(instance)
+    if sender._meta.model_name == "user":
+        after.pop("password", None)
+        after.pop("last_login", None)
+    if created:
+        audit.record("create", instance, changes={k: ["", v] for k, v in after.items() if v})
+        return
+    before = getattr(instance, "_audit_before", None) or {}
+    changes = audit.diff(before, after)
+    if changes:
+        audit.record("update", instance, changes=changes)
+
+
+def audit_delete(sender, instance, **kwargs):
+    if _audited(sender):
+        audit.record("delete", instance)
+
+
+def after_migrate(sender, **kwargs):
+    from dr_portal.setup import ensure_role_permissions, ensure_system_schedules
+
+    ensure_role_permissions()
+    ensure_system_schedules()

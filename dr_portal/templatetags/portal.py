@@ -1,0 +1,34 @@
+"""Template helpers shared by every app: durations, sizes, roles, status badges."""
+
+from django import template
+
+from dr_portal.lib import roles
+from dr_portal.lib.durations import format_duration
+
+register = template.Library()
+
+
+@register.filter
+def duration(value):
+    return format_duration(value)
+
+
+@register.filter
+def filesize(num):
+    if num is None:
+        return "—"
+    num = float(num)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(num) < 1024 or unit == "TB":
+            return f"{num:.0f} {unit}" if unit == "B" else f"{num:.1f} {unit}"
+        num /= 1024
+
+
+@register.filter
+def has_role(user, role):
+    return roles.has_role(user, role)
+
+
+@register.inclusion_tag("dr_portal/_status.html")
+def status_badge(status):
+    return {"status": status}

@@ -1,0 +1,21 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from dr_portal import views
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("escrow/confirm/", views.confirm_escrow, name="confirm_escrow"),
+    path("health/live", views.health_live, name="health_live"),
+    path("health/ready", views.health_ready, name="health_ready"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("backups/", include("backups.urls")),
+    path("recovery/", include("recovery.urls")),
+    path("drills/", include("drills.urls")),
+    path("incidents/", include("incidents.urls")),
+    path("admin/", admin.site.urls),
+]
+
+handler403 = "dr_portal.errors.forbidden"
