@@ -1,0 +1,25 @@
+"""The incidents app's system schedules, kept by name (never duplicated)."""
+
+
+def ensure_schedules():
+    """Retry due notifications every minute; check overdue follow-ups daily at 07:00."""
+    from django_q.models import Schedule
+
+    from dr_portal.lib.queue import ensure_schedule
+
+    ensure_schedule(
+        "system: retry due notifications",
+        "incidents.tasks.retry_due_notifications",
+        schedule_type=Schedule.MINUTES,
+        minutes=1,
+    )
+    ensure_schedule(
+        "system: follow-ups overdue",
+        "incidents.tasks.check_overdue_followups",
+        schedule_type=Schedule.CRON,
+        cron="0 7 * * *",
+    )
+
+
+def after_migrate(sender, **kwargs):
+    ensure_schedules()

@@ -1,0 +1,169 @@
+"""django-q2 entry points: deliver notifications (with retries), raise follow-up alerts."""
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.utils import timezone
+
+from dr_portal.lib.redact import redact
+
+log = logging.getLogger(__name__)
+
+# Wait before attempt n+1 after n failures; after the last one the message is given up.
+BACKOFF = [
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=15),
+    timedelta(hours=1),
+    timedelta(hours=4),
+]
+MAX_ATTEMPTS = len(BACKOFF) + 1
+WEBHOOK_TIMEOUT = 10
+# A "sending" row older than this lost its worker mid-delivery: try it again.
+SENDING_LEASE = timedelta(minutes=10)
+
+
+class DeliveryError(Exception):
+    pass
+
+
+def deliver_notification(notification_id: int) -> str:
+    """Try one delivery; record the attempt; schedule a retry on failure. Never raises."""
+    from incidents.models import Delivery, DeliveryAttempt, Notification
+
+    now = timezone.now()
+    claimed = Notification.objects.filter(
+        pk=notification_id, status__in=[Delivery.PENDING, Delivery.RETRY], next_attempt__lte=now
+    ).update(status=Delivery.SENDING, next_attempt=now + SENDING_LEASE)
+    if not claimed:
+        return "not due"  # delivered already, given up, or another worker has it
+    note = Notification.objects.select_related("contact", "webhook").get(pk=notification_id)
+    attempt = note.attempts + 1
+    secrets = []
+    try:
+        if note.channel == "email":
+            _send_email(note)
+        else:
+            url = _webhook_url(note)
+            secrets.append(url)
+            _post_webhook(url, note)
+    except Exception as exc:  # any failure of the channel is recorded, never raised
+        detail = redact(f"{type(exc).__name__}: {exc}", secrets)[:500]
+        give_up = attempt >= MAX_ATTEMPTS or isinstance(exc, NotConfigured)
+        Notification.objects.filter(pk=note.pk).update(
+            attempts=attempt,
+            last_error=detail,
+            status=Delivery.FAILED if give_up else Delivery.RETRY,
+            next_attempt=now if give_up else now + BACKOFF[attempt - 1],
+        )
+        DeliveryAttempt.objects.create(notification=note, ok=False, detail=detail)
+        log.warning(
+            "notification %s to %s failed (attempt %s): %s",
+            note.pk,
+            note.recipient,
+            attempt,
+            detail,
+        )
+        return "failed" if give_up else "retry"
+    Notification.objects.filter(pk=note.pk).update(
+        attempts=attempt, status=Delivery.SENT, sent=timezone.now(), last_error=""
+    )
+    DeliveryAttempt.objects.create(notification=note, ok=True, detail="delivered")
+    return "sent"
+
+
+class NotConfigured(DeliveryError):
+    pass
+
+
+def _send_email(note):
+    message = EmailMessage(
+        subject=note.subject.replace("\n", " "),
+        body=note.body,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[note.recipient],
+    )
+    message.send(fail_silently=False)
+
+
+def _webhook_url(note) -> str:
+    if note.webhook_id:
+        secret = note.webhook.url
+    elif note.contact_id:
+        secret = note.contact.webhook_url
+    else:
+        secret = None
+    if not secret:
+        raise NotConfigured("the webhook URL was removed")
+    return secret.reveal()
+
+
+def _post_webhook(url: str, note):
+    if not url.lower().startswith(("https://", "http://")):
+        raise NotConfigured("webhook URL must start with http:// or https://")
+    payload = json.dumps({"text": f"{note.subject}\n{note.body}"}).encode()
+    request = urllib.request.Request(
+        url, data=payload, method="POST", headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT) as response:  # noqa: S310
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        raise DeliveryError(f"webhook answered HTTP {exc.code}") from None
+    except urllib.error.URLError as exc:
+        raise DeliveryError(f"webhook unreachable: {exc.reason}") from None
+    if not 200 <= status < 300:
+        raise DeliveryError(f"webhook answered HTTP {status}")
+
+
+def retry_due_notifications() -> int:
+    """Every minute: deliver messages whose retry time has come (and lost "sending" leases)."""
+    from incidents.models import Delivery, Notification
+
+    now = timezone.now()
+    # A worker that died while sending leaves the row "sending" past its lease.
+    Notification.objects.filter(status=Delivery.SENDING, next_attempt__lte=now).update(
+        status=Delivery.RETRY
+    )
+    due = list(
+        Notification.objects.filter(
+            status__in=[Delivery.PENDING, Delivery.RETRY], next_attempt__lte=now
+        ).values_list("pk", flat=True)[:200]
+    )
+    for pk in due:
+        deliver_notification(pk)
+    return len(due)
+
+
+def check_overdue_followups() -> int:
+    """Daily: one alert per overdue follow-up (to on-call and its owner); done items recover."""
+    from incidents.alerts import alert, recover
+    from incidents.models import Alert, FollowUp
+
+    overdue = list(FollowUp.objects.overdue().select_related("owner_contact", "content_type"))
+    for item in overdue:
+        source = item.source
+        url = source.get_absolute_url() if hasattr(source, "get_absolute_url") else ""
+        owner = f"Owner: {item.owner_name}\n" if item.owner_name else ""
+        alert(
+            item.alert_key(),
+            "followup_overdue",
+            f"Follow-up overdue since {item.due:%Y-%m-%d}: {item.text}"[:300],
+            detail=f"{owner}From: {source if source is not None else 'a deleted record'}",
+            url=url,
+            contacts=[item.owner_contact] if item.owner_contact_id else (),
+        )
+    # Items done (or re-dated, or deleted) since their alert opened: send the one recovery.
+    open_keys = Alert.objects.filter(kind="followup_overdue", recovered__isnull=True).values_list(
+        "key", flat=True
+    )
+    still = {item.alert_key() for item in overdue}
+    for key in open_keys:
+        if key not in still:
+            recover(key)
+    return len(overdue)

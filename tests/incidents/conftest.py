@@ -1,0 +1,32 @@
+"""Fixtures for the incidents tests: django-q2 in sync mode, on-call contacts, a mail outbox."""
+
+import pytest
+
+from incidents.models import Contact
+
+
+@pytest.fixture
+def sync_queue(monkeypatch, django_capture_on_commit_callbacks):
+    """Tasks enqueued after commit run inline when the captured callbacks are executed."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+    class Runner:
+        def __call__(self, fn, *args, **kwargs):
+            with django_capture_on_commit_callbacks(execute=True):
+                return fn(*args, **kwargs)
+
+    return Runner()
+
+
+@pytest.fixture
+def oncall(db):
+    primary = Contact.objects.create(
+        role="On-Call", name="Pat Primary", email="pat@example.com", on_call="primary"
+    )
+    secondary = Contact.objects.create(
+        role="On-Call", name="Sam Second", email="sam@example.com", on_call="secondary"
+    )
+    Contact.objects.create(role="Manager", name="Quiet Manager", email="boss@example.com")
+    return primary, secondary
