@@ -89,6 +89,11 @@ class RunBase(models.Model):
             raise IllegalTransition(f"{self} is already {self.status}")
         self.refresh_from_db()
         self.on_finished()
+        try:  # incidents linked to this run get a timeline entry; never breaks the run
+            from incidents.links import note_run_transition
+            note_run_transition(self)
+        except Exception:
+            pass
 
     def cancel(self, reason="cancelled by user"):
         self.finish(RunStatus.CANCELLED, reason)

@@ -1,0 +1,82 @@
+"""Incident links to runs of other apps (generic, so apps built later link too).
+
+dr_portal.runs.RunBase.finish() calls note_run_transition(run) after on_finished():
+every incident linked to that run gets an automatic timeline entry.
+"""
+
+import logging
+
+from django.apps import apps
+from django.contrib.contenttypes.models import ContentType
+from django.db import transaction
+from django.utils import timezone
+
+log = logging.getLogger(__name__)
+
+# Models an incident can link to when their app exists: (app_label, model_name).
+# Any RunBase subclass is linkable too, so new run models need no change here.
+EXTRA_LINKABLE = [("drills", "drillrun"), ("drills", "drill"), ("recovery", "failoverrunbook")]
+
+
+def linkable_models():
+    from dr_portal.runs import run_models
+
+    found = {m for m in run_models()}
+    for app_label, model_name in EXTRA_LINKABLE:
+        try:
+            found.add(apps.get_model(app_label, model_name))
+        except LookupError:
+            continue
+    return sorted(found, key=lambda m: (m._meta.app_label, m._meta.verbose_name))
+
+
+def linkable_choices():
+    """(content type id, "Backups · backup run") for the link form."""
+    models = linkable_models()
+    types = ContentType.objects.get_for_models(*models) if models else {}
+    return [
+        (types[m].pk, f"{m._meta.app_config.verbose_name} · {m._meta.verbose_name}") for m in models
+    ]
+
+
+def describe(obj) -> str:
+    if obj is None:
+        return "(deleted)"
+    return f"{obj._meta.verbose_name} #{obj.pk}: {obj}"
+
+
+def note_run_transition(run) -> int:
+    """Add a timeline entry to each incident linked to `run`; return how many. Never raises."""
+    try:
+        return _note(run)
+    except Exception:
+        log.exception("could not note %s on linked incidents", run)
+        return 0
+
+
+def _note(run) -> int:
+    from incidents.models import IncidentLink, TimelineEntry
+
+    ct = ContentType.objects.get_for_model(type(run))
+    links = list(IncidentLink.objects.filter(content_type=ct, object_id=run.pk))
+    if not links:
+        return 0
+    status = str(getattr(run, "status", "") or "")
+    label = getattr(run, "get_status_display", lambda: status)()
+    at = getattr(run, "finished", None) or timezone.now()
+    text = f"{run._meta.verbose_name.capitalize()} #{run.pk} ({run}) finished: {label}"
+    duration = getattr(run, "duration", None)
+    if duration is not None:
+        from dr_portal.lib.durations import format_duration
+
+        text += f" after {format_duration(duration)}"
+    error = getattr(run, "error", "")
+    if error:
+        text += f" — {error.splitlines()[0][:300]}"
+    with transaction.atomic():
+        for link in links:
+            TimelineEntry.objects.create(
+                incident_id=link.incident_id, at=at, text=text, author_name="DR Portal", automatic=True
+            )
+            IncidentLink.objects.filter(pk=link.pk).update(last_status=status[:20])
+    return len(links)
