@@ -1,0 +1,148 @@
+"""Restore a plain artifact into scratch, run the checks, always clean up.
+
+Each function takes the already fetched and verified artifact (a `pg_dump` custom
+archive, a SQLite file, a tar), restores it somewhere temporary, measures each
+phase, runs the verification checks and removes what it created, also on failure.
+"""
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from recovery.engine import files, heartbeat
+from recovery.engine.checks import CheckResult, pg_query, run_checks, sqlite_query
+from recovery.engine.pg import (
+    PgServer,
+    RestoreError,
+    create_database,
+    drop_database,
+    new_scratch_name,
+    pg_restore,
+)
+
+
+@dataclass
+class Phases:
+    """Wall time and outcome of each named phase, in order; calls on_phase as each starts."""
+
+    on_phase: Callable[[str], None] | None = None
+    items: list[dict] = field(default_factory=list)
+
+    @contextmanager
+    def phase(self, name: str):
+        if self.on_phase:
+            self.on_phase(name)
+        entry = {"name": name, "ok": False, "seconds": 0.0, "detail": ""}
+        self.items.append(entry)
+        start = time.monotonic()
+        try:
+            yield entry
+            entry["ok"] = True
+        except BaseException as exc:
+            entry["detail"] = str(exc)[:500]
+            raise
+        finally:
+            entry["seconds"] = round(time.monotonic() - start, 3)
+
+    def seconds(self, name: str) -> float:
+        return sum(p["seconds"] for p in self.items if p["name"] == name)
+
+
+@dataclass
+class VerifyOutcome:
+    checks: list[CheckResult] = field(default_factory=list)
+    heartbeat_at: datetime | None = None
+    integrity: str = ""  # what the structural check said ("pg_restore ok", "integrity_check ok")
+    restored_bytes: int = 0
+
+
+def verify_postgres(
+    archive: str,
+    scratch_server: PgServer,
+    checks: Iterable[dict],
+    previous: dict | None,
+    phases: Phases,
+    *,
+    jobs: int | None = None,
+    timeout: float | None = None,
+    cancelled=None,
+) -> VerifyOutcome:
+    """pg_restore -j into a fresh scratch database, read the heartbeat, run the checks.
+
+    The scratch database is dropped in every case; a failure to drop is reported
+    (it would leave data behind) but never hides the error that came first.
+    """
+    result = VerifyOutcome()
+    with phases.phase("create scratch"):
+        name = new_scratch_name()
+        create_database(scratch_server, name)
+    target = scratch_server.with_db(name)
+    failed = True
+    try:
+        with phases.phase("restore"):
+            pg_restore(archive, target, jobs=jobs, timeout=timeout, cancelled=cancelled)
+            result.integrity = "pg_restore completed without errors"
+        with phases.phase("checks"):
+            with target.connect() as conn:
+                result.heartbeat_at = heartbeat.read_pg(conn)
+                result.restored_bytes = conn.execute(
+                    "SELECT pg_database_size(current_database())"
+                ).fetchone()[0]
+                result.checks = run_checks(pg_query(conn), checks, previous)
+        failed = False
+    finally:
+        try:
+            with phases.phase("cleanup"):
+                drop_database(scratch_server, name)
+        except RestoreError:
+            if not failed:
+                raise
+    return result
+
+
+def verify_sqlite(
+    db_file: str, checks: Iterable[dict], previous: dict | None, phases: Phases
+) -> VerifyOutcome:
+    """The unpacked file is the restored copy: integrity_check, heartbeat, checks."""
+    result = VerifyOutcome()
+    with phases.phase("restore"):
+        files.sqlite_integrity(db_file)
+        result.integrity = "PRAGMA integrity_check: ok"
+        result.restored_bytes = os.path.getsize(db_file)
+    with phases.phase("checks"):
+        conn = files.open_sqlite_readonly(db_file)
+        try:
+            result.heartbeat_at = heartbeat.read_sqlite(conn)
+            result.checks = run_checks(sqlite_query(conn), checks, previous)
+        finally:
+            conn.close()
+    return result
+
+
+def verify_files(
+    tar_path: str, phases: Phases, *, expected_count: int | None = None, tmp_dir: str | None = None
+) -> VerifyOutcome:
+    """Extract into a temporary directory, compare with the listing, always remove it."""
+    result = VerifyOutcome()
+    workdir = tempfile.mkdtemp(prefix="dr-restore-files-", dir=tmp_dir)
+    try:
+        with phases.phase("restore"):
+            listing = files.extract_tar(tar_path, workdir)
+        with phases.phase("checks"):
+            problems = files.compare_tree(workdir, listing)
+            count = sum(1 for kind, _ in listing.values() if kind == "file")
+            if expected_count is not None and expected_count != count:
+                problems.append(f"the manifest lists {expected_count} files, the archive {count}")
+            if problems:
+                raise RestoreError("restored files differ: " + "; ".join(problems[:5]))
+            result.restored_bytes = sum(size for _, size in listing.values())
+            result.integrity = f"{count} files restored and compared with the archive listing"
+    finally:
+        with phases.phase("cleanup"):
+            shutil.rmtree(workdir, ignore_errors=True)
+    return result
