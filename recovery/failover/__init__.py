@@ -1,0 +1,1 @@
+"""Failover runbooks: ordered steps that workers execute and time (issue 5)."""

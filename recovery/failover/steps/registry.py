@@ -1,0 +1,193 @@
+"""The step kinds and the validation of step definitions (forms, admin, YAML import share it)."""
+
+from __future__ import annotations
+
+from .aws import DnsUpdate, LbSwap
+from .base import Kind, StepSpec, check_params, seconds
+from .http import HttpCheck, Webhook
+from .local import Command, Manual, Wait
+from .pg import PgPromote, PgReady, SqlCheck
+
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        HttpCheck(),
+        PgReady(),
+        PgPromote(),
+        SqlCheck(),
+        DnsUpdate(),
+        LbSwap(),
+        Webhook(),
+        Command(),
+        Manual(),
+        Wait(),
+    )
+}
+KIND_CHOICES = [(name, kind.title) for name, kind in KINDS.items()]
+SUPERUSER_ONLY = {"command"}
+ON_FAILURE = ("stop", "continue")
+FIELDS = {
+    "name",
+    "kind",
+    "params",
+    "timeout",
+    "on_failure",
+    "retries",
+    "retry_delay",
+    "side_effects",
+    "verification",
+    "test_params",
+    "rollback",
+    "secret",
+}
+MAX_TIMEOUT = 24 * 3600
+
+
+class StepDefinitionError(ValueError):
+    """One or more problems in step definitions, each naming its place."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__("; ".join(errors))
+
+
+def command_refused(place: str) -> str:
+    return f"{place}: only superusers may create or edit command steps"
+
+
+def _bool(defn, key, default, where, errors):
+    value = defn.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        errors.append(f"{where}: {key} must be true or false, not {value!r}")
+        return default
+    return value
+
+
+def _seconds(defn, key, default, where, errors, *, minimum=0.0):
+    value = defn.get(key)
+    if value in (None, ""):
+        return default
+    try:
+        result = seconds(value)
+    except ValueError as exc:
+        errors.append(f"{where}: {key}: {exc}")
+        return default
+    if result < minimum or result > MAX_TIMEOUT:
+        errors.append(f"{where}: {key} must be between {minimum:g} s and 24h")
+        return default
+    return result
+
+
+def parse_step(
+    defn, place: str, *, allow_command: bool, nested=False
+) -> tuple[StepSpec | None, list[str]]:
+    """Validate one step definition (a dict) into a StepSpec; place names it in messages."""
+    if not isinstance(defn, dict):
+        return None, [f"{place}: a step must be a mapping with at least name and kind"]
+    name = defn.get("name")
+    where = f"{place} ({name})" if isinstance(name, str) and name else place
+    errors: list[str] = []
+    unknown = sorted(set(defn) - FIELDS)
+    if unknown:
+        errors.append(
+            f"{where}: unknown field(s) {', '.join(map(str, unknown))}; "
+            f"known: {', '.join(sorted(FIELDS))}"
+        )
+    if not isinstance(name, str) or not name.strip():
+        errors.append(f"{where}: name is required")
+    kind_name = defn.get("kind")
+    if kind_name in (None, ""):
+        errors.append(f"{where}: kind is required (one of {', '.join(KINDS)})")
+        return None, errors
+    if kind_name not in KINDS:
+        errors.append(f"{where}: unknown kind {kind_name!r}; use one of {', '.join(KINDS)}")
+        return None, errors
+    kind = KINDS[kind_name]
+    if kind_name in SUPERUSER_ONLY and not allow_command:
+        errors.append(command_refused(where))
+    params, problems = check_params(kind, defn.get("params") or {})
+    errors.extend(f"{where}: {p}" for p in problems)
+    test_params = defn.get("test_params") or {}
+    if not isinstance(test_params, dict):
+        errors.append(
+            f"{where}: test_params must be a mapping of parameters to override in test mode"
+        )
+        test_params = {}
+    elif test_params and not problems:
+        _, test_problems = check_params(kind, {**(defn.get("params") or {}), **test_params})
+        errors.extend(f"{where}: test_params: {p}" for p in test_problems)
+    timeout = _seconds(defn, "timeout", kind.default_timeout, where, errors, minimum=0.1)
+    on_failure = defn.get("on_failure") or "stop"
+    if on_failure not in ON_FAILURE:
+        errors.append(f"{where}: on_failure must be 'stop' or 'continue', not {on_failure!r}")
+    retries = defn.get("retries") or 0
+    if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 100:
+        errors.append(f"{where}: retries must be a whole number from 0 to 100")
+        retries = 0
+    retry_delay = _seconds(defn, "retry_delay", 0.0, where, errors)
+    if kind_name == "wait" and not problems and params["seconds"] > timeout:
+        if "timeout" in defn:
+            errors.append(
+                f"{where}: waits {params['seconds']:g} s but its timeout is {timeout:g} s"
+            )
+        else:
+            timeout = params["seconds"] + 5
+    side_effects = _bool(defn, "side_effects", kind.side_effects, where, errors)
+    if kind.side_effects and not side_effects:
+        errors.append(
+            f"{where}: a {kind_name} step always has side effects; it cannot be marked "
+            "side_effects: false"
+        )
+        side_effects = True
+    verification = _bool(defn, "verification", kind.verification, where, errors)
+    secret = defn.get("secret") or ""
+    if not isinstance(secret, str):
+        errors.append(f"{where}: secret must be text")
+        secret = ""
+    rollback: list[StepSpec] = []
+    rb_defs = defn.get("rollback") or []
+    if rb_defs and nested:
+        errors.append(f"{where}: a rollback step cannot have rollback steps of its own")
+    elif not isinstance(rb_defs, list):
+        errors.append(f"{where}: rollback must be a list of steps")
+    else:
+        for i, rb in enumerate(rb_defs, 1):
+            spec, problems = parse_step(
+                rb, f"{where} rollback {i}", allow_command=allow_command, nested=True
+            )
+            errors.extend(problems)
+            if spec:
+                rollback.append(spec)
+    if errors:
+        return None, errors
+    return StepSpec(
+        name=name.strip(),
+        kind=kind_name,
+        params=params,
+        timeout=timeout,
+        on_failure=on_failure,
+        retries=retries,
+        retry_delay=retry_delay,
+        side_effects=side_effects,
+        verification=verification,
+        test_params=test_params,
+        secret=secret,
+        rollback=rollback,
+    ), []
+
+
+def parse_steps(defns, *, allow_command: bool, place: str = "step") -> list[StepSpec]:
+    """Validate a whole list; raise StepDefinitionError listing every problem."""
+    if not isinstance(defns, list) or not defns:
+        raise StepDefinitionError([f"{place}s: give a non-empty list of steps"])
+    specs, errors = [], []
+    for i, defn in enumerate(defns, 1):
+        spec, problems = parse_step(defn, f"{place} {i}", allow_command=allow_command)
+        errors.extend(problems)
+        if spec:
+            specs.append(spec)
+    if errors:
+        raise StepDefinitionError(errors)
+    return specs
