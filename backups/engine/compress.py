@@ -1,0 +1,77 @@
+"""Streaming compressors and bounded-memory decompressors: zstd (default), gzip, none."""
+
+import zlib
+
+import zstandard
+
+from .errors import ArtifactError
+
+DEFAULT_LEVELS = {"zstd": 3, "gzip": 6, "none": None}
+FEED_SIZE = 64 * 1024  # decompress input in small pieces so output per call stays bounded
+
+
+def default_level(compression: str, level: int | None) -> int | None:
+    if compression not in DEFAULT_LEVELS:
+        raise ValueError(f"unknown compression {compression!r} (zstd, gzip or none)")
+    return DEFAULT_LEVELS[compression] if level is None else level
+
+
+class _Identity:
+    def compress(self, data: bytes) -> bytes:
+        return data
+
+    def flush(self) -> bytes:
+        return b""
+
+
+def make_compressor(compression: str, level: int | None = None):
+    """An object with compress(data) -> bytes and flush() -> bytes."""
+    level = default_level(compression, level)
+    if compression == "zstd":
+        # The frame checksum lets unencrypted artifacts detect corruption too.
+        return zstandard.ZstdCompressor(level=level, write_checksum=True).compressobj(size=-1)
+    if compression == "gzip":
+        return zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: gzip container
+    return _Identity()
+
+
+def decompress_stream(reader, write, compression: str) -> int:
+    """Read compressed data from reader, write plaintext via write(); return bytes written.
+
+    Raises ArtifactError when the stream is truncated, corrupt or followed by junk.
+    """
+    written = 0
+    if compression == "none":
+        while block := reader.read(1024 * 1024):
+            write(block)
+            written += len(block)
+        return written
+    if compression == "zstd":
+        decoder = zstandard.ZstdDecompressor().decompressobj()
+    else:
+        decoder = zlib.decompressobj(31)
+    try:
+        while block := reader.read(1024 * 1024):
+            for start in range(0, len(block), FEED_SIZE):
+                if decoder.eof:
+                    raise ArtifactError("trailing data after the compressed stream")
+                piece = block[start : start + FEED_SIZE]
+                if compression == "gzip":
+                    # max_length bounds memory on highly compressible data
+                    out = decoder.decompress(piece, 4 * 1024 * 1024)
+                    while out:
+                        write(out)
+                        written += len(out)
+                        out = decoder.decompress(decoder.unconsumed_tail, 4 * 1024 * 1024)
+                else:
+                    out = decoder.decompress(piece)
+                    if out:
+                        write(out)
+                        written += len(out)
+                if decoder.unused_data:
+                    raise ArtifactError("trailing data after the compressed stream")
+    except (zstandard.ZstdError, zlib.error) as exc:
+        raise ArtifactError(f"corrupt {compression} stream: {exc}") from None
+    if not decoder.eof:
+        raise ArtifactError(f"truncated: the {compression} stream ends early")
+    return written

@@ -1,0 +1,252 @@
+"""S3 or an S3-compatible store: our own multipart upload with per-part SHA-256 checksums.
+
+Parts are 64 MiB by default (`part_size` in the config), so a stream of unknown length
+can reach 10,000 x 64 MiB = 625 GiB. The upload is completed only after the source and
+every byte verified; on failure it is aborted. The manifest object is written last, in
+STANDARD class, so the catalog can be rebuilt without restoring archived objects.
+"""
+
+import base64
+import hashlib
+import json
+import secrets
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from dr_portal.lib.redact import redact
+
+from ..errors import DestinationError
+from ..specs import STORAGE_CLASSES, DestinationSpec
+from . import ARTIFACT_SUFFIX, MANIFEST_SUFFIX, check_artifact_key
+
+DEFAULT_PART_SIZE = 64 * 1024 * 1024
+
+
+def _client(spec: DestinationSpec):
+    # Imported and created per call: workers are forked, clients are not fork-safe.
+    import boto3
+    from botocore.config import Config
+
+    options = {
+        "retries": {"max_attempts": 5, "mode": "standard"},
+        "connect_timeout": 10,
+        "read_timeout": 120,
+    }
+    if spec.config.get("endpoint_url"):
+        # S3-compatible stores often reject the checksums boto3 >= 1.36 sends by default.
+        options.update(
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+    if spec.config.get("addressing_style"):
+        options["s3"] = {"addressing_style": spec.config["addressing_style"]}
+    return boto3.client(
+        "s3",
+        region_name=spec.config.get("region") or "us-east-1",
+        endpoint_url=spec.config.get("endpoint_url") or None,
+        aws_access_key_id=spec.secrets.get("access_key_id") or None,
+        aws_secret_access_key=spec.secrets.get("secret_access_key") or None,
+        config=Config(**options),
+    )
+
+
+class S3Writer:
+    def __init__(self, dest: "S3Destination", artifact_key: str):
+        self.dest = dest
+        self.key = dest.prefix + check_artifact_key(artifact_key) + ARTIFACT_SUFFIX
+        self.storage_class = dest.storage_class
+        self._buffer = bytearray()
+        self._parts: list[dict] = []
+        self._completed = False
+        self._manifest_key = self.key + MANIFEST_SUFFIX
+        with dest.errors(f"starting upload of {self.key}"):
+            self._upload_id = dest.client.create_multipart_upload(
+                Bucket=dest.bucket,
+                Key=self.key,
+                StorageClass=self.storage_class,
+                ChecksumAlgorithm="SHA256",
+                ContentType="application/octet-stream",
+            )["UploadId"]
+
+    def _send_part(self, data: bytes) -> None:
+        number = len(self._parts) + 1
+        checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        with self.dest.errors(f"uploading part {number} of {self.key}"):
+            response = self.dest.client.upload_part(
+                Bucket=self.dest.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=data,
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=checksum,
+            )
+        self._parts.append(
+            {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": checksum}
+        )
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        while len(self._buffer) >= self.dest.part_size:
+            part = bytes(self._buffer[: self.dest.part_size])
+            del self._buffer[: self.dest.part_size]
+            self._send_part(part)
+
+    def commit(self) -> str:
+        if self._buffer or not self._parts:
+            self._send_part(bytes(self._buffer))
+            self._buffer.clear()
+        with self.dest.errors(f"completing upload of {self.key}"):
+            self.dest.client.complete_multipart_upload(
+                Bucket=self.dest.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
+        self._completed = True
+        return self.dest.location(self.key)
+
+    def write_manifest(self, manifest: dict) -> str:
+        body = json.dumps(manifest, indent=2, sort_keys=True).encode()
+        with self.dest.errors(f"writing manifest {self._manifest_key}"):
+            self.dest.client.put_object(
+                Bucket=self.dest.bucket,
+                Key=self._manifest_key,
+                Body=body,
+                ContentType="application/json",
+                StorageClass="STANDARD",
+                ChecksumSHA256=base64.b64encode(hashlib.sha256(body).digest()).decode(),
+            )
+        return self.dest.location(self._manifest_key)
+
+    def abort(self) -> None:
+        self._buffer.clear()
+        client, bucket = self.dest.client, self.dest.bucket
+        try:
+            if self._completed:
+                client.delete_object(Bucket=bucket, Key=self.key)
+                client.delete_object(Bucket=bucket, Key=self._manifest_key)
+            else:
+                client.abort_multipart_upload(Bucket=bucket, Key=self.key, UploadId=self._upload_id)
+        except Exception:  # noqa: BLE001 - best effort; a lifecycle rule cleans the rest
+            pass
+
+
+class _Errors:
+    """Context manager turning boto errors into DestinationError without secrets."""
+
+    def __init__(self, dest: "S3Destination", doing: str):
+        self.dest, self.doing = dest, doing
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None or isinstance(exc, DestinationError):
+            return False
+        if not isinstance(exc, Exception):
+            return False
+        message = redact(f"{exc}", list(self.dest.secret_values))
+        raise DestinationError(
+            f"S3 destination {self.dest.name}: {self.doing} failed: {message}"
+        ) from None
+
+
+class S3Destination:
+    def __init__(self, spec: DestinationSpec):
+        self.name = spec.name
+        config = spec.config
+        self.bucket = config.get("bucket") or ""
+        if not self.bucket:
+            raise DestinationError(f"destination {spec.name}: no bucket configured")
+        prefix = (config.get("prefix") or "").lstrip("/")
+        self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        self.storage_class = config.get("storage_class") or "STANDARD"
+        if self.storage_class not in STORAGE_CLASSES:
+            raise DestinationError(
+                f"destination {spec.name}: unknown storage class {self.storage_class}"
+            )
+        self.part_size = int(config.get("part_size") or DEFAULT_PART_SIZE)
+        self.secret_values = [v for v in spec.secrets.values() if v]
+        self.spec = spec
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = _client(self.spec)
+        return self._client
+
+    def errors(self, doing: str) -> _Errors:
+        return _Errors(self, doing)
+
+    def location(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def _key(self, location: str) -> str:
+        base = f"s3://{self.bucket}/"
+        if location.startswith(base):
+            return location[len(base) :]
+        if location.startswith("s3://"):
+            raise DestinationError(f"{location} is not in bucket {self.bucket}")
+        return location
+
+    def probe(self) -> None:
+        key = f"{self.prefix}.dr-portal-probe-{secrets.token_hex(6)}"
+        payload = secrets.token_bytes(64)
+        with self.errors(f"probe of s3://{self.bucket}/{self.prefix}"):
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=payload)
+            try:
+                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            finally:
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+        if body != payload:
+            raise DestinationError(
+                f"S3 destination {self.name}: the probe object read back differently"
+            )
+
+    def open_write(self, artifact_key: str) -> S3Writer:
+        return S3Writer(self, artifact_key)
+
+    def open_read(self, location: str) -> BinaryIO:
+        with self.errors(f"reading {location}"):
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(location))["Body"]
+
+    def delete(self, location: str) -> None:
+        key = self._key(location)
+        with self.errors(f"deleting {location}"):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+            self.client.delete_object(Bucket=self.bucket, Key=key + MANIFEST_SUFFIX)
+
+    def exists(self, location: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(location))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise DestinationError(
+                f"S3 destination {self.name}: checking {location} failed: "
+                + redact(str(exc), self.secret_values)
+            ) from None
+
+    def iter_manifests(self) -> Iterator[tuple[str, dict]]:
+        with self.errors(f"listing s3://{self.bucket}/{self.prefix}"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix
+            )
+            keys = [
+                item["Key"]
+                for page in pages
+                for item in page.get("Contents", [])
+                if item["Key"].endswith(MANIFEST_SUFFIX)
+            ]
+        for key in sorted(keys):
+            with self.errors(f"reading {key}"):
+                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            try:
+                yield self.location(key), json.loads(body)
+            except ValueError:
+                continue

@@ -1,0 +1,21 @@
+"""Errors the engine raises; their messages are meant for operators and never hold secrets."""
+
+
+class EngineError(Exception):
+    """Base class for every engine error."""
+
+
+class SourceError(EngineError):
+    """The source could not be read completely (dump failed, file missing, database gone)."""
+
+
+class DestinationError(EngineError):
+    """A destination could not be reached, written, read or cleaned up."""
+
+
+class ArtifactError(EngineError):
+    """A stored artifact failed verification or cannot be decoded; the message names the cause."""
+
+
+class Cancelled(EngineError):
+    """The caller set the cancel event."""

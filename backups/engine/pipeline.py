@@ -1,0 +1,354 @@
+"""run_backup: source -> compressor -> chunked AES-GCM -> SHA-256 -> every destination at once.
+
+Threads overlap the work: a reader thread drains the source (pg_dump keeps running while we
+compress), the calling thread compresses, encrypts and hashes (zstandard, AESGCM and hashlib
+release the GIL on large buffers), and one writer thread per destination stores. All queues
+are bounded, so memory stays bounded whatever the size; a slow destination slows the run,
+a failing one is dropped while the others continue.
+"""
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from dr_portal.lib.redact import redact
+
+from .compress import default_level, make_compressor
+from .crypto import ChunkEncryptor, build_header
+from .destinations import check_artifact_key, open_destination
+from .errors import Cancelled, DestinationError, SourceError
+from .manifest import build_manifest
+from .sources import open_source
+from .specs import BackupOptions, BackupResult, CopyResult, DestinationSpec, SourceSpec
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 1024 * 1024
+RAW_QUEUE = 8  # blocks of READ_SIZE waiting for the compressor
+COPY_QUEUE = 16  # stored chunks waiting for each destination
+POLL = 0.2  # seconds between cancel checks while waiting
+PROGRESS_EVERY = 0.5
+UNENCRYPTED_BATCH = 1024 * 1024
+
+_EOF = object()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Copy:
+    """One destination's writer thread and its bounded queue."""
+
+    def __init__(self, spec: DestinationSpec, writer):
+        self.spec = spec
+        self.writer = writer
+        self.queue: queue.Queue = queue.Queue(maxsize=COPY_QUEUE)
+        self.error = ""
+        self.bytes = 0
+        self.location = ""
+        self.manifest_location = ""
+        self.thread = threading.Thread(target=self._run, name=f"dest-{spec.name}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is _EOF:
+                return
+            if self.error:
+                continue  # keep draining so the producer never blocks on a dead copy
+            try:
+                self.writer.write(item)
+                self.bytes += len(item)
+            except Exception as exc:  # noqa: BLE001 - any failure ends this copy only
+                self.fail(exc)
+
+    def fail(self, exc: BaseException | str) -> None:
+        if not self.error:
+            text = (
+                str(exc)
+                if isinstance(exc, DestinationError | str)
+                else f"{type(exc).__name__}: {exc}"
+            )
+            self.error = redact(text, list(self.spec.secrets.values()))
+        try:
+            self.writer.abort()
+        except Exception:  # noqa: BLE001
+            log.exception("aborting copy to %s failed", self.spec.name)
+
+    def put(self, item, cancel: threading.Event | None) -> None:
+        while not self.error:
+            try:
+                self.queue.put(item, timeout=POLL)
+                return
+            except queue.Full:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("cancelled") from None
+
+    def close(self) -> None:
+        """Send end-of-stream and wait for the writer thread to drain its queue."""
+        while self.thread.is_alive():
+            try:
+                self.queue.put(_EOF, timeout=POLL)
+                break
+            except queue.Full:
+                continue
+        self.thread.join()
+
+    def result(self) -> CopyResult:
+        return CopyResult(
+            destination=self.spec.name,
+            ok=not self.error and bool(self.manifest_location),
+            location=self.location if not self.error else "",
+            manifest_location=self.manifest_location if not self.error else "",
+            bytes_stored=self.bytes,
+            error=self.error,
+            storage_class=getattr(self.writer, "storage_class", "") or "",
+        )
+
+
+class _Reader:
+    """Drains the source into a bounded queue from its own thread."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.queue: queue.Queue = queue.Queue(maxsize=RAW_QUEUE)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="source-reader", daemon=True)
+        self.thread.start()
+
+    def _put(self, item) -> None:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=POLL)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                block = self.stream.read(READ_SIZE)
+                self._put(block)
+                if not block:
+                    return
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer
+            self._put(exc)
+
+    def get(self, cancel: threading.Event | None):
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled")
+            try:
+                return self.queue.get(timeout=POLL)
+            except queue.Empty:
+                continue
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
+def _validate(options: BackupOptions, destinations: list[DestinationSpec]) -> str:
+    try:
+        check_artifact_key(options.artifact_key)
+        default_level(options.compression, options.level)
+    except ValueError as exc:
+        return str(exc)
+    if options.encrypt and not options.master_keys:
+        return "encryption is on but no master key was given (DR_ENCRYPTION_KEYS is empty)"
+    if not destinations:
+        return "no destination configured"
+    return ""
+
+
+def run_backup(
+    source: SourceSpec,
+    destinations: list[DestinationSpec],
+    options: BackupOptions,
+    progress: Callable[[str, int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> BackupResult:
+    """Back up one source to every destination; never raises for source/destination faults."""
+    result = BackupResult(status="failed", started=_now())
+    problem = _validate(options, destinations)
+    if problem:
+        result.error, result.finished = problem, _now()
+        return result
+
+    last_report = 0.0
+
+    def report(phase: str, force: bool = False) -> None:
+        nonlocal last_report
+        if progress is None:
+            return
+        moment = time.monotonic()
+        if force or moment - last_report >= PROGRESS_EVERY:
+            last_report = moment
+            try:
+                progress(phase, result.bytes_read, result.bytes_stored)
+            except Exception:  # noqa: BLE001 - a progress hook must not fail the backup
+                log.exception("progress callback failed")
+
+    level = default_level(options.compression, options.level)
+    master = options.master_keys[0] if options.encrypt else None
+    header = build_header(options.compression, master)
+    copies: list[_Copy] = []
+    failed_early: list[CopyResult] = []
+    stream = reader = None
+    try:
+        report("opening destinations", force=True)
+        for spec in destinations:
+            try:
+                copies.append(_Copy(spec, open_destination(spec).open_write(options.artifact_key)))
+            except Exception as exc:  # noqa: BLE001 - this destination only
+                message = (
+                    str(exc)
+                    if isinstance(exc, DestinationError)
+                    else f"{type(exc).__name__}: {exc}"
+                )
+                failed_early.append(
+                    CopyResult(spec.name, False, error=redact(message, list(spec.secrets.values())))
+                )
+        if not copies:
+            raise DestinationError("no destination could be opened")
+
+        report("snapshot", force=True)
+        stream = open_source(source, options.scratch_dir)
+        result.data_taken_at = stream.data_taken_at
+        reader = _Reader(stream)
+        sha = hashlib.sha256()
+        compressor = make_compressor(options.compression, level)
+        encryptor = ChunkEncryptor(header) if master is not None else None
+        pending = bytearray()  # batches small compressor output when not encrypting
+
+        def store(chunk: bytes) -> None:
+            sha.update(chunk)
+            result.bytes_stored += len(chunk)
+            live = [c for c in copies if not c.error]
+            if not live:
+                raise DestinationError("every destination failed")
+            for copy in live:
+                copy.put(chunk, cancel)
+
+        def emit(data: bytes, final: bool = False) -> None:
+            if encryptor is not None:
+                for chunk in encryptor.update(data):
+                    store(chunk)
+                if final:
+                    store(encryptor.finish())
+                return
+            pending.extend(data)
+            if len(pending) >= UNENCRYPTED_BATCH or (final and pending):
+                store(bytes(pending))
+                pending.clear()
+
+        store(header.raw)
+        while True:
+            block = reader.get(cancel)
+            if isinstance(block, Exception):
+                raise SourceError(f"reading the source failed: {block}")
+            if not block:
+                break
+            result.bytes_read += len(block)
+            out = compressor.compress(block)
+            if out:
+                emit(out)
+            report("streaming")
+        # The source must have completed (pg_dump exit 0) before any copy is committed.
+        stream.finish()
+        emit(compressor.flush(), final=True)
+        result.sha256 = sha.hexdigest()
+
+        report("committing", force=True)
+        for copy in copies:
+            copy.close()
+        for copy in copies:
+            if copy.error:
+                continue
+            try:
+                copy.location = copy.writer.commit()
+            except Exception as exc:  # noqa: BLE001
+                copy.fail(exc)
+        result.finished = _now()
+        result.manifest = build_manifest(
+            extra=options.manifest_extra,
+            source_kind=source.kind,
+            artifact_key=options.artifact_key,
+            compression=options.compression,
+            level=level,
+            key_id=header.key_id,
+            bytes_read=result.bytes_read,
+            bytes_stored=result.bytes_stored,
+            sha256=result.sha256,
+            started=result.started,
+            finished=result.finished,
+            data_taken_at=result.data_taken_at,
+        )
+        report("writing manifests", force=True)
+        for copy in copies:
+            if copy.error:
+                continue
+            try:
+                copy.manifest_location = copy.writer.write_manifest(
+                    dict(
+                        result.manifest,
+                        destination=copy.spec.name,
+                        location=copy.location,
+                        storage_class=getattr(copy.writer, "storage_class", "") or "",
+                    )
+                )
+            except Exception as exc:  # noqa: BLE001 - the artifact without manifest is removed
+                copy.fail(exc)
+    except Cancelled:
+        result.cancelled = True
+        result.error = "cancelled by request; no copy was kept"
+    except SourceError as exc:
+        result.error = redact(str(exc), [source.password])
+    except DestinationError as exc:
+        details = [f"{c.destination}: {c.error}" for c in failed_early]
+        details += [f"{c.spec.name}: {c.error}" for c in copies if c.error]
+        result.error = f"{exc}: {'; '.join(details)}" if details else str(exc)
+    except Exception as exc:  # noqa: BLE001 - recorded on the run, not swallowed
+        log.exception("backup failed unexpectedly")
+        result.error = redact(f"{type(exc).__name__}: {exc}", [source.password])
+    finally:
+        if reader is not None:
+            reader.stop.set()
+        if stream is not None:
+            stream.close()  # kills pg_dump's process group, removes temp files
+        if reader is not None:
+            reader.close()
+        for copy in copies:
+            discard = bool(result.error) and not copy.error
+            if discard:
+                copy.error = "not kept: " + result.error  # the writer thread now discards
+            copy.close()
+            if discard:
+                copy.fail(copy.error)  # error already set: only aborts the writer
+
+    copy_results = failed_early + [c.result() for c in copies]
+    # keep the destinations in the caller's order
+    order = {spec.name: i for i, spec in enumerate(destinations)}
+    result.copies = sorted(copy_results, key=lambda c: order.get(c.destination, 0))
+    result.finished = result.finished or _now()
+    good = [c for c in result.copies if c.ok]
+    if result.error and not good:
+        result.status = "failed"
+    elif len(good) == len(result.copies):
+        result.status = "succeeded"
+    elif good:
+        result.status = "partial"
+        result.error = "; ".join(f"{c.destination}: {c.error}" for c in result.copies if not c.ok)
+    else:
+        result.status = "failed"
+        result.error = "every destination failed: " + "; ".join(
+            f"{c.destination}: {c.error}" for c in result.copies
+        )
+    report("done", force=True)
+    return result

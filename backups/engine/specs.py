@@ -1,0 +1,63 @@
+"""The plain data the engine takes and returns (no Django: tasks build these from models)."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+COMPRESSIONS = ("zstd", "gzip", "none")
+SOURCE_KINDS = ("postgresql", "sqlite", "files")
+DESTINATION_KINDS = ("local", "s3")
+STORAGE_CLASSES = ("STANDARD", "STANDARD_IA", "GLACIER", "DEEP_ARCHIVE")
+
+
+@dataclass
+class SourceSpec:
+    kind: str
+    config: dict[str, Any]
+    password: str = field(default="", repr=False)
+
+
+@dataclass
+class DestinationSpec:
+    name: str
+    kind: str
+    config: dict[str, Any]
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class BackupOptions:
+    artifact_key: str
+    compression: str = "zstd"
+    level: int | None = None
+    encrypt: bool = True
+    master_keys: list = field(default_factory=list, repr=False)
+    manifest_extra: dict[str, Any] = field(default_factory=dict)
+    # Where the SQLite online backup writes its consistent copy (system temp dir if None).
+    scratch_dir: str | None = None
+
+
+@dataclass
+class CopyResult:
+    destination: str
+    ok: bool
+    location: str = ""
+    manifest_location: str = ""
+    bytes_stored: int = 0
+    error: str = ""
+    storage_class: str = ""
+
+
+@dataclass
+class BackupResult:
+    status: str  # "succeeded" | "partial" | "failed"
+    bytes_read: int = 0
+    bytes_stored: int = 0
+    sha256: str = ""
+    started: datetime | None = None
+    finished: datetime | None = None
+    data_taken_at: datetime | None = None
+    copies: list[CopyResult] = field(default_factory=list)
+    manifest: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    cancelled: bool = False  # status is "failed" and the cancel event caused it
