@@ -32,7 +32,9 @@ def check_production(app_configs, **kwargs):
         return messages
     if not settings.DR_METRICS_TOKEN:
         messages.append(
-            Warning("DR_METRICS_TOKEN is not set: /metrics answers 403 to everyone.",
-                    id="dr_portal.W002")
+            Warning(
+                "DR_METRICS_TOKEN is not set: /metrics answers 403 to everyone.",
+                id="dr_portal.W002",
+            )
         )
     return messages

@@ -91,6 +91,7 @@ class RunBase(models.Model):
         self.on_finished()
         try:  # incidents linked to this run get a timeline entry; never breaks the run
             from incidents.links import note_run_transition
+
             note_run_transition(self)
         except Exception:
             pass
@@ -157,8 +158,11 @@ class RunBase(models.Model):
         count = 0
         for run in lost:
             try:
-                run.finish(RunStatus.FAILED, "worker lost: no heartbeat since "
-                           f"{run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC ({run.worker})")
+                run.finish(
+                    RunStatus.FAILED,
+                    "worker lost: no heartbeat since "
+                    f"{run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC ({run.worker})",
+                )
                 count += 1
             except IllegalTransition:
                 pass  # finished meanwhile

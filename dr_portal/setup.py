@@ -9,8 +9,18 @@ PORTAL_APPS = ["backups", "recovery", "drills", "incidents", "dr_portal"]
 
 # Operators run things and write incidents; managers configure everything.
 OPERATOR_MODELS = {
-    "backuprun", "restoretest", "restore", "failoverrun", "failoverstep", "steprun",
-    "drillrun", "scenariorun", "finding", "followup", "incident", "timelineentry",
+    "backuprun",
+    "restoretest",
+    "restore",
+    "failoverrun",
+    "failoverstep",
+    "steprun",
+    "drillrun",
+    "scenariorun",
+    "finding",
+    "followup",
+    "incident",
+    "timelineentry",
 }
 
 

@@ -34,10 +34,14 @@ def dashboard(request):
 def confirm_escrow(request):
     where = request.POST.get("where", "").strip()
     if not where:
-        messages.error(request, "Say where the key is kept (for example: the ops password manager).")
+        messages.error(
+            request, "Say where the key is kept (for example: the ops password manager)."
+        )
         return redirect("dashboard")
     for key_id in unescrowed_keys():
-        entry = KeyEscrow.objects.create(key_id=key_id, confirmed_by=request.user, where=where[:200])
+        entry = KeyEscrow.objects.create(
+            key_id=key_id, confirmed_by=request.user, where=where[:200]
+        )
         audit.record("confirm_key_escrow", entry, user=request.user)
     messages.success(request, "Key escrow confirmed.")
     return redirect("dashboard")
@@ -54,7 +58,9 @@ def health_live(request):
 def health_ready(request):
     checks = health.run_checks()
     ok = all(c["ok"] for c in checks.values())
-    return JsonResponse({"status": "ok" if ok else "fail", "checks": checks}, status=200 if ok else 503)
+    return JsonResponse(
+        {"status": "ok" if ok else "fail", "checks": checks}, status=200 if ok else 503
+    )
 
 
 def settings_summary():

@@ -22,7 +22,7 @@ class AuditContext:
     address: str = ""
 
 
-_current = contextvars.ContextVar("dr_audit_context", default=AuditContext())
+_current = contextvars.ContextVar("dr_audit_context", default=AuditContext())  # noqa: B039 (frozen)
 
 
 def current() -> AuditContext:

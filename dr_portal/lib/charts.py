@@ -60,16 +60,23 @@ def line_chart(
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg" font-size="11">'
     ]
     if title:
-        parts.append(f'<text x="{pad_l}" y="14" font-size="12" font-weight="600">{escape(title)}</text>')
+        parts.append(
+            f'<text x="{pad_l}" y="14" font-size="12" font-weight="600">{escape(title)}</text>'
+        )
     for frac in (0, 0.5, 1):
         value = y_min + frac * (y_max - y_min)
         y = sy(value)
-        parts.append(f'<line x1="{pad_l}" x2="{width - pad_r}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e6ee"/>')
+        parts.append(
+            f'<line x1="{pad_l}" x2="{width - pad_r}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e6ee"/>'
+        )
         parts.append(
             f'<text x="{pad_l - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#667">'
             f"{escape(y_format(value))}</text>"
         )
-    first, last = min(points, key=lambda p: _x_value(p[0])), max(points, key=lambda p: _x_value(p[0]))
+    first, last = (
+        min(points, key=lambda p: _x_value(p[0])),
+        max(points, key=lambda p: _x_value(p[0])),
+    )
     for x, anchor in ((first[0], "start"), (last[0], "end")):
         parts.append(
             f'<text x="{sx(x):.1f}" y="{height - 8}" text-anchor="{anchor}" fill="#667">'
@@ -88,7 +95,9 @@ def line_chart(
         pts = sorted((p for p in pts if p[1] is not None), key=lambda p: _x_value(p[0]))
         if len(pts) > 1:
             path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
-            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')
+            parts.append(
+                f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>'
+            )
         for x, y in pts:
             dot = BAD if target is not None and y > target else colour
             parts.append(

@@ -57,7 +57,7 @@ def create_tool_hub(path: Path, executions: int = 2000, seed: int = 7) -> Path:
     with connect(path) as conn:
         conn.executescript(SCHEMA)
         now = _now()
-        for name, description, cron in WORKFLOWS:
+        for name, description, _cron in WORKFLOWS:
             definition = json.dumps({"steps": [{"tool": "shell", "run": f"{name}.sh"}]})
             conn.execute(
                 "INSERT OR IGNORE INTO workflows (name, description, definition, created_at, updated_at)"
@@ -66,7 +66,9 @@ def create_tool_hub(path: Path, executions: int = 2000, seed: int = 7) -> Path:
             )
         ids = [r[0] for r in conn.execute("SELECT id FROM workflows ORDER BY id")]
         for wid, (_, _, cron) in zip(ids, WORKFLOWS, strict=True):
-            exists = conn.execute("SELECT 1 FROM schedules WHERE workflow_id = ?", (wid,)).fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM schedules WHERE workflow_id = ?", (wid,)
+            ).fetchone()
             if not exists:
                 conn.execute(
                     "INSERT INTO schedules (workflow_id, cron, next_run_at) VALUES (?, ?, ?)",
@@ -83,11 +85,16 @@ def create_tool_hub(path: Path, executions: int = 2000, seed: int = 7) -> Path:
             started = now - timedelta(minutes=(executions - i) * 7)
             duration = rng.randint(200, 90_000)
             status = rng.choices(["succeeded", "failed"], weights=[95, 5])[0]
-            rows.append((
-                rng.choice(ids), status, started.isoformat(),
-                (started + timedelta(milliseconds=duration)).isoformat(), duration,
-                f"{status}: processed {rng.randint(1, 5000)} items",
-            ))
+            rows.append(
+                (
+                    rng.choice(ids),
+                    status,
+                    started.isoformat(),
+                    (started + timedelta(milliseconds=duration)).isoformat(),
+                    duration,
+                    f"{status}: processed {rng.randint(1, 5000)} items",
+                )
+            )
         conn.executemany(
             "INSERT INTO executions (workflow_id, status, started_at, finished_at, duration_ms, output)"
             " VALUES (?, ?, ?, ?, ?, ?)",
@@ -104,7 +111,12 @@ def add_execution(conn: sqlite3.Connection, rng: random.Random | None = None):
     conn.execute(
         "INSERT INTO executions (workflow_id, status, started_at, finished_at, duration_ms, output)"
         " VALUES (?, 'succeeded', ?, ?, ?, 'ok')",
-        (rng.choice(ids), now.isoformat(), (now + timedelta(milliseconds=duration)).isoformat(), duration),
+        (
+            rng.choice(ids),
+            now.isoformat(),
+            (now + timedelta(milliseconds=duration)).isoformat(),
+            duration,
+        ),
     )
     conn.commit()
 

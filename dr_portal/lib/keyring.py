@@ -26,9 +26,9 @@ class MasterKey:
     material: bytes
 
     def derive(self, purpose: str) -> bytes:
-        return HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()
-        ).derive(self.material)
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(
+            self.material
+        )
 
 
 def key_id_for(material: bytes) -> str:
@@ -73,6 +73,7 @@ def by_id(key_id: str, keys: list[MasterKey] | None = None) -> MasterKey:
 
 
 # --- Secrets stored in the portal's database --------------------------------
+
 
 def _fernet(keys: list[MasterKey]) -> MultiFernet:
     return MultiFernet(

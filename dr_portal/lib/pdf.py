@@ -58,7 +58,9 @@ def url_fetcher(url: str, timeout=10, ssl_context=None, **kwargs):
     return {"string": data, "mime_type": mime or "application/octet-stream", "filename": path}
 
 
-def render_pdf(template_name: str, context: dict, request=None, base_url: str | None = None) -> bytes:
+def render_pdf(
+    template_name: str, context: dict, request=None, base_url: str | None = None
+) -> bytes:
     """The template rendered to HTML (autoescaped) and then to PDF bytes."""
     from weasyprint import HTML
 

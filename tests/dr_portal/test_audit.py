@@ -13,10 +13,16 @@ def test_admin_create_update_delete_are_audited_with_actor_and_address(superuser
     )
     assert response.status_code == 302
     group = Group.objects.get(name="auditors")
-    superuser_client.post(f"/admin/auth/group/{group.pk}/change/", {"name": "auditors-2"}, REMOTE_ADDR="10.1.2.3")
-    superuser_client.post(f"/admin/auth/group/{group.pk}/delete/", {"post": "yes"}, REMOTE_ADDR="10.1.2.3")
+    superuser_client.post(
+        f"/admin/auth/group/{group.pk}/change/", {"name": "auditors-2"}, REMOTE_ADDR="10.1.2.3"
+    )
+    superuser_client.post(
+        f"/admin/auth/group/{group.pk}/delete/", {"post": "yes"}, REMOTE_ADDR="10.1.2.3"
+    )
 
-    entries = list(AuditEntry.objects.filter(object_type="auth.group", object_id=str(group.pk)).order_by("pk"))
+    entries = list(
+        AuditEntry.objects.filter(object_type="auth.group", object_id=str(group.pk)).order_by("pk")
+    )
     assert [e.action for e in entries] == ["create", "update", "delete"]
     assert {e.actor_id for e in entries} == {superuser.pk}
     assert {e.source for e in entries} == {"admin"}
@@ -35,9 +41,16 @@ def test_audit_log_is_read_only_in_admin(superuser_client, db):
     Group.objects.create(name="x")
     entry = AuditEntry.objects.first()
     assert superuser_client.get("/admin/dr_portal/auditentry/").status_code == 200
-    assert superuser_client.get("/admin/dr_portal/auditentry/?source__exact=system").status_code == 200
+    assert (
+        superuser_client.get("/admin/dr_portal/auditentry/?source__exact=system").status_code == 200
+    )
     assert superuser_client.get("/admin/dr_portal/auditentry/add/").status_code == 403
-    assert superuser_client.post(f"/admin/dr_portal/auditentry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert (
+        superuser_client.post(
+            f"/admin/dr_portal/auditentry/{entry.pk}/delete/", {"post": "yes"}
+        ).status_code
+        == 403
+    )
     assert AuditEntry.objects.filter(pk=entry.pk).exists()
 
 

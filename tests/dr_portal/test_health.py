@@ -50,5 +50,7 @@ def test_ready_follows_a_real_worker_starting_and_stopping(client, monkeypatch):
         status, body = ready(client)
         assert body["checks"]["workers"]["ok"] is True
         stop(proc)
-        wait_for(lambda: ready(client)[0] == 503, timeout=30, message="503 after the worker stopped")
+        wait_for(
+            lambda: ready(client)[0] == 503, timeout=30, message="503 after the worker stopped"
+        )
     assert "no worker seen" in ready(client)[1]["checks"]["workers"]["detail"]

@@ -41,9 +41,13 @@ def test_every_route_requires_login_except_health(client):
             continue
         for method in ("get", "post"):
             response = getattr(client, method)(path)
-            assert response.status_code in (302, 403), f"{method.upper()} {path} -> {response.status_code}"
+            assert response.status_code in (302, 403), (
+                f"{method.upper()} {path} -> {response.status_code}"
+            )
             if response.status_code == 302:
-                assert "login" in response["Location"], f"{path} redirects to {response['Location']}"
+                assert "login" in response["Location"], (
+                    f"{path} redirects to {response['Location']}"
+                )
             checked += 1
     assert checked > 40
 

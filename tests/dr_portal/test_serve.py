@@ -32,7 +32,9 @@ def alive(pid):
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout
+    state = subprocess.run(
+        ["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True
+    ).stdout
     return bool(state.strip()) and not state.startswith("Z")
 
 
@@ -45,12 +47,20 @@ def test_serve_runs_web_and_worker_and_stops_both_on_ctrl_c(tmp_path):
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}", "--web-workers", "1"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
+
         def live():
             try:
-                return urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=2).status == 200
+                return (
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=2).status
+                    == 200
+                )
             except OSError:
                 return False
 
@@ -65,7 +75,9 @@ def test_serve_runs_web_and_worker_and_stops_both_on_ctrl_c(tmp_path):
         assert proc.returncode == 0, output
         assert "stopped" in output
         assert time.monotonic() - started < 45
-        wait_for(lambda: not any(alive(pid) for pid in children), timeout=10, message="children gone")
+        wait_for(
+            lambda: not any(alive(pid) for pid in children), timeout=10, message="children gone"
+        )
     finally:
         if proc.poll() is None:
             proc.kill()

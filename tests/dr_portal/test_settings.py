@@ -19,7 +19,9 @@ PRODUCTION_ENV = {
 
 
 def run_python(code, env_overrides, var_dir):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DR_", "DJANGO_", "DATABASE_URL"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DR_", "DJANGO_", "DATABASE_URL"))
+    }
     env.update({"DR_VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "dr_portal.settings"})
     env.update(env_overrides)
     return subprocess.run(
@@ -46,15 +48,27 @@ def test_embedded_start_warns_to_escrow_the_generated_key(tmp_path):
     result = subprocess.run(
         [sys.executable, "manage.py", "check"],
         cwd=ROOT,
-        env={**{k: v for k, v in os.environ.items() if not k.startswith("DR_")}, "DR_VAR_DIR": str(tmp_path),
-             "DR_ENV": "embedded"},
-        capture_output=True, text=True, timeout=60,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("DR_")},
+            "DR_VAR_DIR": str(tmp_path),
+            "DR_ENV": "embedded",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert "Escrow it away from the backups" in result.stderr
 
 
 def test_environment_values_are_used(tmp_path):
-    result = run_python(SHOW, {"DJANGO_SECRET_KEY": "fromenv-xyz", "DR_ENCRYPTION_KEYS": PRODUCTION_ENV["DR_ENCRYPTION_KEYS"]}, tmp_path)
+    result = run_python(
+        SHOW,
+        {
+            "DJANGO_SECRET_KEY": "fromenv-xyz",
+            "DR_ENCRYPTION_KEYS": PRODUCTION_ENV["DR_ENCRYPTION_KEYS"],
+        },
+        tmp_path,
+    )
     assert result.stdout.split() == ["fromen", "a2FrYW"]
     assert not (tmp_path / "django_secret_key").exists()
 
@@ -78,7 +92,11 @@ def test_production_check_deploy_passes(tmp_path):
     env.update(PRODUCTION_ENV, DR_VAR_DIR=str(tmp_path))
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
@@ -88,7 +106,12 @@ def test_malformed_key_ring_is_a_named_check_error(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DR_", "DJANGO_"))}
     env.update(DR_VAR_DIR=str(tmp_path), DR_ENCRYPTION_KEYS="not-a-key")
     result = subprocess.run(
-        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     assert "DR_ENCRYPTION_KEYS entry 1 is not 32 bytes" in result.stderr

@@ -8,7 +8,9 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Create the admin superuser if missing (password from DR_ADMIN_PASSWORD, else generated)."
+    help = (
+        "Create the admin superuser if missing (password from DR_ADMIN_PASSWORD, else generated)."
+    )
 
     def handle(self, *args, **options):
         User = get_user_model()

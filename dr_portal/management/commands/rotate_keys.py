@@ -58,5 +58,9 @@ class Command(BaseCommand):
                         rotated += len(updates)
         verb = "would re-encrypt" if dry_run else "re-encrypted"
         if not dry_run:
-            audit.record("rotate_keys", detail=f"{rotated} secrets re-encrypted with {ring[0].key_id}")
-        self.stdout.write(f"{verb} {rotated} secrets with key {ring[0].key_id}; {current} already current")
+            audit.record(
+                "rotate_keys", detail=f"{rotated} secrets re-encrypted with {ring[0].key_id}"
+            )
+        self.stdout.write(
+            f"{verb} {rotated} secrets with key {ring[0].key_id}; {current} already current"
+        )

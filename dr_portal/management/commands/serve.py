@@ -29,8 +29,20 @@ class Command(BaseCommand):
         python = sys.executable
         manage = str(settings.BASE_DIR / "manage.py")
         commands = {
-            "web": [python, "-m", "gunicorn", "dr_portal.wsgi:application", "--bind", bind,
-                    "--workers", str(web_workers), "--access-logfile", "-", "--timeout", "60"],
+            "web": [
+                python,
+                "-m",
+                "gunicorn",
+                "dr_portal.wsgi:application",
+                "--bind",
+                bind,
+                "--workers",
+                str(web_workers),
+                "--access-logfile",
+                "-",
+                "--timeout",
+                "60",
+            ],
             "worker": [python, manage, "qcluster"],
         }
         demo_db = settings.DR_DEMO_DIR / "tool_hub.db"
