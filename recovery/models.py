@@ -1,1 +1,252 @@
-"""Models of the recovery app."""
+"""Recovery targets, restore tests and restores: the evidence that backups come back."""
+
+from datetime import timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from dr_portal.fields import EncryptedTextField
+from dr_portal.runs import RunBase, RunStatus
+
+
+class FailureType(models.TextChoices):
+    SINGLE_NODE = "single_node", "Single node failure"
+    DATA_CORRUPTION = "data_corruption", "Data corruption"
+    DATABASE_FAILURE = "database_failure", "Database failure"
+    NETWORK_OUTAGE = "network_outage", "Network outage"
+    REGION_FAILURE = "region_failure", "Region failure"
+    COMPLETE_LOSS = "complete_loss", "Complete loss"
+
+
+# A restore from backup answers a database failure or data corruption; its RTO forecast is
+# held against the stricter of this type's target and the SLA's RTO.
+RESTORE_FAILURE_TYPE = FailureType.DATABASE_FAILURE
+
+
+class RTOTarget(models.Model):
+    """How long recovery from one failure type may take."""
+
+    failure_type = models.CharField(max_length=20, choices=FailureType.choices, unique=True)
+    target = models.DurationField()
+    notes = models.CharField(max_length=300, blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["target"]
+        verbose_name = "RTO target"
+
+    def __str__(self):
+        return f"RTO {self.get_failure_type_display()}"
+
+
+class RPOTarget(models.Model):
+    """How much data (as time) one data class may lose."""
+
+    data_class = models.CharField(max_length=12, unique=True)
+    target = models.DurationField()
+    notes = models.CharField(max_length=300, blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["target"]
+        verbose_name = "RPO target"
+
+    def __str__(self):
+        return f"RPO {self.data_class_label}"
+
+    @property
+    def data_class_label(self) -> str:
+        from backups.models import DataClass
+
+        return dict(DataClass.choices).get(self.data_class, self.data_class)
+
+
+class ServiceLevel(models.Model):
+    """The committed SLA: availability, and the RTO/RPO promised for any failure (one row)."""
+
+    availability_percent = models.DecimalField(max_digits=6, decimal_places=3, default=99.5)
+    rto = models.DurationField(default=timedelta(hours=1))
+    rpo = models.DurationField(default=timedelta(hours=1))
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "service level"
+
+    def __str__(self):
+        return f"SLA {self.availability_percent}% availability"
+
+    @classmethod
+    def current(cls) -> "ServiceLevel":
+        return cls.objects.order_by("pk").first() or cls(pk=None)
+
+    @property
+    def allowed_downtime_per_month(self) -> timedelta:
+        return timedelta(days=30.4375) * float(100 - self.availability_percent) / 100
+
+    def clean(self):
+        if not 0 < self.availability_percent <= 100:
+            raise ValidationError({"availability_percent": "Give a percentage above 0, up to 100."})
+
+
+class Trigger(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    AFTER_BACKUP = "after_backup", "After a backup"
+    MANUAL = "manual", "Manual (portal)"
+    COMMAND = "command", "Command line"
+
+
+class DataBasis(models.TextChoices):
+    HEARTBEAT = "heartbeat", "Heartbeat read from the restored data"
+    BACKUP = "backup", "Backup's data timestamp"
+
+
+class RestoreTest(RunBase):
+    """One proof that a backup restores: fetched, verified, restored into scratch, checked."""
+
+    source = models.ForeignKey(
+        "backups.Source", on_delete=models.CASCADE, related_name="restore_tests"
+    )
+    backup_run = models.ForeignKey(
+        "backups.BackupRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="restore_tests",
+        help_text="Empty when queued: the newest good backup of the source is taken at start.",
+    )
+    trigger = models.CharField(max_length=14, choices=Trigger.choices, default=Trigger.MANUAL)
+    copy_used = models.CharField(max_length=300, blank=True)
+    needs_retrieval = models.BooleanField(
+        default=False, help_text="Only archive-class copies exist: they must be retrieved first."
+    )
+    phases = models.JSONField(default=list, blank=True)
+    checks = models.JSONField(default=list, blank=True)
+    integrity = models.CharField(max_length=300, blank=True)
+    rto = models.DurationField(null=True, blank=True, help_text="Whole wall time of the test.")
+    data_at = models.DateTimeField(null=True, blank=True)
+    data_basis = models.CharField(max_length=10, choices=DataBasis.choices, blank=True)
+    data_age = models.DurationField(null=True, blank=True, help_text="RPO at the test's start.")
+    bytes_fetched = models.BigIntegerField(default=0)
+    bytes_restored = models.BigIntegerField(default=0)
+    throughput_bps = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-queued", "-pk"]
+        indexes = [
+            # Source page history and readiness: newest tests of a source.
+            models.Index(fields=["source", "-queued"], name="restoretest_source_idx"),
+            # Retention protection and verified RPO: passed tests per backup run.
+            models.Index(fields=["backup_run", "status"], name="restoretest_run_idx"),
+            # The reaper: running tests whose heartbeat is old.
+            models.Index(fields=["status", "heartbeat_at"], name="restoretest_reap_idx"),
+        ]
+
+    def __str__(self):
+        return f"restore test #{self.pk} of {self.source}"
+
+    def get_absolute_url(self):
+        return reverse("recovery:test_detail", args=[self.pk])
+
+    @property
+    def passed(self) -> bool:
+        return self.status == RunStatus.SUCCEEDED
+
+    def check_counts(self) -> dict:
+        counts = {"passed": 0, "failed": 0, "could_not_verify": 0}
+        for check in self.checks or []:
+            counts[check.get("outcome", "could_not_verify")] = (
+                counts.get(check.get("outcome", "could_not_verify"), 0) + 1
+            )
+        return counts
+
+    def on_finished(self):
+        from recovery import notify
+
+        notify.restore_test_finished(self)
+
+
+class TargetKind(models.TextChoices):
+    DATABASE = "database", "PostgreSQL database"
+    FILE = "file", "SQLite file"
+    DIRECTORY = "directory", "Directory"
+
+
+class Restore(RunBase):
+    """A real restore of a backup onto a new target or onto the source itself."""
+
+    source = models.ForeignKey("backups.Source", on_delete=models.CASCADE, related_name="restores")
+    backup_run = models.ForeignKey(
+        "backups.BackupRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="restores",
+        help_text="Empty when queued: the newest backup that passed a restore test is taken.",
+    )
+    failure_type = models.CharField(max_length=20, choices=FailureType.choices)
+    declared_at = models.DateTimeField(
+        default=timezone.now, help_text="When the failure was declared: the RTO clock starts here."
+    )
+    target_kind = models.CharField(max_length=10, choices=TargetKind.choices)
+    target = models.CharField(
+        max_length=1024, help_text="Database URL without password, or a path."
+    )
+    target_password = EncryptedTextField()
+    onto_source = models.BooleanField(default=False)
+    copy_used = models.CharField(max_length=300, blank=True)
+    kept_aside = models.CharField(max_length=1024, blank=True)
+    phases = models.JSONField(default=list, blank=True)
+    checks = models.JSONField(default=list, blank=True)
+    rto = models.DurationField(null=True, blank=True, help_text="Declared start → checks passed.")
+    rto_target = models.DurationField(null=True, blank=True)
+    data_at = models.DateTimeField(null=True, blank=True)
+    data_basis = models.CharField(max_length=10, choices=DataBasis.choices, blank=True)
+    bytes_fetched = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-queued", "-pk"]
+        indexes = [
+            # Source page: restores of a source, newest first.
+            models.Index(fields=["source", "-queued"], name="restore_source_idx"),
+            # The reaper: running restores whose heartbeat is old.
+            models.Index(fields=["status", "heartbeat_at"], name="restore_reap_idx"),
+        ]
+
+    def __str__(self):
+        return f"restore #{self.pk} of {self.source} to {self.target}"
+
+    def get_absolute_url(self):
+        return reverse("recovery:restore_detail", args=[self.pk])
+
+    @property
+    def within_target(self) -> bool | None:
+        if self.rto is None or self.rto_target is None:
+            return None
+        return self.rto <= self.rto_target
+
+    def on_finished(self):
+        from dr_portal.lib import audit
+
+        audit.record(
+            f"restore {self.status}",
+            self,
+            detail=(self.error or f"restored to {self.target}")[:1000],
+        )
+
+
+class HeartbeatState(models.Model):
+    """The last heartbeat the portal wrote into one source database."""
+
+    source = models.OneToOneField(
+        "backups.Source", on_delete=models.CASCADE, related_name="heartbeat_state"
+    )
+    last_written_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    audit = False  # written every minute by a task
+
+    def __str__(self):
+        return f"heartbeat of {self.source}"
