@@ -1,1 +1,537 @@
-"""Models of the backups app."""
+"""Sources, destinations, jobs and the runs and copies they produce."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.timezone import now as _now
+
+from backups import validators
+from dr_portal.fields import EncryptedTextField
+from dr_portal.runs import ACTIVE, DONE, RunBase, RunStatus
+
+
+class DataClass(models.TextChoices):
+    CRITICAL = "critical", "Critical"
+    IMPORTANT = "important", "Important"
+    NON_CRITICAL = "non_critical", "Non-critical"
+
+
+# Recovery point objectives per data class, from the seed document (the recovery app may refine).
+RPO_TARGET = {
+    DataClass.CRITICAL: timedelta(hours=1),
+    DataClass.IMPORTANT: timedelta(hours=24),
+    DataClass.NON_CRITICAL: timedelta(days=7),
+}
+
+
+class StorageClass(models.TextChoices):
+    STANDARD = "STANDARD", "Standard"
+    STANDARD_IA = "STANDARD_IA", "Standard – infrequent access"
+    GLACIER = "GLACIER", "Glacier flexible retrieval"
+    DEEP_ARCHIVE = "DEEP_ARCHIVE", "Glacier deep archive"
+
+
+# S3 bills an archived object for at least this long, deleted or not.
+MINIMUM_STORAGE = {
+    StorageClass.STANDARD_IA: timedelta(days=30),
+    StorageClass.GLACIER: timedelta(days=90),
+    StorageClass.DEEP_ARCHIVE: timedelta(days=180),
+}
+# Objects in these classes must be restored (hours) before they can be read.
+ARCHIVE_CLASSES = {StorageClass.GLACIER, StorageClass.DEEP_ARCHIVE}
+
+
+class ChangeStampMixin:
+    """Stamps `config_changed_at` when any of CONFIG_FIELDS changes (recovery invalidates evidence)."""
+
+    CONFIG_FIELDS: tuple[str, ...] = ()
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_config = instance._config_values()
+        return instance
+
+    def _config_values(self):
+        values = {}
+        for name in self.CONFIG_FIELDS:
+            value = self.__dict__.get(self._meta.get_field(name).attname)
+            if hasattr(value, "token"):
+                value = ("secret", value.token)
+            elif isinstance(value, str) and name == "password" and value:
+                value = ("new-secret", id(value))
+            values[name] = value
+        return values
+
+    def config_changed(self) -> bool:
+        loaded = getattr(self, "_loaded_config", None)
+        return loaded is None or loaded != self._config_values()
+
+    def save(self, *args, **kwargs):
+        if self.config_changed():
+            self.config_changed_at = timezone.now()
+            update_fields = kwargs.get("update_fields")
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "config_changed_at"}
+        super().save(*args, **kwargs)
+        self._loaded_config = self._config_values()
+
+
+class System(models.Model):
+    """A service whose data we protect, e.g. Tool Hub."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Source(ChangeStampMixin, models.Model):
+    """Something to back up: a PostgreSQL database, a SQLite file or a directory."""
+
+    class Kind(models.TextChoices):
+        POSTGRESQL = "postgresql", "PostgreSQL (pg_dump custom format)"
+        SQLITE = "sqlite", "SQLite (online backup)"
+        FILES = "files", "Files (tar of a directory)"
+
+    CONFIG_FIELDS = (
+        "kind", "host", "port", "database", "user", "password", "path", "exclude",
+        "is_portal_db", "checks",
+    )
+
+    system = models.ForeignKey(System, on_delete=models.PROTECT, related_name="sources")
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    data_class = models.CharField(
+        max_length=12, choices=DataClass.choices, default=DataClass.IMPORTANT
+    )
+    host = models.CharField(max_length=255, blank=True)
+    port = models.PositiveIntegerField(null=True, blank=True)
+    database = models.CharField(max_length=255, blank=True)
+    user = models.CharField(max_length=255, blank=True)
+    password = EncryptedTextField()
+    path = models.CharField(max_length=1024, blank=True, help_text="SQLite file or directory.")
+    exclude = models.JSONField(
+        default=list, blank=True, validators=[validators.validate_excludes],
+        help_text="Glob patterns left out of a files backup.",
+    )
+    is_portal_db = models.BooleanField(
+        default=False,
+        help_text="Back up the portal's own database, read from its settings at run time.",
+    )
+    checks = models.JSONField(
+        default=list, blank=True, validators=[validators.validate_checks],
+        help_text="Verification queries run on restored copies: [{name, sql, expect}].",
+    )
+    heartbeat_enabled = models.BooleanField(
+        default=False, help_text="Measure replication/heartbeat lag for this source."
+    )
+    restore_test_schedule = models.CharField(
+        max_length=100, default="0 3 * * 0", blank=True, validators=[validators.validate_cron],
+        help_text="Cron for automatic restore tests (blank: none).",
+    )
+    restore_test_after_backup = models.BooleanField(default=False)
+    config_changed_at = models.DateTimeField(default=timezone.now)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("backups:source_detail", args=[self.pk])
+
+    @property
+    def rpo_target(self) -> timedelta:
+        return RPO_TARGET.get(self.data_class, RPO_TARGET[DataClass.IMPORTANT])
+
+    def clean(self):
+        errors = {}
+        if self.is_portal_db:
+            pass  # connection comes from settings.DATABASES at run time
+        elif self.kind == self.Kind.POSTGRESQL:
+            for field in ("host", "database", "user"):
+                if not getattr(self, field):
+                    errors[field] = "Required for a PostgreSQL source."
+        elif self.kind in (self.Kind.SQLITE, self.Kind.FILES):
+            if not self.path:
+                errors["path"] = "Required for a SQLite or files source."
+            else:
+                from dr_portal.lib.paths import check_allowed_path
+
+                try:
+                    check_allowed_path(self.path)
+                except ValidationError as exc:
+                    errors["path"] = exc.messages
+        if self.kind != self.Kind.FILES and self.exclude:
+            errors["exclude"] = "Exclude patterns only apply to a files source."
+        if errors:
+            raise ValidationError(errors)
+
+    def portal_db_spec_config(self) -> tuple[str, dict, str]:
+        """(kind, config, password) of the portal's own database, read now from settings."""
+        db = settings.DATABASES["default"]
+        if db["ENGINE"].endswith("sqlite3"):
+            return "sqlite", {"path": str(db["NAME"])}, ""
+        if "postgresql" in db["ENGINE"]:
+            config = {
+                "host": db.get("HOST") or "localhost",
+                "port": int(db.get("PORT") or 5432),
+                "database": db["NAME"],
+                "user": db.get("USER") or "",
+            }
+            return "postgresql", config, db.get("PASSWORD") or ""
+        raise ValueError(f"the portal database engine {db['ENGINE']} cannot be backed up")
+
+    def to_spec(self):
+        """The engine's SourceSpec; reveals the password, so never log or render it."""
+        from backups.engine import SourceSpec
+
+        if self.is_portal_db:
+            kind, config, password = self.portal_db_spec_config()
+            return SourceSpec(kind, config, password)
+        if self.kind == self.Kind.POSTGRESQL:
+            config = {
+                "host": self.host,
+                "port": self.port or 5432,
+                "database": self.database,
+                "user": self.user,
+            }
+            password = self.password.reveal() if self.password else ""
+            return SourceSpec(self.kind, config, password)
+        if self.kind == self.Kind.SQLITE:
+            return SourceSpec(self.kind, {"path": self.path})
+        return SourceSpec(self.kind, {"path": self.path, "exclude": list(self.exclude or [])})
+
+    def describe(self) -> str:
+        """Where the data lives, without secrets."""
+        if self.is_portal_db:
+            kind, config, _ = self.portal_db_spec_config()
+            where = config.get("path") or f"{config['host']}:{config['port']}/{config['database']}"
+            return f"the portal's own database ({kind}: {where})"
+        if self.kind == self.Kind.POSTGRESQL:
+            return f"{self.user}@{self.host}:{self.port or 5432}/{self.database}"
+        return self.path
+
+
+class Destination(models.Model):
+    """Where artifacts are written: a local directory or an S3 bucket, with its retention rule."""
+
+    class Kind(models.TextChoices):
+        LOCAL = "local", "Local directory"
+        S3 = "s3", "S3 or S3-compatible"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    path = models.CharField(max_length=1024, blank=True)
+    bucket = models.CharField(max_length=255, blank=True)
+    prefix = models.CharField(max_length=255, blank=True)
+    region = models.CharField(max_length=40, blank=True)
+    endpoint_url = models.URLField(blank=True, help_text="Only for S3-compatible stores.")
+    storage_class = models.CharField(
+        max_length=16, choices=StorageClass.choices, default=StorageClass.STANDARD
+    )
+    access_key_id = EncryptedTextField()
+    secret_access_key = EncryptedTextField()
+    keep_days = models.PositiveIntegerField(default=7, help_text="Keep backups this many days…")
+    keep_last = models.PositiveIntegerField(default=3, help_text="…and always the newest this many.")
+    enabled = models.BooleanField(default=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("backups:destination_detail", args=[self.pk])
+
+    @property
+    def minimum_storage(self) -> timedelta | None:
+        return MINIMUM_STORAGE.get(self.storage_class) if self.kind == self.Kind.S3 else None
+
+    @property
+    def is_archive(self) -> bool:
+        return self.kind == self.Kind.S3 and self.storage_class in ARCHIVE_CLASSES
+
+    def clean(self):
+        errors = {}
+        if self.kind == self.Kind.LOCAL:
+            if not self.path:
+                errors["path"] = "Required for a local destination."
+            else:
+                from dr_portal.lib.paths import check_allowed_path
+
+                try:
+                    check_allowed_path(self.path)
+                except ValidationError as exc:
+                    errors["path"] = exc.messages
+        elif self.kind == self.Kind.S3:
+            if not self.bucket:
+                errors["bucket"] = "Required for an S3 destination."
+            if self.prefix.startswith("/"):
+                errors["prefix"] = "An S3 prefix does not start with a slash."
+        if self.keep_last < 1:
+            errors["keep_last"] = "Keep at least the newest backup."
+        if errors:
+            raise ValidationError(errors)
+
+    def describe(self) -> str:
+        if self.kind == self.Kind.LOCAL:
+            return self.path
+        where = f"s3://{self.bucket}/{self.prefix}"
+        return f"{where} ({self.endpoint_url})" if self.endpoint_url else where
+
+    def to_spec(self):
+        """The engine's DestinationSpec; reveals credentials, so never log or render it."""
+        from backups.engine import DestinationSpec
+
+        if self.kind == self.Kind.LOCAL:
+            return DestinationSpec(self.name, self.kind, {"path": self.path}, {})
+        config = {
+            "bucket": self.bucket,
+            "prefix": self.prefix,
+            "region": self.region,
+            "endpoint_url": self.endpoint_url,
+            "storage_class": self.storage_class,
+        }
+        secrets = {}
+        if self.access_key_id:
+            secrets["access_key_id"] = self.access_key_id.reveal()
+        if self.secret_access_key:
+            secrets["secret_access_key"] = self.secret_access_key.reveal()
+        return DestinationSpec(self.name, self.kind, config, secrets)
+
+    def secret_values(self) -> list[str]:
+        """Plaintext secrets, only to redact them from messages."""
+        values = []
+        for field in (self.access_key_id, self.secret_access_key):
+            try:
+                if field:
+                    values.append(field.reveal())
+            except Exception:  # noqa: S110 - an unreadable secret cannot leak either
+                pass
+        return values
+
+
+class Compression(models.TextChoices):
+    ZSTD = "zstd", "zstd"
+    GZIP = "gzip", "gzip"
+    NONE = "none", "none"
+
+
+class BackupJob(ChangeStampMixin, models.Model):
+    """A source backed up to one or more destinations on a cron schedule."""
+
+    CONFIG_FIELDS = ("source", "compression", "compression_level", "encrypt")
+
+    name = models.CharField(max_length=100, unique=True)
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="jobs")
+    destinations = models.ManyToManyField(Destination, related_name="jobs")
+    schedule = models.CharField(
+        max_length=100, blank=True, validators=[validators.validate_cron],
+        help_text='Cron, e.g. "0 2 * * *" (blank: run only on demand).',
+    )
+    timezone = models.CharField(
+        max_length=64, default="UTC", validators=[validators.validate_timezone]
+    )
+    compression = models.CharField(max_length=8, choices=Compression.choices, default="zstd")
+    compression_level = models.PositiveSmallIntegerField(null=True, blank=True)
+    encrypt = models.BooleanField(default=True)
+    enabled = models.BooleanField(default=True)
+    config_changed_at = models.DateTimeField(default=_now)
+    created = models.DateTimeField(default=_now)
+    # The job lock: set by a conditional update when a run starts, cleared when it finishes.
+    locked_by_run = models.ForeignKey(
+        "BackupRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        editable=False,
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        from backups.schedules import sync_job_schedule
+
+        sync_job_schedule(self)
+
+    def get_absolute_url(self):
+        return reverse("backups:job_detail", args=[self.pk])
+
+    def delete(self, *args, **kwargs):
+        from backups.schedules import drop_job_schedule
+
+        drop_job_schedule(self)
+        return super().delete(*args, **kwargs)
+
+    @property
+    def schedule_name(self) -> str:
+        return f"backup job {self.pk}"
+
+    def clean(self):
+        errors = {}
+        level = self.compression_level
+        if level is not None:
+            limits = {"zstd": (1, 22), "gzip": (1, 9)}
+            if self.compression not in limits:
+                errors["compression_level"] = "No level without compression."
+            else:
+                low, high = limits[self.compression]
+                if not low <= level <= high:
+                    errors["compression_level"] = (
+                        f"{self.compression} levels go from {low} to {high}."
+                    )
+        if errors:
+            raise ValidationError(errors)
+
+    # --- the lock -----------------------------------------------------------
+    def acquire_lock(self, run) -> bool:
+        """Take the job lock for `run`; a lock left by a finished run is cleared first."""
+        holder = BackupJob.objects.filter(pk=self.pk).values_list("locked_by_run", flat=True).first()
+        if holder and holder != run.pk:
+            if BackupRun.objects.filter(pk=holder, status__in=DONE).exists():
+                BackupJob.objects.filter(pk=self.pk, locked_by_run=holder).update(locked_by_run=None)
+        won = (
+            BackupJob.objects.filter(pk=self.pk, locked_by_run__isnull=True).update(
+                locked_by_run=run
+            )
+            == 1
+        )
+        if won:
+            self.locked_by_run_id = run.pk
+        return won or holder == run.pk
+
+    def release_lock(self, run):
+        BackupJob.objects.filter(pk=self.pk, locked_by_run=run.pk).update(locked_by_run=None)
+
+    def active_run(self):
+        return self.runs.filter(status__in=ACTIVE).order_by("-queued").first()
+
+    def create_run(self, trigger: str, user=None) -> "BackupRun":
+        return BackupRun.objects.create(
+            job=self,
+            job_name=self.name,
+            source=self.source,
+            source_name=self.source.name,
+            trigger=trigger,
+            requested_by=user if getattr(user, "is_authenticated", False) else None,
+        )
+
+
+class Trigger(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    MANUAL = "manual", "Manual (portal)"
+    COMMAND = "command", "Command line"
+    CATALOG = "catalog", "Rebuilt from a manifest"
+
+
+class BackupRun(RunBase):
+    """One execution of a backup job: what was read, what was stored where, and how it went."""
+
+    job = models.ForeignKey(
+        BackupJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    job_name = models.CharField(max_length=100, blank=True)
+    source = models.ForeignKey(
+        Source, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+    )
+    source_name = models.CharField(max_length=100, blank=True)
+    trigger = models.CharField(max_length=12, choices=Trigger.choices, default=Trigger.MANUAL)
+    artifact_key = models.CharField(max_length=300, blank=True)
+    bytes_read = models.BigIntegerField(default=0)
+    bytes_stored = models.BigIntegerField(default=0)
+    compression_ratio = models.FloatField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    data_taken_at = models.DateTimeField(null=True, blank=True)
+    manifest = models.JSONField(default=dict, blank=True)
+    anomalies = models.JSONField(default=list, blank=True)
+    restorable = models.BooleanField(default=True)
+    not_restorable_reason = models.TextField(blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-queued", "-pk"]
+        indexes = [
+            # Job detail: run history newest first; anomaly baseline of a job's recent runs.
+            models.Index(fields=["job", "-queued"], name="backuprun_job_idx"),
+            # RPO: newest good backup of a source (status, data_taken_at); retention's newest good.
+            models.Index(
+                fields=["source", "status", "-data_taken_at"], name="backuprun_source_rpo_idx"
+            ),
+            # The reaper: running runs whose heartbeat is old.
+            models.Index(fields=["status", "heartbeat_at"], name="backuprun_reap_idx"),
+        ]
+
+    def __str__(self):
+        return f"backup run #{self.pk} of {self.job_name or self.source_name}"
+
+    def get_absolute_url(self):
+        return reverse("backups:run_detail", args=[self.pk])
+
+    @property
+    def is_good(self) -> bool:
+        return self.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL) and self.restorable
+
+    @property
+    def anomaly_messages(self) -> list[str]:
+        return [a.get("message", "") for a in self.anomalies or []]
+
+    def on_finished(self):
+        """Release the job lock (also for the reaper), flag anomalies, raise or clear alerts."""
+        if self.job_id:
+            BackupJob.objects.filter(pk=self.job_id, locked_by_run=self.pk).update(
+                locked_by_run=None
+            )
+        from backups import notify
+
+        notify.after_finish(self)
+
+
+class BackupCopy(models.Model):
+    """One stored artifact of a run at one destination."""
+
+    run = models.ForeignKey(BackupRun, on_delete=models.CASCADE, related_name="copies")
+    destination = models.ForeignKey(Destination, on_delete=models.PROTECT, related_name="copies")
+    location = models.CharField(max_length=1024, blank=True)
+    manifest_location = models.CharField(max_length=1024, blank=True)
+    bytes_stored = models.BigIntegerField(default=0)
+    storage_class = models.CharField(max_length=16, blank=True)
+    ok = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    deleted_reason = models.CharField(max_length=300, blank=True)
+
+    audit = False  # written by runs and retention, which log each change themselves
+
+    class Meta:
+        ordering = ["destination__name"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "destination"], name="backupcopy_once_per_dest")
+        ]
+        indexes = [
+            # Retention: live copies at one destination, newest first.
+            models.Index(fields=["destination", "deleted_at", "-created"], name="backupcopy_ret_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.run} at {self.destination_id}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.ok and self.deleted_at is None

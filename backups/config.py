@@ -1,0 +1,417 @@
+"""Configuration as code: dr_apply reads a YAML file, dr_export writes the same format.
+
+The whole file is validated before anything changes; every problem is reported with its
+place ("sources[1].kind: ..."). Objects are matched by name, and a field is written only
+when it differs, so applying the same file twice changes nothing the second time.
+Secrets are given as `*_env: VARNAME` (or inline, discouraged) and never exported.
+"""
+
+import os
+from dataclasses import dataclass, field
+
+import yaml
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from backups import validators
+from backups.models import BackupJob, Destination, Source, System
+
+SECTIONS = ("systems", "destinations", "sources", "jobs")
+
+SYSTEM_KEYS = {"name", "description"}
+DESTINATION_FIELDS = [
+    "kind", "path", "bucket", "prefix", "region", "endpoint_url", "storage_class",
+    "keep_days", "keep_last", "enabled",
+]
+DESTINATION_SECRETS = ["access_key_id", "secret_access_key"]
+SOURCE_FIELDS = [
+    "kind", "data_class", "host", "port", "database", "user", "path", "exclude",
+    "restore_test_schedule", "restore_test_after_backup",
+]
+# YAML name -> model field where they differ
+SOURCE_RENAMES = {"verify": "checks", "heartbeat": "heartbeat_enabled", "portal_db": "is_portal_db"}
+SOURCE_SECRETS = ["password"]
+JOB_FIELDS = ["schedule", "timezone", "compression", "encrypt", "enabled"]
+JOB_RENAMES = {"level": "compression_level"}
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class Change:
+    model: str
+    name: str
+    action: str  # create, update, unchanged
+    fields: list[str] = field(default_factory=list)
+
+    def __str__(self):
+        if self.action == "update":
+            return f"update {self.model} {self.name}: {', '.join(self.fields)}"
+        return f"{self.action} {self.model} {self.name}"
+
+
+@dataclass
+class _Planned:
+    change: Change
+    instance: object
+    secrets: dict = field(default_factory=dict)  # field -> plaintext to set
+    destinations: list[str] | None = None
+    system: str | None = None
+    source: str | None = None
+
+
+def load_text(text: str) -> dict:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(["the file must be a mapping with systems, destinations, sources, jobs"])
+    return data
+
+
+def _messages(exc: ValidationError, where: str) -> list[str]:
+    out = []
+    if hasattr(exc, "error_dict"):
+        for name, errors in exc.message_dict.items():
+            place = where if name == "__all__" else f"{where}.{name}"
+            out.extend(f"{place}: {m}" for m in errors)
+    else:
+        out.extend(f"{where}: {m}" for m in exc.messages)
+    return out
+
+
+def _secret_from(item: dict, name: str, where: str, problems: list[str]):
+    """The plaintext for secret `name` from `name_env` (or inline `name`); None if not given."""
+    env_key = f"{name}_env"
+    if env_key in item:
+        var = item[env_key]
+        if not isinstance(var, str) or not var:
+            problems.append(f"{where}.{env_key}: give the name of an environment variable")
+            return None
+        value = os.environ.get(var)
+        if value is None:
+            problems.append(f"{where}.{env_key}: environment variable {var} is not set")
+            return None
+        return value
+    if name in item:
+        return str(item[name])
+    return None
+
+
+def _secret_differs(current, plaintext: str) -> bool:
+    if not current:
+        return bool(plaintext)
+    try:
+        return current.reveal() != plaintext
+    except Exception:
+        return True  # unreadable with today's keys: replace it
+
+
+def _names(items, model_name):
+    return {i.get("name") for i in items if isinstance(i, dict) and i.get("name")}
+
+
+def plan(data: dict) -> list[_Planned]:
+    """Validate everything and compute the changes; raises ConfigError with every problem."""
+    problems: list[str] = []
+    unknown = set(data) - set(SECTIONS)
+    for key in sorted(unknown):
+        problems.append(f"{key}: unknown section (expected {', '.join(SECTIONS)})")
+    sections = {}
+    for section in SECTIONS:
+        items = data.get(section) or []
+        if not isinstance(items, list):
+            problems.append(f"{section}: must be a list")
+            items = []
+        sections[section] = items
+    system_names = _names(sections["systems"], "system") | set(
+        System.objects.values_list("name", flat=True)
+    )
+    destination_names = _names(sections["destinations"], "destination") | set(
+        Destination.objects.values_list("name", flat=True)
+    )
+    source_names = _names(sections["sources"], "source") | set(
+        Source.objects.values_list("name", flat=True)
+    )
+    planned: list[_Planned] = []
+    handlers = {
+        "systems": _plan_system,
+        "destinations": _plan_destination,
+        "sources": _plan_source,
+        "jobs": _plan_job,
+    }
+    refs = {"systems": system_names, "destinations": destination_names, "sources": source_names}
+    for section in SECTIONS:
+        seen = set()
+        for i, item in enumerate(sections[section]):
+            where = f"{section}[{i}]"
+            if not isinstance(item, dict):
+                problems.append(f"{where}: must be a mapping")
+                continue
+            name = item.get("name")
+            if not isinstance(name, str) or not name.strip():
+                problems.append(f"{where}.name: required")
+                continue
+            if name in seen:
+                problems.append(f"{where}.name: {name} appears twice in {section}")
+                continue
+            seen.add(name)
+            result = handlers[section](item, where, problems, refs)
+            if result is not None:
+                planned.append(result)
+    if problems:
+        raise ConfigError(problems)
+    return planned
+
+
+def _check_keys(item, allowed, where, problems):
+    for key in sorted(set(item) - allowed):
+        problems.append(f"{where}.{key}: unknown key")
+
+
+def _apply_fields(instance, values: dict, where, problems, exclude=()):
+    """Set values, clean them; return the names of fields whose value changed."""
+    before = {name: getattr(instance, name) for name in values}
+    for name, value in values.items():
+        setattr(instance, name, value)
+    try:
+        instance.full_clean(exclude=list(exclude), validate_unique=False)
+    except ValidationError as exc:
+        problems.extend(_messages(exc, where))
+        return None
+    return [n for n in values if getattr(instance, n) != before[n] or instance.pk is None]
+
+
+def _plan_system(item, where, problems, refs):
+    _check_keys(item, SYSTEM_KEYS, where, problems)
+    instance = System.objects.filter(name=item["name"]).first() or System(name=item["name"])
+    changed = _apply_fields(
+        instance, {"description": str(item.get("description") or "")}, where, problems
+    )
+    if changed is None:
+        return None
+    return _Planned(_change("system", instance, changed), instance)
+
+
+def _change(model, instance, changed):
+    if instance.pk is None:
+        return Change(model, instance.name, "create")
+    if changed:
+        return Change(model, instance.name, "update", changed)
+    return Change(model, instance.name, "unchanged")
+
+
+def _plan_destination(item, where, problems, refs):
+    allowed = {"name", *DESTINATION_FIELDS}
+    for secret in DESTINATION_SECRETS:
+        allowed |= {secret, f"{secret}_env"}
+    _check_keys(item, allowed, where, problems)
+    instance = Destination.objects.filter(name=item["name"]).first() or Destination(
+        name=item["name"]
+    )
+    defaults = {"prefix": "", "region": "", "endpoint_url": "", "path": "", "bucket": ""}
+    values = {}
+    for name in DESTINATION_FIELDS:
+        if name in item:
+            values[name] = item[name] if item[name] is not None else defaults.get(name)
+        elif name in defaults:
+            values[name] = defaults[name]
+    if "kind" not in item:
+        problems.append(f"{where}.kind: required (local or s3)")
+        return None
+    changed = _apply_fields(instance, values, where, problems)
+    secrets = {}
+    for secret in DESTINATION_SECRETS:
+        value = _secret_from(item, secret, where, problems)
+        if value is not None and _secret_differs(getattr(instance, secret), value):
+            secrets[secret] = value
+    if changed is None:
+        return None
+    change = _change("destination", instance, changed + list(secrets))
+    return _Planned(change, instance, secrets=secrets)
+
+
+def _plan_source(item, where, problems, refs):
+    allowed = {"name", "system", *SOURCE_FIELDS, *SOURCE_RENAMES, "password", "password_env"}
+    _check_keys(item, allowed, where, problems)
+    system = item.get("system")
+    if not system:
+        problems.append(f"{where}.system: required")
+    elif system not in refs["systems"]:
+        problems.append(f"{where}.system: unknown system {system}")
+    instance = Source.objects.filter(name=item["name"]).first() or Source(name=item["name"])
+    if "kind" not in item and not item.get("portal_db"):
+        problems.append(f"{where}.kind: required (postgresql, sqlite or files)")
+        return None
+    defaults = {
+        "host": "", "port": None, "database": "", "user": "", "path": "", "exclude": [],
+        "data_class": "important", "restore_test_schedule": "0 3 * * 0",
+        "restore_test_after_backup": False,
+    }
+    values = {}
+    for name in SOURCE_FIELDS:
+        if name in item:
+            values[name] = item[name] if item[name] is not None else defaults.get(name)
+        elif name in defaults:
+            values[name] = defaults[name]
+    verify = item.get("verify") or []
+    check_problems = validators.check_problems(verify)
+    if check_problems:
+        problems.extend(f"{where}.verify: {p}" for p in check_problems)
+        return None
+    values["checks"] = validators.normalise_checks(verify)
+    values["heartbeat_enabled"] = bool(item.get("heartbeat", False))
+    values["is_portal_db"] = bool(item.get("portal_db", False))
+    if values["is_portal_db"] and "kind" not in item:
+        values["kind"] = instance.kind or "sqlite"
+    changed = _apply_fields(instance, values, where, problems, exclude=["system"])
+    secrets = {}
+    value = _secret_from(item, "password", where, problems)
+    if value is not None and _secret_differs(instance.password, value):
+        secrets["password"] = value
+    if changed is None:
+        return None
+    if system and (instance.pk is None or instance.system.name != system):
+        changed.append("system")
+    change = _change("source", instance, changed + list(secrets))
+    return _Planned(change, instance, secrets=secrets, system=system)
+
+
+def _plan_job(item, where, problems, refs):
+    allowed = {"name", "source", "destinations", *JOB_FIELDS, *JOB_RENAMES}
+    _check_keys(item, allowed, where, problems)
+    source = item.get("source")
+    if not source:
+        problems.append(f"{where}.source: required")
+    elif source not in refs["sources"]:
+        problems.append(f"{where}.source: unknown source {source}")
+    destinations = item.get("destinations")
+    if not isinstance(destinations, list) or not destinations:
+        problems.append(f"{where}.destinations: give a list of one or more destination names")
+        destinations = []
+    for j, name in enumerate(destinations):
+        if name not in refs["destinations"]:
+            problems.append(f"{where}.destinations[{j}]: unknown destination {name}")
+    instance = BackupJob.objects.filter(name=item["name"]).first() or BackupJob(name=item["name"])
+    defaults = {
+        "schedule": "", "timezone": "UTC", "compression": "zstd", "encrypt": True,
+        "enabled": True,
+    }
+    values = {}
+    for name in JOB_FIELDS:
+        values[name] = item.get(name, defaults[name])
+        if values[name] is None:
+            values[name] = defaults[name]
+    values["compression_level"] = item.get("level")
+    changed = _apply_fields(instance, values, where, problems, exclude=["source"])
+    if changed is None:
+        return None
+    if source and (instance.pk is None or instance.source.name != source):
+        changed.append("source")
+    if instance.pk is not None:
+        current = sorted(instance.destinations.values_list("name", flat=True))
+        if current != sorted(destinations):
+            changed.append("destinations")
+    change = _change("job", instance, changed)
+    return _Planned(change, instance, destinations=list(destinations), source=source)
+
+
+def apply(data: dict, *, dry_run=False) -> list[Change]:
+    """Validate, then create/update by name in one transaction; return the changes."""
+    planned = plan(data)
+    if dry_run:
+        return [p.change for p in planned]
+    with transaction.atomic():
+        for p in planned:
+            instance = p.instance
+            if p.change.action == "unchanged":
+                continue
+            for name, value in p.secrets.items():
+                setattr(instance, name, value)
+            if p.system is not None:
+                instance.system = System.objects.get(name=p.system)
+            if p.source is not None:
+                instance.source = Source.objects.get(name=p.source)
+            instance.save()
+            if p.destinations is not None:
+                instance.destinations.set(Destination.objects.filter(name__in=p.destinations))
+                if "destinations" in p.change.fields:
+                    BackupJob.objects.filter(pk=instance.pk).update(
+                        config_changed_at=instance.config_changed_at
+                    )
+    return [p.change for p in planned]
+
+
+# --- export ------------------------------------------------------------------
+def export() -> dict:
+    """The configuration in dr_apply's format, secrets left out (their *_env names are not known)."""
+    data = {
+        "systems": [
+            {"name": s.name, **({"description": s.description} if s.description else {})}
+            for s in System.objects.order_by("name")
+        ],
+        "destinations": [],
+        "sources": [],
+        "jobs": [],
+    }
+    for d in Destination.objects.order_by("name"):
+        item = {"name": d.name, "kind": d.kind}
+        if d.kind == Destination.Kind.LOCAL:
+            item["path"] = d.path
+        else:
+            item.update(bucket=d.bucket, prefix=d.prefix, region=d.region)
+            if d.endpoint_url:
+                item["endpoint_url"] = d.endpoint_url
+            item["storage_class"] = d.storage_class
+        item.update(keep_days=d.keep_days, keep_last=d.keep_last)
+        if not d.enabled:
+            item["enabled"] = False
+        data["destinations"].append(item)
+    for s in Source.objects.select_related("system").order_by("name"):
+        item = {"name": s.name, "system": s.system.name, "kind": s.kind, "data_class": s.data_class}
+        if s.is_portal_db:
+            item["portal_db"] = True
+        elif s.kind == Source.Kind.POSTGRESQL:
+            item.update(host=s.host, port=s.port or 5432, database=s.database, user=s.user)
+        else:
+            item["path"] = s.path
+        if s.exclude:
+            item["exclude"] = list(s.exclude)
+        if s.checks:
+            item["verify"] = [dict(c) for c in s.checks]
+        if s.heartbeat_enabled:
+            item["heartbeat"] = True
+        item["restore_test_schedule"] = s.restore_test_schedule
+        if s.restore_test_after_backup:
+            item["restore_test_after_backup"] = True
+        data["sources"].append(item)
+    for j in BackupJob.objects.select_related("source").prefetch_related("destinations"):
+        item = {
+            "name": j.name,
+            "source": j.source.name,
+            "destinations": sorted(d.name for d in j.destinations.all()),
+            "schedule": j.schedule,
+            "timezone": j.timezone,
+            "compression": j.compression,
+        }
+        if j.compression_level is not None:
+            item["level"] = j.compression_level
+        item["encrypt"] = j.encrypt
+        if not j.enabled:
+            item["enabled"] = False
+        data["jobs"].append(item)
+    data["jobs"].sort(key=lambda i: i["name"])
+    return data
+
+
+def dump(data: dict) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)

@@ -1,0 +1,292 @@
+"""Retention: which stored copies may go, and deleting them (storage first, then the catalog).
+
+Per destination and source, a copy goes only when it is older than `keep_days` AND beyond
+the newest `keep_last` copies there, and none of these protect it:
+- it belongs to the newest good backup of its source (a new backup must complete first);
+- it belongs to the newest backup of its source that passed a restore test;
+- a restore or restore test is reading it right now;
+- its S3 storage class bills a minimum duration that has not passed (GLACIER 90 d, ...).
+`plan()` is the pure policy; `apply()` reads the catalog, deletes and records.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Item:
+    """A live copy as the policy sees it."""
+
+    copy_id: int
+    run_id: int
+    source_id: int | None
+    created: datetime
+    storage_class: str = ""
+
+
+@dataclass(frozen=True)
+class Policy:
+    keep_days: int
+    keep_last: int
+    minimum_storage: timedelta | None = None
+
+
+@dataclass
+class Decision:
+    item: Item
+    delete: bool
+    reason: str
+    not_before: datetime | None = None  # archive minimum: deletable from this moment
+    copy: object = field(default=None, compare=False)
+
+
+def plan(
+    items: list[Item],
+    policy: Policy,
+    *,
+    now: datetime,
+    protected: dict[int, str] | None = None,
+    in_use: set[int] | None = None,
+) -> list[Decision]:
+    """Decide for every item; `protected` maps run ids to the reason they must stay."""
+    protected = protected or {}
+    in_use = in_use or set()
+    keep_last = max(1, policy.keep_last)
+    max_age = timedelta(days=policy.keep_days)
+    groups: dict[int | None, list[Item]] = {}
+    for item in items:
+        groups.setdefault(item.source_id, []).append(item)
+    decisions = []
+    for group in groups.values():
+        group.sort(key=lambda i: (i.created, i.copy_id), reverse=True)
+        for index, item in enumerate(group):
+            age = now - item.created
+            if index < keep_last:
+                decisions.append(Decision(item, False, f"one of the newest {keep_last}"))
+            elif age <= max_age:
+                decisions.append(Decision(item, False, f"younger than {policy.keep_days} days"))
+            elif item.run_id in in_use:
+                decisions.append(Decision(item, False, "being read by a restore or restore test"))
+            elif item.run_id in protected:
+                decisions.append(Decision(item, False, protected[item.run_id]))
+            elif policy.minimum_storage and age < policy.minimum_storage:
+                until = item.created + policy.minimum_storage
+                decisions.append(
+                    Decision(
+                        item, False,
+                        f"{item.storage_class or 'archive'} minimum storage of "
+                        f"{policy.minimum_storage.days} days: deletable from {until:%Y-%m-%d}",
+                        not_before=until,
+                    )
+                )
+            else:
+                decisions.append(
+                    Decision(
+                        item, True,
+                        f"older than {policy.keep_days} days and beyond the newest {keep_last}",
+                    )
+                )
+    decisions.sort(key=lambda d: (d.item.created, d.item.copy_id), reverse=True)
+    return decisions
+
+
+# --- what protects a run -----------------------------------------------------
+def newest_good_run_ids(source_ids=None) -> dict[int, str]:
+    """The newest succeeded/partial, restorable run with a live copy, per source."""
+    from backups.models import BackupRun
+    from dr_portal.runs import RunStatus
+
+    runs = (
+        BackupRun.objects.filter(
+            status__in=[RunStatus.SUCCEEDED, RunStatus.PARTIAL],
+            restorable=True,
+            source__isnull=False,
+            copies__ok=True,
+            copies__deleted_at__isnull=True,
+        )
+        .order_by("source_id", "-data_taken_at", "-finished", "-pk")
+        .values_list("pk", "source_id", "source_name")
+        .distinct()
+    )
+    if source_ids is not None:
+        runs = runs.filter(source_id__in=source_ids)
+    out, seen = {}, set()
+    for pk, source_id, source_name in runs:
+        if source_id not in seen:
+            seen.add(source_id)
+            out[pk] = f"newest good backup of {source_name}"
+    return out
+
+
+def _recovery_model(name):
+    from django.apps import apps
+
+    try:
+        model = apps.get_model("recovery", name)
+    except LookupError:
+        return None
+    names = {f.name for f in model._meta.get_fields()}
+    return model if "backup_run" in names else None
+
+
+def recovery_protected_run_ids(source_ids=None) -> dict[int, str]:
+    """Hook: newest backup per source that passed a restore test.
+
+    The recovery app may provide `recovery.hooks.protected_backup_runs(source_ids)` returning
+    {run_id: reason}; otherwise a RestoreTest model with a `backup_run` FK and a passed
+    status (or a `passed` flag) is read. Without either, nothing is protected by tests.
+    """
+    try:
+        from recovery import hooks  # type: ignore[attr-defined]
+
+        return dict(hooks.protected_backup_runs(source_ids))
+    except (ImportError, AttributeError):
+        pass
+    model = _recovery_model("RestoreTest")
+    if model is None:
+        return {}
+    names = {f.name for f in model._meta.get_fields()}
+    tests = model.objects.filter(backup_run__isnull=False)
+    if "passed" in names:
+        tests = tests.filter(passed=True)
+    elif "status" in names:
+        tests = tests.filter(status__in=["succeeded", "passed"])
+    else:
+        return {}
+    if source_ids is not None:
+        tests = tests.filter(backup_run__source_id__in=source_ids)
+    rows = tests.order_by(
+        "backup_run__source_id", "-backup_run__data_taken_at", "-backup_run_id"
+    ).values_list("backup_run_id", "backup_run__source_id")
+    out, seen = {}, set()
+    for run_id, source_id in rows:
+        if source_id not in seen:
+            seen.add(source_id)
+            out[run_id] = "newest backup that passed a restore test"
+    return out
+
+
+def runs_in_use() -> set[int]:
+    """Hook: backup runs that an active restore or restore test is reading."""
+    from dr_portal.runs import ACTIVE
+
+    try:
+        from recovery import hooks  # type: ignore[attr-defined]
+
+        return set(hooks.backup_runs_in_use())
+    except (ImportError, AttributeError):
+        pass
+    used = set()
+    for name in ("RestoreTest", "Restore"):
+        model = _recovery_model(name)
+        if model is None or "status" not in {f.name for f in model._meta.get_fields()}:
+            continue
+        used.update(
+            model.objects.filter(status__in=list(ACTIVE), backup_run__isnull=False).values_list(
+                "backup_run_id", flat=True
+            )
+        )
+    return used
+
+
+def protected_runs(source_ids=None) -> dict[int, str]:
+    protected = newest_good_run_ids(source_ids)
+    for run_id, reason in recovery_protected_run_ids(source_ids).items():
+        protected[run_id] = (
+            f"{protected[run_id]}; {reason}" if run_id in protected else reason
+        )
+    return protected
+
+
+# --- reading the catalog and applying ----------------------------------------
+def preview(destination, *, source_ids=None, now=None) -> list[Decision]:
+    """Decisions for the live copies of one destination (nothing is changed)."""
+    from backups.models import BackupCopy
+    from dr_portal.runs import DONE
+
+    now = now or timezone.now()
+    copies = (
+        BackupCopy.objects.filter(
+            destination=destination, ok=True, deleted_at__isnull=True, run__status__in=list(DONE)
+        )
+        .select_related("run")
+        .order_by("-created")
+    )
+    if source_ids is not None:
+        copies = copies.filter(run__source_id__in=source_ids)
+    copies = list(copies)
+    by_id = {c.pk: c for c in copies}
+    items = [
+        Item(c.pk, c.run_id, c.run.source_id, c.run.finished or c.created, c.storage_class)
+        for c in copies
+    ]
+    policy = Policy(destination.keep_days, destination.keep_last, destination.minimum_storage)
+    decisions = plan(
+        items, policy, now=now, protected=protected_runs(source_ids), in_use=runs_in_use()
+    )
+    for decision in decisions:
+        decision.copy = by_id[decision.item.copy_id]
+    return decisions
+
+
+def apply(destination, *, source_ids=None, dry_run=False, now=None, stdout=None) -> list[Decision]:
+    """Delete what the policy allows: from storage first, then mark the copy deleted.
+
+    A copy whose storage delete fails stays in the catalog (and is retried next time).
+    """
+    from backups.engine import DestinationError, open_destination
+    from dr_portal.lib import audit
+
+    decisions = preview(destination, source_ids=source_ids, now=now)
+    doomed = [d for d in decisions if d.delete]
+    if dry_run or not doomed:
+        return decisions
+    store = open_destination(destination.to_spec())
+    for decision in doomed:
+        copy = decision.copy
+        try:
+            store.delete(copy.location)
+            if copy.manifest_location and store.exists(copy.manifest_location):
+                store.delete(copy.manifest_location)
+        except DestinationError as exc:
+            decision.delete = False
+            decision.reason = f"delete failed, kept in the catalog: {exc}"
+            log.warning("retention at %s: %s: %s", destination, copy.location, exc)
+            audit.record(
+                "retention delete failed", copy.run, detail=f"{destination.name}: {copy.location}: {exc}"
+            )
+            continue
+        deleted_at = now or timezone.now()
+        type(copy).objects.filter(pk=copy.pk).update(
+            deleted_at=deleted_at, deleted_reason=decision.reason[:300]
+        )
+        copy.deleted_at = deleted_at
+        log.info("retention deleted %s at %s (%s)", copy.location, destination, decision.reason)
+        audit.record(
+            "retention delete", copy.run,
+            detail=f"{destination.name}: {copy.location} ({decision.reason})",
+        )
+        if stdout is not None:
+            stdout.write(f"deleted {destination.name}: {copy.location} ({decision.reason})")
+    return decisions
+
+
+def apply_all(*, dry_run=False, now=None, stdout=None) -> dict:
+    """Retention over every destination; {destination name: decisions}."""
+    from backups.models import Destination
+
+    results = {}
+    for destination in Destination.objects.order_by("name"):
+        try:
+            results[destination.name] = apply(destination, dry_run=dry_run, now=now, stdout=stdout)
+        except Exception as exc:  # one broken destination does not stop the others
+            log.exception("retention at %s failed", destination)
+            if stdout is not None:
+                stdout.write(f"{destination.name}: retention failed: {type(exc).__name__}: {exc}")
+            results[destination.name] = []
+    return results

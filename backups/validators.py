@@ -1,0 +1,140 @@
+"""Validation shared by models, forms and dr_apply: cron, time zones, verification checks."""
+
+import re
+import zoneinfo
+from datetime import datetime
+
+from croniter import croniter
+from django.core.exceptions import ValidationError
+
+
+def validate_cron(value: str):
+    """Five-field cron ("m h dom mon dow"); croniter's six-field seconds form is refused."""
+    value = (value or "").strip()
+    if len(value.split()) != 5:
+        raise ValidationError(
+            f'"{value}" is not a cron expression: give five fields, minute hour day month weekday '
+            '(for example "0 2 * * *").'
+        )
+    if not croniter.is_valid(value):
+        raise ValidationError(f'"{value}" is not a valid cron expression.')
+
+
+def validate_timezone(value: str):
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValidationError(
+            f'"{value}" is not a known time zone (use an IANA name such as UTC or Europe/Berlin).'
+        ) from None
+
+
+def next_fire(cron: str, tz: str, after: datetime) -> datetime:
+    """The next time `cron` fires, read as wall-clock time in `tz`; returned as an aware datetime."""
+    zone = zoneinfo.ZoneInfo(tz or "UTC")
+    return croniter(cron, after.astimezone(zone)).get_next(datetime)
+
+
+# --- verification checks --------------------------------------------------
+_COMPARE = re.compile(r"^\s*(>=|<=|==|=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
+_RELATIVE = re.compile(r"^\s*not\s+below\s+(\d+(?:\.\d+)?)\s*%\s+of\s+previous\s*$", re.I)
+EXPECT_HELP = '"> 0", ">= N", "= N", "<= N", "< N" or "not below X% of previous"'
+
+
+def parse_expect(text: str) -> tuple[str, float]:
+    """("op", number) for a comparison, ("pct_of_previous", X) for the relative form.
+
+    The recovery app evaluates checks; this is the one grammar both sides use.
+    """
+    text = str(text or "")
+    match = _COMPARE.match(text)
+    if match:
+        op = "=" if match.group(1) == "==" else match.group(1)
+        return op, float(match.group(2))
+    match = _RELATIVE.match(text)
+    if match:
+        pct = float(match.group(1))
+        if pct > 100:
+            raise ValueError("a percentage above 100 can never hold for a shrinking check")
+        return "pct_of_previous", pct
+    raise ValueError(f'"{text}" is not an expectation; use {EXPECT_HELP}')
+
+
+def expectation_holds(expect: str, value, previous=None) -> bool:
+    """Evaluate one expectation against a query result (and the previous result, if relative)."""
+    op, number = parse_expect(expect)
+    value = float(value)
+    if op == "pct_of_previous":
+        if previous is None:
+            return True  # nothing to compare against yet
+        return value >= float(previous) * number / 100
+    return {
+        ">": value > number,
+        ">=": value >= number,
+        "<": value < number,
+        "<=": value <= number,
+        "=": value == number,
+    }[op]
+
+
+_SQL_START = re.compile(r"^\s*(select|with)\b", re.I)
+
+
+def check_problems(checks) -> list[str]:
+    """Every problem in a list of {name, sql, expect}; each message names its place."""
+    if checks in (None, ""):
+        return []
+    if not isinstance(checks, list):
+        return ["verification checks must be a list of {name, sql, expect}"]
+    problems, names = [], set()
+    for i, check in enumerate(checks):
+        where = f"check {i + 1}"
+        if not isinstance(check, dict):
+            problems.append(f"{where}: must be a mapping with sql and expect")
+            continue
+        unknown = set(check) - {"name", "sql", "expect"}
+        if unknown:
+            problems.append(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+        name = str(check.get("name") or "").strip()
+        if name:
+            where = f'check {i + 1} "{name}"'
+            if name in names:
+                problems.append(f"{where}: duplicate name")
+            names.add(name)
+        sql = str(check.get("sql") or "").strip()
+        if not sql:
+            problems.append(f"{where}: sql is missing")
+        elif not _SQL_START.match(sql) or ";" in sql.rstrip().rstrip(";"):
+            problems.append(f"{where}: sql must be one SELECT (or WITH ... SELECT) statement")
+        try:
+            parse_expect(check.get("expect"))
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+    return problems
+
+
+def normalise_checks(checks) -> list[dict]:
+    """Give every check a name (check-1, ...) and strip whitespace; assumes it is valid."""
+    out = []
+    for i, check in enumerate(checks or []):
+        out.append(
+            {
+                "name": str(check.get("name") or f"check-{i + 1}").strip(),
+                "sql": str(check["sql"]).strip().rstrip(";").strip(),
+                "expect": str(check["expect"]).strip(),
+            }
+        )
+    return out
+
+
+def validate_checks(checks):
+    problems = check_problems(checks)
+    if problems:
+        raise ValidationError(problems)
+
+
+def validate_excludes(patterns):
+    if patterns in (None, ""):
+        return
+    if not isinstance(patterns, list) or not all(isinstance(p, str) and p.strip() for p in patterns):
+        raise ValidationError("Exclude patterns must be a list of non-empty glob strings.")
