@@ -33,7 +33,11 @@ class Secret:
 
 
 class EncryptedTextField(models.TextField):
-    """Stores a Fernet token; assigning a str seals it, loading gives a Secret."""
+    """Stores a Fernet token; assigning a str seals it, loading gives a Secret.
+
+    To write an already sealed token (rotation, copies), assign Secret(token): a plain
+    str is always treated as plaintext and sealed.
+    """
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("blank", True)

@@ -10,7 +10,7 @@ from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from dr_portal.fields import EncryptedTextField
+from dr_portal.fields import EncryptedTextField, Secret
 from dr_portal.lib import audit, keyring
 
 
@@ -46,7 +46,7 @@ class Command(BaseCommand):
                             current += 1
                             continue
                         try:
-                            updates[name] = keyring.reseal(secret.token, ring)
+                            updates[name] = Secret(keyring.reseal(secret.token, ring))
                         except keyring.KeyRingError as exc:
                             raise CommandError(
                                 f"{model._meta.label} #{pk} field {name}: {exc}"
