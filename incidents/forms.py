@@ -1,0 +1,219 @@
+"""Forms of the incidents app; messages are written for the person on call."""
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.contenttypes.models import ContentType
+from django.utils import timezone
+
+from incidents.links import linkable_choices
+from incidents.models import COMMON_ROLES, Contact, FollowUp, Incident, TimelineEntry, Webhook
+
+
+class DateTimeLocal(forms.DateTimeInput):
+    input_type = "datetime-local"
+
+    def __init__(self, **kwargs):
+        super().__init__(format="%Y-%m-%dT%H:%M", **kwargs)
+
+
+def _localize(value):
+    return timezone.localtime(value) if value and timezone.is_aware(value) else value
+
+
+class IncidentForm(forms.ModelForm):
+    class Meta:
+        model = Incident
+        fields = [
+            "title", "summary", "severity", "status",
+            "started_at", "detected_at", "resolved_at",
+            "root_cause", "users_affected", "data_loss", "services_down",
+            "recovery_actions", "preventive_measures", "lessons_learned",
+        ]  # fmt: skip
+        widgets = {
+            "started_at": DateTimeLocal(),
+            "detected_at": DateTimeLocal(),
+            "resolved_at": DateTimeLocal(),
+            "root_cause": forms.Textarea(attrs={"rows": 4}),
+            "recovery_actions": forms.Textarea(attrs={"rows": 4}),
+            "preventive_measures": forms.Textarea(attrs={"rows": 3}),
+            "lessons_learned": forms.Textarea(attrs={"rows": 3}),
+        }
+        error_messages = {"title": {"required": "Give the incident a title."}}
+        labels = {
+            "started_at": "Started",
+            "detected_at": "Detected",
+            "resolved_at": "Resolved",
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in ("started_at", "detected_at", "resolved_at"):
+            self.fields[name].input_formats = [
+                "%Y-%m-%dT%H:%M",
+                "%Y-%m-%d %H:%M",
+                "%Y-%m-%d %H:%M:%S",
+            ]
+            self.initial[name] = _localize(self.initial.get(name) or getattr(self.instance, name))
+        self.fields["detected_at"].initial = timezone.localtime().replace(second=0, microsecond=0)
+
+    def clean_title(self):
+        title = " ".join(self.cleaned_data["title"].split())
+        if not title:
+            raise forms.ValidationError("Give the incident a title.")
+        return title
+
+    def clean_summary(self):
+        return " ".join(self.cleaned_data["summary"].split())  # one line, as the report says
+
+
+class TimelineEntryForm(forms.ModelForm):
+    class Meta:
+        model = TimelineEntry
+        fields = ["at", "text"]
+        widgets = {
+            "at": DateTimeLocal(),
+            "text": forms.TextInput(attrs={"size": 60, "autofocus": True}),
+        }
+        labels = {"at": "Time", "text": "What happened"}
+        error_messages = {"text": {"required": "Write what happened."}}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["at"].required = False
+        self.fields["at"].input_formats = ["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"]
+        self.fields["at"].help_text = "Leave empty for now."
+
+    def clean_text(self):
+        text = self.cleaned_data["text"].strip()
+        if not text:
+            raise forms.ValidationError("Write what happened.")
+        return text
+
+    def clean_at(self):
+        return self.cleaned_data.get("at") or timezone.now()
+
+
+class FollowUpForm(forms.ModelForm):
+    class Meta:
+        model = FollowUp
+        fields = ["text", "owner_contact", "owner_user", "due"]
+        widgets = {
+            "due": forms.DateInput(attrs={"type": "date"}),
+            "text": forms.TextInput(attrs={"size": 50}),
+        }
+        labels = {
+            "owner_contact": "Owner (contact)",
+            "owner_user": "Owner (user)",
+            "text": "Follow-up",
+        }
+        error_messages = {"text": {"required": "Write the follow-up item."}}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["owner_user"].queryset = (
+            get_user_model().objects.filter(is_active=True).order_by("username")
+        )
+        self.fields["owner_contact"].queryset = Contact.objects.order_by("name")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("owner_contact") and data.get("owner_user"):
+            raise forms.ValidationError("Pick one owner: a contact or a user, not both.")
+        return data
+
+
+class LinkForm(forms.Form):
+    content_type = forms.TypedChoiceField(label="Kind", coerce=int)
+    object_id = forms.IntegerField(label="Number (#)", min_value=1)
+    note = forms.CharField(max_length=200, required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["content_type"].choices = linkable_choices()
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        ct = ContentType.objects.get_for_id(data["content_type"])
+        model = ct.model_class()
+        if model is None or not model._default_manager.filter(pk=data["object_id"]).exists():
+            raise forms.ValidationError(f"There is no {ct.name} #{data['object_id']}.")
+        data["ct"] = ct
+        return data
+
+
+class ContactForm(forms.ModelForm):
+    webhook_url = forms.URLField(
+        required=False,
+        assume_scheme="https",
+        label="Webhook URL",
+        help_text="Slack-compatible incoming webhook. Stored encrypted; leave empty to keep the current one.",
+        widget=forms.PasswordInput(render_value=False),
+    )
+    clear_webhook = forms.BooleanField(required=False, label="Remove the webhook")
+
+    class Meta:
+        model = Contact
+        fields = ["role", "name", "phone", "email", "on_call", "notes"]
+        widgets = {
+            "role": forms.TextInput(attrs={"list": "contact-roles"}),
+            "notes": forms.Textarea(attrs={"rows": 3}),
+        }
+
+    roles = COMMON_ROLES
+
+    def clean(self):
+        data = super().clean()
+        role, slot = data.get("role"), data.get("on_call")
+        if role and slot:
+            taken = (
+                Contact.objects.filter(role=role, on_call=slot).exclude(pk=self.instance.pk).first()
+            )
+            if taken:
+                self.add_error("on_call", f"{taken.name} is already {slot} on-call for {role}.")
+        return data
+
+    def validate_constraints(self):
+        pass  # clean() reports the on-call slot and name clashes in words
+
+    def clean_name(self):
+        name = " ".join(self.cleaned_data["name"].split())
+        role = " ".join((self.data.get("role") or "").split())
+        if Contact.objects.filter(role=role, name=name).exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError(f"{name} is already listed as {role}.")
+        return name
+
+    def clean_role(self):
+        return " ".join(self.cleaned_data["role"].split())
+
+    def save(self, commit=True):
+        contact = super().save(commit=False)
+        if self.cleaned_data.get("clear_webhook"):
+            contact.webhook_url = ""
+        elif self.cleaned_data.get("webhook_url"):
+            contact.webhook_url = self.cleaned_data["webhook_url"]
+        if commit:
+            contact.save()
+        return contact
+
+
+class WebhookForm(forms.ModelForm):
+    url = forms.URLField(
+        assume_scheme="https", label="URL", widget=forms.PasswordInput(render_value=False)
+    )
+
+    class Meta:
+        model = Webhook
+        fields = ["name", "active"]
+
+    def save(self, commit=True):
+        hook = super().save(commit=False)
+        hook.url = self.cleaned_data["url"]
+        if commit:
+            hook.save()
+        return hook
+
+
+class ContactImportForm(forms.Form):
+    file = forms.FileField(label="CSV file")
