@@ -1,1 +1,170 @@
-from django.contrib import admin  # noqa: F401
+"""Admin screens. Secrets are write-only: a blank password input keeps the stored value."""
+
+from django import forms
+from django.contrib import admin
+
+from backups.forms import SecretField, SecretsMixin
+from backups.models import BackupCopy, BackupJob, BackupRun, Destination, Source, System
+
+
+class SourceAdminForm(SecretsMixin, forms.ModelForm):
+    SECRET_FIELDS = ("password",)
+    password = SecretField(label="Password")
+
+    class Meta:
+        model = Source
+        fields = [
+            "system",
+            "name",
+            "kind",
+            "data_class",
+            "host",
+            "port",
+            "database",
+            "user",
+            "path",
+            "exclude",
+            "is_portal_db",
+            "checks",
+            "heartbeat_enabled",
+            "restore_test_schedule",
+            "restore_test_after_backup",
+        ]
+
+    def save(self, commit=True):
+        instance = super().save(commit=False)
+        self._apply_secrets(instance)
+        if commit:
+            instance.save()
+        return instance
+
+
+class DestinationAdminForm(SecretsMixin, forms.ModelForm):
+    SECRET_FIELDS = ("access_key_id", "secret_access_key")
+    access_key_id = SecretField(label="Access key id")
+    secret_access_key = SecretField(label="Secret access key")
+
+    class Meta:
+        model = Destination
+        fields = [
+            "name",
+            "kind",
+            "path",
+            "bucket",
+            "prefix",
+            "region",
+            "endpoint_url",
+            "storage_class",
+            "keep_days",
+            "keep_last",
+            "enabled",
+        ]
+
+    def save(self, commit=True):
+        instance = super().save(commit=False)
+        self._apply_secrets(instance)
+        if commit:
+            instance.save()
+        return instance
+
+
+@admin.register(System)
+class SystemAdmin(admin.ModelAdmin):
+    list_display = ["name", "description"]
+    search_fields = ["name"]
+
+
+@admin.register(Source)
+class SourceAdmin(admin.ModelAdmin):
+    form = SourceAdminForm
+    list_display = ["name", "system", "kind", "data_class", "is_portal_db", "heartbeat_enabled"]
+    list_filter = ["kind", "data_class", "system"]
+    search_fields = ["name"]
+    readonly_fields = ["config_changed_at", "created"]
+    list_select_related = ["system"]
+
+
+@admin.register(Destination)
+class DestinationAdmin(admin.ModelAdmin):
+    form = DestinationAdminForm
+    list_display = ["name", "kind", "storage_class", "keep_days", "keep_last", "enabled"]
+    list_filter = ["kind", "enabled"]
+    search_fields = ["name", "bucket", "path"]
+
+
+@admin.register(BackupJob)
+class BackupJobAdmin(admin.ModelAdmin):
+    list_display = ["name", "source", "schedule", "timezone", "compression", "encrypt", "enabled"]
+    list_filter = ["enabled", "compression"]
+    search_fields = ["name"]
+    filter_horizontal = ["destinations"]
+    readonly_fields = ["config_changed_at", "created", "locked_by_run"]
+    list_select_related = ["source"]
+
+
+class BackupCopyInline(admin.TabularInline):
+    model = BackupCopy
+    extra = 0
+    can_delete = False
+    readonly_fields = [
+        "destination",
+        "location",
+        "manifest_location",
+        "bytes_stored",
+        "storage_class",
+        "ok",
+        "error",
+        "created",
+        "deleted_at",
+        "deleted_reason",
+    ]
+
+
+@admin.register(BackupRun)
+class BackupRunAdmin(admin.ModelAdmin):
+    list_display = ["pk", "job_name", "source_name", "status", "trigger", "queued", "bytes_stored"]
+    list_filter = ["status", "trigger", "restorable"]
+    search_fields = ["job_name", "source_name", "sha256"]
+    inlines = [BackupCopyInline]
+    list_select_related = True
+    # Runs are written by workers; the admin may only mark one not restorable.
+    readonly_fields = [
+        "job",
+        "job_name",
+        "source",
+        "source_name",
+        "trigger",
+        "status",
+        "queued",
+        "started",
+        "finished",
+        "error",
+        "log",
+        "phase",
+        "worker",
+        "heartbeat_at",
+        "requested_by",
+        "artifact_key",
+        "bytes_read",
+        "bytes_stored",
+        "compression_ratio",
+        "sha256",
+        "data_taken_at",
+        "manifest",
+        "anomalies",
+        "task_id",
+    ]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(BackupCopy)
+class BackupCopyAdmin(admin.ModelAdmin):
+    list_display = ["run", "destination", "location", "bytes_stored", "ok", "deleted_at"]
+    list_filter = ["destination", "ok"]
+    list_select_related = ["run", "destination"]
+    readonly_fields = [f.name for f in BackupCopy._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

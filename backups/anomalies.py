@@ -36,29 +36,41 @@ def assess(current: Sample, history: list[Sample]) -> list[dict]:
     if size > 0:
         ratio = current.bytes_stored / size
         if ratio < SHRANK_BELOW:
-            found.append({
-                "kind": "size_shrank", "severity": "warning",
-                "message": f"stored size shrank by {_pct(1 - ratio)}% against the median of the "
-                           f"last {len(history)} good runs",
-            })
+            found.append(
+                {
+                    "kind": "size_shrank",
+                    "severity": "warning",
+                    "message": f"stored size shrank by {_pct(1 - ratio)}% against the median of the "
+                    f"last {len(history)} good runs",
+                }
+            )
         elif ratio > GREW_ABOVE:
-            found.append({
-                "kind": "size_grew", "severity": "warning",
-                "message": f"stored size grew {ratio:.1f}x against the median of the last "
-                           f"{len(history)} good runs",
-            })
+            found.append(
+                {
+                    "kind": "size_grew",
+                    "severity": "warning",
+                    "message": f"stored size grew {ratio:.1f}x against the median of the last "
+                    f"{len(history)} good runs",
+                }
+            )
     if secs >= 1:
         ratio = current.seconds / secs
         if ratio > SLOW_ABOVE:
-            found.append({
-                "kind": "slow", "severity": "warning",
-                "message": f"took {ratio:.1f}x the median duration of the last {len(history)} good runs",
-            })
+            found.append(
+                {
+                    "kind": "slow",
+                    "severity": "warning",
+                    "message": f"took {ratio:.1f}x the median duration of the last {len(history)} good runs",
+                }
+            )
         elif ratio < FAST_BELOW:
-            found.append({
-                "kind": "fast", "severity": "warning",
-                "message": f"finished suspiciously fast: {_pct(ratio)}% of the median duration",
-            })
+            found.append(
+                {
+                    "kind": "fast",
+                    "severity": "warning",
+                    "message": f"finished suspiciously fast: {_pct(ratio)}% of the median duration",
+                }
+            )
     return found
 
 
@@ -71,7 +83,8 @@ def repeated_failures(statuses: list[str]) -> dict | None:
         streak += 1
     if streak >= FAILURES_IN_A_ROW:
         return {
-            "kind": "repeated_failures", "severity": "error",
+            "kind": "repeated_failures",
+            "severity": "error",
             "message": f"{streak} failed runs in a row",
         }
     return None
@@ -99,7 +112,9 @@ def detect(run) -> list[dict]:
         history = [
             Sample(b, (f - s).total_seconds())
             for b, s, f in BackupRun.objects.filter(
-                job_id=run.job_id, status=RunStatus.SUCCEEDED, started__isnull=False,
+                job_id=run.job_id,
+                status=RunStatus.SUCCEEDED,
+                started__isnull=False,
                 finished__isnull=False,
             )
             .exclude(pk=run.pk)

@@ -20,13 +20,29 @@ SECTIONS = ("systems", "destinations", "sources", "jobs")
 
 SYSTEM_KEYS = {"name", "description"}
 DESTINATION_FIELDS = [
-    "kind", "path", "bucket", "prefix", "region", "endpoint_url", "storage_class",
-    "keep_days", "keep_last", "enabled",
+    "kind",
+    "path",
+    "bucket",
+    "prefix",
+    "region",
+    "endpoint_url",
+    "storage_class",
+    "keep_days",
+    "keep_last",
+    "enabled",
 ]
 DESTINATION_SECRETS = ["access_key_id", "secret_access_key"]
 SOURCE_FIELDS = [
-    "kind", "data_class", "host", "port", "database", "user", "path", "exclude",
-    "restore_test_schedule", "restore_test_after_backup",
+    "kind",
+    "data_class",
+    "host",
+    "port",
+    "database",
+    "user",
+    "path",
+    "exclude",
+    "restore_test_schedule",
+    "restore_test_after_backup",
 ]
 # YAML name -> model field where they differ
 SOURCE_RENAMES = {"verify": "checks", "heartbeat": "heartbeat_enabled", "portal_db": "is_portal_db"}
@@ -253,8 +269,14 @@ def _plan_source(item, where, problems, refs):
         problems.append(f"{where}.kind: required (postgresql, sqlite or files)")
         return None
     defaults = {
-        "host": "", "port": None, "database": "", "user": "", "path": "", "exclude": [],
-        "data_class": "important", "restore_test_schedule": "0 3 * * 0",
+        "host": "",
+        "port": None,
+        "database": "",
+        "user": "",
+        "path": "",
+        "exclude": [],
+        "data_class": "important",
+        "restore_test_schedule": "0 3 * * 0",
         "restore_test_after_backup": False,
     }
     values = {}
@@ -303,7 +325,10 @@ def _plan_job(item, where, problems, refs):
             problems.append(f"{where}.destinations[{j}]: unknown destination {name}")
     instance = BackupJob.objects.filter(name=item["name"]).first() or BackupJob(name=item["name"])
     defaults = {
-        "schedule": "", "timezone": "UTC", "compression": "zstd", "encrypt": True,
+        "schedule": "",
+        "timezone": "UTC",
+        "compression": "zstd",
+        "encrypt": True,
         "enabled": True,
     }
     values = {}

@@ -34,7 +34,11 @@ def _s3(destination):
     try:
         client.head_bucket(Bucket=destination.bucket)
     except Exception as exc:  # the detail names the failure kind only, never a credential
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
+        code = (
+            getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if hasattr(exc, "response")
+            else None
+        )
         return False, f"bucket not reachable ({code or type(exc).__name__})"
     return True, "bucket reachable"
 

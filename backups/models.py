@@ -103,8 +103,16 @@ class Source(ChangeStampMixin, models.Model):
         FILES = "files", "Files (tar of a directory)"
 
     CONFIG_FIELDS = (
-        "kind", "host", "port", "database", "user", "password", "path", "exclude",
-        "is_portal_db", "checks",
+        "kind",
+        "host",
+        "port",
+        "database",
+        "user",
+        "password",
+        "path",
+        "exclude",
+        "is_portal_db",
+        "checks",
     )
 
     system = models.ForeignKey(System, on_delete=models.PROTECT, related_name="sources")
@@ -120,7 +128,9 @@ class Source(ChangeStampMixin, models.Model):
     password = EncryptedTextField()
     path = models.CharField(max_length=1024, blank=True, help_text="SQLite file or directory.")
     exclude = models.JSONField(
-        default=list, blank=True, validators=[validators.validate_excludes],
+        default=list,
+        blank=True,
+        validators=[validators.validate_excludes],
         help_text="Glob patterns left out of a files backup.",
     )
     is_portal_db = models.BooleanField(
@@ -128,14 +138,19 @@ class Source(ChangeStampMixin, models.Model):
         help_text="Back up the portal's own database, read from its settings at run time.",
     )
     checks = models.JSONField(
-        default=list, blank=True, validators=[validators.validate_checks],
+        default=list,
+        blank=True,
+        validators=[validators.validate_checks],
         help_text="Verification queries run on restored copies: [{name, sql, expect}].",
     )
     heartbeat_enabled = models.BooleanField(
         default=False, help_text="Measure replication/heartbeat lag for this source."
     )
     restore_test_schedule = models.CharField(
-        max_length=100, default="0 3 * * 0", blank=True, validators=[validators.validate_cron],
+        max_length=100,
+        default="0 3 * * 0",
+        blank=True,
+        validators=[validators.validate_cron],
         help_text="Cron for automatic restore tests (blank: none).",
     )
     restore_test_after_backup = models.BooleanField(default=False)
@@ -244,7 +259,9 @@ class Destination(models.Model):
     access_key_id = EncryptedTextField()
     secret_access_key = EncryptedTextField()
     keep_days = models.PositiveIntegerField(default=7, help_text="Keep backups this many days…")
-    keep_last = models.PositiveIntegerField(default=3, help_text="…and always the newest this many.")
+    keep_last = models.PositiveIntegerField(
+        default=3, help_text="…and always the newest this many."
+    )
     enabled = models.BooleanField(default=True)
     created = models.DateTimeField(default=timezone.now)
 
@@ -340,7 +357,9 @@ class BackupJob(ChangeStampMixin, models.Model):
     source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="jobs")
     destinations = models.ManyToManyField(Destination, related_name="jobs")
     schedule = models.CharField(
-        max_length=100, blank=True, validators=[validators.validate_cron],
+        max_length=100,
+        blank=True,
+        validators=[validators.validate_cron],
         help_text='Cron, e.g. "0 2 * * *" (blank: run only on demand).',
     )
     timezone = models.CharField(
@@ -354,7 +373,11 @@ class BackupJob(ChangeStampMixin, models.Model):
     created = models.DateTimeField(default=_now)
     # The job lock: set by a conditional update when a run starts, cleared when it finishes.
     locked_by_run = models.ForeignKey(
-        "BackupRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        "BackupRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         editable=False,
     )
 
@@ -402,10 +425,14 @@ class BackupJob(ChangeStampMixin, models.Model):
     # --- the lock -----------------------------------------------------------
     def acquire_lock(self, run) -> bool:
         """Take the job lock for `run`; a lock left by a finished run is cleared first."""
-        holder = BackupJob.objects.filter(pk=self.pk).values_list("locked_by_run", flat=True).first()
+        holder = (
+            BackupJob.objects.filter(pk=self.pk).values_list("locked_by_run", flat=True).first()
+        )
         if holder and holder != run.pk:
             if BackupRun.objects.filter(pk=holder, status__in=DONE).exists():
-                BackupJob.objects.filter(pk=self.pk, locked_by_run=holder).update(locked_by_run=None)
+                BackupJob.objects.filter(pk=self.pk, locked_by_run=holder).update(
+                    locked_by_run=None
+                )
         won = (
             BackupJob.objects.filter(pk=self.pk, locked_by_run__isnull=True).update(
                 locked_by_run=run
@@ -526,7 +553,9 @@ class BackupCopy(models.Model):
         ]
         indexes = [
             # Retention: live copies at one destination, newest first.
-            models.Index(fields=["destination", "deleted_at", "-created"], name="backupcopy_ret_idx"),
+            models.Index(
+                fields=["destination", "deleted_at", "-created"], name="backupcopy_ret_idx"
+            ),
         ]
 
     def __str__(self):

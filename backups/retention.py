@@ -78,7 +78,8 @@ def plan(
                 until = item.created + policy.minimum_storage
                 decisions.append(
                     Decision(
-                        item, False,
+                        item,
+                        False,
                         f"{item.storage_class or 'archive'} minimum storage of "
                         f"{policy.minimum_storage.days} days: deletable from {until:%Y-%m-%d}",
                         not_before=until,
@@ -87,7 +88,8 @@ def plan(
             else:
                 decisions.append(
                     Decision(
-                        item, True,
+                        item,
+                        True,
                         f"older than {policy.keep_days} days and beyond the newest {keep_last}",
                     )
                 )
@@ -197,9 +199,7 @@ def runs_in_use() -> set[int]:
 def protected_runs(source_ids=None) -> dict[int, str]:
     protected = newest_good_run_ids(source_ids)
     for run_id, reason in recovery_protected_run_ids(source_ids).items():
-        protected[run_id] = (
-            f"{protected[run_id]}; {reason}" if run_id in protected else reason
-        )
+        protected[run_id] = f"{protected[run_id]}; {reason}" if run_id in protected else reason
     return protected
 
 
@@ -258,7 +258,9 @@ def apply(destination, *, source_ids=None, dry_run=False, now=None, stdout=None)
             decision.reason = f"delete failed, kept in the catalog: {exc}"
             log.warning("retention at %s: %s: %s", destination, copy.location, exc)
             audit.record(
-                "retention delete failed", copy.run, detail=f"{destination.name}: {copy.location}: {exc}"
+                "retention delete failed",
+                copy.run,
+                detail=f"{destination.name}: {copy.location}: {exc}",
             )
             continue
         deleted_at = now or timezone.now()
@@ -268,7 +270,8 @@ def apply(destination, *, source_ids=None, dry_run=False, now=None, stdout=None)
         copy.deleted_at = deleted_at
         log.info("retention deleted %s at %s (%s)", copy.location, destination, decision.reason)
         audit.record(
-            "retention delete", copy.run,
+            "retention delete",
+            copy.run,
             detail=f"{destination.name}: {copy.location} ({decision.reason})",
         )
         if stdout is not None:

@@ -41,7 +41,9 @@ def enqueue_run(run: BackupRun):
         from django_q.tasks import async_task
 
         task_id = async_task(
-            "backups.tasks.run_backup", run.pk, group=f"backup job {run.job_id}",
+            "backups.tasks.run_backup",
+            run.pk,
+            group=f"backup job {run.job_id}",
             task_name=f"backup run {run.pk}",
         )
         BackupRun.objects.filter(pk=run.pk).update(task_id=str(task_id or "")[:64])

@@ -136,5 +136,7 @@ def validate_checks(checks):
 def validate_excludes(patterns):
     if patterns in (None, ""):
         return
-    if not isinstance(patterns, list) or not all(isinstance(p, str) and p.strip() for p in patterns):
+    if not isinstance(patterns, list) or not all(
+        isinstance(p, str) and p.strip() for p in patterns
+    ):
         raise ValidationError("Exclude patterns must be a list of non-empty glob strings.")

@@ -1,5 +1,329 @@
-from django.shortcuts import render
+"""Portal pages of the backups app. Thin: long work is enqueued, never done here."""
+
+from django.contrib import messages
+from django.db.models import Count, OuterRef, Prefetch, Q, Subquery
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST
+
+from backups import retention, services
+from backups.forms import DestinationForm, JobForm, SourceForm
+from backups.models import BackupCopy, BackupJob, BackupRun, Destination, Source
+from dr_portal.lib import audit
+from dr_portal.lib.durations import format_duration
+from dr_portal.lib.redact import redact
+from dr_portal.lib.roles import MANAGER, OPERATOR, role_required
+from dr_portal.runs import DONE, RunStatus
+
+RUN_LIST_FIELDS_DEFERRED = ("log", "manifest")
+HISTORY = 50
+
+
+def _jobs_with_last_run():
+    last = BackupRun.objects.filter(job=OuterRef("pk")).order_by("-queued", "-pk")
+    return (
+        BackupJob.objects.select_related("source", "locked_by_run")
+        .prefetch_related("destinations")
+        .annotate(
+            last_run_id=Subquery(last.values("pk")[:1]),
+            last_status=Subquery(last.values("status")[:1]),
+            last_finished=Subquery(last.values("finished")[:1]),
+            last_bytes=Subquery(last.values("bytes_stored")[:1]),
+        )
+        .order_by("name")
+    )
+
+
+def _newest_good_subquery():
+    return (
+        BackupRun.objects.filter(
+            source=OuterRef("pk"), status__in=[RunStatus.SUCCEEDED, RunStatus.PARTIAL]
+        )
+        .order_by("-data_taken_at")
+        .values("data_taken_at")[:1]
+    )
 
 
 def index(request):
-    return render(request, "backups/index.html")
+    jobs = list(_jobs_with_last_run())
+    sources = list(
+        Source.objects.select_related("system")
+        .annotate(newest_good=Subquery(_newest_good_subquery()))
+        .order_by("name")
+    )
+    now = timezone.now()
+    for source in sources:
+        source.rpo_now = now - source.newest_good if source.newest_good else None
+        source.rpo_breached = source.rpo_now is None or source.rpo_now > source.rpo_target
+    destinations = list(
+        Destination.objects.annotate(
+            live_copies=Count("copies", filter=Q(copies__ok=True, copies__deleted_at__isnull=True))
+        ).order_by("name")
+    )
+    recent = list(
+        BackupRun.objects.defer(*RUN_LIST_FIELDS_DEFERRED).order_by("-queued", "-pk")[:15]
+    )
+    return render(
+        request,
+        "backups/index.html",
+        {"jobs": jobs, "sources": sources, "destinations": destinations, "recent": recent},
+    )
+
+
+# --- sources -------------------------------------------------------------------
+def source_list(request):
+    sources = list(
+        Source.objects.select_related("system")
+        .annotate(newest_good=Subquery(_newest_good_subquery()), job_count=Count("jobs"))
+        .order_by("system__name", "name")
+    )
+    return render(request, "backups/source_list.html", {"sources": sources})
+
+
+def source_detail(request, pk):
+    source = get_object_or_404(Source.objects.select_related("system"), pk=pk)
+    jobs = source.jobs.prefetch_related("destinations").order_by("name")
+    runs = source.runs.defer(*RUN_LIST_FIELDS_DEFERRED).order_by("-queued", "-pk")[:20]
+    return render(
+        request, "backups/source_detail.html", {"source": source, "jobs": jobs, "runs": runs}
+    )
+
+
+def _edit(request, form_class, instance, template_name, what):
+    form = form_class(request.POST or None, instance=instance)
+    if request.method == "POST" and form.is_valid():
+        obj = form.save()
+        messages.success(request, f"{what} {obj} saved.")
+        return redirect(obj)
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request,
+        "backups/form.html",
+        {"form": form, "object": instance, "what": what, "template_name": template_name},
+        status=status,
+    )
+
+
+@role_required(MANAGER)
+@require_http_methods(["GET", "POST"])
+def source_create(request):
+    return _edit(request, SourceForm, None, "source", "Source")
+
+
+@role_required(MANAGER)
+@require_http_methods(["GET", "POST"])
+def source_edit(request, pk):
+    return _edit(request, SourceForm, get_object_or_404(Source, pk=pk), "source", "Source")
+
+
+# --- destinations ----------------------------------------------------------------
+def destination_list(request):
+    destinations = list(
+        Destination.objects.annotate(
+            live_copies=Count("copies", filter=Q(copies__ok=True, copies__deleted_at__isnull=True)),
+            job_count=Count("jobs", distinct=True),
+        ).order_by("name")
+    )
+    return render(request, "backups/destination_list.html", {"destinations": destinations})
+
+
+def destination_detail(request, pk):
+    destination = get_object_or_404(Destination, pk=pk)
+    copies = (
+        BackupCopy.objects.filter(destination=destination, deleted_at__isnull=True)
+        .select_related("run")
+        .defer("run__log", "run__manifest")
+        .order_by("-created")[:50]
+    )
+    jobs = destination.jobs.select_related("source").order_by("name")
+    return render(
+        request,
+        "backups/destination_detail.html",
+        {"destination": destination, "copies": copies, "jobs": jobs},
+    )
+
+
+@role_required(MANAGER)
+@require_http_methods(["GET", "POST"])
+def destination_create(request):
+    return _edit(request, DestinationForm, None, "destination", "Destination")
+
+
+@role_required(MANAGER)
+@require_http_methods(["GET", "POST"])
+def destination_edit(request, pk):
+    return _edit(
+        request,
+        DestinationForm,
+        get_object_or_404(Destination, pk=pk),
+        "destination",
+        "Destination",
+    )
+
+
+@require_POST
+@role_required(OPERATOR)
+def destination_test(request, pk):
+    """Write, read back and delete a probe object. Short, so it runs inline with a timeout."""
+    from backups.engine import DestinationError, open_destination
+
+    destination = get_object_or_404(Destination, pk=pk)
+    secrets = destination.secret_values()
+    try:
+        open_destination(destination.to_spec()).probe()
+    except (DestinationError, Exception) as exc:  # every failure is a message, not a 500
+        detail = redact(str(exc) or type(exc).__name__, secrets)
+        messages.error(request, f"Test of {destination} failed: {detail}")
+        audit.record("test destination", destination, user=request.user, detail=f"failed: {detail}")
+    else:
+        messages.success(request, f"{destination}: wrote, read back and deleted a probe object.")
+        audit.record("test destination", destination, user=request.user, detail="ok")
+    return redirect(destination)
+
+
+# --- jobs --------------------------------------------------------------------------
+def job_list(request):
+    return render(request, "backups/job_list.html", {"jobs": list(_jobs_with_last_run())})
+
+
+def _chart(runs):
+    from dr_portal.lib.charts import line_chart
+    from dr_portal.templatetags.portal import filesize
+
+    good = [r for r in runs if r.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL)]
+    if len(good) < 2:
+        return "", ""
+    good.reverse()
+    size = line_chart(
+        [("Stored size", [(r.finished, r.bytes_stored) for r in good])],
+        y_format=filesize,
+        title="Stored size per backup",
+    )
+    duration = line_chart(
+        [("Duration", [(r.finished, (r.finished - r.started).total_seconds()) for r in good])],
+        y_format=format_duration,
+        title="Duration per backup",
+    )
+    return size, duration
+
+
+def job_detail(request, pk):
+    job = get_object_or_404(
+        BackupJob.objects.select_related("source__system", "locked_by_run").prefetch_related(
+            "destinations"
+        ),
+        pk=pk,
+    )
+    runs = list(
+        job.runs.defer(*RUN_LIST_FIELDS_DEFERRED)
+        .prefetch_related(
+            Prefetch("copies", queryset=BackupCopy.objects.select_related("destination"))
+        )
+        .order_by("-queued", "-pk")[:HISTORY]
+    )
+    size_chart, duration_chart = _chart(runs)
+    from django_q.models import Schedule
+
+    schedule = Schedule.objects.filter(name=job.schedule_name).first()
+    return render(
+        request,
+        "backups/job_detail.html",
+        {
+            "job": job,
+            "runs": runs,
+            "size_chart": size_chart,
+            "duration_chart": duration_chart,
+            "schedule": schedule,
+            "active": next((r for r in runs if r.is_active), None),
+        },
+    )
+
+
+@role_required(MANAGER)
+@require_http_methods(["GET", "POST"])
+def job_create(request):
+    return _edit(request, JobForm, None, "job", "Job")
+
+
+@role_required(MANAGER)
+@require_http_methods(["GET", "POST"])
+def job_edit(request, pk):
+    return _edit(request, JobForm, get_object_or_404(BackupJob, pk=pk), "job", "Job")
+
+
+@require_POST
+@role_required(MANAGER)
+def job_delete(request, pk):
+    job = get_object_or_404(BackupJob, pk=pk)
+    if job.active_run():
+        messages.error(request, f"{job} is running; delete it when the run has finished.")
+        return redirect(job)
+    name = job.name
+    job.delete()
+    messages.success(request, f"Job {name} deleted; its run history is kept.")
+    return redirect("backups:job_list")
+
+
+@require_POST
+@role_required(OPERATOR)
+def job_run_now(request, pk):
+    job = get_object_or_404(BackupJob.objects.select_related("source"), pk=pk)
+    try:
+        run = services.start_run(job, "manual", request.user)
+    except services.JobBusy as exc:
+        messages.warning(request, f"Not started: {exc}.")
+        return redirect(job)
+    audit.record("run backup", job, user=request.user, detail=f"run #{run.pk}")
+    services.enqueue_run(run)
+    messages.success(request, f"Backup run #{run.pk} of {job} queued.")
+    return redirect(run)
+
+
+# --- runs ----------------------------------------------------------------------------
+def _run(pk):
+    return get_object_or_404(
+        BackupRun.objects.select_related("job", "source", "requested_by").prefetch_related(
+            Prefetch(
+                "copies",
+                queryset=BackupCopy.objects.select_related("destination").order_by(
+                    "destination__name"
+                ),
+            )
+        ),
+        pk=pk,
+    )
+
+
+def run_detail(request, pk):
+    run = _run(pk)
+    return render(request, "backups/run_detail.html", {"run": run})
+
+
+def run_progress(request, pk):
+    """htmx fragment polled every 2 s; 286 stops the polling once the run is done."""
+    run = _run(pk)
+    response = render(request, "backups/_run_progress.html", {"run": run})
+    if run.status in DONE:
+        response.status_code = 286
+    return response
+
+
+# --- retention -------------------------------------------------------------------------
+def retention_preview(request):
+    rows = []
+    now = timezone.now()
+    for destination in Destination.objects.order_by("name"):
+        try:
+            decisions = retention.preview(destination, now=now)
+            error = ""
+        except Exception as exc:  # a broken hook or destination shows, not a 500
+            decisions, error = [], f"{type(exc).__name__}: {exc}"
+        rows.append(
+            {
+                "destination": destination,
+                "decisions": decisions,
+                "delete_count": sum(1 for d in decisions if d.delete),
+                "error": error,
+            }
+        )
+    return render(request, "backups/retention.html", {"rows": rows, "now": now})

@@ -23,7 +23,9 @@ class Command(BaseCommand):
             self.stdout.write(f"{name}: {len(decisions)} live copies, {len(doomed)} to delete")
             for d in decisions:
                 if d.delete and dry_run:
-                    self.stdout.write(f"  would delete run #{d.item.run_id}: {d.copy.location} ({d.reason})")
+                    self.stdout.write(
+                        f"  would delete run #{d.item.run_id}: {d.copy.location} ({d.reason})"
+                    )
                 elif not d.delete and verbose_keep:
                     self.stdout.write(f"  keep run #{d.item.run_id}: {d.reason}")
         self.stdout.write(f"{'would delete' if dry_run else 'deleted'} {total} copies")

@@ -38,8 +38,15 @@ class Command(BaseCommand):
 
     def _report(self, run, as_json, error=""):
         if run is None:
-            result = {"run": None, "status": "failed", "bytes_stored": 0, "sha256": "",
-                      "duration_s": 0, "copies": [], "error": error}
+            result = {
+                "run": None,
+                "status": "failed",
+                "bytes_stored": 0,
+                "sha256": "",
+                "duration_s": 0,
+                "copies": [],
+                "error": error,
+            }
         else:
             duration = run.duration
             result = {
@@ -52,8 +59,11 @@ class Command(BaseCommand):
                 "duration_s": round(duration.total_seconds(), 3) if duration else 0,
                 "data_taken_at": run.data_taken_at.isoformat() if run.data_taken_at else None,
                 "copies": [
-                    {"destination": c.destination.name, "location": c.location,
-                     "bytes_stored": c.bytes_stored}
+                    {
+                        "destination": c.destination.name,
+                        "location": c.location,
+                        "bytes_stored": c.bytes_stored,
+                    }
                     for c in run.copies.select_related("destination").order_by("destination__name")
                 ],
                 "anomalies": [a.get("message", "") for a in run.anomalies or []],

@@ -29,12 +29,14 @@ class Command(BaseCommand):
             except config.ConfigError as exc:
                 for problem in exc.problems:
                     self.stderr.write(f"{file}: {problem}")
-                self.stderr.write(
-                    f"{len(exc.problems)} problem(s) found; nothing was changed."
-                )
+                self.stderr.write(f"{len(exc.problems)} problem(s) found; nothing was changed.")
                 sys.exit(1)
         changed = [c for c in changes if c.action != "unchanged"]
         for change in changes:
-            self.stdout.write(("would " if dry_run and change.action != "unchanged" else "") + str(change))
+            self.stdout.write(
+                ("would " if dry_run and change.action != "unchanged" else "") + str(change)
+            )
         verb = "would change" if dry_run else "changed"
-        self.stdout.write(f"{verb} {len(changed)} object(s), {len(changes) - len(changed)} unchanged.")
+        self.stdout.write(
+            f"{verb} {len(changed)} object(s), {len(changes) - len(changed)} unchanged."
+        )

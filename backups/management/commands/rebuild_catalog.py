@@ -29,9 +29,10 @@ class Command(BaseCommand):
             except DestinationError as exc:
                 raise CommandError(f"cannot read {dest.name}: {exc}") from None
             audit.record(
-                "rebuild catalog", dest,
+                "rebuild catalog",
+                dest,
                 detail=f"{report.seen} manifests, {report.runs_created} runs and "
-                       f"{report.copies_created} copies created",
+                f"{report.copies_created} copies created",
             )
         self.stdout.write(
             f"{report.seen} manifests read: {report.runs_created} runs and {report.copies_created} "

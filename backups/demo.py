@@ -1,0 +1,83 @@
+"""Demo configuration: Tool Hub's SQLite database and the portal's own database, backed up locally."""
+
+from django.conf import settings
+
+from backups import config
+
+
+def demo_config() -> dict:
+    return {
+        "systems": [
+            {
+                "name": "Tool Hub",
+                "description": "Workflow automation service (the seed document's system).",
+            },
+        ],
+        "destinations": [
+            {
+                "name": "local",
+                "kind": "local",
+                "path": str(settings.DR_LOCAL_BACKUP_DIR),
+                "keep_days": 7,
+                "keep_last": 3,
+            }
+        ],
+        "sources": [
+            {
+                "name": "toolhub-db",
+                "system": "Tool Hub",
+                "kind": "sqlite",
+                "path": str(settings.DR_DEMO_DIR / "tool_hub.db"),
+                "data_class": "critical",
+                "verify": [
+                    {"name": "workflows", "sql": "SELECT COUNT(*) FROM workflows", "expect": "> 0"},
+                    {
+                        "name": "executions",
+                        "sql": "SELECT COUNT(*) FROM executions",
+                        "expect": "> 0",
+                    },
+                ],
+                "heartbeat": True,
+            },
+        ],
+        "jobs": [
+            {
+                "name": "toolhub-db-hourly",
+                "source": "toolhub-db",
+                "destinations": ["local"],
+                "schedule": "0 * * * *",
+                "timezone": "UTC",
+                "compression": "zstd",
+                "encrypt": True,
+            },
+            {
+                "name": "portal-db-daily",
+                "source": "portal-db",
+                "destinations": ["local"],
+                "schedule": "15 2 * * *",
+                "timezone": "UTC",
+                "compression": "zstd",
+                "encrypt": True,
+            },
+        ],
+    }
+
+
+def load(stdout):
+    """Idempotent: the same config applied by name; existing objects are only updated."""
+    settings.DR_LOCAL_BACKUP_DIR.mkdir(parents=True, exist_ok=True)
+    data = demo_config()
+    from backups.models import Source
+
+    if not Source.objects.filter(name="portal-db").exists():
+        data["sources"].append(
+            {
+                "name": "portal-db",
+                "system": "Tool Hub",
+                "portal_db": True,
+                "data_class": "important",
+            }
+        )
+    changes = config.apply(data)
+    changed = [c for c in changes if c.action != "unchanged"]
+    stdout.write(f"backups demo: {len(changed)} changed, {len(changes) - len(changed)} unchanged")

@@ -1,0 +1,177 @@
+"""Forms for managers: sources, destinations, jobs. Secrets are write-only."""
+
+import json
+
+from django import forms
+
+from backups import validators
+from backups.models import BackupJob, Destination, Source
+
+KEEP = "Leave blank to keep the stored value."
+
+
+class SecretField(forms.CharField):
+    """A password input that never renders the stored value; blank keeps it."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("strip", False)
+        kwargs.setdefault("help_text", KEEP)
+        kwargs["widget"] = forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"})
+        super().__init__(**kwargs)
+
+
+class SecretsMixin:
+    """Copies non-blank secret inputs onto the instance; blank keeps the stored token."""
+
+    SECRET_FIELDS: tuple[str, ...] = ()
+
+    def _apply_secrets(self, instance):
+        for name in self.SECRET_FIELDS:
+            value = self.cleaned_data.get(name)
+            if value:
+                setattr(instance, name, value)
+            clear = self.cleaned_data.get(f"clear_{name}")
+            if clear:
+                setattr(instance, name, "")
+
+
+class JSONListField(forms.CharField):
+    """A list edited as JSON (checks) or one item per line (patterns)."""
+
+    def __init__(self, *, lines=False, **kwargs):
+        self.lines = lines
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 4}))
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            if self.lines:
+                return "\n".join(value)
+            return json.dumps(value, indent=2) if value else ""
+        return value
+
+    def to_python(self, value):
+        value = (value or "").strip()
+        if not value:
+            return []
+        if self.lines:
+            return [line.strip() for line in value.splitlines() if line.strip()]
+        try:
+            data = json.loads(value)
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
+        if not isinstance(data, list):
+            raise forms.ValidationError("Give a JSON list of {name, sql, expect} objects.")
+        return data
+
+
+class SourceForm(SecretsMixin, forms.ModelForm):
+    SECRET_FIELDS = ("password",)
+
+    password = SecretField(label="Password")
+    exclude = JSONListField(lines=True, label="Exclude patterns", help_text="One glob per line.")
+    checks = JSONListField(
+        label="Verification checks",
+        help_text='JSON list, e.g. [{"name": "workflows", "sql": "SELECT COUNT(*) FROM workflows", '
+        '"expect": "> 0"}]. Expect: ' + validators.EXPECT_HELP + ".",
+    )
+
+    class Meta:
+        model = Source
+        fields = [
+            "system",
+            "name",
+            "kind",
+            "data_class",
+            "host",
+            "port",
+            "database",
+            "user",
+            "path",
+            "exclude",
+            "checks",
+            "heartbeat_enabled",
+            "restore_test_schedule",
+            "restore_test_after_backup",
+        ]
+
+    def clean_checks(self):
+        checks = self.cleaned_data["checks"]
+        problems = validators.check_problems(checks)
+        if problems:
+            raise forms.ValidationError(problems)
+        return validators.normalise_checks(checks)
+
+    def save(self, commit=True):
+        instance = super().save(commit=False)
+        self._apply_secrets(instance)
+        if commit:
+            instance.save()
+        return instance
+
+
+class DestinationForm(SecretsMixin, forms.ModelForm):
+    SECRET_FIELDS = ("access_key_id", "secret_access_key")
+
+    access_key_id = SecretField(label="Access key id")
+    secret_access_key = SecretField(label="Secret access key")
+
+    class Meta:
+        model = Destination
+        fields = [
+            "name",
+            "kind",
+            "path",
+            "bucket",
+            "prefix",
+            "region",
+            "endpoint_url",
+            "storage_class",
+            "keep_days",
+            "keep_last",
+            "enabled",
+        ]
+
+    def save(self, commit=True):
+        instance = super().save(commit=False)
+        self._apply_secrets(instance)
+        if commit:
+            instance.save()
+        return instance
+
+
+class JobForm(forms.ModelForm):
+    class Meta:
+        model = BackupJob
+        fields = [
+            "name",
+            "source",
+            "destinations",
+            "schedule",
+            "timezone",
+            "compression",
+            "compression_level",
+            "encrypt",
+            "enabled",
+        ]
+        widgets = {"destinations": forms.CheckboxSelectMultiple}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["destinations"].required = True
+        self.fields["destinations"].error_messages["required"] = (
+            "Pick at least one destination (the 3-2-1 rule wants two, one off-site)."
+        )
+
+    def save(self, commit=True):
+        before = set()
+        if self.instance.pk:
+            before = set(self.instance.destinations.values_list("pk", flat=True))
+        job = super().save(commit=commit)
+        if commit and before and before != {d.pk for d in self.cleaned_data["destinations"]}:
+            from django.utils import timezone
+
+            BackupJob.objects.filter(pk=job.pk).update(config_changed_at=timezone.now())
+        return job
