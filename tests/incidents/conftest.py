@@ -30,3 +30,21 @@ def oncall(db):
     )
     Contact.objects.create(role="Manager", name="Quiet Manager", email="boss@example.com")
     return primary, secondary
+
+
+@pytest.fixture
+def make_incident(db):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from incidents.models import Incident
+
+    def make(**fields):
+        now = timezone.now()
+        fields.setdefault("title", "Database connection pool exhausted")
+        fields.setdefault("summary", "API down for 18 minutes")
+        fields.setdefault("detected_at", now - timedelta(hours=1))
+        return Incident.objects.create(**fields)
+
+    return make
