@@ -1,5 +1,36 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_migrate, post_save
+
+
+def _source_saved(sender, instance, raw=False, **kwargs):
+    if raw:
+        return
+    from recovery.schedules import sync_source_schedule
+
+    sync_source_schedule(instance)
+
+
+def _source_deleted(sender, instance, **kwargs):
+    from recovery.schedules import drop_schedule, restore_test_schedule_name
+
+    drop_schedule(restore_test_schedule_name(instance.pk))
+
+
+def _after_migrate(sender, **kwargs):
+    from recovery.schedules import ensure_recovery_schedules
+
+    ensure_recovery_schedules()
 
 
 class RecoveryConfig(AppConfig):
     name = "recovery"
+
+    def ready(self):
+        # Receivers only: schedules are created by them, never here (NOTES-django-q2).
+        post_save.connect(
+            _source_saved, sender="backups.Source", dispatch_uid="recovery-source-saved"
+        )
+        post_delete.connect(
+            _source_deleted, sender="backups.Source", dispatch_uid="recovery-source-deleted"
+        )
+        post_migrate.connect(_after_migrate, sender=self, dispatch_uid="recovery-after-migrate")

@@ -1,0 +1,657 @@
+"""One code path for restore tests and restores: tasks, commands and views all end here.
+
+Load the rows, pick the backup and its best copy, let the backups engine stream and
+verify the artifact into a temporary file, let the recovery engine restore and check
+it, record every phase, finish the run. Secrets are revealed only here and redacted
+from every message.
+"""
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from backups.models import BackupCopy, BackupRun, Source
+from dr_portal.lib import keyring
+from dr_portal.lib.redact import redact
+from dr_portal.runs import ACTIVE, IllegalTransition, RunStatus
+from recovery.engine import files as file_engine
+from recovery.engine import heartbeat
+from recovery.engine.checks import Outcome
+from recovery.engine.pg import PgServer, RestoreError
+from recovery.engine.verify import (
+    Phases,
+    VerifyOutcome,
+    verify_files,
+    verify_postgres,
+    verify_sqlite,
+)
+from recovery.models import (
+    DataBasis,
+    FailureType,
+    Restore,
+    RestoreTest,
+    RTOTarget,
+    TargetKind,
+    Trigger,
+)
+
+log = logging.getLogger(__name__)
+
+GOOD_BACKUP = (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
+DEFAULT_SCRATCH_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+class RecoveryFailure(Exception):
+    """An expected failure: the message names the cause and holds no secret."""
+
+
+class NeedsRetrieval(RecoveryFailure):
+    """Only archive-class copies exist: they must be retrieved (hours) before reading."""
+
+
+class Busy(Exception):
+    """The source already has an active restore test or restore."""
+
+
+# --- choosing what to read -----------------------------------------------------
+
+
+def scratch_server() -> PgServer:
+    return PgServer.from_url(settings.DR_SCRATCH_DATABASE_URL or DEFAULT_SCRATCH_URL)
+
+
+def restore_jobs() -> int:
+    return int(getattr(settings, "DR_RESTORE_JOBS", 0) or min(4, os.cpu_count() or 1))
+
+
+def work_dir() -> str | None:
+    """Where artifacts are unpacked (None: the system temporary directory)."""
+    value = getattr(settings, "DR_RESTORE_TMP_DIR", None)
+    return str(value) if value else None
+
+
+def good_backups(source: Source):
+    return BackupRun.objects.filter(
+        source=source,
+        status__in=GOOD_BACKUP,
+        restorable=True,
+        copies__ok=True,
+        copies__deleted_at__isnull=True,
+    ).distinct()
+
+
+def newest_good_backup(source: Source) -> BackupRun | None:
+    return good_backups(source).order_by("-data_taken_at", "-finished", "-pk").first()
+
+
+def newest_proven_backup(source: Source) -> BackupRun | None:
+    """The newest backup that passed a restore test (the default for a restore)."""
+    return (
+        good_backups(source)
+        .filter(restore_tests__status=RunStatus.SUCCEEDED)
+        .order_by("-data_taken_at", "-finished", "-pk")
+        .first()
+    )
+
+
+def _copy_rank(copy: BackupCopy) -> tuple:
+    dest = copy.destination
+    if dest.kind == "local":
+        return (0, copy.pk)
+    if dest.is_archive or copy.storage_class in ("GLACIER", "DEEP_ARCHIVE"):
+        return (2, copy.pk)
+    return (1, copy.pk)
+
+
+def rank_copies(run: BackupRun) -> tuple[list[BackupCopy], list[BackupCopy]]:
+    """(readable copies best first: local, then S3; archive-class copies needing retrieval)."""
+    copies = sorted(
+        run.copies.filter(ok=True, deleted_at__isnull=True).select_related("destination"),
+        key=_copy_rank,
+    )
+    readable = [c for c in copies if _copy_rank(c)[0] < 2]
+    archived = [c for c in copies if _copy_rank(c)[0] == 2]
+    return readable, archived
+
+
+def artifact_kind(run: BackupRun) -> str:
+    manifest = run.manifest or {}
+    return manifest.get("source_kind") or manifest.get("kind") or run.source.kind
+
+
+@dataclass
+class Fetched:
+    path: str
+    copy: BackupCopy
+    bytes_fetched: int
+
+
+def fetch_verified(run: BackupRun, into_dir: str, log_line, secrets: list[str]) -> Fetched:
+    """Stream the best copy through verification into a file; try the next copy on failure.
+
+    Raises RecoveryFailure naming every copy's cause. When every copy held a bad artifact
+    (not a missing one, not a key missing from the ring) the run is marked not restorable.
+    """
+    from backups.engine import ArtifactError, EngineError, open_destination, unpack_artifact
+
+    readable, archived = rank_copies(run)
+    if not readable:
+        if archived:
+            where = ", ".join(
+                f"{c.destination.name} ({c.storage_class or 'archive'})" for c in archived
+            )
+            raise NeedsRetrieval(
+                f"backup run #{run.pk} is only stored in archive storage ({where}): "
+                "it needs a retrieval (hours) before it can be read; start one in S3, then test again"
+            )
+        raise RecoveryFailure(f"backup run #{run.pk} has no intact copy left to read")
+    try:
+        master_keys = keyring.ring()
+    except keyring.KeyRingError as exc:
+        raise RecoveryFailure(f"the key ring cannot be read: {exc}") from None
+    problems, bad_artifact = [], 0
+    for copy in readable:
+        path = os.path.join(into_dir, f"artifact-{copy.pk}")
+        try:
+            spec = copy.destination.to_spec()
+            secrets.extend(spec.secrets.values())
+            with open(path, "wb") as out:
+                reader = open_destination(spec).open_read(copy.location)
+                try:
+                    info = unpack_artifact(reader, out, master_keys, expected_sha256=run.sha256)
+                finally:
+                    close = getattr(reader, "close", None)
+                    if close:
+                        close()
+            log_line(
+                f"read {copy.destination.name}: {info['bytes_in']} stored bytes, SHA-256 and "
+                f"{'authentication' if info.get('encrypted') else 'checksum'} verified"
+            )
+            return Fetched(path, copy, int(info["bytes_in"]))
+        except ArtifactError as exc:
+            message = redact(str(exc), secrets)
+            if "not in the key ring" not in message:
+                bad_artifact += 1
+            problems.append(f"{copy.destination.name}: {message}")
+        except (EngineError, OSError, keyring.KeyRingError) as exc:
+            problems.append(
+                f"{copy.destination.name}: {redact(str(exc), secrets) or type(exc).__name__}"
+            )
+        log_line(f"copy at {problems[-1]}")
+        if os.path.exists(path):
+            os.unlink(path)
+    message = "; ".join(problems)
+    if bad_artifact == len(readable):
+        BackupRun.objects.filter(pk=run.pk).update(
+            restorable=False,
+            not_restorable_reason=f"restore test found a bad artifact: {message}"[:2000],
+        )
+        log_line(f"backup run #{run.pk} marked not restorable")
+    raise RecoveryFailure(f"no copy of backup run #{run.pk} could be read: {message}")
+
+
+def previous_observations(source: Source, before_pk: int | None = None) -> dict[str, str]:
+    """For the canary: each check's newest observed value from a test where it passed."""
+    found: dict[str, str] = {}
+    tests = RestoreTest.objects.filter(
+        source=source, status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED]
+    )
+    if before_pk:
+        tests = tests.exclude(pk=before_pk)
+    for checks in tests.order_by("-finished", "-pk").values_list("checks", flat=True)[:50]:
+        for check in checks or []:
+            name = check.get("name")
+            if name and name not in found and check.get("outcome") == Outcome.PASSED:
+                found[name] = check.get("observed")
+    return found
+
+
+# --- restore tests ---------------------------------------------------------------
+
+
+def start_restore_test(
+    source: Source, *, backup_run: BackupRun | None = None, trigger=Trigger.MANUAL, user=None
+) -> RestoreTest:
+    """Create a queued test unless one of this source is already queued or running."""
+    with transaction.atomic():
+        active = RestoreTest.objects.filter(source=source, status__in=list(ACTIVE)).first()
+        if active is not None:
+            raise Busy(f"restore test #{active.pk} of {source} is already {active.status}")
+        return RestoreTest.objects.create(
+            source=source,
+            backup_run=backup_run,
+            trigger=trigger,
+            requested_by=user if getattr(user, "is_authenticated", False) else None,
+        )
+
+
+def enqueue_restore_test(test: RestoreTest):
+    from dr_portal.lib.queue import enqueue
+
+    enqueue("recovery.tasks.run_restore_test", test.pk, group=f"restore tests {test.source_id}")
+
+
+def execute_restore_test(test: RestoreTest) -> RestoreTest:
+    """Run a queued restore test to its end; safe to call twice (the claim decides)."""
+    if not test.claim():
+        log.info("%s was already claimed (%s)", test, test.status)
+        return test
+    secrets: list[str] = []
+    try:
+        with test.heartbeat():
+            _restore_test(test, secrets)
+    except Exception as exc:
+        message = redact(f"unexpected error: {type(exc).__name__}: {exc}", secrets)
+        log.exception("%s failed unexpectedly", test)
+        try:
+            test.append_log(message)
+            test.finish(RunStatus.FAILED, message)
+        except IllegalTransition:
+            pass
+    test.refresh_from_db()
+    return test
+
+
+def _restore_test(test: RestoreTest, secrets: list[str]):
+    source = test.source
+    started = test.started or timezone.now()
+    clock = time.monotonic()
+    phases = Phases(on_phase=lambda name: test.beat(name))
+    fields: dict = {}
+    outcome: VerifyOutcome | None = None
+    tmp = tempfile.mkdtemp(prefix="dr-restore-test-", dir=work_dir())
+    try:
+        run = test.backup_run
+        if run is None:
+            run = newest_good_backup(source)
+            if run is None:
+                raise RecoveryFailure(f"{source} has no good backup with an intact copy to test")
+            test.backup_run = run
+            RestoreTest.objects.filter(pk=test.pk).update(backup_run=run)
+        test.append_log(
+            f"testing backup run #{run.pk} of {source} (data taken "
+            f"{run.data_taken_at:%Y-%m-%d %H:%M:%S} UTC)"
+            if run.data_taken_at
+            else f"testing backup run #{run.pk} of {source}"
+        )
+        with phases.phase("fetch and verify"):
+            fetched = fetch_verified(run, tmp, test.append_log, secrets)
+        fields["copy_used"] = f"{fetched.copy.destination.name}: {fetched.copy.location}"[:300]
+        fields["bytes_fetched"] = fetched.bytes_fetched
+        kind = artifact_kind(run)
+        test.append_log(f"restoring the {kind} artifact into scratch")
+        if kind == "postgresql":
+            server = scratch_server()
+            secrets.extend(server.secrets())
+            outcome = verify_postgres(
+                fetched.path,
+                server,
+                source.checks or [],
+                previous_observations(source, test.pk),
+                phases,
+                jobs=restore_jobs(),
+            )
+        elif kind == "sqlite":
+            outcome = verify_sqlite(
+                fetched.path, source.checks or [], previous_observations(source, test.pk), phases
+            )
+        elif kind == "files":
+            count = (run.manifest or {}).get("file_count")
+            outcome = verify_files(
+                fetched.path,
+                phases,
+                expected_count=count if isinstance(count, int) else None,
+                tmp_dir=tmp,
+            )
+        else:
+            raise RecoveryFailure(f"unknown artifact kind {kind!r}")
+        os.unlink(fetched.path)
+    except NeedsRetrieval as exc:
+        fields["needs_retrieval"] = True
+        _finish_test(test, RunStatus.FAILED, str(exc), phases, fields, started, clock)
+        return
+    except (RecoveryFailure, RestoreError) as exc:
+        _finish_test(
+            test, RunStatus.FAILED, redact(str(exc), secrets), phases, fields, started, clock
+        )
+        return
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    results = [c.as_dict() for c in outcome.checks]
+    fields.update(
+        checks=results,
+        integrity=outcome.integrity[:300],
+        bytes_restored=outcome.restored_bytes,
+    )
+    if outcome.heartbeat_at:
+        fields.update(data_at=outcome.heartbeat_at, data_basis=DataBasis.HEARTBEAT)
+    elif run.data_taken_at:
+        fields.update(data_at=run.data_taken_at, data_basis=DataBasis.BACKUP)
+    if fields.get("data_at"):
+        fields["data_age"] = max(timedelta(0), started - fields["data_at"])
+    for check in results:
+        test.append_log(f"check {check['name']}: {check['outcome']} ({check['detail']})")
+    bad = [c for c in results if c["outcome"] != Outcome.PASSED]
+    if bad:
+        names = ", ".join(f"{c['name']} {c['outcome'].replace('_', ' ')}" for c in bad)
+        _finish_test(
+            test, RunStatus.FAILED, f"verification: {names}", phases, fields, started, clock
+        )
+        return
+    if not results and artifact_kind(run) != "files":
+        test.append_log("no verification checks are defined: only the restore itself was proven")
+    _finish_test(test, RunStatus.SUCCEEDED, "", phases, fields, started, clock)
+
+
+def _finish_test(test, status, error, phases, fields, started, clock):
+    elapsed = time.monotonic() - clock
+    fields["phases"] = phases.items
+    fields["rto"] = timedelta(seconds=round(elapsed, 3))
+    stored = fields.get("bytes_fetched") or 0
+    if status == RunStatus.SUCCEEDED and stored and elapsed > 0:
+        fields["throughput_bps"] = stored / elapsed
+    if error:
+        test.append_log(error)
+    test.append_log(f"{status} in {elapsed:.1f} s")
+    test.finish(status, error[:5000], **fields)
+
+
+# --- restores --------------------------------------------------------------------
+
+
+def rto_target_for(failure_type: str) -> timedelta | None:
+    row = RTOTarget.objects.filter(failure_type=failure_type).first()
+    return row.target if row else None
+
+
+def target_kind_for(kind: str) -> str:
+    return {"postgresql": TargetKind.DATABASE, "sqlite": TargetKind.FILE}.get(
+        kind, TargetKind.DIRECTORY
+    )
+
+
+def source_target(source: Source) -> tuple[str, str, str]:
+    """(target kind, target, password) of the source itself."""
+    spec = source.to_spec()
+    if spec.kind == "postgresql":
+        c = spec.config
+        url = f"postgresql://{c['user']}@{c['host']}:{c.get('port') or 5432}/{c['database']}"
+        return TargetKind.DATABASE, url, spec.password
+    return target_kind_for(spec.kind), spec.config["path"], ""
+
+
+def validate_target(kind: str, target: str, *, onto_source: bool = False) -> tuple[str, str]:
+    """Return (normalised target without password, password); raise ValueError with a reason."""
+    from django.core.exceptions import ValidationError
+
+    from dr_portal.lib.paths import check_allowed_path
+
+    if kind == TargetKind.DATABASE:
+        server = PgServer.from_url(target)
+        if server.dbname in ("postgres", "template0", "template1"):
+            raise ValueError(
+                f"{server.dbname} is a system database; name a database to restore into"
+            )
+        return server.public_url(), server.password
+    try:
+        path = check_allowed_path(target)
+    except ValidationError as exc:
+        if onto_source:
+            path = Path(target)
+        else:
+            raise ValueError(" ".join(exc.messages)) from None
+    if kind == TargetKind.FILE and path.is_dir():
+        raise ValueError(f"{path} is a directory; give the SQLite file's path")
+    if kind == TargetKind.DIRECTORY and path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is a file; give a directory")
+    if not path.parent.is_dir():
+        raise ValueError(f"{path.parent} does not exist")
+    return str(path), ""
+
+
+def start_restore(
+    source: Source,
+    *,
+    target: str = "",
+    onto_source: bool = False,
+    backup_run: BackupRun | None = None,
+    failure_type: str = FailureType.DATABASE_FAILURE,
+    declared_at=None,
+    user=None,
+) -> Restore:
+    """Validate and create a queued restore; raise ValueError (bad input) or Busy."""
+    kind = target_kind_for(backup_run and artifact_kind(backup_run) or source_kind(source))
+    if onto_source:
+        kind, target, password = source_target(source)
+        target, _ = validate_target(kind, target, onto_source=True)
+    else:
+        if not target:
+            raise ValueError("give a target: a PostgreSQL URL, a file path or a directory")
+        target, password = validate_target(kind, target)
+        if kind != TargetKind.DATABASE and _same_path(target, source):
+            raise ValueError("that is the source itself: choose “onto the source” to overwrite it")
+    if failure_type not in FailureType.values:
+        raise ValueError(f"unknown failure type {failure_type!r}")
+    if backup_run is not None and backup_run.source_id != source.pk:
+        raise ValueError(f"backup run #{backup_run.pk} is not a backup of {source}")
+    with transaction.atomic():
+        active = Restore.objects.filter(source=source, status__in=list(ACTIVE)).first()
+        if active is not None:
+            raise Busy(f"restore #{active.pk} of {source} is already {active.status}")
+        return Restore.objects.create(
+            source=source,
+            backup_run=backup_run,
+            failure_type=failure_type,
+            declared_at=declared_at or timezone.now(),
+            target_kind=kind,
+            target=target,
+            target_password=password or "",
+            onto_source=onto_source,
+            rto_target=rto_target_for(failure_type),
+            requested_by=user if getattr(user, "is_authenticated", False) else None,
+        )
+
+
+def source_kind(source: Source) -> str:
+    if source.is_portal_db:
+        return source.portal_db_spec_config()[0]
+    return source.kind
+
+
+def _same_path(target: str, source: Source) -> bool:
+    if source_kind(source) == "postgresql" or not source.path:
+        return False
+    return Path(target).resolve() == Path(source.path).resolve()
+
+
+def enqueue_restore(restore: Restore):
+    from dr_portal.lib.queue import enqueue
+
+    enqueue("recovery.tasks.run_restore", restore.pk, group=f"restores {restore.source_id}")
+
+
+def execute_restore(restore: Restore) -> Restore:
+    if not restore.claim():
+        return restore
+    secrets: list[str] = []
+    try:
+        with restore.heartbeat():
+            _restore(restore, secrets)
+    except Exception as exc:
+        message = redact(f"unexpected error: {type(exc).__name__}: {exc}", secrets)
+        log.exception("%s failed unexpectedly", restore)
+        try:
+            restore.append_log(message)
+            restore.finish(RunStatus.FAILED, message)
+        except IllegalTransition:
+            pass
+    restore.refresh_from_db()
+    return restore
+
+
+def _restore(restore: Restore, secrets: list[str]):
+    source = restore.source
+    phases = Phases(on_phase=lambda name: restore.beat(name))
+    fields: dict = {}
+    tmp = tempfile.mkdtemp(prefix="dr-restore-", dir=work_dir())
+    try:
+        run = restore.backup_run or newest_proven_backup(source)
+        if run is None:
+            raise RecoveryFailure(
+                f"{source} has no backup that passed a restore test; choose a backup explicitly"
+            )
+        if restore.backup_run_id is None:
+            restore.backup_run = run
+            Restore.objects.filter(pk=restore.pk).update(backup_run=run)
+        restore.append_log(f"restoring backup run #{run.pk} of {source} to {restore.target}")
+        with phases.phase("fetch and verify"):
+            fetched = fetch_verified(run, tmp, restore.append_log, secrets)
+        fields["copy_used"] = f"{fetched.copy.destination.name}: {fetched.copy.location}"[:300]
+        fields["bytes_fetched"] = fetched.bytes_fetched
+        kind = artifact_kind(run)
+        if target_kind_for(kind) != restore.target_kind:
+            raise RecoveryFailure(f"a {kind} backup cannot be restored to a {restore.target_kind}")
+        previous = previous_observations(source)
+        if kind == "postgresql":
+            password = restore.target_password.reveal() if restore.target_password else ""
+            secrets.append(password)
+            result = _restore_postgres(restore, fetched.path, password, phases, previous)
+        elif kind == "sqlite":
+            result = _restore_sqlite(restore, fetched.path, phases, previous)
+        else:
+            result = _restore_files(restore, fetched.path, phases)
+        checks_done = timezone.now()
+        fields.update(result)
+        if result.get("data_at") is None and run.data_taken_at:
+            fields.update(data_at=run.data_taken_at, data_basis=DataBasis.BACKUP)
+        fields["rto"] = checks_done - restore.declared_at
+    except (RecoveryFailure, RestoreError, keyring.KeyRingError) as exc:
+        fields["phases"] = phases.items
+        message = redact(str(exc), secrets)
+        restore.append_log(message)
+        restore.finish(RunStatus.FAILED, message[:5000], **fields)
+        return
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    fields["phases"] = phases.items
+    if fields.get("kept_aside"):
+        restore.append_log(f"the previous data was kept aside at {fields['kept_aside']}")
+    bad = [c for c in fields.get("checks", []) if c["outcome"] != Outcome.PASSED]
+    if bad:
+        names = ", ".join(f"{c['name']} {c['outcome'].replace('_', ' ')}" for c in bad)
+        message = f"restored, but verification on the target did not pass: {names}"
+        fields.pop("rto", None)  # service is not verified: no RTO achieved
+        restore.append_log(message)
+        restore.finish(RunStatus.FAILED, message, **fields)
+        return
+    restore.append_log(f"verified on the target; RTO {fields['rto']}")
+    restore.finish(RunStatus.SUCCEEDED, "", **fields)
+
+
+def _stamp() -> str:
+    return timezone.now().strftime("%Y%m%d%H%M%S")
+
+
+def _restore_postgres(restore, archive, password, phases, previous) -> dict:
+    """Restore into <name>_restoring_<ts>, check it, then swap: the old database is kept aside."""
+    from recovery.engine import pg
+    from recovery.engine.checks import pg_query, run_checks
+
+    target = PgServer.from_url(restore.target, password=password)
+    admin = target.with_db("postgres")
+    stamp = _stamp()
+    staging = pg.check_name(f"{target.dbname[:40]}_restoring_{stamp}")
+    result: dict = {}
+    with phases.phase("restore"):
+        pg.create_database(admin, staging)
+        try:
+            pg.pg_restore(archive, target.with_db(staging), jobs=restore_jobs())
+        except RestoreError:
+            pg.drop_database(admin, staging)
+            raise
+    with phases.phase("switch over"):
+        if pg.database_exists(admin, target.dbname):
+            aside = pg.check_name(f"{target.dbname[:40]}_before_restore_{stamp}")
+            pg.rename_database(admin, target.dbname, aside)
+            result["kept_aside"] = target.with_db(aside).public_url()
+        pg.rename_database(admin, staging, target.dbname)
+    with phases.phase("checks"):
+        with target.connect() as conn:
+            beat = heartbeat.read_pg(conn)
+            result["checks"] = [
+                c.as_dict()
+                for c in run_checks(pg_query(conn), restore.source.checks or [], previous)
+            ]
+    if beat:
+        result.update(data_at=beat, data_basis=DataBasis.HEARTBEAT)
+    return result
+
+
+def _restore_sqlite(restore, unpacked, phases, previous) -> dict:
+    from recovery.engine.checks import run_checks, sqlite_query
+
+    target = Path(restore.target)
+    staging = target.with_name(f".{target.name}.restoring-{_stamp()}")
+    result: dict = {}
+    with phases.phase("restore"):
+        shutil.copyfile(unpacked, staging)
+        try:
+            file_engine.sqlite_integrity(str(staging))
+        except RestoreError:
+            staging.unlink(missing_ok=True)
+            raise
+    with phases.phase("switch over"):
+        stamp = _stamp()
+        aside = file_engine.keep_aside(target, f"before_restore_{stamp}")
+        for suffix in ("-wal", "-shm", "-journal"):
+            file_engine.keep_aside(
+                target.with_name(target.name + suffix), f"before_restore_{stamp}"
+            )
+        os.replace(staging, target)
+        if aside:
+            result["kept_aside"] = str(aside)
+    with phases.phase("checks"):
+        conn = file_engine.open_sqlite_readonly(str(target))
+        try:
+            beat = heartbeat.read_sqlite(conn)
+            result["checks"] = [
+                c.as_dict()
+                for c in run_checks(sqlite_query(conn), restore.source.checks or [], previous)
+            ]
+        finally:
+            conn.close()
+    if beat:
+        result.update(data_at=beat, data_basis=DataBasis.HEARTBEAT)
+    return result
+
+
+def _restore_files(restore, tar_path, phases) -> dict:
+    target = Path(restore.target)
+    staging = target.with_name(f".{target.name}.restoring-{_stamp()}")
+    result: dict = {"checks": []}
+    with phases.phase("restore"):
+        staging.mkdir()
+        try:
+            listing = file_engine.extract_tar(tar_path, str(staging))
+            problems = file_engine.compare_tree(str(staging), listing)
+            if problems:
+                raise RestoreError("restored files differ: " + "; ".join(problems[:5]))
+        except RestoreError:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    with phases.phase("switch over"):
+        aside = file_engine.keep_aside(target, f"before_restore_{_stamp()}")
+        os.replace(staging, target)
+        if aside:
+            result["kept_aside"] = str(aside)
+    return result

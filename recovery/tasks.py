@@ -1,0 +1,144 @@
+"""django-q2 entry points of the recovery app: ids in, rows updated, nothing returned of value."""
+
+import logging
+from datetime import timedelta
+
+from django.db import close_old_connections
+from django.utils import timezone
+
+from dr_portal.runs import RunStatus
+
+log = logging.getLogger(__name__)
+
+
+def run_restore_test(test_id: int):
+    from recovery import services
+    from recovery.models import RestoreTest
+
+    close_old_connections()
+    test = RestoreTest.objects.select_related("source", "backup_run").filter(pk=test_id).first()
+    if test is None:
+        log.warning("restore test %s no longer exists", test_id)
+        return
+    services.execute_restore_test(test)
+
+
+def scheduled_restore_test(source_id: int):
+    """The weekly (or per-source cron) restore test: create it and run it in this worker."""
+    from backups.models import Source
+    from recovery import services
+    from recovery.models import Trigger
+
+    close_old_connections()
+    source = Source.objects.filter(pk=source_id).first()
+    if source is None:
+        from recovery.schedules import drop_schedule, restore_test_schedule_name
+
+        drop_schedule(restore_test_schedule_name(source_id))
+        return
+    try:
+        test = services.start_restore_test(source, trigger=Trigger.SCHEDULED)
+    except services.Busy as exc:
+        log.info("scheduled restore test skipped: %s", exc)
+        return
+    services.execute_restore_test(test)
+
+
+def run_restore(restore_id: int):
+    from recovery import services
+    from recovery.models import Restore
+
+    close_old_connections()
+    restore = Restore.objects.select_related("source", "backup_run").filter(pk=restore_id).first()
+    if restore is None:
+        return
+    services.execute_restore(restore)
+
+
+def tests_after_backups(window_hours: int = 24) -> int:
+    """Queue a restore test for each new good backup of a source that asks for one."""
+    from backups.models import BackupRun
+    from recovery import services
+    from recovery.models import RestoreTest, Trigger
+
+    close_old_connections()
+    since = timezone.now() - timedelta(hours=window_hours)
+    runs = (
+        BackupRun.objects.filter(
+            finished__gte=since,
+            status__in=services.GOOD_BACKUP,
+            restorable=True,
+            source__restore_test_after_backup=True,
+        )
+        .exclude(restore_tests__trigger=Trigger.AFTER_BACKUP)
+        .select_related("source")
+        .order_by("finished")
+    )
+    queued = 0
+    for run in runs:
+        if RestoreTest.objects.filter(backup_run=run, trigger=Trigger.AFTER_BACKUP).exists():
+            continue
+        try:
+            test = services.start_restore_test(
+                run.source, backup_run=run, trigger=Trigger.AFTER_BACKUP
+            )
+        except services.Busy:
+            continue  # the next sweep picks it up
+        services.enqueue_restore_test(test)
+        queued += 1
+    return queued
+
+
+def write_heartbeats() -> int:
+    """Write the current time into every source with a heartbeat; remember the outcome."""
+    from backups.models import Source
+    from dr_portal.lib.redact import redact
+    from recovery.engine import heartbeat
+    from recovery.engine.pg import PgServer, RestoreError
+    from recovery.models import HeartbeatState
+
+    close_old_connections()
+    written = 0
+    for source in Source.objects.filter(heartbeat_enabled=True):
+        now = timezone.now()
+        error, secrets = "", []
+        try:
+            spec = source.to_spec()
+            secrets = [spec.password]
+            if spec.kind == "postgresql":
+                c = spec.config
+                server = PgServer(
+                    c["host"], int(c.get("port") or 5432), c["user"], spec.password, c["database"]
+                )
+                heartbeat.write_pg(server, now)
+            elif spec.kind == "sqlite":
+                heartbeat.write_sqlite(spec.config["path"], now)
+            else:
+                error = "heartbeats need a PostgreSQL or SQLite source"
+        except (RestoreError, OSError, ValueError, Exception) as exc:  # noqa: B014
+            error = redact(str(exc) or type(exc).__name__, secrets)[:500]
+        values = {"last_attempt_at": now, "last_error": error}
+        if not error:
+            values["last_written_at"] = now
+            written += 1
+        HeartbeatState.objects.update_or_create(source=source, defaults=values)
+    return written
+
+
+def housekeeping() -> dict:
+    from django.conf import settings
+
+    from recovery.engine.pg import RestoreError, sweep_scratch
+    from recovery.schedules import sync_all_sources
+    from recovery.services import scratch_server
+
+    close_old_connections()
+    sync_all_sources()
+    dropped = []
+    # Only sweep when a scratch server is configured or the local default is reachable.
+    try:
+        timeout_h = max(24, getattr(settings, "Q_TIMEOUT", 0) / 3600 * 2)
+        dropped = sweep_scratch(scratch_server(), older_than_s=timeout_h * 3600)
+    except RestoreError as exc:
+        log.warning("scratch sweep skipped: %s", exc)
+    return {"scratch_dropped": dropped, "status": RunStatus.SUCCEEDED}
