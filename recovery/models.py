@@ -250,3 +250,6 @@ class HeartbeatState(models.Model):
 
     def __str__(self):
         return f"heartbeat of {self.source}"
+
+
+from recovery.failover.models import *  # noqa: E402,F401,F403

@@ -1,0 +1,264 @@
+"""Runbooks as code: `manage.py apply_runbooks FILE.yaml [--dry-run] [--as USER]`.
+
+    runbooks:
+      - system: tool-hub
+        name: PostgreSQL standby promotion
+        failure_type: database_failure
+        template: pg_standby_promotion          # a built-in template ...
+        vars: {standby_host: 10.0.0.2, primary_host: 10.0.0.1}
+      - system: tool-hub
+        name: Network outage recovery
+        failure_type: network_outage
+        steps:                                  # ... or the steps themselves
+          - {name: API ready, kind: http_check, params: {url: "http://localhost:8000/health/ready"}}
+          - name: Resume executions
+            kind: webhook
+            params: {url: "http://localhost:8000/api/executions/resume", json: {}}
+            secret_env: TOOLHUB_TOKEN           # bearer token read from the environment
+
+The whole file is validated first; on any problem nothing changes. Runbooks are matched
+by (system, name); running the same file twice changes nothing the second time. Command
+steps need --as naming a superuser, like in the portal.
+"""
+
+import os
+from dataclasses import dataclass
+
+import yaml
+from django.db import transaction
+
+from recovery.failover.builtin import TEMPLATES
+from recovery.failover.steps import parse_step
+
+RUNBOOK_KEYS = {"system", "name", "failure_type", "description", "template", "vars", "steps"}
+
+
+class ConfigError(Exception):
+    def __init__(self, problems):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass
+class Change:
+    action: str  # create, update, unchanged
+    label: str
+
+    def __str__(self):
+        return f"{self.action} runbook {self.label}"
+
+
+def load_text(text: str) -> dict:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+    if not isinstance(data, dict) or set(data) - {"runbooks"}:
+        raise ConfigError(["the file must be a mapping with one key, runbooks: [...]"])
+    if not isinstance(data.get("runbooks") or [], list):
+        raise ConfigError(["runbooks: must be a list"])
+    return data
+
+
+def _secret(defn: dict, where: str, problems: list[str]) -> str | None:
+    if "secret_env" in defn:
+        var = defn.pop("secret_env")
+        if not isinstance(var, str) or not var:
+            problems.append(f"{where}.secret_env: give the name of an environment variable")
+            return None
+        value = os.environ.get(var)
+        if value is None:
+            problems.append(f"{where}.secret_env: environment variable {var} is not set")
+        return value
+    value = defn.pop("secret", None)
+    return None if value in (None, "") else str(value)
+
+
+def _normal(spec) -> dict:
+    """A parsed step in the shape RunbookStep.definition() gives, for comparison."""
+    defn = {
+        "name": spec.name,
+        "kind": spec.kind,
+        "params": spec.params,
+        "timeout": spec.timeout,
+        "on_failure": spec.on_failure,
+        "retries": spec.retries,
+        "retry_delay": spec.retry_delay,
+        "side_effects": spec.side_effects,
+        "verification": spec.verification,
+    }
+    if spec.test_params:
+        defn["test_params"] = spec.test_params
+    return defn
+
+
+def plan(data: dict, *, allow_command: bool):
+    """Validate every runbook; return [(existing or None, fields, steps, secrets, label)]."""
+    from backups.models import System
+    from recovery.failover.models import Runbook, failure_type_choices
+
+    problems: list[str] = []
+    planned, seen = [], set()
+    failure_types = dict(failure_type_choices())
+    systems = {s.name: s for s in System.objects.all()}
+    for i, item in enumerate(data.get("runbooks") or [], 1):
+        where = f"runbooks[{i}]"
+        if not isinstance(item, dict):
+            problems.append(f"{where}: must be a mapping with system, name, failure_type, steps")
+            continue
+        if isinstance(item.get("name"), str):
+            where += f" ({item['name']})"
+        for key in sorted(set(item) - RUNBOOK_KEYS):
+            problems.append(
+                f"{where}: unknown key {key!r}; known: {', '.join(sorted(RUNBOOK_KEYS))}"
+            )
+        system = systems.get(item.get("system"))
+        if system is None:
+            problems.append(
+                f"{where}.system: no system named {item.get('system')!r} "
+                "(create it with dr_apply first)"
+            )
+        name = item.get("name")
+        if not isinstance(name, str) or not name.strip():
+            problems.append(f"{where}.name is required")
+        elif (item.get("system"), name) in seen:
+            problems.append(f"{where}: runbook {name!r} appears twice for this system")
+        seen.add((item.get("system"), name))
+        template = item.get("template")
+        failure_type = item.get("failure_type") or (
+            TEMPLATES[template].failure_type if template in TEMPLATES else None
+        )
+        if failure_type not in failure_types:
+            problems.append(
+                f"{where}.failure_type: {failure_type!r} is not one of {', '.join(failure_types)}"
+            )
+        if template is not None:
+            if template not in TEMPLATES:
+                problems.append(
+                    f"{where}.template: unknown template {template!r}; use one of "
+                    f"{', '.join(TEMPLATES)}"
+                )
+                continue
+            if "steps" in item:
+                problems.append(f"{where}: give either template (with vars) or steps, not both")
+                continue
+            try:
+                defs = TEMPLATES[template].definitions(item.get("vars") or {})
+            except (ValueError, TypeError) as exc:
+                problems.append(f"{where}.vars: {exc}")
+                continue
+        else:
+            defs = item.get("steps")
+            if not isinstance(defs, list) or not defs:
+                problems.append(f"{where}.steps: give a non-empty list of steps (or a template)")
+                continue
+        steps, secrets = [], {}
+        for j, raw in enumerate(defs, 1):
+            place = f"{where}.steps[{j}]"
+            if not isinstance(raw, dict):
+                problems.append(f"{place}: a step must be a mapping with at least name and kind")
+                continue
+            raw = dict(raw)
+            secret = _secret(raw, place, problems)
+            rollbacks = []
+            for k, rb in enumerate(raw.get("rollback") or [], 1):
+                rb = dict(rb) if isinstance(rb, dict) else rb
+                if isinstance(rb, dict):
+                    rb_secret = _secret(rb, f"{place}.rollback[{k}]", problems)
+                    if rb_secret:
+                        secrets[rb.get("name")] = rb_secret
+                rollbacks.append(rb)
+            if rollbacks:
+                raw["rollback"] = rollbacks
+            spec, errors = parse_step(raw, place, allow_command=allow_command)
+            problems.extend(errors)
+            if spec is None:
+                continue
+            if secret:
+                secrets[spec.name] = secret
+            defn = _normal(spec)
+            if spec.rollback:
+                defn["rollback"] = [_normal(rb) for rb in spec.rollback]
+            steps.append(defn)
+        names = [s["name"] for s in steps] + [
+            r["name"] for s in steps for r in s.get("rollback", [])
+        ]
+        if len(names) != len(set(names)):
+            problems.append(f"{where}: step names must be unique within a runbook")
+        existing = None
+        if system is not None and isinstance(name, str):
+            existing = Runbook.objects.filter(system=system, name=name).first()
+            if (
+                existing
+                and not allow_command
+                and existing.steps.filter(kind="command").exists()
+                and _current(existing) != steps
+            ):
+                problems.append(
+                    f"{where}: this runbook has command steps; only superusers may "
+                    "edit it (run with --as <superuser>)"
+                )
+        fields = {
+            "system": system,
+            "name": name,
+            "failure_type": failure_type,
+            "description": item.get("description")
+            or (TEMPLATES[template].description if template else ""),
+            "template": template or "",
+        }
+        planned.append((existing, fields, steps, secrets, f"{item.get('system')} / {name}"))
+    if problems:
+        raise ConfigError(problems)
+    return planned
+
+
+def _current(runbook) -> list[dict]:
+    defs = runbook.definitions()
+    for d in defs:
+        d.pop("has_secret", None)
+        for r in d.get("rollback", []):
+            r.pop("has_secret", None)
+    return defs
+
+
+def _secrets_differ(runbook, secrets: dict) -> bool:
+    stored = {s.name: s.secret for s in runbook.steps.all()}
+    for name, value in secrets.items():
+        current = stored.get(name)
+        try:
+            if not current or current.reveal() != value:
+                return True
+        except Exception:
+            return True
+    return False
+
+
+def apply(data: dict, *, dry_run=False, allow_command=False) -> list[Change]:
+    from recovery.failover.models import Runbook
+
+    planned = plan(data, allow_command=allow_command)
+    changes = []
+    with transaction.atomic():
+        for existing, fields, steps, secrets, label in planned:
+            if existing is None:
+                changes.append(Change("create", label))
+                if not dry_run:
+                    runbook = Runbook.objects.create(**fields)
+                    runbook.replace_steps(steps, secrets)
+                continue
+            differs = any(getattr(existing, k) != v for k, v in fields.items() if k != "system")
+            steps_differ = _current(existing) != steps or _secrets_differ(existing, secrets)
+            if not differs and not steps_differ:
+                changes.append(Change("unchanged", label))
+                continue
+            changes.append(Change("update", label))
+            if dry_run:
+                continue
+            for k, v in fields.items():
+                setattr(existing, k, v)
+            existing.save()
+            if steps_differ:
+                existing.replace_steps(steps, secrets)
+    return changes

@@ -1,0 +1,273 @@
+"""Runbook pages, starting runs, live progress, manual confirmation, cancel, printable run."""
+
+from django.contrib import messages
+from django.db.models import Count, Exists, OuterRef, Prefetch
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import select_template
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from dr_portal.lib import audit
+from dr_portal.lib.roles import MANAGER, OPERATOR, VIEWER, has_role, require_role, role_required
+from dr_portal.runs import RunStatus
+from recovery.failover.builtin import TEMPLATES, create_from_template
+from recovery.failover.forms import RunbookForm, StartRunForm, StepForm, TemplateForm
+from recovery.failover.models import (
+    FailoverRun,
+    LiveRunExists,
+    Runbook,
+    RunbookStep,
+    RunMode,
+    StepRun,
+)
+from recovery.failover.steps import KINDS
+
+STOP_POLLING = 286  # htmx stops polling on this status
+
+
+def _runbook(pk) -> Runbook:
+    return get_object_or_404(Runbook.objects.select_related("system"), pk=pk)
+
+
+def _run(pk) -> FailoverRun:
+    return get_object_or_404(
+        FailoverRun.objects.select_related("runbook", "system", "requested_by").defer("log"), pk=pk
+    )
+
+
+def _contacts():
+    """The incidents app's contacts card, if that app provides it."""
+    try:
+        select_template(["incidents/_contacts.html"])
+        from incidents.models import Contact
+    except Exception:
+        return None
+    items = list(Contact.objects.all())
+    items.sort(
+        key=lambda c: (
+            {"primary": 0, "secondary": 1}.get(getattr(c, "on_call", ""), 2),
+            c.role,
+            c.name,
+        )
+    )
+    return items
+
+
+@role_required(VIEWER)
+def runbook_list(request):
+    verified = FailoverRun.objects.filter(
+        runbook=OuterRef("pk"), status=RunStatus.SUCCEEDED, config_hash=OuterRef("config_hash")
+    )
+    runbooks = (
+        Runbook.objects.select_related("system")
+        .annotate(step_count=Count("steps"), verified_runs=Exists(verified))
+        .order_by("system__name", "name")
+    )
+    recent = FailoverRun.objects.select_related("runbook", "system").defer("log")[:10]
+    return render(
+        request,
+        "recovery/failover/runbook_list.html",
+        {"runbooks": runbooks, "recent": recent, "templates": TEMPLATES.values()},
+    )
+
+
+@role_required(VIEWER)
+def runbook_detail(request, pk):
+    runbook = _runbook(pk)
+    steps = runbook.steps.filter(rollback_of__isnull=True).prefetch_related(
+        Prefetch("rollback_steps", queryset=RunbookStep.objects.order_by("order", "pk"))
+    )
+    runs = runbook.runs.select_related("requested_by").defer("log")[:10]
+    return render(
+        request,
+        "recovery/failover/runbook_detail.html",
+        {
+            "runbook": runbook,
+            "steps": steps,
+            "runs": runs,
+            "contacts": _contacts(),
+            "verifying_run": runbook.last_verifying_run(),
+            "kinds": KINDS,
+        },
+    )
+
+
+@role_required(MANAGER)
+def runbook_create(request):
+    form = RunbookForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        runbook = form.save()
+        runbook.refresh_config()
+        messages.success(request, f"Runbook {runbook.name} created; add its steps.")
+        return redirect(runbook)
+    return render(request, "recovery/failover/runbook_form.html", {"form": form})
+
+
+@role_required(MANAGER)
+def runbook_edit(request, pk):
+    runbook = _runbook(pk)
+    form = RunbookForm(request.POST or None, instance=runbook)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Runbook saved.")
+        return redirect(runbook)
+    return render(
+        request, "recovery/failover/runbook_form.html", {"form": form, "runbook": runbook}
+    )
+
+
+@role_required(MANAGER)
+def runbook_from_template(request):
+    form = TemplateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        runbook = create_from_template(
+            form.cleaned_data["system"],
+            form.cleaned_data["template"],
+            name=form.cleaned_data["name"],
+        )
+        audit.record(
+            "create from template",
+            runbook,
+            user=request.user,
+            detail=f"template {runbook.template}",
+        )
+        messages.success(
+            request,
+            "Runbook created from the template. Edit the hosts, URLs and "
+            "secrets of its steps, then test it.",
+        )
+        return redirect(runbook)
+    return render(
+        request,
+        "recovery/failover/template_form.html",
+        {"form": form, "templates": TEMPLATES.values()},
+    )
+
+
+@role_required(MANAGER)
+def step_edit(request, pk, step_pk=None):
+    runbook = _runbook(pk)
+    step = get_object_or_404(RunbookStep, pk=step_pk, runbook=runbook) if step_pk else None
+    form = StepForm(request.POST or None, instance=step, runbook=runbook, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, f"Step {form.instance.name} saved.")
+        return redirect(runbook)
+    return render(
+        request,
+        "recovery/failover/step_form.html",
+        {"form": form, "runbook": runbook, "step": step, "kinds": KINDS},
+    )
+
+
+@require_POST
+@role_required(MANAGER)
+def step_delete(request, pk, step_pk):
+    runbook = _runbook(pk)
+    step = get_object_or_404(RunbookStep, pk=step_pk, runbook=runbook)
+    if step.kind == "command" and not request.user.is_superuser:
+        messages.error(request, "Only superusers may create or edit command steps.")
+        return redirect(runbook)
+    step.delete()
+    runbook.refresh_config()
+    messages.success(request, f"Step {step.name} deleted.")
+    return redirect(runbook)
+
+
+@role_required(OPERATOR)
+def start_run(request, pk):
+    runbook = _runbook(pk)
+    form = StartRunForm(request.POST or None, runbook=runbook, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        if not runbook.steps.exists():
+            messages.error(request, "This runbook has no steps yet.")
+            return redirect(runbook)
+        mode = form.cleaned_data["mode"]
+        try:
+            run = FailoverRun.start(
+                runbook, mode, request.user, declared_at=form.cleaned_data.get("declared_at")
+            )
+        except LiveRunExists as exc:
+            form.add_error(None, str(exc))
+        else:
+            audit.record(
+                f"start {mode} failover", runbook, user=request.user, detail=f"run #{run.pk}"
+            )
+            return redirect(run)
+    return render(request, "recovery/failover/start_run.html", {"form": form, "runbook": runbook})
+
+
+def _run_context(run):
+    step_runs = list(run.step_runs.select_related("confirmed_by"))
+    done = sum(1 for s in step_runs if s.status not in ("pending", "running", "waiting"))
+    return {"run": run, "step_runs": step_runs, "done_count": done, "total": len(step_runs)}
+
+
+@role_required(VIEWER)
+def run_detail(request, pk):
+    run = _run(pk)
+    return render(request, "recovery/failover/run_detail.html", _run_context(run))
+
+
+@role_required(VIEWER)
+def run_progress(request, pk):
+    run = _run(pk)
+    response = render(request, "recovery/failover/_run_progress.html", _run_context(run))
+    if not run.is_active:
+        response.status_code = STOP_POLLING
+    return response
+
+
+@role_required(VIEWER)
+def run_print(request, pk):
+    run = get_object_or_404(
+        FailoverRun.objects.select_related("runbook", "system", "requested_by"), pk=pk
+    )
+    return render(
+        request,
+        "recovery/failover/run_print.html",
+        {**_run_context(run), "contacts": _contacts(), "printed": timezone.now()},
+    )
+
+
+@require_POST
+@role_required(OPERATOR)
+def run_cancel(request, pk):
+    run = _run(pk)
+    if run.mode == RunMode.LIVE:
+        require_role(request.user, MANAGER)
+    outcome = run.request_cancel(request.user)
+    if outcome == "done":
+        messages.warning(request, f"The run is already {run.get_status_display().lower()}.")
+    else:
+        audit.record("cancel failover", run, user=request.user, detail=outcome)
+        messages.success(
+            request,
+            "Run cancelled."
+            if outcome == "cancelled"
+            else "Cancel requested: the worker stops at the next step and runs the rollbacks.",
+        )
+    return redirect(run)
+
+
+@require_POST
+@role_required(OPERATOR)
+def step_confirm(request, pk, step_run_pk):
+    run = _run(pk)
+    step_run = get_object_or_404(StepRun, pk=step_run_pk, run=run, kind="manual")
+    # Conditional: only a step that is waiting, and only once.
+    updated = StepRun.objects.filter(
+        pk=step_run.pk, status=StepRun.Status.WAITING, confirmed_at__isnull=True
+    ).update(confirmed_by=request.user, confirmed_at=timezone.now())
+    if updated:
+        audit.record("confirm failover step", run, user=request.user, detail=step_run.name)
+        messages.success(request, f"Confirmed: {step_run.name}.")
+    else:
+        messages.warning(request, "This step is not waiting for a confirmation.")
+    if request.headers.get("HX-Request"):
+        return run_progress(request, pk)
+    return redirect(run)
+
+
+def can_confirm(user):
+    return has_role(user, OPERATOR)
