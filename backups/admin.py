@@ -41,6 +41,9 @@ class SourceAdminForm(SecretsMixin, forms.ModelForm):
 
 class DestinationAdminForm(SecretsMixin, forms.ModelForm):
     SECRET_FIELDS = ("access_key_id", "secret_access_key")
+    endpoint_url = forms.URLField(
+        required=False, assume_scheme="https", help_text="Only for S3-compatible stores."
+    )
     access_key_id = SecretField(label="Access key id")
     secret_access_key = SecretField(label="Secret access key")
 

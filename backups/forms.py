@@ -115,6 +115,9 @@ class SourceForm(SecretsMixin, forms.ModelForm):
 class DestinationForm(SecretsMixin, forms.ModelForm):
     SECRET_FIELDS = ("access_key_id", "secret_access_key")
 
+    endpoint_url = forms.URLField(
+        required=False, assume_scheme="https", help_text="Only for S3-compatible stores."
+    )
     access_key_id = SecretField(label="Access key id")
     secret_access_key = SecretField(label="Secret access key")
 

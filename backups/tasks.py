@@ -2,8 +2,6 @@
 
 import logging
 
-from django.db import close_old_connections
-
 from backups import services
 from backups.models import BackupJob, BackupRun, Trigger
 
@@ -12,7 +10,6 @@ log = logging.getLogger(__name__)
 
 def run_backup(run_id: int):
     """Execute a queued run (from "Run now"); a redelivered task finds it claimed and stops."""
-    close_old_connections()
     try:
         run = BackupRun.objects.select_related("job", "source").get(pk=run_id)
     except BackupRun.DoesNotExist:
@@ -28,7 +25,6 @@ def scheduled_backup(job_id: int):
     If the job still has a queued or running run, no second run starts: a cancelled run
     records "skipped: ..." so the gap is visible in the job's history.
     """
-    close_old_connections()
     try:
         job = BackupJob.objects.select_related("source").get(pk=job_id)
     except BackupJob.DoesNotExist:
@@ -63,6 +59,5 @@ def apply_retention_task():
     """Daily retention over every destination."""
     from backups import retention
 
-    close_old_connections()
     results = retention.apply_all()
     return {name: sum(1 for d in decisions if d.delete) for name, decisions in results.items()}
