@@ -1,0 +1,148 @@
+"""Admin for runbooks and their steps (validated like the portal's forms; command steps need a superuser)."""
+
+from django import forms
+from django.contrib import admin
+
+from recovery.failover.models import FailoverRun, Runbook, RunbookStep, StepRun
+from recovery.failover.steps import KINDS, SUPERUSER_ONLY, parse_step
+
+
+class StepAdminForm(forms.ModelForm):
+    secret = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="stored encrypted; leave empty to keep the current one",
+    )
+    user = None  # set per request by RunbookStepInline.get_formset
+
+    class Meta:
+        model = RunbookStep
+        fields = [
+            "order",
+            "rollback_of",
+            "name",
+            "kind",
+            "params",
+            "test_params",
+            "secret",
+            "timeout",
+            "on_failure",
+            "retries",
+            "retry_delay",
+            "side_effects",
+            "verification",
+        ]
+
+    def clean(self):
+        data = super().clean()
+        if self.errors or (self.prefix and data.get("DELETE")):
+            return data
+        superuser = bool(self.user and self.user.is_superuser)
+        was_command = self.instance.pk and self.instance.kind in SUPERUSER_ONLY
+        if (
+            not superuser
+            and (data.get("kind") in SUPERUSER_ONLY or was_command)
+            and self.has_changed()
+        ):
+            raise forms.ValidationError("Only superusers may create or edit command steps.")
+        kind = data.get("kind")
+        defn = {
+            "name": data.get("name"),
+            "kind": kind,
+            "params": data.get("params") or {},
+            "test_params": data.get("test_params") or {},
+            "on_failure": data.get("on_failure"),
+            "retries": data.get("retries") or 0,
+            "side_effects": bool(data.get("side_effects"))
+            or (kind in KINDS and KINDS[kind].side_effects),
+            "verification": bool(data.get("verification")),
+        }
+        if data.get("timeout"):
+            defn["timeout"] = data["timeout"].total_seconds()
+        if data.get("retry_delay"):
+            defn["retry_delay"] = data["retry_delay"].total_seconds()
+        spec, errors = parse_step(defn, "step", allow_command=True, nested=True)
+        if errors:
+            raise forms.ValidationError(errors)
+        data["params"] = spec.params
+        data["side_effects"] = spec.side_effects
+        return data
+
+    def save(self, commit=True):
+        step = super().save(commit=False)
+        if self.cleaned_data.get("secret"):
+            step.secret = self.cleaned_data["secret"]
+        if commit:
+            step.save()
+        return step
+
+
+class StepFormSet(forms.BaseInlineFormSet):
+    def clean(self):
+        super().clean()
+        user = self.form.user
+        if user and user.is_superuser:
+            return
+        for form in self.deleted_forms:
+            if form.instance.pk and form.instance.kind in SUPERUSER_ONLY:
+                raise forms.ValidationError("Only superusers may delete command steps.")
+
+
+class RunbookStepInline(admin.StackedInline):
+    model = RunbookStep
+    form = StepAdminForm
+    formset = StepFormSet
+    extra = 0
+    fk_name = "runbook"
+
+    def get_formset(self, request, obj=None, **kwargs):
+        form = type("StepAdminFormForUser", (StepAdminForm,), {"user": request.user})
+        return super().get_formset(request, obj, form=form, **kwargs)
+
+
+@admin.register(Runbook)
+class RunbookAdmin(admin.ModelAdmin):
+    list_display = ["name", "system", "failure_type", "edited_at"]
+    list_filter = ["failure_type", "system"]
+    search_fields = ["name", "system__name"]
+    readonly_fields = ["config_hash", "edited_at", "created", "template"]
+    inlines = [RunbookStepInline]
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        form.instance.refresh_config()
+
+
+class StepRunInline(admin.TabularInline):
+    model = StepRun
+    fk_name = "run"
+    extra = 0
+    can_delete = False
+    fields = [
+        "position",
+        "name",
+        "kind",
+        "status",
+        "started",
+        "finished",
+        "attempts",
+        "confirmed_by",
+        "output",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(FailoverRun)
+class FailoverRunAdmin(admin.ModelAdmin):
+    list_display = ["pk", "runbook", "mode", "status", "declared_at", "rto", "verdict"]
+    list_filter = ["mode", "status", "verdict"]
+    inlines = [StepRunInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False  # runs start from the runbook page, with its confirmation
