@@ -9,6 +9,7 @@ every other URL is refused, so a report never fetches anything from the network.
 Fonts: WeasyPrint uses fontconfig; the project installs fonts-dejavu-core (.ci/test-deps).
 """
 
+import logging
 import mimetypes
 from urllib.parse import urlsplit
 
@@ -17,6 +18,9 @@ from django.http import HttpResponse
 from django.template.loader import render_to_string
 
 DEFAULT_BASE_URL = "http://localhost/"
+
+# fontTools logs every table it reads at DEBUG: thousands of lines per PDF.
+logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 
 class RefusedURL(ValueError):
