@@ -655,3 +655,19 @@ def _restore_files(restore, tar_path, phases) -> dict:
         if aside:
             result["kept_aside"] = str(aside)
     return result
+
+
+def is_source_target(source: Source, target: str) -> bool:
+    """Does `target` (URL or path) name the source's own data?"""
+    kind, own, _ = source_target(source)
+    if kind == TargetKind.DATABASE:
+        try:
+            theirs = PgServer.from_url(target)
+            mine = PgServer.from_url(own)
+        except ValueError:
+            return False
+        return (theirs.host, theirs.port, theirs.dbname) == (mine.host, mine.port, mine.dbname)
+    try:
+        return Path(target).resolve() == Path(own).resolve()
+    except (OSError, ValueError):
+        return False

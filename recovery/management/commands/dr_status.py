@@ -1,0 +1,49 @@
+"""manage.py dr_status [--json]: recovery readiness per source, with monitoring-plugin exit codes.
+
+Exit 0: every source within its targets. 1: a target at risk (over 80 % used, needs
+verification, or no restore test within its schedule). 2: a target breached or the
+newest restore test failed.
+"""
+
+import json as jsonlib
+import sys
+
+from django.core.management.base import BaseCommand
+
+from dr_portal.lib.durations import format_duration as fd
+
+EXIT = {"ok": 0, "at_risk": 1, "breached": 2}
+LABEL = {"ok": "OK", "at_risk": "AT RISK", "breached": "BREACHED"}
+
+
+class Command(BaseCommand):
+    help = "Recovery readiness of every source. Exit 0 ok, 1 at risk, 2 breached."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+    def handle(self, *args, json=False, **options):
+        from backups.models import Source
+        from recovery.readiness import overall, source_readiness
+
+        readiness = source_readiness(Source.objects.order_by("name"))
+        verdict = overall(readiness)
+        if json:
+            self.stdout.write(
+                jsonlib.dumps(
+                    {"verdict": verdict, "sources": [r.as_dict() for r in readiness.values()]}
+                )
+            )
+        else:
+            for r in readiness.values():
+                self.stdout.write(
+                    f"{LABEL[r.verdict]:8s} {r.source_name}: RPO {fd(r.rpo_now)}/{fd(r.rpo_target)}"
+                    f", verified RPO {fd(r.verified_rpo)}, RTO {fd(r.last_rto)}/{fd(r.rto_target)}"
+                    f", forecast {fd(r.rto_forecast)}"
+                    + (f" — {'; '.join(r.reasons)}" if r.reasons else "")
+                )
+            self.stdout.write(
+                f"DR {LABEL[verdict]}: {len(readiness)} sources"
+                + (", none configured" if not readiness else "")
+            )
+        sys.exit(EXIT[verdict])

@@ -1,0 +1,87 @@
+"""manage.py restore RUN_ID --to TARGET --yes [--json]: restore a backup in the foreground."""
+
+import json as jsonlib
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from backups.models import BackupRun
+from dr_portal.lib import audit
+
+
+class Command(BaseCommand):
+    help = (
+        "Restore one backup to TARGET: a PostgreSQL URL (postgresql://user@host:port/db) for a "
+        "PostgreSQL backup, a file path for SQLite, a directory for files. Data already at the "
+        "target is kept aside first. Exit status 0 when restored and verified, 1 otherwise."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("run", type=int, help="backup run id")
+        parser.add_argument("--to", required=True, dest="target", help="where to restore")
+        parser.add_argument("--yes", action="store_true", help="confirm: this may replace data")
+        parser.add_argument(
+            "--failure-type", default="database_failure", help="declared failure type (RTO target)"
+        )
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+    def handle(
+        self, *args, run, target, yes=False, failure_type="database_failure", json=False, **o
+    ):
+        from recovery import services
+
+        backup = BackupRun.objects.select_related("source").filter(pk=run).first()
+        if backup is None:
+            raise CommandError(f"no backup run #{run}")
+        if backup.source is None:
+            raise CommandError(f"backup run #{run} has no source any more")
+        if not yes:
+            raise CommandError(
+                f"restoring to {target} may replace data there: add --yes to confirm"
+            )
+        onto_source = services.is_source_target(backup.source, target)
+        with audit.command_context("restore"):
+            try:
+                restore = services.start_restore(
+                    backup.source,
+                    target="" if onto_source else target,
+                    onto_source=onto_source,
+                    backup_run=backup,
+                    failure_type=failure_type,
+                )
+            except (ValueError, services.Busy) as exc:
+                return self._report(None, json, target, str(exc))
+            audit.record(
+                "restore",
+                backup.source,
+                detail=f"restore #{restore.pk} of run #{backup.pk} to {restore.target}"
+                + (" (onto the source)" if onto_source else ""),
+            )
+            restore = services.execute_restore(restore)
+        return self._report(restore, json, restore.target)
+
+    def _report(self, restore, as_json, target, error=""):
+        result = {
+            "restore": restore.pk if restore else None,
+            "status": restore.status if restore else "failed",
+            "target": target,
+            "kept_aside": (restore.kept_aside or None) if restore else None,
+            "rto_s": round(restore.rto.total_seconds(), 3) if restore and restore.rto else None,
+            "error": restore.error if restore else error,
+        }
+        if restore:
+            result["checks"] = [
+                {"name": c["name"], "passed": c["outcome"] == "passed", "observed": c["observed"]}
+                for c in restore.checks
+            ]
+        if as_json:
+            self.stdout.write(jsonlib.dumps(result))
+        else:
+            self.stdout.write(f"restore {result['restore']}: {result['status']} → {target}")
+            if result["kept_aside"]:
+                self.stdout.write(f"  previous data kept aside at {result['kept_aside']}")
+            if result["rto_s"] is not None:
+                self.stdout.write(f"  RTO {result['rto_s']} s (declared start → checks passed)")
+            if result["error"]:
+                self.stdout.write(f"  error: {result['error']}")
+        sys.exit(0 if result["status"] == "succeeded" else 1)

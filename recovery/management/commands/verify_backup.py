@@ -1,0 +1,105 @@
+"""manage.py verify_backup (RUN_ID | --latest JOB) [--json]: a restore test in the foreground."""
+
+import json as jsonlib
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from backups.models import BackupJob, BackupRun
+from dr_portal.lib import audit
+
+
+class Command(BaseCommand):
+    help = (
+        "Restore-test one backup now, in this process (same code as the scheduled task). "
+        "Exit status 0 when it passed, 1 otherwise."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("run", nargs="?", type=int, help="backup run id")
+        parser.add_argument("--latest", metavar="JOB", help="the newest good backup of this job")
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+    def handle(self, *args, run=None, latest=None, json=False, **options):
+        from recovery import services
+        from recovery.models import Trigger
+
+        if (run is None) == (latest is None):
+            raise CommandError("give either a backup RUN_ID or --latest JOB")
+        if run is not None:
+            backup = BackupRun.objects.select_related("source").filter(pk=run).first()
+            if backup is None:
+                raise CommandError(f"no backup run #{run}")
+        else:
+            job = BackupJob.objects.filter(name=latest).first()
+            if job is None and latest.isdigit():
+                job = BackupJob.objects.filter(pk=int(latest)).first()
+            if job is None:
+                raise CommandError(f"no backup job named {latest}")
+            backup = (
+                services.good_backups(job.source)
+                .filter(job=job)
+                .order_by("-data_taken_at", "-pk")
+                .first()
+            )
+            if backup is None:
+                return self._report(None, json, f"job {job.name} has no good backup to verify")
+        if backup.source is None:
+            raise CommandError(f"backup run #{backup.pk} has no source any more")
+        with audit.command_context("verify_backup"):
+            try:
+                test = services.start_restore_test(
+                    backup.source, backup_run=backup, trigger=Trigger.COMMAND
+                )
+            except services.Busy as exc:
+                return self._report(None, json, str(exc))
+            audit.record(
+                "run restore test",
+                backup.source,
+                detail=f"restore test #{test.pk} of run #{backup.pk}",
+            )
+            test = services.execute_restore_test(test)
+        return self._report(test, json)
+
+    def _report(self, test, as_json, error=""):
+        if test is None:
+            result = {
+                "test": None,
+                "status": "failed",
+                "checks": [],
+                "rto_s": None,
+                "rpo_s": None,
+                "error": error,
+            }
+        else:
+            result = {
+                "test": test.pk,
+                "backup_run": test.backup_run_id,
+                "status": "passed" if test.passed else "failed",
+                "checks": [
+                    {
+                        "name": c["name"],
+                        "passed": c["outcome"] == "passed",
+                        "outcome": c["outcome"],
+                        "observed": c["observed"],
+                    }
+                    for c in test.checks
+                ],
+                "rto_s": round(test.rto.total_seconds(), 3) if test.rto else None,
+                "rpo_s": round(test.data_age.total_seconds(), 1) if test.data_age else None,
+                "rpo_basis": test.data_basis,
+                "error": test.error,
+            }
+        if as_json:
+            self.stdout.write(jsonlib.dumps(result))
+        else:
+            self.stdout.write(f"restore test {result.get('test')}: {result['status']}")
+            for check in result["checks"]:
+                self.stdout.write(
+                    f"  {check['name']}: {check['outcome']} (observed {check['observed']})"
+                )
+            if result["rto_s"] is not None:
+                self.stdout.write(f"  RTO {result['rto_s']} s, data age {result['rpo_s']} s")
+            if result["error"]:
+                self.stdout.write(f"  error: {result['error']}")
+        sys.exit(0 if result["status"] == "passed" else 1)

@@ -1,0 +1,292 @@
+"""Per-source recovery readiness: RPO now, verified RPO, measured RTO, RTO forecast, verdict.
+
+One place computes these for the recovery pages, `dr_status` and the dashboard.
+`source_readiness(sources)` answers for many sources with a fixed number of queries
+(window functions pick the newest row per source), never one query per source.
+
+How the figures are measured:
+- RPO now: now − data timestamp of the newest good backup (succeeded or partial,
+  restorable, with at least one intact copy).
+- Verified RPO: now − the data moment proven by the newest passed, still-current
+  restore test: the heartbeat read from the restored data when there is one, else the
+  tested backup's data timestamp.
+- Last measured RTO: the wall time of the newest passed restore test.
+- RTO forecast: the newest backup's stored size ÷ the throughput measured by the newest
+  passed restore test (stored bytes per second of the whole test).
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db.models import F, Max, Window
+from django.db.models.functions import RowNumber
+from django.utils import timezone
+
+from dr_portal.runs import DONE, RunStatus
+
+OK, AT_RISK, BREACHED = "ok", "at_risk", "breached"
+VERDICT_ORDER = [OK, AT_RISK, BREACHED]
+AT_RISK_FRACTION = 0.8  # a target more than 80 % used is at risk
+OVERDUE_GRACE = timedelta(hours=1)
+
+
+@dataclass
+class Readiness:
+    source_id: int
+    source_name: str
+    data_class: str
+    rpo_target: timedelta | None = None
+    newest_backup_id: int | None = None
+    newest_backup_at: datetime | None = None
+    newest_backup_bytes: int = 0
+    rpo_now: timedelta | None = None
+    verified_at: datetime | None = None
+    verified_basis: str = ""
+    verified_rpo: timedelta | None = None
+    last_test_id: int | None = None
+    last_test_status: str = ""
+    last_test_finished: datetime | None = None
+    last_test_error: str = ""
+    last_passed_test_id: int | None = None
+    last_passed_started: datetime | None = None
+    last_rto: timedelta | None = None
+    rto_target: timedelta | None = None
+    throughput_bps: float | None = None
+    rto_forecast: timedelta | None = None
+    needs_verification: bool = False
+    test_overdue: bool = False
+    verdict: str = OK
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def rpo_state(self) -> str:
+        return _state(self.rpo_now, self.rpo_target, missing=BREACHED)
+
+    @property
+    def verified_rpo_state(self) -> str:
+        if self.verified_rpo is None:
+            return "needs_verification"
+        return _state(self.verified_rpo, self.rpo_target)
+
+    @property
+    def rto_state(self) -> str:
+        return _state(self.last_rto, self.rto_target, missing="needs_verification")
+
+    @property
+    def forecast_state(self) -> str:
+        if self.rto_forecast is None or self.rto_target is None:
+            return ""
+        return BREACHED if self.rto_forecast > self.rto_target else OK
+
+    @property
+    def rpo_used(self) -> float | None:
+        if self.rpo_now is None or not self.rpo_target:
+            return None
+        return self.rpo_now / self.rpo_target
+
+    def as_dict(self) -> dict:
+        def secs(value):
+            return None if value is None else round(value.total_seconds(), 1)
+
+        return {
+            "source": self.source_name,
+            "data_class": self.data_class,
+            "verdict": self.verdict,
+            "reasons": self.reasons,
+            "rpo_now_s": secs(self.rpo_now),
+            "rpo_target_s": secs(self.rpo_target),
+            "verified_rpo_s": secs(self.verified_rpo),
+            "verified_basis": self.verified_basis,
+            "last_rto_s": secs(self.last_rto),
+            "rto_target_s": secs(self.rto_target),
+            "rto_forecast_s": secs(self.rto_forecast),
+            "last_test": self.last_test_id,
+            "last_test_status": self.last_test_status,
+            "needs_verification": self.needs_verification,
+            "test_overdue": self.test_overdue,
+        }
+
+
+def _state(value, target, missing=""):
+    if value is None:
+        return missing
+    if target is None:
+        return OK
+    if value > target:
+        return BREACHED
+    if value > target * AT_RISK_FRACTION:
+        return AT_RISK
+    return OK
+
+
+def restore_rto_target() -> timedelta | None:
+    """What a restore from backup must meet: the stricter of the database-failure target and the SLA."""
+    from recovery.models import RESTORE_FAILURE_TYPE, RTOTarget, ServiceLevel
+
+    targets = [
+        t
+        for t in (
+            RTOTarget.objects.filter(failure_type=RESTORE_FAILURE_TYPE)
+            .values_list("target", flat=True)
+            .first(),
+            ServiceLevel.objects.order_by("pk").values_list("rto", flat=True).first(),
+        )
+        if t
+    ]
+    return min(targets) if targets else None
+
+
+def rpo_targets() -> dict[str, timedelta]:
+    from recovery.models import RPOTarget
+
+    return dict(RPOTarget.objects.values_list("data_class", "target"))
+
+
+def _newest_per_source(queryset, order_by, fields):
+    ranked = queryset.annotate(
+        _rank=Window(RowNumber(), partition_by=[F("source_id")], order_by=order_by)
+    ).filter(_rank=1)
+    return {row["source_id"]: row for row in ranked.values("source_id", *fields)}
+
+
+def schedule_interval(cron: str, now: datetime) -> timedelta | None:
+    """The time between the two latest fires of a cron schedule (None without one)."""
+    if not (cron or "").strip():
+        return None
+    from croniter import croniter
+
+    try:
+        itr = croniter(cron, now)
+        last = itr.get_prev(datetime)
+        before = itr.get_prev(datetime)
+    except (ValueError, KeyError):
+        return None
+    return last - before
+
+
+def source_readiness(sources, now=None) -> dict[int, Readiness]:
+    """Readiness of each source, with a fixed number of queries whatever their count."""
+    from backups.models import BackupJob, BackupRun
+    from recovery.models import RestoreTest
+
+    now = now or timezone.now()
+    sources = list(sources)
+    ids = [s.pk for s in sources]
+    if not ids:
+        return {}
+    rpo_by_class = rpo_targets()
+    rto_target = restore_rto_target()
+    job_changes = dict(
+        BackupJob.objects.filter(source_id__in=ids)
+        .values("source_id")
+        .annotate(latest=Max("config_changed_at"))
+        .values_list("source_id", "latest")
+    )
+    good = BackupRun.objects.filter(
+        source_id__in=ids,
+        status__in=[RunStatus.SUCCEEDED, RunStatus.PARTIAL],
+        restorable=True,
+        copies__ok=True,
+        copies__deleted_at__isnull=True,
+    ).distinct()
+    newest = _newest_per_source(
+        BackupRun.objects.filter(pk__in=good.values("pk")),
+        [F("data_taken_at").desc(nulls_last=True), F("pk").desc()],
+        ["pk", "data_taken_at", "bytes_stored"],
+    )
+    tests = RestoreTest.objects.filter(source_id__in=ids)
+    last_tests = _newest_per_source(
+        tests.filter(status__in=list(DONE - {RunStatus.CANCELLED})),
+        [F("finished").desc(nulls_last=True), F("pk").desc()],
+        ["pk", "status", "finished", "error"],
+    )
+    passed = _newest_per_source(
+        tests.filter(status=RunStatus.SUCCEEDED),
+        [F("started").desc(nulls_last=True), F("pk").desc()],
+        ["pk", "started", "rto", "throughput_bps", "data_at", "data_basis"],
+    )
+
+    out = {}
+    for source in sources:
+        r = Readiness(source.pk, source.name, source.data_class)
+        r.rpo_target = rpo_by_class.get(source.data_class)
+        r.rto_target = rto_target
+        backup = newest.get(source.pk)
+        if backup:
+            r.newest_backup_id = backup["pk"]
+            r.newest_backup_at = backup["data_taken_at"]
+            r.newest_backup_bytes = backup["bytes_stored"] or 0
+            if backup["data_taken_at"]:
+                r.rpo_now = max(timedelta(0), now - backup["data_taken_at"])
+        last = last_tests.get(source.pk)
+        if last:
+            r.last_test_id = last["pk"]
+            r.last_test_status = last["status"]
+            r.last_test_finished = last["finished"]
+            r.last_test_error = last["error"]
+        proof = passed.get(source.pk)
+        changed = max(
+            [t for t in (source.config_changed_at, job_changes.get(source.pk)) if t], default=None
+        )
+        if proof and (changed is None or proof["started"] >= changed):
+            r.last_passed_test_id = proof["pk"]
+            r.last_passed_started = proof["started"]
+            r.last_rto = proof["rto"]
+            r.throughput_bps = proof["throughput_bps"]
+            if proof["data_at"]:
+                r.verified_at = proof["data_at"]
+                r.verified_basis = proof["data_basis"]
+                r.verified_rpo = max(timedelta(0), now - proof["data_at"])
+        elif proof:
+            r.needs_verification = True
+            r.reasons.append("changed since its last passed restore test: needs verification")
+        else:
+            r.needs_verification = True
+            r.reasons.append("no passed restore test: needs verification")
+        if r.throughput_bps and r.newest_backup_bytes:
+            r.rto_forecast = timedelta(seconds=r.newest_backup_bytes / r.throughput_bps)
+        interval = schedule_interval(source.restore_test_schedule, now)
+        if interval and r.last_passed_started and not r.needs_verification:
+            if r.last_passed_started < now - interval - OVERDUE_GRACE:
+                r.test_overdue = True
+                r.reasons.append(
+                    f"no passed restore test within its schedule ({source.restore_test_schedule})"
+                )
+        _judge(r)
+        out[source.pk] = r
+    return out
+
+
+def _judge(r: Readiness):
+    from dr_portal.lib.durations import format_duration as fd
+
+    breached, risk = [], []
+    if r.rpo_now is None:
+        breached.append("no good backup")
+    elif r.rpo_target is not None:
+        if r.rpo_now > r.rpo_target:
+            breached.append(f"RPO {fd(r.rpo_now)} exceeds its target {fd(r.rpo_target)}")
+        elif r.rpo_now > r.rpo_target * AT_RISK_FRACTION:
+            risk.append(f"RPO {fd(r.rpo_now)} is over 80% of its target {fd(r.rpo_target)}")
+    if r.last_test_status == RunStatus.FAILED:
+        breached.append(f"newest restore test #{r.last_test_id} failed")
+    if r.last_rto is not None and r.rto_target is not None:
+        if r.last_rto > r.rto_target:
+            breached.append(f"measured RTO {fd(r.last_rto)} exceeds the target {fd(r.rto_target)}")
+        elif r.last_rto > r.rto_target * AT_RISK_FRACTION:
+            risk.append(
+                f"measured RTO {fd(r.last_rto)} is over 80% of the target {fd(r.rto_target)}"
+            )
+    if r.rto_forecast is not None and r.rto_target is not None and r.rto_forecast > r.rto_target:
+        risk.append(
+            f"RTO forecast {fd(r.rto_forecast)} for the newest backup exceeds the target {fd(r.rto_target)}"
+        )
+    if r.needs_verification or r.test_overdue:
+        risk.extend(r.reasons)
+    r.reasons = breached + [x for x in risk if x not in breached]
+    r.verdict = BREACHED if breached else AT_RISK if risk else OK
+
+
+def overall(readiness: dict[int, Readiness]) -> str:
+    verdicts = [r.verdict for r in readiness.values()]
+    return max(verdicts, key=VERDICT_ORDER.index, default=OK)
