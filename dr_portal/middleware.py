@@ -6,7 +6,8 @@ from django.contrib.auth.views import redirect_to_login
 from dr_portal.lib.audit import AuditContext, use_context
 
 PUBLIC_PATHS = ("/health/live", "/health/ready", "/metrics")
-PUBLIC_PREFIXES = ("/accounts/login/", "/admin/login/", "/static/")
+# /drills/ack/: call-out acknowledgement links, authenticated by their signed token.
+PUBLIC_PREFIXES = ("/accounts/login/", "/admin/login/", "/static/", "/drills/ack/")
 
 
 class LoginRequiredEverywhere:

@@ -51,6 +51,11 @@ DEFAULT_FAILURE_TYPE = {
 }
 
 
+def failover_ready() -> bool:
+    """True once the recovery app's failover runs are linked to scenario runs (migrated)."""
+    return any(f.name == "failover_run" for f in ScenarioRun._meta.get_fields())
+
+
 def failure_type_choices():
     from recovery.models import FailureType
 

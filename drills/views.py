@@ -1,5 +1,427 @@
-from django.shortcuts import render
+"""Drill pages: plans (managers edit), drill runs (operators run), reports (everyone reads).
+
+Thin views: actions call drills.services, long work is queued there. Every action is POST
+only; a GET on an action URL redirects to the page it belongs to.
+"""
+
+from functools import wraps
+
+from django.contrib import messages
+from django.db.models import Count, Prefetch
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from dr_portal.lib import audit
+from dr_portal.lib.roles import MANAGER, OPERATOR, VIEWER, role_required
+from drills import coverage as coverage_grid
+from drills import reports, services
+from drills.forms import FindingForm, FollowUpForm, PlanForm, ScenarioForm, TickForm
+from drills.models import (
+    CalloutAck,
+    ChecklistItem,
+    DrillPlan,
+    DrillRun,
+    DrillStatus,
+    DrillTransitionError,
+    Scenario,
+    ScenarioRun,
+)
 
 
+def post_only(redirect_to):
+    """@require_POST, except that a GET redirects to the page the action belongs to."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if request.method == "GET":
+                return redirect(redirect_to(*args, **kwargs))
+            return require_POST(view)(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def _plan_url(pk, *args, **kwargs):
+    return reverse("drills:plan", args=[pk])
+
+
+def _run_url(pk, *args, **kwargs):
+    return reverse("drills:run", args=[pk])
+
+
+def _index_url(*args, **kwargs):
+    return reverse("drills:index")
+
+
+# --- plans ---------------------------------------------------------------------------
+
+
+@role_required(VIEWER)
 def index(request):
-    return render(request, "drills/index.html")
+    plans = list(
+        DrillPlan.objects.annotate(
+            scenario_count=Count("scenarios", distinct=True), run_count=Count("runs", distinct=True)
+        ).prefetch_related("systems")
+    )
+    now = timezone.now()
+    for plan in plans:
+        dates = plan.next_dates(1, now)
+        plan.next_date = dates[0] if dates else None
+        plan.overdue = plan.overdue_since(now)
+    runs = list(DrillRun.objects.select_related("plan")[:20])
+    return render(
+        request,
+        "drills/index.html",
+        {"plans": plans, "runs": runs, "charts": reports.rto_charts()},
+    )
+
+
+@role_required(VIEWER)
+def plan_detail(request, pk):
+    plan = get_object_or_404(
+        DrillPlan.objects.prefetch_related(
+            "systems",
+            "participants",
+            Prefetch(
+                "scenarios", Scenario.objects.prefetch_related("source_links").order_by("order")
+            ),
+        ),
+        pk=pk,
+    )
+    return render(
+        request,
+        "drills/plan_detail.html",
+        {
+            "plan": plan,
+            "next_dates": plan.next_dates(6),
+            "overdue": plan.overdue_since(),
+            "problems": plan.problems(),
+            "runs": plan.runs.all()[:20],
+        },
+    )
+
+
+@role_required(MANAGER)
+def plan_edit(request, pk=None):
+    plan = get_object_or_404(DrillPlan, pk=pk) if pk else None
+    form = PlanForm(request.POST or None, instance=plan)
+    if request.method == "POST" and form.is_valid():
+        plan = form.save()
+        messages.success(request, f"Plan “{plan.name}” saved.")
+        return redirect(plan)
+    return render(request, "drills/plan_form.html", {"form": form, "plan": plan})
+
+
+@role_required(MANAGER)
+@post_only(_plan_url)
+def plan_delete(request, pk):
+    plan = get_object_or_404(DrillPlan, pk=pk)
+    if plan.runs.exists():
+        messages.error(
+            request,
+            f"“{plan.name}” has drill runs; their reports keep it. Disable the plan instead.",
+        )
+        return redirect(plan)
+    plan.delete()
+    messages.success(request, f"Plan “{plan.name}” deleted.")
+    return redirect("drills:index")
+
+
+@role_required(MANAGER)
+def scenario_edit(request, plan_pk, pk=None):
+    plan = get_object_or_404(DrillPlan, pk=plan_pk)
+    scenario = get_object_or_404(Scenario, pk=pk, plan=plan) if pk else Scenario(plan=plan)
+    if not pk:
+        scenario.order = (
+            plan.scenarios.order_by("-order").values_list("order", flat=True).first() or 0
+        ) + 1
+    form = ScenarioForm(request.POST or None, instance=scenario)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, f"Scenario “{scenario.title}” saved.")
+        return redirect(plan)
+    return render(
+        request, "drills/scenario_form.html", {"form": form, "plan": plan, "scenario": scenario}
+    )
+
+
+@role_required(MANAGER)
+@post_only(_plan_url)
+def scenario_delete(request, plan_pk, pk):
+    scenario = get_object_or_404(Scenario, pk=pk, plan_id=plan_pk)
+    scenario.delete()
+    messages.success(request, f"Scenario “{scenario.title}” removed.")
+    return redirect("drills:plan", plan_pk)
+
+
+@role_required(MANAGER)
+@post_only(_plan_url)
+def scenario_move(request, plan_pk, pk):
+    scenario = get_object_or_404(Scenario, pk=pk, plan_id=plan_pk)
+    ordered = list(Scenario.objects.filter(plan_id=plan_pk).order_by("order", "pk"))
+    index = ordered.index(scenario)
+    other = index - 1 if request.POST.get("direction") == "up" else index + 1
+    if 0 <= other < len(ordered):
+        ordered[index], ordered[other] = ordered[other], ordered[index]
+        for position, item in enumerate(ordered, 1):
+            if item.order != position:
+                item.order = position
+                item.save(update_fields=["order"])
+    return redirect("drills:plan", plan_pk)
+
+
+@role_required(OPERATOR)
+@post_only(_plan_url)
+def plan_start(request, pk):
+    plan = get_object_or_404(DrillPlan, pk=pk)
+    try:
+        drill = services.start_drill(plan, request.user)
+    except services.DrillRefused as exc:
+        messages.error(request, f"The drill was not started. {exc}")
+        return redirect(plan)
+    messages.success(request, "Drill started: the failure is declared and the clock runs.")
+    return redirect(drill)
+
+
+# --- drill runs ------------------------------------------------------------------------
+
+
+def _drill(pk):
+    return get_object_or_404(
+        DrillRun.objects.select_related("plan", "started_by", "ended_by"), pk=pk
+    )
+
+
+def _live_context(drill):
+    scenario_runs = list(
+        drill.scenario_runs.prefetch_related(
+            "items__done_by", "acks", "restore_tests", "systems"
+        ).order_by("position")
+    )
+    return {
+        "drill": drill,
+        "scenario_runs": scenario_runs,
+        "events": list(drill.events.select_related("scenario_run").order_by("-at", "-pk")[:200]),
+        "cleanup_checks": list(drill.cleanup_checks.all()),
+        "now": timezone.now(),
+    }
+
+
+@role_required(VIEWER)
+def run_detail(request, pk):
+    drill = services.sync(_drill(pk), request.user)
+    context = _live_context(drill)
+    context.update(
+        {
+            "findings": drill.findings.select_related("created_by", "scenario_run"),
+            "followups": services.followups(drill),
+            "finding_form": FindingForm(),
+            "followup_form": FollowUpForm(),
+            "tick_form": TickForm(),
+        }
+    )
+    return render(request, "drills/run_detail.html", context)
+
+
+@role_required(VIEWER)
+def run_live(request, pk):
+    """The polled fragment: clock, scenarios, who did what. 286 stops polling once done."""
+    drill = services.sync(_drill(pk), request.user)
+    response = render(
+        request, "drills/_live.html", _live_context(drill) | {"tick_form": TickForm()}
+    )
+    if not drill.is_active and drill.cleanup_state != "checking":
+        response.status_code = 286
+    return response
+
+
+def _refuse(request, exc, drill):
+    messages.error(request, str(exc))
+    return redirect(drill)
+
+
+@role_required(OPERATOR)
+@post_only(_run_url)
+def run_end(request, pk):
+    drill = _drill(pk)
+    try:
+        drill = services.end_drill(drill, request.user)
+    except DrillTransitionError as exc:
+        return _refuse(request, exc, drill)
+    messages.success(request, f"Drill ended: {drill.get_verdict_display().lower()}.")
+    return redirect(drill)
+
+
+@role_required(OPERATOR)
+@post_only(_run_url)
+def run_abort(request, pk):
+    drill = _drill(pk)
+    try:
+        services.abort_drill(drill, request.user, reason=request.POST.get("reason", "")[:300])
+    except DrillTransitionError as exc:
+        return _refuse(request, exc, drill)
+    messages.warning(request, "Drill aborted; what ran so far is kept.")
+    return redirect(drill)
+
+
+@role_required(OPERATOR)
+@post_only(_run_url)
+def run_cleanup(request, pk):
+    drill = _drill(pk)
+    if drill.cleanup_state == "checking":
+        messages.info(request, "A cleanup check is already queued.")
+    else:
+        services.request_cleanup_check(drill, request.user)
+        messages.success(request, "Cleanup check queued.")
+    return redirect(drill)
+
+
+@role_required(OPERATOR)
+@post_only(lambda pk, spk: reverse("drills:run", args=[pk]))
+def scenario_complete(request, pk, spk):
+    srun = get_object_or_404(
+        ScenarioRun.objects.select_related("drill", "scenario"), pk=spk, drill_id=pk
+    )
+    try:
+        services.complete_scenario(srun, request.user, note=request.POST.get("note", "")[:300])
+    except DrillTransitionError as exc:
+        return _refuse(request, exc, srun.drill)
+    return redirect(srun.drill)
+
+
+@role_required(OPERATOR)
+@post_only(lambda pk, ipk: reverse("drills:run", args=[pk]))
+def item_tick(request, pk, ipk):
+    item = get_object_or_404(
+        ChecklistItem.objects.select_related("scenario_run__drill"),
+        pk=ipk,
+        scenario_run__drill_id=pk,
+    )
+    form = TickForm(request.POST)
+    if not form.is_valid():
+        return _refuse(
+            request, "The note is too long (500 characters at most).", item.scenario_run.drill
+        )
+    try:
+        services.tick_item(
+            item, request.user, note=form.cleaned_data["note"], problem=form.cleaned_data["problem"]
+        )
+    except DrillTransitionError as exc:
+        if request.headers.get("HX-Request"):
+            return HttpResponse(str(exc), status=409)
+        return _refuse(request, exc, item.scenario_run.drill)
+    if request.headers.get("HX-Request"):
+        drill = services.sync(_drill(pk), request.user)
+        return render(
+            request, "drills/_live.html", _live_context(drill) | {"tick_form": TickForm()}
+        )
+    return redirect("drills:run", pk)
+
+
+@role_required(OPERATOR)
+@post_only(lambda pk, apk: reverse("drills:run", args=[pk]))
+def ack_tick(request, pk, apk):
+    ack = get_object_or_404(
+        CalloutAck.objects.select_related("scenario_run__drill"), pk=apk, scenario_run__drill_id=pk
+    )
+    if ack.scenario_run.drill.status != DrillStatus.RUNNING:
+        return _refuse(
+            request,
+            "The drill has ended; acknowledgements can no longer change.",
+            ack.scenario_run.drill,
+        )
+    if not services.acknowledge(ack, "portal", request.user):
+        messages.info(request, f"{ack.contact_name} had already acknowledged.")
+    return redirect("drills:run", pk)
+
+
+def ack_link(request, token):
+    """Public (the signed token is the credential): GET shows a button, POST records.
+
+    A GET never acknowledges, so mail scanners that open links do not fake an answer.
+    """
+    from drills.callout import read_token
+
+    ack = read_token(token)
+    if ack is None:
+        return render(request, "drills/ack.html", {"invalid": True}, status=404)
+    done = False
+    if request.method == "POST":
+        done = services.acknowledge(
+            ack, "link", request.user if request.user.is_authenticated else None
+        )
+        ack.refresh_from_db()
+    return render(
+        request, "drills/ack.html", {"ack": ack, "just_done": done, "drill": ack.scenario_run.drill}
+    )
+
+
+@role_required(OPERATOR)
+@post_only(_run_url)
+def finding_add(request, pk):
+    drill = _drill(pk)
+    form = FindingForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Describe the issue found.")
+        return redirect(drill)
+    try:
+        services.add_finding(
+            drill, form.cleaned_data["text"], request.user, form.cleaned_data["severity"]
+        )
+    except DrillTransitionError as exc:
+        return _refuse(request, exc, drill)
+    return redirect(drill)
+
+
+@role_required(OPERATOR)
+@post_only(_run_url)
+def followup_add(request, pk):
+    drill = _drill(pk)
+    form = FollowUpForm(request.POST)
+    if not form.is_valid():
+        errors = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
+        messages.error(request, f"The follow-up was not added ({errors}).")
+        return redirect(drill)
+    services.add_followup(
+        drill,
+        form.cleaned_data["text"],
+        request.user,
+        owner_contact=form.cleaned_data["owner"],
+        due=form.cleaned_data["due"],
+    )
+    return redirect(drill)
+
+
+# --- reports and coverage ------------------------------------------------------------------
+
+
+@role_required(VIEWER)
+def run_report(request, pk):
+    drill = _drill(pk)
+    return render(request, "drills/report.html", reports.report_context(drill))
+
+
+@role_required(VIEWER)
+def run_pdf(request, pk):
+    from dr_portal.lib.pdf import pdf_response
+
+    drill = _drill(pk)
+    audit.record("drill report pdf", drill, user=request.user)
+    context = reports.report_context(drill) | {"pdf": True}
+    return pdf_response(
+        "drills/report.html",
+        context,
+        f"drill-{drill.pk}-{drill.declared_at:%Y%m%d}.pdf",
+        request=request,
+    )
+
+
+@role_required(VIEWER)
+def coverage(request):
+    types, rows = coverage_grid.build()
+    return render(request, "drills/coverage.html", {"types": types, "rows": rows})

@@ -1,0 +1,116 @@
+"""Coverage grid: systems × failure types, each cell the last evidence that exercised it.
+
+Evidence is a drill scenario (its failure type and systems), a restore test (database
+failure of its source's system) or a failover run (its runbook's failure type and system).
+An empty cell was never exercised; a stale one not within STALE_AFTER. Those are what the
+next drill should cover.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+from drills.models import STALE_AFTER, ScenarioRun, ScenarioStatus, failover_ready
+
+
+@dataclass
+class Cell:
+    label: str = ""
+    url: str = ""
+    at: datetime | None = None
+    verdict: str = ""  # passed / failed
+
+    @property
+    def empty(self) -> bool:
+        return self.at is None
+
+    @property
+    def age(self) -> timedelta | None:
+        return timezone.now() - self.at if self.at else None
+
+    @property
+    def stale(self) -> bool:
+        return self.at is not None and self.age > STALE_AFTER
+
+    @property
+    def css(self) -> str:
+        if self.empty:
+            return "cell-empty"
+        if self.stale:
+            return "cell-stale"
+        return "cell-passed" if self.verdict == "passed" else "cell-failed"
+
+
+def _offer(grid, system_id, failure_type, cell):
+    key = (system_id, failure_type)
+    if key not in grid or (grid[key].at or datetime.min.replace(tzinfo=cell.at.tzinfo)) < cell.at:
+        grid[key] = cell
+
+
+def build():
+    """(systems, failure types, {(system_id, failure_type): Cell})."""
+    from backups.models import System
+    from dr_portal.runs import RunStatus
+    from recovery.models import FailureType, RestoreTest
+
+    systems = list(System.objects.order_by("name"))
+    types = list(FailureType.choices)
+    grid: dict = {}
+    scenario_runs = (
+        ScenarioRun.objects.filter(
+            status__in=[ScenarioStatus.PASSED, ScenarioStatus.FAILED], finished__isnull=False
+        )
+        .exclude(failure_type="")
+        .select_related("drill")
+        .prefetch_related("systems")
+        .order_by("-finished")[:500]
+    )
+    for srun in scenario_runs:
+        cell = Cell(
+            label=f"Drill #{srun.drill_id}: {srun.title}",
+            url=srun.drill.get_absolute_url(),
+            at=srun.finished,
+            verdict=srun.status,
+        )
+        for system in srun.systems.all():
+            _offer(grid, system.pk, srun.failure_type, cell)
+    # Newest finished restore test per source: the last proof per system.
+    tests = (
+        RestoreTest.objects.filter(
+            status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED], finished__isnull=False
+        )
+        .select_related("source")
+        .order_by("-finished")[:500]
+    )
+    for test in tests:
+        cell = Cell(
+            label=f"Restore test #{test.pk} of {test.source.name}",
+            url=test.get_absolute_url(),
+            at=test.finished,
+            verdict="passed" if test.status == RunStatus.SUCCEEDED else "failed",
+        )
+        _offer(grid, test.source.system_id, "database_failure", cell)
+    if failover_ready():
+        from recovery.failover.models import FailoverRun
+
+        runs = (
+            FailoverRun.objects.filter(
+                status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.PARTIAL],
+                finished__isnull=False,
+            )
+            .select_related("runbook")
+            .order_by("-finished")[:500]
+        )
+        for run in runs:
+            cell = Cell(
+                label=f"Failover run #{run.pk}: {run.runbook.name} ({run.mode})",
+                url=run.get_absolute_url(),
+                at=run.finished,
+                verdict="passed" if run.status == RunStatus.SUCCEEDED else "failed",
+            )
+            _offer(grid, run.system_id, run.runbook.failure_type, cell)
+    rows = []
+    for system in systems:
+        rows.append((system, [grid.get((system.pk, value), Cell()) for value, _ in types]))
+    return types, rows
