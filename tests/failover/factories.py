@@ -9,10 +9,12 @@ def make_system(name="tool-hub"):
     return System.objects.get_or_create(name=name)[0]
 
 
-def make_runbook(steps, *, system=None, name="Test runbook", failure_type="single_node",
-                 secrets=None):
-    runbook = Runbook.objects.create(system=system or make_system(), name=name,
-                                     failure_type=failure_type)
+def make_runbook(
+    steps, *, system=None, name="Test runbook", failure_type="single_node", secrets=None
+):
+    runbook = Runbook.objects.create(
+        system=system or make_system(), name=name, failure_type=failure_type
+    )
     runbook.replace_steps(steps, secrets=secrets)
     return runbook
 

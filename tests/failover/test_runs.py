@@ -2,17 +2,23 @@
 
 import pytest
 
-from recovery.failover.models import FailoverRun, LiveRunExists, StepRun
-from tests.failover.factories import make_runbook, make_system, run_inline
+from tests.failover.factories import make_runbook, run_inline
 
 pytestmark = pytest.mark.django_db
 
 
 def test_run_records_every_step_and_measures_rto():
-    runbook = make_runbook([
-        {"name": "pause", "kind": "wait", "params": {"seconds": 0.05}},
-        {"name": "check", "kind": "command", "params": {"args": ["true"]}, "verification": True},
-    ])
+    runbook = make_runbook(
+        [
+            {"name": "pause", "kind": "wait", "params": {"seconds": 0.05}},
+            {
+                "name": "check",
+                "kind": "command",
+                "params": {"args": ["true"]},
+                "verification": True,
+            },
+        ]
+    )
     run = run_inline(runbook, mode="live")
     assert run.status == "succeeded", run.error
     rows = list(run.step_runs.all())

@@ -1,0 +1,210 @@
+"""A real PostgreSQL primary and standby on loopback ports: the failure is the primary stopping,
+the "PostgreSQL standby promotion" runbook promotes the standby through the task function."""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from recovery.failover.builtin import create_from_template
+from tests.failover.factories import make_system, run_inline
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow, pytest.mark.postgres]
+BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_postgres(*args, timeout=120):
+    return subprocess.run(
+        ["runuser", "-u", "postgres", "--", *map(str, args)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _binary(name):
+    return BIN / name if (BIN / name).exists() else shutil.which(name)
+
+
+def _connect(port, **kw):
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=port,
+        user="postgres",
+        dbname="postgres",
+        autocommit=True,
+        connect_timeout=5,
+        **kw,
+    )
+
+
+def _wait_for(predicate, timeout=30.0, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if predicate():
+                return
+        except psycopg.OperationalError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def pg_pair():
+    """One pair per module: the refusal test (primary alive) runs before the promotion test."""
+    base = Path(tempfile.mkdtemp(prefix="dr-failover-pg-"))
+    shutil.chown(base, "postgres", "postgres")
+    primary, standby = base / "primary", base / "standby"
+    p_port, s_port = _free_port(), _free_port()
+    started = []
+    try:
+        _as_postgres(_binary("initdb"), "-D", primary, "-U", "postgres", "-A", "trust", "--no-sync")
+        with open(primary / "postgresql.conf", "a") as conf:
+            conf.write(
+                f"\nlisten_addresses = '127.0.0.1'\nport = {p_port}\n"
+                f"unix_socket_directories = '{base}'\nwal_level = replica\n"
+                "max_wal_senders = 5\nfsync = off\nshared_buffers = 16MB\n"
+            )
+        _as_postgres(_binary("pg_ctl"), "-D", primary, "-l", base / "primary.log", "-w", "start")
+        started.append(primary)
+        with _connect(p_port) as conn:
+            conn.execute("CREATE TABLE failover_probe (id int PRIMARY KEY, note text)")
+            conn.execute(
+                "INSERT INTO failover_probe SELECT g, 'row ' || g FROM generate_series(1, 100) g"
+            )
+        _as_postgres(
+            _binary("pg_basebackup"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            p_port,
+            "-U",
+            "postgres",
+            "-D",
+            standby,
+            "-R",
+            "-X",
+            "stream",
+            "--no-sync",
+        )
+        with open(standby / "postgresql.conf", "a") as conf:
+            conf.write(f"\nport = {s_port}\n")
+        _as_postgres(_binary("pg_ctl"), "-D", standby, "-l", base / "standby.log", "-w", "start")
+        started.append(standby)
+        # A row written after the base backup must arrive by streaming replication.
+        with _connect(p_port) as conn:
+            conn.execute("INSERT INTO failover_probe VALUES (101, 'streamed')")
+
+        def replayed():
+            with _connect(s_port) as conn:
+                return conn.execute("SELECT count(*) FROM failover_probe").fetchone()[0] == 101
+
+        _wait_for(replayed, what="the standby to replay the rows")
+        yield {
+            "base": base,
+            "primary": primary,
+            "standby": standby,
+            "primary_port": p_port,
+            "standby_port": s_port,
+        }
+    finally:
+        for datadir in reversed(started):
+            subprocess.run(
+                [
+                    "runuser",
+                    "-u",
+                    "postgres",
+                    "--",
+                    str(_binary("pg_ctl")),
+                    "-D",
+                    str(datadir),
+                    "-m",
+                    "immediate",
+                    "stop",
+                ],
+                capture_output=True,
+                timeout=60,
+            )
+        shutil.rmtree(base, ignore_errors=True)
+        assert not base.exists()
+
+
+def test_promotion_is_refused_when_the_primary_still_answers(pg_pair):
+    """The runbook's first step guards against split brain: a live primary stops the run."""
+    runbook = create_from_template(
+        make_system(),
+        "pg_standby_promotion",
+        variables={
+            "primary_host": "127.0.0.1",
+            "primary_port": pg_pair["primary_port"],
+            "standby_host": "127.0.0.1",
+            "standby_port": pg_pair["standby_port"],
+        },
+    )
+    runbook.steps.filter(name="Primary is truly down").update(retries=0)
+    run = run_inline(runbook, mode="live")
+    assert run.status == "failed"
+    assert "Primary is truly down" in run.error
+    assert run.rto is None
+    with _connect(pg_pair["standby_port"]) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is True
+    assert os.path.isdir(pg_pair["standby"])
+
+
+def test_standby_promotion_runbook_promotes_the_real_standby(pg_pair):
+    runbook = create_from_template(
+        make_system(),
+        "pg_standby_promotion",
+        variables={
+            "primary_host": "127.0.0.1",
+            "primary_port": pg_pair["primary_port"],
+            "standby_host": "127.0.0.1",
+            "standby_port": pg_pair["standby_port"],
+            "check_query": "SELECT count(*) FROM failover_probe",
+            "check_expect": "= 101",
+        },
+    )
+    with _connect(pg_pair["standby_port"]) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is True
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("INSERT INTO failover_probe VALUES (500, 'refused on a standby')")
+
+    # The failure: the primary dies.
+    _as_postgres(_binary("pg_ctl"), "-D", pg_pair["primary"], "-m", "immediate", "stop")
+
+    run = run_inline(runbook, mode="live")
+
+    assert run.status == "succeeded", (
+        run.error,
+        [(s.name, s.status, s.output) for s in run.step_runs.all()],
+    )
+    statuses = {s.name: s.status for s in run.step_runs.all()}
+    assert set(statuses.values()) == {"succeeded"}
+    promote = run.step_runs.get(kind="pg_promote")
+    assert "promoted" in promote.output
+    assert run.rto is not None and 0 < run.rto.total_seconds() < 120
+    assert run.rto_target is not None and run.verdict == "met"
+    assert run.automated_time is not None and run.people_time.total_seconds() == 0
+    # The standby is now a primary: it accepts writes and holds every row.
+    with _connect(pg_pair["standby_port"]) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False
+        conn.execute("INSERT INTO failover_probe VALUES (102, 'written after failover')")
+        assert conn.execute("SELECT count(*) FROM failover_probe").fetchone()[0] == 102
+        assert (
+            conn.execute("SELECT note FROM failover_probe WHERE id = 101").fetchone()[0]
+            == "streamed"
+        )
