@@ -8,8 +8,8 @@ from backups.models import BackupCopy, BackupJob, BackupRun, Destination, Source
 
 
 class SourceAdminForm(SecretsMixin, forms.ModelForm):
-    SECRET_FIELDS = ("password",)
-    password = SecretField(label="Password")
+    SECRET_FIELDS = {"new_password": "password"}
+    new_password = SecretField(label="Password")
 
     class Meta:
         model = Source
@@ -40,12 +40,15 @@ class SourceAdminForm(SecretsMixin, forms.ModelForm):
 
 
 class DestinationAdminForm(SecretsMixin, forms.ModelForm):
-    SECRET_FIELDS = ("access_key_id", "secret_access_key")
+    SECRET_FIELDS = {
+        "new_access_key_id": "access_key_id",
+        "new_secret_access_key": "secret_access_key",
+    }
     endpoint_url = forms.URLField(
         required=False, assume_scheme="https", help_text="Only for S3-compatible stores."
     )
-    access_key_id = SecretField(label="Access key id")
-    secret_access_key = SecretField(label="Secret access key")
+    new_access_key_id = SecretField(label="Access key id")
+    new_secret_access_key = SecretField(label="Secret access key")
 
     class Meta:
         model = Destination

@@ -24,16 +24,15 @@ class SecretField(forms.CharField):
 class SecretsMixin:
     """Copies non-blank secret inputs onto the instance; blank keeps the stored token."""
 
-    SECRET_FIELDS: tuple[str, ...] = ()
+    # form field -> model field. The form fields have their own names so that no ModelForm
+    # machinery (the admin lists every form field in Meta.fields) ever copies a blank over them.
+    SECRET_FIELDS: dict[str, str] = {}
 
     def _apply_secrets(self, instance):
-        for name in self.SECRET_FIELDS:
-            value = self.cleaned_data.get(name)
+        for form_name, model_name in self.SECRET_FIELDS.items():
+            value = self.cleaned_data.get(form_name)
             if value:
-                setattr(instance, name, value)
-            clear = self.cleaned_data.get(f"clear_{name}")
-            if clear:
-                setattr(instance, name, "")
+                setattr(instance, model_name, value)
 
 
 class JSONListField(forms.CharField):
@@ -68,9 +67,9 @@ class JSONListField(forms.CharField):
 
 
 class SourceForm(SecretsMixin, forms.ModelForm):
-    SECRET_FIELDS = ("password",)
+    SECRET_FIELDS = {"new_password": "password"}
 
-    password = SecretField(label="Password")
+    new_password = SecretField(label="Password")
     exclude = JSONListField(lines=True, label="Exclude patterns", help_text="One glob per line.")
     checks = JSONListField(
         label="Verification checks",
@@ -113,13 +112,16 @@ class SourceForm(SecretsMixin, forms.ModelForm):
 
 
 class DestinationForm(SecretsMixin, forms.ModelForm):
-    SECRET_FIELDS = ("access_key_id", "secret_access_key")
+    SECRET_FIELDS = {
+        "new_access_key_id": "access_key_id",
+        "new_secret_access_key": "secret_access_key",
+    }
 
     endpoint_url = forms.URLField(
         required=False, assume_scheme="https", help_text="Only for S3-compatible stores."
     )
-    access_key_id = SecretField(label="Access key id")
-    secret_access_key = SecretField(label="Secret access key")
+    new_access_key_id = SecretField(label="Access key id")
+    new_secret_access_key = SecretField(label="Secret access key")
 
     class Meta:
         model = Destination

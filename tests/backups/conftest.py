@@ -6,6 +6,12 @@ from backups.models import BackupJob, Destination, Source, System
 from dr_portal.lib import demo
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """The personas log in with force_login; hashing their passwords slowly buys nothing here."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def system(db):
     return System.objects.create(name="Tool Hub")
