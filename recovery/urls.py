@@ -5,5 +5,13 @@ from recovery import views
 app_name = "recovery"
 urlpatterns = [
     path("", views.index, name="index"),
+    path("targets/", views.targets_edit, name="targets"),
+    path("sources/<int:source_id>/", views.source_detail, name="source_detail"),
+    path("sources/<int:source_id>/test/", views.run_test, name="run_test"),
+    path("sources/<int:source_id>/restore/", views.restore_new, name="restore_new"),
+    path("tests/<int:pk>/", views.test_detail, name="test_detail"),
+    path("tests/<int:pk>/progress/", views.test_progress, name="test_progress"),
+    path("restores/<int:pk>/", views.restore_detail, name="restore_detail"),
+    path("restores/<int:pk>/progress/", views.restore_progress, name="restore_progress"),
     path("failover/", include("recovery.failover.urls")),
 ]

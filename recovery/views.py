@@ -1,5 +1,263 @@
-from django.shortcuts import render
+"""Portal pages of the recovery app. Thin: restore tests and restores are enqueued, never run here."""
+
+from django.contrib import messages
+from django.db.models import Exists, OuterRef
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from backups.models import BackupRun, Source
+from dr_portal.lib import audit
+from dr_portal.lib.charts import line_chart
+from dr_portal.lib.durations import format_duration
+from dr_portal.lib.roles import MANAGER, OPERATOR, has_role, role_required
+from dr_portal.runs import DONE, RunStatus
+from recovery import readiness, services
+from recovery.forms import RestoreForm, TargetsForm
+from recovery.models import Restore, RestoreTest, RPOTarget, RTOTarget, ServiceLevel
+
+LIST_DEFERRED = ("log", "phases", "checks")
+HISTORY = 50
+
+
+def _filesize(num):
+    from dr_portal.templatetags.portal import filesize
+
+    return filesize(num)
 
 
 def index(request):
-    return render(request, "recovery/index.html")
+    sources = list(Source.objects.select_related("system").order_by("system__name", "name"))
+    ready = readiness.source_readiness(sources)
+    rows = [(source, ready[source.pk]) for source in sources]
+    recent_tests = list(
+        RestoreTest.objects.select_related("source")
+        .defer(*LIST_DEFERRED)
+        .order_by("-queued", "-pk")[:15]
+    )
+    recent_restores = list(
+        Restore.objects.select_related("source")
+        .defer(*LIST_DEFERRED)
+        .order_by("-queued", "-pk")[:10]
+    )
+    return render(
+        request,
+        "recovery/index.html",
+        {
+            "rows": rows,
+            "overall": readiness.overall(ready),
+            "rto_targets": RTOTarget.objects.all(),
+            "rpo_targets": RPOTarget.objects.all(),
+            "sla": ServiceLevel.current(),
+            "restore_rto_target": readiness.restore_rto_target(),
+            "recent_tests": recent_tests,
+            "recent_restores": recent_restores,
+        },
+    )
+
+
+@role_required(MANAGER)
+@require_http_methods(["GET", "POST"])
+def targets_edit(request):
+    form = TargetsForm(
+        request.POST or None,
+        rto_targets=list(RTOTarget.objects.all()),
+        rpo_targets=list(RPOTarget.objects.all()),
+        sla=ServiceLevel.current(),
+    )
+    if request.method == "POST" and form.is_valid():
+        changed = form.save()
+        if changed:
+            messages.success(request, "Saved: " + ", ".join(changed) + ".")
+        else:
+            messages.info(request, "Nothing changed.")
+        return redirect("recovery:index")
+    return render(request, "recovery/targets_form.html", {"form": form})
+
+
+def source_detail(request, source_id):
+    source = get_object_or_404(Source.objects.select_related("system"), pk=source_id)
+    ready = readiness.source_readiness([source])[source.pk]
+    tests = list(
+        RestoreTest.objects.filter(source=source)
+        .select_related("backup_run")
+        .defer(*LIST_DEFERRED, "backup_run__log", "backup_run__manifest")
+        .order_by("-queued", "-pk")[:HISTORY]
+    )
+    restores = list(
+        Restore.objects.filter(source=source)
+        .defer(*LIST_DEFERRED)
+        .order_by("-queued", "-pk")[:HISTORY]
+    )
+    backups = list(
+        BackupRun.objects.filter(source=source, status__in=services.GOOD_BACKUP)
+        .only("pk", "finished", "bytes_stored", "data_taken_at")
+        .order_by("-finished")[:HISTORY]
+    )
+    target_s = ready.rto_target.total_seconds() if ready.rto_target else None
+    duration_chart = line_chart(
+        [
+            (
+                "Restore test duration",
+                [
+                    (t.finished, t.rto.total_seconds())
+                    for t in reversed(tests)
+                    if t.rto and t.finished and t.passed
+                ],
+            ),
+            (
+                "Restore duration",
+                [
+                    (r.finished, r.rto.total_seconds())
+                    for r in reversed(restores)
+                    if r.rto and r.finished
+                ],
+            ),
+        ],
+        target=target_s,
+        target_label=f"RTO target {format_duration(ready.rto_target)}",
+        y_format=format_duration,
+        title="Restore duration against the RTO target",
+    )
+    forecast_target_bytes = (
+        ready.rto_target.total_seconds() * ready.throughput_bps
+        if ready.rto_target and ready.throughput_bps
+        else None
+    )
+    size_chart = line_chart(
+        [
+            (
+                "Backup size (stored)",
+                [(b.finished, b.bytes_stored) for b in reversed(backups) if b.finished],
+            )
+        ],
+        target=forecast_target_bytes,
+        target_label="size restorable within the RTO target at the measured throughput",
+        y_format=_filesize,
+        title="Backup size over time",
+    )
+    return render(
+        request,
+        "recovery/source_detail.html",
+        {
+            "source": source,
+            "r": ready,
+            "tests": tests,
+            "restores": restores,
+            "duration_chart": duration_chart,
+            "size_chart": size_chart,
+            "heartbeat": getattr(source, "heartbeat_state", None)
+            if source.heartbeat_enabled
+            else None,
+        },
+    )
+
+
+@role_required(OPERATOR)
+@require_POST
+def run_test(request, source_id):
+    source = get_object_or_404(Source, pk=source_id)
+    try:
+        test = services.start_restore_test(source, user=request.user)
+    except services.Busy as exc:
+        messages.warning(request, str(exc))
+        return redirect("recovery:source_detail", source.pk)
+    audit.record("run restore test", source, user=request.user, detail=f"restore test #{test.pk}")
+    services.enqueue_restore_test(test)
+    messages.success(request, f"Restore test #{test.pk} of {source} queued.")
+    return redirect(test)
+
+
+def _test(pk):
+    return get_object_or_404(
+        RestoreTest.objects.select_related("source", "backup_run", "requested_by"), pk=pk
+    )
+
+
+def test_detail(request, pk):
+    test = _test(pk)
+    return render(request, "recovery/test_detail.html", {"test": test})
+
+
+def test_progress(request, pk):
+    """htmx fragment polled every 2 s; 286 stops the polling once the test is done."""
+    test = _test(pk)
+    response = render(request, "recovery/_test_progress.html", {"test": test})
+    if test.status in DONE:
+        response.status_code = 286
+    return response
+
+
+@role_required(OPERATOR)
+@require_http_methods(["GET", "POST"])
+def restore_new(request, source_id):
+    source = get_object_or_404(Source.objects.select_related("system"), pk=source_id)
+    runs = list(
+        services.good_backups(source)
+        .annotate(
+            proven=Exists(
+                RestoreTest.objects.filter(backup_run=OuterRef("pk"), status=RunStatus.SUCCEEDED)
+            )
+        )
+        .only("pk", "data_taken_at", "bytes_stored")
+        .order_by("-data_taken_at", "-pk")[:HISTORY]
+    )
+    can_overwrite = has_role(request.user, MANAGER)
+    proven = next((r for r in runs if r.proven), None)
+    form = RestoreForm(
+        request.POST or None,
+        source=source,
+        runs=runs,
+        can_overwrite=can_overwrite,
+        initial={"backup_run": proven.pk if proven else None},
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        run = next((r for r in runs if r.pk == data["backup_run"]), None)
+        try:
+            restore = services.start_restore(
+                source,
+                target=data.get("target", "").strip(),
+                onto_source=data["onto_source"],
+                backup_run=BackupRun.objects.get(pk=run.pk) if run else None,
+                failure_type=data["failure_type"],
+                declared_at=data.get("declared_at"),
+                user=request.user,
+            )
+        except ValueError as exc:
+            form.add_error("target", str(exc))
+        except services.Busy as exc:
+            form.add_error(None, str(exc))
+        else:
+            audit.record(
+                "restore",
+                source,
+                user=request.user,
+                detail=f"restore #{restore.pk} of run #{data['backup_run']} to {restore.target}"
+                + (" (onto the source, confirmed by name)" if restore.onto_source else ""),
+            )
+            services.enqueue_restore(restore)
+            messages.success(request, f"Restore #{restore.pk} queued.")
+            return redirect(restore)
+    return render(
+        request,
+        "recovery/restore_form.html",
+        {"source": source, "form": form, "can_overwrite": can_overwrite, "has_backups": bool(runs)},
+    )
+
+
+def _restore(pk):
+    return get_object_or_404(
+        Restore.objects.select_related("source", "backup_run", "requested_by"), pk=pk
+    )
+
+
+def restore_detail(request, pk):
+    return render(request, "recovery/restore_detail.html", {"restore": _restore(pk)})
+
+
+def restore_progress(request, pk):
+    restore = _restore(pk)
+    response = render(request, "recovery/_restore_progress.html", {"restore": restore})
+    if restore.status in DONE:
+        response.status_code = 286
+    return response

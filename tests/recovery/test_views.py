@@ -1,0 +1,219 @@
+"""Recovery pages as each persona, with the wrong method, and the queries they make."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from dr_portal.models import AuditEntry
+from recovery.models import Restore, RestoreTest, RPOTarget, RTOTarget
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def source(db, tmp_path):
+    from backups.models import Source, System
+
+    path = tmp_path / "app.db"
+    path.write_bytes(b"")
+    return Source.objects.create(
+        system=System.objects.create(name="tool-hub"),
+        name="toolhub-db",
+        kind="sqlite",
+        path=str(path),
+        data_class="critical",
+    )
+
+
+@pytest.fixture
+def finished_test(source):
+    test = RestoreTest.objects.create(source=source)
+    RestoreTest.objects.filter(pk=test.pk).update(
+        status="succeeded",
+        started=timezone.now() - timedelta(minutes=2),
+        finished=timezone.now(),
+        rto=timedelta(seconds=42),
+        checks=[
+            {
+                "name": "wf",
+                "sql": "SELECT 1",
+                "expect": "> 0",
+                "observed": "1",
+                "outcome": "passed",
+                "detail": "1 > 0",
+            }
+        ],
+        phases=[{"name": "restore", "ok": True, "seconds": 1.5, "detail": ""}],
+    )
+    test.refresh_from_db()
+    return test
+
+
+def test_anonymous_is_sent_to_login(client, source):
+    response = client.get(reverse("recovery:index"))
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+@pytest.mark.parametrize("persona", ["viewer_client", "operator_client", "manager_client"])
+def test_read_pages_for_every_persona(request, persona, source, finished_test):
+    client = request.getfixturevalue(persona)
+    for url in (
+        reverse("recovery:index"),
+        reverse("recovery:source_detail", args=[source.pk]),
+        reverse("recovery:test_detail", args=[finished_test.pk]),
+    ):
+        response = client.get(url)
+        assert response.status_code == 200, url
+    page = client.get(reverse("recovery:source_detail", args=[source.pk])).content.decode()
+    assert "<svg" in page and "RTO target" in page
+    can_run = "Run restore test" in page
+    assert can_run == (persona != "viewer_client")
+
+
+def test_index_shows_seeded_targets(viewer_client, source):
+    page = viewer_client.get(reverse("recovery:index")).content.decode()
+    for text in (
+        "Single node failure",
+        "15m",
+        "Complete loss",
+        "3d",
+        "99.500 %",
+        "needs verification",
+    ):
+        assert text in page, text
+
+
+def test_index_query_count_does_not_grow_with_sources(
+    viewer_client, source, django_assert_max_num_queries
+):
+    from backups.models import Source
+
+    for i in range(8):
+        Source.objects.create(system=source.system, name=f"s{i}", kind="sqlite", path=source.path)
+    with django_assert_max_num_queries(25):
+        viewer_client.get(reverse("recovery:index"))
+
+
+def test_progress_fragment_stops_polling_when_done(viewer_client, source, finished_test):
+    response = viewer_client.get(reverse("recovery:test_progress", args=[finished_test.pk]))
+    assert response.status_code == 286
+    running = RestoreTest.objects.create(source=source)
+    response = viewer_client.get(reverse("recovery:test_progress", args=[running.pk]))
+    assert response.status_code == 200
+
+
+def test_viewer_cannot_run_restore_test(viewer_client, source):
+    response = viewer_client.post(reverse("recovery:run_test", args=[source.pk]))
+    assert response.status_code == 403
+    assert not RestoreTest.objects.exists()
+
+
+def test_operator_runs_restore_test_enqueued_and_audited(
+    operator_client, source, django_capture_on_commit_callbacks
+):
+    from django_q.models import OrmQ
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = operator_client.post(reverse("recovery:run_test", args=[source.pk]))
+    test = RestoreTest.objects.get()
+    assert response.status_code == 302 and response["Location"] == test.get_absolute_url()
+    assert test.status == "queued" and test.requested_by.username == "otto"
+    assert OrmQ.objects.count() == 1
+    assert AuditEntry.objects.filter(action="run restore test").exists()
+    # A second click while the first is queued does not queue another.
+    operator_client.post(reverse("recovery:run_test", args=[source.pk]))
+    assert RestoreTest.objects.count() == 1
+
+
+def test_get_on_run_test_is_not_allowed(operator_client, source):
+    assert operator_client.get(reverse("recovery:run_test", args=[source.pk])).status_code == 405
+
+
+def test_targets_edit_is_for_managers_and_audited(operator_client, manager_client):
+    url = reverse("recovery:targets")
+    assert operator_client.get(url).status_code == 403
+    page = manager_client.get(url)
+    assert page.status_code == 200 and 'value="15m"' in page.content.decode()
+    data = {
+        f"rto_{t.failure_type}": "1h"
+        if t.failure_type == "single_node"
+        else str(t.target.total_seconds()) + "s"
+        for t in RTOTarget.objects.all()
+    }
+    data.update(
+        {
+            f"rpo_{t.data_class}": "2h"
+            if t.data_class == "critical"
+            else f"{int(t.target.total_seconds())}s"
+            for t in RPOTarget.objects.all()
+        }
+    )
+    data.update(availability_percent="99.9", sla_rto="1h", sla_rpo="1h")
+    response = manager_client.post(url, data)
+    assert response.status_code == 302
+    assert RTOTarget.objects.get(failure_type="single_node").target == timedelta(hours=1)
+    assert RPOTarget.objects.get(data_class="critical").target == timedelta(hours=2)
+    assert AuditEntry.objects.filter(object_type="recovery.rtotarget", action="update").exists()
+    data["rto_single_node"] = "soon"
+    response = manager_client.post(url, data)
+    assert response.status_code == 200 and "not a duration" in response.content.decode()
+
+
+def test_restore_form_needs_typed_name_and_manager_for_source(
+    operator_client, manager_client, source
+):
+    from backups.models import BackupCopy, BackupRun, Destination
+
+    run = BackupRun.objects.create(source=source, status="succeeded", data_taken_at=timezone.now())
+    BackupCopy.objects.create(
+        run=run,
+        destination=Destination.objects.create(name="l", kind="local", path="/tmp"),
+        ok=True,
+    )
+    url = reverse("recovery:restore_new", args=[source.pk])
+    base = {"backup_run": run.pk, "failure_type": "data_corruption", "onto_source": "on"}
+    response = operator_client.post(url, {**base, "confirm": source.name})
+    assert response.status_code == 200 and "Only managers" in response.content.decode()
+    response = manager_client.post(url, {**base, "confirm": "wrong"})
+    assert (
+        response.status_code == 200 and f"Type {source.name} exactly" in response.content.decode()
+    )
+    assert not Restore.objects.exists()
+    response = manager_client.post(url, {**base, "confirm": source.name})
+    restore = Restore.objects.get()
+    assert response.status_code == 302
+    assert restore.onto_source and restore.target == source.path
+    assert restore.rto_target == timedelta(minutes=30)
+
+
+def test_restore_form_refuses_target_outside_allowed_roots(operator_client, source):
+    from backups.models import BackupCopy, BackupRun, Destination
+
+    run = BackupRun.objects.create(source=source, status="succeeded", data_taken_at=timezone.now())
+    BackupCopy.objects.create(
+        run=run,
+        destination=Destination.objects.create(name="l", kind="local", path="/tmp"),
+        ok=True,
+    )
+    response = operator_client.post(
+        reverse("recovery:restore_new", args=[source.pk]),
+        {"backup_run": run.pk, "failure_type": "database_failure", "target": "/etc/passwd.db"},
+    )
+    assert response.status_code == 200
+    assert "outside the allowed roots" in response.content.decode()
+    assert not Restore.objects.exists()
+
+
+def test_viewer_cannot_open_restore_form(viewer_client, source):
+    assert viewer_client.get(reverse("recovery:restore_new", args=[source.pk])).status_code == 403
+
+
+def test_superuser_without_groups_can_do_everything(superuser, source):
+    client = Client()
+    client.force_login(superuser)
+    assert client.get(reverse("recovery:targets")).status_code == 200
+    assert Group.objects.filter(name="manager").exists()
