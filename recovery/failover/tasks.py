@@ -19,6 +19,11 @@ CONFIRM_POLL = 1.0  # seconds between looks at a manual step's row
 CANCEL_POLL = 1.0
 
 
+def _pause(seconds: float):
+    """Between looks at a manual step's row (a seam for tests that confirm meanwhile)."""
+    time.sleep(seconds)
+
+
 def _send_alert(key, kind, title, url, detail=""):
     try:
         from incidents.alerts import alert
@@ -117,7 +122,7 @@ class RunHooks(Hooks):
             if left <= 0:
                 raise StepTimedOut("nobody confirmed this step before its timeout")
             self.run.beat()
-            time.sleep(min(CONFIRM_POLL, left))
+            _pause(min(CONFIRM_POLL, left))
 
     def log(self, line):
         self.run.append_log(line)
