@@ -1,7 +1,7 @@
 """Incidents, their timeline and follow-ups; the contacts directory; alerts and their notifications."""
 
 from django.conf import settings
-from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelation
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
@@ -142,6 +142,8 @@ class Incident(models.Model):
     recovery_actions = models.TextField(blank=True, help_text="One action per line, in order.")
     preventive_measures = models.TextField(blank=True, help_text="One measure per line.")
     lessons_learned = models.TextField(blank=True)
+    # Deleting an incident deletes its follow-ups (they are generic, so say it here).
+    followup_items = GenericRelation("FollowUp")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
