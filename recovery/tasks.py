@@ -3,7 +3,6 @@
 import logging
 from datetime import timedelta
 
-from django.db import close_old_connections
 from django.utils import timezone
 
 from dr_portal.runs import RunStatus
@@ -15,7 +14,6 @@ def run_restore_test(test_id: int):
     from recovery import services
     from recovery.models import RestoreTest
 
-    close_old_connections()
     test = RestoreTest.objects.select_related("source", "backup_run").filter(pk=test_id).first()
     if test is None:
         log.warning("restore test %s no longer exists", test_id)
@@ -29,7 +27,6 @@ def scheduled_restore_test(source_id: int):
     from recovery import services
     from recovery.models import Trigger
 
-    close_old_connections()
     source = Source.objects.filter(pk=source_id).first()
     if source is None:
         from recovery.schedules import drop_schedule, restore_test_schedule_name
@@ -48,7 +45,6 @@ def run_restore(restore_id: int):
     from recovery import services
     from recovery.models import Restore
 
-    close_old_connections()
     restore = Restore.objects.select_related("source", "backup_run").filter(pk=restore_id).first()
     if restore is None:
         return
@@ -61,7 +57,6 @@ def tests_after_backups(window_hours: int = 24) -> int:
     from recovery import services
     from recovery.models import RestoreTest, Trigger
 
-    close_old_connections()
     since = timezone.now() - timedelta(hours=window_hours)
     runs = (
         BackupRun.objects.filter(
@@ -97,7 +92,6 @@ def write_heartbeats() -> int:
     from recovery.engine.pg import PgServer, RestoreError
     from recovery.models import HeartbeatState
 
-    close_old_connections()
     written = 0
     for source in Source.objects.filter(heartbeat_enabled=True):
         now = timezone.now()
@@ -132,7 +126,6 @@ def housekeeping() -> dict:
     from recovery.schedules import sync_all_sources
     from recovery.services import scratch_server
 
-    close_old_connections()
     sync_all_sources()
     dropped = []
     # Only sweep when a scratch server is configured or the local default is reachable.

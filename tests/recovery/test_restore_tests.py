@@ -191,3 +191,50 @@ def test_files_backup_restore_test(db, tmp_path, local_destination, work_dir):
     assert "2 files" in test.integrity
     assert list(work_dir.iterdir()) == []
     assert not any(name.startswith("dr-restore") for name in os.listdir(tmp_path))
+
+
+def test_scheduled_task_runs_a_restore_test(sqlite_source, work_dir):
+    from recovery.models import RestoreTest
+    from recovery.tasks import scheduled_restore_test
+
+    backup(sqlite_source)
+    scheduled_restore_test(sqlite_source.pk)
+    test = RestoreTest.objects.get()
+    assert test.trigger == "scheduled" and test.passed, test.error
+
+
+def test_after_backup_sweep_queues_one_test_per_new_backup(
+    sqlite_source, work_dir, django_capture_on_commit_callbacks
+):
+    from django_q.models import OrmQ
+
+    from recovery.models import RestoreTest
+    from recovery.tasks import tests_after_backups
+
+    run = backup(sqlite_source)
+    assert tests_after_backups() == 0  # the source does not ask for it
+    sqlite_source.restore_test_after_backup = True
+    sqlite_source.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tests_after_backups() == 1
+    assert tests_after_backups() == 0  # never twice for one backup
+    test = RestoreTest.objects.get()
+    assert test.backup_run_id == run.pk and test.trigger == "after_backup"
+    assert OrmQ.objects.count() >= 1
+
+
+def test_failed_restore_test_raises_alert_and_pass_recovers_it(pg_source, work_dir):
+    from incidents.models import Alert
+
+    backup(pg_source)
+    good_checks = pg_source.checks
+    pg_source.checks = [{"name": "none", "sql": "SELECT 0", "expect": "> 0"}]
+    pg_source.save()
+    assert not run_test(pg_source).passed
+    alert = Alert.objects.get(key=f"restore-test:{pg_source.pk}")
+    assert alert.kind == "restore_test_failed" and alert.recovered is None
+    pg_source.checks = good_checks
+    pg_source.save()
+    assert run_test(pg_source).passed
+    alert.refresh_from_db()
+    assert alert.recovered is not None
