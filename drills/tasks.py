@@ -1,8 +1,10 @@
-"""django-q2 entry points of the drills app: ids in, rows updated."""
+"""django-q2 entry points of the drills app: ids in, rows updated.
+
+django-q2's worker closes stale database connections before each task, so these do not.
+"""
 
 import logging
 
-from django.db import close_old_connections
 from django.utils import timezone
 
 log = logging.getLogger(__name__)
@@ -13,7 +15,6 @@ def verify_cleanup(drill_id: int) -> str | None:
     from drills import services
     from drills.models import CleanupState, DrillRun
 
-    close_old_connections()
     drill = DrillRun.objects.filter(pk=drill_id).first()
     if drill is None:
         return None
@@ -33,7 +34,6 @@ def sync_running_drills() -> int:
     from drills import services
     from drills.models import DrillRun, DrillStatus
 
-    close_old_connections()
     count = 0
     for drill in DrillRun.objects.filter(status=DrillStatus.RUNNING):
         try:
@@ -49,7 +49,6 @@ def check_overdue_drills(now=None) -> list[int]:
     from drills.models import DrillPlan
     from incidents.alerts import alert, recover
 
-    close_old_connections()
     now = now or timezone.now()
     overdue = []
     for plan in DrillPlan.objects.all():
