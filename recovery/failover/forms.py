@@ -127,9 +127,11 @@ class StepForm(forms.ModelForm):
         self.fields["rollback_of"].label = "Rollback of (leave empty for a main step)"
         self.fields["on_failure"].choices = OnFailure.choices
         if not command_allowed(user):
-            self.fields["kind"].choices = [c for c in KIND_CHOICES if c[0] not in SUPERUSER_ONLY]
-            if self.instance.pk and self.instance.kind in SUPERUSER_ONLY:
-                self.fields["kind"].choices = KIND_CHOICES  # shown; saving is refused in clean()
+            # Shown, so the refusal can say why; saving one is refused in clean().
+            self.fields["kind"].choices = [
+                (k, f"{label} (superusers only)" if k in SUPERUSER_ONLY else label)
+                for k, label in KIND_CHOICES
+            ]
         if not self.instance.pk:
             self.initial.setdefault("order", (runbook.steps.count() or 0) + 1)
 
