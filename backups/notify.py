@@ -59,7 +59,7 @@ def after_finish(run):
     if run.status == RunStatus.FAILED:
         _raise(key, "backup_failed", f"Backup {name} failed", run.error, url)
     elif run.status == RunStatus.PARTIAL:
-        _raise(key, "backup_failed", f"Backup {name} partly failed", run.error, url)
+        _raise(key, "backup_partial", f"Backup {name} partly failed", run.error, url)
     else:
         _recover(key, f"Backup {name} succeeded again")
     anomaly_key = f"backup-anomaly:{run.job_id or run.source_name}"
