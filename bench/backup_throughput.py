@@ -32,7 +32,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-PSQL = ["psql", "-h", PG["host"], "-p", str(PG["port"]), "-U", PG["user"], "-v", "ON_ERROR_STOP=1", "-qAt"]
+PSQL = [
+    "psql",
+    "-h",
+    PG["host"],
+    "-p",
+    str(PG["port"]),
+    "-U",
+    PG["user"],
+    "-v",
+    "ON_ERROR_STOP=1",
+    "-qAt",
+]
 PG_ENV = {**os.environ, "PGHOST": PG["host"], "PGPORT": str(PG["port"]), "PGUSER": PG["user"]}
 
 ROWS_SQL = """
@@ -151,7 +162,9 @@ def run_engine(db: str, out_dir: Path) -> tuple[float, int, dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size-mb", type=int, default=1000, help="table data to generate (MB)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep-db", action="store_true", help="do not drop the generated database")
@@ -210,17 +223,27 @@ def main() -> None:
                     out.unlink()
                 times[name].append(seconds)
                 sizes[name] = stored
-                print(f"  round {round_no + 1}: {name}: {seconds:.2f} s, {stored / 1e6:.1f} MB", file=sys.stderr, flush=True)
+                print(
+                    f"  round {round_no + 1}: {name}: {seconds:.2f} s, {stored / 1e6:.1f} MB",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
         shell = "pg_dump -Fc -Z0 | zstd -3 | openssl aes-256-ctr"
         shell_time = statistics.median(times[shell])
         print()
-        print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-              f"Python {platform.python_version()}, {subprocess.run(['pg_dump', '--version'], capture_output=True, text=True).stdout.strip()}")
-        print(f"database: {db_size / 1e6:.0f} MB on disk, uncompressed custom dump {raw_size / 1e6:.0f} MB; "
-              f"{args.repeat} rounds, order rotated each round")
+        print(
+            f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+            f"Python {platform.python_version()}, {subprocess.run(['pg_dump', '--version'], capture_output=True, text=True).stdout.strip()}"
+        )
+        print(
+            f"database: {db_size / 1e6:.0f} MB on disk, uncompressed custom dump {raw_size / 1e6:.0f} MB; "
+            f"{args.repeat} rounds, order rotated each round"
+        )
         print()
-        print("| pipeline | median s | runs (s) | MB/s (dump data) | stored MB | time vs shell | size vs shell |")
+        print(
+            "| pipeline | median s | runs (s) | MB/s (dump data) | stored MB | time vs shell | size vs shell |"
+        )
         print("|---|---|---|---|---|---|---|")
         for name in names:
             med = statistics.median(times[name])

@@ -69,7 +69,10 @@ class S3Server:
                 "part_size": 256 * 1024,
                 **config,
             },
-            secrets={"access_key_id": "testing-key-id", "secret_access_key": "testing-secret-value"},
+            secrets={
+                "access_key_id": "testing-key-id",
+                "secret_access_key": "testing-secret-value",
+            },
         )
 
     def client(self):
@@ -122,3 +125,54 @@ def local_spec(path, name: str = "local") -> DestinationSpec:
 
 def files_under(path) -> list[str]:
     return sorted(str(p) for p in path.rglob("*") if p.is_file()) if path.exists() else []
+
+
+def fill_big(db: str, megabytes: int = 24) -> None:
+    """Mostly incompressible rows, so the dump outlasts the pipeline's buffers (~10 MiB)."""
+    rows = megabytes * 1_000_000 // 100
+    psql(
+        "CREATE TABLE blobs (id int PRIMARY KEY, a text, b text, c text);"
+        "INSERT INTO blobs SELECT g, md5(g::text), md5((g * 3)::text), 'plaintext-marker-' || g"
+        f" FROM generate_series(1, {rows}) g;",
+        db,
+    )
+
+
+@pytest.fixture(scope="session")
+def big_pg_db():
+    """A ~24 MB database shared by the fault tests (which only read it)."""
+    name = f"dr_engine_big_{uuid.uuid4().hex[:10]}"
+    psql(f'CREATE DATABASE "{name}"')
+    try:
+        fill_big(name)
+        yield name
+    finally:
+        psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pg_spec(db: str, password: str = ""):
+    from backups.engine import SourceSpec
+
+    return SourceSpec(
+        "postgresql",
+        {"host": "127.0.0.1", "port": 5432, "database": db, "user": "postgres"},
+        password,
+    )
+
+
+def pg_dump_children() -> list[int]:
+    """pids of pg_dump processes started by this test process."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if comm == "pg_dump" and ppid == os.getpid():
+            found.append(int(entry))
+    return found

@@ -37,17 +37,22 @@ def unpack_to(path, location, keys, sha256):
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("compression", ["zstd", "gzip"])
-def test_postgresql_round_trip_with_stock_pg_restore(
-    compression, pg_databases, keys, tmp_path
-):
+def test_postgresql_round_trip_with_stock_pg_restore(compression, pg_databases, keys, tmp_path):
     source_db = pg_databases("src")
     fill_pg(source_db)
     before = datetime.now(UTC)
     result = run_backup(
-        SourceSpec("postgresql", {"host": "127.0.0.1", "port": 5432, "database": source_db, "user": "postgres"}),
+        SourceSpec(
+            "postgresql",
+            {"host": "127.0.0.1", "port": 5432, "database": source_db, "user": "postgres"},
+        ),
         [local_spec(tmp_path / "dest")],
-        BackupOptions("toolhub-pg/run1", compression=compression, master_keys=keys,
-                      manifest_extra={"source": "toolhub-pg", "run": 1}),
+        BackupOptions(
+            "toolhub-pg/run1",
+            compression=compression,
+            master_keys=keys,
+            manifest_extra={"source": "toolhub-pg", "run": 1},
+        ),
     )
     assert result.status == "succeeded", result.error
     assert before <= result.data_taken_at <= result.finished
@@ -65,7 +70,9 @@ def test_postgresql_round_trip_with_stock_pg_restore(
     target_db = pg_databases("dst")
     subprocess.run(
         ["pg_restore", "--exit-on-error", "--no-owner", "-d", target_db, str(dump)],
-        check=True, env=PG_ENV, capture_output=True,
+        check=True,
+        env=PG_ENV,
+        capture_output=True,
     )
     for table in ("workflows", "executions"):
         query = ROWS_CHECKSUM.format(table=table)
@@ -88,8 +95,10 @@ def test_sqlite_copy_is_consistent_while_another_thread_writes(tmp_path, keys):
             while not stop.is_set():
                 with conn:
                     conn.execute("INSERT INTO executions (payload) VALUES (?)", ("y" * 500,))
-                    conn.execute("UPDATE executions SET payload = payload || 'z' WHERE id = ?",
-                                 (1 + len(written) % 1000,))
+                    conn.execute(
+                        "UPDATE executions SET payload = payload || 'z' WHERE id = ?",
+                        (1 + len(written) % 1000,),
+                    )
                 written.append(1)
         finally:
             conn.close()

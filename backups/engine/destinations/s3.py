@@ -28,9 +28,9 @@ def _client(spec: DestinationSpec):
     from botocore.config import Config
 
     options = {
-        "retries": {"max_attempts": 5, "mode": "standard"},
-        "connect_timeout": 10,
-        "read_timeout": 120,
+        "retries": {"max_attempts": int(spec.config.get("max_attempts", 5)), "mode": "standard"},
+        "connect_timeout": float(spec.config.get("connect_timeout", 10)),
+        "read_timeout": float(spec.config.get("read_timeout", 120)),
     }
     if spec.config.get("endpoint_url"):
         # S3-compatible stores often reject the checksums boto3 >= 1.36 sends by default.
