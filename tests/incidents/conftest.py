@@ -5,6 +5,12 @@ import pytest
 from incidents.models import Contact
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Persona users are created per test; PBKDF2's 1M rounds would dominate the run time."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def sync_queue(monkeypatch, django_capture_on_commit_callbacks):
     """Tasks enqueued after commit run inline when the captured callbacks are executed."""

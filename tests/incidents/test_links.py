@@ -1,0 +1,87 @@
+"""Links from incidents to runs: a linked run finishing adds a timeline entry by itself."""
+
+import pytest
+from django.contrib.contenttypes.models import ContentType
+from django.db import transaction
+from django.urls import reverse
+
+from dr_portal.runs import RunStatus, run_models
+from incidents.links import linkable_models, note_run_transition
+from incidents.models import IncidentLink, TimelineEntry
+
+
+def _some_run():
+    """A real run row of whichever run model exists (backup run, restore test, ...)."""
+    for model in run_models():
+        try:
+            with transaction.atomic():
+                return model.objects.create()
+        except Exception:
+            continue
+    pytest.skip("no run model can be created without configuration")
+
+
+def test_linked_run_finishing_adds_timeline_entry(operator_client, make_incident):
+    incident = make_incident()
+    run = _some_run()
+    ct = ContentType.objects.get_for_model(type(run))
+    response = operator_client.post(
+        reverse("incidents:link_add", args=[incident.identifier]),
+        {"content_type": ct.pk, "object_id": run.pk, "note": "the failing nightly"},
+    )
+    assert response.status_code == 302
+    link = IncidentLink.objects.get()
+    assert link.target == run and link.last_status == "queued"
+    assert run.claim()
+    run.finish(RunStatus.FAILED, "pg_dump: connection refused\nmore detail")
+    entries = list(TimelineEntry.objects.filter(incident=incident, text__contains="finished"))
+    assert len(entries) == 1
+    entry = entries[0]
+    assert entry.automatic and entry.author_name == "DR Portal"
+    assert f"#{run.pk}" in entry.text and "Failed" in entry.text
+    assert "pg_dump: connection refused" in entry.text and "more detail" not in entry.text
+    run.refresh_from_db()
+    assert entry.at == run.finished
+    link.refresh_from_db()
+    assert link.last_status == "failed"
+
+
+def test_unlinked_run_finishing_adds_nothing(make_incident):
+    make_incident()
+    run = _some_run()
+    assert run.claim()
+    run.finish(RunStatus.SUCCEEDED)
+    assert not TimelineEntry.objects.filter(automatic=True, text__contains="finished").exists()
+
+
+def test_note_never_raises(make_incident, monkeypatch):
+    class NotAModel:
+        pk = 1
+
+    assert note_run_transition(NotAModel()) == 0
+
+
+def test_linking_a_missing_run_is_refused(operator_client, make_incident):
+    incident = make_incident()
+    model = linkable_models()[0] if linkable_models() else pytest.skip("no linkable models")
+    ct = ContentType.objects.get_for_model(model)
+    operator_client.post(
+        reverse("incidents:link_add", args=[incident.identifier]),
+        {"content_type": ct.pk, "object_id": 999999},
+    )
+    assert not IncidentLink.objects.exists()
+
+
+def test_linking_twice_is_refused_and_unlink_works(operator_client, make_incident):
+    incident = make_incident()
+    run = _some_run()
+    ct = ContentType.objects.get_for_model(type(run))
+    url = reverse("incidents:link_add", args=[incident.identifier])
+    operator_client.post(url, {"content_type": ct.pk, "object_id": run.pk})
+    response = operator_client.post(url, {"content_type": ct.pk, "object_id": run.pk}, follow=True)
+    assert "That is linked already." in response.content.decode()
+    link = IncidentLink.objects.get()
+    page = operator_client.get(incident.get_absolute_url()).content.decode()
+    assert f"#{run.pk}" in page
+    operator_client.post(reverse("incidents:link_remove", args=[incident.identifier, link.pk]))
+    assert not IncidentLink.objects.exists()
