@@ -127,7 +127,9 @@ def _secret_differs(current, plaintext: str) -> bool:
     if not current:
         return bool(plaintext)
     try:
-        return current.reveal() != plaintext
+        from backups.models import reveal
+
+        return reveal(current) != plaintext
     except Exception:
         return True  # unreadable with today's keys: replace it
 

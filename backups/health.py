@@ -28,8 +28,10 @@ def _s3(destination):
     if destination.endpoint_url:
         kwargs["endpoint_url"] = destination.endpoint_url
     if destination.access_key_id:
-        kwargs["aws_access_key_id"] = destination.access_key_id.reveal()
-        kwargs["aws_secret_access_key"] = destination.secret_access_key.reveal()
+        from backups.models import reveal
+
+        kwargs["aws_access_key_id"] = reveal(destination.access_key_id)
+        kwargs["aws_secret_access_key"] = reveal(destination.secret_access_key)
     client = boto3.client("s3", **kwargs)
     try:
         client.head_bucket(Bucket=destination.bucket)

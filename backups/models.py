@@ -45,6 +45,13 @@ MINIMUM_STORAGE = {
 ARCHIVE_CLASSES = {StorageClass.GLACIER, StorageClass.DEEP_ARCHIVE}
 
 
+def reveal(value) -> str:
+    """Plaintext of an EncryptedTextField value: a loaded Secret, or a str assigned in memory."""
+    if not value:
+        return ""
+    return value.reveal() if hasattr(value, "reveal") else str(value)
+
+
 class ChangeStampMixin:
     """Stamps `config_changed_at` when any of CONFIG_FIELDS changes (recovery invalidates evidence)."""
 
@@ -222,7 +229,7 @@ class Source(ChangeStampMixin, models.Model):
                 "database": self.database,
                 "user": self.user,
             }
-            password = self.password.reveal() if self.password else ""
+            password = reveal(self.password)
             return SourceSpec(self.kind, config, password)
         if self.kind == self.Kind.SQLITE:
             return SourceSpec(self.kind, {"path": self.path})
@@ -325,9 +332,9 @@ class Destination(models.Model):
         }
         secrets = {}
         if self.access_key_id:
-            secrets["access_key_id"] = self.access_key_id.reveal()
+            secrets["access_key_id"] = reveal(self.access_key_id)
         if self.secret_access_key:
-            secrets["secret_access_key"] = self.secret_access_key.reveal()
+            secrets["secret_access_key"] = reveal(self.secret_access_key)
         return DestinationSpec(self.name, self.kind, config, secrets)
 
     def secret_values(self) -> list[str]:
@@ -336,7 +343,7 @@ class Destination(models.Model):
         for field in (self.access_key_id, self.secret_access_key):
             try:
                 if field:
-                    values.append(field.reveal())
+                    values.append(reveal(field))
             except Exception:  # noqa: S110 - an unreadable secret cannot leak either
                 pass
         return values
