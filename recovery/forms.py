@@ -120,6 +120,11 @@ class RestoreForm(forms.Form):
         help_text="A new PostgreSQL URL (postgresql://user@host:5432/dbname), SQLite file path "
         "or directory, below the allowed roots.",
     )
+    overwrite = forms.BooleanField(
+        required=False,
+        label="Replace data already at the target (managers only)",
+        help_text="Without this a restore only writes to a target that does not exist yet.",
+    )
     confirm = forms.CharField(
         required=False,
         label="Type the source's name to confirm",
@@ -147,6 +152,8 @@ class RestoreForm(forms.Form):
                 raise forms.ValidationError("Only managers may restore onto the source itself.")
             if (data.get("confirm") or "").strip() != self.source.name:
                 self.add_error("confirm", f"Type {self.source.name} exactly to confirm.")
+        elif data.get("overwrite") and not self.can_overwrite:
+            raise forms.ValidationError("Only managers may replace data at an existing target.")
         elif not (data.get("target") or "").strip():
             self.add_error("target", "Give a target, or choose to restore onto the source.")
         if data.get("declared_at") and data["declared_at"] > timezone.now():

@@ -195,6 +195,11 @@ class Restore(RunBase):
     )
     target_password = EncryptedTextField()
     onto_source = models.BooleanField(default=False)
+    overwrite_confirmed = models.BooleanField(
+        default=False,
+        help_text="Data already at the target may be replaced (kept aside first). "
+        "Without it a restore only writes to a target that does not exist yet.",
+    )
     copy_used = models.CharField(max_length=300, blank=True)
     kept_aside = models.CharField(max_length=1024, blank=True)
     phases = models.JSONField(default=list, blank=True)

@@ -427,6 +427,7 @@ def start_restore(
     backup_run: BackupRun | None = None,
     failure_type: str = FailureType.DATABASE_FAILURE,
     declared_at=None,
+    overwrite: bool = False,
     user=None,
 ) -> Restore:
     """Validate and create a queued restore; raise ValueError (bad input) or Busy."""
@@ -438,7 +439,7 @@ def start_restore(
         if not target:
             raise ValueError("give a target: a PostgreSQL URL, a file path or a directory")
         target, password = validate_target(kind, target)
-        if kind != TargetKind.DATABASE and _same_path(target, source):
+        if is_source_target(source, target):
             raise ValueError("that is the source itself: choose “onto the source” to overwrite it")
     if failure_type not in FailureType.values:
         raise ValueError(f"unknown failure type {failure_type!r}")
@@ -457,6 +458,7 @@ def start_restore(
             target=target,
             target_password=password or "",
             onto_source=onto_source,
+            overwrite_confirmed=overwrite or onto_source,
             rto_target=rto_target_for(failure_type),
             requested_by=user if getattr(user, "is_authenticated", False) else None,
         )
@@ -466,12 +468,6 @@ def source_kind(source: Source) -> str:
     if source.is_portal_db:
         return source.portal_db_spec_config()[0]
     return source.kind
-
-
-def _same_path(target: str, source: Source) -> bool:
-    if source_kind(source) == "postgresql" or not source.path:
-        return False
-    return Path(target).resolve() == Path(source.path).resolve()
 
 
 def enqueue_restore(restore: Restore):
@@ -514,6 +510,13 @@ def _restore(restore: Restore, secrets: list[str]):
             restore.backup_run = run
             Restore.objects.filter(pk=restore.pk).update(backup_run=run)
         restore.append_log(f"restoring backup run #{run.pk} of {source} to {restore.target}")
+        password = restore.target_password.reveal() if restore.target_password else ""
+        secrets.append(password)
+        if not restore.overwrite_confirmed and _target_exists(restore, password):
+            raise RecoveryFailure(
+                f"{restore.target} already exists and overwriting it was not confirmed: "
+                "nothing was changed (a manager can confirm replacing it)"
+            )
         with phases.phase("fetch and verify"):
             fetched = fetch_verified(run, tmp, restore.append_log, secrets)
         fields["copy_used"] = f"{fetched.copy.destination.name}: {fetched.copy.location}"[:300]
@@ -523,8 +526,6 @@ def _restore(restore: Restore, secrets: list[str]):
             raise RecoveryFailure(f"a {kind} backup cannot be restored to a {restore.target_kind}")
         previous = previous_observations(source)
         if kind == "postgresql":
-            password = restore.target_password.reveal() if restore.target_password else ""
-            secrets.append(password)
             result = _restore_postgres(restore, fetched.path, password, phases, previous)
         elif kind == "sqlite":
             result = _restore_sqlite(restore, fetched.path, phases, previous)
@@ -556,6 +557,15 @@ def _restore(restore: Restore, secrets: list[str]):
         return
     restore.append_log(f"verified on the target; RTO {fields['rto']}")
     restore.finish(RunStatus.SUCCEEDED, "", **fields)
+
+
+def _target_exists(restore: Restore, password: str) -> bool:
+    if restore.target_kind == TargetKind.DATABASE:
+        from recovery.engine import pg
+
+        target = PgServer.from_url(restore.target, password=password)
+        return pg.database_exists(target.with_db("postgres"), target.dbname)
+    return os.path.lexists(restore.target)
 
 
 def _stamp() -> str:

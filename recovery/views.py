@@ -221,6 +221,7 @@ def restore_new(request, source_id):
                 backup_run=BackupRun.objects.get(pk=run.pk) if run else None,
                 failure_type=data["failure_type"],
                 declared_at=data.get("declared_at"),
+                overwrite=data["overwrite"],
                 user=request.user,
             )
         except ValueError as exc:

@@ -142,3 +142,51 @@ def test_dr_status_exit_codes(pg_source, work_dir):
     assert not run_test(pg_source).passed
     code, out = call("dr_status")
     assert code == 2 and "failed" in out
+
+
+def test_restore_without_overwrite_never_touches_an_existing_target(
+    sqlite_source, work_dir, tmp_path
+):
+    from recovery import services
+
+    run = backup(sqlite_source)
+    existing = tmp_path / "other.db"
+    existing.write_bytes(b"precious")
+    restore = services.start_restore(sqlite_source, target=str(existing), backup_run=run)
+    restore = services.execute_restore(restore)
+    assert restore.status == "failed"
+    assert "already exists and overwriting it was not confirmed" in restore.error
+    assert existing.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("other", ".other"))) == [
+        "other.db"
+    ]
+
+
+def test_restore_files_to_new_directory(db, tmp_path, local_destination, work_dir):
+    from backups.models import Source, System
+    from recovery import services
+    from tests.recovery.conftest import make_job
+
+    conf = tmp_path / "config"
+    conf.mkdir()
+    (conf / "app.env").write_text("A=1\n")
+    source = Source.objects.create(
+        system=System.objects.create(name="sys"), name="conf", kind="files", path=str(conf)
+    )
+    source.job = make_job(source, [local_destination])
+    run = backup(source)
+    target = tmp_path / "restored-config"
+    restore = services.execute_restore(
+        services.start_restore(source, target=str(target), backup_run=run)
+    )
+    assert restore.status == "succeeded", restore.error
+    assert (target / "app.env").read_text() == "A=1\n"
+    assert restore.rto is not None and restore.kept_aside == ""
+
+
+def test_source_url_as_new_target_is_refused(pg_source):
+    from recovery import services
+
+    url = f"postgresql://postgres@127.0.0.1:5432/{pg_source.db.dbname}"
+    with pytest.raises(ValueError, match="source itself"):
+        services.start_restore(pg_source, target=url)

@@ -48,6 +48,7 @@ class Command(BaseCommand):
                     onto_source=onto_source,
                     backup_run=backup,
                     failure_type=failure_type,
+                    overwrite=True,  # --yes confirms replacing what is there (kept aside)
                 )
             except (ValueError, services.Busy) as exc:
                 return self._report(None, json, target, str(exc))
