@@ -76,7 +76,11 @@ def _note(run) -> int:
     with transaction.atomic():
         for link in links:
             TimelineEntry.objects.create(
-                incident_id=link.incident_id, at=at, text=text, author_name="DR Portal", automatic=True
+                incident_id=link.incident_id,
+                at=at,
+                text=text,
+                author_name="DR Portal",
+                automatic=True,
             )
             IncidentLink.objects.filter(pk=link.pk).update(last_status=status[:20])
     return len(links)

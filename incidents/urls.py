@@ -21,7 +21,9 @@ urlpatterns = [
     path("<str:identifier>/", views.incident_detail, name="detail"),
     path("<str:identifier>/edit/", views.incident_edit, name="edit"),
     path("<str:identifier>/timeline/", views.timeline_add, name="timeline_add"),
-    path("<str:identifier>/timeline/<int:pk>/delete/", views.timeline_delete, name="timeline_delete"),
+    path(
+        "<str:identifier>/timeline/<int:pk>/delete/", views.timeline_delete, name="timeline_delete"
+    ),
     path("<str:identifier>/follow-ups/", views.followup_add, name="followup_add"),
     path("<str:identifier>/links/", views.link_add, name="link_add"),
     path("<str:identifier>/links/<int:pk>/delete/", views.link_remove, name="link_remove"),

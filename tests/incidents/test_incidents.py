@@ -1,8 +1,7 @@
 """Incidents: identifiers, validation, timeline order, quick timeline entries, edits."""
 
 import threading
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
@@ -28,18 +27,18 @@ def _post_data(**over):
 
 
 def test_identifiers_count_per_year(make_incident):
-    first = make_incident(detected_at=datetime(2026, 2, 1, tzinfo=dt_timezone.utc))
-    second = make_incident(detected_at=datetime(2026, 5, 1, tzinfo=dt_timezone.utc))
-    other_year = make_incident(detected_at=datetime(2027, 1, 2, tzinfo=dt_timezone.utc))
+    first = make_incident(detected_at=datetime(2026, 2, 1, tzinfo=UTC))
+    second = make_incident(detected_at=datetime(2026, 5, 1, tzinfo=UTC))
+    other_year = make_incident(detected_at=datetime(2027, 1, 2, tzinfo=UTC))
     assert (first.identifier, second.identifier) == ("INC-2026-001", "INC-2026-002")
     assert other_year.identifier == "INC-2027-001"
     assert IncidentSequence.objects.get(year=2026).last == 2
 
 
 def test_identifier_survives_deleted_incidents(make_incident):
-    a = make_incident(detected_at=datetime(2026, 2, 1, tzinfo=dt_timezone.utc))
+    a = make_incident(detected_at=datetime(2026, 2, 1, tzinfo=UTC))
     a.delete()
-    b = make_incident(detected_at=datetime(2026, 2, 2, tzinfo=dt_timezone.utc))
+    b = make_incident(detected_at=datetime(2026, 2, 2, tzinfo=UTC))
     assert b.identifier == "INC-2026-002"  # numbers are never reused
 
 
@@ -55,7 +54,7 @@ def test_identifiers_unique_under_concurrent_creation():
             for _ in range(5):
                 made.append(
                     Incident.objects.create(
-                        title=f"race {n}", detected_at=datetime(2026, 6, 1, tzinfo=dt_timezone.utc)
+                        title=f"race {n}", detected_at=datetime(2026, 6, 1, tzinfo=UTC)
                     ).identifier
                 )
         except Exception as exc:  # surfaced below
@@ -119,7 +118,7 @@ def test_resolved_status_needs_resolved_time(operator_client):
 
 
 def test_duration_computed_from_times(make_incident):
-    start = datetime(2026, 1, 15, 14, 32, tzinfo=dt_timezone.utc)
+    start = datetime(2026, 1, 15, 14, 32, tzinfo=UTC)
     incident = make_incident(
         started_at=start,
         detected_at=start + timedelta(minutes=3),
@@ -156,7 +155,7 @@ def test_timeline_shown_in_time_order_whatever_the_entry_order(operator_client, 
 
 def test_htmx_timeline_add_returns_fragment(operator_client, make_incident):
     incident = make_incident()
-    with time_machine.travel(datetime(2026, 3, 1, 12, 0, tzinfo=dt_timezone.utc), tick=False):
+    with time_machine.travel(datetime(2026, 3, 1, 12, 0, tzinfo=UTC), tick=False):
         response = operator_client.post(
             reverse("incidents:timeline_add", args=[incident.identifier]),
             {"at": "", "text": "DNS flipped to standby"},
@@ -167,7 +166,7 @@ def test_htmx_timeline_add_returns_fragment(operator_client, make_incident):
     assert body.lstrip().startswith('<div id="timeline">')
     assert "DNS flipped to standby" in body
     entry = TimelineEntry.objects.get()
-    assert entry.at == datetime(2026, 3, 1, 12, 0, tzinfo=dt_timezone.utc)  # empty time = now
+    assert entry.at == datetime(2026, 3, 1, 12, 0, tzinfo=UTC)  # empty time = now
     assert entry.author_name == "otto"
 
 

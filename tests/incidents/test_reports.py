@@ -2,8 +2,7 @@
 
 import io
 import re
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
@@ -14,7 +13,7 @@ from incidents.models import FollowUp, Incident, TimelineEntry
 from incidents.report import HEADINGS, md_escape, to_markdown
 
 XSS = '<script>alert("owned")</script>'
-START = datetime(2026, 1, 15, 14, 32, tzinfo=dt_timezone.utc)
+START = datetime(2026, 1, 15, 14, 32, tzinfo=UTC)
 
 
 @pytest.fixture
