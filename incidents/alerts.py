@@ -15,6 +15,7 @@ after the caller's transaction commits.
 """
 
 import logging
+import os
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -121,7 +122,7 @@ def recipients(extra_contacts=()):
 
 
 def _absolute(url: str) -> str:
-    base = getattr(settings, "DR_PORTAL_URL", "") or ""
+    base = getattr(settings, "DR_PORTAL_URL", "") or os.environ.get("DR_PORTAL_URL", "")
     if url.startswith("/") and base:
         return base.rstrip("/") + url
     return url

@@ -239,3 +239,24 @@ def test_followup_owner_is_notified_with_on_call(sync_queue, oncall):
         "pat@example.com",
         "sam@example.com",
     ]
+
+
+def test_command_sends_test_notification_now(oncall):
+    import io
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("send_test_notification", "--now", stdout=out)
+    assert "Email to pat@example.com: sent" in out.getvalue()
+    assert sorted(m.to[0] for m in mail.outbox) == ["pat@example.com", "sam@example.com"]
+
+
+def test_command_says_when_nobody_is_on_call(db):
+    import io
+
+    from django.core.management import call_command
+
+    err = io.StringIO()
+    call_command("send_test_notification", stderr=err)
+    assert "Nobody to notify" in err.getvalue()
