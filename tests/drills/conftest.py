@@ -1,5 +1,7 @@
 """Fixtures for drills: plans, contacts, real sources backed up through the backups app."""
 
+from datetime import timedelta
+
 import pytest
 
 from tests.recovery.pgutil import fill_toolhub, temp_database
@@ -111,3 +113,32 @@ def backup(source):
     run = backup_now(source.job)
     assert run.status == "succeeded", run.error
     return run
+
+
+@pytest.fixture
+def manual_plan(db, system, contacts):
+    """A plan with a manual checklist then a call-out of two participants (no workers needed)."""
+    plan = make_plan(systems=[system], participants=contacts)
+    add_scenario(
+        plan,
+        "manual",
+        "Simulate network failure",
+        failure_type="network_outage",
+        checklist="Cut the link to the database\nConfirm the service reports degraded\n"
+        "Restore the link",
+    )
+    add_scenario(plan, "callout", "Call the participants", time_budget=timedelta(minutes=15))
+    return plan
+
+
+@pytest.fixture
+def running_drill(manual_plan, operator):
+    from drills.services import start_drill
+
+    return start_drill(manual_plan, operator)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """The persona fixtures hash a password per user; PBKDF2 would dominate these tests."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
