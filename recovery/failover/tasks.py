@@ -115,7 +115,8 @@ class RunHooks(Hooks):
             )
             if confirmed:
                 StepRun.objects.filter(pk=row.pk).update(status=StepRun.Status.RUNNING)
-                return confirmed[0] or f"user #{confirmed[1]}" if confirmed[1] else "someone"
+                username, user_id = confirmed
+                return username or (f"user #{user_id}" if user_id else "someone")
             if self.cancelled():
                 raise StepCancelled("cancelled while waiting for confirmation")
             left = deadline - time.monotonic()
@@ -222,6 +223,10 @@ def record(run: FailoverRun, result):
         if run.rto_target:
             fields["verdict"] = Verdict.MET if rto <= run.rto_target else Verdict.MISSED
     error = result.error
+    if result.status == "cancelled":
+        run.refresh_from_db(fields=["cancel_requested_by"])
+        who = run.cancel_requested_by.get_username() if run.cancel_requested_by else "a user"
+        error = error.replace("cancelled", f"cancelled by {who}", 1)
     if result.status == "partial" and not error:
         failed = [o.spec.name for o in result.outcomes if not o.ok]
         error = "steps failed but the run continued: " + ", ".join(failed)

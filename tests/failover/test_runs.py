@@ -368,6 +368,7 @@ def test_cancel_while_running_stops_at_once_and_runs_rollbacks(
     run.refresh_from_db()
     assert run.status == "cancelled"
     assert run.cancel_requested_by.username == "mona"
+    assert run.error.startswith("cancelled by mona")
     assert log.read_text().split() == ["change", "undo"]
     statuses = {r.name: r.status for r in run.step_runs.all()}
     assert statuses == {
