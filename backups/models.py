@@ -317,8 +317,11 @@ class Destination(models.Model):
         where = f"s3://{self.bucket}/{self.prefix}"
         return f"{where} ({self.endpoint_url})" if self.endpoint_url else where
 
-    def to_spec(self):
-        """The engine's DestinationSpec; reveals credentials, so never log or render it."""
+    def to_spec(self, *, quick: bool = False):
+        """The engine's DestinationSpec; reveals credentials, so never log or render it.
+
+        quick: short timeouts and no retries, for a probe a person is waiting for.
+        """
         from backups.engine import DestinationSpec
 
         if self.kind == self.Kind.LOCAL:
@@ -330,6 +333,8 @@ class Destination(models.Model):
             "endpoint_url": self.endpoint_url,
             "storage_class": self.storage_class,
         }
+        if quick:
+            config.update(max_attempts=1, connect_timeout=3, read_timeout=10)
         secrets = {}
         if self.access_key_id:
             secrets["access_key_id"] = reveal(self.access_key_id)

@@ -111,7 +111,19 @@ def test_s3_test_connection_and_health(operator_client, s3_dest):
     assert health.checks()["destination:offsite"] == (True, "bucket reachable")
 
 
-def test_s3_wrong_credentials_fail_the_test_without_leaking(operator_client, s3_dest):
+def test_s3_down_fails_the_test_quickly(operator_client, s3_dest):
+    import time
+
+    Destination.objects.filter(pk=s3_dest.pk).update(endpoint_url="http://127.0.0.1:9")
+    started = time.monotonic()
+    response = operator_client.post(
+        reverse("backups:destination_test", args=[s3_dest.pk]), follow=True
+    )
+    assert "failed" in response.content.decode()
+    assert time.monotonic() - started < 15
+
+
+def test_s3_wrong_bucket_fails_the_test_without_leaking(operator_client, s3_dest):
     Destination.objects.filter(pk=s3_dest.pk).update(bucket="no-such-bucket-here")
     response = operator_client.post(
         reverse("backups:destination_test", args=[s3_dest.pk]), follow=True
@@ -152,6 +164,7 @@ def pg_database():
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_postgres_source_backs_up_and_restores_with_pg_restore(
     system, local_dest, pg_database, tmp_path
 ):
