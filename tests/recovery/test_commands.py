@@ -44,6 +44,7 @@ def test_verify_backup_latest_of_job_fails_with_exit_1(pg_source, work_dir):
     assert result["status"] == "failed" and result["checks"][0]["observed"] == "0"
 
 
+@pytest.mark.slow
 def test_restore_to_new_database_then_onto_it_again_keeps_previous_aside(pg_source, work_dir):
     import uuid
 
@@ -118,6 +119,7 @@ def test_restore_outside_allowed_roots_is_refused(sqlite_source, work_dir):
     assert not Restore.objects.exists()
 
 
+@pytest.mark.slow
 def test_dr_status_exit_codes(pg_source, work_dir):
     from backups.models import Source
 

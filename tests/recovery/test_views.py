@@ -217,3 +217,32 @@ def test_superuser_without_groups_can_do_everything(superuser, source):
     client.force_login(superuser)
     assert client.get(reverse("recovery:targets")).status_code == 200
     assert Group.objects.filter(name="manager").exists()
+
+
+@pytest.mark.parametrize("persona", ["viewer_client", "operator_client", "manager_client"])
+def test_restore_detail_and_progress_for_every_persona(request, persona, source):
+    client = request.getfixturevalue(persona)
+    restore = Restore.objects.create(
+        source=source,
+        failure_type="data_corruption",
+        target_kind="file",
+        target="/tmp/x.db",
+        target_password="s3cret-pass",
+    )
+    page = client.get(reverse("recovery:restore_detail", args=[restore.pk]))
+    assert page.status_code == 200 and "s3cret-pass" not in page.content.decode()
+    assert client.get(reverse("recovery:restore_progress", args=[restore.pk])).status_code == 200
+    Restore.objects.filter(pk=restore.pk).update(status="failed", finished=timezone.now())
+    assert client.get(reverse("recovery:restore_progress", args=[restore.pk])).status_code == 286
+
+
+def test_get_on_restore_form_shows_confirmation_only_to_managers(
+    operator_client, manager_client, source
+):
+    url = reverse("recovery:restore_new", args=[source.pk])
+    assert "Type the source" not in operator_client.get(url).content.decode()
+    assert "Type the source" in manager_client.get(url).content.decode()
+
+
+def test_restore_form_wrong_method(operator_client, source):
+    assert operator_client.put(reverse("recovery:restore_new", args=[source.pk])).status_code == 405
