@@ -159,6 +159,17 @@ class Runbook(models.Model):
     def rto_target(self):
         return rto_target_for(self.failure_type)
 
+    def longest_run(self) -> timedelta:
+        """Worst case: every step and rollback using all its attempts up to its timeout."""
+        total = timedelta(0)
+        for step in self.steps.all():
+            total += step.timeout + step.retries * step.retry_delay
+        return total
+
+    def exceeds_task_timeout(self) -> bool:
+        """A run longer than the worker's task timeout would be killed by django-q2 midway."""
+        return self.longest_run().total_seconds() > settings.Q_CLUSTER["timeout"]
+
 
 class OnFailure(models.TextChoices):
     STOP = "stop", "Stop the run (and roll back)"

@@ -284,3 +284,20 @@ def test_manager_edits_a_step_and_the_runbook_needs_verification_again(manager_c
     assert step.secret.reveal() == "bearer-xyz-123"
     html = manager_client.get(url("step_edit", runbook.pk, step.pk)).content.decode()
     assert "bearer-xyz-123" not in html
+
+
+def test_runbook_page_warns_when_its_steps_could_outlast_the_task_timeout(viewer_client, settings):
+    runbook = make_runbook(
+        [
+            {
+                "name": "long",
+                "kind": "manual",
+                "timeout": "5h",
+                "params": {"instruction": "wait for the vendor"},
+            }
+        ]
+    )
+    assert (
+        "longer than the worker task timeout"
+        in viewer_client.get(url("runbook", runbook.pk)).content.decode()
+    )
