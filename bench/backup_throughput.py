@@ -121,7 +121,7 @@ def pipeline(commands: list[list[str]], out_path: Path) -> float:
     return time.perf_counter() - start
 
 
-def engine_leg(db: str, out_dir: str) -> None:
+def engine_leg(db: str, out_dir: str, threads: str = "1") -> None:
     """Runs in a child process: one run_backup, prints JSON with seconds and peak RSS."""
     from backups.engine import BackupOptions, DestinationSpec, SourceSpec, run_backup
     from dr_portal.lib.keyring import parse_ring
@@ -131,7 +131,9 @@ def engine_leg(db: str, out_dir: str) -> None:
     result = run_backup(
         SourceSpec("postgresql", {**PG, "database": db}),
         [DestinationSpec("local", "local", {"path": out_dir}, {})],
-        BackupOptions(f"bench/{uuid.uuid4().hex}", compression="zstd", master_keys=keys),
+        BackupOptions(
+            f"bench/{uuid.uuid4().hex}", compression="zstd", master_keys=keys, threads=int(threads)
+        ),
     )
     seconds = time.perf_counter() - start
     if result.status != "succeeded":
@@ -149,9 +151,9 @@ def engine_leg(db: str, out_dir: str) -> None:
     )
 
 
-def run_engine(db: str, out_dir: Path) -> tuple[float, int, dict]:
+def run_engine(db: str, out_dir: Path, threads: int) -> tuple[float, int, dict]:
     proc = subprocess.run(
-        [sys.executable, __file__, "--engine-leg", db, str(out_dir)],
+        [sys.executable, __file__, "--engine-leg", db, str(out_dir), str(threads)],
         check=True,
         capture_output=True,
         text=True,
@@ -168,8 +170,15 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=1000, help="table data to generate (MB)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep-db", action="store_true", help="do not drop the generated database")
+    parser.add_argument(
+        "--also-inline",
+        action="store_true",
+        help="also time the engine compressing inline (threads=0)",
+    )
     parser.add_argument("--database", help="use this existing database instead of generating one")
-    parser.add_argument("--engine-leg", nargs=2, metavar=("DB", "DIR"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--engine-leg", nargs=3, metavar=("DB", "DIR", "THREADS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.engine_leg:
         engine_leg(*args.engine_leg)
@@ -197,8 +206,10 @@ def main() -> None:
                 ],
                 p,
             ),
-            "engine (zstd 3 + AES-256-GCM, local)": None,
+            "engine (zstd 3 + AES-256-GCM, local)": 1,
         }
+        if args.also_inline:
+            legs["engine, zstd inline (threads=0)"] = 0
         raw = work / "raw.dump"
         pipeline([[*dump, "-Fc", "-Z0"]], raw)  # warm-up, and the uncompressed dump size
         raw_size = raw.stat().st_size
@@ -212,9 +223,9 @@ def main() -> None:
             order = names[round_no % len(names) :] + names[: round_no % len(names)]
             for name in order:
                 out = work / "out"
-                if legs[name] is None:
+                if isinstance(legs[name], int):
                     engine_dir = work / "engine"
-                    seconds, stored, data = run_engine(db, engine_dir)
+                    seconds, stored, data = run_engine(db, engine_dir, legs[name])
                     rss.append(data["rss_mb"])
                     shutil.rmtree(engine_dir)
                 else:

@@ -24,12 +24,14 @@ class _Identity:
         return b""
 
 
-def make_compressor(compression: str, level: int | None = None):
+def make_compressor(compression: str, level: int | None = None, threads: int = 0):
     """An object with compress(data) -> bytes and flush() -> bytes."""
     level = default_level(compression, level)
     if compression == "zstd":
         # The frame checksum lets unencrypted artifacts detect corruption too.
-        return zstandard.ZstdCompressor(level=level, write_checksum=True).compressobj(size=-1)
+        return zstandard.ZstdCompressor(
+            level=level, write_checksum=True, threads=threads
+        ).compressobj(size=-1)
     if compression == "gzip":
         return zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: gzip container
     return _Identity()

@@ -223,7 +223,7 @@ def run_backup(
         result.data_taken_at = stream.data_taken_at
         reader = _Reader(stream)
         sha = hashlib.sha256()
-        compressor = make_compressor(options.compression, level)
+        compressor = make_compressor(options.compression, level, options.threads)
         encryptor = ChunkEncryptor(header) if master is not None else None
         pending = bytearray()  # batches small compressor output when not encrypting
 
