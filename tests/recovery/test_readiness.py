@@ -223,3 +223,32 @@ def test_heartbeat_failure_is_recorded_without_secrets(db, tmp_path):
     assert write_heartbeats() == 0
     state = HeartbeatState.objects.get(source=source)
     assert state.last_error and "hunter2" not in state.last_error
+
+
+def test_rpo_breach_raises_alert_and_fresh_backup_recovers_it(source, destination):
+    from incidents.models import Alert
+    from recovery.tasks import check_targets
+
+    with time_machine.travel(T0, tick=False):
+        good_backup(source, destination, T0 - timedelta(hours=2))
+        assert check_targets() >= 1
+        alert = Alert.objects.get(key=f"rpo:{source.pk}")
+        assert alert.kind == "rpo_breached" and alert.recovered is None
+        good_backup(source, destination, T0 - timedelta(minutes=5))
+        check_targets()
+    alert.refresh_from_db()
+    assert alert.recovered is not None
+
+
+def test_retention_keeps_newest_backup_that_passed_a_restore_test(source, destination):
+    from backups import retention
+
+    old = good_backup(source, destination, T0 - timedelta(days=3))
+    passed_test(source, old, T0 - timedelta(days=3))
+    newer = good_backup(source, destination, T0 - timedelta(days=1))
+    protected = retention.protected_runs([source.pk])
+    assert old.pk in protected and "restore test" in protected[old.pk]
+    assert newer.pk in protected  # newest good one, protected by the backups app itself
+    running = RestoreTest.objects.create(source=source, backup_run=newer)
+    assert newer.pk in retention.runs_in_use()
+    running.delete()
