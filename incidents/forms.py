@@ -72,7 +72,9 @@ class TimelineEntryForm(forms.ModelForm):
         fields = ["at", "text"]
         widgets = {
             "at": DateTimeLocal(),
-            "text": forms.TextInput(attrs={"size": 60, "autofocus": True}),
+            "text": forms.TextInput(
+                attrs={"size": 60, "placeholder": "What happened, e.g. Action: restarted database"}
+            ),
         }
         labels = {"at": "Time", "text": "What happened"}
         error_messages = {"text": {"required": "Write what happened."}}
@@ -82,6 +84,10 @@ class TimelineEntryForm(forms.ModelForm):
         self.fields["at"].required = False
         self.fields["at"].input_formats = ["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"]
         self.fields["at"].help_text = "Leave empty for now."
+        # Empty, not the page's load time: an entry typed 20 minutes later is stamped when sent.
+        self.fields["at"].show_hidden_initial = False
+        if not self.is_bound:
+            self.initial["at"] = None
 
     def clean_text(self):
         text = self.cleaned_data["text"].strip()
@@ -99,7 +105,7 @@ class FollowUpForm(forms.ModelForm):
         fields = ["text", "owner_contact", "owner_user", "due"]
         widgets = {
             "due": forms.DateInput(attrs={"type": "date"}),
-            "text": forms.TextInput(attrs={"size": 50}),
+            "text": forms.TextInput(attrs={"size": 50, "placeholder": "Follow-up item"}),
         }
         labels = {
             "owner_contact": "Owner (contact)",
@@ -114,6 +120,8 @@ class FollowUpForm(forms.ModelForm):
             get_user_model().objects.filter(is_active=True).order_by("username")
         )
         self.fields["owner_contact"].queryset = Contact.objects.order_by("name")
+        self.fields["owner_user"].empty_label = "owner: a user…"
+        self.fields["owner_contact"].empty_label = "owner: a contact…"
 
     def clean(self):
         data = super().clean()

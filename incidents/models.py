@@ -60,6 +60,21 @@ class Contact(models.Model):
         return f"{self.role}: {self.name}{slot}"
 
 
+def seed_order(contacts) -> list:
+    """The seed's table order: On-Call, DBA, Infrastructure, Manager, then other roles; primary first."""
+    ranks = {r.lower(): i for i, r in enumerate(COMMON_ROLES)}
+    slots = {OnCall.PRIMARY: 0, OnCall.SECONDARY: 1}
+    return sorted(
+        contacts,
+        key=lambda c: (
+            ranks.get(c.role.lower(), len(ranks)),
+            c.role.lower(),
+            slots.get(c.on_call, 2),
+            c.name,
+        ),
+    )
+
+
 class Webhook(models.Model):
     """A global webhook (Slack-compatible JSON {"text": ...}) that receives every alert."""
 

@@ -39,6 +39,7 @@ from incidents.models import (
     Notification,
     TimelineEntry,
     Webhook,
+    seed_order,
 )
 from incidents.report import human_duration, to_markdown
 
@@ -361,7 +362,7 @@ def contacts(request):
         request,
         "incidents/contacts.html",
         {
-            "contacts": Contact.objects.all(),
+            "contacts": seed_order(Contact.objects.all()),
             "webhooks": Webhook.objects.all(),
             "import_form": ContactImportForm(),
             "columns": contacts_csv.COLUMNS,
@@ -417,7 +418,7 @@ def contacts_import(request):
             request,
             "incidents/contacts.html",
             {
-                "contacts": Contact.objects.all(),
+                "contacts": seed_order(Contact.objects.all()),
                 "webhooks": Webhook.objects.all(),
                 "import_form": ContactImportForm(),
                 "import_errors": result.errors,

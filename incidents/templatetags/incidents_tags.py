@@ -7,7 +7,7 @@
 
 from django import template
 
-from incidents.models import Contact
+from incidents.models import Contact, seed_order
 
 register = template.Library()
 
@@ -16,9 +16,7 @@ register = template.Library()
 def key_contacts(roles="", oncall_only=False, title="Key contacts"):
     contacts = Contact.objects.all()
     wanted = [r.strip().lower() for r in roles.split(",") if r.strip()]
-    items = [c for c in contacts if not wanted or c.role.lower() in wanted]
+    items = [c for c in seed_order(contacts) if not wanted or c.role.lower() in wanted]
     if oncall_only:
         items = [c for c in items if c.on_call]
-    # On-call people first (primary before secondary), then the rest by role.
-    items.sort(key=lambda c: ({"primary": 0, "secondary": 1}.get(c.on_call, 2), c.role, c.name))
     return {"contacts": items, "title": title}
