@@ -502,6 +502,8 @@ class BackupRun(RunBase):
     restorable = models.BooleanField(default=True)
     not_restorable_reason = models.TextField(blank=True)
     task_id = models.CharField(max_length=64, blank=True)
+    # Set by "Cancel" on a running run; the worker polls it and stops the engine.
+    cancel_requested = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-queued", "-pk"]

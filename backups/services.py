@@ -5,6 +5,7 @@ call the engine, record the copies, finish the run. The engine knows nothing of 
 """
 
 import logging
+import threading
 import time
 
 from django.conf import settings
@@ -56,7 +57,7 @@ def artifact_key(run: BackupRun) -> str:
     return f"{run.source_name}/{stamp}-run{run.pk}"
 
 
-def _throttled_progress(run: BackupRun):
+def _throttled_progress(run: BackupRun, cancel: threading.Event):
     last = [0.0]
 
     def progress(phase, bytes_read=0, bytes_stored=0):
@@ -65,8 +66,26 @@ def _throttled_progress(run: BackupRun):
             return
         last[0] = now
         run.beat(phase, bytes_read=int(bytes_read or 0), bytes_stored=int(bytes_stored or 0))
+        if BackupRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
+            cancel.set()
 
     return progress
+
+
+def request_cancel(run: BackupRun, user=None) -> str:
+    """Cancel a queued run now; ask the worker of a running one to stop. Returns what happened."""
+    who = getattr(user, "username", "") or "a user"
+    if run.status == RunStatus.QUEUED:
+        try:
+            run.cancel(f"cancelled by {who} before it started")
+            return "cancelled"
+        except IllegalTransition:
+            run.refresh_from_db()
+    if run.status == RunStatus.RUNNING:
+        BackupRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(cancel_requested=True)
+        run.append_log(f"cancel requested by {who}")
+        return "requested"
+    return "finished"
 
 
 def execute(run: BackupRun) -> BackupRun:
@@ -165,7 +184,10 @@ def _backup(run: BackupRun, job: BackupJob, secrets: list[str]):
         f" with {job.compression}{'' if job.compression_level is None else f' -{job.compression_level}'}"
         f"{', encrypted' if job.encrypt else ', NOT encrypted'}"
     )
-    result = engine.run_backup(source_spec, dest_specs, options, progress=_throttled_progress(run))
+    cancel = threading.Event()
+    result = engine.run_backup(
+        source_spec, dest_specs, options, progress=_throttled_progress(run, cancel), cancel=cancel
+    )
     by_name = {d.name: d for d in enabled}
     for copy in result.copies:
         if copy.ok:
@@ -190,6 +212,8 @@ def _backup(run: BackupRun, job: BackupJob, secrets: list[str]):
         "succeeded": RunStatus.SUCCEEDED,
         "partial": RunStatus.PARTIAL,
     }.get(result.status, RunStatus.FAILED)
+    if result.cancelled:
+        status = RunStatus.CANCELLED
     if status == RunStatus.FAILED and not error:
         error = "backup failed"
     ratio = round(result.bytes_read / result.bytes_stored, 3) if result.bytes_stored else None

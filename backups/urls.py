@@ -22,5 +22,6 @@ urlpatterns = [
     path("jobs/<int:pk>/run/", views.job_run_now, name="job_run_now"),
     path("runs/<int:pk>/", views.run_detail, name="run_detail"),
     path("runs/<int:pk>/progress/", views.run_progress, name="run_progress"),
+    path("runs/<int:pk>/cancel/", views.run_cancel, name="run_cancel"),
     path("retention/", views.retention_preview, name="retention"),
 ]

@@ -299,6 +299,21 @@ def run_detail(request, pk):
     return render(request, "backups/run_detail.html", {"run": run})
 
 
+@require_POST
+@role_required(OPERATOR)
+def run_cancel(request, pk):
+    run = get_object_or_404(BackupRun, pk=pk)
+    outcome = services.request_cancel(run, request.user)
+    audit.record("cancel backup", run, user=request.user, detail=outcome)
+    if outcome == "cancelled":
+        messages.success(request, f"Run #{run.pk} cancelled before it started.")
+    elif outcome == "requested":
+        messages.success(request, f"Run #{run.pk}: the worker stops at its next progress report.")
+    else:
+        messages.warning(request, f"Run #{run.pk} had already finished.")
+    return redirect(run)
+
+
 def run_progress(request, pk):
     """htmx fragment polled every 2 s; 286 stops the polling once the run is done."""
     run = _run(pk)

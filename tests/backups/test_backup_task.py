@@ -174,3 +174,14 @@ def test_transitions_refuse_illegal_moves(job):
         run.finish(RunStatus.SUCCEEDED)
     with pytest.raises(IllegalTransition):
         run.finish(RunStatus.RUNNING)
+
+
+def test_cancel_requested_stops_the_worker_and_keeps_no_copy(job, tmp_path):
+    run = services.start_run(job, "manual")
+    BackupRun.objects.filter(pk=run.pk).update(cancel_requested=True)
+    run = services.execute(BackupRun.objects.get(pk=run.pk))
+    assert run.status == RunStatus.CANCELLED
+    assert "cancelled" in run.error
+    assert not run.copies.exists()
+    assert not list((tmp_path / "dest-a").glob("**/*.drpa"))
+    assert BackupJob.objects.get(pk=job.pk).locked_by_run_id is None

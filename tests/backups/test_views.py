@@ -377,3 +377,32 @@ def test_job_detail_query_count_does_not_grow_with_runs(viewer, job, django_asse
     client.force_login(viewer)
     with django_assert_max_num_queries(14):
         assert client.get(reverse("backups:job_detail", args=[job.pk])).status_code == 200
+
+
+def test_cancel_a_queued_run_and_request_cancel_of_a_running_one(
+    viewer_client, operator_client, job
+):
+    run = services.start_run(job, "manual")
+    url = reverse("backups:run_cancel", args=[run.pk])
+    assert viewer_client.post(url).status_code == 403
+    assert operator_client.get(url).status_code == 405
+    assert "Cancel run" in operator_client.get(run.get_absolute_url()).content.decode()
+    operator_client.post(url)
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED and "otto" in run.error
+    running = services.start_run(job, "manual")
+    running.claim()
+    operator_client.post(reverse("backups:run_cancel", args=[running.pk]))
+    running.refresh_from_db()
+    assert running.status == RunStatus.RUNNING and running.cancel_requested
+    assert AuditEntry.objects.filter(action="cancel backup").count() == 2
+
+
+def test_job_detail_draws_size_and_duration_charts(viewer_client, job):
+    from backups import tasks
+
+    for _ in range(2):
+        tasks.run_backup(services.start_run(job, "manual").pk)
+    body = viewer_client.get(reverse("backups:job_detail", args=[job.pk])).content.decode()
+    assert body.count("<svg") == 2
+    assert "Stored size per backup" in body and "Duration per backup" in body
