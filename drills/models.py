@@ -205,7 +205,13 @@ class Scenario(models.Model):
     time_budget = models.DurationField(
         null=True, blank=True, help_text="Time set aside, e.g. 30m (the target when no RTO target)."
     )
-    # RUNBOOK_FK
+    runbook = models.ForeignKey(
+        "recovery.Runbook",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="drill_scenarios",
+    )
     runbook_name = models.CharField(max_length=200, blank=True, editable=False)
     live = models.BooleanField(
         default=False, help_text="Run the runbook live (only against a test environment)."
@@ -221,7 +227,7 @@ class Scenario(models.Model):
         return f"{self.order}. {self.title}"
 
     def save(self, *args, **kwargs):
-        if getattr(self, "runbook_id", None) and self.runbook:
+        if self.runbook_id and self.runbook:
             self.runbook_name = str(self.runbook)[:200]
         if not self.failure_type:
             self.failure_type = DEFAULT_FAILURE_TYPE.get(self.kind, "")
@@ -250,7 +256,7 @@ class Scenario(models.Model):
                         "edit the plan."
                     )
         elif self.kind in RUNBOOK_KINDS:
-            if getattr(self, "runbook_id", None) is None:
+            if self.runbook_id is None:
                 if self.runbook_name:
                     out.append(
                         f"{label} uses runbook “{self.runbook_name}”, which was deleted: "
@@ -423,7 +429,13 @@ class ScenarioRun(models.Model):
     restore_tests = models.ManyToManyField(
         "recovery.RestoreTest", blank=True, related_name="drill_scenarios"
     )
-    # FAILOVER_FK
+    failover_run = models.ForeignKey(
+        "recovery.FailoverRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="drill_scenarios",
+    )
     live = models.BooleanField(default=False)
 
     audit = False

@@ -320,15 +320,22 @@ def evaluate_failover(srun) -> bool:
     if run.status != RunStatus.SUCCEEDED:
         first = (run.error or run.get_status_display()).splitlines()[0][:300]
         reasons.append(f"{run} {run.status}: {first}")
-    rto = run.rto if run.rto is not None else (run.finished - srun.started)
+    # The runbook's RTO runs from the declared failure (the scenario's start) to the last
+    # verification step that passed; without one, recovery was not shown.
+    rto = run.rto
     rto_target = rto_target_for(srun.failure_type) or run.rto_target
+    if rto is None and run.status == RunStatus.SUCCEEDED:
+        reasons.append(
+            f"{run} measured no RTO: no verification step passed (in test mode, steps with "
+            "side effects are only shown, not run)"
+        )
     reasons += _verdict_reasons(srun, rto, rto_target)
     status = ScenarioStatus.FAILED if reasons else ScenarioStatus.PASSED
     done = _finish_scenario(
         srun,
         status,
         reasons,
-        recovered_at=srun.started + rto if run.status == RunStatus.SUCCEEDED else None,
+        recovered_at=srun.started + rto if rto is not None and not reasons else None,
         rto=rto,
         rto_target=rto_target,
     )
