@@ -12,6 +12,7 @@ from django.db.models.functions import Coalesce
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from dr_portal.lib import audit
@@ -227,7 +228,7 @@ def followup_toggle(request, pk):
         recover(item.alert_key())
     source = item.source
     target = request.POST.get("next") or ""
-    if target.startswith("/") and not target.startswith("//"):
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         return redirect(target)
     if source is not None and hasattr(source, "get_absolute_url"):
         return redirect(source.get_absolute_url() + "#followups")

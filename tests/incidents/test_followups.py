@@ -150,3 +150,18 @@ def test_followups_of_deleted_source_still_listed(viewer_client, db):
     with time_machine.travel(TODAY, tick=False):
         body = viewer_client.get(reverse("incidents:followups")).content.decode()
     assert "orphan" in body and "(deleted)" in body
+
+
+def test_toggle_never_redirects_off_site(operator_client, make_incident):
+    incident = make_incident()
+    item = _item(incident, "x")
+    for evil in ("https://evil.example/", "//evil.example/", "/\\evil.example/"):
+        response = operator_client.post(
+            reverse("incidents:followup_toggle", args=[item.pk]), {"next": evil}
+        )
+        assert response["Location"] == incident.get_absolute_url() + "#followups"
+    response = operator_client.post(
+        reverse("incidents:followup_toggle", args=[item.pk]),
+        {"next": "/incidents/follow-ups/?show=all"},
+    )
+    assert response["Location"] == "/incidents/follow-ups/?show=all"
