@@ -585,7 +585,12 @@ def _restore_postgres(restore, archive, password, phases, previous) -> dict:
     with phases.phase("restore"):
         pg.create_database(admin, staging)
         try:
-            pg.pg_restore(archive, target.with_db(staging), jobs=restore_jobs())
+            pg.pg_restore(
+                archive,
+                target.with_db(staging),
+                jobs=restore_jobs(),
+                keep_ownership=restore.onto_source,
+            )
         except RestoreError:
             pg.drop_database(admin, staging)
             raise

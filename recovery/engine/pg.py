@@ -176,12 +176,16 @@ def pg_restore(
     jobs: int | None = None,
     timeout: float | None = None,
     cancelled=None,
+    keep_ownership: bool = False,
 ) -> str:
-    """Restore a custom-format archive into `target` (which must exist)."""
+    """Restore a custom-format archive into `target` (which must exist).
+
+    Scratch restores drop ownership and grants (the roles need not exist there); a
+    restore onto the source's own server keeps them (keep_ownership=True).
+    """
     args = [
         tool("pg_restore"),
-        "--no-owner",
-        "--no-privileges",
+        *([] if keep_ownership else ["--no-owner", "--no-privileges"]),
         "--exit-on-error",
         f"--jobs={jobs or default_jobs()}",
         f"--host={target.host}",

@@ -192,3 +192,28 @@ def test_source_url_as_new_target_is_refused(pg_source):
     url = f"postgresql://postgres@127.0.0.1:5432/{pg_source.db.dbname}"
     with pytest.raises(ValueError, match="source itself"):
         services.start_restore(pg_source, target=url)
+
+
+@pytest.mark.slow
+def test_restore_onto_postgres_source_keeps_it_aside(pg_source, work_dir):
+    from recovery.models import Restore
+
+    run = backup(pg_source)
+    before = table_fingerprint(pg_source.db, "executions")
+    with pg_source.db.connect() as conn:
+        conn.execute("DELETE FROM executions WHERE id % 2 = 0")  # the corruption
+    url = f"postgresql://postgres@127.0.0.1:5432/{pg_source.db.dbname}"
+    code, out = call(
+        "restore", str(run.pk), "--to", url, "--yes", "--json", "--failure-type", "data_corruption"
+    )
+    result = json.loads(out)
+    aside = (result["kept_aside"] or "").rsplit("/", 1)[-1]
+    try:
+        assert code == 0, result
+        assert Restore.objects.get().onto_source
+        assert table_fingerprint(pg_source.db, "executions") == before
+        assert table_fingerprint(SERVER.with_db(aside), "executions")[0] == 250
+        assert Restore.objects.get().rto_target.total_seconds() == 1800
+    finally:
+        if aside:
+            drop_database(SERVER, aside)
