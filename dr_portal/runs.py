@@ -15,8 +15,21 @@ from django.db import close_old_connections, connection, models
 from django.utils import timezone
 
 # A worker beats every HEARTBEAT_EVERY; a run silent for REAP_AFTER lost its worker.
+# settings.DR_REAP_AFTER_S (env DR_REAP_AFTER_S, default 120) overrides REAP_AFTER; the beat
+# then comes at least four times within it, so a lower value never reaps a live worker.
 HEARTBEAT_EVERY = timedelta(seconds=15)
 REAP_AFTER = timedelta(minutes=2)
+
+
+def reap_after() -> timedelta:
+    from django.conf import settings
+
+    seconds = getattr(settings, "DR_REAP_AFTER_S", None)
+    return timedelta(seconds=seconds) if seconds else REAP_AFTER
+
+
+def heartbeat_every() -> timedelta:
+    return min(HEARTBEAT_EVERY, reap_after() / 4)
 
 
 class RunStatus(models.TextChoices):
@@ -121,10 +134,11 @@ class RunBase(models.Model):
         """Beat from a thread while the body runs, even inside a long blocking call."""
         stop = threading.Event()
         model, pk = type(self), self.pk
+        every = heartbeat_every().total_seconds()
 
         def loop():
             try:
-                while not stop.wait(HEARTBEAT_EVERY.total_seconds()):
+                while not stop.wait(every):
                     model.objects.filter(pk=pk, status=RunStatus.RUNNING).update(
                         heartbeat_at=timezone.now()
                     )
@@ -154,7 +168,7 @@ class RunBase(models.Model):
     def reap(cls, now=None) -> int:
         """Fail runs whose worker stopped beating; return how many."""
         now = now or timezone.now()
-        lost = cls.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=now - REAP_AFTER)
+        lost = cls.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=now - reap_after())
         count = 0
         for run in lost:
             try:

@@ -188,6 +188,8 @@ DR_ALLOWED_ROOTS = [
 ]
 DR_METRICS_TOKEN = env.str("DR_METRICS_TOKEN", default="")
 DR_SCRATCH_DATABASE_URL = env.str("DR_SCRATCH_DATABASE_URL", default="")
+# A running run whose worker has not beaten for this long is failed as "worker lost".
+DR_REAP_AFTER_S = env.int("DR_REAP_AFTER_S", default=120)
 DR_DEMO_DIR = VAR_DIR / "demo"
 DR_LOCAL_BACKUP_DIR = VAR_DIR / "backups"
 
