@@ -187,6 +187,8 @@ DR_ALLOWED_ROOTS = [
     for p in env.list("DR_ALLOWED_ROOTS", default=[str(VAR_DIR), "/tmp", "/var/tmp"])
 ]
 DR_METRICS_TOKEN = env.str("DR_METRICS_TOKEN", default="")
+# /metrics without a token from these addresses or networks (REMOTE_ADDR only), e.g. 127.0.0.1/32.
+DR_METRICS_ALLOW = env.list("DR_METRICS_ALLOW", default=[])
 DR_SCRATCH_DATABASE_URL = env.str("DR_SCRATCH_DATABASE_URL", default="")
 # A running run whose worker has not beaten for this long is failed as "worker lost".
 DR_REAP_AFTER_S = env.int("DR_REAP_AFTER_S", default=120)
