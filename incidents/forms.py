@@ -171,6 +171,10 @@ class ContactForm(forms.ModelForm):
 
     roles = COMMON_ROLES
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._stored_webhook = self.instance.webhook_url
+
     def clean(self):
         data = super().clean()
         role, slot = data.get("role"), data.get("on_call")
@@ -199,8 +203,8 @@ class ContactForm(forms.ModelForm):
         contact = super().save(commit=False)
         if self.cleaned_data.get("clear_webhook"):
             contact.webhook_url = ""
-        elif self.cleaned_data.get("webhook_url"):
-            contact.webhook_url = self.cleaned_data["webhook_url"]
+        else:  # a new URL, or the stored one (the admin may have copied the empty field onto it)
+            contact.webhook_url = self.cleaned_data.get("webhook_url") or self._stored_webhook
         if commit:
             contact.save()
         return contact
@@ -208,16 +212,26 @@ class ContactForm(forms.ModelForm):
 
 class WebhookForm(forms.ModelForm):
     url = forms.URLField(
-        assume_scheme="https", label="URL", widget=forms.PasswordInput(render_value=False)
+        assume_scheme="https",
+        label="URL",
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Stored encrypted and never shown again.",
     )
 
     class Meta:
         model = Webhook
         fields = ["name", "active"]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._stored_url = self.instance.url  # the admin may copy an empty field onto it
+        if self.instance.pk and self.instance.url:
+            self.fields["url"].required = False
+            self.fields["url"].help_text = "A URL is set (not shown); leave empty to keep it."
+
     def save(self, commit=True):
         hook = super().save(commit=False)
-        hook.url = self.cleaned_data["url"]
+        hook.url = self.cleaned_data.get("url") or self._stored_url
         if commit:
             hook.save()
         return hook
