@@ -20,6 +20,7 @@ class Cell:
     url: str = ""
     at: datetime | None = None
     verdict: str = ""  # passed / failed
+    now: datetime | None = None  # when the grid was built
 
     @property
     def empty(self) -> bool:
@@ -27,7 +28,7 @@ class Cell:
 
     @property
     def age(self) -> timedelta | None:
-        return timezone.now() - self.at if self.at else None
+        return (self.now or timezone.now()) - self.at if self.at else None
 
     @property
     def stale(self) -> bool:
@@ -110,6 +111,9 @@ def build():
                 verdict="passed" if run.status == RunStatus.SUCCEEDED else "failed",
             )
             _offer(grid, run.system_id, run.runbook.failure_type, cell)
+    now = timezone.now()
+    for cell in grid.values():
+        cell.now = now
     rows = []
     for system in systems:
         rows.append((system, [grid.get((system.pk, value), Cell()) for value, _ in types]))

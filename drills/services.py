@@ -439,7 +439,8 @@ def sync(drill: DrillRun, user=None) -> DrillRun:
 
 
 def tick_item(item, user, note="", problem=False):
-    srun = item.scenario_run
+    # Fresh rows: an item reached through a stale scenario run must not judge by old state.
+    srun = ScenarioRun.objects.select_related("drill", "scenario").get(pk=item.scenario_run_id)
     drill = srun.drill
     if drill.status != DrillStatus.RUNNING:
         raise DrillTransitionError("The drill has ended; its checklist can no longer change.")
@@ -472,7 +473,7 @@ def tick_item(item, user, note="", problem=False):
 
 def acknowledge(ack, via, user=None):
     """Record a call-out acknowledgement once; later clicks keep the first time."""
-    srun = ack.scenario_run
+    srun = ScenarioRun.objects.select_related("drill", "scenario").get(pk=ack.scenario_run_id)
     now = timezone.now()
     moved = (
         type(ack)
