@@ -32,6 +32,7 @@ KINDS = {
     "failover_started": "Failover started",
     "failover_finished": "Failover finished",
     "followup_overdue": "Follow-up overdue",
+    "drill_callout": "Drill call-out",
     "test": "Test notification",
 }
 EVENT_KINDS = {"failover_started", "failover_finished", "test"}

@@ -19,6 +19,12 @@ def ensure_schedules():
         schedule_type=Schedule.CRON,
         cron="0 7 * * *",
     )
+    ensure_schedule(
+        "system: prune old notifications",
+        "incidents.tasks.prune_notifications",
+        schedule_type=Schedule.CRON,
+        cron="30 3 * * *",
+    )
 
 
 def after_migrate(sender, **kwargs):

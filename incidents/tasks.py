@@ -103,10 +103,15 @@ def _webhook_url(note) -> str:
     return secret.reveal()
 
 
+def slack_escape(text: str) -> str:
+    """Slack-style receivers read <...> as links and mentions (<!channel>): keep user text text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _post_webhook(url: str, note):
     if not url.lower().startswith(("https://", "http://")):
         raise NotConfigured("webhook URL must start with http:// or https://")
-    payload = json.dumps({"text": f"{note.subject}\n{note.body}"}).encode()
+    payload = json.dumps({"text": slack_escape(f"{note.subject}\n{note.body}")}).encode()
     request = urllib.request.Request(
         url, data=payload, method="POST", headers={"Content-Type": "application/json"}
     )
@@ -167,3 +172,12 @@ def check_overdue_followups() -> int:
         if key not in still:
             recover(key)
     return len(overdue)
+
+
+def prune_notifications(days: int = 180) -> int:
+    """Daily: drop recovered alerts and events older than `days` with their notifications."""
+    from incidents.models import Alert
+
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted, _ = Alert.objects.filter(recovered__lt=cutoff).delete()
+    return deleted

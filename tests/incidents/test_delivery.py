@@ -260,3 +260,28 @@ def test_command_says_when_nobody_is_on_call(db):
     err = io.StringIO()
     call_command("send_test_notification", stderr=err)
     assert "Nobody to notify" in err.getvalue()
+
+
+def test_webhook_text_cannot_mention_or_link(sync_queue, db, receiver):
+    Webhook.objects.create(name="ops", url=receiver.url())
+    sync_queue(
+        alert,
+        "k",
+        "backup_failed",
+        "Backup <!channel> failed",
+        "<https://evil.example|click> & <script>",
+    )
+    text = receiver.bodies[0]["text"]
+    assert "<" not in text and ">" not in text
+    assert "&lt;!channel&gt;" in text and "&lt;script&gt;" in text and " &amp; " in text
+
+
+def test_prune_drops_old_recovered_alerts_only(db):
+    from incidents.models import Alert
+
+    old = timezone.now() - timedelta(days=200)
+    Alert.objects.create(key="old", kind="backup_failed", title="t", opened=old, recovered=old)
+    Alert.objects.create(key="open-old", kind="backup_failed", title="t", opened=old)
+    Alert.objects.create(key="new", kind="backup_failed", title="t", recovered=timezone.now())
+    tasks.prune_notifications()
+    assert sorted(Alert.objects.values_list("key", flat=True)) == ["new", "open-old"]

@@ -25,10 +25,14 @@ class Command(BaseCommand):
             audit.record("send test notification", detail=key)
         notes = list(Notification.objects.filter(alert__key=key).order_by("pk"))
         if not notes:
-            self.stderr.write("Nobody to notify: no on-call contact with an email and no active webhook.")
+            self.stderr.write(
+                "Nobody to notify: no on-call contact with an email and no active webhook."
+            )
             return
         for note in notes:
             outcome = tasks.deliver_notification(note.pk) if now else "queued"
             note.refresh_from_db()
             detail = f" ({note.last_error})" if note.last_error else ""
-            self.stdout.write(f"{note.get_channel_display()} to {note.recipient}: {outcome}{detail}")
+            self.stdout.write(
+                f"{note.get_channel_display()} to {note.recipient}: {outcome}{detail}"
+            )
