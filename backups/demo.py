@@ -38,6 +38,8 @@ def demo_config() -> dict:
                     },
                 ],
                 "heartbeat": True,
+                # The demo proves every new backup (the recovery demo relies on it too).
+                "restore_test_after_backup": True,
             },
         ],
         "jobs": [
