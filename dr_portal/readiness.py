@@ -1,5 +1,663 @@
-"""What the dashboard shows. The readiness issue fills this in from the apps' figures."""
+"""What the dashboard shows: per system and source, how much we would lose and how fast we'd be back.
+
+The verdict of each source is recovery.readiness's (the same one `manage.py dr_status` and
+/metrics report); this module adds the dashboard's colours, evidence ages and links, the
+3-2-1 check, drills, incidents, recent failures, storage and the charts.
+
+Colours of a figure (green / amber / red):
+- against a target: green up to 80 % of it, amber over 80 %, red over 100 % (or no evidence
+  at all where the evidence is the figure itself, e.g. no good backup → RPO red);
+- evidence older than its schedule (backup older than its job's schedule interval plus
+  grace, restore test older than the source's restore-test schedule) or invalidated by a
+  configuration change since (source or job edited after the last passed restore test)
+  is amber at best, never green.
+
+Every query here is bounded by the configuration (sources, destinations, plans) or by a
+fixed window/limit, never by the history: the dashboard costs the same with a million runs.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db.models import Count, Max, Min, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import TruncDate
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
+
+from dr_portal.lib.durations import format_duration as fd
+from dr_portal.runs import RunStatus
+
+GREEN, AMBER, RED, GREY = "green", "amber", "red", "grey"
+RANK = {GREY: 0, GREEN: 1, AMBER: 2, RED: 3}
+VERDICT_COLOUR = {"ok": GREEN, "at_risk": AMBER, "breached": RED}
+AT_RISK_FRACTION = 0.8
+SCHEDULE_GRACE = timedelta(hours=1)  # a run may start late or take a while
+RECENT = timedelta(hours=24)
+CHART_DAYS_RPO = 7
+CHART_DAYS_RTO = 90
+CHART_SOURCES = 3
+LIST_LIMIT = 20
+GOOD = (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
+
+
+def worst(*colours: str) -> str:
+    return max(colours, key=RANK.__getitem__, default=GREY)
+
+
+def at_best_amber(colour: str) -> str:
+    """Stale or invalidated evidence: amber at best, never green."""
+    return AMBER if colour in (GREEN, GREY) else colour
+
+
+def target_colour(value: timedelta | None, target: timedelta | None, missing: str = RED) -> str:
+    if value is None:
+        return missing
+    if target is None:
+        return GREEN
+    if value > target:
+        return RED
+    if value > target * AT_RISK_FRACTION:
+        return AMBER
+    return GREEN
+
+
+def age(moment: datetime | None, now: datetime) -> timedelta | None:
+    return None if moment is None else max(timedelta(0), now - moment)
+
+
+@dataclass
+class Figure:
+    """One number on the dashboard: its value, colour, how old its evidence is and where it comes from."""
+
+    value: str
+    colour: str
+    href: str = ""
+    age: timedelta | None = None
+    note: str = ""
+
+    @property
+    def age_text(self) -> str:
+        return "" if self.age is None else f"{fd(self.age)} ago"
+
+    @property
+    def html(self) -> str:
+        """{{ figure.html }}: a link coloured by its state, with its note and evidence age."""
+        small = " · ".join(
+            x for x in (self.note, self.age_text and f"evidence {self.age_text}") if x
+        )
+        tag = "a" if self.href else "span"
+        href = f' href="{escape(self.href)}"' if self.href else ""
+        return mark_safe(  # noqa: S308 - every value is escaped above
+            f'<{tag} class="fig {self.colour}" data-colour="{self.colour}"{href}>'
+            f'<span class="v">{escape(self.value)}</span>'
+            + (f"<small>{escape(small)}</small>" if small else "")
+            + f"</{tag}>"
+        )
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class SourceRow:
+    source: object
+    readiness: object
+    verdict: str
+    colour: str
+    rpo: Figure
+    verified_rpo: Figure
+    last_test: Figure
+    rto: Figure
+    forecast: Figure
+    rule_321: Figure
+    copies: list = field(default_factory=list)
+    failures_24h: int = 0
+
+
+@dataclass
+class SystemBlock:
+    system: object
+    rows: list = field(default_factory=list)
+    drill: Figure | None = None
+    next_drill: Figure | None = None
+
+    @property
+    def colour(self) -> str:
+        return worst(*(r.colour for r in self.rows))
+
+
+# --- 3-2-1 ---------------------------------------------------------------------------
+
+
+def rule_321(copies: list[dict]) -> tuple[bool, bool, bool]:
+    """(≥3 copies, ≥2 kinds of destination, ≥1 off the machine) for one source.
+
+    `copies`: one entry per destination holding a live, intact copy of a good backup of the
+    source ({"kind": "local"|"s3", ...}). The source's own live data is not counted (as in
+    the DR document: local + S3 + Glacier are the three). Kinds are the destination kinds
+    (local disk, S3 object storage); S3 (or S3-compatible) counts as off the machine, a
+    local directory never does, even if it is a mount the portal cannot see through.
+    """
+    kinds = {c["kind"] for c in copies}
+    return len(copies) >= 3, len(kinds) >= 2, "s3" in kinds
+
+
+def copies_by_source(source_ids) -> dict[int, list[dict]]:
+    """Per source, per destination: live intact copies of good backups, newest data time, bytes.
+
+    Bounded by retention (live copies), not by the run history.
+    """
+    from backups.models import BackupCopy
+
+    rows = (
+        BackupCopy.objects.filter(
+            ok=True,
+            deleted_at__isnull=True,
+            run__source_id__in=source_ids,
+            run__status__in=GOOD,
+            run__restorable=True,
+        )
+        .values("run__source_id", "destination_id", "destination__name", "destination__kind")
+        .annotate(newest=Max("run__data_taken_at"), count=Count("pk"))
+        .order_by("run__source_id", "destination__name")
+    )
+    out: dict[int, list[dict]] = {}
+    for row in rows:
+        out.setdefault(row["run__source_id"], []).append(
+            {
+                "destination_id": row["destination_id"],
+                "name": row["destination__name"],
+                "kind": row["destination__kind"],
+                "newest": row["newest"],
+                "count": row["count"],
+            }
+        )
+    return out
+
+
+# --- schedules -------------------------------------------------------------------------
+
+
+def backup_intervals(source_ids, now) -> dict[int, timedelta]:
+    """The shortest schedule interval of each source's enabled, scheduled backup jobs."""
+    from backups.models import BackupJob
+    from recovery.readiness import schedule_interval
+
+    cache: dict[str, timedelta | None] = {}
+    out: dict[int, timedelta] = {}
+    jobs = (
+        BackupJob.objects.filter(source_id__in=source_ids, enabled=True)
+        .exclude(schedule="")
+        .values_list("source_id", "schedule")
+    )
+    for source_id, cron in jobs:
+        if cron not in cache:
+            cache[cron] = schedule_interval(cron, now)
+        interval = cache[cron]
+        if interval and (source_id not in out or interval < out[source_id]):
+            out[source_id] = interval
+    return out
+
+
+# --- figures of one source -------------------------------------------------------------
+
+
+def _url(name, *args) -> str:
+    return reverse(name, args=args)
+
+
+def source_row(source, r, now, interval, copies, failures) -> SourceRow:
+    """The dashboard row of one source from its recovery.readiness figures."""
+    # RPO now: the newest good backup; amber at best when its job's schedule was missed.
+    rpo_colour = target_colour(r.rpo_now, r.rpo_target)
+    rpo_note = f"target {fd(r.rpo_target)}" if r.rpo_target else "no target"
+    if r.rpo_now is not None and interval and r.rpo_now > interval + SCHEDULE_GRACE:
+        rpo_colour = at_best_amber(rpo_colour)
+        rpo_note += f"; older than its schedule (every {fd(interval)})"
+    rpo = Figure(
+        fd(r.rpo_now) if r.rpo_now is not None else "no good backup",
+        rpo_colour,
+        _url("backups:run_detail", r.newest_backup_id)
+        if r.newest_backup_id
+        else _url("backups:source_detail", source.pk),
+        r.rpo_now,
+        rpo_note,
+    )
+
+    # Verified RPO: what the newest passed, still-valid restore test proves.
+    if r.verified_rpo is not None:
+        v_colour = target_colour(r.verified_rpo, r.rpo_target)
+        v_note = f"target {fd(r.rpo_target)}"
+        if r.test_overdue:
+            v_colour = at_best_amber(v_colour)
+            v_note += "; restore test overdue"
+        verified = Figure(
+            fd(r.verified_rpo),
+            v_colour,
+            _url("recovery:test_detail", r.last_passed_test_id),
+            age(r.last_passed_started, now),
+            v_note,
+        )
+    else:
+        invalidated = any("changed since" in reason for reason in r.reasons)
+        verified = Figure(
+            "needs verification",
+            AMBER,
+            _url("recovery:source_detail", source.pk),
+            None,
+            "configuration changed since the last passed test"
+            if invalidated
+            else "no passed restore test",
+        )
+
+    # Last restore test, whatever its result.
+    if r.last_test_id:
+        status = r.last_test_status
+        t_colour = {RunStatus.SUCCEEDED: GREEN, RunStatus.FAILED: RED}.get(status, AMBER)
+        t_note = status
+        if r.needs_verification or r.test_overdue:
+            t_colour = at_best_amber(t_colour)
+            t_note += "; overdue" if r.test_overdue else "; configuration changed since"
+        last_test = Figure(
+            status,
+            t_colour,
+            _url("recovery:test_detail", r.last_test_id),
+            age(r.last_test_finished, now),
+            t_note,
+        )
+    else:
+        last_test = Figure("never tested", AMBER, _url("recovery:source_detail", source.pk))
+
+    # Measured RTO of the newest passed, valid test against the restore RTO target.
+    if r.last_rto is not None:
+        rto_colour = target_colour(r.last_rto, r.rto_target)
+        if r.test_overdue:
+            rto_colour = at_best_amber(rto_colour)
+        rto = Figure(
+            fd(r.last_rto),
+            rto_colour,
+            _url("recovery:test_detail", r.last_passed_test_id),
+            age(r.last_passed_started, now),
+            f"target {fd(r.rto_target)}" if r.rto_target else "no target",
+        )
+    else:
+        rto = Figure("not measured", AMBER, _url("recovery:source_detail", source.pk))
+
+    # Forecast: a prediction, so over the target is amber (as in the verdict), not red.
+    if r.rto_forecast is not None:
+        f_colour = target_colour(r.rto_forecast, r.rto_target)
+        forecast = Figure(
+            fd(r.rto_forecast),
+            AMBER if f_colour == RED else f_colour,
+            _url("recovery:source_detail", source.pk),
+            age(r.last_passed_started, now),
+            ("over the target " if f_colour == RED else "target ") + fd(r.rto_target),
+        )
+    else:
+        forecast = Figure("—", GREY, _url("recovery:source_detail", source.pk))
+
+    three, two, one = rule_321(copies)
+    if not copies:
+        r_colour, r_value = RED, "no copy"
+    else:
+        r_colour = GREEN if (three and two and one) else AMBER
+        r_value = (
+            f"{len(copies)} cop{'y' if len(copies) == 1 else 'ies'}, "
+            f"{len({c['kind'] for c in copies})} kind(s), {'off-site' if one else 'no off-site'}"
+        )
+    newest_copy = max((c["newest"] for c in copies if c["newest"]), default=None)
+    rule = Figure(
+        r_value,
+        r_colour,
+        _url("backups:source_detail", source.pk),
+        age(newest_copy, now),
+        "3-2-1 met" if r_colour == GREEN else "3-2-1 not met",
+    )
+    return SourceRow(
+        source=source,
+        readiness=r,
+        verdict=r.verdict,
+        colour=VERDICT_COLOUR[r.verdict],
+        rpo=rpo,
+        verified_rpo=verified,
+        last_test=last_test,
+        rto=rto,
+        forecast=forecast,
+        rule_321=rule,
+        copies=copies,
+        failures_24h=failures,
+    )
+
+
+# --- drills ----------------------------------------------------------------------------
+
+
+def drill_plans(now) -> list:
+    """Plans with their newest run (annotated, one query) and next/overdue dates (no query)."""
+    from drills.models import DrillPlan, DrillRun
+
+    newest = DrillRun.objects.filter(plan=OuterRef("pk")).order_by("-declared_at", "-pk")
+    plans = list(
+        DrillPlan.objects.annotate(
+            last_run_id=Subquery(newest.values("pk")[:1]),
+            last_declared=Subquery(newest.values("declared_at")[:1]),
+            last_verdict=Subquery(newest.values("verdict")[:1]),
+            last_status=Subquery(newest.values("status")[:1]),
+        ).prefetch_related("systems")
+    )
+    for plan in plans:
+        dates = plan.next_dates(1, now) if plan.enabled else []
+        plan.next_date = dates[0] if dates else None
+        plan.overdue = _overdue(plan, now)
+    return plans
+
+
+def _overdue(plan, now):
+    """DrillPlan.overdue_since, answered from the annotated newest run when that settles it."""
+    if not plan.enabled:
+        return None
+    due = plan.last_due(now - plan.time_budget)
+    if due is None:
+        return None
+    if plan.last_declared is None:
+        return due
+    if plan.last_declared > due:
+        return None
+    return plan.overdue_since(now)  # the newest drill ran before the due date: ask the model
+
+
+def drill_figures(plans, now) -> tuple[Figure, Figure]:
+    """Last drill and next due over the plans that cover one system."""
+    ran = [p for p in plans if p.last_run_id]
+    if ran:
+        last = max(ran, key=lambda p: p.last_declared)
+        colour = {"passed": GREEN, "failed": RED}.get(last.last_verdict, AMBER)
+        value = last.last_verdict or last.last_status
+        drill = Figure(
+            f"{value} ({last.name})",
+            colour,
+            _url("drills:run", last.last_run_id),
+            age(last.last_declared, now),
+        )
+    else:
+        drill = Figure(
+            "never drilled",
+            AMBER,
+            _url("drills:plan", plans[0].pk) if plans else _url("drills:index"),
+        )
+    overdue = [p for p in plans if p.overdue]
+    if overdue:
+        plan = min(overdue, key=lambda p: p.overdue)
+        drill.colour = at_best_amber(drill.colour)
+        nxt = Figure(
+            f"overdue since {plan.overdue:%Y-%m-%d}",
+            RED,
+            _url("drills:plan", plan.pk),
+            age(plan.overdue, now),
+            plan.name,
+        )
+    else:
+        upcoming = [p for p in plans if p.next_date]
+        if upcoming:
+            plan = min(upcoming, key=lambda p: p.next_date)
+            nxt = Figure(
+                f"{plan.next_date:%Y-%m-%d}", GREEN, _url("drills:plan", plan.pk), None, plan.name
+            )
+        else:
+            nxt = Figure("no plan", AMBER, _url("drills:index"))
+    return drill, nxt
+
+
+# --- portal-wide cards --------------------------------------------------------------------
+
+
+def failures_24h(now):
+    """Failed or partial backup runs and restore tests finished in the last 24 hours."""
+    from backups.models import BackupRun
+    from recovery.models import RestoreTest
+
+    since = now - RECENT
+    bad = [RunStatus.FAILED, RunStatus.PARTIAL]
+    runs = BackupRun.objects.filter(status__in=bad, finished__gte=since)
+    tests = RestoreTest.objects.filter(status__in=bad, finished__gte=since)
+    per_source: dict[int, int] = {}
+    counts = {}
+    for kind, qs in (("backup", runs), ("test", tests)):
+        for row in qs.values("source_id", "status").annotate(n=Count("pk")):
+            per_source[row["source_id"]] = per_source.get(row["source_id"], 0) + row["n"]
+            counts[(kind, row["status"])] = counts.get((kind, row["status"]), 0) + row["n"]
+    listed = list(
+        runs.order_by("-finished").values(
+            "pk", "source_name", "job_name", "status", "finished", "error"
+        )[:LIST_LIMIT]
+    )
+    for item in listed:
+        item["url"] = _url("backups:run_detail", item["pk"])
+        item["kind"] = "backup"
+    listed_tests = list(
+        tests.order_by("-finished").values("pk", "source__name", "status", "finished", "error")[
+            :LIST_LIMIT
+        ]
+    )
+    for item in listed_tests:
+        item["url"] = _url("recovery:test_detail", item["pk"])
+        item["kind"] = "restore test"
+        item["source_name"] = item.pop("source__name")
+    items = sorted(listed + listed_tests, key=lambda i: i["finished"], reverse=True)[:LIST_LIMIT]
+    total = sum(counts.values())
+    return {
+        "items": items,
+        "total": total,
+        "failed": sum(n for (_, s), n in counts.items() if s == RunStatus.FAILED),
+        "partial": sum(n for (_, s), n in counts.items() if s == RunStatus.PARTIAL),
+        "per_source": per_source,
+        "colour": RED
+        if any(s == RunStatus.FAILED for (_, s) in counts)
+        else AMBER
+        if total
+        else GREEN,
+    }
+
+
+def incidents_card(now):
+    from incidents.models import FollowUp, Incident, IncidentStatus, Severity
+
+    open_qs = Incident.objects.filter(status__in=[IncidentStatus.OPEN, IncidentStatus.MITIGATED])
+    incidents = list(
+        open_qs.only(
+            "identifier", "title", "severity", "status", "started_at", "detected_at"
+        ).order_by("-detected_at")[:LIST_LIMIT]
+    )
+    open_count = open_qs.count() if len(incidents) == LIST_LIMIT else len(incidents)
+    overdue_qs = FollowUp.objects.overdue(timezone.localdate(now))
+    followups = list(
+        overdue_qs.select_related("owner_contact", "owner_user").order_by("due", "pk")[:LIST_LIMIT]
+    )
+    overdue_count = overdue_qs.count() if len(followups) == LIST_LIMIT else len(followups)
+    severe = any(i.severity in (Severity.SEV1, Severity.SEV2) for i in incidents)
+    return {
+        "incidents": incidents,
+        "open_count": open_count,
+        "incident_colour": RED if severe else AMBER if incidents else GREEN,
+        "followups": followups,
+        "overdue_count": overdue_count,
+        "followup_colour": AMBER if followups else GREEN,
+        "oldest_open": age(min((i.began_at for i in incidents), default=None), now),
+    }
+
+
+def storage(now):
+    """Bytes in live copies per destination (bounded by retention)."""
+    from backups.models import Destination
+
+    live = Q(copies__ok=True, copies__deleted_at__isnull=True)
+    rows = list(
+        Destination.objects.annotate(
+            used=Sum("copies__bytes_stored", filter=live),
+            copy_count=Count("copies", filter=live),
+            newest=Max("copies__created", filter=live),
+        ).order_by("name")
+    )
+    for d in rows:
+        d.newest_age = age(d.newest, now)
+    return rows
+
+
+# --- charts ------------------------------------------------------------------------------
+
+
+def rpo_charts(rows, now) -> list:
+    """RPO over the last days for the sources nearest their target: one small chart each.
+
+    Each point is the RPO reached just before a backup (the gap since the previous good
+    backup), and the last point is the RPO now. One query for all charted sources.
+    """
+    from backups.models import BackupRun
+    from dr_portal.lib.charts import line_chart
+
+    def used(row):
+        r = row.readiness
+        if r.rpo_now is None or not r.rpo_target:
+            return float("inf")
+        return r.rpo_now / r.rpo_target
+
+    chosen = sorted(rows, key=used, reverse=True)[:CHART_SOURCES]
+    if not chosen:
+        return []
+    since = now - timedelta(days=CHART_DAYS_RPO)
+    points: dict[int, list] = {row.source.pk: [] for row in chosen}
+    taken = (
+        BackupRun.objects.filter(
+            source_id__in=list(points),
+            status__in=GOOD,
+            restorable=True,
+            data_taken_at__gte=since,
+            data_taken_at__lte=now,
+        )
+        .order_by("source_id", "data_taken_at")
+        .values_list("source_id", "data_taken_at")
+    )
+    previous: dict[int, datetime] = {}
+    for source_id, at in taken:
+        if source_id in previous:
+            points[source_id].append((at, (at - previous[source_id]).total_seconds()))
+        previous[source_id] = at
+    charts = []
+    for row in chosen:
+        r = row.readiness
+        pts = points[row.source.pk]
+        if r.rpo_now is not None:
+            pts.append((now, r.rpo_now.total_seconds()))
+        charts.append(
+            {
+                "source": row.source,
+                "svg": line_chart(
+                    [("RPO", pts)],
+                    target=r.rpo_target.total_seconds() if r.rpo_target else None,
+                    target_label="RPO target",
+                    y_format=fd,
+                    title=f"{row.source.name}: RPO, last {CHART_DAYS_RPO} days",
+                    height=180,
+                ),
+            }
+        )
+    return charts
+
+
+def rto_chart(now, target):
+    """Worst measured RTO of passed restore tests per day against the restore RTO target."""
+    from dr_portal.lib.charts import line_chart
+    from recovery.models import RestoreTest
+
+    since = now - timedelta(days=CHART_DAYS_RTO)
+    rows = (
+        RestoreTest.objects.filter(
+            status=RunStatus.SUCCEEDED, finished__gte=since, rto__isnull=False
+        )
+        .annotate(day=TruncDate("finished"))
+        .values("day")
+        .annotate(worst=Max("rto"), best=Min("rto"))
+        .order_by("day")
+    )
+    worst_pts, best_pts = [], []
+    for row in rows:
+        day = datetime.combine(
+            row["day"], datetime.min.time(), tzinfo=timezone.get_current_timezone()
+        )
+        worst_pts.append((day, row["worst"].total_seconds()))
+        best_pts.append((day, row["best"].total_seconds()))
+    return line_chart(
+        [("Slowest restore test", worst_pts), ("Fastest", best_pts)],
+        target=target.total_seconds() if target else None,
+        target_label="RTO target",
+        y_format=fd,
+        title=f"Restore tests: measured RTO per day, last {CHART_DAYS_RTO} days",
+        height=200,
+    )
+
+
+# --- the whole dashboard ----------------------------------------------------------------------
+
+
+def build(now=None, charts=True) -> dict:
+    """Everything the dashboard shows, with a number of queries independent of the history."""
+    from backups.models import Source
+    from recovery.readiness import overall, source_readiness
+
+    now = now or timezone.now()
+    sources = list(Source.objects.select_related("system").order_by("system__name", "name"))
+    ids = [s.pk for s in sources]
+    ready = source_readiness(sources, now=now)
+    intervals = backup_intervals(ids, now) if ids else {}
+    copies = copies_by_source(ids) if ids else {}
+    failures = failures_24h(now)
+    plans = drill_plans(now)
+
+    blocks: dict[int, SystemBlock] = {}
+    for source in sources:
+        block = blocks.setdefault(source.system_id, SystemBlock(source.system))
+        block.rows.append(
+            source_row(
+                source,
+                ready[source.pk],
+                now,
+                intervals.get(source.pk),
+                copies.get(source.pk, []),
+                failures["per_source"].get(source.pk, 0),
+            )
+        )
+    for block in blocks.values():
+        covering = [
+            p
+            for p in plans
+            if any(s.pk == block.system.pk for s in p.systems.all()) or not p.systems.all()
+        ]
+        block.drill, block.next_drill = drill_figures(covering, now)
+
+    verdict = overall(ready)
+    rows = [row for block in blocks.values() for row in block.rows]
+    counts = {v: sum(1 for r in rows if r.verdict == v) for v in VERDICT_COLOUR}
+    context = {
+        "now": now,
+        "systems": list(blocks.values()),
+        "overall": verdict,
+        "overall_colour": VERDICT_COLOUR[verdict],
+        "verdict_counts": counts,
+        "source_count": len(rows),
+        "failures": failures,
+        "incidents": incidents_card(now),
+        "destinations": storage(now),
+        "plans_without_systems": [p for p in plans if not p.systems.all()],
+    }
+    if charts:
+        from recovery.readiness import restore_rto_target
+
+        context["rpo_charts"] = rpo_charts(rows, now)
+        context["rto_chart"] = rto_chart(now, restore_rto_target())
+    return context
 
 
 def dashboard_context(request) -> dict:
-    return {}
+    return build()

@@ -1,0 +1,438 @@
+"""The compliance report: what an auditor accepts as evidence of tested backups and DR exercises.
+
+`build(start, end, systems)` returns the report as plain data (JSON types only). Its
+fingerprint is the SHA-256 of the *canonical JSON* of that data:
+
+    json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+The data holds no time of production and no user, so the page, the PDF and
+`manage.py compliance_report` print the same hash for the same period and systems as long as
+the recorded evidence for that period is unchanged. The PDF embeds the canonical JSON as the
+attachment compliance-data.json: `sha256sum` of it equals the printed hash. The production
+time and user are printed beside the hash, outside what is hashed.
+
+Definitions (also in the report):
+- Backups: runs of in-scope sources that finished in the period; success rate = succeeded ÷
+  (succeeded + partial + failed); cancelled runs are counted but not rated. A gap is a stretch
+  longer than the source's RPO target with no new good backup (succeeded or partial,
+  restorable), measured between data timestamps, from the last good backup before the
+  period (or the period start) to the end of the period (or now, if earlier).
+- Restore tests: tests of in-scope sources that finished in the period (cancelled left out);
+  pass rate = passed ÷ finished; measured RTO against the current restore RTO target.
+- Drills: drill runs declared in the period whose plan covers a chosen system (or no system).
+- Incidents: incidents overlapping the period. One counts as downtime when it took a service
+  down (services down filled in) or is SEV1/SEV2, from its start (or detection) to its
+  resolution (or the end of the period / now), clipped to the period; overlapping incidents
+  are counted once. Availability = 1 − downtime ÷ (the period up to now).
+  With systems chosen, an incident is in scope when it is linked to a run, test, restore,
+  failover or drill of one of them, or when it has no links at all (it cannot be attributed,
+  so it is never left out).
+- Follow-ups: items of in-scope incidents and drill runs that were open at the end of the
+  period (created before it, not done by then).
+"""
+
+import hashlib
+import json
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+from django.db.models import OuterRef, Q, Subquery
+from django.utils import timezone
+
+from dr_portal.runs import RunStatus
+
+FORMAT = 1
+GOOD = (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
+RATED = (RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.FAILED)
+
+
+# --- canonical form and hash ----------------------------------------------------------------
+
+
+def canonical(data: dict) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
+
+
+def digest(data: dict) -> str:
+    return hashlib.sha256(canonical(data)).hexdigest()
+
+
+def _ts(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _s(value: timedelta | None) -> float | None:
+    return None if value is None else round(value.total_seconds(), 1)
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return None if not whole else round(100.0 * part / whole, 2)
+
+
+def period(date_from: date, date_to: date) -> tuple[datetime, datetime]:
+    """[first day 00:00, day after the last 00:00) in the portal's time zone."""
+    tz = timezone.get_current_timezone()
+    start = datetime.combine(date_from, time.min).replace(tzinfo=tz)
+    end = datetime.combine(date_to + timedelta(days=1), time.min).replace(tzinfo=tz)
+    return start, end
+
+
+# --- scope --------------------------------------------------------------------------------------
+
+
+def _incident_scope(incident_ids, system_ids) -> set[int]:
+    """The incidents attributable to the chosen systems (or not attributable at all)."""
+    from django.contrib.contenttypes.models import ContentType
+
+    from backups.models import BackupRun
+    from drills.models import DrillRun
+    from incidents.models import IncidentLink
+    from recovery.models import FailoverRun, Restore, RestoreTest
+
+    links = list(
+        IncidentLink.objects.filter(incident_id__in=incident_ids).values_list(
+            "incident_id", "content_type_id", "object_id"
+        )
+    )
+    by_ct: dict[int, set[int]] = {}
+    for _, ct, oid in links:
+        by_ct.setdefault(ct, set()).add(oid)
+    hits: set[tuple[int, int]] = set()  # (content type, object id) within the chosen systems
+    resolvers = {
+        BackupRun: lambda ids: BackupRun.objects.filter(pk__in=ids, source__system__in=system_ids),
+        RestoreTest: lambda ids: RestoreTest.objects.filter(
+            pk__in=ids, source__system__in=system_ids
+        ),
+        Restore: lambda ids: Restore.objects.filter(pk__in=ids, source__system__in=system_ids),
+        FailoverRun: lambda ids: FailoverRun.objects.filter(pk__in=ids, system__in=system_ids),
+        DrillRun: lambda ids: DrillRun.objects.filter(pk__in=ids).filter(
+            Q(plan__systems__in=system_ids) | Q(plan__systems__isnull=True)
+        ),
+    }
+    for model, resolve in resolvers.items():
+        ct = ContentType.objects.get_for_model(model).pk
+        if ct in by_ct:
+            hits.update((ct, pk) for pk in resolve(by_ct[ct]).values_list("pk", flat=True))
+    linked = {iid for iid, _, _ in links}
+    keep = {iid for iid, ct, oid in links if (ct, oid) in hits}
+    return keep | (set(incident_ids) - linked)
+
+
+# --- the report ------------------------------------------------------------------------------------
+
+
+def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
+    """The report for [start, end) over `systems` (System objects; None or empty: all)."""
+    from backups.models import BackupRun, Source, System
+    from drills.models import DrillRun
+    from incidents.models import FollowUp, Incident, Severity
+    from recovery.models import RestoreTest, ServiceLevel
+    from recovery.readiness import restore_rto_target, rpo_targets
+
+    now = now or timezone.now()
+    if end <= start:
+        raise ValueError("the period ends before it starts")
+    system_ids = sorted(s.pk for s in systems) if systems else None
+    system_names = (
+        sorted(System.objects.filter(pk__in=system_ids).values_list("name", flat=True))
+        if system_ids
+        else []
+    )
+    horizon = min(end, max(now, start))  # the part of the period that has happened
+
+    sources = (
+        Source.objects.filter(created__lt=end)
+        .select_related("system")
+        .order_by("system__name", "name")
+    )
+    if system_ids:
+        sources = sources.filter(system_id__in=system_ids)
+    before = (
+        BackupRun.objects.filter(
+            source=OuterRef("pk"), status__in=GOOD, restorable=True, data_taken_at__lt=start
+        )
+        .order_by("-data_taken_at")
+        .values("data_taken_at")[:1]
+    )
+    sources = list(sources.annotate(anchor=Subquery(before)))
+    ids = [s.pk for s in sources]
+    targets = rpo_targets()
+
+    # Backups: counts by status, and the data timestamps of good backups for the gaps.
+    counts: dict[int, dict[str, int]] = {}
+    for source_id, status in BackupRun.objects.filter(
+        source_id__in=ids, finished__gte=start, finished__lt=end
+    ).values_list("source_id", "status"):
+        per = counts.setdefault(source_id, {})
+        per[status] = per.get(status, 0) + 1
+    taken: dict[int, list[datetime]] = {}
+    for source_id, at in (
+        BackupRun.objects.filter(
+            source_id__in=ids,
+            status__in=GOOD,
+            restorable=True,
+            data_taken_at__gte=start,
+            data_taken_at__lt=end,
+        )
+        .order_by("source_id", "data_taken_at")
+        .values_list("source_id", "data_taken_at")
+    ):
+        taken.setdefault(source_id, []).append(at)
+
+    backup_rows = []
+    totals = {s: 0 for s in RunStatus.values}
+    for source in sources:
+        per = counts.get(source.pk, {})
+        for status, n in per.items():
+            totals[status] = totals.get(status, 0) + n
+        target = targets.get(source.data_class) or source.rpo_target
+        gaps = []
+        previous = source.anchor or max(start, source.created)
+        for at in [*taken.get(source.pk, []), horizon]:
+            if at - previous > target:
+                gaps.append({"from": _ts(previous), "to": _ts(at), "seconds": _s(at - previous)})
+            previous = max(previous, at)
+        rated = sum(per.get(s, 0) for s in RATED)
+        backup_rows.append(
+            {
+                "source": source.name,
+                "system": source.system.name,
+                "data_class": source.data_class,
+                "rpo_target_s": _s(target),
+                "runs": sum(per.values()),
+                "succeeded": per.get(RunStatus.SUCCEEDED, 0),
+                "partial": per.get(RunStatus.PARTIAL, 0),
+                "failed": per.get(RunStatus.FAILED, 0),
+                "cancelled": per.get(RunStatus.CANCELLED, 0),
+                "success_rate": _rate(per.get(RunStatus.SUCCEEDED, 0), rated),
+                "gaps": gaps,
+                "longest_gap_s": max((g["seconds"] for g in gaps), default=None),
+            }
+        )
+    rated_total = sum(totals.get(s, 0) for s in RATED)
+
+    # Restore tests.
+    rto_target = restore_rto_target()
+    tests = []
+    for row in (
+        RestoreTest.objects.filter(
+            source_id__in=ids,
+            finished__gte=start,
+            finished__lt=end,
+            status__in=[s for s in RATED],
+        )
+        .order_by("finished", "pk")
+        .values("pk", "source__name", "started", "finished", "status", "rto", "error")
+    ):
+        rto = row["rto"]
+        if rto is None and row["started"] and row["finished"]:
+            rto = row["finished"] - row["started"]
+        tests.append(
+            {
+                "id": row["pk"],
+                "source": row["source__name"],
+                "finished": _ts(row["finished"]),
+                "status": row["status"],
+                "rto_s": _s(rto),
+                "within_target": None
+                if rto is None or rto_target is None or row["status"] != RunStatus.SUCCEEDED
+                else rto <= rto_target,
+            }
+        )
+    passed = sum(1 for t in tests if t["status"] == RunStatus.SUCCEEDED)
+    within = sum(1 for t in tests if t["within_target"])
+
+    # Drills.
+    drills_qs = DrillRun.objects.filter(declared_at__gte=start, declared_at__lt=end)
+    if system_ids:
+        drills_qs = drills_qs.filter(
+            Q(plan__systems__in=system_ids) | Q(plan__systems__isnull=True)
+        ).distinct()
+    drills = [
+        {
+            "id": d.pk,
+            "plan": d.plan_name,
+            "declared_at": _ts(d.declared_at),
+            "status": d.status,
+            "verdict": d.verdict,
+            "rto_s": _s(d.rto_achieved),
+            "time_budget_s": _s(d.time_budget),
+            "rpo_s": _s(d.rpo_achieved),
+            "rpo_target_s": _s(d.rpo_target),
+            "reasons": list(d.verdict_reasons or []),
+        }
+        for d in drills_qs.order_by("declared_at", "pk")
+    ]
+    verdicts: dict[str, int] = {}
+    for d in drills:
+        key = d["verdict"] or d["status"]
+        verdicts[key] = verdicts.get(key, 0) + 1
+
+    # Incidents overlapping the period, and downtime.
+    began_before_end = Q(started_at__lt=end) | Q(started_at__isnull=True, detected_at__lt=end)
+    not_over = Q(resolved_at__isnull=True) | Q(resolved_at__gt=start)
+    incident_list = list(Incident.objects.filter(began_before_end & not_over).order_by("pk"))
+    if system_ids:
+        keep = _incident_scope([i.pk for i in incident_list], system_ids)
+        incident_list = [i for i in incident_list if i.pk in keep]
+    incident_list.sort(key=lambda i: (i.began_at, i.pk))
+    intervals = []
+    incidents = []
+    for inc in incident_list:
+        counts_down = bool(inc.services_down.strip()) or inc.severity in (
+            Severity.SEV1,
+            Severity.SEV2,
+        )
+        lo = max(inc.began_at, start)
+        hi = min(inc.resolved_at or horizon, horizon)
+        in_period = max(timedelta(0), hi - lo)
+        if counts_down and in_period > timedelta(0):
+            intervals.append((lo, hi))
+        incidents.append(
+            {
+                "identifier": inc.identifier,
+                "title": inc.title,
+                "severity": inc.severity,
+                "status": inc.status,
+                "began": _ts(inc.began_at),
+                "resolved": _ts(inc.resolved_at),
+                "duration_s": _s(inc.duration),
+                "in_period_s": _s(in_period),
+                "counts_as_downtime": counts_down,
+                "services_down": inc.services_down,
+                "data_loss": inc.data_loss,
+                "users_affected": inc.users_affected,
+            }
+        )
+    downtime = timedelta(0)
+    cursor = None
+    for lo, hi in sorted(intervals):
+        if cursor is not None and lo < cursor:
+            lo = cursor
+        if hi > lo:
+            downtime += hi - lo
+        cursor = max(cursor or hi, hi)
+    observed = horizon - start
+    sla = ServiceLevel.current()
+    target_pct = Decimal(sla.availability_percent).quantize(Decimal("0.001"))
+    achieved = None if observed <= timedelta(0) else round(100.0 * (1 - downtime / observed), 4)
+
+    # Follow-ups open at the end of the period, of in-scope incidents and drills.
+    from django.contrib.contenttypes.models import ContentType
+
+    ct_incident = ContentType.objects.get_for_model(Incident)
+    ct_drill = ContentType.objects.get_for_model(DrillRun)
+    open_at_end = FollowUp.objects.filter(created__lt=end).filter(
+        Q(done=False) | Q(done_at__gt=end)
+    )
+    followup_rows = list(
+        open_at_end.filter(content_type__in=[ct_incident, ct_drill])
+        .select_related("owner_contact", "owner_user")
+        .order_by("due", "pk")
+    )
+    incident_names = dict(
+        Incident.objects.filter(
+            pk__in=[f.object_id for f in followup_rows if f.content_type_id == ct_incident.pk]
+        ).values_list("pk", "identifier")
+    )
+    drill_ids = {f.object_id for f in followup_rows if f.content_type_id == ct_drill.pk}
+    if system_ids:
+        in_scope_incidents = _incident_scope(list(incident_names), system_ids)
+        in_scope_drills = set(
+            DrillRun.objects.filter(pk__in=drill_ids)
+            .filter(Q(plan__systems__in=system_ids) | Q(plan__systems__isnull=True))
+            .values_list("pk", flat=True)
+        )
+    else:
+        in_scope_incidents, in_scope_drills = set(incident_names), drill_ids
+    followups = []
+    end_day = (end - timedelta(microseconds=1)).astimezone(timezone.get_current_timezone()).date()
+    for f in followup_rows:
+        if f.content_type_id == ct_incident.pk:
+            if f.object_id not in in_scope_incidents:
+                continue
+            of = incident_names.get(f.object_id, f"incident #{f.object_id}")
+        else:
+            if f.object_id not in in_scope_drills:
+                continue
+            of = f"drill #{f.object_id}"
+        followups.append(
+            {
+                "id": f.pk,
+                "text": f.text,
+                "of": of,
+                "owner": f.owner_name,
+                "due": f.due.isoformat() if f.due else None,
+                "overdue_at_end": bool(f.due and f.due < end_day),
+            }
+        )
+
+    return {
+        "report": "DR Portal compliance report",
+        "format": FORMAT,
+        "period": {"from": _ts(start), "to": _ts(end), "observed_s": _s(observed)},
+        "systems": system_names or ["all"],
+        "sla": {
+            "availability_percent": str(target_pct),
+            "rto_s": _s(sla.rto),
+            "rpo_s": _s(sla.rpo),
+        },
+        "backups": {
+            "sources": backup_rows,
+            "runs": sum(totals.values()),
+            "succeeded": totals.get(RunStatus.SUCCEEDED, 0),
+            "partial": totals.get(RunStatus.PARTIAL, 0),
+            "failed": totals.get(RunStatus.FAILED, 0),
+            "cancelled": totals.get(RunStatus.CANCELLED, 0),
+            "success_rate": _rate(totals.get(RunStatus.SUCCEEDED, 0), rated_total),
+            "sources_with_gaps": sum(1 for r in backup_rows if r["gaps"]),
+        },
+        "restore_tests": {
+            "rto_target_s": _s(rto_target),
+            "count": len(tests),
+            "passed": passed,
+            "pass_rate": _rate(passed, len(tests)),
+            "within_rto_target": within,
+            "tests": tests,
+        },
+        "drills": {"count": len(drills), "verdicts": verdicts, "runs": drills},
+        "incidents": {"count": len(incidents), "items": incidents},
+        "availability": {
+            "downtime_s": _s(downtime),
+            "achieved_percent": achieved,
+            "target_percent": str(target_pct),
+            "met": None if achieved is None else achieved >= float(target_pct),
+        },
+        "followups": {"open_at_end": len(followups), "items": followups},
+    }
+
+
+def stamp(data: dict, user_name: str, now=None) -> dict:
+    """What a rendering adds around the data: hash, when, by whom (not part of the hash)."""
+    return {
+        "sha256": digest(data),
+        "produced_at": _ts(now or timezone.now()),
+        "produced_by": user_name,
+    }
+
+
+def render_pdf(data: dict, produced: dict, base_url: str = "http://localhost/") -> bytes:
+    """The report as A4 PDF, with the canonical data attached as compliance-data.json."""
+    from django.template.loader import render_to_string
+    from weasyprint import HTML, Attachment
+
+    from dr_portal.lib.pdf import url_fetcher
+
+    html = render_to_string("dr_portal/compliance_pdf.html", {"r": data, "produced": produced})
+    attachment = Attachment(
+        string=canonical(data),
+        name="compliance-data.json",
+        description=f"Canonical report data; SHA-256 {produced['sha256']}",
+    )
+    return HTML(string=html, base_url=base_url, url_fetcher=url_fetcher).write_pdf(
+        attachments=[attachment]
+    )

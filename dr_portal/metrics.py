@@ -1,0 +1,243 @@
+"""/metrics in the Prometheus text exposition format (version 0.0.4), and who may read it.
+
+Access: a bearer token (DR_METRICS_TOKEN, compared in constant time) or a client address in
+DR_METRICS_ALLOW (comma-separated addresses or CIDR networks, e.g. 127.0.0.1/32). With
+neither configured the endpoint answers 403: it is never open by accident. The allow-list
+checks REMOTE_ADDR only — behind a proxy use the token, since forwarded headers can be forged.
+"""
+
+import hmac
+import ipaddress
+import logging
+import time
+
+from django.conf import settings
+from django.db.models import Count
+
+from dr_portal.runs import RunStatus
+
+log = logging.getLogger(__name__)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+VERDICT_VALUE = {"ok": 0, "at_risk": 1, "breached": 2}
+
+
+# --- access ---------------------------------------------------------------------------------
+
+
+def allowed_networks() -> list:
+    networks = []
+    for entry in getattr(settings, "DR_METRICS_ALLOW", []) or []:
+        entry = entry.strip()
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            log.error("DR_METRICS_ALLOW: %r is not an address or network; ignored", entry)
+    return networks
+
+
+def check_access(request) -> int:
+    """0 when the request may read metrics, else the HTTP status to answer (401 or 403)."""
+    token = getattr(settings, "DR_METRICS_TOKEN", "") or ""
+    networks = allowed_networks()
+    if not token and not networks:
+        return 403
+    if networks:
+        try:
+            address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+        except ValueError:
+            address = None
+        if address is not None and any(address in net for net in networks):
+            return 0
+    if token:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        ):
+            return 0
+        return 401
+    return 403
+
+
+# --- exposition -------------------------------------------------------------------------------
+
+
+def escape_label(value) -> str:
+    """Label values: backslash, double quote and line feed escaped, as the format says."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value) -> str:
+    if value is None:
+        return "NaN"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    return repr(float(value))
+
+
+class Exposition:
+    """Collects metric families; each family's HELP and TYPE are written once, before its samples."""
+
+    def __init__(self):
+        self.families: dict[str, dict] = {}
+
+    def add(self, name, kind, help_text, value, **labels):
+        family = self.families.setdefault(name, {"type": kind, "help": help_text, "samples": []})
+        family["samples"].append((labels, value))
+
+    def render(self) -> str:
+        lines = []
+        for name, family in self.families.items():
+            help_text = family["help"].replace("\\", "\\\\").replace("\n", "\\n")
+            lines.append(f"# HELP {name} {help_text}")
+            lines.append(f"# TYPE {name} {family['type']}")
+            for labels, value in family["samples"]:
+                label_text = ",".join(f'{k}="{escape_label(v)}"' for k, v in labels.items())
+                lines.append(
+                    f"{name}{{{label_text}}} {_number(value)}"
+                    if label_text
+                    else f"{name} {_number(value)}"
+                )
+        return "\n".join(lines) + "\n"
+
+
+def collect(now=None) -> str:
+    """Every metric, from recovery.readiness (the dashboard's and dr_status's figures)."""
+    from django.utils import timezone
+
+    from backups.models import BackupRun, Source
+    from dr_portal.health import worker_last_seen
+    from recovery.models import RestoreTest
+    from recovery.readiness import overall, source_readiness
+
+    now = now or timezone.now()
+    sources = list(Source.objects.select_related("system").order_by("name"))
+    ready = source_readiness(sources, now=now)
+    last_ids = [r.last_test_id for r in ready.values() if r.last_test_id]
+    last_tests = {
+        row["pk"]: row
+        for row in RestoreTest.objects.filter(pk__in=last_ids).values("pk", "started", "finished")
+    }
+    out = Exposition()
+    for source in sources:
+        r = ready[source.pk]
+        labels = {
+            "source": source.name,
+            "system": source.system.name,
+            "data_class": source.data_class,
+        }
+        out.add(
+            "dr_last_good_backup_timestamp_seconds",
+            "gauge",
+            "Data timestamp of the newest good backup with an intact copy (Unix time).",
+            r.newest_backup_at.timestamp() if r.newest_backup_at else None,
+            **labels,
+        )
+        out.add(
+            "dr_rpo_seconds",
+            "gauge",
+            "RPO now: seconds since the data of the newest good backup.",
+            r.rpo_now.total_seconds() if r.rpo_now is not None else None,
+            **labels,
+        )
+        out.add(
+            "dr_rpo_target_seconds",
+            "gauge",
+            "RPO target of the source's data class.",
+            r.rpo_target.total_seconds() if r.rpo_target else None,
+            **labels,
+        )
+        out.add(
+            "dr_verified_rpo_seconds",
+            "gauge",
+            "Verified RPO: seconds since the data proven by the newest passed, still valid restore test.",
+            r.verified_rpo.total_seconds() if r.verified_rpo is not None else None,
+            **labels,
+        )
+        test = last_tests.get(r.last_test_id)
+        out.add(
+            "dr_last_restore_test_success",
+            "gauge",
+            "1 if the newest finished restore test passed, 0 if it failed or was partial; NaN if none.",
+            None if not r.last_test_id else r.last_test_status == RunStatus.SUCCEEDED,
+            **labels,
+        )
+        out.add(
+            "dr_last_restore_test_duration_seconds",
+            "gauge",
+            "Wall time of the newest finished restore test.",
+            (test["finished"] - test["started"]).total_seconds()
+            if test and test["started"] and test["finished"]
+            else None,
+            **labels,
+        )
+        out.add(
+            "dr_last_restore_test_timestamp_seconds",
+            "gauge",
+            "When the newest finished restore test finished (Unix time).",
+            test["finished"].timestamp() if test and test["finished"] else None,
+            **labels,
+        )
+        out.add(
+            "dr_rto_seconds",
+            "gauge",
+            "Measured RTO: wall time of the newest passed, still valid restore test.",
+            r.last_rto.total_seconds() if r.last_rto is not None else None,
+            **labels,
+        )
+        out.add(
+            "dr_rto_target_seconds",
+            "gauge",
+            "RTO target a restore from backup must meet.",
+            r.rto_target.total_seconds() if r.rto_target else None,
+            **labels,
+        )
+        out.add(
+            "dr_rto_forecast_seconds",
+            "gauge",
+            "Newest backup size divided by the measured restore throughput.",
+            r.rto_forecast.total_seconds() if r.rto_forecast is not None else None,
+            **labels,
+        )
+        out.add(
+            "dr_readiness_verdict",
+            "gauge",
+            "Readiness of the source as dr_status reports it: 0 ok, 1 at risk, 2 breached.",
+            VERDICT_VALUE[r.verdict],
+            **labels,
+        )
+    out.add(
+        "dr_readiness_overall",
+        "gauge",
+        "Worst readiness verdict over all sources: 0 ok, 1 at risk, 2 breached.",
+        VERDICT_VALUE[overall(ready)],
+    )
+    for kind, model in (("backup", BackupRun), ("restore_test", RestoreTest)):
+        counts = dict(model.objects.values_list("status").annotate(n=Count("pk")).order_by())
+        for status in RunStatus.values:
+            out.add(
+                "dr_runs",
+                "gauge",
+                "Runs recorded, by kind and status (retention may remove old rows).",
+                counts.get(status, 0),
+                kind=kind,
+                status=status,
+            )
+    seen = worker_last_seen()
+    out.add(
+        "dr_worker_last_seen_timestamp_seconds",
+        "gauge",
+        "When a django-q2 worker cluster was last seen (Unix time); NaN if never.",
+        seen,
+    )
+    out.add(
+        "dr_worker_heartbeat_age_seconds",
+        "gauge",
+        "Seconds since a worker cluster was last seen; NaN if never.",
+        None if seen is None else max(0.0, time.time() - seen),
+    )
+    return out.render()

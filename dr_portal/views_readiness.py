@@ -1,0 +1,122 @@
+"""Readiness views: the dashboard's htmx fragment, /metrics, the compliance report page and PDF.
+
+Roles: every logged-in role sees the dashboard and the compliance page (it is the same
+evidence the portal shows elsewhere); the PDF — the signed-off document handed to an
+auditor — needs the manager role. /metrics is not behind the login: it checks its own
+bearer token or address allow-list (dr_portal.metrics).
+"""
+
+from datetime import timedelta
+
+from django import forms
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from dr_portal import compliance, metrics, readiness
+from dr_portal.lib import audit
+from dr_portal.lib.roles import MANAGER, VIEWER, role_required
+
+MAX_PERIOD = timedelta(days=3 * 366)
+
+
+@require_GET
+@never_cache
+def dashboard_fragment(request):
+    """The refreshable part of the dashboard (htmx polls it every 30 s)."""
+    return render(request, "dr_portal/_readiness.html", readiness.build(charts=False))
+
+
+@require_GET
+@never_cache
+def metrics_view(request):
+    refused = metrics.check_access(request)
+    if refused:
+        response = HttpResponse(
+            "metrics need a bearer token or an allowed address\n"
+            if refused == 401
+            else "metrics are not enabled: set DR_METRICS_TOKEN or DR_METRICS_ALLOW\n",
+            status=refused,
+            content_type="text/plain; charset=utf-8",
+        )
+        if refused == 401:
+            response["WWW-Authenticate"] = 'Bearer realm="dr-portal metrics"'
+        return response
+    return HttpResponse(metrics.collect(), content_type=metrics.CONTENT_TYPE)
+
+
+# --- compliance ----------------------------------------------------------------------------
+
+
+class ComplianceForm(forms.Form):
+    date_from = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    systems = forms.ModelMultipleChoiceField(queryset=None, required=False)
+
+    def __init__(self, *args, **kwargs):
+        from backups.models import System
+
+        super().__init__(*args, **kwargs)
+        self.fields["systems"].queryset = System.objects.order_by("name")
+
+    def clean(self):
+        data = super().clean()
+        start, end = data.get("date_from"), data.get("date_to")
+        if start and end:
+            if end < start:
+                raise forms.ValidationError("The period ends before it starts.")
+            if end - start > MAX_PERIOD:
+                raise forms.ValidationError("Choose a period of at most three years.")
+        return data
+
+
+def _form(request):
+    if "date_from" in request.GET or "date_to" in request.GET:
+        return ComplianceForm(request.GET)
+    today = timezone.localdate()
+    return ComplianceForm(initial={"date_from": today - timedelta(days=89), "date_to": today})
+
+
+def _report(form):
+    start, end = compliance.period(form.cleaned_data["date_from"], form.cleaned_data["date_to"])
+    return compliance.build(start, end, list(form.cleaned_data["systems"]))
+
+
+@require_GET
+@role_required(VIEWER)
+def compliance_page(request):
+    form = _form(request)
+    context = {"form": form}
+    if form.is_bound and form.is_valid():
+        data = _report(form)
+        context.update(
+            r=data,
+            produced=compliance.stamp(data, request.user.get_username()),
+            query=request.GET.urlencode(),
+        )
+    return render(request, "dr_portal/compliance.html", context)
+
+
+@require_GET
+@role_required(MANAGER)
+def compliance_pdf(request):
+    form = _form(request)
+    if not (form.is_bound and form.is_valid()):
+        return render(request, "dr_portal/compliance.html", {"form": form}, status=400)
+    data = _report(form)
+    produced = compliance.stamp(data, request.user.get_username())
+    pdf = compliance.render_pdf(data, produced, base_url=request.build_absolute_uri("/"))
+    audit.record(
+        "export compliance pdf",
+        None,
+        user=request.user,
+        detail=f"{data['period']['from']} – {data['period']['to']} "
+        f"({', '.join(data['systems'])}) sha256 {produced['sha256']}",
+    )
+    response = HttpResponse(pdf, content_type="application/pdf")
+    name = f"compliance-{form.cleaned_data['date_from']}-{form.cleaned_data['date_to']}.pdf"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["X-Report-SHA256"] = produced["sha256"]
+    return response
