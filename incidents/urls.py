@@ -20,6 +20,7 @@ urlpatterns = [
     path("alerts/test/", views.send_test, name="send_test"),
     path("<str:identifier>/", views.incident_detail, name="detail"),
     path("<str:identifier>/edit/", views.incident_edit, name="edit"),
+    path("<str:identifier>/status/", views.incident_status, name="status"),
     path("<str:identifier>/timeline/", views.timeline_add, name="timeline_add"),
     path(
         "<str:identifier>/timeline/<int:pk>/delete/", views.timeline_delete, name="timeline_delete"

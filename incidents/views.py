@@ -6,6 +6,7 @@ managers manage contacts, webhooks and the CSV import.
 
 from django.contrib import messages
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
@@ -130,6 +131,39 @@ def incident_edit(request, identifier):
     return render(request, "incidents/form.html", {"form": form, "incident": incident})
 
 
+@require_POST
+@role_required(OPERATOR)
+def incident_status(request, identifier):
+    """One click during the incident: mitigated, resolved (now, unless set) or closed."""
+    incident = _incident(identifier)
+    new = request.POST.get("status", "")
+    if new not in IncidentStatus.values or new == incident.status:
+        messages.error(request, "Pick a different status.")
+        return redirect(incident)
+    old = incident.status
+    incident.status = new
+    if new in (IncidentStatus.RESOLVED, IncidentStatus.CLOSED) and not incident.resolved_at:
+        incident.resolved_at = timezone.now()
+    if new == IncidentStatus.OPEN:
+        incident.resolved_at = None
+    try:
+        incident.full_clean()
+    except ValidationError as exc:
+        messages.error(request, " ".join(m for msgs in exc.message_dict.values() for m in msgs))
+        return redirect(incident)
+    with transaction.atomic():
+        incident.save()
+        TimelineEntry.objects.create(
+            incident=incident,
+            text=f"Status: {IncidentStatus(old).label} → {incident.get_status_display()}",
+            author=request.user,
+            author_name=request.user.get_username(),
+            automatic=True,
+        )
+    messages.success(request, f"{incident.identifier} is {incident.get_status_display().lower()}.")
+    return redirect(incident)
+
+
 def _detail_context(incident):
     timeline = list(incident.timeline.select_related("author").order_by("at", "pk"))
     followups = list(incident.followups().select_related("owner_contact", "owner_user"))
@@ -146,6 +180,9 @@ def _detail_context(incident):
         "overdue": [f for f in followups if f.is_overdue],
         "links": links,
         "duration_text": human_duration(incident.duration) if incident.resolved_at else "",
+        "next_statuses": [
+            (value, label) for value, label in IncidentStatus.choices if value != incident.status
+        ],
     }
 
 

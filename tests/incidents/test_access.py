@@ -57,6 +57,7 @@ FORMS = [
     ("webhook_new", [], "manager"),
 ]
 ACTIONS = [
+    ("status", ["i"], "operator", {"status": "mitigated"}),
     ("timeline_add", ["i"], "operator", {"text": "restarted"}),
     ("timeline_delete", ["i", "entry"], "operator", {}),
     ("followup_add", ["i"], "operator", {"text": "x"}),

@@ -190,3 +190,33 @@ def test_automatic_timeline_entries_cannot_be_deleted(operator_client, make_inci
         reverse("incidents:timeline_delete", args=[incident.identifier, manual.pk])
     )
     assert list(incident.timeline.values_list("text", flat=True)) == ["run finished"]
+
+
+def test_one_click_resolve_stamps_now_and_notes_timeline(operator_client, make_incident):
+    incident = make_incident()
+    moment = timezone.now().replace(microsecond=0)
+    with time_machine.travel(moment, tick=False):
+        response = operator_client.post(
+            reverse("incidents:status", args=[incident.identifier]), {"status": "resolved"}
+        )
+    assert response.status_code == 302
+    incident.refresh_from_db()
+    assert (incident.status, incident.resolved_at) == ("resolved", moment)
+    assert incident.timeline.get().text == "Status: Open → Resolved"
+
+
+def test_one_click_status_refuses_impossible_times(operator_client, make_incident):
+    incident = make_incident(detected_at=timezone.now() + timedelta(hours=1))  # clock skew
+    response = operator_client.post(
+        reverse("incidents:status", args=[incident.identifier]), {"status": "resolved"}, follow=True
+    )
+    assert "Resolved time is before the detected time." in response.content.decode()
+    incident.refresh_from_db()
+    assert incident.status == "open" and incident.resolved_at is None
+
+
+def test_status_change_needs_operator_and_post(viewer_client, operator_client, make_incident):
+    incident = make_incident()
+    url = reverse("incidents:status", args=[incident.identifier])
+    assert viewer_client.post(url, {"status": "closed"}).status_code == 403
+    assert operator_client.get(url).status_code == 405
