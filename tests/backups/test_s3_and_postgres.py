@@ -222,3 +222,27 @@ def test_unreachable_postgres_is_a_failed_run_with_a_clear_message(system, local
     assert run.status == RunStatus.FAILED
     assert run.error and "do-not-show-me" not in run.error and "do-not-show-me" not in run.log
     assert not run.copies.exists()
+
+
+@pytest.mark.postgres
+def test_portal_db_source_follows_a_postgresql_portal(local_dest, pg_database, settings):
+    """When the portal runs on PostgreSQL, portal-db dumps it with pg_dump (read at run time)."""
+    portal = Source.objects.get(is_portal_db=True)
+    job = BackupJob.objects.create(name="portal-pg", source=portal)
+    job.destinations.set([local_dest])
+    pg = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": pg_database,
+        "HOST": "127.0.0.1",
+        "PORT": "5432",
+        "USER": "postgres",
+        "PASSWORD": "",
+    }
+    # Only what the source reads changes; the test's own connection stays on its database.
+    settings.DATABASES = {**settings.DATABASES, "default": pg}
+    assert (
+        portal.describe() == f"the portal's own database (postgresql: 127.0.0.1:5432/{pg_database})"
+    )
+    run = services.execute(services.start_run(job, "manual"))
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.manifest["source_kind"] == "postgresql"
