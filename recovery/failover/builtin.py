@@ -53,6 +53,7 @@ def pg_standby_promotion(v):
             "params": {**_conn(v, "primary"), "expect": "down", "connect_timeout": 5},
         },
         {
+            "verification": False,
             "name": "Standby accepts connections",
             "kind": "pg_ready",
             "timeout": 30,
@@ -181,6 +182,7 @@ def network_outage(v):
     app = v["app_url"].rstrip("/")
     return [
         {
+            "verification": False,
             "name": "Internet connectivity",
             "kind": "http_check",
             "timeout": 60,
@@ -195,6 +197,7 @@ def network_outage(v):
             },
         },
         {
+            "verification": False,
             "name": "Database reachable",
             "kind": "pg_ready",
             "timeout": 60,

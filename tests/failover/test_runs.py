@@ -434,3 +434,58 @@ def test_needs_verification_until_a_run_of_the_current_steps_succeeds():
     step.save()
     runbook.refresh_config()
     assert runbook.needs_verification
+
+
+def test_test_mode_shows_the_rollback_path_of_skipped_steps():
+    runbook = make_runbook(
+        [
+            {
+                "name": "dns",
+                "kind": "dns_update",
+                "params": {"zone_id": "Z1", "name": "app.example.com", "values": ["10.0.2.100"]},
+                "rollback": [
+                    {
+                        "name": "dns back",
+                        "kind": "dns_update",
+                        "params": {
+                            "zone_id": "Z1",
+                            "name": "app.example.com",
+                            "values": ["10.0.1.100"],
+                        },
+                    }
+                ],
+            },
+            {
+                "name": "verify",
+                "kind": "http_check",
+                "params": {"url": "http://127.0.0.1:9/", "request_timeout": 0.5},
+                "verification": True,
+            },
+        ]
+    )
+    run = run_inline(runbook, mode="test")
+    rows = {r.name: r for r in run.step_runs.all()}
+    assert run.status == "failed"
+    assert rows["dns"].status == "skipped" and rows["dns back"].status == "skipped"
+    assert (
+        rows["dns back"].output
+        == "test mode: would UPSERT A app.example.com → 10.0.1.100 (TTL 60) in zone Z1"
+    )
+    assert rows["dns"].duration >= timedelta(0)
+
+
+def test_a_check_expecting_down_is_not_a_verification_step_by_default():
+    from recovery.failover.steps import parse_steps
+
+    down, up = parse_steps(
+        [
+            {
+                "name": "primary down",
+                "kind": "pg_ready",
+                "params": {"host": "db", "expect": "down"},
+            },
+            {"name": "standby up", "kind": "pg_ready", "params": {"host": "db"}},
+        ],
+        allow_command=False,
+    )
+    assert down.verification is False and up.verification is True

@@ -141,7 +141,9 @@ def parse_step(
             "side_effects: false"
         )
         side_effects = True
-    verification = _bool(defn, "verification", kind.verification, where, errors)
+    # A check that expects a service to be down is a precondition, not proof of recovery.
+    default_verification = kind.verification and params.get("expect") != "down"
+    verification = _bool(defn, "verification", default_verification, where, errors)
     secret = defn.get("secret") or ""
     if not isinstance(secret, str):
         errors.append(f"{where}: secret must be text")

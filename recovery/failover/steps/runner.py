@@ -104,8 +104,8 @@ class Runner:
             if not spec.test_params:
                 outcome.status = SKIPPED
                 outcome.output = self.clean(f"test mode: would {kind.describe(params)}")
-                outcome.finished = outcome.started
                 self.hooks.started(spec, 0, rollback_of)
+                outcome.started = outcome.finished = now()
                 self.hooks.finished(outcome)
                 return outcome
             params = {**params, **spec.test_params}
@@ -192,9 +192,9 @@ class Runner:
                 break
             outcome = self.execute(spec)
             result.outcomes.append(outcome)
-            if outcome.status == SUCCEEDED:
-                done.append(spec)
-                if spec.verification:
+            if outcome.status in (SUCCEEDED, SKIPPED):
+                done.append(spec)  # a skipped step's rollback shows as "would …" in test mode
+                if spec.verification and outcome.status == SUCCEEDED:
                     result.verified_at = outcome.finished
             elif outcome.status == CANCELLED:
                 result.status = CANCELLED
