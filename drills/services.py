@@ -425,8 +425,8 @@ def sync(drill: DrillRun, user=None) -> DrillRun:
     if not any(s.status == ScenarioStatus.RUNNING for s in runs):
         pending = [s for s in runs if s.status == ScenarioStatus.PENDING]
         if pending:
-            try:
-                start_scenario(pending[0], user)
+            try:  # started by the drill itself, not by whoever's page happened to look
+                start_scenario(pending[0], None)
             except DrillTransitionError:
                 pass  # another request started it
         elif drill.cleanup_state == CleanupState.NOT_CHECKED:
@@ -465,6 +465,7 @@ def tick_item(item, user, note="", problem=False):
     if note:
         text += f" — {note}"
     event(drill, text, user, srun, at=now)
+    audit.record("drill tick", drill, user=user, detail=text[:1000])
     if not srun.items.filter(done_at__isnull=True).exists():
         srun.refresh_from_db()
         complete_scenario(srun, user)
@@ -483,6 +484,7 @@ def acknowledge(ack, via, user=None):
     ack.refresh_from_db()
     if not moved:
         return False
+    audit.record("drill callout ack", srun.drill, user=user, detail=f"{ack.contact_name} via {via}")
     how = "with the link in the message" if via == "link" else "in the portal"
     by = f" (ticked by {user.get_username()})" if user is not None and via == "portal" else ""
     event(

@@ -214,7 +214,7 @@ def _live_context(drill):
 
 @role_required(VIEWER)
 def run_detail(request, pk):
-    drill = services.sync(_drill(pk), request.user)
+    drill = services.sync(_drill(pk))
     context = _live_context(drill)
     context.update(
         {
@@ -231,7 +231,7 @@ def run_detail(request, pk):
 @role_required(VIEWER)
 def run_live(request, pk):
     """The polled fragment: clock, scenarios, who did what. 286 stops polling once done."""
-    drill = services.sync(_drill(pk), request.user)
+    drill = services.sync(_drill(pk))
     response = render(
         request, "drills/_live.html", _live_context(drill) | {"tick_form": TickForm()}
     )
@@ -316,7 +316,7 @@ def item_tick(request, pk, ipk):
             return HttpResponse(str(exc), status=409)
         return _refuse(request, exc, item.scenario_run.drill)
     if request.headers.get("HX-Request"):
-        drill = services.sync(_drill(pk), request.user)
+        drill = services.sync(_drill(pk))
         return render(
             request, "drills/_live.html", _live_context(drill) | {"tick_form": TickForm()}
         )

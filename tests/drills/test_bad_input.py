@@ -173,3 +173,19 @@ def test_verdicts_follow_from_recorded_times(manual_plan, operator):
     assert drill.rto_achieved == timedelta(hours=2, minutes=30)
     assert drill.verdict == "failed"
     assert drill.verdict_reasons == ["the drill took 2h30m, over its 2h time budget"]
+
+
+def test_start_drill_command_uses_the_same_path_and_refusals(manual_plan, system):
+    import io
+
+    from django.core.management import CommandError, call_command
+
+    out = io.StringIO()
+    call_command("start_drill", manual_plan.name, stdout=out)
+    drill = DrillRun.objects.get()
+    assert f"drill #{drill.pk} started: /drills/runs/{drill.pk}/" in out.getvalue()
+    empty = make_plan(name="Empty", systems=[system])
+    with pytest.raises(CommandError, match="has no scenarios"):
+        call_command("start_drill", empty.name)
+    with pytest.raises(CommandError, match="No drill plan named 'Nope'"):
+        call_command("start_drill", "Nope")

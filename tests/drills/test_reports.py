@@ -53,6 +53,7 @@ def test_report_page_has_the_document_results_fields_and_the_timeline(ended_dril
     assert "Drill ended: passed" in body
 
 
+@pytest.mark.slow
 def test_pdf_contains_the_document_results_fields(ended_drill, viewer_client):
     response = viewer_client.get(reverse("drills:pdf", args=[ended_drill.pk]))
     assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
