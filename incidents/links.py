@@ -42,7 +42,10 @@ def linkable_choices():
 def describe(obj) -> str:
     if obj is None:
         return "(deleted)"
-    return f"{obj._meta.verbose_name} #{obj.pk}: {obj}"
+    name = str(obj)
+    if f"#{obj.pk}" in name:
+        return name
+    return f"{obj._meta.verbose_name} #{obj.pk}: {name}"
 
 
 def note_run_transition(run) -> int:
@@ -64,7 +67,10 @@ def _note(run) -> int:
     status = str(getattr(run, "status", "") or "")
     label = getattr(run, "get_status_display", lambda: status)()
     at = getattr(run, "finished", None) or timezone.now()
-    text = f"{run._meta.verbose_name.capitalize()} #{run.pk} ({run}) finished: {label}"
+    name = str(run)
+    if f"#{run.pk}" not in name:  # a __str__ without the number: say which run it was
+        name = f"{run._meta.verbose_name} #{run.pk} ({name})"
+    text = f"{name[:1].upper()}{name[1:]} finished: {label}"
     duration = getattr(run, "duration", None)
     if duration is not None:
         from dr_portal.lib.durations import format_duration
