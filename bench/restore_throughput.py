@@ -38,8 +38,16 @@ PSQL = ["psql", "-h", PG["host"], "-p", str(PG["port"]), "-U", PG["user"], "-v",
 PSQL += ["-qAt"]
 CHECKS = [
     {"name": "executions", "sql": "SELECT COUNT(*) FROM executions", "expect": "> 0"},
-    {"name": "canary", "sql": "SELECT COUNT(*) FROM executions", "expect": "not below 90% of previous"},
-    {"name": "failed", "sql": "SELECT COUNT(*) FROM executions WHERE status = 'failed'", "expect": ">= 0"},
+    {
+        "name": "canary",
+        "sql": "SELECT COUNT(*) FROM executions",
+        "expect": "not below 90% of previous",
+    },
+    {
+        "name": "failed",
+        "sql": "SELECT COUNT(*) FROM executions WHERE status = 'failed'",
+        "expect": ">= 0",
+    },
 ]
 
 ROWS_SQL = """
@@ -97,8 +105,20 @@ def plain_restore(dump: str, jobs: int) -> float:
     psql(f'CREATE DATABASE "{db}"')
     try:
         subprocess.run(
-            ["pg_restore", "-h", PG["host"], "-p", str(PG["port"]), "-U", PG["user"],
-             "--no-owner", f"--jobs={jobs}", "-d", db, dump],
+            [
+                "pg_restore",
+                "-h",
+                PG["host"],
+                "-p",
+                str(PG["port"]),
+                "-U",
+                PG["user"],
+                "--no-owner",
+                f"--jobs={jobs}",
+                "-d",
+                db,
+                dump,
+            ],
             check=True,
         )
     finally:
@@ -106,7 +126,9 @@ def plain_restore(dump: str, jobs: int) -> float:
     return time.perf_counter() - start
 
 
-def portal_restore_test(dest_spec, location: str, sha256: str, keys, jobs: int) -> tuple[float, dict]:
+def portal_restore_test(
+    dest_spec, location: str, sha256: str, keys, jobs: int
+) -> tuple[float, dict]:
     from backups.engine import open_destination, unpack_artifact
     from recovery.engine.pg import PgServer
     from recovery.engine.verify import Phases, verify_postgres
@@ -121,7 +143,15 @@ def portal_restore_test(dest_spec, location: str, sha256: str, keys, jobs: int) 
                 unpack_artifact(reader, out, keys, expected_sha256=sha256)
             finally:
                 reader.close()
-        result = verify_postgres(path, PgServer(), CHECKS, {"canary": "1"}, phases, jobs=jobs)
+        result = verify_postgres(
+            path,
+            PgServer(),
+            CHECKS,
+            {"canary": "1"},
+            phases,
+            jobs=jobs,
+            scratch_prefix="dr_bench_scratch_",  # not mistaken for the tests' leftovers
+        )
     elapsed = time.perf_counter() - start
     assert all(c.passed for c in result.checks), result.checks
     return elapsed, {p["name"]: p["seconds"] for p in phases.items}
@@ -144,10 +174,25 @@ def main():
         t = time.perf_counter()
         create_source(db, args.size_mb)
         size = int(psql(f"SELECT pg_database_size('{db}')"))
-        print(f"source database {size / 1e6:.0f} MB created in {time.perf_counter() - t:.0f} s", flush=True)
+        print(
+            f"source database {size / 1e6:.0f} MB created in {time.perf_counter() - t:.0f} s",
+            flush=True,
+        )
         dump = os.path.join(work, "plain.dump")
         subprocess.run(
-            ["pg_dump", "-h", PG["host"], "-p", str(PG["port"]), "-U", PG["user"], "-Fc", "-f", dump, db],
+            [
+                "pg_dump",
+                "-h",
+                PG["host"],
+                "-p",
+                str(PG["port"]),
+                "-U",
+                PG["user"],
+                "-Fc",
+                "-f",
+                dump,
+                db,
+            ],
             check=True,
         )
         dest = DestinationSpec("local", "local", {"path": os.path.join(work, "store")}, {})
@@ -165,36 +210,56 @@ def main():
         times = {"plain": [], "plain -j": [], "portal": []}
         portal_phases = []
         for round_no in range(args.repeat):
-            order = ["plain", "portal", "plain -j"] if round_no % 2 == 0 else ["portal", "plain -j", "plain"]
+            order = (
+                ["plain", "portal", "plain -j"]
+                if round_no % 2 == 0
+                else ["portal", "plain -j", "plain"]
+            )
             for name in order:
                 if name == "plain":
                     seconds = plain_restore(dump, 1)
                 elif name == "plain -j":
                     seconds = plain_restore(dump, args.jobs)
                 else:
-                    seconds, phases = portal_restore_test(dest, location, result.sha256, keys, args.jobs)
+                    seconds, phases = portal_restore_test(
+                        dest, location, result.sha256, keys, args.jobs
+                    )
                     portal_phases.append(phases)
                 times[name].append(seconds)
                 print(f"round {round_no + 1} {name:9s} {seconds:7.1f} s", flush=True)
 
         med = {k: statistics.median(v) for k, v in times.items()}
         print()
-        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, "
-              f"{subprocess.run(['pg_restore', '--version'], capture_output=True, text=True).stdout.strip()}")
-        print(f"database {size / 1e6:.0f} MB (pg_database_size), {args.repeat} rounds, jobs={args.jobs}")
+        print(
+            f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, "
+            f"{subprocess.run(['pg_restore', '--version'], capture_output=True, text=True).stdout.strip()}"
+        )
+        print(
+            f"database {size / 1e6:.0f} MB (pg_database_size), {args.repeat} rounds, jobs={args.jobs}"
+        )
         print("| path | median s | all runs s | MB/s of dump | ratio vs plain |")
         print("|---|---|---|---|---|")
         for name, label, mb in (
             ("plain", "plain `pg_restore` of `pg_dump -Fc` into a fresh database", plain_mb),
             ("plain -j", f"plain `pg_restore -j {args.jobs}`", plain_mb),
-            ("portal", f"portal restore test (fetch, verify, decrypt, decompress, `pg_restore -j {args.jobs}`, checks, drop)", portal_mb),
+            (
+                "portal",
+                f"portal restore test (fetch, verify, decrypt, decompress, `pg_restore -j {args.jobs}`, checks, drop)",
+                portal_mb,
+            ),
         ):
             runs = ", ".join(f"{s:.1f}" for s in times[name])
-            print(f"| {label} | {med[name]:.1f} | {runs} | {mb / med[name]:.1f} | {med[name] / med['plain']:.2f}× |")
+            print(
+                f"| {label} | {med[name]:.1f} | {runs} | {mb / med[name]:.1f} | {med[name] / med['plain']:.2f}× |"
+            )
         phase_med = {k: statistics.median(p[k] for p in portal_phases) for k in portal_phases[0]}
-        print("portal phases (median s): " + ", ".join(f"{k} {v:.1f}" for k, v in phase_med.items()))
-        print(f"goal: portal within 1.15× of plain: {'met' if med['portal'] <= 1.15 * med['plain'] else 'NOT met'}"
-              f" ({med['portal'] / med['plain']:.2f}×)")
+        print(
+            "portal phases (median s): " + ", ".join(f"{k} {v:.1f}" for k, v in phase_med.items())
+        )
+        print(
+            f"goal: portal within 1.15× of plain: {'met' if med['portal'] <= 1.15 * med['plain'] else 'NOT met'}"
+            f" ({med['portal'] / med['plain']:.2f}×)"
+        )
     finally:
         drop(db)
         subprocess.run(["rm", "-rf", work], check=False)

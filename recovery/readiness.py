@@ -11,8 +11,10 @@ How the figures are measured:
   restore test: the heartbeat read from the restored data when there is one, else the
   tested backup's data timestamp.
 - Last measured RTO: the wall time of the newest passed restore test.
-- RTO forecast: the newest backup's stored size ÷ the throughput measured by the newest
-  passed restore test (stored bytes per second of the whole test).
+- RTO forecast: the newest passed restore test's RTO plus the growth since the backup it
+  tested (newest backup's stored size − tested size) at the throughput it measured
+  (stored bytes per second of its fetch, verify and restore phases; the fixed costs of
+  a test are counted once, not scaled with size).
 """
 
 from dataclasses import dataclass, field
@@ -203,7 +205,7 @@ def source_readiness(sources, now=None) -> dict[int, Readiness]:
     passed = _newest_per_source(
         tests.filter(status=RunStatus.SUCCEEDED),
         [F("started").desc(nulls_last=True), F("pk").desc()],
-        ["pk", "started", "rto", "throughput_bps", "data_at", "data_basis"],
+        ["pk", "started", "rto", "throughput_bps", "bytes_fetched", "data_at", "data_basis"],
     )
 
     out = {}
@@ -233,6 +235,7 @@ def source_readiness(sources, now=None) -> dict[int, Readiness]:
             r.last_passed_started = proof["started"]
             r.last_rto = proof["rto"]
             r.throughput_bps = proof["throughput_bps"]
+            tested_bytes = proof["bytes_fetched"] or 0
             if proof["data_at"]:
                 r.verified_at = proof["data_at"]
                 r.verified_basis = proof["data_basis"]
@@ -243,8 +246,9 @@ def source_readiness(sources, now=None) -> dict[int, Readiness]:
         else:
             r.needs_verification = True
             r.reasons.append("no passed restore test: needs verification")
-        if r.throughput_bps and r.newest_backup_bytes:
-            r.rto_forecast = timedelta(seconds=r.newest_backup_bytes / r.throughput_bps)
+        if r.throughput_bps and r.newest_backup_bytes and r.last_rto is not None:
+            growth = (r.newest_backup_bytes - tested_bytes) / r.throughput_bps
+            r.rto_forecast = max(timedelta(0), r.last_rto + timedelta(seconds=growth))
         interval = schedule_interval(source.restore_test_schedule, now)
         if interval and r.last_passed_started and not r.needs_verification:
             if r.last_passed_started < now - interval - OVERDUE_GRACE:

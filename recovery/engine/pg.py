@@ -104,8 +104,8 @@ def check_name(name: str) -> str:
     return name
 
 
-def new_scratch_name() -> str:
-    return f"{SCRATCH_PREFIX}{int(time.time())}_{_secrets.token_hex(4)}"
+def new_scratch_name(prefix: str = SCRATCH_PREFIX) -> str:
+    return f"{prefix}{int(time.time())}_{_secrets.token_hex(4)}"
 
 
 def create_database(server: PgServer, name: str):

@@ -71,6 +71,7 @@ def verify_postgres(
     jobs: int | None = None,
     timeout: float | None = None,
     cancelled=None,
+    scratch_prefix: str | None = None,
 ) -> VerifyOutcome:
     """pg_restore -j into a fresh scratch database, read the heartbeat, run the checks.
 
@@ -79,7 +80,7 @@ def verify_postgres(
     """
     result = VerifyOutcome()
     with phases.phase("create scratch"):
-        name = new_scratch_name()
+        name = new_scratch_name(scratch_prefix) if scratch_prefix else new_scratch_name()
         create_database(scratch_server, name)
     target = scratch_server.with_db(name)
     failed = True

@@ -56,6 +56,7 @@ def passed_test(source, run, started, seconds=60, data_at=None, basis="backup"):
         finished=started + timedelta(seconds=seconds),
         rto=timedelta(seconds=seconds),
         throughput_bps=run.bytes_stored / seconds,
+        bytes_fetched=run.bytes_stored,
         data_at=data_at or run.data_taken_at,
         data_basis=basis,
     )
@@ -80,7 +81,7 @@ def test_rpo_now_and_verified_rpo_from_recorded_times(source, destination):
     assert r.verified_rpo == timedelta(hours=5, minutes=3)
     assert r.verified_basis == "heartbeat"
     assert r.last_rto == timedelta(seconds=60)
-    # forecast: 3 MB newest backup at 1 MB / 60 s measured = 180 s
+    # forecast: 60 s measured + 2 MB growth at 1 MB / 60 s = 180 s
     assert r.rto_forecast == timedelta(seconds=180)
     assert r.verdict == OK, r.reasons
 
