@@ -20,6 +20,10 @@ def sync_source_schedule(source):
     from django.utils import timezone
 
     next_run = croniter(cron, timezone.now()).get_next(type(timezone.now()))
+    old_cron = Schedule.objects.filter(name=name).values_list("cron", flat=True).first()
+    if old_cron is not None and old_cron != cron:
+        # ensure_schedule keeps an existing next run; a new cron needs a new one.
+        Schedule.objects.filter(name=name).update(next_run=next_run)
     return ensure_schedule(
         name,
         "recovery.tasks.scheduled_restore_test",

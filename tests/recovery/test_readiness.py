@@ -163,9 +163,12 @@ def test_restore_test_schedules_follow_sources(source):
     schedule = Schedule.objects.get(name=name)
     assert schedule.func == "recovery.tasks.scheduled_restore_test"
     assert schedule.cron == "0 3 * * 0" and schedule.next_run is not None
-    source.restore_test_schedule = "0 4 * * *"
-    source.save()
-    assert Schedule.objects.get(name=name).cron == "0 4 * * *"
+    with time_machine.travel(datetime(2026, 6, 3, 12, 0, tzinfo=UTC), tick=False):  # a Wednesday
+        source.restore_test_schedule = "0 4 * * *"
+        source.save()
+    schedule = Schedule.objects.get(name=name)
+    assert schedule.cron == "0 4 * * *"
+    assert schedule.next_run == datetime(2026, 6, 4, 4, 0, tzinfo=UTC)
     source.restore_test_schedule = ""
     source.save()
     assert not Schedule.objects.filter(name=name).exists()
