@@ -8,6 +8,7 @@ from backups import validators
 from backups.models import BackupJob, Destination, Source
 
 KEEP = "Leave blank to keep the stored value."
+WIDE = forms.TextInput(attrs={"size": 60})
 
 
 class SecretField(forms.CharField):
@@ -95,6 +96,7 @@ class SourceForm(SecretsMixin, forms.ModelForm):
             "restore_test_schedule",
             "restore_test_after_backup",
         ]
+        widgets = {"path": WIDE, "host": WIDE}
 
     def clean_checks(self):
         checks = self.cleaned_data["checks"]
@@ -118,7 +120,10 @@ class DestinationForm(SecretsMixin, forms.ModelForm):
     }
 
     endpoint_url = forms.URLField(
-        required=False, assume_scheme="https", help_text="Only for S3-compatible stores."
+        required=False,
+        assume_scheme="https",
+        help_text="Only for S3-compatible stores.",
+        widget=forms.URLInput(attrs={"size": 60}),
     )
     new_access_key_id = SecretField(label="Access key id")
     new_secret_access_key = SecretField(label="Secret access key")
@@ -138,6 +143,7 @@ class DestinationForm(SecretsMixin, forms.ModelForm):
             "keep_last",
             "enabled",
         ]
+        widgets = {"path": WIDE, "bucket": WIDE}
 
     def save(self, commit=True):
         instance = super().save(commit=False)
@@ -161,7 +167,10 @@ class JobForm(forms.ModelForm):
             "encrypt",
             "enabled",
         ]
-        widgets = {"destinations": forms.CheckboxSelectMultiple}
+        widgets = {
+            "destinations": forms.CheckboxSelectMultiple,
+            "schedule": forms.TextInput(attrs={"placeholder": "0 2 * * *"}),
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
