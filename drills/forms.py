@@ -166,9 +166,17 @@ class TickForm(forms.Form):
 class FindingForm(forms.ModelForm):
     class Meta:
         model = Finding
-        fields = ["text", "severity"]
+        fields = ["text", "severity", "scenario_run"]
         widgets = {"text": forms.Textarea(attrs={"rows": 2})}
-        labels = {"text": "Issue found"}
+        labels = {"text": "Issue found", "scenario_run": "In scenario (optional)"}
+
+    def __init__(self, *args, drill=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields["scenario_run"]
+        field.required = False
+        field.queryset = (
+            drill.scenario_runs.order_by("position") if drill else field.queryset.none()
+        )
 
 
 class FollowUpForm(forms.Form):

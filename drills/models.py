@@ -455,6 +455,10 @@ class ScenarioRun(models.Model):
         return self.status in SCENARIO_DONE
 
     @property
+    def failure_type_label(self) -> str:
+        return dict(failure_type_choices()).get(self.failure_type, self.failure_type)
+
+    @property
     def rto_met(self) -> bool | None:
         if self.rto is None or self.rto_target is None:
             return None

@@ -25,6 +25,19 @@ def report_context(drill: DrillRun) -> dict:
         for reason in srun.reasons or []:
             issues.append(f"{srun.title}: {reason}")
     actions = list(followups(drill))
+    for srun in scenario_runs:
+        srun.issue_list = list(srun.reasons or []) + [
+            f.text for f in findings if f.scenario_run_id == srun.pk
+        ]
+    general = [f.text for f in findings if f.scenario_run_id is None]
+    for srun in scenario_runs:
+        srun.issue_text = "; ".join(srun.issue_list + general) or "none"
+    action_text = "; ".join(
+        a.text
+        + (f" (owner {a.owner_name})" if a.owner_name else "")
+        + (f" (due {a.due:%Y-%m-%d})" if a.due else "")
+        for a in actions
+    )
     return {
         "drill": drill,
         "plan": drill.plan,
@@ -33,6 +46,8 @@ def report_context(drill: DrillRun) -> dict:
         "findings": findings,
         "issues": issues,
         "actions": actions,
+        "general_issues": general,
+        "action_text": action_text or "none",
         "events": list(drill.events.order_by("at", "pk")),
         "cleanup_checks": list(drill.cleanup_checks.all()),
         "participants": list(drill.plan.participants.all()),

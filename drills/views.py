@@ -220,7 +220,7 @@ def run_detail(request, pk):
         {
             "findings": drill.findings.select_related("created_by", "scenario_run"),
             "followups": services.followups(drill),
-            "finding_form": FindingForm(),
+            "finding_form": FindingForm(drill=drill),
             "followup_form": FollowUpForm(),
             "tick_form": TickForm(),
         }
@@ -365,13 +365,17 @@ def ack_link(request, token):
 @post_only(_run_url)
 def finding_add(request, pk):
     drill = _drill(pk)
-    form = FindingForm(request.POST)
+    form = FindingForm(request.POST, drill=drill)
     if not form.is_valid():
         messages.error(request, "Describe the issue found.")
         return redirect(drill)
     try:
         services.add_finding(
-            drill, form.cleaned_data["text"], request.user, form.cleaned_data["severity"]
+            drill,
+            form.cleaned_data["text"],
+            request.user,
+            form.cleaned_data["severity"],
+            scenario_run=form.cleaned_data.get("scenario_run"),
         )
     except DrillTransitionError as exc:
         return _refuse(request, exc, drill)

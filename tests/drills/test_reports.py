@@ -106,3 +106,23 @@ def test_coverage_grid_marks_exercised_empty_and_stale_cells(ended_drill, viewer
     assert (
         "cell-passed" in body and "cell-empty" in body and "cell-stale" in body and "never" in body
     )
+
+
+def test_finding_added_through_the_view_lands_in_its_scenario_block(running_drill, operator_client):
+    first = running_drill.scenario_runs.order_by("position").first()
+    response = operator_client.post(
+        reverse("drills:finding_add", args=[running_drill.pk]),
+        {"text": "Nobody knew where the link switch was", "severity": "low",
+         "scenario_run": first.pk},
+    )  # fmt: skip
+    assert response.status_code == 302
+    assert running_drill.findings.get().scenario_run == first
+    body = operator_client.get(reverse("drills:report", args=[running_drill.pk])).content.decode()
+    assert "Scenario: Simulate network failure" in body
+    assert "Issues: Nobody knew where the link switch was" in body
+    assert "Issues: none" in body  # the call-out block has none
+    empty = operator_client.post(
+        reverse("drills:finding_add", args=[running_drill.pk]), {"text": "", "severity": "low"},
+        follow=True,
+    )  # fmt: skip
+    assert "Describe the issue found." in empty.content.decode()
