@@ -516,6 +516,10 @@ class BackupRun(RunBase):
             ),
             # The reaper: running runs whose heartbeat is old.
             models.Index(fields=["status", "heartbeat_at"], name="backuprun_reap_idx"),
+            # Dashboard: newest good run with a live copy per source and destination; RPO charts.
+            models.Index(fields=["source", "-data_taken_at"], name="backuprun_source_taken_idx"),
+            # Dashboard: failed/partial runs of the last 24 h; compliance: runs finished in a period.
+            models.Index(fields=["status", "-finished"], name="backuprun_status_fin_idx"),
         ]
 
     def __str__(self):
@@ -569,6 +573,12 @@ class BackupCopy(models.Model):
             # Retention: live copies at one destination, newest first.
             models.Index(
                 fields=["destination", "deleted_at", "-created"], name="backupcopy_ret_idx"
+            ),
+            # Dashboard: storage used per destination (live copies only).
+            models.Index(
+                fields=["destination", "created"],
+                condition=models.Q(ok=True, deleted_at__isnull=True),
+                name="backupcopy_live_idx",
             ),
         ]
 

@@ -141,6 +141,10 @@ class RestoreTest(RunBase):
             models.Index(fields=["backup_run", "status"], name="restoretest_run_idx"),
             # The reaper: running tests whose heartbeat is old.
             models.Index(fields=["status", "heartbeat_at"], name="restoretest_reap_idx"),
+            # Readiness: newest passed test per source (status=succeeded, newest started).
+            models.Index(fields=["source", "status", "-started"], name="restoretest_src_passed_idx"),
+            # Dashboard: failed tests of the last 24 h and RTO chart; compliance: tests in a period.
+            models.Index(fields=["status", "-finished"], name="restoretest_status_fin_idx"),
         ]
 
     def __str__(self):
