@@ -473,6 +473,8 @@ class StepRun(models.Model):
     )
     confirmed_at = models.DateTimeField(null=True, blank=True)
 
+    audit = False  # part of the run; confirmations are audited by the view
+
     class Meta:
         ordering = ["position", "pk"]
 

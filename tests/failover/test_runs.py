@@ -489,3 +489,16 @@ def test_a_check_expecting_down_is_not_a_verification_step_by_default():
         allow_command=False,
     )
     assert down.verification is False and up.verification is True
+
+
+def test_step_rows_are_not_audited_one_by_one_but_edits_of_runbooks_are():
+    from dr_portal.models import AuditEntry
+
+    runbook = make_runbook([{"name": "w", "kind": "wait", "params": {"seconds": 0}}])
+    assert AuditEntry.objects.filter(object_type="recovery.runbookstep").exists()
+    before = AuditEntry.objects.count()
+    run_inline(runbook)
+    assert not AuditEntry.objects.filter(
+        object_type__in=["recovery.steprun", "recovery.failoverrun"]
+    ).exists()
+    assert AuditEntry.objects.count() == before
