@@ -1,0 +1,30 @@
+"""Demo runbook for `manage.py load_demo` (idempotent): a failover whose test run succeeds on one machine.
+
+The "primary" health URL points at a port nothing listens on (so it is down), the "backup"
+is the portal itself at the address `make run` serves; DNS and load-balancer steps are
+skipped in test mode and show what they would change.
+"""
+
+DEMO_NAME = "Active-passive application failover (demo)"
+
+
+def load(stdout, base_url="http://127.0.0.1:8000"):
+    from backups.models import System
+    from recovery.failover.builtin import create_from_template
+    from recovery.failover.models import Runbook
+
+    system = System.objects.filter(name="Tool Hub").first()
+    if system is None or Runbook.objects.filter(system=system, name=DEMO_NAME).exists():
+        return
+    create_from_template(
+        system,
+        "active_passive",
+        name=DEMO_NAME,
+        variables={
+            "primary_health_url": "http://127.0.0.1:9/health/live",
+            "public_health_url": f"{base_url}/health/live",
+        },
+    )
+    stdout.write(
+        f"demo: failover runbook {DEMO_NAME!r} (start a test run from Recovery → Failover)"
+    )
