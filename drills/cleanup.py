@@ -117,15 +117,23 @@ def _scratch_databases(drill) -> list[dict]:
         match = _SCRATCH.match(name)
         if match and since <= int(match.group(1)) <= until:
             mine.append(name)
+    from dr_portal.runs import ACTIVE
+    from recovery.models import RestoreTest
+
+    # A scratch database of a restore test running right now is its live copy: never drop it.
+    busy = RestoreTest.objects.filter(status__in=list(ACTIVE)).exists()
     out = []
     for name in mine:
         removed = False
         detail = "left behind; dropped by the cleanup check"
-        try:
-            drop_database(server, name)
-            removed = True
-        except RestoreError as exc:
-            detail = f"could not drop: {exc}"
+        if busy:
+            detail = "another restore test is running (it may be its copy); check again later"
+        else:
+            try:
+                drop_database(server, name)
+                removed = True
+            except RestoreError as exc:
+                detail = f"could not drop: {exc}"
         gone = not database_exists(server, name)
         out.append(
             {

@@ -29,11 +29,15 @@ DOCUMENT_STEPS = (
 )
 
 
-def _participants():
+def _participants(stdout):
     from incidents.models import Contact
 
     if not Contact.objects.exists():
-        return []
+        # load_demo runs the apps in order and drills comes before incidents: the contacts
+        # directory is loaded first so the plan has its participants (idempotent there too).
+        from incidents import demo as incidents_demo
+
+        incidents_demo.load(stdout)
     wanted = Contact.objects.filter(role__in=["On-Call", "DBA", "Backend", "Backend Team Lead"])
     return list(wanted.exclude(role="On-Call", on_call="secondary"))
 
@@ -79,7 +83,7 @@ def load(stdout):
         },
     )
     plan.systems.add(system)
-    participants = _participants()
+    participants = _participants(stdout)
     if participants:
         plan.participants.add(*participants)
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 from dr_portal.lib import audit
 from dr_portal.lib.durations import format_duration
 from drills.models import (
+    SCENARIO_DONE,
     CleanupState,
     DrillEvent,
     DrillRun,
@@ -593,15 +594,7 @@ def end_drill(drill, user=None) -> DrillRun:
             f"at {drill.ended_at:%Y-%m-%d %H:%M:%S} UTC; it cannot end again."
         )
     sync(drill, user)
-    open_runs = list(
-        drill.scenario_runs.exclude(
-            status__in=[
-                s.value
-                for s in ScenarioStatus
-                if s in (ScenarioStatus.PASSED, ScenarioStatus.FAILED, ScenarioStatus.NOT_RUN)
-            ]
-        )
-    )
+    open_runs = list(drill.scenario_runs.exclude(status__in=list(SCENARIO_DONE)))
     if open_runs:
         names = ", ".join(f"“{s.title}” ({s.get_status_display().lower()})" for s in open_runs)
         raise DrillTransitionError(
@@ -676,7 +669,7 @@ def abort_drill(drill, user=None, reason="") -> DrillRun:
                 reasons=[*srun.reasons, "the drill was aborted while this scenario ran"],
             )
         reasons = ["aborted" + (f": {reason}" if reason else "")]
-        _, more, figures = compute_verdict(drill)
+        _, _, figures = compute_verdict(drill)
         DrillRun.objects.filter(pk=drill.pk).update(verdict_reasons=reasons, **figures)
         drill.refresh_from_db()
         event(drill, "Drill aborted" + (f": {reason}" if reason else ""), user, at=now)

@@ -13,6 +13,8 @@ pytestmark = pytest.mark.django_db
 @pytest.mark.slow
 def test_load_demo_twice_gives_one_startable_quarterly_plan():
     call_command("load_demo", stdout=io.StringIO())
+    plan = DrillPlan.objects.get()
+    assert plan.participants.filter(role="DBA").exists()  # already on the first load
     out = io.StringIO()
     call_command("load_demo", stdout=out)
     plan = DrillPlan.objects.get()

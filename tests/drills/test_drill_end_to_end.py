@@ -147,3 +147,29 @@ def test_missed_rto_target_fails_the_scenario_and_the_drill(
     drill.refresh_from_db()
     assert drill.verdict == "failed"
     assert any("Restore toolhub-db" in r for r in drill.verdict_reasons)
+
+
+def test_cleanup_never_drops_a_scratch_database_while_a_restore_test_runs(pg_source, operator):
+    """A restore test running elsewhere may own the scratch database: report, do not drop."""
+    from drills import services
+    from drills.models import ScenarioRun
+    from recovery.models import RestoreTest
+
+    plan = make_plan(systems=[pg_source.system])
+    add_scenario(plan, "manual", "Note it", checklist="One")
+    with time_machine.travel(DECLARED, tick=False):
+        drill = services.start_drill(plan, operator)
+    srun = ScenarioRun.objects.get(drill=drill)
+    done = RestoreTest.objects.create(source=pg_source, status="succeeded", finished=DECLARED)
+    srun.restore_tests.add(done)
+    RestoreTest.objects.create(source=pg_source, status="running")  # someone else's
+    name = f"dr_scratch_{int(DECLARED.timestamp()) + 30}_cafe"
+    create_database(SERVER, name)
+    try:
+        with time_machine.travel(DECLARED + timedelta(minutes=5), tick=False):
+            assert services.verify_cleanup(drill) == CleanupState.FAILED
+        check = drill.cleanup_checks.get(resource=f"scratch database {name}")
+        assert not check.gone and "another restore test is running" in check.detail
+        assert database_exists(SERVER, name)
+    finally:
+        drop_database(SERVER, name)
