@@ -215,6 +215,7 @@ def main() -> None:
         raw_size = raw.stat().st_size
         raw.unlink()
 
+        load_before = os.getloadavg()[0]
         times: dict[str, list[float]] = {name: [] for name in legs}
         sizes: dict[str, int] = {}
         rss: list[float] = []
