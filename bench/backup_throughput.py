@@ -252,6 +252,10 @@ def main() -> None:
             f"database: {db_size / 1e6:.0f} MB on disk, uncompressed custom dump {raw_size / 1e6:.0f} MB; "
             f"{args.repeat} rounds, order rotated each round"
         )
+        print(
+            f"load average (1 min) before/after the timed rounds: "
+            f"{load_before:.1f} / {os.getloadavg()[0]:.1f} (other work on the machine skews seconds)"
+        )
         print()
         print(
             "| pipeline | median s | runs (s) | MB/s (dump data) | stored MB | time vs shell | size vs shell |"
