@@ -187,6 +187,8 @@ DR_ALLOWED_ROOTS = [
     for p in env.list("DR_ALLOWED_ROOTS", default=[str(VAR_DIR), "/tmp", "/var/tmp"])
 ]
 DR_METRICS_TOKEN = env.str("DR_METRICS_TOKEN", default="")
+# The portal's public address, for links in emails, webhooks and call-out messages.
+DR_PORTAL_URL = env.str("DR_PORTAL_URL", default="http://127.0.0.1:8000").rstrip("/")
 # /metrics without a token from these addresses or networks (REMOTE_ADDR only), e.g. 127.0.0.1/32.
 DR_METRICS_ALLOW = env.list("DR_METRICS_ALLOW", default=[])
 DR_SCRATCH_DATABASE_URL = env.str("DR_SCRATCH_DATABASE_URL", default="")
