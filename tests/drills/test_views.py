@@ -50,13 +50,38 @@ def _targets(drill):
         "run_cleanup": (reverse("drills:run_cleanup", args=[drill.pk]), "post", "operator"),
         "run_end": (reverse("drills:run_end", args=[drill.pk]), "post", "operator"),
         "run_abort": (reverse("drills:run_abort", args=[drill.pk]), "post", "operator"),
+        "ack_tick": (
+            reverse("drills:ack_tick", args=[drill.pk, _an_ack(ack_srun).pk]),
+            "post",
+            "operator",
+        ),
+        "plan_delete": (reverse("drills:plan_delete", args=[plan.pk]), "post", "manager"),
+        "scenario_delete": (
+            reverse("drills:scenario_delete", args=[plan.pk, scenario.pk]),
+            "post",
+            "manager",
+        ),
+        "pdf": (reverse("drills:pdf", args=[drill.pk]), "get", "viewer"),
     }
+
+
+def _an_ack(srun):
+    from drills.models import CalloutAck
+
+    ack = srun.acks.first()
+    if ack is None:  # the call-out has not started yet: the row exists once it does
+        contact = srun.drill.plan.participants.first()
+        ack = CalloutAck.objects.create(
+            scenario_run=srun, contact=contact, contact_name=contact.name
+        )
+    return ack
 
 
 ALL = [
     "index", "coverage", "plan", "run", "run_live", "report", "plan_new", "plan_edit",
     "scenario_new", "scenario_edit", "scenario_move", "plan_start", "item_tick",
     "scenario_complete", "finding_add", "followup_add", "run_cleanup", "run_end", "run_abort",
+    "ack_tick", "plan_delete", "scenario_delete",
 ]  # fmt: skip
 
 
@@ -67,7 +92,7 @@ def _client(role):
     return client
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", [*ALL, "pdf"])
 def test_anonymous_is_sent_to_login(running_drill, name):
     url, method, _ = _targets(running_drill)[name]
     response = getattr(Client(), method)(url)
@@ -85,10 +110,44 @@ def test_each_role_gets_exactly_its_views(running_drill, name, role):
         assert response.status_code in (200, 302), (name, role, response.status_code)
 
 
-def test_user_without_a_role_is_refused(running_drill):
+@pytest.mark.parametrize("name", ["index", "run", "report", "pdf"])
+def test_user_without_a_role_is_refused(running_drill, name):
     client = Client()
     client.force_login(make_user("nobody"))
-    assert client.get(reverse("drills:index")).status_code == 403
+    url, _, _ = _targets(running_drill)[name]
+    assert client.get(url).status_code == 403
+
+
+@pytest.mark.parametrize("name", ["run", "coverage", "plan"])
+def test_pages_query_counts_are_pinned(
+    running_drill, viewer_client, django_assert_max_num_queries, name
+):
+    url, _, _ = _targets(running_drill)[name]
+    with django_assert_max_num_queries(40):
+        assert viewer_client.get(url).status_code == 200
+
+
+def test_plan_with_runs_is_not_deleted(running_drill, manager_client):
+    from drills.models import DrillPlan
+
+    response = manager_client.post(
+        reverse("drills:plan_delete", args=[running_drill.plan_id]), follow=True
+    )
+    assert "has drill runs; their reports keep it" in response.content.decode()
+    assert DrillPlan.objects.filter(pk=running_drill.plan_id).exists()
+
+
+def test_admin_pages_render_for_every_drills_model(running_drill, superuser_client):
+    from django.apps import apps
+
+    for model in apps.get_app_config("drills").get_models():
+        name = model._meta.model_name
+        assert superuser_client.get(f"/admin/drills/{name}/").status_code == 200, name
+        assert superuser_client.get(f"/admin/drills/{name}/add/").status_code == 200, name
+    plan_id = running_drill.plan_id
+    assert superuser_client.get(f"/admin/drills/drillplan/{plan_id}/change/").status_code == 200
+    drill_url = f"/admin/drills/drillrun/{running_drill.pk}/change/"
+    assert superuser_client.get(drill_url).status_code == 200
 
 
 @pytest.mark.parametrize(
