@@ -85,9 +85,9 @@ class Exposition:
     def __init__(self):
         self.families: dict[str, dict] = {}
 
-    def add(self, name, kind, help_text, value, **labels):
-        family = self.families.setdefault(name, {"type": kind, "help": help_text, "samples": []})
-        family["samples"].append((labels, value))
+    def add(self, metric, mtype, help_text, value, labels=None):
+        family = self.families.setdefault(metric, {"type": mtype, "help": help_text, "samples": []})
+        family["samples"].append((labels or {}, value))
 
     def render(self) -> str:
         lines = []
@@ -135,28 +135,28 @@ def collect(now=None) -> str:
             "gauge",
             "Data timestamp of the newest good backup with an intact copy (Unix time).",
             r.newest_backup_at.timestamp() if r.newest_backup_at else None,
-            **labels,
+            labels,
         )
         out.add(
             "dr_rpo_seconds",
             "gauge",
             "RPO now: seconds since the data of the newest good backup.",
             r.rpo_now.total_seconds() if r.rpo_now is not None else None,
-            **labels,
+            labels,
         )
         out.add(
             "dr_rpo_target_seconds",
             "gauge",
             "RPO target of the source's data class.",
             r.rpo_target.total_seconds() if r.rpo_target else None,
-            **labels,
+            labels,
         )
         out.add(
             "dr_verified_rpo_seconds",
             "gauge",
             "Verified RPO: seconds since the data proven by the newest passed, still valid restore test.",
             r.verified_rpo.total_seconds() if r.verified_rpo is not None else None,
-            **labels,
+            labels,
         )
         test = last_tests.get(r.last_test_id)
         out.add(
@@ -164,7 +164,7 @@ def collect(now=None) -> str:
             "gauge",
             "1 if the newest finished restore test passed, 0 if it failed or was partial; NaN if none.",
             None if not r.last_test_id else r.last_test_status == RunStatus.SUCCEEDED,
-            **labels,
+            labels,
         )
         out.add(
             "dr_last_restore_test_duration_seconds",
@@ -173,42 +173,42 @@ def collect(now=None) -> str:
             (test["finished"] - test["started"]).total_seconds()
             if test and test["started"] and test["finished"]
             else None,
-            **labels,
+            labels,
         )
         out.add(
             "dr_last_restore_test_timestamp_seconds",
             "gauge",
             "When the newest finished restore test finished (Unix time).",
             test["finished"].timestamp() if test and test["finished"] else None,
-            **labels,
+            labels,
         )
         out.add(
             "dr_rto_seconds",
             "gauge",
             "Measured RTO: wall time of the newest passed, still valid restore test.",
             r.last_rto.total_seconds() if r.last_rto is not None else None,
-            **labels,
+            labels,
         )
         out.add(
             "dr_rto_target_seconds",
             "gauge",
             "RTO target a restore from backup must meet.",
             r.rto_target.total_seconds() if r.rto_target else None,
-            **labels,
+            labels,
         )
         out.add(
             "dr_rto_forecast_seconds",
             "gauge",
             "Newest backup size divided by the measured restore throughput.",
             r.rto_forecast.total_seconds() if r.rto_forecast is not None else None,
-            **labels,
+            labels,
         )
         out.add(
             "dr_readiness_verdict",
             "gauge",
             "Readiness of the source as dr_status reports it: 0 ok, 1 at risk, 2 breached.",
             VERDICT_VALUE[r.verdict],
-            **labels,
+            labels,
         )
     out.add(
         "dr_readiness_overall",
@@ -224,8 +224,7 @@ def collect(now=None) -> str:
                 "gauge",
                 "Runs recorded, by kind and status (retention may remove old rows).",
                 counts.get(status, 0),
-                kind=kind,
-                status=status,
+                {"kind": kind, "status": status},
             )
     seen = worker_last_seen()
     out.add(

@@ -144,36 +144,48 @@ def rule_321(copies: list[dict]) -> tuple[bool, bool, bool]:
     return len(copies) >= 3, len(kinds) >= 2, "s3" in kinds
 
 
-def copies_by_source(source_ids) -> dict[int, list[dict]]:
-    """Per source, per destination: live intact copies of good backups, newest data time, bytes.
+def copies_by_source(sources) -> dict[int, list[dict]]:
+    """Per source, per destination: the data time of its newest good backup with a live copy there.
 
-    Bounded by retention (live copies), not by the run history.
+    One query: an annotation per destination (configuration, not history). Each one walks the
+    source's good runs newest first (index backuprun_source_taken_idx) and stops at the first
+    with a live, intact copy at that destination, so a million old runs cost nothing.
     """
-    from backups.models import BackupCopy
+    from backups.models import BackupRun, Destination, Source
 
-    rows = (
-        BackupCopy.objects.filter(
-            ok=True,
-            deleted_at__isnull=True,
-            run__source_id__in=source_ids,
-            run__status__in=GOOD,
-            run__restorable=True,
+    dests = list(Destination.objects.order_by("name").values("pk", "name", "kind"))
+    if not dests or not sources:
+        return {}
+    annotations = {}
+    for d in dests:
+        newest = (
+            BackupRun.objects.filter(
+                source=OuterRef("pk"),
+                status__in=GOOD,
+                restorable=True,
+                copies__destination_id=d["pk"],
+                copies__ok=True,
+                copies__deleted_at__isnull=True,
+                data_taken_at__isnull=False,
+            )
+            .order_by("-data_taken_at")
+            .values("data_taken_at")[:1]
         )
-        .values("run__source_id", "destination_id", "destination__name", "destination__kind")
-        .annotate(newest=Max("run__data_taken_at"), count=Count("pk"))
-        .order_by("run__source_id", "destination__name")
-    )
+        annotations[f"dest_{d['pk']}"] = Subquery(newest)
+    rows = Source.objects.filter(pk__in=[s.pk for s in sources]).values("pk", **annotations)
     out: dict[int, list[dict]] = {}
     for row in rows:
-        out.setdefault(row["run__source_id"], []).append(
-            {
-                "destination_id": row["destination_id"],
-                "name": row["destination__name"],
-                "kind": row["destination__kind"],
-                "newest": row["newest"],
-                "count": row["count"],
-            }
-        )
+        for d in dests:
+            newest = row[f"dest_{d['pk']}"]
+            if newest is not None:
+                out.setdefault(row["pk"], []).append(
+                    {
+                        "destination_id": d["pk"],
+                        "name": d["name"],
+                        "kind": d["kind"],
+                        "newest": newest,
+                    }
+                )
     return out
 
 
@@ -611,7 +623,7 @@ def build(now=None, charts=True) -> dict:
     ids = [s.pk for s in sources]
     ready = source_readiness(sources, now=now)
     intervals = backup_intervals(ids, now) if ids else {}
-    copies = copies_by_source(ids) if ids else {}
+    copies = copies_by_source(sources)
     failures = failures_24h(now)
     plans = drill_plans(now)
 
