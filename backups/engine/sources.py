@@ -44,8 +44,10 @@ class PgDumpStream:
             PGCONNECT_TIMEOUT=str(config.get("connect_timeout", 15)),
             PGAPPNAME="dr-portal backup",
         )
+        if config.get("sslmode"):
+            env["PGSSLMODE"] = str(config["sslmode"])
         if password:
-            env["PGPASSWORD"] = password
+            env["PGPASSWORD"] = password  # never on the command line (visible in ps)
         self._stderr = tempfile.TemporaryFile()
         # pg_dump takes its snapshot as it starts: this is the data timestamp.
         self.data_taken_at = _now()
@@ -169,7 +171,12 @@ class TarStream:
 
     def _produce(self) -> None:
         try:
-            with tarfile.open(fileobj=self._writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            with tarfile.open(
+                fileobj=self._writer,
+                mode="w|",
+                format=tarfile.PAX_FORMAT,
+                copybufsize=1024 * 1024,  # the 16 KiB default is slow for big files
+            ) as tar:
                 tar.add(str(self._root), arcname=".", recursive=True, filter=self._filter)
         except BaseException as exc:  # reported by finish()
             self._error = exc

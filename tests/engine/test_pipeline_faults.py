@@ -107,6 +107,7 @@ def test_pg_dump_killed_mid_stream_fails_and_keeps_nothing(
 
 
 @pytest.mark.postgres
+@pytest.mark.slow  # creating, filling and dropping its own database (drop forces a checkpoint)
 def test_database_dropped_mid_stream_fails_with_the_cause(
     pg_databases, tmp_path, keys, s3, every_block
 ):
