@@ -107,6 +107,10 @@ class BackupJobAdmin(admin.ModelAdmin):
     readonly_fields = ["config_changed_at", "created", "locked_by_run"]
     list_select_related = ["source"]
 
+    def delete_queryset(self, request, queryset):
+        for job in queryset:  # one by one, so each job's schedule goes with it
+            job.delete()
+
 
 class BackupCopyInline(admin.TabularInline):
     model = BackupCopy

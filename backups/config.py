@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 import yaml
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from backups import validators
 from backups.models import BackupJob, Destination, Source, System
+from dr_portal.lib import audit
 
 SECTIONS = ("systems", "destinations", "sources", "jobs")
 
@@ -370,10 +372,18 @@ def apply(data: dict, *, dry_run=False) -> list[Change]:
                 instance.source = Source.objects.get(name=p.source)
             instance.save()
             if p.destinations is not None:
+                before = sorted(instance.destinations.values_list("name", flat=True))
                 instance.destinations.set(Destination.objects.filter(name__in=p.destinations))
                 if "destinations" in p.change.fields:
                     BackupJob.objects.filter(pk=instance.pk).update(
-                        config_changed_at=instance.config_changed_at
+                        config_changed_at=timezone.now()
+                    )
+                    audit.record(
+                        "update",
+                        instance,
+                        changes={
+                            "destinations": [", ".join(before), ", ".join(sorted(p.destinations))]
+                        },
                     )
     return [p.change for p in planned]
 

@@ -182,10 +182,18 @@ class JobForm(forms.ModelForm):
     def save(self, commit=True):
         before = set()
         if self.instance.pk:
-            before = set(self.instance.destinations.values_list("pk", flat=True))
+            before = set(self.instance.destinations.values_list("name", flat=True))
         job = super().save(commit=commit)
-        if commit and before and before != {d.pk for d in self.cleaned_data["destinations"]}:
+        after = {d.name for d in self.cleaned_data["destinations"]}
+        if commit and before and before != after:
             from django.utils import timezone
 
+            from dr_portal.lib import audit
+
             BackupJob.objects.filter(pk=job.pk).update(config_changed_at=timezone.now())
+            audit.record(
+                "update",
+                job,
+                changes={"destinations": [", ".join(sorted(before)), ", ".join(sorted(after))]},
+            )
         return job

@@ -28,7 +28,11 @@ def scheduled_backup(job_id: int):
     try:
         job = BackupJob.objects.select_related("source").get(pk=job_id)
     except BackupJob.DoesNotExist:
+        # Deleted without its model delete() (a queryset delete): stop the schedule too.
+        from dr_portal.lib.queue import drop_schedule
+
         log.warning("scheduled backup for job %s, which no longer exists", job_id)
+        drop_schedule(f"backup job {job_id}")
         return None
     from backups.schedules import set_next_run
 

@@ -35,9 +35,14 @@ def _jobs_with_last_run():
 
 
 def _newest_good_subquery():
+    """Data time of the source's newest good backup that still has an intact copy (RPO now)."""
     return (
         BackupRun.objects.filter(
-            source=OuterRef("pk"), status__in=[RunStatus.SUCCEEDED, RunStatus.PARTIAL]
+            source=OuterRef("pk"),
+            status__in=[RunStatus.SUCCEEDED, RunStatus.PARTIAL],
+            restorable=True,
+            copies__ok=True,
+            copies__deleted_at__isnull=True,
         )
         .order_by("-data_taken_at")
         .values("data_taken_at")[:1]
@@ -165,13 +170,13 @@ def destination_edit(request, pk):
 @role_required(OPERATOR)
 def destination_test(request, pk):
     """Write, read back and delete a probe object. Short, so it runs inline with a timeout."""
-    from backups.engine import DestinationError, open_destination
+    from backups.engine import open_destination
 
     destination = get_object_or_404(Destination, pk=pk)
     secrets = destination.secret_values()
     try:
         open_destination(destination.to_spec(quick=True)).probe()
-    except (DestinationError, Exception) as exc:  # every failure is a message, not a 500
+    except Exception as exc:  # DestinationError or anything else: a message, never a 500
         detail = redact(str(exc) or type(exc).__name__, secrets)
         messages.error(request, f"Test of {destination} failed: {detail}")
         audit.record("test destination", destination, user=request.user, detail=f"failed: {detail}")

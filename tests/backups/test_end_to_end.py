@@ -18,7 +18,7 @@ def test_run_now_is_executed_by_a_real_worker(job):
             lambda: (
                 BackupRun.objects.get(pk=run.pk).status not in (RunStatus.QUEUED, RunStatus.RUNNING)
             ),
-            timeout=60,
+            timeout=120,
             message="the backup run to finish",
         )
     run.refresh_from_db()

@@ -225,6 +225,7 @@ def test_unreachable_postgres_is_a_failed_run_with_a_clear_message(system, local
 
 
 @pytest.mark.postgres
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
 def test_portal_db_source_follows_a_postgresql_portal(local_dest, pg_database, settings):
     """When the portal runs on PostgreSQL, portal-db dumps it with pg_dump (read at run time)."""
     portal = Source.objects.get(is_portal_db=True)
