@@ -85,3 +85,57 @@ def test_system_retention_schedule_is_daily_and_single(db):
     ensure_system_schedules()
     (schedule,) = Schedule.objects.filter(name=RETENTION_SCHEDULE)
     assert schedule.func == "backups.tasks.apply_retention_task"
+
+
+def test_admin_bulk_delete_drops_schedules(superuser_client, sqlite_source):
+    from django.urls import reverse
+
+    jobs = [
+        BackupJob.objects.create(name=f"j{i}", source=sqlite_source, schedule="0 2 * * *")
+        for i in range(2)
+    ]
+    names = [j.schedule_name for j in jobs]
+    response = superuser_client.post(
+        reverse("admin:backups_backupjob_changelist"),
+        {"action": "delete_selected", "_selected_action": [j.pk for j in jobs], "post": "yes"},
+    )
+    assert response.status_code == 302
+    assert not BackupJob.objects.exists()
+    assert not Schedule.objects.filter(name__in=names).exists()
+
+
+def test_schedule_of_a_vanished_job_stops(sqlite_source):
+    from backups import tasks
+
+    job = BackupJob.objects.create(name="j", source=sqlite_source, schedule="0 2 * * *")
+    name, pk = job.schedule_name, job.pk
+    BackupJob.objects.filter(pk=pk).delete()  # bypasses the model's delete()
+    assert Schedule.objects.filter(name=name).exists()
+    assert tasks.scheduled_backup(pk) is None
+    assert not Schedule.objects.filter(name=name).exists()
+
+
+def test_changing_destinations_is_audited_and_stamped(manager_client, job, second_dest):
+    from django.urls import reverse
+
+    from dr_portal.models import AuditEntry
+
+    stamp = job.config_changed_at
+    response = manager_client.post(
+        reverse("backups:job_edit", args=[job.pk]),
+        {
+            "name": job.name,
+            "source": job.source_id,
+            "destinations": [second_dest.pk],
+            "schedule": job.schedule,
+            "timezone": "UTC",
+            "compression": "zstd",
+            "encrypt": "on",
+            "enabled": "on",
+        },
+    )
+    assert response.status_code == 302
+    job.refresh_from_db()
+    assert job.config_changed_at > stamp
+    entry = AuditEntry.objects.filter(action="update", changes__has_key="destinations").get()
+    assert entry.changes["destinations"] == ["local", "second"]
