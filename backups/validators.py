@@ -36,9 +36,13 @@ def next_fire(cron: str, tz: str, after: datetime) -> datetime:
 
 
 # --- verification checks --------------------------------------------------
-_COMPARE = re.compile(r"^\s*(>=|<=|==|=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
-_RELATIVE = re.compile(r"^\s*not\s+below\s+(\d+(?:\.\d+)?)\s*%\s+of\s+previous\s*$", re.I)
-EXPECT_HELP = '"> 0", ">= N", "= N", "<= N", "< N" or "not below X% of previous"'
+# Kept in step with recovery.engine.checks, which evaluates them on restored data.
+_COMPARE = re.compile(r"^\s*(>=|<=|!=|==|=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
+_RELATIVE = re.compile(
+    r"^\s*not\s+below\s+(\d+(?:\.\d+)?)\s*%\s*(?:of\s+(?:the\s+)?previous(?:\s+test)?)?\s*$",
+    re.I,
+)
+EXPECT_HELP = '"> 0", ">= N", "= N", "!= N", "<= N", "< N" or "not below X% of previous"'
 
 
 def parse_expect(text: str) -> tuple[str, float]:
@@ -74,6 +78,7 @@ def expectation_holds(expect: str, value, previous=None) -> bool:
         "<": value < number,
         "<=": value <= number,
         "=": value == number,
+        "!=": value != number,
     }[op]
 
 

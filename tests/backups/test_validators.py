@@ -116,3 +116,33 @@ def test_config_changed_at_follows_connection_fields(sqlite_source, tmp_path):
     sqlite_source.save()
     sqlite_source.refresh_from_db()
     assert sqlite_source.config_changed_at > stamp
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "> 0",
+        ">= 100",
+        "= 3",
+        "!= 0",
+        "< 5",
+        "not below 90% of previous",
+        "not below 80%",
+        "lots",
+        "> x",
+        "not above 3",
+        "",
+    ],
+)
+def test_grammar_agrees_with_the_recovery_evaluator(text):
+    """What the form and dr_apply accept is exactly what restore tests can evaluate."""
+    from recovery.engine.checks import parse_expectation
+
+    def accepts(parse):
+        try:
+            parse(text)
+        except ValueError:
+            return False
+        return True
+
+    assert accepts(parse_expect) == accepts(parse_expectation)
