@@ -103,7 +103,8 @@ class RunHooks(Hooks):
             ).exists()
         return self._cancel
 
-    def wait_for_person(self, spec, deadline):
+    def wait_for_person(self, spec, deadline, cancelled=None):
+        cancelled = cancelled or self.cancelled
         row = self.rows[id(spec)]
         StepRun.objects.filter(pk=row.pk).update(status=StepRun.Status.WAITING)
         self.run.beat(phase=f"waiting for confirmation: {spec.name}")
@@ -117,7 +118,7 @@ class RunHooks(Hooks):
                 StepRun.objects.filter(pk=row.pk).update(status=StepRun.Status.RUNNING)
                 username, user_id = confirmed
                 return username or (f"user #{user_id}" if user_id else "someone")
-            if self.cancelled():
+            if cancelled():
                 raise StepCancelled("cancelled while waiting for confirmation")
             left = deadline - time.monotonic()
             if left <= 0:

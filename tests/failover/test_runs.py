@@ -502,3 +502,49 @@ def test_step_rows_are_not_audited_one_by_one_but_edits_of_runbooks_are():
         object_type__in=["recovery.steprun", "recovery.failoverrun"]
     ).exists()
     assert AuditEntry.objects.count() == before
+
+
+def test_a_manual_rollback_step_still_waits_for_a_person_after_a_cancel(
+    manager_client, operator_client, monkeypatch
+):
+    runbook = make_runbook(
+        [
+            {
+                "name": "change",
+                "kind": "command",
+                "params": {"args": ["true"]},
+                "rollback": [
+                    {
+                        "name": "revert by hand",
+                        "kind": "manual",
+                        "timeout": 30,
+                        "params": {"instruction": "Revert the firewall rule"},
+                    }
+                ],
+            },
+            {"name": "approve", "kind": "manual", "timeout": 30, "params": {"instruction": "go?"}},
+        ]
+    )
+    run = FailoverRun.start(runbook, "live")
+    monkeypatch.setattr(tasks, "CANCEL_POLL", 0)
+
+    def act(seconds):
+        waiting = run.step_runs.filter(status="waiting").first()
+        if waiting.name == "approve":
+            manager_client.post(reverse("recovery:failover:run_cancel", args=[run.pk]))
+        elif waiting.name == "revert by hand":
+            operator_client.post(
+                reverse("recovery:failover:step_confirm", args=[run.pk, waiting.pk])
+            )
+
+    monkeypatch.setattr(tasks, "_pause", act)
+    tasks.run_failover(run.pk)
+    run.refresh_from_db()
+    statuses = {r.name: r.status for r in run.step_runs.all()}
+    assert run.status == "cancelled", run.error
+    assert statuses == {
+        "change": "succeeded",
+        "approve": "cancelled",
+        "revert by hand": "succeeded",
+    }
+    assert run.step_runs.get(name="revert by hand").confirmed_by.username == "otto"

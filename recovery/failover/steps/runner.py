@@ -71,7 +71,8 @@ class Hooks:
     def cancelled(self) -> bool:
         return False
 
-    def wait_for_person(self, spec: StepSpec, deadline: float) -> str:
+    def wait_for_person(self, spec: StepSpec, deadline: float, cancelled=lambda: False) -> str:
+        """Block until a person confirms (return who), or raise StepCancelled / StepTimedOut."""
         raise StepTimedOut("nobody can confirm manual steps here")
 
     def log(self, line: str):
@@ -120,7 +121,8 @@ class Runner:
             nonlocal people
             w0 = time.monotonic()
             try:
-                who = self.hooks.wait_for_person(spec, dl)
+                # the runner's predicate: during rollback a cancel no longer interrupts
+                who = self.hooks.wait_for_person(spec, dl, self.cancelled)
                 outcome.confirmed_by = who
                 return who
             finally:
