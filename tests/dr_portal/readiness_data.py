@@ -107,31 +107,44 @@ def targets():
         ServiceLevel.objects.create()
 
 
-def world(tmp_path, n_sources, runs_per_source, now=None, systems=2):
-    """n sources over `systems` systems, each with hourly runs (some failed) and a passed test."""
+def world(tmp_path, n_sources, runs_per_source, now=None, systems=2, offset=0):
+    """n critical sources over `systems` systems: hourly runs (every 7th failed), a passed test each."""
+    from backups.models import BackupCopy, BackupRun
+
     now = now or timezone.now()
     targets()
-    local, s3, glacier = destinations(tmp_path)
+    local, s3, _ = destinations(tmp_path)
     made = []
-    for i in range(n_sources):
+    for i in range(offset, offset + n_sources):
         src = source(
-            f"src-{i:03d}",
-            system=f"system-{i % systems}",
-            created=now - timedelta(days=60),
+            f"src-{i:03d}", system=f"system-{i % systems}", created=now - timedelta(days=60)
         )
         job(src, [local, s3], changed=now - timedelta(days=60))
-        last = None
-        for k in range(runs_per_source, 0, -1):
-            at = now - timedelta(minutes=20) - timedelta(hours=k - 1)
+        runs = []
+        for k in range(runs_per_source):
+            at = now - timedelta(minutes=20) - timedelta(hours=k)
             failed = k % 7 == 3
-            run = backup(
-                src,
-                at,
-                [] if failed else [local, s3],
-                status=RunStatus.FAILED if failed else RunStatus.SUCCEEDED,
+            runs.append(
+                BackupRun(
+                    source=src,
+                    source_name=src.name,
+                    status=RunStatus.FAILED if failed else RunStatus.SUCCEEDED,
+                    queued=at,
+                    started=at,
+                    finished=at + timedelta(minutes=1),
+                    data_taken_at=None if failed else at,
+                    bytes_stored=1_000_000,
+                )
             )
-            if not failed:
-                last = run
-        restore_test(src, last, now - timedelta(minutes=10), seconds=120)
+        BackupRun.objects.bulk_create(runs)
+        good = list(src.runs.filter(status=RunStatus.SUCCEEDED).order_by("-data_taken_at"))
+        BackupCopy.objects.bulk_create(
+            BackupCopy(
+                run=r, destination=d, ok=True, bytes_stored=r.bytes_stored, created=r.finished
+            )
+            for r in good
+            for d in (local, s3)
+        )
+        restore_test(src, good[0], now - timedelta(minutes=10), seconds=120)
         made.append(src)
     return made

@@ -1,25 +1,277 @@
-"""The readiness dashboard: personas, figures, colours and evidence ages, htmx fragment."""
+"""The readiness dashboard: personas, figures, colours and evidence ages, htmx fragment, query count."""
 
 import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.test import Client
 
 from dr_portal import readiness
+from dr_portal.readiness import AMBER, GREEN, RED
 from dr_portal.runs import RunStatus
 from tests.dr_portal import readiness_data as data
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+CREATED = T0 - timedelta(days=30)
 
 
-def test_dashboard_renders_world(viewer_client, tmp_path):
+def colour_of(html: str, row_id: str, column: int) -> str:
+    """data-colour of the column-th figure (0-based) in the table row with this id."""
+    row = re.search(rf'<tr id="{row_id}".*?</tr>', html, re.S).group(0)
+    return re.findall(r'data-colour="(\w+)"', row)[column]
+
+
+RPO, VERIFIED, LAST_TEST, RTO, FORECAST, RULE = range(6)
+
+
+@pytest.fixture
+def dests(tmp_path):
+    data.targets()
+    return data.destinations(tmp_path)
+
+
+def healthy(name, dests, rpo_minutes=20, test_minutes_ago=10, schedule="0 * * * *", **kw):
+    """A critical source (1 h RPO target) with a passed restore test of its newest backup."""
+    local, s3, glacier = dests
+    src = data.source(name, created=CREATED, **kw)
+    data.job(src, [local, s3, glacier], schedule=schedule, changed=CREATED)
+    run = data.backup(src, T0 - timedelta(minutes=rpo_minutes), [local, s3, glacier])
+    data.restore_test(src, run, T0 - timedelta(minutes=test_minutes_ago), seconds=120)
+    return src
+
+
+# --- access -----------------------------------------------------------------------------
+
+
+def test_anonymous_goes_to_login():
+    for path in ("/", "/dashboard/fragment"):
+        response = Client().get(path)
+        assert response.status_code == 302
+        assert "/accounts/login/" in response["Location"]
+
+
+@pytest.mark.parametrize("persona", ["viewer_client", "operator_client", "manager_client"])
+def test_every_role_sees_dashboard_and_fragment(request, persona, dests):
+    client = request.getfixturevalue(persona)
     with time_machine.travel(T0, tick=False):
-        data.world(tmp_path, 3, 10, now=T0)
-        response = viewer_client.get("/")
-    assert response.status_code == 200
-    html = response.content.decode()
-    assert "src-000" in html
-    import shutil
+        healthy("toolhub-db", dests)
+        page = client.get("/")
+        fragment = client.get("/dashboard/fragment")
+    assert page.status_code == 200 and fragment.status_code == 200
+    html = page.content.decode()
+    assert 'hx-get="/dashboard/fragment"' in html and 'hx-trigger="every 30s"' in html
+    assert "toolhub-db" in fragment.content.decode()
+    assert "<html" not in fragment.content.decode()  # a fragment, not a page
+    assert "no-cache" in fragment["Cache-Control"] or "max-age=0" in fragment["Cache-Control"]
 
+
+def test_fragment_refuses_post(viewer_client):
+    assert viewer_client.post("/dashboard/fragment").status_code == 405
+
+
+def test_escrow_warning_stays_until_a_manager_confirms(viewer_client, manager_client):
+    assert b"escrow-warning" in viewer_client.get("/").content
+    manager_client.post("/escrow/confirm/", {"where": "ops password manager"})
+    assert b"escrow-warning" not in viewer_client.get("/").content
+
+
+# --- figures and colours -------------------------------------------------------------------
+
+
+def test_healthy_source_is_green_with_evidence_links_and_ages(viewer_client, dests):
+    with time_machine.travel(T0, tick=False):
+        src = healthy("toolhub-db", dests)
+        html = viewer_client.get("/").content.decode()
+    row = re.search(rf'<tr id="source-{src.pk}".*?</tr>', html, re.S).group(0)
+    for column in (RPO, VERIFIED, LAST_TEST, RTO, FORECAST, RULE):
+        assert colour_of(html, f"source-{src.pk}", column) == GREEN
+    assert 'data-verdict="ok"' in row
+    assert "evidence 20m ago" in row  # the backup
+    assert "evidence 10m ago" in row  # the passed restore test
+    run = src.runs.get()
+    test = src.restore_tests.get()
+    assert f'href="/backups/runs/{run.pk}/"' in row
+    assert f'href="/recovery/tests/{test.pk}/"' in row
+    assert "3 copies, 2 kind(s), off-site" in row
+
+
+@pytest.mark.parametrize(
+    "minutes, expected", [(20, GREEN), (47, GREEN), (49, AMBER), (59, AMBER), (61, RED)]
+)
+def test_rpo_colour_thresholds(viewer_client, dests, minutes, expected):
+    with time_machine.travel(T0, tick=False):
+        src = healthy("db", dests, rpo_minutes=minutes, schedule="")
+        html = viewer_client.get("/").content.decode()
+    assert colour_of(html, f"source-{src.pk}", RPO) == expected
+
+
+def test_backup_older_than_its_schedule_is_amber_not_green(viewer_client, dests):
+    """Important data (24 h target), hourly job, newest backup 3 h old: 12 % of target, yet stale."""
+    with time_machine.travel(T0, tick=False):
+        src = healthy("db", dests, rpo_minutes=180, data_class="important")
+        html = viewer_client.get("/").content.decode()
+    assert colour_of(html, f"source-{src.pk}", RPO) == AMBER
+    assert "older than its schedule" in html
+
+
+def test_restore_test_older_than_its_schedule_is_amber_not_green(viewer_client, dests):
+    # Weekly schedule (Sundays 03:00); the last passed test is three weeks old.
+    with time_machine.travel(T0, tick=False):
+        src = healthy("db", dests, test_minutes_ago=60 * 24 * 21, rpo_minutes=20)
+        html = viewer_client.get("/").content.decode()
+    for column in (LAST_TEST, RTO):
+        assert colour_of(html, f"source-{src.pk}", column) == AMBER
+    assert "evidence 21d ago" in html
+
+
+def test_configuration_change_invalidates_evidence(viewer_client, dests):
+    from backups.models import Source
+
+    with time_machine.travel(T0 - timedelta(minutes=5), tick=False):
+        src = healthy("db", dests)
+        # An edit after the restore test: the proof no longer holds.
+        src = Source.objects.get(pk=src.pk)
+        src.path = "/tmp/elsewhere.db"
+        src.save()
+    with time_machine.travel(T0, tick=False):
+        html = viewer_client.get("/").content.decode()
+    for column in (VERIFIED, LAST_TEST, RTO):
+        assert colour_of(html, f"source-{src.pk}", column) == AMBER
+    assert "configuration changed since" in html
+    assert 'data-verdict="at_risk"' in html
+
+
+def test_failed_newest_test_and_no_backup_are_red(viewer_client, dests):
+    local, s3, _ = dests
+    with time_machine.travel(T0, tick=False):
+        src = data.source("db", created=CREATED)
+        data.job(src, [local], changed=CREATED)
+        run = data.backup(src, T0 - timedelta(minutes=20), [local])
+        data.restore_test(src, run, T0 - timedelta(minutes=10), status=RunStatus.FAILED)
+        empty = data.source("empty", created=CREATED)
+        html = viewer_client.get("/").content.decode()
+    assert colour_of(html, f"source-{src.pk}", LAST_TEST) == RED
+    assert colour_of(html, f"source-{src.pk}", RULE) == AMBER  # one local copy only
+    assert colour_of(html, f"source-{empty.pk}", RPO) == RED
+    assert colour_of(html, f"source-{empty.pk}", RULE) == RED
+    assert 'data-verdict="breached"' in html
+
+
+def test_rule_321_definition():
+    local = {"kind": "local"}
+    s3 = {"kind": "s3"}
+    assert readiness.rule_321([local, s3, s3]) == (True, True, True)
+    assert readiness.rule_321([local, local, local]) == (True, False, False)
+    assert readiness.rule_321([s3, s3, s3]) == (True, False, True)
+    assert readiness.rule_321([local, s3]) == (False, True, True)
+
+
+def test_deleted_copies_do_not_count(viewer_client, dests):
+    local, s3, glacier = dests
+    with time_machine.travel(T0, tick=False):
+        src = data.source("db", created=CREATED)
+        data.backup(src, T0 - timedelta(minutes=20), [local])
+        data.backup(src, T0 - timedelta(days=40), [s3, glacier], deleted=True)
+        copies = readiness.copies_by_source([src])[src.pk]
+    assert [c["name"] for c in copies] == ["local"]
+
+
+def test_failures_incidents_followups_drills_and_storage(viewer_client, dests):
+    from django.contrib.contenttypes.models import ContentType
+
+    from drills.models import DrillPlan, DrillRun
+    from incidents.models import FollowUp, Incident
+
+    with time_machine.travel(T0, tick=False):
+        src = healthy("db", dests)
+        bad = data.backup(src, T0 - timedelta(hours=2), [], status=RunStatus.FAILED)
+        data.backup(src, T0 - timedelta(hours=30), [], status=RunStatus.FAILED)  # older than 24 h
+        inc = Incident.objects.create(title="API down", severity="sev1", detected_at=T0)
+        FollowUp.objects.create(
+            text="add a replica",
+            due=(T0 - timedelta(days=3)).date(),
+            content_type=ContentType.objects.get_for_model(Incident),
+            object_id=inc.pk,
+        )
+        plan = DrillPlan.objects.create(name="quarterly", created=T0 - timedelta(days=400))
+        plan.systems.set([src.system])
+        drill = DrillRun.objects.create(
+            plan=plan,
+            plan_name=plan.name,
+            status="ended",
+            verdict="passed",
+            declared_at=T0 - timedelta(days=10),
+        )
+        html = viewer_client.get("/").content.decode()
+    assert re.search(r'id="failures-24h"><span class="v">1 failed, 0 partial', html)
+    assert f"/backups/runs/{bad.pk}/" in html
+    assert 'data-colour="red" id="open-incidents"' in html and inc.identifier in html
+    assert 'data-colour="amber" id="overdue-followups"' in html and "add a replica" in html
+    assert f"/drills/runs/{drill.pk}/" in html and "evidence 10d ago" in html
+    assert "passed (quarterly)" in html
+    assert "/backups/destinations/" in html and "3 copies" in html
+
+
+def test_overdue_drill_plan_is_red(viewer_client, dests):
+    from drills.models import DrillPlan
+
+    with time_machine.travel(T0, tick=False):
+        src = healthy("db", dests)
+        plan = DrillPlan.objects.create(name="quarterly", created=T0 - timedelta(days=400))
+        plan.systems.set([src.system])
+        context = readiness.build(now=T0, charts=False)
+    block = next(b for b in context["systems"] if b.system == src.system)
+    assert block.drill.value == "never drilled"
+    assert block.next_drill.colour == RED and "overdue since" in block.next_drill.value
+
+
+def test_dashboard_verdicts_come_from_recovery_readiness(dests):
+    from recovery.readiness import source_readiness
+
+    with time_machine.travel(T0, tick=False):
+        a = healthy("a", dests)
+        b = healthy("b", dests, rpo_minutes=70)
+        context = readiness.build(now=T0, charts=False)
+        ready = source_readiness([a, b], now=T0)
+    rows = {row.source.pk: row for block in context["systems"] for row in block.rows}
+    assert rows[a.pk].verdict == ready[a.pk].verdict == "ok"
+    assert rows[b.pk].verdict == ready[b.pk].verdict == "breached"
+
+
+def test_charts_rendered_against_targets(viewer_client, dests):
+    with time_machine.travel(T0, tick=False):
+        src = healthy("db", dests)
+        data.backup(src, T0 - timedelta(hours=3), [dests[0]])
+        html = viewer_client.get("/").content.decode()
+    assert "db: RPO, last 7 days" in html
+    assert "RPO target 1h" in html
+    assert "Restore tests: measured RTO per day" in html and "RTO target 1h" in html
+
+
+# --- scale: the query count does not grow with the data --------------------------------------------
+
+
+def _queries(client, path, django_assert_max_num_queries, limit):
+    with django_assert_max_num_queries(limit) as captured:
+        response = client.get(path)
+    assert response.status_code == 200
+    return len(captured.captured_queries)
+
+
+def test_query_count_does_not_grow_with_history(
+    viewer_client, tmp_path, django_assert_max_num_queries
+):
+    """2 sources × 5 runs, then 20 sources × 50 runs (and their tests): the same number of queries."""
+    from backups.models import BackupRun
+
+    paths = ("/", "/dashboard/fragment")
+    with time_machine.travel(T0, tick=False):
+        data.world(tmp_path, 2, 5, now=T0)
+        viewer_client.get("/")  # session, content types
+        small = {p: _queries(viewer_client, p, django_assert_max_num_queries, 40) for p in paths}
+        data.world(tmp_path, 18, 50, now=T0, offset=2)
+        assert BackupRun.objects.count() == 2 * 5 + 18 * 50
+        large = {p: _queries(viewer_client, p, django_assert_max_num_queries, 40) for p in paths}
+    assert large == small
