@@ -36,7 +36,7 @@ def tool_versions() -> dict[str, str]:
         "sqlite": sqlite3.sqlite_version,
         "python": platform.python_version(),
         "zstandard": zstandard.__version__,
-        "zstd": zstandard.ZSTD_VERSION and ".".join(map(str, zstandard.ZSTD_VERSION)),
+        "zstd": ".".join(map(str, zstandard.ZSTD_VERSION)),
         "cryptography": cryptography.__version__,
         "artifact_format": str(FORMAT_VERSION),
     }

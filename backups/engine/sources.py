@@ -53,7 +53,14 @@ class PgDumpStream:
         self.data_taken_at = _now()
         try:
             self.proc = subprocess.Popen(
-                ["pg_dump", "--format=custom", "--compress=0", "--no-password"],
+                [
+                    "pg_dump",
+                    "--format=custom",
+                    "--compress=0",  # the pipeline compresses, faster and smaller
+                    "--no-password",
+                    # fail instead of queueing behind an exclusive lock (ALTER TABLE) forever
+                    f"--lock-wait-timeout={config.get('lock_wait_timeout') or '300s'}",
+                ],
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,
                 stdin=subprocess.DEVNULL,
@@ -118,7 +125,8 @@ class SqliteStream:
                 dst = sqlite3.connect(copy_path)
                 try:
                     # One step (pages=-1): one read transaction, so one consistent snapshot,
-                    # taken when the step starts.
+                    # taken when the step starts. WAL databases keep accepting writes; in
+                    # rollback-journal mode writers wait for the copy (their busy timeout).
                     self.data_taken_at = _now()
                     src.backup(dst, pages=-1)
                 finally:
