@@ -170,3 +170,18 @@ def test_plan_page_shows_next_dates_in_the_plans_zone(plan, viewer_client):
     assert "Fri 2 Jan 2026, 10:00 CET" in body
     assert "Fri 3 Jul 2026, 10:00 CEST" in body
     assert "Overdue" in body  # 3 Oct 2025 passed without a drill
+
+
+def test_system_schedules_exist_once_after_migrate(db):
+    from django_q.models import Schedule
+
+    from drills.schedules import ensure_schedules
+
+    ensure_schedules()
+    ensure_schedules()
+    for name, func in [
+        ("system: drills overdue", "drills.tasks.check_overdue_drills"),
+        ("system: sync running drills", "drills.tasks.sync_running_drills"),
+    ]:
+        (schedule,) = Schedule.objects.filter(name=name)
+        assert schedule.func == func
