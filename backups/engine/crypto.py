@@ -215,9 +215,8 @@ class DecryptingReader:
         counter = self._counter
         self._counter += 1
         if not sealed:
-            raise ArtifactError(
-                f"truncated: artifact ends after chunk {counter - 1} without its final chunk"
-            )
+            where = f"after chunk {counter - 1}" if counter else "right after its header"
+            raise ArtifactError(f"truncated: artifact ends {where} without its final chunk")
         final = len(sealed) < self._size + TAG_SIZE
         if final and len(sealed) < TAG_SIZE:
             raise ArtifactError(f"truncated: artifact ends inside chunk {counter}")

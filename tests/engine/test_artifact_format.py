@@ -85,6 +85,15 @@ def test_truncated_at_a_chunk_boundary_is_named(keys):
         unpack(artifact[:cut], keys)
 
 
+def test_cut_right_after_the_header_is_truncated(keys):
+    artifact = make_artifact(b"rows" * 1000, "zstd", keys[0])
+    header_len = len(build_header("zstd", keys[0]).raw)
+    with pytest.raises(ArtifactError, match="truncated: artifact ends right after its header"):
+        unpack(artifact[:header_len], keys)
+    with pytest.raises(ArtifactError, match="truncated: artifact ends inside its header"):
+        unpack(artifact[: header_len - 5], keys)
+
+
 def test_reordered_chunks_fail(keys):
     artifact = make_artifact(os.urandom(3 * CHUNK_SIZE), "none", keys[0])
     header_len = len(build_header("none", keys[0]).raw)
