@@ -3,7 +3,7 @@
 from django import forms
 from django.contrib import admin
 
-from recovery.failover.models import FailoverRun, Runbook, RunbookStep, StepRun
+from recovery.failover.models import FailoverRun, Runbook, RunbookStep, StepRun, portal_checks
 from recovery.failover.steps import KINDS, SUPERUSER_ONLY, parse_step
 
 
@@ -62,6 +62,7 @@ class StepAdminForm(forms.ModelForm):
         if data.get("retry_delay"):
             defn["retry_delay"] = data["retry_delay"].total_seconds()
         spec, errors = parse_step(defn, "step", allow_command=True, nested=True)
+        errors = errors or portal_checks(spec.kind, spec.params)
         if errors:
             raise forms.ValidationError(errors)
         data["params"] = spec.params

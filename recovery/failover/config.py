@@ -97,7 +97,7 @@ def _normal(spec) -> dict:
 def plan(data: dict, *, allow_command: bool):
     """Validate every runbook; return [(existing or None, fields, steps, secrets, label)]."""
     from backups.models import System
-    from recovery.failover.models import Runbook, failure_type_choices
+    from recovery.failover.models import Runbook, failure_type_choices, portal_checks
 
     problems: list[str] = []
     planned, seen = [], set()
@@ -176,6 +176,11 @@ def plan(data: dict, *, allow_command: bool):
             problems.extend(errors)
             if spec is None:
                 continue
+            for checked in [spec, *spec.rollback]:
+                problems.extend(
+                    f"{place} ({checked.name}): {p}"
+                    for p in portal_checks(checked.kind, checked.params)
+                )
             if secret:
                 secrets[spec.name] = secret
             defn = _normal(spec)

@@ -9,7 +9,7 @@ from django.utils import timezone
 from dr_portal.lib import roles
 from dr_portal.lib.durations import format_duration
 from recovery.failover.builtin import TEMPLATES
-from recovery.failover.models import OnFailure, Runbook, RunbookStep, RunMode
+from recovery.failover.models import OnFailure, Runbook, RunbookStep, RunMode, portal_checks
 from recovery.failover.steps import KIND_CHOICES, KINDS, SUPERUSER_ONLY, parse_step
 from recovery.failover.steps.base import seconds
 
@@ -166,6 +166,7 @@ class StepForm(forms.ModelForm):
         spec, errors = parse_step(
             defn, "this step", allow_command=command_allowed(self.user), nested=True
         )
+        errors = errors or portal_checks(spec.kind, spec.params)
         if errors:
             raise forms.ValidationError(
                 [

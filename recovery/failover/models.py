@@ -46,6 +46,21 @@ def rto_target_for(failure_type: str) -> timedelta | None:
     return target.first() or SEED_RTO.get(failure_type)
 
 
+def portal_checks(kind: str, params: dict) -> list[str]:
+    """Checks that need the portal's settings (the engine has none): a command's cwd."""
+    from django.core.exceptions import ValidationError
+
+    from dr_portal.lib.paths import check_allowed_path
+
+    problems = []
+    if kind == "command" and params.get("cwd"):
+        try:
+            check_allowed_path(params["cwd"], must_exist=False)
+        except ValidationError as exc:
+            problems.append(f"params.cwd: {' '.join(exc.messages)}")
+    return problems
+
+
 class LiveRunExists(Exception):
     """A live failover of this system is already queued or running."""
 

@@ -250,3 +250,17 @@ def test_admin_refuses_command_steps_from_a_staff_non_superuser(client, db):
     assert response.status_code == 200
     assert "Only superusers may create or edit command steps." in response.content.decode()
     assert not RunbookStep.objects.filter(kind="command").exists()
+
+
+def test_a_command_working_directory_must_be_inside_the_allowed_roots(superuser_client, tmp_path):
+    runbook = make_runbook([{"name": "w", "kind": "wait", "params": {"seconds": 1}}])
+    url = reverse("recovery:failover:step_create", args=[runbook.pk])
+    data = {"order": 2, "name": "restart", "kind": "command", "on_failure": "stop", "retries": 0}
+    response = superuser_client.post(url, {**data, "params": '{"args": ["true"], "cwd": "/etc"}'})
+    assert response.status_code == 200
+    assert "params.cwd: /etc is outside the allowed roots" in response.content.decode()
+    assert not RunbookStep.objects.filter(kind="command").exists()
+    response = superuser_client.post(
+        url, {**data, "params": f'{{"args": ["true"], "cwd": "{tmp_path}"}}'}
+    )
+    assert response.status_code == 302
