@@ -1,8 +1,9 @@
 """run_backup: source -> compressor -> chunked AES-GCM -> SHA-256 -> every destination at once.
 
 Threads overlap the work: a reader thread drains the source (pg_dump keeps running while we
-compress), the calling thread compresses, encrypts and hashes (zstandard, AESGCM and hashlib
-release the GIL on large buffers), and one writer thread per destination stores. All queues
+compress), zstd compresses on its own worker thread (BackupOptions.threads), the calling
+thread feeds it, encrypts and hashes (AESGCM and hashlib release the GIL on 1 MiB buffers),
+and one writer thread per destination stores. All queues
 are bounded, so memory stays bounded whatever the size; a slow destination slows the run,
 a failing one is dropped while the others continue.
 """

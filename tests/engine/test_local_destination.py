@@ -137,3 +137,22 @@ def test_s3_going_down_mid_stream_keeps_the_local_copy(tmp_path, source, keys, m
         "run1.drpa",
         "run1.drpa.manifest.json",
     ]
+
+
+def test_a_backup_appearing_meanwhile_is_not_replaced(tmp_path, source, keys, monkeypatch):
+    monkeypatch.setattr(pipeline, "PROGRESS_EVERY", 0.0)
+    final = tmp_path / "dest" / "cfg" / "run1.drpa"
+
+    def progress(phase, *_):
+        if phase == "streaming" and not final.exists():
+            final.write_bytes(b"another writer's backup")
+
+    result = run_backup(
+        source,
+        [local_spec(tmp_path / "dest")],
+        BackupOptions("cfg/run1", master_keys=keys),
+        progress=progress,
+    )
+    assert result.status == "failed" and "already exists" in result.error
+    assert final.read_bytes() == b"another writer's backup"
+    assert [os.path.basename(p) for p in files_under(tmp_path / "dest")] == ["run1.drpa"]

@@ -60,14 +60,27 @@ class LocalWriter:
                 f"writing {self.tmp.name} failed: {exc.strerror or exc}"
             ) from None
 
+    def _publish(self) -> None:
+        """Atomically give the temp file its final name, never replacing an existing backup."""
+        try:
+            os.link(self.tmp, self.final)  # fails if final exists, unlike rename
+        except FileExistsError:
+            raise
+        except OSError:
+            os.replace(self.tmp, self.final)  # a filesystem without hard links
+            return
+        self.tmp.unlink()
+
     def commit(self) -> str:
         try:
             self._fh.flush()
             os.fsync(self._fh.fileno())
             self._fh.close()
-            os.replace(self.tmp, self.final)
+            self._publish()
             self._committed = True
             _fsync_dir(self.final.parent)
+        except FileExistsError:
+            raise DestinationError(f"{self.final} already exists") from None
         except OSError as exc:
             raise DestinationError(
                 f"finishing {self.final} failed: {exc.strerror or exc}"
