@@ -68,7 +68,7 @@ class S3Writer:
                 ContentType="application/octet-stream",
             )["UploadId"]
 
-    def _send_part(self, data: bytes) -> None:
+    def _send_part(self, data: bytearray) -> None:
         number = len(self._parts) + 1
         checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
         with self.dest.errors(f"uploading part {number} of {self.key}"):
@@ -87,15 +87,18 @@ class S3Writer:
 
     def write(self, data: bytes) -> None:
         self._buffer += data
-        while len(self._buffer) >= self.dest.part_size:
-            part = bytes(self._buffer[: self.dest.part_size])
-            del self._buffer[: self.dest.part_size]
+        size = self.dest.part_size
+        while len(self._buffer) >= size:
+            # Hand the buffer itself over and keep only the small remainder: one part in
+            # memory at a time, not two or three copies of it.
+            part, self._buffer = self._buffer, bytearray(self._buffer[size:])
+            del part[size:]
             self._send_part(part)
 
     def commit(self) -> str:
         if self._buffer or not self._parts:
-            self._send_part(bytes(self._buffer))
-            self._buffer.clear()
+            part, self._buffer = self._buffer, bytearray()
+            self._send_part(part)
         with self.dest.errors(f"completing upload of {self.key}"):
             self.dest.client.complete_multipart_upload(
                 Bucket=self.dest.bucket,
