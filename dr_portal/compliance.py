@@ -36,7 +36,7 @@ import json
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from dr_portal.runs import RunStatus
@@ -332,7 +332,7 @@ def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
     followup_rows = list(
         open_at_end.filter(content_type__in=[ct_incident, ct_drill])
         .select_related("owner_contact", "owner_user")
-        .order_by("due", "pk")
+        .order_by(F("due").asc(nulls_last=True), "pk")
     )
     incident_names = dict(
         Incident.objects.filter(
