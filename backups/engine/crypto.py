@@ -99,8 +99,8 @@ def _read_exact(reader: BinaryIO, size: int) -> bytes:
     return b"".join(parts)
 
 
-def read_header(reader: BinaryIO, master_keys) -> Header:
-    """Parse and authenticate the header; unwraps the data key with the ring's matching key."""
+def read_fields(reader: BinaryIO) -> tuple[bytes, dict]:
+    """The header's bytes up to the end of the fields JSON, and the fields (not authenticated)."""
     start = _read_exact(reader, len(MAGIC) + 5)
     if len(start) < len(MAGIC) + 5 or not start.startswith(MAGIC):
         raise ArtifactError("not a DR Portal artifact (bad magic)")
@@ -113,12 +113,22 @@ def read_header(reader: BinaryIO, master_keys) -> Header:
     fields_json = _read_exact(reader, length)
     if len(fields_json) < length:
         raise ArtifactError("truncated: artifact ends inside its header")
-    head = start + fields_json
     try:
         fields = json.loads(fields_json)
+        if not isinstance(fields, dict):
+            raise ValueError("not an object")
+    except ValueError:
+        raise ArtifactError("header is corrupt (modified header fields)") from None
+    return start + fields_json, fields
+
+
+def read_header(reader: BinaryIO, master_keys) -> Header:
+    """Parse and authenticate the header; unwraps the data key with the ring's matching key."""
+    head, fields = read_fields(reader)
+    try:
         compression = fields["compression"]
         encryption = fields["encryption"]
-    except (ValueError, KeyError, TypeError):
+    except KeyError:
         raise ArtifactError("header is corrupt (modified header fields)") from None
     if compression not in ("zstd", "gzip", "none"):
         raise ArtifactError(f"header is corrupt (unknown compression {compression!r})")

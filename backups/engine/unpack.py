@@ -1,6 +1,7 @@
 """The no-portal restore command: verify, decrypt and decompress an artifact.
 
     python -m backups.engine.unpack ARTIFACT|- [-o OUT] [--key-file FILE] [--sha256 HEX]
+    python -m backups.engine.unpack --info ARTIFACT      # which key id and compression
 
 Needs only this checkout's Python packages and the key ring (DR_ENCRYPTION_KEYS or
 --key-file): no database, no Django settings. OUT is written under a temporary name and
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from dr_portal.lib.keyring import KeyRingError, parse_ring
 
+from .crypto import read_fields
 from .destinations import MANIFEST_SUFFIX
 from .errors import ArtifactError
 from .unpacking import unpack_artifact
@@ -39,6 +41,21 @@ def _expected_from_manifest(artifact: str) -> str | None:
         return None
 
 
+def _info(artifact: str) -> int:
+    """Which key and compression an artifact needs; no key required."""
+    try:
+        with open(artifact, "rb") if artifact != "-" else sys.stdin.buffer as reader:
+            _, fields = read_fields(reader)
+    except ArtifactError as exc:
+        print(f"unpack: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"unpack: cannot open {artifact}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(fields, indent=2, sort_keys=True))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m backups.engine.unpack",
@@ -55,7 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         help="expected SHA-256 of the stored bytes (default: from ARTIFACT.manifest.json)",
     )
     parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    parser.add_argument(
+        "--info", action="store_true", help="print the header fields (key id, compression) and stop"
+    )
     args = parser.parse_args(argv)
+    if args.info:
+        return _info(args.artifact)
 
     def fail(message: str, code: int = 1) -> int:
         print(f"unpack: {message}", file=sys.stderr)

@@ -118,6 +118,15 @@ def test_existing_output_is_not_replaced_without_force(backup, tmp_path):
     assert cli(backup, "-o", out, "--force").returncode == 0
 
 
+def test_info_names_the_key_without_needing_it(backup, keys):
+    proc = cli("--info", backup, keys=None)
+    assert proc.returncode == 0, proc.stderr
+    fields = json.loads(proc.stdout)
+    assert fields["key_id"] == keys[0].key_id
+    assert fields["compression"] == "zstd"
+    assert fields["encryption"] == "aes-256-gcm-chunked"
+
+
 def test_engine_imports_without_django():
     code = (
         "import sys; import backups.engine, backups.engine.unpack; "
