@@ -389,6 +389,23 @@ class DrillRun(models.Model):
         """The whole drill is held to the plan's time budget."""
         return self.time_budget
 
+    # The names incidents.links.note_run_transition reads from any run.
+    @property
+    def finished(self):
+        return self.ended_at
+
+    @property
+    def duration(self):
+        return self.clock
+
+    @property
+    def error(self) -> str:
+        """The verdict and its reasons in one line (what a linked incident's timeline shows)."""
+        if not self.verdict:
+            return ""
+        reasons = "; ".join(self.verdict_reasons or [])
+        return f"verdict {self.verdict}" + (f": {reasons}" if reasons else "")
+
 
 class ScenarioStatus(models.TextChoices):
     PENDING = "pending", "Pending"

@@ -627,7 +627,18 @@ def end_drill(drill, user=None) -> DrillRun:
         at=now,
     )
     audit.record("drill end", drill, user=user, detail=f"verdict {verdict}")
+    _note_linked_incidents(drill)
     return drill
+
+
+def _note_linked_incidents(drill):
+    """Incidents linked to this drill get a timeline entry (never breaks the drill)."""
+    try:
+        from incidents.links import note_run_transition
+
+        note_run_transition(drill)
+    except Exception:
+        log.exception("could not note drill %s on linked incidents", drill.pk)
 
 
 def abort_drill(drill, user=None, reason="") -> DrillRun:
@@ -674,6 +685,7 @@ def abort_drill(drill, user=None, reason="") -> DrillRun:
         drill.refresh_from_db()
         event(drill, "Drill aborted" + (f": {reason}" if reason else ""), user, at=now)
         audit.record("drill abort", drill, user=user, detail=reason[:500])
+        _note_linked_incidents(drill)
     # Whatever ran may have left scratch databases: check them even for an aborted drill.
     request_cleanup_check(drill, user)
     return drill

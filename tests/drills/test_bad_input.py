@@ -189,3 +189,21 @@ def test_start_drill_command_uses_the_same_path_and_refusals(manual_plan, system
         call_command("start_drill", empty.name)
     with pytest.raises(CommandError, match="No drill plan named 'Nope'"):
         call_command("start_drill", "Nope")
+
+
+def test_incident_linked_to_a_drill_gets_a_timeline_entry_when_it_ends(running_drill, operator):
+    from django.contrib.contenttypes.models import ContentType
+
+    from incidents.models import Incident, IncidentLink
+
+    incident = Incident.objects.create(title="Practice: database down")
+    IncidentLink.objects.create(
+        incident=incident,
+        content_type=ContentType.objects.get_for_model(DrillRun),
+        object_id=running_drill.pk,
+    )
+    services.abort_drill(running_drill, operator, reason="pager went off")
+    entry = incident.timeline.get()
+    assert entry.automatic
+    assert f"#{running_drill.pk}" in entry.text
+    assert "verdict aborted: aborted: pager went off" in entry.text
