@@ -160,7 +160,11 @@ def fill(args):
         for dest, keep_days, where in (
             (local, 7, ""),
             (s3, 30, ""),
-            (glacier, 365, "AND extract(dow from r.data_taken_at) = 0 AND extract(hour from r.data_taken_at) = 2"),
+            (
+                glacier,
+                365,
+                "AND extract(dow from r.data_taken_at) = 0 AND extract(hour from r.data_taken_at) = 2",
+            ),
         ):
             insert_select(
                 BackupCopy,
@@ -286,9 +290,11 @@ def main():
     parser.add_argument("--show-slow", action="store_true", help="print the slowest queries")
     parser.add_argument("--profile", action="store_true", help="cProfile one dashboard render")
     parser.add_argument("--append-results", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the database (prints its name)")
+    parser.add_argument("--database", help="reuse a database kept by --keep (no fill)")
     args = parser.parse_args()
 
-    name = f"dr_bench_{uuid.uuid4().hex[:12]}"
+    name = args.database or f"dr_bench_{uuid.uuid4().hex[:12]}"
     var = tempfile.mkdtemp(prefix="dr-bench-var-")
     os.environ.update(
         DATABASE_URL=PG + name,
@@ -299,7 +305,8 @@ def main():
         DR_METRICS_TOKEN="bench-token",
         DJANGO_SETTINGS_MODULE="dr_portal.settings",
     )
-    psql(f'CREATE DATABASE "{name}"')
+    if not args.database:
+        psql(f'CREATE DATABASE "{name}"')
     try:
         import django
 
@@ -314,7 +321,8 @@ def main():
         call_command("createcachetable", verbosity=0)
         print(f"migrated in {time.monotonic() - t0:.1f}s; filling {name} …", flush=True)
         t0 = time.monotonic()
-        fill(args)
+        if not args.database:
+            fill(args)
         fill_s = time.monotonic() - t0
         from backups.models import BackupCopy, BackupRun
         from recovery.models import RestoreTest
@@ -330,8 +338,9 @@ def main():
             f"({counts[2]:,} live), {counts[3]:,} restore tests",
             flush=True,
         )
-        user = User.objects.create_user("bench-viewer", password="x")
-        user.groups.add(Group.objects.get(name="viewer"))
+        user, made = User.objects.get_or_create(username="bench-viewer")
+        if made:
+            user.groups.add(Group.objects.get(name="viewer"))
         client = Client()
         client.force_login(user)
         metrics_client = Client(HTTP_AUTHORIZATION="Bearer bench-token")
@@ -353,7 +362,9 @@ def main():
         ):
             p50, p95, n_queries, slow = measure(path, c, args.repeat)
             rows.append((label, p50, p95, n_queries))
-            print(f"{label:15s} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  {n_queries} queries", flush=True)
+            print(
+                f"{label:15s} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  {n_queries} queries", flush=True
+            )
             if args.show_slow:
                 for q in slow:
                     print(f"    {q['time']} s  {q['sql'][:300]}")
@@ -362,8 +373,13 @@ def main():
         from django.db import connections
 
         connections.close_all()
-        psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        print(f"dropped {name}")
+        if args.keep:
+            print(
+                f"kept {name}: drop it with  psql -h 127.0.0.1 -U postgres -c 'DROP DATABASE {name}'"
+            )
+        else:
+            psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            print(f"dropped {name}")
 
     if args.append_results:
         cpu = platform.processor() or platform.machine()
