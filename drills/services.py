@@ -194,9 +194,12 @@ def _start_restore_tests(srun, user):
         if link.source is None:
             errors.append(f"source “{link.source_name}” was deleted")
             continue
+        # Pinned now: a backup finishing after the declared failure would not exist in a
+        # real one. None lets the restore test fail with its own "no good backup" message.
+        backup_run = recovery.newest_good_backup(link.source)
         try:
             test = recovery.start_restore_test(
-                link.source, trigger=Trigger.MANUAL, user=_actor(user)[0]
+                link.source, backup_run=backup_run, trigger=Trigger.MANUAL, user=_actor(user)[0]
             )
         except recovery.Busy as exc:
             errors.append(f"{exc}; it started before this drill, so it cannot measure the drill")
@@ -380,6 +383,8 @@ def complete_scenario(srun, user=None, note="") -> ScenarioRun:
         recovered = max(ticks) if ticks and not open_items else None
     else:
         acks = list(srun.acks.all())
+        if not acks:
+            reasons.append("nobody was called out (the plan has no participants)")
         missing = [a.contact_name for a in acks if a.acknowledged_at is None]
         if missing:
             reasons.append("not acknowledged by " + ", ".join(missing))

@@ -173,3 +173,17 @@ def test_cleanup_never_drops_a_scratch_database_while_a_restore_test_runs(pg_sou
         assert database_exists(SERVER, name)
     finally:
         drop_database(SERVER, name)
+
+
+def test_source_without_a_backup_fails_the_scenario_with_the_reason(
+    sqlite_source, operator, sync_tasks, work_dir
+):
+    from drills import services
+
+    plan = make_plan(systems=[sqlite_source.system])
+    add_scenario(plan, "database_failure", "Restore toolhub-db", sources=[sqlite_source])
+    drill = services.sync(services.start_drill(plan, operator))
+    srun = drill.scenario_runs.get()
+    assert srun.status == ScenarioStatus.FAILED
+    assert "has no good backup" in srun.reasons[0]
+    assert srun.rto is not None and srun.recovered_at is None
