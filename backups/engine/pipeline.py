@@ -141,14 +141,14 @@ class _Reader:
         except Exception as exc:  # noqa: BLE001 - handed to the consumer
             self._put(exc)
 
-    def get(self, cancel: threading.Event | None):
+    def get(self, cancel: threading.Event | None, idle: Callable[[], None]):
         while True:
             if cancel is not None and cancel.is_set():
                 raise Cancelled("cancelled")
             try:
                 return self.queue.get(timeout=POLL)
             except queue.Empty:
-                continue
+                idle()  # e.g. pg_dump waiting for a lock: progress still shows the run alive
 
     def close(self) -> None:
         self.stop.set()
@@ -251,7 +251,7 @@ def run_backup(
 
         store(header.raw)
         while True:
-            block = reader.get(cancel)
+            block = reader.get(cancel, idle=lambda: report("streaming"))
             if isinstance(block, Exception):
                 raise SourceError(f"reading the source failed: {block}")
             if not block:

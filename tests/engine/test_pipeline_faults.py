@@ -286,3 +286,25 @@ def test_progress_reports_phases_and_growing_counts(tmp_path, keys, every_block)
     reads = [c[1] for c in calls]
     assert reads == sorted(reads) and reads[-1] == result.bytes_read
     assert calls[-1][2] == result.bytes_stored
+
+
+@pytest.mark.postgres
+def test_pg_dump_blocked_by_a_lock_fails_after_the_lock_timeout(big_pg_db, tmp_path, keys):
+    import psycopg
+
+    calls = []
+    with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={big_pg_db}") as conn:
+        conn.execute("LOCK TABLE blobs IN ACCESS EXCLUSIVE MODE")  # like a long ALTER TABLE
+        spec = pg_spec(big_pg_db)
+        spec.config["lock_wait_timeout"] = "1500ms"
+        result = run_backup(
+            spec,
+            [local_spec(tmp_path / "dest")],
+            BackupOptions("db/run1", master_keys=keys),
+            progress=lambda *args: calls.append(args),
+        )
+        conn.rollback()
+    assert result.status == "failed"
+    assert "statement timeout" in result.error and "LOCK TABLE public.blobs" in result.error
+    assert "streaming" in [c[0] for c in calls], "progress went on while pg_dump waited"
+    assert_nothing_kept(result, tmp_path / "dest")

@@ -146,6 +146,19 @@ class LocalDestination:
         except OSError as exc:
             raise DestinationError(f"cannot read {location}: {exc.strerror or exc}") from None
 
+    def discard_partial(self, artifact_key: str) -> list[str]:
+        """Remove the temporary files an unfinished write of this artifact left (a dead worker)."""
+        final = self.root / (check_artifact_key(artifact_key) + ARTIFACT_SUFFIX)
+        removed = []
+        for pattern in (f".{final.name}.tmp-*", f".{final.name}{MANIFEST_SUFFIX}.tmp-*"):
+            for path in final.parent.glob(pattern):
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError as exc:
+                    raise DestinationError(f"cannot remove {path}: {exc.strerror or exc}") from None
+                removed.append(str(path))
+        return removed
+
     def delete(self, location: str) -> None:
         path = self._path(location)
         try:

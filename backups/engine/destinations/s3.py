@@ -215,6 +215,20 @@ class S3Destination:
         with self.errors(f"reading {location}"):
             return self.client.get_object(Bucket=self.bucket, Key=self._key(location))["Body"]
 
+    def discard_partial(self, artifact_key: str) -> list[str]:
+        """Abort the multipart uploads an unfinished write of this artifact left (a dead worker)."""
+        key = self.prefix + check_artifact_key(artifact_key) + ARTIFACT_SUFFIX
+        aborted = []
+        with self.errors(f"aborting unfinished uploads of {key}"):
+            uploads = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+            for upload in uploads.get("Uploads", []):
+                if upload["Key"] == key:
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=key, UploadId=upload["UploadId"]
+                    )
+                    aborted.append(upload["UploadId"])
+        return aborted
+
     def delete(self, location: str) -> None:
         key = self._key(location)
         with self.errors(f"deleting {location}"):
