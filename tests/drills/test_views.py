@@ -265,3 +265,23 @@ def test_manager_adds_a_database_scenario_only_with_a_source(manager_client, man
     assert scenario.failure_type == "database_failure"
     assert [link.source_name for link in scenario.source_links.all()] == ["toolhub-db"]
     assert scenario.order == 3
+
+
+def test_manager_adds_a_failover_scenario_with_a_runbook_in_test_mode(manager_client, manual_plan):
+    from tests.failover.factories import make_runbook
+
+    runbook = make_runbook(
+        [{"name": "check", "kind": "wait", "params": {"seconds": 0}, "verification": True}],
+        system=manual_plan.systems.first(),
+        name="Fail over the app node",
+    )
+    url = reverse("drills:scenario_new", args=[manual_plan.pk])
+    data = {"kind": "failover", "title": "Simulate node failure", "failure_type": ""}
+    response = manager_client.post(url, data)
+    assert "Choose the runbook this scenario runs." in response.content.decode()
+    response = manager_client.post(url, data | {"runbook": runbook.pk})
+    assert response.status_code == 302
+    scenario = manual_plan.scenarios.get(title="Simulate node failure")
+    assert scenario.runbook == runbook and not scenario.live
+    assert scenario.runbook_name == str(runbook)
+    assert scenario.failure_type == "single_node"
