@@ -94,8 +94,12 @@ def _normal(spec) -> dict:
     return defn
 
 
-def plan(data: dict, *, allow_command: bool):
-    """Validate every runbook; return [(existing or None, fields, steps, secrets, label)]."""
+def plan(data: dict, *, allow_command: bool, new_systems=()):
+    """Validate every runbook; return [(existing or None, fields, steps, secrets, label)].
+
+    `new_systems` names systems another part of the same file creates (dr_apply can pass its
+    own systems section), so a runbook may refer to them before they exist.
+    """
     from backups.models import System
     from recovery.failover.models import Runbook, failure_type_choices, portal_checks
 
@@ -115,6 +119,8 @@ def plan(data: dict, *, allow_command: bool):
                 f"{where}: unknown key {key!r}; known: {', '.join(sorted(RUNBOOK_KEYS))}"
             )
         system = systems.get(item.get("system"))
+        if system is None and item.get("system") in new_systems:
+            system = item["system"]  # resolved by name when applied
         if system is None:
             problems.append(
                 f"{where}.system: no system named {item.get('system')!r} "
@@ -193,7 +199,7 @@ def plan(data: dict, *, allow_command: bool):
         if len(names) != len(set(names)):
             problems.append(f"{where}: step names must be unique within a runbook")
         existing = None
-        if system is not None and isinstance(name, str):
+        if isinstance(system, System) and isinstance(name, str):
             existing = Runbook.objects.filter(system=system, name=name).first()
             if (
                 existing
@@ -240,13 +246,22 @@ def _secrets_differ(runbook, secrets: dict) -> bool:
     return False
 
 
-def apply(data: dict, *, dry_run=False, allow_command=False) -> list[Change]:
+def apply(data: dict, *, dry_run=False, allow_command=False, new_systems=()) -> list[Change]:
+    """Validate all, then create or update; dr_apply can call this for a `runbooks` section."""
+    from backups.models import System
     from recovery.failover.models import Runbook
 
-    planned = plan(data, allow_command=allow_command)
+    planned = plan(data, allow_command=allow_command, new_systems=new_systems)
     changes = []
     with transaction.atomic():
         for existing, fields, steps, secrets, label in planned:
+            if isinstance(fields["system"], str):
+                resolved = System.objects.filter(name=fields["system"]).first()
+                if resolved is None:  # a dry run of a file that creates the system too
+                    changes.append(Change("create", label))
+                    continue
+                fields["system"] = resolved
+                existing = Runbook.objects.filter(system=resolved, name=fields["name"]).first()
             if existing is None:
                 changes.append(Change("create", label))
                 if not dry_run:

@@ -137,3 +137,23 @@ runbooks:
 def test_not_yaml_is_reported(tmp_path):
     code, _, err = apply(tmp_path, "runbooks: [unclosed")
     assert code == 1 and "not valid YAML at line" in err
+
+
+def test_runbooks_may_name_a_system_created_by_the_same_dr_apply_file():
+    from recovery.failover import config
+
+    data = config.load_text("""
+runbooks:
+  - system: new-system
+    name: Checks
+    failure_type: network_outage
+    steps: [{name: ready, kind: http_check, params: {url: "http://localhost:8000/health/ready"}}]
+""")
+    with pytest.raises(config.ConfigError, match="no system named 'new-system'"):
+        config.apply(data)
+    assert [str(c) for c in config.apply(data, dry_run=True, new_systems={"new-system"})] == [
+        "create runbook new-system / Checks"
+    ]
+    make_system("new-system")
+    config.apply(data, new_systems={"new-system"})
+    assert Runbook.objects.get(name="Checks").system.name == "new-system"
