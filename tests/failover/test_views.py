@@ -301,3 +301,8 @@ def test_runbook_page_warns_when_its_steps_could_outlast_the_task_timeout(viewer
         "longer than the worker task timeout"
         in viewer_client.get(url("runbook", runbook.pk)).content.decode()
     )
+
+
+def test_start_page_warns_that_an_unverified_runbook_was_never_tested(manager_client, runbook):
+    html = manager_client.get(url("start_run", runbook.pk)).content.decode()
+    assert "has not passed a run yet" in html
