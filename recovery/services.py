@@ -299,6 +299,7 @@ def _restore_test(test: RestoreTest, secrets: list[str]):
                 previous_observations(source, test.pk),
                 phases,
                 jobs=restore_jobs(),
+                scratch_prefix=getattr(settings, "DR_SCRATCH_PREFIX", None),
             )
         elif kind == "sqlite":
             outcome = verify_sqlite(

@@ -1,6 +1,7 @@
 """Fixtures: real sources backed up through the backups app's own code path."""
 
 import sqlite3
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,19 @@ PG_CHECKS = [
         "expect": "not below 50% of previous",
     },
 ]
+
+
+@pytest.fixture(autouse=True)
+def scratch_prefix(request):
+    """A scratch database prefix of this test's own (see pgutil.scratch_databases)."""
+    from tests.recovery import pgutil
+
+    prefix = f"dr_scratch_t{uuid.uuid4().hex[:8]}_"
+    pgutil.CURRENT_PREFIX[0] = prefix
+    if "settings" in request.fixturenames or "db" in request.fixturenames:
+        request.getfixturevalue("settings").DR_SCRATCH_PREFIX = prefix
+    yield prefix
+    pgutil.CURRENT_PREFIX[0] = "dr_scratch_"
 
 
 @pytest.fixture

@@ -46,13 +46,17 @@ def table_fingerprint(db: PgServer, table: str) -> tuple[int, str]:
     return row[0], row[1]
 
 
-def scratch_databases() -> list[str]:
+# Each test uses its own scratch prefix (conftest sets it), so scratch databases that other
+# runs on the same server create meanwhile are never mistaken for this test's leftovers.
+CURRENT_PREFIX = ["dr_scratch_"]
+
+
+def scratch_databases(prefix: str | None = None) -> list[str]:
+    like = (prefix or CURRENT_PREFIX[0]).replace("_", r"\_") + "%"
     with SERVER.connect() as conn:
         return [
             r[0]
-            for r in conn.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE 'dr_scratch_%'"
-            )
+            for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (like,))
         ]
 
 

@@ -57,14 +57,16 @@ def test_canary_names_the_loss():
     assert outcome == Outcome.FAILED and "data loss" in detail and "90%" in detail
 
 
-def test_postgres_archive_restores_into_scratch_and_scratch_is_dropped(tmp_path):
+def test_postgres_archive_restores_into_scratch_and_scratch_is_dropped(tmp_path, scratch_prefix):
     with temp_database() as source:
         fill_toolhub(source)
         heartbeat.write_pg(source, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
         archive = str(tmp_path / "dump.pgc")
         pg_dump(source, archive)
         phases = Phases()
-        result = verify_postgres(archive, SERVER, CHECKS, None, phases, jobs=2)
+        result = verify_postgres(
+            archive, SERVER, CHECKS, None, phases, jobs=2, scratch_prefix=scratch_prefix
+        )
     assert [c.outcome for c in result.checks] == ["passed", "passed"]
     assert result.checks[1].observed == "500"
     assert result.heartbeat_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -73,7 +75,7 @@ def test_postgres_archive_restores_into_scratch_and_scratch_is_dropped(tmp_path)
     assert scratch_databases() == []
 
 
-def test_failing_check_and_erroring_check_are_reported_not_raised(tmp_path):
+def test_failing_check_and_erroring_check_are_reported_not_raised(tmp_path, scratch_prefix):
     with temp_database() as source:
         fill_toolhub(source)
         archive = str(tmp_path / "dump.pgc")
@@ -83,18 +85,18 @@ def test_failing_check_and_erroring_check_are_reported_not_raised(tmp_path):
         {"name": "missing table", "sql": "SELECT COUNT(*) FROM nope", "expect": "> 0"},
         {"name": "still ok", "sql": "SELECT 1", "expect": "= 1"},
     ]
-    result = verify_postgres(archive, SERVER, checks, None, Phases())
+    result = verify_postgres(archive, SERVER, checks, None, Phases(), scratch_prefix=scratch_prefix)
     assert [c.outcome for c in result.checks] == ["failed", "could_not_verify", "passed"]
     assert "nope" in result.checks[1].detail
     assert scratch_databases() == []
 
 
-def test_garbage_archive_fails_and_leaves_no_scratch(tmp_path):
+def test_garbage_archive_fails_and_leaves_no_scratch(tmp_path, scratch_prefix):
     archive = tmp_path / "dump.pgc"
     archive.write_bytes(b"PGDMP" + os.urandom(2000))
     phases = Phases()
     with pytest.raises(RestoreError, match="pg_restore failed"):
-        verify_postgres(str(archive), SERVER, CHECKS, None, phases)
+        verify_postgres(str(archive), SERVER, CHECKS, None, phases, scratch_prefix=scratch_prefix)
     assert scratch_databases() == []
     assert phases.items[-1]["name"] == "cleanup" and phases.items[-1]["ok"]
 

@@ -23,7 +23,10 @@ def local_artifact(run) -> Path:
     return path
 
 
-def test_postgres_backup_passes_restore_test_with_measured_figures(pg_source, work_dir):
+def test_postgres_backup_passes_restore_test_with_measured_figures(
+    pg_source, work_dir, scratch_prefix, settings
+):
+    assert settings.DR_SCRATCH_PREFIX == scratch_prefix  # else the leftover check is vacuous
     run = backup(pg_source)
     test = run_test(pg_source)
     assert test.status == "succeeded", test.error
