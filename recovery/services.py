@@ -69,13 +69,23 @@ def scratch_server() -> PgServer:
     return PgServer.from_url(settings.DR_SCRATCH_DATABASE_URL or DEFAULT_SCRATCH_URL)
 
 
+def _setting(name: str):
+    """A recovery knob from settings (tests) or the environment (deployments)."""
+    return getattr(settings, name, None) or os.environ.get(name) or None
+
+
 def restore_jobs() -> int:
-    return int(getattr(settings, "DR_RESTORE_JOBS", 0) or min(4, os.cpu_count() or 1))
+    """Parallel jobs for pg_restore (DR_RESTORE_JOBS, default min(4, cores))."""
+    value = _setting("DR_RESTORE_JOBS")
+    try:
+        return max(1, int(value)) if value else min(4, os.cpu_count() or 1)
+    except ValueError:
+        return min(4, os.cpu_count() or 1)
 
 
 def work_dir() -> str | None:
-    """Where artifacts are unpacked (None: the system temporary directory)."""
-    value = getattr(settings, "DR_RESTORE_TMP_DIR", None)
+    """Where artifacts are unpacked (DR_RESTORE_TMP_DIR; None: the system temporary directory)."""
+    value = _setting("DR_RESTORE_TMP_DIR")
     return str(value) if value else None
 
 
@@ -299,7 +309,7 @@ def _restore_test(test: RestoreTest, secrets: list[str]):
                 previous_observations(source, test.pk),
                 phases,
                 jobs=restore_jobs(),
-                scratch_prefix=getattr(settings, "DR_SCRATCH_PREFIX", None),
+                scratch_prefix=_setting("DR_SCRATCH_PREFIX"),
             )
         elif kind == "sqlite":
             outcome = verify_sqlite(
