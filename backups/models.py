@@ -546,6 +546,12 @@ class BackupRun(RunBase):
 
         notify.after_finish(self)
 
+    def on_lost(self):
+        """The reaper failed this run: remove the temp files and open uploads its worker left."""
+        from backups import services
+
+        services.discard_partial_artifacts(self)
+
 
 class BackupCopy(models.Model):
     """One stored artifact of a run at one destination."""

@@ -5,6 +5,8 @@ call the engine, record the copies, finish the run. The engine knows nothing of 
 """
 
 import logging
+import shutil
+import socket
 import threading
 import time
 
@@ -123,6 +125,7 @@ def execute(run: BackupRun) -> BackupRun:
         raise
     finally:
         job.release_lock(run)
+        shutil.rmtree(settings.VAR_DIR / "scratch" / f"backup-run-{run.pk}", ignore_errors=True)
     run.refresh_from_db()
     if run.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL):
         _retention_after(run)
@@ -177,7 +180,7 @@ def _backup(run: BackupRun, job: BackupJob, secrets: list[str]):
                 "trigger": run.trigger,
             }
         },
-        scratch_dir=str(_scratch_dir()),
+        scratch_dir=str(_scratch_dir(run)),
     )
     run.append_log(
         f"backing up {source.name} ({source.describe()}) to {', '.join(d.name for d in enabled)}"
@@ -233,10 +236,46 @@ def _backup(run: BackupRun, job: BackupJob, secrets: list[str]):
     )
 
 
-def _scratch_dir():
-    path = settings.VAR_DIR / "scratch"
+def _scratch_dir(run: BackupRun):
+    """Per run, so what a dead worker left (a SQLite snapshot) can be found and removed."""
+    path = settings.VAR_DIR / "scratch" / f"backup-run-{run.pk}"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def discard_partial_artifacts(run: BackupRun) -> list[str]:
+    """After a worker died mid-run (the reaper): remove what its engine could not clean up.
+
+    Temporary files at local destinations, open multipart uploads in S3, and the scratch
+    copy when the dead worker ran on this host. Best effort: every problem is logged.
+    """
+    from backups.engine import open_destination
+
+    if run.job is None or run.started is None:
+        return []
+    key = artifact_key(run)
+    stored = set(run.copies.filter(ok=True).values_list("destination_id", flat=True))
+    removed: list[str] = []
+    for destination in run.job.destinations.all():
+        if destination.pk in stored:
+            continue
+        try:
+            removed += open_destination(destination.to_spec()).discard_partial(key)
+        except Exception as exc:
+            log.warning(
+                "%s: leftovers at %s not removed: %s",
+                run,
+                destination.name,
+                redact(str(exc), destination.secret_values()),
+            )
+    host = run.worker.rpartition(":")[0]
+    scratch = settings.VAR_DIR / "scratch" / f"backup-run-{run.pk}"
+    if host == socket.gethostname() and scratch.exists():
+        shutil.rmtree(scratch, ignore_errors=True)
+        removed.append(str(scratch))
+    if removed:
+        run.append_log(f"removed what the lost worker left: {', '.join(removed)}")
+    return removed
 
 
 def _jsonable(value):

@@ -5,6 +5,7 @@ beats while a worker holds it (so a reaper can tell a dead worker from a slow on
 and finishes exactly once with its error kept on the row.
 """
 
+import logging
 import os
 import socket
 import threading
@@ -13,6 +14,8 @@ from datetime import timedelta
 
 from django.db import close_old_connections, connection, models
 from django.utils import timezone
+
+log = logging.getLogger(__name__)
 
 # A worker beats every HEARTBEAT_EVERY; a run silent for REAP_AFTER lost its worker.
 # settings.DR_REAP_AFTER_S (env DR_REAP_AFTER_S, default 120) overrides REAP_AFTER; the beat
@@ -115,6 +118,9 @@ class RunBase(models.Model):
     def on_finished(self):
         """Subclasses release locks, send notifications, apply retention here."""
 
+    def on_lost(self):
+        """After the reaper failed this run: subclasses remove what the dead worker left."""
+
     # --- while running ------------------------------------------------------
     def beat(self, phase: str | None = None, **fields):
         values = {"heartbeat_at": timezone.now(), **fields}
@@ -179,7 +185,11 @@ class RunBase(models.Model):
                 )
                 count += 1
             except IllegalTransition:
-                pass  # finished meanwhile
+                continue  # finished meanwhile
+            try:
+                run.on_lost()
+            except Exception:
+                log.exception("cleaning up after %s failed", run)
         return count
 
 
