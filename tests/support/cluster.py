@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,7 +36,8 @@ def subprocess_env(**extra) -> dict:
 @contextmanager
 def running_cluster(workers: int = 2, **extra_env):
     """Start `manage.py qcluster`; stop it with SIGTERM to its main process only."""
-    log = open(Path(os.environ["DR_VAR_DIR"]) / f"qcluster-{time.time_ns()}.log", "w+")
+    log_path = Path(os.environ["DR_VAR_DIR"]) / f"qcluster-{time.time_ns()}.log"
+    log = open(log_path, "w+")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "qcluster"],
         cwd=ROOT,
@@ -44,11 +46,24 @@ def running_cluster(workers: int = 2, **extra_env):
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    proc.log_path = log_path  # tests grep it (secrets must never appear there)
     try:
         yield proc
     finally:
         stop(proc)
         log.close()
+
+
+def worker_pid(run) -> int:
+    """The pid of the worker process holding a run, from its `worker` field "host:pid"."""
+    host, _, pid = run.worker.rpartition(":")
+    if not pid.isdigit() or host != socket.gethostname():
+        raise AssertionError(f"run {run.pk} has no local worker: {run.worker!r}")
+    return int(pid)
+
+
+def cluster_log(proc) -> str:
+    return Path(proc.log_path).read_text(errors="replace")
 
 
 def stop(proc, grace: float = 30):

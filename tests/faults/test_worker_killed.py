@@ -1,0 +1,95 @@
+"""SIGKILL the worker in the middle of a large backup: the reaper fails the run ("worker lost"),
+the job lock is free, no partial artifact is left on disk or in S3, and the next run succeeds.
+
+The source is a directory with a 50 GB sparse disk image: a large backup that costs no disk and
+streams for minutes, so the kill lands mid-stream (checked before killing).
+"""
+
+import os
+import signal
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+from django_q.tasks import async_task, fetch
+
+from backups import services
+from backups.models import BackupJob, BackupRun
+from incidents.models import Alert
+from tests.faults.conftest import wait_run
+from tests.support import data
+from tests.support.cluster import running_cluster, wait_for, worker_pid
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+REAP_AFTER_S = 4
+
+
+def test_worker_killed_mid_backup_is_reaped_and_leaves_nothing_behind(tmp_path, s3):
+    tree = data.sparse_tree(tmp_path / "images", gigabytes=50)
+    source = data.files_source("images", tree)
+    local_dir = tmp_path / "store"
+    job = data.make_job(
+        "images-nightly",
+        source,
+        [data.local_destination("local", local_dir), data.s3_destination("s3", s3, "dr-faults")],
+    )
+    scratch = settings.VAR_DIR / "scratch"
+    scratch_before = set(data.files_under(scratch))
+
+    with running_cluster(workers=1, DR_REAP_AFTER_S=REAP_AFTER_S):
+        run = services.start_run(job, "manual")
+        services.enqueue_run(run)
+
+        def streaming():
+            row = BackupRun.objects.get(pk=run.pk)
+            seen[:] = [row.status, row.phase, row.bytes_read, row.log]
+            return row if row.phase == "streaming" and row.bytes_read > 0 else None
+
+        seen = []
+        try:
+            row = wait_for(streaming, timeout=90, every=0.2, message="the backup to stream")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last seen {seen}") from None
+        # Mid-stream: a temporary artifact on disk, an open multipart upload in S3.
+        assert any(".tmp-" in f for f in data.files_under(local_dir)), data.files_under(local_dir)
+        assert s3.multipart_uploads("dr-faults"), "no multipart upload in progress"
+        os.kill(worker_pid(row), signal.SIGKILL)
+
+        # The reaper task, run by the cluster's own (respawned) worker once the beat is stale.
+        wait_for(
+            lambda: (
+                BackupRun.objects.get(pk=run.pk).heartbeat_at
+                < timezone.now() - timedelta(seconds=REAP_AFTER_S + 0.5)
+            ),
+            timeout=30,
+            message="the heartbeat to go stale",
+        )
+        task_id = async_task("dr_portal.tasks.reap_lost_runs")
+        reaped = wait_for(lambda: fetch(task_id), timeout=60, message="the reaper task to finish")
+        assert reaped.success and reaped.result == 1, reaped.result
+        lost = BackupRun.objects.get(pk=run.pk)
+        assert lost.status == "failed"
+        assert lost.error.startswith("worker lost"), lost.error
+        assert str(worker_pid(row)) in lost.error
+        assert BackupJob.objects.get(pk=job.pk).locked_by_run_id is None
+        assert not lost.copies.exists()
+
+        # Nothing partial is left: no temp file, no artifact, no open upload, no scratch copy.
+        assert data.files_under(local_dir) == []
+        assert s3.objects("dr-faults") == []
+        assert s3.multipart_uploads("dr-faults") == []
+        assert set(data.files_under(scratch)) <= scratch_before
+
+        alerts = Alert.objects.filter(kind="backup_failed")
+        assert alerts.count() == 1 and alerts.get().seen_count == 1
+
+        # The next run of the same job takes the free lock and succeeds.
+        (tree / "disk.img").unlink()  # a small source this time, so the run is quick
+        nxt = services.start_run(job, "manual")
+        services.enqueue_run(nxt)
+        done = wait_run(BackupRun, nxt.pk, {"succeeded", "partial", "failed"}, timeout=90)
+        assert done.status == "succeeded", done.error
+        assert done.copies.filter(ok=True).count() == 2
+        assert Alert.objects.get(kind="backup_failed").recovered is not None
