@@ -19,6 +19,8 @@ from backups.models import BackupJob, Destination, Source, System
 from dr_portal.lib import audit
 
 SECTIONS = ("systems", "destinations", "sources", "jobs")
+# Sections other apps validate and apply in the same run (the file is still all or nothing).
+EXTRA_SECTIONS = ("runbooks",)
 
 SYSTEM_KEYS = {"name", "description"}
 DESTINATION_FIELDS = [
@@ -143,9 +145,9 @@ def _names(items, model_name):
 def plan(data: dict) -> list[_Planned]:
     """Validate everything and compute the changes; raises ConfigError with every problem."""
     problems: list[str] = []
-    unknown = set(data) - set(SECTIONS)
+    unknown = set(data) - set(SECTIONS) - set(EXTRA_SECTIONS)
     for key in sorted(unknown):
-        problems.append(f"{key}: unknown section (expected {', '.join(SECTIONS)})")
+        problems.append(f"{key}: unknown section (expected {', '.join(SECTIONS + EXTRA_SECTIONS)})")
     sections = {}
     for section in SECTIONS:
         items = data.get(section) or []
@@ -354,11 +356,50 @@ def _plan_job(item, where, problems, refs):
     return _Planned(change, instance, destinations=list(destinations), source=source)
 
 
-def apply(data: dict, *, dry_run=False) -> list[Change]:
-    """Validate, then create/update by name in one transaction; return the changes."""
-    planned = plan(data)
+def _runbooks(data: dict, *, dry_run: bool, allow_command: bool):
+    """The failover app's `runbooks:` section, on the systems this file knows."""
+    from recovery.failover import config as runbook_config
+
+    new_systems = {i.get("name") for i in data.get("systems") or [] if isinstance(i, dict)}
+    try:
+        return runbook_config.apply(
+            data, dry_run=dry_run, allow_command=allow_command, new_systems=new_systems
+        )
+    except runbook_config.ConfigError as exc:
+        raise ConfigError(exc.problems) from None
+
+
+def apply(data: dict, *, dry_run=False, allow_command=False) -> list:
+    """Validate, then create/update by name in one transaction; return the changes.
+
+    Runbooks are validated with everything else before anything changes; `command`
+    steps need `allow_command` (a superuser named with dr_apply --as).
+    """
+    problems = []
+    try:
+        planned = plan(data)
+    except ConfigError as exc:
+        planned, problems = [], list(exc.problems)
+    if data.get("runbooks"):
+        from recovery.failover import config as runbook_config
+
+        try:
+            runbook_config.plan(
+                data,
+                allow_command=allow_command,
+                new_systems={
+                    i.get("name") for i in data.get("systems") or [] if isinstance(i, dict)
+                },
+            )
+        except runbook_config.ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
     if dry_run:
-        return [p.change for p in planned]
+        changes = [p.change for p in planned]
+        if data.get("runbooks"):
+            changes += _runbooks(data, dry_run=True, allow_command=allow_command)
+        return changes
     with transaction.atomic():
         for p in planned:
             instance = p.instance
@@ -385,7 +426,12 @@ def apply(data: dict, *, dry_run=False) -> list[Change]:
                             "destinations": [", ".join(before), ", ".join(sorted(p.destinations))]
                         },
                     )
-    return [p.change for p in planned]
+        runbook_changes = (
+            _runbooks(data, dry_run=False, allow_command=allow_command)
+            if data.get("runbooks")
+            else []
+        )
+    return [p.change for p in planned] + runbook_changes
 
 
 # --- export ------------------------------------------------------------------

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 # Models an incident can link to when their app exists: (app_label, model_name).
 # Any RunBase subclass is linkable too, so new run models need no change here.
-EXTRA_LINKABLE = [("drills", "drillrun"), ("drills", "drill"), ("recovery", "failoverrunbook")]
+EXTRA_LINKABLE = [("drills", "drillrun"), ("drills", "drill"), ("recovery", "runbook")]
 
 
 def linkable_models():
