@@ -9,19 +9,10 @@ PORTAL_APPS = ["backups", "recovery", "drills", "incidents", "dr_portal"]
 
 # Operators run things and write incidents; managers configure everything.
 OPERATOR_MODELS = {
-    "backuprun",
-    "restoretest",
-    "restore",
-    "failoverrun",
-    "failoverstep",
-    "steprun",
-    "drillrun",
-    "scenariorun",
-    "finding",
-    "followup",
-    "incident",
-    "timelineentry",
-}
+    "backuprun", "restoretest", "restore", "failoverrun", "steprun",
+    "drillrun", "scenariorun", "checklistitem", "calloutack", "cleanupcheck", "finding",
+    "drillevent", "followup", "incident", "timelineentry", "incidentlink",
+}  # fmt: skip
 
 
 def ensure_role_permissions():
