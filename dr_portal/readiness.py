@@ -39,7 +39,13 @@ CHART_DAYS_RPO = 7
 CHART_DAYS_RTO = 90
 CHART_SOURCES = 3
 LIST_LIMIT = 20
+COPY_FRESHNESS = timedelta(days=8)
+# Storage and copy counts are sums over every live copy (~retention × sources rows): they
+# change only when a backup or retention runs, so they are computed at most once a minute.
+SLOW_FIGURES_TTL = 60
+SLOW_FIGURES_KEY = "dr:dashboard:slow-figures"
 GOOD = (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
+KIND_LABEL = {"local": "local disk", "s3": "S3"}
 
 
 def worst(*colours: str) -> str:
@@ -144,48 +150,42 @@ def rule_321(copies: list[dict]) -> tuple[bool, bool, bool]:
     return len(copies) >= 3, len(kinds) >= 2, "s3" in kinds
 
 
-def copies_by_source(sources) -> dict[int, list[dict]]:
-    """Per source, per destination: the data time of its newest good backup with a live copy there.
+def copies_by_source(sources, now=None) -> dict[int, list[dict]]:
+    """Per source, per destination: newest data time of a fresh, live, intact copy of a good backup.
 
-    One query: an annotation per destination (configuration, not history). Each one walks the
-    source's good runs newest first (index backuprun_source_taken_idx) and stops at the first
-    with a live, intact copy at that destination, so a million old runs cost nothing.
+    Fresh: written in the last COPY_FRESHNESS (a weekly archive counts; a copy last written
+    months ago does not make today's data safe). Bounded by the copies of that window, never
+    by the history; cached for SLOW_FIGURES_TTL (see slow_figures).
     """
-    from backups.models import BackupRun, Destination, Source
+    from backups.models import BackupCopy
 
-    dests = list(Destination.objects.order_by("name").values("pk", "name", "kind"))
-    if not dests or not sources:
+    now = now or timezone.now()
+    ids = [s.pk for s in sources]
+    if not ids:
         return {}
-    annotations = {}
-    for d in dests:
-        newest = (
-            BackupRun.objects.filter(
-                source=OuterRef("pk"),
-                status__in=GOOD,
-                restorable=True,
-                copies__destination_id=d["pk"],
-                copies__ok=True,
-                copies__deleted_at__isnull=True,
-                data_taken_at__isnull=False,
-            )
-            .order_by("-data_taken_at")
-            .values("data_taken_at")[:1]
+    rows = (
+        BackupCopy.objects.filter(
+            ok=True,
+            deleted_at__isnull=True,
+            created__gte=now - COPY_FRESHNESS,
+            run__source_id__in=ids,
+            run__status__in=GOOD,
+            run__restorable=True,
         )
-        annotations[f"dest_{d['pk']}"] = Subquery(newest)
-    rows = Source.objects.filter(pk__in=[s.pk for s in sources]).values("pk", **annotations)
+        .values("run__source_id", "destination_id", "destination__name", "destination__kind")
+        .annotate(newest=Max("run__data_taken_at"))
+        .order_by("run__source_id", "destination__name")
+    )
     out: dict[int, list[dict]] = {}
     for row in rows:
-        for d in dests:
-            newest = row[f"dest_{d['pk']}"]
-            if newest is not None:
-                out.setdefault(row["pk"], []).append(
-                    {
-                        "destination_id": d["pk"],
-                        "name": d["name"],
-                        "kind": d["kind"],
-                        "newest": newest,
-                    }
-                )
+        out.setdefault(row["run__source_id"], []).append(
+            {
+                "destination_id": row["destination_id"],
+                "name": row["destination__name"],
+                "kind": row["destination__kind"],
+                "newest": row["newest"],
+            }
+        )
     return out
 
 
@@ -500,21 +500,38 @@ def incidents_card(now):
     }
 
 
-def storage(now):
-    """Bytes in live copies per destination (bounded by retention)."""
+def storage() -> list[dict]:
+    """Bytes and copies kept per destination (live copies only)."""
     from backups.models import Destination
 
     live = Q(copies__ok=True, copies__deleted_at__isnull=True)
-    rows = list(
+    return list(
         Destination.objects.annotate(
             used=Sum("copies__bytes_stored", filter=live),
             copy_count=Count("copies", filter=live),
             newest=Max("copies__created", filter=live),
-        ).order_by("name")
+        )
+        .order_by("name")
+        .values("pk", "name", "kind", "enabled", "used", "copy_count", "newest")
     )
-    for d in rows:
-        d.newest_age = age(d.newest, now)
-    return rows
+
+
+def slow_figures(sources, now) -> dict:
+    """3-2-1 copies and storage, shared by every dashboard render for SLOW_FIGURES_TTL seconds."""
+    from django.core.cache import cache
+
+    ids = sorted(s.pk for s in sources)
+    cached = cache.get(SLOW_FIGURES_KEY)
+    if (
+        cached
+        and cached["ids"] == ids
+        and now - cached["at"] < timedelta(seconds=SLOW_FIGURES_TTL)
+        and cached["at"] <= now
+    ):
+        return cached
+    fresh = {"ids": ids, "at": now, "copies": copies_by_source(sources, now), "storage": storage()}
+    cache.set(SLOW_FIGURES_KEY, fresh, SLOW_FIGURES_TTL)
+    return fresh
 
 
 # --- charts ------------------------------------------------------------------------------
@@ -623,7 +640,8 @@ def build(now=None, charts=True) -> dict:
     ids = [s.pk for s in sources]
     ready = source_readiness(sources, now=now)
     intervals = backup_intervals(ids, now) if ids else {}
-    copies = copies_by_source(sources)
+    slow = slow_figures(sources, now)
+    copies = slow["copies"]
     failures = failures_24h(now)
     plans = drill_plans(now)
 
@@ -660,7 +678,15 @@ def build(now=None, charts=True) -> dict:
         "source_count": len(rows),
         "failures": failures,
         "incidents": incidents_card(now),
-        "destinations": storage(now),
+        "destinations": [
+            {
+                **d,
+                "newest_age": age(d["newest"], now),
+                "kind_label": KIND_LABEL.get(d["kind"], d["kind"]),
+            }
+            for d in slow["storage"]
+        ],
+        "slow_figures_age": age(slow["at"], now),
         "plans_without_systems": [p for p in plans if not p.systems.all()],
     }
     if charts:

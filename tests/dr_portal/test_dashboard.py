@@ -254,6 +254,9 @@ def test_charts_rendered_against_targets(viewer_client, dests):
 
 
 def _queries(client, path, django_assert_max_num_queries, limit):
+    from django.core.cache import cache
+
+    cache.delete(readiness.SLOW_FIGURES_KEY)  # count the worst case: slow figures recomputed
     with django_assert_max_num_queries(limit) as captured:
         response = client.get(path)
     assert response.status_code == 200
@@ -275,3 +278,14 @@ def test_query_count_does_not_grow_with_history(
         assert BackupRun.objects.count() == 2 * 5 + 18 * 50
         large = {p: _queries(viewer_client, p, django_assert_max_num_queries, 40) for p in paths}
     assert large == small
+
+
+def test_slow_figures_are_shared_for_a_minute(dests):
+    with time_machine.travel(T0, tick=False):
+        src = healthy("db", dests)
+        first = readiness.slow_figures([src], T0)
+        data.backup(src, T0 - timedelta(minutes=1), [dests[0]], size=5)
+        assert readiness.slow_figures([src], T0 + timedelta(seconds=30)) == first
+        later = readiness.slow_figures([src], T0 + timedelta(seconds=61))
+    assert later["at"] == T0 + timedelta(seconds=61)
+    assert [d["used"] for d in later["storage"] if d["name"] == "local"] == [1_000_005]
