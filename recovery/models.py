@@ -142,7 +142,9 @@ class RestoreTest(RunBase):
             # The reaper: running tests whose heartbeat is old.
             models.Index(fields=["status", "heartbeat_at"], name="restoretest_reap_idx"),
             # Readiness: newest passed test per source (status=succeeded, newest started).
-            models.Index(fields=["source", "status", "-started"], name="restoretest_src_passed_idx"),
+            models.Index(
+                fields=["source", "status", "-started"], name="restoretest_src_passed_idx"
+            ),
             # Dashboard: failed tests of the last 24 h and RTO chart; compliance: tests in a period.
             models.Index(fields=["status", "-finished"], name="restoretest_status_fin_idx"),
         ]
