@@ -5,8 +5,6 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from dr_portal.runs import RunStatus
-
 log = logging.getLogger(__name__)
 
 
@@ -119,22 +117,44 @@ def write_heartbeats() -> int:
     return written
 
 
-def housekeeping() -> dict:
+def leftover_age_s() -> float:
+    """Nothing a restore test creates may live longer than its task: the timeout plus an hour."""
     from django.conf import settings
+
+    return float(getattr(settings, "Q_TIMEOUT", 4 * 3600) or 4 * 3600) + 3600
+
+
+def housekeeping(now: float | None = None) -> dict:
+    """Sync restore test schedules; remove scratch databases and unpack directories that a
+    killed worker left behind (older than any task may run)."""
+    import shutil
+    import tempfile
+    import time
+    from pathlib import Path
 
     from recovery.engine.pg import RestoreError, sweep_scratch
     from recovery.schedules import sync_all_sources
-    from recovery.services import scratch_server
+    from recovery.services import scratch_server, work_dir
 
     sync_all_sources()
-    dropped = []
-    # Only sweep when a scratch server is configured or the local default is reachable.
+    max_age = leftover_age_s()
+    now = now or time.time()
+    dropped, removed = [], []
     try:
-        timeout_h = max(24, getattr(settings, "Q_TIMEOUT", 0) / 3600 * 2)
-        dropped = sweep_scratch(scratch_server(), older_than_s=timeout_h * 3600)
+        dropped = sweep_scratch(scratch_server(), older_than_s=max_age)
     except RestoreError as exc:
         log.warning("scratch sweep skipped: %s", exc)
-    return {"scratch_dropped": dropped, "status": RunStatus.SUCCEEDED}
+    root = Path(work_dir() or tempfile.gettempdir())
+    for path in list(root.glob("dr-restore-test-*")) + list(root.glob("dr-restore-*")):
+        try:
+            if path.is_dir() and now - path.stat().st_mtime > max_age:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(str(path))
+        except OSError:
+            continue
+    for name in dropped + removed:
+        log.warning("removed a restore leftover: %s", name)
+    return {"scratch_dropped": dropped, "dirs_removed": sorted(set(removed))}
 
 
 def check_targets() -> int:

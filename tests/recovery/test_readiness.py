@@ -256,3 +256,33 @@ def test_retention_keeps_newest_backup_that_passed_a_restore_test(source, destin
     running = RestoreTest.objects.create(source=source, backup_run=newer)
     assert newer.pk in retention.runs_in_use()
     running.delete()
+
+
+def test_housekeeping_removes_what_a_killed_worker_left(db, tmp_path, settings):
+    import os
+    import time
+    import uuid
+
+    from recovery.engine.pg import create_database, database_exists, drop_database
+    from recovery.tasks import housekeeping, leftover_age_s
+    from tests.recovery.pgutil import SERVER
+
+    settings.DR_RESTORE_TMP_DIR = str(tmp_path)
+    old_age = int(time.time() - leftover_age_s() - 60)
+    old = f"dr_scratch_{old_age}_{uuid.uuid4().hex[:8]}"
+    fresh = f"dr_scratch_{int(time.time())}_{uuid.uuid4().hex[:8]}"
+    old_dir, fresh_dir = tmp_path / "dr-restore-test-old", tmp_path / "dr-restore-test-new"
+    old_dir.mkdir()
+    (old_dir / "artifact-1").write_bytes(b"x" * 10)
+    fresh_dir.mkdir()
+    os.utime(old_dir, (old_age, old_age))
+    create_database(SERVER, old)
+    create_database(SERVER, fresh)
+    try:
+        result = housekeeping()
+        assert old in result["scratch_dropped"] and fresh not in result["scratch_dropped"]
+        assert not database_exists(SERVER, old) and database_exists(SERVER, fresh)
+        assert not old_dir.exists() and fresh_dir.exists()
+    finally:
+        drop_database(SERVER, old)
+        drop_database(SERVER, fresh)
