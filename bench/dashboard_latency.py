@@ -368,6 +368,22 @@ def main():
             if args.show_slow:
                 for q in slow:
                     print(f"    {q['time']} s  {q['sql'][:300]}")
+        # The share of recovery.readiness.source_readiness (the verdicts, shared with dr_status).
+        from django.test.utils import CaptureQueriesContext
+
+        from backups.models import Source
+        from recovery.readiness import source_readiness
+
+        times = []
+        for _ in range(args.repeat):
+            with CaptureQueriesContext(connection) as queries:
+                t = time.perf_counter()
+                source_readiness(list(Source.objects.select_related("system")))
+                times.append((time.perf_counter() - t) * 1000)
+        times.sort()
+        p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
+        rows.append(("source_readiness() alone", statistics.median(times), p95, len(queries)))
+        print(f"{rows[-1][0]:15s} p50 {rows[-1][1]:7.1f} ms  p95 {p95:7.1f} ms", flush=True)
         connection.close()
     finally:
         from django.db import connections

@@ -36,7 +36,7 @@ import json
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from dr_portal.runs import RunStatus
@@ -164,11 +164,14 @@ def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
 
     # Backups: counts by status, and the data timestamps of good backups for the gaps.
     counts: dict[int, dict[str, int]] = {}
-    for source_id, status in BackupRun.objects.filter(
-        source_id__in=ids, finished__gte=start, finished__lt=end
-    ).values_list("source_id", "status"):
-        per = counts.setdefault(source_id, {})
-        per[status] = per.get(status, 0) + 1
+    for source_id, status, n in (
+        BackupRun.objects.filter(source_id__in=ids, finished__gte=start, finished__lt=end)
+        .values("source_id", "status")
+        .annotate(n=Count("pk"))
+        .order_by()
+        .values_list("source_id", "status", "n")
+    ):
+        counts.setdefault(source_id, {})[status] = n
     taken: dict[int, list[datetime]] = {}
     for source_id, at in (
         BackupRun.objects.filter(
