@@ -446,6 +446,12 @@ def start_restore(
 ) -> Restore:
     """Validate and create a queued restore; raise ValueError (bad input) or Busy."""
     kind = target_kind_for(backup_run and artifact_kind(backup_run) or source_kind(source))
+    if onto_source and source.is_portal_db:
+        raise ValueError(
+            "the portal's own database cannot be restored onto itself from inside the portal "
+            "(this restore's own record lives there): restore it to a new database or file, "
+            "then swap it in with the portal stopped"
+        )
     if onto_source:
         kind, target, password = source_target(source)
         target, _ = validate_target(kind, target, onto_source=True)

@@ -217,3 +217,12 @@ def test_restore_onto_postgres_source_keeps_it_aside(pg_source, work_dir):
     finally:
         if aside:
             drop_database(SERVER, aside)
+
+
+def test_portal_database_is_never_restored_onto_itself(db):
+    from backups.models import Source
+    from recovery import services
+
+    portal = Source.objects.get(is_portal_db=True)
+    with pytest.raises(ValueError, match="cannot be restored onto itself"):
+        services.start_restore(portal, onto_source=True)
