@@ -10,15 +10,17 @@ import hmac
 import ipaddress
 import logging
 import time
+from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Count
 
-from dr_portal.runs import RunStatus
+from dr_portal.runs import ACTIVE, DONE, RunStatus
 
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 VERDICT_VALUE = {"ok": 0, "at_risk": 1, "breached": 2}
+RUN_WINDOW = timedelta(hours=24)
 
 
 # --- access ---------------------------------------------------------------------------------
@@ -216,16 +218,39 @@ def collect(now=None) -> str:
         "Worst readiness verdict over all sources: 0 ok, 1 at risk, 2 breached.",
         VERDICT_VALUE[overall(ready)],
     )
+    # Counted over a window (index status, -finished), not over the whole history: a scrape
+    # must cost the same with a million runs. Active runs have no finish time: counted apart.
+    since = now - RUN_WINDOW
     for kind, model in (("backup", BackupRun), ("restore_test", RestoreTest)):
-        counts = dict(model.objects.values_list("status").annotate(n=Count("pk")).order_by())
+        finished = dict(
+            model.objects.filter(status__in=list(DONE), finished__gte=since)
+            .values_list("status")
+            .annotate(n=Count("pk"))
+            .order_by()
+        )
+        active = dict(
+            model.objects.filter(status__in=list(ACTIVE))
+            .values_list("status")
+            .annotate(n=Count("pk"))
+            .order_by()
+        )
         for status in RunStatus.values:
-            out.add(
-                "dr_runs",
-                "gauge",
-                "Runs recorded, by kind and status (retention may remove old rows).",
-                counts.get(status, 0),
-                {"kind": kind, "status": status},
-            )
+            if status in DONE:
+                out.add(
+                    "dr_runs_finished_24h",
+                    "gauge",
+                    "Runs that finished in the last 24 hours, by kind and final status.",
+                    finished.get(status, 0),
+                    {"kind": kind, "status": status},
+                )
+            else:
+                out.add(
+                    "dr_runs_active",
+                    "gauge",
+                    "Runs queued or running now, by kind and status.",
+                    active.get(status, 0),
+                    {"kind": kind, "status": status},
+                )
     seen = worker_last_seen()
     out.add(
         "dr_worker_last_seen_timestamp_seconds",

@@ -143,9 +143,10 @@ def test_figures_parse_back_to_recorded_values(token, tmp_path):
     rpo = get("dr_rpo_seconds", samples, **other)
     assert rpo != rpo  # NaN: no good backup at all
     assert get("dr_readiness_overall", samples) == 2
-    assert get("dr_runs", samples, kind="backup", status="succeeded") == 1
-    assert get("dr_runs", samples, kind="backup", status="failed") == 1
-    assert get("dr_runs", samples, kind="restore_test", status="succeeded") == 1
+    assert get("dr_runs_finished_24h", samples, kind="backup", status="succeeded") == 1
+    assert get("dr_runs_finished_24h", samples, kind="backup", status="failed") == 1
+    assert get("dr_runs_finished_24h", samples, kind="restore_test", status="succeeded") == 1
+    assert get("dr_runs_active", samples, kind="backup", status="queued") == 0
     assert ("dr_worker_heartbeat_age_seconds", frozenset()) in samples
 
 
