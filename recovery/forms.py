@@ -117,6 +117,7 @@ class RestoreForm(forms.Form):
     target = forms.CharField(
         required=False,
         max_length=1024,
+        widget=forms.TextInput(attrs={"size": 70}),
         help_text="A new PostgreSQL URL (postgresql://user@host:5432/dbname), SQLite file path "
         "or directory, below the allowed roots.",
     )

@@ -54,6 +54,7 @@ class Readiness:
     last_rto: timedelta | None = None
     rto_target: timedelta | None = None
     throughput_bps: float | None = None
+    tested_bytes: int = 0
     rto_forecast: timedelta | None = None
     needs_verification: bool = False
     test_overdue: bool = False
@@ -235,7 +236,7 @@ def source_readiness(sources, now=None) -> dict[int, Readiness]:
             r.last_passed_started = proof["started"]
             r.last_rto = proof["rto"]
             r.throughput_bps = proof["throughput_bps"]
-            tested_bytes = proof["bytes_fetched"] or 0
+            r.tested_bytes = proof["bytes_fetched"] or 0
             if proof["data_at"]:
                 r.verified_at = proof["data_at"]
                 r.verified_basis = proof["data_basis"]
@@ -247,7 +248,7 @@ def source_readiness(sources, now=None) -> dict[int, Readiness]:
             r.needs_verification = True
             r.reasons.append("no passed restore test: needs verification")
         if r.throughput_bps and r.newest_backup_bytes and r.last_rto is not None:
-            growth = (r.newest_backup_bytes - tested_bytes) / r.throughput_bps
+            growth = (r.newest_backup_bytes - r.tested_bytes) / r.throughput_bps
             r.rto_forecast = max(timedelta(0), r.last_rto + timedelta(seconds=growth))
         interval = schedule_interval(source.restore_test_schedule, now)
         if interval and r.last_passed_started and not r.needs_verification:

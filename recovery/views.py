@@ -114,15 +114,19 @@ def source_detail(request, source_id):
             ),
         ],
         target=target_s,
-        target_label=f"RTO target {format_duration(ready.rto_target)}",
+        target_label="RTO target",
         y_format=format_duration,
         title="Restore duration against the RTO target",
     )
+    # The size the measured throughput can restore within the target (the forecast's inverse).
     forecast_target_bytes = (
-        ready.rto_target.total_seconds() * ready.throughput_bps
-        if ready.rto_target and ready.throughput_bps
+        ready.tested_bytes
+        + (ready.rto_target - ready.last_rto).total_seconds() * ready.throughput_bps
+        if ready.rto_target and ready.throughput_bps and ready.last_rto is not None
         else None
     )
+    if forecast_target_bytes is not None and forecast_target_bytes <= 0:
+        forecast_target_bytes = None  # the measured RTO alone already exceeds the target
     size_chart = line_chart(
         [
             (
@@ -131,7 +135,7 @@ def source_detail(request, source_id):
             )
         ],
         target=forecast_target_bytes,
-        target_label="size restorable within the RTO target at the measured throughput",
+        target_label="restorable within the RTO target at the measured throughput:",
         y_format=_filesize,
         title="Backup size over time",
     )
