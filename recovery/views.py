@@ -160,8 +160,16 @@ def source_detail(request, source_id):
 @require_POST
 def run_test(request, source_id):
     source = get_object_or_404(Source, pk=source_id)
+    backup_run = None
+    if request.POST.get("backup_run"):
+        # A button on a backup run's page tests that very backup.
+        backup_run = get_object_or_404(
+            BackupRun,
+            pk=request.POST["backup_run"] if request.POST["backup_run"].isdigit() else 0,
+            source=source,
+        )
     try:
-        test = services.start_restore_test(source, user=request.user)
+        test = services.start_restore_test(source, backup_run=backup_run, user=request.user)
     except services.Busy as exc:
         messages.warning(request, str(exc))
         return redirect("recovery:source_detail", source.pk)

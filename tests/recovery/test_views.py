@@ -246,3 +246,15 @@ def test_get_on_restore_form_shows_confirmation_only_to_managers(
 
 def test_restore_form_wrong_method(operator_client, source):
     assert operator_client.put(reverse("recovery:restore_new", args=[source.pk])).status_code == 405
+
+
+def test_operator_can_test_one_chosen_backup(operator_client, source):
+    from backups.models import BackupRun
+
+    run = BackupRun.objects.create(source=source, status="succeeded", data_taken_at=timezone.now())
+    url = reverse("recovery:run_test", args=[source.pk])
+    assert operator_client.post(url, {"backup_run": "nonsense"}).status_code == 404
+    other = BackupRun.objects.create(status="succeeded")
+    assert operator_client.post(url, {"backup_run": other.pk}).status_code == 404
+    assert operator_client.post(url, {"backup_run": run.pk}).status_code == 302
+    assert RestoreTest.objects.get().backup_run_id == run.pk
