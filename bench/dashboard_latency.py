@@ -353,7 +353,7 @@ def main():
             profiler.enable()
             client.get("/")
             profiler.disable()
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(35)
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(90)
         rows = []
         for label, path, c in (
             ("dashboard /", "/", client),

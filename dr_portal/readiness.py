@@ -120,6 +120,8 @@ class SourceRow:
     rule_321: Figure
     copies: list = field(default_factory=list)
     failures_24h: int = 0
+    url: str = ""
+    backups_url: str = ""
 
 
 @dataclass
@@ -216,8 +218,19 @@ def backup_intervals(source_ids, now) -> dict[int, timedelta]:
 # --- figures of one source -------------------------------------------------------------
 
 
+_URL_PATTERNS: dict[str, tuple[str, str]] = {}
+_MARK = 987654321
+
+
 def _url(name, *args) -> str:
-    return reverse(name, args=args)
+    """reverse() of a one-integer-argument URL, resolved once per name (1,500 links per render)."""
+    if len(args) != 1:
+        return reverse(name, args=args)
+    if name not in _URL_PATTERNS:
+        head, _, tail = reverse(name, args=[_MARK]).partition(str(_MARK))
+        _URL_PATTERNS[name] = (head, tail)
+    head, tail = _URL_PATTERNS[name]
+    return f"{head}{int(args[0])}{tail}"
 
 
 def source_row(source, r, now, interval, copies, failures) -> SourceRow:
@@ -340,6 +353,8 @@ def source_row(source, r, now, interval, copies, failures) -> SourceRow:
         rule_321=rule,
         copies=copies,
         failures_24h=failures,
+        url=_url("recovery:source_detail", source.pk),
+        backups_url=_url("backups:source_detail", source.pk),
     )
 
 
