@@ -20,7 +20,8 @@ class DataClass(models.TextChoices):
     NON_CRITICAL = "non_critical", "Non-critical"
 
 
-# Recovery point objectives per data class, from the seed document (the recovery app may refine).
+# The seed document's recovery point objectives per data class: the fallback while the
+# recovery app's editable RPOTarget rows are missing.
 RPO_TARGET = {
     DataClass.CRITICAL: timedelta(hours=1),
     DataClass.IMPORTANT: timedelta(hours=24),
@@ -173,9 +174,17 @@ class Source(ChangeStampMixin, models.Model):
     def get_absolute_url(self):
         return reverse("backups:source_detail", args=[self.pk])
 
+    @staticmethod
+    def rpo_targets() -> dict[str, timedelta]:
+        """The managers' RPO targets per data class (recovery app), over the seed's defaults."""
+        from recovery.readiness import rpo_targets
+
+        return {**RPO_TARGET, **rpo_targets()}
+
     @property
     def rpo_target(self) -> timedelta:
-        return RPO_TARGET.get(self.data_class, RPO_TARGET[DataClass.IMPORTANT])
+        targets = self.rpo_targets()
+        return targets.get(self.data_class, targets[DataClass.IMPORTANT])
 
     def clean(self):
         errors = {}

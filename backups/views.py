@@ -57,9 +57,11 @@ def index(request):
         .order_by("name")
     )
     now = timezone.now()
+    targets = Source.rpo_targets()
     for source in sources:
+        source.target = targets[source.data_class]
         source.rpo_now = now - source.newest_good if source.newest_good else None
-        source.rpo_breached = source.rpo_now is None or source.rpo_now > source.rpo_target
+        source.rpo_breached = source.rpo_now is None or source.rpo_now > source.target
     destinations = list(
         Destination.objects.annotate(
             live_copies=Count("copies", filter=Q(copies__ok=True, copies__deleted_at__isnull=True))
