@@ -215,12 +215,15 @@ def restore_new(request, source_id):
     )
     can_overwrite = has_role(request.user, MANAGER)
     proven = next((r for r in runs if r.proven), None)
+    # A run page links here with ?backup_run=<id>; default: the newest proven backup.
+    asked = request.GET.get("backup_run", "")
+    chosen = next((r.pk for r in runs if asked.isdigit() and r.pk == int(asked)), None)
     form = RestoreForm(
         request.POST or None,
         source=source,
         runs=runs,
         can_overwrite=can_overwrite,
-        initial={"backup_run": proven.pk if proven else None},
+        initial={"backup_run": chosen or (proven.pk if proven else None)},
     )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
