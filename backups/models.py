@@ -188,6 +188,12 @@ class Source(ChangeStampMixin, models.Model):
 
     def clean(self):
         errors = {}
+        from backups.engine.destinations import check_artifact_key
+
+        try:  # the name is the first part of every artifact key (its folder at a destination)
+            check_artifact_key(f"{self.name}/x")
+        except ValueError:
+            errors["name"] = "A source name cannot contain '..', '\\' or empty path parts."
         if self.is_portal_db:
             pass  # connection comes from settings.DATABASES at run time
         elif self.kind == self.Kind.POSTGRESQL:
