@@ -15,13 +15,18 @@ OPERATOR_MODELS = {
 }  # fmt: skip
 
 
-def ensure_role_permissions():
+def ensure_role_permissions(create_groups: bool = True):
+    """Give the role groups their permissions (creating the groups unless told not to)."""
+    if create_groups:
+        for name in (VIEWER, OPERATOR, MANAGER):
+            Group.objects.get_or_create(name=name)
+    groups = {g.name: g for g in Group.objects.filter(name__in=(VIEWER, OPERATOR, MANAGER))}
+    if len(groups) < 3:
+        return
+    viewer, operator, manager = groups[VIEWER], groups[OPERATOR], groups[MANAGER]
     perms = Permission.objects.filter(content_type__app_label__in=PORTAL_APPS).select_related(
         "content_type"
     )
-    viewer, _ = Group.objects.get_or_create(name=VIEWER)
-    operator, _ = Group.objects.get_or_create(name=OPERATOR)
-    manager, _ = Group.objects.get_or_create(name=MANAGER)
     view = [p for p in perms if p.codename.startswith("view_")]
     run = [p for p in perms if p.content_type.model in OPERATOR_MODELS]
     viewer.permissions.set(view)
