@@ -93,3 +93,36 @@ def test_worker_killed_mid_backup_is_reaped_and_leaves_nothing_behind(tmp_path, 
         assert done.status == "succeeded", done.error
         assert done.copies.filter(ok=True).count() == 2
         assert Alert.objects.get(kind="backup_failed").recovered is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reaper_removes_a_dead_workers_scratch_copy_and_temp_files(tmp_path, settings):
+    """The pieces a dead SQLite backup leaves, without a cluster: its worker "died" here."""
+    settings.DR_REAP_AFTER_S = 1
+    source = data.sqlite_source("toolhub-db", data.small_sqlite(tmp_path / "tool_hub.db"))
+    store = tmp_path / "store"
+    job = data.make_job("toolhub-job", source, [data.local_destination("local", store)])
+    run = services.start_run(job, "manual")
+    assert run.claim() and job.acquire_lock(run)
+    key = services.artifact_key(run)
+    # What the engine had written when the worker died: the snapshot, temp artifact, temp manifest.
+    scratch = settings.VAR_DIR / "scratch" / f"backup-run-{run.pk}" / "dr-sqlite-x"
+    scratch.mkdir(parents=True)
+    (scratch / "copy.db").write_bytes(b"SQLite format 3\0 plaintext copy of the source")
+    (store / key).parent.mkdir(parents=True)
+    name = key.rsplit("/", 1)[1]
+    (store / key).parent.joinpath(f".{name}.drpa.tmp-0badf00d").write_bytes(b"DRPA partial")
+    (store / key).parent.joinpath(f".{name}.drpa.manifest.json.tmp-0badf00d").write_text("{")
+    unrelated = (store / key).parent / "other-run.drpa"
+    unrelated.write_bytes(b"a finished artifact of another run")
+    BackupRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=5))
+
+    from dr_portal.tasks import reap_lost_runs
+
+    assert reap_lost_runs() == 1
+    run.refresh_from_db()
+    assert run.status == "failed" and run.error.startswith("worker lost")
+    assert not scratch.parent.exists()
+    assert data.files_under(store) == [f"{key.split('/')[0]}/other-run.drpa"]
+    assert "removed what the lost worker left" in run.log
+    assert BackupJob.objects.get(pk=job.pk).locked_by_run_id is None
