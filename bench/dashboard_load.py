@@ -1,7 +1,8 @@
 """Dashboard under load: concurrent readers of "/" on gunicorn while a real cluster runs backups.
 
     .venv/bin/python bench/dashboard_load.py [--readers 50] [--seconds 30] [--sources 20]
-        [--backend postgres|sqlite] [--web-workers 3] [--threads 1] [--json out.json]
+        [--backend postgres|sqlite] [--web-workers 3] [--threads 1] [--no-backups]
+        [--json out.json]
 
 Builds its own portal database (a unique PostgreSQL database, or a SQLite file: the embedded
 set-up), migrates it with `manage.py migrate`, creates --sources small SQLite sources with a
@@ -183,6 +184,7 @@ def main():
     parser.add_argument("--backend", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--web-workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-backups", action="store_true", help="readers only (a baseline)")
     parser.add_argument("--json")
     args = parser.parse_args()
 
@@ -247,9 +249,9 @@ def main():
                 time.sleep(0.5)
         hammer(base_url, cookies, min(args.readers, 5), 2)  # warm-up: imports, templates
         before = BackupRun.objects.filter(finished__isnull=False).count()
-        feeder = BackupFeeder(jobs)
+        feeder = BackupFeeder([] if args.no_backups else jobs)
         feeder.start()
-        time.sleep(2)  # backups under way before the readers start
+        time.sleep(0 if args.no_backups else 2)  # backups under way before the readers start
         result = hammer(base_url, cookies, args.readers, args.seconds)
         feeder.stop.set()
         feeder.join()
@@ -259,6 +261,7 @@ def main():
             web_workers=args.web_workers,
             threads=args.threads,
             sources=args.sources,
+            backups_running=not args.no_backups,
             backups_finished_during=finished,
             backups_failed=BackupRun.objects.filter(status="failed").count(),
             machine=f"{os.cpu_count()} CPU, {platform.python_version()}, load {os.getloadavg()[0]:.1f}",
