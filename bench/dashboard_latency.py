@@ -384,6 +384,24 @@ def main():
         p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
         rows.append(("source_readiness() alone", statistics.median(times), p95, len(queries)))
         print(f"{rows[-1][0]:15s} p50 {rows[-1][1]:7.1f} ms  p95 {p95:7.1f} ms", flush=True)
+        # The portal's own share: the same pages with source_readiness answered from memory.
+        import recovery.readiness as recovery_readiness
+
+        real = recovery_readiness.source_readiness
+        precomputed = real(list(Source.objects.select_related("system")))
+        recovery_readiness.source_readiness = lambda sources, now=None: precomputed
+        try:
+            for label, path, c in (
+                ("dashboard / without source_readiness", "/", client),
+                ("htmx fragment without source_readiness", "/dashboard/fragment", client),
+            ):
+                p50, p95, n_queries, _ = measure(path, c, args.repeat)
+                rows.append((label, p50, p95, n_queries))
+                print(
+                    f"{label} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  {n_queries} queries", flush=True
+                )
+        finally:
+            recovery_readiness.source_readiness = real
         connection.close()
     finally:
         from django.db import connections
