@@ -462,6 +462,7 @@ def failures_24h(now):
     )
     for item in listed:
         item["url"] = _url("backups:run_detail", item["pk"])
+        item["age"] = age(item["finished"], now)
         item["kind"] = "backup"
     listed_tests = list(
         tests.order_by("-finished").values("pk", "source__name", "status", "finished", "error")[
@@ -472,6 +473,7 @@ def failures_24h(now):
         item["url"] = _url("recovery:test_detail", item["pk"])
         item["kind"] = "restore test"
         item["source_name"] = item.pop("source__name")
+        item["age"] = age(item["finished"], now)
     items = sorted(listed + listed_tests, key=lambda i: i["finished"], reverse=True)[:LIST_LIMIT]
     total = sum(counts.values())
     return {
@@ -567,7 +569,9 @@ def rpo_charts(rows, now) -> list:
             return float("inf")
         return r.rpo_now / r.rpo_target
 
-    chosen = sorted(rows, key=used, reverse=True)[:CHART_SOURCES]
+    # Sources without any good backup are already red in the table and have nothing to draw.
+    candidates = [row for row in rows if row.readiness.rpo_now is not None]
+    chosen = sorted(candidates, key=used, reverse=True)[:CHART_SOURCES]
     if not chosen:
         return []
     since = now - timedelta(days=CHART_DAYS_RPO)
