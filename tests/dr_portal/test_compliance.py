@@ -268,7 +268,6 @@ def test_pdf_bad_input_is_400(manager_client):
     assert response.status_code == 400
 
 
-@pytest.mark.slow
 def test_manager_pdf_has_sections_hash_producer_and_data(may, manager_client, tmp_path):
     from pypdf import PdfReader
 
@@ -301,7 +300,6 @@ def test_manager_pdf_has_sections_hash_producer_and_data(may, manager_client, tm
     assert AuditEntry.objects.filter(action="export compliance pdf", actor_name="mona").exists()
 
 
-@pytest.mark.slow
 def test_command_prints_same_hash_and_writes_files(may, tmp_path):
     src, _ = may
     out = StringIO()
