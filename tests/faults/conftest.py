@@ -7,7 +7,7 @@ from tests.support.s3 import MotoS3
 
 @pytest.fixture
 def s3():
-    server = MotoS3().start()
+    server = MotoS3().start().reset()
     try:
         server.client().create_bucket(Bucket="dr-faults")
         yield server

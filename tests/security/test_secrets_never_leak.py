@@ -71,7 +71,7 @@ def receiver():
 
 @pytest.fixture
 def s3():
-    server = MotoS3().start()
+    server = MotoS3().start().reset()
     try:
         server.client().create_bucket(Bucket="dr-secrets")
         yield server

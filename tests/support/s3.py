@@ -21,6 +21,15 @@ class MotoS3:
         self.port = self.server.get_host_and_port()[1]
         return self
 
+    def reset(self):
+        """Forget every bucket, object and upload (moto's state is global to this process)."""
+        import urllib.request
+
+        urllib.request.urlopen(
+            urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"), timeout=10
+        ).close()
+        return self
+
     def stop(self):
         """Stop answering and close the socket: clients get "connection refused", not a hang."""
         if self.server is not None:
