@@ -147,6 +147,8 @@ class RestoreTest(RunBase):
             ),
             # Dashboard: failed tests of the last 24 h and RTO chart; compliance: tests in a period.
             models.Index(fields=["status", "-finished"], name="restoretest_status_fin_idx"),
+            # Readiness: newest finished test per source.
+            models.Index(fields=["source", "-finished"], name="restoretest_src_fin_idx"),
         ]
 
     def __str__(self):
