@@ -12,4 +12,4 @@ class PortalConfig(AppConfig):
         pre_save.connect(signals.remember_before_save, dispatch_uid="dr_audit_pre")
         post_save.connect(signals.audit_save, dispatch_uid="dr_audit_save")
         post_delete.connect(signals.audit_delete, dispatch_uid="dr_audit_delete")
-        post_migrate.connect(signals.after_migrate, sender=self, dispatch_uid="dr_after_migrate")
+        post_migrate.connect(signals.after_migrate, dispatch_uid="dr_after_migrate")

@@ -15,6 +15,23 @@ OPERATOR_MODELS = {
 }  # fmt: skip
 
 
+SEED_MIGRATIONS = [
+    ("dr_portal.migrations.0002_role_groups", "create_groups"),
+    ("recovery.migrations.0001_initial", "seed_targets"),
+    ("backups.migrations.0002_portal_db_source", "create_portal_source"),
+]
+
+
+def reseed():
+    """Run the data migrations' seed functions again (each is idempotent)."""
+    import importlib
+
+    from django.apps import apps
+
+    for module, function in SEED_MIGRATIONS:
+        getattr(importlib.import_module(module), function)(apps, None)
+
+
 def ensure_role_permissions(create_groups: bool = True):
     """Give the role groups their permissions (creating the groups unless told not to)."""
     if create_groups:

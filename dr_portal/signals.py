@@ -47,9 +47,15 @@ def audit_delete(sender, instance, **kwargs):
 
 
 def after_migrate(sender, **kwargs):
-    from dr_portal.setup import ensure_role_permissions, ensure_system_schedules
+    """Once per migrate or flush, after the last app: every model's permissions exist then."""
+    from django.apps import apps
 
-    # `flush` sends post_migrate without a plan. It must not recreate the role groups:
-    # a test with serialized rollback reloads them right after, and would collide.
-    ensure_role_permissions(create_groups="plan" in kwargs)
+    from dr_portal.setup import ensure_role_permissions, ensure_system_schedules, reseed
+
+    if sender is not list(apps.get_app_configs())[-1]:
+        return
+    if "plan" not in kwargs:
+        # `flush` (tests between transactional cases) empties what data migrations seeded.
+        reseed()
+    ensure_role_permissions()
     ensure_system_schedules()

@@ -9,7 +9,7 @@ from tests.support.cluster import running_cluster, wait_for
 
 
 @pytest.mark.slow
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_run_now_is_executed_by_a_real_worker(job):
     run = services.start_run(job, "manual")
     services.enqueue_run(run)  # outside atomic: sent at once

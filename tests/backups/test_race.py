@@ -10,7 +10,7 @@ from backups.models import BackupJob, BackupRun
 from dr_portal.runs import RunStatus
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_two_workers_racing_for_one_job(job, monkeypatch):
     runs = [job.create_run("scheduled"), job.create_run("manual")]
     barrier = threading.Barrier(2, timeout=20)

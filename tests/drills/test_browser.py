@@ -6,7 +6,7 @@ import pytest
 from tests.conftest import PASSWORD, make_user
 
 pytestmark = [
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
     pytest.mark.browser,
     pytest.mark.slow,
 ]

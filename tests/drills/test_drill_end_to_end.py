@@ -3,8 +3,8 @@ real scratch PostgreSQL by the recovery app's restore-test task (django-q2 in sy
 then a manual checklist ticked through the views, cleanup verified, ended, reported.
 
 Transactional: the recovery task closes old connections like any worker does, which a
-test wrapped in one transaction would not survive. serialized_rollback puts the seeded
-targets back for the tests that run after.
+test wrapped in one transaction would not survive. The flush after each one runs the
+data migrations' seeds again (dr_portal.setup.reseed), so targets are back for the next.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -19,7 +19,7 @@ from tests.drills.conftest import add_scenario, backup, make_plan
 from tests.recovery.pgutil import SERVER
 
 pytestmark = [
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
     pytest.mark.postgres,
     pytest.mark.slow,
 ]

@@ -13,7 +13,7 @@ from recovery.failover.models import FailoverRun
 from tests.failover.factories import make_runbook
 from tests.support.cluster import running_cluster, wait_for, worker_pid
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def _done(run):
