@@ -13,6 +13,16 @@ def test_role_groups_exist_with_growing_permissions(db):
     assert counts["viewer"] <= counts["operator"] <= counts["manager"]
     viewer = Group.objects.get(name="viewer")
     assert all(p.codename.startswith("view_") for p in viewer.permissions.all())
+    for role in roles.ORDER:
+        labels = set(
+            Group.objects.get(name=role).permissions.values_list(
+                "content_type__app_label", flat=True
+            )
+        )
+        assert labels == {"backups", "recovery", "drills", "incidents", "dr_portal"}, role
+    operator = Group.objects.get(name="operator")
+    assert operator.permissions.filter(codename="add_backuprun").exists()
+    assert not operator.permissions.filter(codename="change_rtotarget").exists()
 
 
 def test_higher_roles_include_lower(viewer, operator, manager, superuser):
