@@ -30,7 +30,9 @@ class RedactingFilter(logging.Filter):
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         if isinstance(record.args, dict):  # logger.debug("%(x)s", {"x": ...}) (fontTools does)
-            record.args = {k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()}
+            record.args = {
+                k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()
+            }
         elif record.args:
             record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
         return True
