@@ -103,3 +103,44 @@ def test_postgres_source_going_away_mid_dump_fails_the_run_with_the_cause(tmp_pa
     alert = Alert.objects.get()
     assert (alert.kind, alert.seen_count) == ("backup_failed", 1)
     assert "pg_dump" in alert.detail
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product bug, left: backups/engine/sources.py PgDumpStream starts pg_dump in its own "
+    "session with no parent-death signal, so a SIGKILLed worker leaves it running (ppid 1) "
+    "with its connection open until it next writes (EPIPE) or --lock-wait-timeout (300 s) ends",
+)
+def test_pg_dump_does_not_outlive_a_killed_worker(tmp_path):
+    import os
+    import signal
+
+    from tests.support.cluster import worker_pid
+
+    with data.pg_database(prefix="dr_faults_", mb=1) as dbname:
+        job = data.make_job(
+            "pg-nightly",
+            data.pg_source("toolhub-pg", dbname),
+            [data.local_destination("local", tmp_path / "store")],
+        )
+        query = (
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s"
+            " AND application_name = 'dr-portal backup'"
+        )
+        with data.pg_admin() as admin, running_cluster(workers=1):
+            holder = psycopg.connect(f"host=127.0.0.1 user=postgres dbname={dbname}")
+            try:
+                holder.execute("LOCK TABLE executions IN ACCESS EXCLUSIVE MODE")
+                run = services.start_run(job, "manual")
+                services.enqueue_run(run)
+                wait_for(lambda: admin.execute(query, (dbname,)).fetchone(), timeout=60)
+                row = BackupRun.objects.get(pk=run.pk)
+                os.kill(worker_pid(row), signal.SIGKILL)
+                # The dump's connection should go with its worker, not wait for the lock.
+                wait_for(
+                    lambda: admin.execute(query, (dbname,)).fetchone() is None,
+                    timeout=10,
+                    message="pg_dump to exit with its killed worker",
+                )
+            finally:
+                holder.close()
