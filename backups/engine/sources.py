@@ -23,6 +23,11 @@ from .errors import SourceError
 from .specs import SourceSpec
 
 F_SETPIPE_SZ = 1031  # Linux: a 1 MiB pipe lets pg_dump run ahead while we compress
+# pg_dump runs in its own session (so a cancel can kill its group), which also means a worker
+# killed by SIGKILL or the OOM killer would leave it running, holding a connection and a
+# snapshot until it next writes or its lock wait ends. util-linux's setpriv sets the
+# parent-death signal and execs pg_dump (no preexec_fn, which is unsafe beside threads).
+DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
 
 
 def _now() -> datetime:
@@ -54,6 +59,7 @@ class PgDumpStream:
         try:
             self.proc = subprocess.Popen(
                 [
+                    *(DIE_WITH_PARENT if shutil.which("pg_dump", path=env.get("PATH")) else []),
                     "pg_dump",
                     "--format=custom",
                     "--compress=0",  # the pipeline compresses, faster and smaller
