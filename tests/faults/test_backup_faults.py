@@ -3,6 +3,10 @@ PostgreSQL source goes away mid-dump. Each ends in a clear failed or partial sta
 retried (max_attempts=1: the app records each attempt as its own run), and raises one alert.
 """
 
+import os
+import signal
+from pathlib import Path
+
 import psycopg
 import pytest
 from django_q.models import Task
@@ -12,7 +16,7 @@ from backups.models import BackupRun
 from incidents.models import Alert
 from tests.faults.conftest import wait_run
 from tests.support import data
-from tests.support.cluster import running_cluster, wait_for
+from tests.support.cluster import running_cluster, wait_for, worker_pid
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -105,27 +109,28 @@ def test_postgres_source_going_away_mid_dump_fails_the_run_with_the_cause(tmp_pa
     assert "pg_dump" in alert.detail
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug, left: backups/engine/sources.py PgDumpStream starts pg_dump in its own "
-    "session with no parent-death signal, so a SIGKILLed worker leaves it running (ppid 1) "
-    "with its connection open until it next writes (EPIPE) or --lock-wait-timeout (300 s) ends",
-)
+def pg_dumps_of(dbname: str) -> list[int]:
+    """pids of pg_dump processes dumping this database (their PGDATABASE names it)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or b"pg_dump" not in (proc / "cmdline").read_bytes():
+                continue
+            if f"PGDATABASE={dbname}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
 def test_pg_dump_does_not_outlive_a_killed_worker(tmp_path):
-    import os
-    import signal
-
-    from tests.support.cluster import worker_pid
-
+    """pg_dump runs in its own session; a SIGKILLed worker must still take it along (not
+    leave it holding a connection and a snapshot until its lock wait ends)."""
     with data.pg_database(prefix="dr_faults_", mb=1) as dbname:
         job = data.make_job(
             "pg-nightly",
             data.pg_source("toolhub-pg", dbname),
             [data.local_destination("local", tmp_path / "store")],
-        )
-        query = (
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s"
-            " AND application_name = 'dr-portal backup'"
         )
         with data.pg_admin() as admin, running_cluster(workers=1):
             holder = psycopg.connect(f"host=127.0.0.1 user=postgres dbname={dbname}")
@@ -133,12 +138,19 @@ def test_pg_dump_does_not_outlive_a_killed_worker(tmp_path):
                 holder.execute("LOCK TABLE executions IN ACCESS EXCLUSIVE MODE")
                 run = services.start_run(job, "manual")
                 services.enqueue_run(run)
-                wait_for(lambda: admin.execute(query, (dbname,)).fetchone(), timeout=60)
-                row = BackupRun.objects.get(pk=run.pk)
-                os.kill(worker_pid(row), signal.SIGKILL)
-                # The dump's connection should go with its worker, not wait for the lock.
                 wait_for(
-                    lambda: admin.execute(query, (dbname,)).fetchone() is None,
+                    lambda: admin.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND"
+                        " application_name = 'dr-portal backup' AND wait_event_type = 'Lock'",
+                        (dbname,),
+                    ).fetchone(),
+                    timeout=60,
+                    message="pg_dump to wait for the lock",
+                )
+                assert pg_dumps_of(dbname)
+                os.kill(worker_pid(BackupRun.objects.get(pk=run.pk)), signal.SIGKILL)
+                wait_for(
+                    lambda: not pg_dumps_of(dbname),
                     timeout=10,
                     message="pg_dump to exit with its killed worker",
                 )
