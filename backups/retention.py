@@ -293,3 +293,28 @@ def apply_all(*, dry_run=False, now=None, stdout=None) -> dict:
                 stdout.write(f"{destination.name}: retention failed: {type(exc).__name__}: {exc}")
             results[destination.name] = []
     return results
+
+
+def abort_stale_uploads() -> dict[str, list[str]]:
+    """Remove what unfinished writes left (temp files, open S3 multipart uploads).
+
+    Anything older than twice the task timeout plus an hour cannot belong to a live run.
+    """
+    from django.conf import settings
+
+    from backups.engine import open_destination
+    from backups.models import Destination
+
+    older_than = settings.Q_TIMEOUT * 2 + 3600
+    removed = {}
+    for destination in Destination.objects.filter(enabled=True).order_by("name"):
+        try:
+            removed[destination.name] = open_destination(destination.to_spec()).abort_stale_uploads(
+                older_than
+            )
+        except Exception as exc:  # an unreachable destination is retried tomorrow
+            log.warning("cleaning leftovers at %s failed: %s", destination, exc)
+            continue
+        for item in removed[destination.name]:
+            log.info("removed leftover of an unfinished write at %s: %s", destination, item)
+    return removed

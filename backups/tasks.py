@@ -60,8 +60,9 @@ def scheduled_backup(job_id: int):
 
 
 def apply_retention_task():
-    """Daily retention over every destination."""
+    """Daily retention over every destination, then leftovers of writes that never finished."""
     from backups import retention
 
     results = retention.apply_all()
+    retention.abort_stale_uploads()
     return {name: sum(1 for d in decisions if d.delete) for name, decisions in results.items()}

@@ -3,6 +3,7 @@
 import json
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -157,6 +158,19 @@ class LocalDestination:
                 except OSError as exc:
                     raise DestinationError(f"cannot remove {path}: {exc.strerror or exc}") from None
                 removed.append(str(path))
+        return removed
+
+    def abort_stale_uploads(self, older_than_s: float) -> list[str]:
+        """Remove temporary files of writes started over `older_than_s` ago (dead workers)."""
+        cutoff = time.time() - older_than_s
+        removed = []
+        for path in self.root.rglob(".*.tmp-*"):
+            try:
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed.append(str(path))
+            except OSError as exc:
+                raise DestinationError(f"cannot remove {path}: {exc.strerror or exc}") from None
         return removed
 
     def delete(self, location: str) -> None:

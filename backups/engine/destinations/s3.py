@@ -229,6 +229,27 @@ class S3Destination:
                     aborted.append(upload["UploadId"])
         return aborted
 
+    def abort_stale_uploads(self, older_than_s: float) -> list[str]:
+        """Abort multipart uploads under the prefix started over `older_than_s` ago.
+
+        No live writer runs longer than a task may, so these are leftovers: a worker killed
+        while S3 was unreachable could not abort its own upload.
+        """
+        import datetime as dt
+
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=older_than_s)
+        aborted = []
+        with self.errors("aborting stale multipart uploads"):
+            pages = self.client.get_paginator("list_multipart_uploads")
+            for page in pages.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"] < cutoff:
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                        aborted.append(upload["Key"])
+        return aborted
+
     def delete(self, location: str) -> None:
         key = self._key(location)
         with self.errors(f"deleting {location}"):
