@@ -58,7 +58,9 @@ def test_stale_multipart_uploads_are_aborted_and_others_kept(s3):
             secrets={"access_key_id": ACCESS_KEY, "secret_access_key": SECRET_KEY},
         )
     )
-    assert dest.abort_stale_uploads(3600) == []  # started just now: maybe a live writer
-    assert dest.abort_stale_uploads(0) == ["tool-hub/a.drpa"]
+    initiated = client.list_multipart_uploads(Bucket="dr-backups")["Uploads"][0]["Initiated"]
+    age = time.time() - initiated.timestamp()  # moto stamps every upload 2010-11-10
+    assert dest.abort_stale_uploads(age + 3600) == []  # younger than the cutoff: kept
+    assert dest.abort_stale_uploads(age - 3600) == ["tool-hub/a.drpa"]
     left = [u["Key"] for u in client.list_multipart_uploads(Bucket="dr-backups").get("Uploads", [])]
     assert left == ["elsewhere/b.drpa"]  # outside the destination's prefix: not ours
