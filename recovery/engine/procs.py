@@ -1,6 +1,7 @@
 """Run external programs safely: argument lists, own process group, killed in finally."""
 
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -8,6 +9,11 @@ import time
 from collections.abc import Callable, Sequence
 
 from dr_portal.lib.redact import redact
+
+
+# The child runs in its own session, so a SIGKILLed worker would leave it running (a
+# pg_restore holding connections to the scratch server); setpriv makes it die with us.
+DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
 
 
 class ProcessError(Exception):
@@ -30,7 +36,7 @@ def run(
     full_env = {**os.environ, **(env or {})}
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(  # noqa: S603 - argument list, no shell
-            list(args),
+            DIE_WITH_PARENT + list(args),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
