@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 
 from dr_portal.lib.redact import redact
 
-
 # The child runs in its own session, so a SIGKILLed worker would leave it running (a
 # pg_restore holding connections to the scratch server); setpriv makes it die with us.
 DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
