@@ -5,7 +5,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -43,7 +42,6 @@ def test_identifier_survives_deleted_incidents(make_incident):
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif(connection.vendor != "sqlite", reason="file-backed SQLite race")
 def test_identifiers_unique_under_concurrent_creation():
     from django.db import connections
 
