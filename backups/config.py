@@ -493,6 +493,11 @@ def export() -> dict:
             item["enabled"] = False
         data["jobs"].append(item)
     data["jobs"].sort(key=lambda i: i["name"])
+    from recovery.failover import config as runbook_config
+
+    runbooks = runbook_config.export()
+    if runbooks:
+        data["runbooks"] = runbooks
     return data
 
 

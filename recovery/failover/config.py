@@ -234,6 +234,21 @@ def _current(runbook) -> list[dict]:
     return defs
 
 
+def export() -> list[dict]:
+    """Every runbook in the `runbooks:` format, secrets left out (add `secret_env` by hand)."""
+    from recovery.failover.models import Runbook
+
+    items = []
+    for runbook in Runbook.objects.select_related("system").order_by("system__name", "name"):
+        item = {"system": runbook.system.name, "name": runbook.name}
+        item["failure_type"] = runbook.failure_type
+        if runbook.description:
+            item["description"] = runbook.description
+        item["steps"] = _current(runbook)
+        items.append(item)
+    return items
+
+
 def _secrets_differ(runbook, secrets: dict) -> bool:
     stored = {s.name: s.secret for s in runbook.steps.all()}
     for name, value in secrets.items():

@@ -61,3 +61,21 @@ def test_command_steps_need_a_superuser(tmp_path, db, superuser, as_superuser):
     code, _, err = apply(tmp_path, step, *args)
     assert code == (0 if as_superuser else 1), err
     assert Runbook.objects.exists() == as_superuser
+
+
+def test_export_then_apply_on_a_fresh_portal_recreates_runbooks(tmp_path, db):
+    assert apply(tmp_path)[0] == 0
+    out = io.StringIO()
+    call_command("dr_export", stdout=out)
+    exported = out.getvalue()
+    assert "runbooks:" in exported and "Network outage recovery" in exported
+
+    Runbook.objects.all().delete()
+    path = tmp_path / "exported.yaml"
+    path.write_text(exported)
+    call_command("dr_apply", str(path), stdout=io.StringIO(), stderr=io.StringIO())
+    runbook = Runbook.objects.get(name="Network outage recovery")
+    assert [s.name for s in runbook.steps.all()] == ["API ready"]
+    again = io.StringIO()
+    call_command("dr_apply", str(path), stdout=again, stderr=io.StringIO())
+    assert "changed 0 object(s)" in again.getvalue()
