@@ -15,6 +15,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from dr_portal.lib import audit
+from dr_portal.lib.charts import line_chart
+from dr_portal.lib.durations import format_duration
 from dr_portal.lib.roles import MANAGER, OPERATOR, VIEWER, role_required
 from drills import coverage as coverage_grid
 from drills import reports, services
@@ -28,6 +30,7 @@ from drills.models import (
     DrillTransitionError,
     Scenario,
     ScenarioRun,
+    ScenarioStatus,
 )
 
 
@@ -102,8 +105,68 @@ def plan_detail(request, pk):
             "overdue": plan.overdue_since(),
             "problems": plan.problems(),
             "runs": plan.runs.all()[:20],
+            "charts": _plan_charts(plan),
         },
     )
+
+
+PLAN_CHART_RUNS = 30  # the newest drills a plan's charts show
+
+
+def _plan_charts(plan) -> dict:
+    """RTO and RPO achieved by this plan's past drills against their targets (two queries)."""
+    done = [DrillStatus.ENDED, DrillStatus.ABORTED]
+    drills = list(
+        DrillRun.objects.filter(plan=plan, status__in=done)
+        .order_by("-declared_at", "-pk")
+        .values("declared_at", "rto_achieved", "rpo_achieved", "rpo_target")[:PLAN_CHART_RUNS]
+    )
+    drills.reverse()
+
+    def secs(value):
+        return value.total_seconds() if value is not None else None
+
+    rpo_target = next((d["rpo_target"] for d in reversed(drills) if d["rpo_target"]), None)
+    rto = line_chart(
+        [("Whole drill", [(d["declared_at"], secs(d["rto_achieved"])) for d in drills])],
+        target=secs(plan.time_budget),
+        target_label="time budget",
+        y_format=format_duration,
+        title="RTO achieved per drill (failure declared → last scenario recovered)",
+    )
+    rpo = line_chart(
+        [("RPO achieved", [(d["declared_at"], secs(d["rpo_achieved"])) for d in drills])],
+        target=secs(rpo_target),
+        target_label="RPO target",
+        y_format=format_duration,
+        title="RPO achieved per drill (largest data age of what was restored)",
+    )
+    scenario_runs = (
+        ScenarioRun.objects.filter(
+            drill__plan=plan,
+            drill__status__in=done,
+            status__in=[ScenarioStatus.PASSED, ScenarioStatus.FAILED],
+            rto__isnull=False,
+        )
+        .order_by("-drill__declared_at", "-drill_id", "position")
+        .values("title", "drill__declared_at", "rto", "rto_target")[: PLAN_CHART_RUNS * 20]
+    )
+    groups: dict[str, dict] = {}
+    for srun in scenario_runs:  # newest first: the first target seen is the current one
+        group = groups.setdefault(srun["title"], {"points": [], "target": srun["rto_target"]})
+        if len(group["points"]) < PLAN_CHART_RUNS:
+            group["points"].append((srun["drill__declared_at"], srun["rto"].total_seconds()))
+    per_scenario = [
+        line_chart(
+            [("RTO achieved", group["points"])],
+            target=secs(group["target"]),
+            target_label="RTO target",
+            y_format=format_duration,
+            title=f"{title}: RTO achieved vs target",
+        )
+        for title, group in groups.items()
+    ]
+    return {"rto": rto, "rpo": rpo, "per_scenario": per_scenario}
 
 
 @role_required(MANAGER)

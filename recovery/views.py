@@ -1,11 +1,15 @@
 """Portal pages of the recovery app. Thin: restore tests and restores are enqueued, never run here."""
 
+from types import SimpleNamespace
+
 from django.contrib import messages
 from django.db.models import Exists, OuterRef
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from backups.models import BackupRun, Source
+from dr_portal import readiness as dashboard
 from dr_portal.lib import audit
 from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration
@@ -76,7 +80,8 @@ def targets_edit(request):
 
 def source_detail(request, source_id):
     source = get_object_or_404(Source.objects.select_related("system"), pk=source_id)
-    ready = readiness.source_readiness([source])[source.pk]
+    now = timezone.now()
+    ready = readiness.source_readiness([source], now=now)[source.pk]
     tests = list(
         RestoreTest.objects.filter(source=source)
         .select_related("backup_run")
@@ -139,6 +144,17 @@ def source_detail(request, source_id):
         y_format=_filesize,
         title="Backup size over time",
     )
+    # The dashboard's RPO chart for this one source (one query): the RPO reached just before
+    # each good backup of its window, then the RPO now, against the data class's RPO target.
+    rpo_chart = dashboard.rpo_charts([SimpleNamespace(source=source, readiness=ready)], now)
+    rpo_chart = (
+        rpo_chart[0]["svg"]
+        if rpo_chart
+        else line_chart(
+            [("RPO", [])],
+            title=f"{source.name}: RPO, last {dashboard.CHART_DAYS_RPO} days",
+        )
+    )
     return render(
         request,
         "recovery/source_detail.html",
@@ -149,6 +165,7 @@ def source_detail(request, source_id):
             "restores": restores,
             "duration_chart": duration_chart,
             "size_chart": size_chart,
+            "rpo_chart": rpo_chart,
             "heartbeat": getattr(source, "heartbeat_state", None)
             if source.heartbeat_enabled
             else None,
