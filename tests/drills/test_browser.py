@@ -22,10 +22,19 @@ def browser_page(monkeypatch):
 
     executable = shutil.which("chromium") or shutil.which("chromium-browser")  # Debian's
     with playwright.sync_playwright() as p:
-        try:
-            browser = p.chromium.launch(executable_path=executable)
-        except Exception as exc:  # no browser installed on this machine
-            pytest.skip(f"Chromium is not available: {exc}")
+        if executable is None:
+            pytest.fail(
+                "Chromium is missing: run `bash .ci/test-deps` (installs Debian's chromium)"
+            )
+        browser = p.chromium.launch(
+            executable_path=executable,
+            args=[
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+            ],
+        )
         try:
             yield browser.new_page()
         finally:
