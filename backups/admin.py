@@ -3,75 +3,19 @@
 from django import forms
 from django.contrib import admin
 
-from backups.forms import SecretField, SecretsMixin
+from backups.forms import DestinationForm, SecretField, SecretsMixin, SourceForm
 from backups.models import BackupCopy, BackupJob, BackupRun, Destination, Source, System
 
 
 class SourceAdminForm(SecretsMixin, forms.ModelForm):
+    """The admin edits exclude patterns and checks as JSON, unlike the portal's form."""
+
     SECRET_FIELDS = {"new_password": "password"}
     new_password = SecretField(label="Password")
 
     class Meta:
         model = Source
-        fields = [
-            "system",
-            "name",
-            "kind",
-            "data_class",
-            "host",
-            "port",
-            "database",
-            "user",
-            "path",
-            "exclude",
-            "is_portal_db",
-            "checks",
-            "heartbeat_enabled",
-            "restore_test_schedule",
-            "restore_test_after_backup",
-        ]
-
-    def save(self, commit=True):
-        instance = super().save(commit=False)
-        self._apply_secrets(instance)
-        if commit:
-            instance.save()
-        return instance
-
-
-class DestinationAdminForm(SecretsMixin, forms.ModelForm):
-    SECRET_FIELDS = {
-        "new_access_key_id": "access_key_id",
-        "new_secret_access_key": "secret_access_key",
-    }
-    endpoint_url = forms.URLField(
-        required=False, assume_scheme="https", help_text="Only for S3-compatible stores."
-    )
-    new_access_key_id = SecretField(label="Access key id")
-    new_secret_access_key = SecretField(label="Secret access key")
-
-    class Meta:
-        model = Destination
-        fields = [
-            "name",
-            "kind",
-            "path",
-            "bucket",
-            "prefix",
-            "region",
-            "endpoint_url",
-            "storage_class",
-            "keep_days",
-            "keep_last",
-            "enabled",
-        ]
-
-    def save(self, commit=True):
-        instance = super().save(commit=False)
-        self._apply_secrets(instance)
-        if commit:
-            instance.save()
-        return instance
+        fields = [*SourceForm.Meta.fields, "is_portal_db"]
 
 
 @admin.register(System)
@@ -92,7 +36,7 @@ class SourceAdmin(admin.ModelAdmin):
 
 @admin.register(Destination)
 class DestinationAdmin(admin.ModelAdmin):
-    form = DestinationAdminForm
+    form = DestinationForm
     list_display = ["name", "kind", "storage_class", "keep_days", "keep_last", "enabled"]
     list_filter = ["kind", "enabled"]
     search_fields = ["name", "bucket", "path"]

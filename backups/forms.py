@@ -35,6 +35,14 @@ class SecretsMixin:
             if value:
                 setattr(instance, model_name, value)
 
+    def save(self, commit=True):
+        instance = super().save(commit=False)
+        self._apply_secrets(instance)
+        if commit:
+            instance.save()
+            self.save_m2m()
+        return instance
+
 
 class JSONListField(forms.CharField):
     """A list edited as JSON (checks) or one item per line (patterns)."""
@@ -105,13 +113,6 @@ class SourceForm(SecretsMixin, forms.ModelForm):
             raise forms.ValidationError(problems)
         return validators.normalise_checks(checks)
 
-    def save(self, commit=True):
-        instance = super().save(commit=False)
-        self._apply_secrets(instance)
-        if commit:
-            instance.save()
-        return instance
-
 
 class DestinationForm(SecretsMixin, forms.ModelForm):
     SECRET_FIELDS = {
@@ -144,13 +145,6 @@ class DestinationForm(SecretsMixin, forms.ModelForm):
             "enabled",
         ]
         widgets = {"path": WIDE, "bucket": WIDE}
-
-    def save(self, commit=True):
-        instance = super().save(commit=False)
-        self._apply_secrets(instance)
-        if commit:
-            instance.save()
-        return instance
 
 
 class JobForm(forms.ModelForm):
