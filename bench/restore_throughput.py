@@ -136,13 +136,23 @@ def portal_restore_test(
     start = time.perf_counter()
     phases = Phases()
     with tempfile.TemporaryDirectory(prefix="dr-bench-restore-") as tmp:
-        path = os.path.join(tmp, "artifact")
-        with phases.phase("fetch and verify"), open(path, "wb") as out:
-            reader = open_destination(dest_spec).open_read(location)
-            try:
-                unpack_artifact(reader, out, keys, expected_sha256=sha256)
-            finally:
-                reader.close()
+        if jobs == 1:  # what recovery.services does with one job: stream into pg_restore
+
+            def path(stdin):
+                reader = open_destination(dest_spec).open_read(location)
+                try:
+                    unpack_artifact(reader, stdin, keys, expected_sha256=sha256)
+                finally:
+                    reader.close()
+
+        else:  # pg_restore -j needs a seekable file
+            path = os.path.join(tmp, "artifact")
+            with phases.phase("fetch and verify"), open(path, "wb") as out:
+                reader = open_destination(dest_spec).open_read(location)
+                try:
+                    unpack_artifact(reader, out, keys, expected_sha256=sha256)
+                finally:
+                    reader.close()
         result = verify_postgres(
             path,
             PgServer(),
@@ -161,7 +171,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--jobs", type=int, default=max(1, min(4, (os.cpu_count() or 1) // 2)))
     args = parser.parse_args()
 
     from backups.engine import BackupOptions, DestinationSpec, SourceSpec, run_backup

@@ -75,12 +75,18 @@ def _setting(name: str):
 
 
 def restore_jobs() -> int:
-    """Parallel jobs for pg_restore (DR_RESTORE_JOBS, default min(4, cores))."""
+    """Parallel jobs for pg_restore (DR_RESTORE_JOBS, default half the cores, at most 4).
+
+    Index builds compete with the restore for the same cores; on 2 cores a serial restore
+    measured as fast as `-j 2` (bench/RESULTS.md). With one job a restore test streams the
+    artifact straight into pg_restore instead of unpacking it to a file first.
+    """
+    default = max(1, min(4, (os.cpu_count() or 1) // 2))
     value = _setting("DR_RESTORE_JOBS")
     try:
-        return max(1, int(value)) if value else min(4, os.cpu_count() or 1)
+        return max(1, int(value)) if value else default
     except ValueError:
-        return min(4, os.cpu_count() or 1)
+        return default
 
 
 def work_dir() -> str | None:
@@ -293,39 +299,16 @@ def _restore_test(test: RestoreTest, secrets: list[str]):
             if run.data_taken_at
             else f"testing backup run #{run.pk} of {source}"
         )
-        with phases.phase("fetch and verify"):
-            fetched = fetch_verified(run, tmp, test.append_log, secrets)
-        fields["copy_used"] = f"{fetched.copy.destination.name}: {fetched.copy.location}"[:300]
-        fields["bytes_fetched"] = fetched.bytes_fetched
         kind = artifact_kind(run)
-        test.append_log(f"restoring the {kind} artifact into scratch")
-        if kind == "postgresql":
-            server = scratch_server()
-            secrets.extend(server.secrets())
-            outcome = verify_postgres(
-                fetched.path,
-                server,
-                source.checks or [],
-                previous_observations(source, test.pk),
-                phases,
-                jobs=restore_jobs(),
-                scratch_prefix=_setting("DR_SCRATCH_PREFIX"),
-            )
-        elif kind == "sqlite":
-            outcome = verify_sqlite(
-                fetched.path, source.checks or [], previous_observations(source, test.pk), phases
-            )
-        elif kind == "files":
-            count = (run.manifest or {}).get("file_count")
-            outcome = verify_files(
-                fetched.path,
-                phases,
-                expected_count=count if isinstance(count, int) else None,
-                tmp_dir=tmp,
-            )
+        streamed = None
+        if kind == "postgresql" and restore_jobs() == 1:
+            streamed = _streamed_postgres_test(run, test, phases, secrets)
+        if streamed is not None:
+            outcome, copy, fetched_bytes = streamed
+            fields["copy_used"] = f"{copy.destination.name}: {copy.location}"[:300]
+            fields["bytes_fetched"] = fetched_bytes
         else:
-            raise RecoveryFailure(f"unknown artifact kind {kind!r}")
-        os.unlink(fetched.path)
+            outcome = _unpacked_test(run, test, kind, tmp, phases, fields, secrets)
     except NeedsRetrieval as exc:
         fields["needs_retrieval"] = True
         _finish_test(test, RunStatus.FAILED, str(exc), phases, fields, started, clock)
@@ -362,6 +345,99 @@ def _restore_test(test: RestoreTest, secrets: list[str]):
     if not results and artifact_kind(run) != "files":
         test.append_log("no verification checks are defined: only the restore itself was proven")
     _finish_test(test, RunStatus.SUCCEEDED, "", phases, fields, started, clock)
+
+
+def _unpacked_test(run, test, kind, tmp, phases, fields, secrets) -> VerifyOutcome:
+    """Unpack the best readable copy to a file (trying each copy), then restore from it."""
+    source = test.source
+    with phases.phase("fetch and verify"):
+        fetched = fetch_verified(run, tmp, test.append_log, secrets)
+    fields["copy_used"] = f"{fetched.copy.destination.name}: {fetched.copy.location}"[:300]
+    fields["bytes_fetched"] = fetched.bytes_fetched
+    test.append_log(f"restoring the {kind} artifact into scratch")
+    if kind == "postgresql":
+        server = scratch_server()
+        secrets.extend(server.secrets())
+        outcome = verify_postgres(
+            fetched.path,
+            server,
+            source.checks or [],
+            previous_observations(source, test.pk),
+            phases,
+            jobs=restore_jobs(),
+            scratch_prefix=_setting("DR_SCRATCH_PREFIX"),
+        )
+    elif kind == "sqlite":
+        outcome = verify_sqlite(
+            fetched.path, source.checks or [], previous_observations(source, test.pk), phases
+        )
+    elif kind == "files":
+        count = (run.manifest or {}).get("file_count")
+        outcome = verify_files(
+            fetched.path,
+            phases,
+            expected_count=count if isinstance(count, int) else None,
+            tmp_dir=tmp,
+        )
+    else:
+        raise RecoveryFailure(f"unknown artifact kind {kind!r}")
+    os.unlink(fetched.path)
+    return outcome
+
+
+def _streamed_postgres_test(run, test, phases, secrets):
+    """Serial pg_restore fed straight from the best copy: reading, verifying, decrypting and
+    restoring overlap. pg_restore only ever sees authenticated chunks; a bad artifact kills
+    it and the scratch database is dropped. Returns (outcome, copy, stored bytes), or None
+    when the stream failed on the copy itself, so the copy-by-copy path names the cause.
+    """
+    from backups.engine import EngineError, open_destination, unpack_artifact
+
+    readable, _ = rank_copies(run)
+    if not readable:
+        return None
+    copy = readable[0]
+    try:
+        master_keys = keyring.ring()
+        spec = copy.destination.to_spec()
+    except keyring.KeyRingError:
+        return None
+    secrets.extend(spec.secrets.values())
+    server = scratch_server()
+    secrets.extend(server.secrets())
+    info: dict = {}
+
+    def feed(stdin):
+        reader = open_destination(spec).open_read(copy.location)
+        try:
+            info.update(unpack_artifact(reader, stdin, master_keys, expected_sha256=run.sha256))
+        finally:
+            close = getattr(reader, "close", None)
+            if close:
+                close()
+
+    test.append_log(f"streaming {copy.destination.name} into a serial pg_restore in scratch")
+    try:
+        outcome = verify_postgres(
+            feed,
+            server,
+            test.source.checks or [],
+            previous_observations(test.source, test.pk),
+            phases,
+            jobs=1,
+            scratch_prefix=_setting("DR_SCRATCH_PREFIX"),
+        )
+    except (EngineError, OSError) as exc:
+        test.append_log(
+            f"streamed read of {copy.destination.name} failed ({redact(str(exc), secrets)}); "
+            "checking every copy"
+        )
+        return None
+    test.append_log(
+        f"read {copy.destination.name}: {info['bytes_in']} stored bytes, SHA-256 and "
+        "authentication verified while restoring"
+    )
+    return outcome, copy, int(info["bytes_in"])
 
 
 def _finish_test(test, status, error, phases, fields, started, clock):

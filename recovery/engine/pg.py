@@ -170,7 +170,7 @@ def default_jobs() -> int:
 
 
 def pg_restore(
-    archive: str,
+    archive,
     target: PgServer,
     *,
     jobs: int | None = None,
@@ -180,23 +180,31 @@ def pg_restore(
 ) -> str:
     """Restore a custom-format archive into `target` (which must exist).
 
+    `archive` is a file path, or a function that writes the archive into pg_restore's
+    standard input (a serial restore: parallel jobs need a seekable file).
     Scratch restores drop ownership and grants (the roles need not exist there); a
     restore onto the source's own server keeps them (keep_ownership=True).
     """
+    streamed = callable(archive)
     args = [
         tool("pg_restore"),
         *([] if keep_ownership else ["--no-owner", "--no-privileges"]),
         "--exit-on-error",
-        f"--jobs={jobs or default_jobs()}",
+        *([] if streamed else [f"--jobs={jobs or default_jobs()}"]),
         f"--host={target.host}",
         f"--port={target.port}",
         f"--username={target.user}",
         f"--dbname={target.dbname}",
-        archive,
+        *([] if streamed else [archive]),
     ]
     try:
         return procs.run(
-            args, env=target.env(), timeout=timeout, secrets=target.secrets(), cancelled=cancelled
+            args,
+            env=target.env(),
+            timeout=timeout,
+            secrets=target.secrets(),
+            cancelled=cancelled,
+            feed=archive if streamed else None,
         )
     except procs.ProcessError as exc:
         raise RestoreError(f"pg_restore failed: {exc}") from None

@@ -7,6 +7,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from typing import BinaryIO
 
 from dr_portal.lib.redact import redact
 
@@ -26,17 +27,20 @@ def run(
     timeout: float | None = None,
     secrets: Sequence[str] = (),
     cancelled: Callable[[], bool] | None = None,
+    feed: Callable[[BinaryIO], None] | None = None,
 ) -> str:
     """Run `args`; return its (redacted) stderr+stdout tail; raise ProcessError on failure.
 
     The child gets its own session so a task timeout or our own exception can kill
-    the whole group (pg_restore -j forks workers) instead of leaving orphans.
+    the whole group (pg_restore -j forks workers) instead of leaving orphans. With
+    `feed`, the child's standard input is written by feed(stdin); an exception from
+    feed kills the child and is raised as it is.
     """
     full_env = {**os.environ, **(env or {})}
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(  # noqa: S603 - argument list, no shell
             DIE_WITH_PARENT + list(args),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             env=full_env,
@@ -44,6 +48,12 @@ def run(
         )
         deadline = time.monotonic() + timeout if timeout else None
         try:
+            if feed is not None:
+                try:
+                    feed(proc.stdin)
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass  # the child stopped reading: its exit code and output say why
             while True:
                 try:
                     code = proc.wait(timeout=0.2)

@@ -23,18 +23,27 @@ def local_artifact(run) -> Path:
     return path
 
 
+@pytest.mark.parametrize(
+    "jobs, phases",
+    [
+        # One job: the artifact streams straight into a serial pg_restore.
+        (1, ["create scratch", "restore", "checks", "cleanup"]),
+        # Parallel: unpacked to a file first, since pg_restore -j needs to seek.
+        (2, ["fetch and verify", "create scratch", "restore", "checks", "cleanup"]),
+    ],
+)
 def test_postgres_backup_passes_restore_test_with_measured_figures(
-    pg_source, work_dir, scratch_prefix, settings
+    pg_source, work_dir, scratch_prefix, settings, jobs, phases
 ):
     assert settings.DR_SCRATCH_PREFIX == scratch_prefix  # else the leftover check is vacuous
+    settings.DR_RESTORE_JOBS = jobs
     run = backup(pg_source)
     test = run_test(pg_source)
     assert test.status == "succeeded", test.error
     assert test.backup_run_id == run.pk
     assert [c["outcome"] for c in test.checks] == ["passed"] * 3
     assert test.checks[1]["observed"] == "500"
-    names = [p["name"] for p in test.phases]
-    assert names == ["fetch and verify", "create scratch", "restore", "checks", "cleanup"]
+    assert [p["name"] for p in test.phases] == phases
     assert test.rto.total_seconds() > 0
     assert test.throughput_bps > 0
     assert test.bytes_fetched == run.bytes_stored
