@@ -99,8 +99,12 @@ def corrupt(path: Path, offset: int):
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.parametrize("jobs", [1, 2])  # streamed into pg_restore / unpacked to a file
 @pytest.mark.parametrize("damage", ["flipped byte", "truncated"])
-def test_bad_artifact_fails_and_marks_backup_not_restorable(pg_source, work_dir, damage):
+def test_bad_artifact_fails_and_marks_backup_not_restorable(
+    pg_source, work_dir, damage, jobs, settings
+):
+    settings.DR_RESTORE_JOBS = jobs
     run = backup(pg_source)
     path = local_artifact(run)
     if damage == "flipped byte":
@@ -115,6 +119,8 @@ def test_bad_artifact_fails_and_marks_backup_not_restorable(pg_source, work_dir,
     assert "bad artifact" in run.not_restorable_reason
     assert scratch_databases() == []
     assert list(work_dir.iterdir()) == []
+    if jobs == 1:  # the stream stopped at the bad chunk; pg_restore never saw it
+        assert "streamed read of" in test.log and "checking every copy" in test.log
 
 
 def test_key_missing_from_ring_names_the_key_and_keeps_backup_restorable(
