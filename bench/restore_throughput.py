@@ -260,7 +260,13 @@ def main():
             ("plain -j", f"plain `pg_restore -j {args.jobs}`", plain_mb),
             (
                 "portal",
-                f"portal restore test (fetch, verify, decrypt, decompress, `pg_restore -j {args.jobs}`, checks, drop)",
+                "portal restore test (fetch, verify, decrypt, decompress "
+                + (
+                    "streamed into a serial `pg_restore`"
+                    if args.jobs == 1
+                    else f"to a file, `pg_restore -j {args.jobs}`"
+                )
+                + ", checks, drop)",
                 portal_mb,
             ),
         ):
