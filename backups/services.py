@@ -115,13 +115,7 @@ def execute(run: BackupRun) -> BackupRun:
         with run.heartbeat():
             _backup(run, job, secrets)
     except Exception as exc:
-        message = redact(f"unexpected error: {type(exc).__name__}: {exc}", secrets)
-        log.error("%s failed: %s", run, message)
-        try:
-            run.append_log(message)
-            run.finish(RunStatus.FAILED, message)
-        except IllegalTransition:
-            pass
+        run.fail_unexpectedly(exc, secrets)
         raise
     finally:
         job.release_lock(run)

@@ -112,6 +112,19 @@ class RunBase(models.Model):
         except Exception:
             pass
 
+    def fail_unexpectedly(self, exc: Exception, secrets=()) -> str:
+        """Record an exception nobody expected on the run (redacted), so it never stays running."""
+        from dr_portal.lib.redact import redact
+
+        message = redact(f"unexpected error: {type(exc).__name__}: {exc}", list(secrets))[:2000]
+        log.error("%s failed: %s", self, message)
+        try:
+            self.append_log(message)
+            self.finish(RunStatus.FAILED, message)
+        except IllegalTransition:
+            pass  # finished meanwhile (the reaper, a cancel)
+        return message
+
     def cancel(self, reason="cancelled by user"):
         self.finish(RunStatus.CANCELLED, reason)
 

@@ -22,7 +22,7 @@ from django.utils import timezone
 from backups.models import BackupCopy, BackupRun, Source
 from dr_portal.lib import keyring
 from dr_portal.lib.redact import redact
-from dr_portal.runs import ACTIVE, IllegalTransition, RunStatus
+from dr_portal.runs import ACTIVE, RunStatus
 from recovery.engine import files as file_engine
 from recovery.engine import heartbeat
 from recovery.engine.checks import Outcome
@@ -266,13 +266,8 @@ def execute_restore_test(test: RestoreTest) -> RestoreTest:
         with test.heartbeat():
             _restore_test(test, secrets)
     except Exception as exc:
-        message = redact(f"unexpected error: {type(exc).__name__}: {exc}", secrets)
         log.exception("%s failed unexpectedly", test)
-        try:
-            test.append_log(message)
-            test.finish(RunStatus.FAILED, message)
-        except IllegalTransition:
-            pass
+        test.fail_unexpectedly(exc, secrets)
     test.refresh_from_db()
     return test
 
@@ -580,13 +575,8 @@ def execute_restore(restore: Restore) -> Restore:
         with restore.heartbeat():
             _restore(restore, secrets)
     except Exception as exc:
-        message = redact(f"unexpected error: {type(exc).__name__}: {exc}", secrets)
         log.exception("%s failed unexpectedly", restore)
-        try:
-            restore.append_log(message)
-            restore.finish(RunStatus.FAILED, message)
-        except IllegalTransition:
-            pass
+        restore.fail_unexpectedly(exc, secrets)
     restore.refresh_from_db()
     return restore
 

@@ -7,8 +7,7 @@ from datetime import timedelta
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from dr_portal.lib.redact import redact
-from dr_portal.runs import IllegalTransition, RunStatus
+from dr_portal.runs import IllegalTransition
 from recovery.failover.models import FailoverRun, RunbookStep, StepRun, Verdict
 from recovery.failover.steps import Hooks, StepCancelled, StepTimedOut, parse_step, run_steps
 from recovery.failover.steps.runner import Outcome
@@ -205,10 +204,7 @@ def run_failover(run_id: int):
         record(run, result)
     except Exception as exc:
         log.exception("failover run %s broke", run_id)
-        try:
-            run.finish(RunStatus.FAILED, redact(f"{type(exc).__name__}: {exc}", revealed)[:2000])
-        except IllegalTransition:
-            pass
+        run.fail_unexpectedly(exc, revealed)
 
 
 def record(run: FailoverRun, result):
