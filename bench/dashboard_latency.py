@@ -291,7 +291,9 @@ def main():
     parser.add_argument("--profile", action="store_true", help="cProfile one dashboard render")
     parser.add_argument("--append-results", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the database (prints its name)")
-    parser.add_argument("--database", help="reuse a database kept by --keep (no fill)")
+    parser.add_argument(
+        "--database", help="reuse a database kept by --keep (no fill; it is kept again)"
+    )
     args = parser.parse_args()
 
     name = args.database or f"dr_bench_{uuid.uuid4().hex[:12]}"
@@ -407,7 +409,7 @@ def main():
         from django.db import connections
 
         connections.close_all()
-        if args.keep:
+        if args.keep or args.database:  # a reused database stays for the next run
             print(
                 f"kept {name}: drop it with  psql -h 127.0.0.1 -U postgres -c 'DROP DATABASE {name}'"
             )

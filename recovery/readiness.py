@@ -144,18 +144,30 @@ def rpo_targets() -> dict[str, timedelta]:
     return dict(RPOTarget.objects.values_list("data_class", "target"))
 
 
-def _newest_per_source(ids, queryset, order_by, fields):
-    """{source_id: row} of each source's first row in `order_by` order, in one query.
+def _newest_per_source(ids, picks: dict) -> dict[str, dict[int, dict]]:
+    """For each pick, {source_id: row} of each source's first row in its order, in 1 + len(picks) queries.
 
-    A correlated subquery per source walks an index newest-first and stops at the first
-    match, so the cost follows the number of sources, not the history.
+    `picks`: {name: (queryset, order_by, fields)}. A correlated subquery per source and pick
+    walks an index newest-first and stops at the first match, so the cost follows the number
+    of sources, not the history. The chosen ids come back to Python before the rows are
+    read by primary key: as one `pk IN (subquery)` PostgreSQL misjudges the few ids and
+    hashes the whole table instead.
     """
     from backups.models import Source
 
-    first = queryset.filter(source_id=OuterRef("pk")).order_by(*order_by).values("pk")[:1]
-    picked = Source.objects.filter(pk__in=ids).annotate(_first=Subquery(first)).values("_first")
-    rows = queryset.model.objects.filter(pk__in=picked).values("source_id", *fields)
-    return {row["source_id"]: row for row in rows}
+    annotations = {
+        f"_{name}": Subquery(
+            queryset.filter(source_id=OuterRef("pk")).order_by(*order_by).values("pk")[:1]
+        )
+        for name, (queryset, order_by, _) in picks.items()
+    }
+    chosen = list(Source.objects.filter(pk__in=ids).annotate(**annotations).values(*annotations))
+    out = {}
+    for name, (queryset, _, fields) in picks.items():
+        pks = [row[f"_{name}"] for row in chosen if row[f"_{name}"] is not None]
+        rows = queryset.model.objects.filter(pk__in=pks).values("source_id", *fields) if pks else []
+        out[name] = {row["source_id"]: row for row in rows}
+    return out
 
 
 def schedule_interval(cron: str, now: datetime) -> timedelta | None:
@@ -192,30 +204,41 @@ def source_readiness(sources, now=None) -> dict[int, Readiness]:
         .values_list("source_id", "latest")
     )
     live_copy = BackupCopy.objects.filter(run=OuterRef("pk"), ok=True, deleted_at__isnull=True)
-    newest = _newest_per_source(
+    picked = _newest_per_source(
         ids,
-        BackupRun.objects.filter(
-            status__in=[RunStatus.SUCCEEDED, RunStatus.PARTIAL],
-            restorable=True,
-            data_taken_at__isnull=False,
-        ).filter(Exists(live_copy)),
-        ["-data_taken_at", "-pk"],  # index backuprun_source_taken_idx
-        ["pk", "data_taken_at", "bytes_stored"],
+        {
+            "backup": (
+                BackupRun.objects.filter(
+                    status__in=[RunStatus.SUCCEEDED, RunStatus.PARTIAL],
+                    restorable=True,
+                    data_taken_at__isnull=False,
+                ).filter(Exists(live_copy)),
+                ["-data_taken_at", "-pk"],  # index backuprun_source_taken_idx
+                ["pk", "data_taken_at", "bytes_stored"],
+            ),
+            "last_test": (
+                RestoreTest.objects.filter(
+                    status__in=list(DONE - {RunStatus.CANCELLED}), finished__isnull=False
+                ),
+                ["-finished", "-pk"],  # index restoretest_src_fin_idx
+                ["pk", "status", "finished", "error"],
+            ),
+            "passed": (
+                RestoreTest.objects.filter(status=RunStatus.SUCCEEDED, started__isnull=False),
+                ["-started", "-pk"],  # index restoretest_src_passed_idx
+                [
+                    "pk",
+                    "started",
+                    "rto",
+                    "throughput_bps",
+                    "bytes_fetched",
+                    "data_at",
+                    "data_basis",
+                ],
+            ),
+        },
     )
-    last_tests = _newest_per_source(
-        ids,
-        RestoreTest.objects.filter(
-            status__in=list(DONE - {RunStatus.CANCELLED}), finished__isnull=False
-        ),
-        ["-finished", "-pk"],
-        ["pk", "status", "finished", "error"],
-    )
-    passed = _newest_per_source(
-        ids,
-        RestoreTest.objects.filter(status=RunStatus.SUCCEEDED, started__isnull=False),
-        ["-started", "-pk"],  # index restoretest_src_passed_idx
-        ["pk", "started", "rto", "throughput_bps", "bytes_fetched", "data_at", "data_basis"],
-    )
+    newest, last_tests, passed = picked["backup"], picked["last_test"], picked["passed"]
 
     out = {}
     intervals: dict[str, timedelta | None] = {}
