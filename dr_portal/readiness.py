@@ -18,12 +18,12 @@ fixed window/limit, never by the history: the dashboard costs the same with a mi
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from html import escape  # plain str → str: Django's lazy-aware wrapper costs 3× per call
 
 from django.db.models import Count, Max, Min, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import TruncDate
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
 from dr_portal.lib.durations import format_duration as fd
@@ -122,6 +122,28 @@ class SourceRow:
     failures_24h: int = 0
     url: str = ""
     backups_url: str = ""
+
+    @property
+    def html(self) -> str:
+        """{{ row.html }}: the table row, built here in one string: 200 rows of nine cells
+        through template lookups cost more than everything else the page renders."""
+        source, reasons = self.source, escape("; ".join(self.readiness.reasons))
+        failures = (
+            f'<a class="fig red" href="{escape(self.backups_url)}">{self.failures_24h}</a>'
+            if self.failures_24h
+            else "0"
+        )
+        figures = (self.rpo, self.verified_rpo, self.last_test, self.rto, self.forecast)
+        cells = "".join(f"<td>{f.html}</td>" for f in (*figures, self.rule_321))
+        return mark_safe(  # noqa: S308 - every value is escaped
+            f'<tr id="source-{source.pk}" data-verdict="{escape(self.verdict)}">'
+            f'<td><a href="{escape(self.url)}">{escape(source.name)}</a><br>'
+            f'<span class="muted">{escape(source.get_data_class_display())}</span></td>'
+            f'<td><span class="badge status-{self.colour}" title="{reasons}">'
+            f"{escape(self.verdict)}</span>"
+            + (f'<br><small class="muted">{reasons}</small>' if reasons else "")
+            + f"</td>{cells}<td>{failures}</td></tr>"
+        )
 
 
 @dataclass
@@ -655,7 +677,12 @@ def build(now=None, charts=True) -> dict:
     from recovery.readiness import overall, source_readiness
 
     now = now or timezone.now()
-    sources = list(Source.objects.select_related("system").order_by("system__name", "name"))
+    # The secrets and check lists are not shown here: not loaded (nor decrypted) either.
+    sources = list(
+        Source.objects.select_related("system")
+        .defer("password", "exclude", "checks")
+        .order_by("system__name", "name")
+    )
     ids = [s.pk for s in sources]
     ready = source_readiness(sources, now=now)
     intervals = backup_intervals(ids, now) if ids else {}
