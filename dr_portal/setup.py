@@ -61,6 +61,12 @@ def ensure_system_schedules():
         minutes=1,
     )
     ensure_schedule(
+        "system: recount dashboard storage and 3-2-1 copies",
+        "dr_portal.tasks.refresh_dashboard_figures",
+        schedule_type=Schedule.MINUTES,
+        minutes=1,
+    )
+    ensure_schedule(
         "system: prune old task records",
         "dr_portal.tasks.prune_task_records",
         schedule_type=Schedule.DAILY,
