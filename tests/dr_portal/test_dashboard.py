@@ -217,6 +217,28 @@ def test_failures_incidents_followups_drills_and_storage(viewer_client, dests):
     assert "/backups/destinations/" in html and "3 copies" in html
 
 
+def test_long_lists_show_eight_and_link_to_the_rest(viewer_client, dests):
+    from django.contrib.contenttypes.models import ContentType
+
+    from incidents.models import FollowUp, Incident
+
+    with time_machine.travel(T0, tick=False):
+        for k in range(11):
+            inc = Incident.objects.create(title=f"outage {k}", severity="sev3", detected_at=T0)
+            FollowUp.objects.create(
+                text=f"fix number {k}",
+                due=(T0 - timedelta(days=k + 1)).date(),
+                content_type=ContentType.objects.get_for_model(Incident),
+                object_id=inc.pk,
+            )
+        html = viewer_client.get("/").content.decode()
+    assert 'id="open-incidents"' in html and '<span class="v">11 open</span>' in html
+    assert len(re.findall(r"fix number \d+ — due", html)) == 8
+    assert len(re.findall(r"</a> outage \d+ <span", html)) == 8
+    assert '/incidents/">and 3 more</a>' in html
+    assert "and 3 more</a>" in html.split('id="overdue-followups"')[1]
+
+
 def test_overdue_drill_plan_is_red(viewer_client, dests):
     from drills.models import DrillPlan
 
