@@ -83,3 +83,18 @@ def load(stdout):
     changes = config.apply(data)
     changed = [c for c in changes if c.action != "unchanged"]
     stdout.write(f"backups demo: {len(changed)} changed, {len(changes) - len(changed)} unchanged")
+    queue_first_backups([job["name"] for job in data["jobs"]], stdout)
+
+
+def queue_first_backups(job_names, stdout):
+    """Give each demo job that never ran one run, so that a new portal shows real evidence
+    (a backup, then its restore test) as soon as the worker starts, not at the next hour."""
+    from backups import services
+    from backups.models import BackupJob, Trigger
+
+    for job in BackupJob.objects.filter(name__in=job_names, enabled=True):
+        if job.runs.exists():
+            continue
+        run = services.start_run(job, Trigger.COMMAND)
+        services.enqueue_run(run)
+        stdout.write(f"backups demo: first backup of {job.name} queued as run #{run.pk}")

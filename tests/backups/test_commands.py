@@ -5,9 +5,11 @@ import os
 
 import pytest
 from django.core.management import call_command
+from django_q.models import OrmQ
 
 from backups import health
 from backups.models import BackupCopy, BackupJob, BackupRun, Destination, Source
+from backups.tasks import run_backup
 from dr_portal.runs import RunStatus
 
 
@@ -108,11 +110,14 @@ def test_health_s3_unreachable_is_quick_and_secret_free(db):
     assert not ok and "very-secret" not in detail and "AKIAXX" not in detail
 
 
-def test_demo_is_idempotent_and_backs_up(db, settings, tmp_path, capsys):
+def test_demo_is_idempotent_and_backs_up(
+    db, settings, tmp_path, capsys, django_capture_on_commit_callbacks
+):
     settings.DR_DEMO_DIR = tmp_path / "demo"
     settings.DR_LOCAL_BACKUP_DIR = tmp_path / "backups"
-    call_command("load_demo")
-    call_command("load_demo")
+    with django_capture_on_commit_callbacks(execute=True) as enqueued:
+        call_command("load_demo")
+        call_command("load_demo")
     out = capsys.readouterr().out
     assert "backups demo: 0 changed" in out
     source = Source.objects.get(name="toolhub-db")
@@ -121,4 +126,9 @@ def test_demo_is_idempotent_and_backs_up(db, settings, tmp_path, capsys):
     assert Source.objects.filter(is_portal_db=True).count() == 1
     jobs = {j.name: j for j in BackupJob.objects.all()}
     assert set(jobs) == {"toolhub-db-hourly", "portal-db-daily"}
+    # Each job's first backup is queued once (not again on the second load) for the worker.
+    first = {run.job.name: run for run in BackupRun.objects.select_related("job")}
+    assert set(first) == set(jobs) and {r.status for r in first.values()} == {"queued"}
+    assert len(enqueued) == 2 and OrmQ.objects.count() == 2
+    assert run_backup(first["toolhub-db-hourly"].pk) == "succeeded"
     assert _backup_now("toolhub-db-hourly") == 0
