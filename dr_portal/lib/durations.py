@@ -1,10 +1,10 @@
-"""Durations the way people write them: 15m, 4h, 7d, 1h30m, 90s."""
+"""Durations the way people write them: 15m, 4h, 7d, 1h30m, 90s, 250ms."""
 
 import re
 from datetime import timedelta
 
-_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([wdhms])")
+_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|[wdhms])")
 
 
 def parse_duration(text: str) -> timedelta:
@@ -17,12 +17,16 @@ def parse_duration(text: str) -> timedelta:
 
 
 def format_duration(value: timedelta | float | int | None) -> str:
-    """Format as the largest units that fit: 1h30m, 7d, 45s; '—' for None."""
+    """Format as the largest units that fit: 1h30m, 7d, 45s, 9ms; '—' for None."""
     if value is None:
         return "—"
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
     if seconds < 0:
         return "-" + format_duration(-seconds)
+    if seconds < 0.9995:  # a small restore test takes milliseconds: "0.0s" would hide it
+        if seconds == 0:
+            return "0s"
+        return f"{seconds * 1000:.0f}ms" if seconds >= 0.0005 else "<1ms"
     if seconds < 60:
         return f"{seconds:.1f}s" if seconds < 10 and seconds != int(seconds) else f"{int(seconds)}s"
     parts = []
