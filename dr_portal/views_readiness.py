@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET
 from dr_portal import compliance, metrics, readiness
 from dr_portal.lib import audit
 from dr_portal.lib.roles import MANAGER, VIEWER, role_required
+from dr_portal.widgets import DatePicker
 
 MAX_PERIOD = timedelta(days=3 * 366)
 
@@ -51,8 +52,8 @@ def metrics_view(request):
 
 
 class ComplianceForm(forms.Form):
-    date_from = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    date_from = forms.DateField(label="From", widget=DatePicker())
+    date_to = forms.DateField(label="To", widget=DatePicker())
     systems = forms.ModelMultipleChoiceField(queryset=None, required=False)
 
     def __init__(self, *args, **kwargs):

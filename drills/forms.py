@@ -3,6 +3,7 @@
 from django import forms
 
 from dr_portal.lib.durations import format_duration, parse_duration
+from dr_portal.widgets import DatePicker
 from drills import schedule as sched
 from drills.models import DrillPlan, Finding, Scenario, ScenarioKind, ScenarioSource
 
@@ -182,7 +183,7 @@ class FindingForm(forms.ModelForm):
 class FollowUpForm(forms.Form):
     text = forms.CharField(max_length=300, label="Action")
     owner = forms.ModelChoiceField(queryset=None, required=False, label="Owner")
-    due = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    due = forms.DateField(required=False, widget=DatePicker())
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

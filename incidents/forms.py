@@ -5,15 +5,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 
+from dr_portal.widgets import DatePicker, DateTimePicker
 from incidents.links import linkable_choices
 from incidents.models import COMMON_ROLES, Contact, FollowUp, Incident, TimelineEntry, Webhook
-
-
-class DateTimeLocal(forms.DateTimeInput):
-    input_type = "datetime-local"
-
-    def __init__(self, **kwargs):
-        super().__init__(format="%Y-%m-%dT%H:%M", **kwargs)
 
 
 def _localize(value):
@@ -30,9 +24,9 @@ class IncidentForm(forms.ModelForm):
             "recovery_actions", "preventive_measures", "lessons_learned",
         ]  # fmt: skip
         widgets = {
-            "started_at": DateTimeLocal(),
-            "detected_at": DateTimeLocal(),
-            "resolved_at": DateTimeLocal(),
+            "started_at": DateTimePicker(),
+            "detected_at": DateTimePicker(),
+            "resolved_at": DateTimePicker(),
             "root_cause": forms.Textarea(attrs={"rows": 4}),
             "recovery_actions": forms.Textarea(attrs={"rows": 4}),
             "preventive_measures": forms.Textarea(attrs={"rows": 3}),
@@ -71,7 +65,7 @@ class TimelineEntryForm(forms.ModelForm):
         model = TimelineEntry
         fields = ["at", "text"]
         widgets = {
-            "at": DateTimeLocal(),
+            "at": DateTimePicker(),
             "text": forms.TextInput(
                 attrs={"size": 60, "placeholder": "What happened, e.g. Action: restarted database"}
             ),
@@ -104,7 +98,7 @@ class FollowUpForm(forms.ModelForm):
         model = FollowUp
         fields = ["text", "owner_contact", "owner_user", "due"]
         widgets = {
-            "due": forms.DateInput(attrs={"type": "date"}),
+            "due": DatePicker(),
             "text": forms.TextInput(attrs={"size": 50, "placeholder": "Follow-up item"}),
         }
         labels = {

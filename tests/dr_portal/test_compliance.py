@@ -328,3 +328,15 @@ def test_command_refuses_bad_input(may):
         call_command("compliance_report", "--from", "2026-05-31", "--to", "2026-05-01")
     with pytest.raises(CommandError, match="not a date"):
         call_command("compliance_report", "--from", "May", "--to", "2026-05-01")
+
+
+def test_period_fields_show_their_dates_in_the_browsers_date_picker(viewer_client):
+    """en-gb would render 26/11/2026, which an <input type="date"> shows as an empty field."""
+    with time_machine.travel(datetime(2026, 11, 26, 12, tzinfo=UTC), tick=False):
+        html = viewer_client.get("/compliance/").content.decode()
+        again = viewer_client.get(
+            "/compliance/", {"date_from": "2026-10-01", "date_to": "2026-10-31"}
+        ).content.decode()
+    assert 'type="date" name="date_from" value="2026-08-29"' in html
+    assert 'type="date" name="date_to" value="2026-11-26"' in html
+    assert 'name="date_from" value="2026-10-01"' in again and "2026-10-31" in again
