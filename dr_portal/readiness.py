@@ -142,7 +142,7 @@ class SourceRow:
             f'<td><a href="{escape(self.url)}">{escape(source.name)}</a><br>'
             f'<span class="muted">{escape(source.get_data_class_display())}</span></td>'
             f'<td><span class="badge status-{self.colour}" title="{reasons}">'
-            f"{escape(self.verdict)}</span>"
+            f"{escape(self.verdict.replace('_', ' '))}</span>"
             + (f'<br><small class="muted">{reasons}</small>' if reasons else "")
             + f"</td>{cells}<td>{failures}</td></tr>"
         )

@@ -14,6 +14,12 @@ def duration(value):
 
 
 @register.filter
+def words(value):
+    """A code as text: at_risk → at risk."""
+    return str(value).replace("_", " ")
+
+
+@register.filter
 def filesize(num):
     if num is None:
         return "—"

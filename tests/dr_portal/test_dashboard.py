@@ -265,6 +265,22 @@ def test_dashboard_verdicts_come_from_recovery_readiness(dests):
     assert rows[b.pk].verdict == ready[b.pk].verdict == "breached"
 
 
+def test_verdicts_read_as_words(viewer_client, dests):
+    """at_risk is a code; people read "at risk" (it used to show as "atrisk" on the recovery page)."""
+    with time_machine.travel(T0, tick=False):
+        src = healthy("db", dests, rpo_minutes=55)  # over 80 % of the 1 h target
+        dashboard = viewer_client.get("/").content.decode()
+        recovery = viewer_client.get("/recovery/").content.decode()
+        detail = viewer_client.get(f"/recovery/sources/{src.pk}/").content.decode()
+    assert f'<tr id="source-{src.pk}" data-verdict="at_risk">' in dashboard
+    assert '"badge status-amber" title="RPO 55m is over 80% of its target 1h">at risk</span>' in (
+        dashboard
+    )
+    assert '<span class="badge status-at_risk">at risk</span>' in recovery
+    assert '<span class="badge status-at_risk">at risk</span>' in detail
+    assert "atrisk" not in dashboard + recovery + detail
+
+
 def test_charts_rendered_against_targets(viewer_client, dests):
     with time_machine.travel(T0, tick=False):
         src = healthy("db", dests)
