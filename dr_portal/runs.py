@@ -15,6 +15,8 @@ from datetime import timedelta
 from django.db import close_old_connections, connection, models
 from django.utils import timezone
 
+from dr_portal.lib.durations import format_duration
+
 log = logging.getLogger(__name__)
 
 # A worker beats every HEARTBEAT_EVERY; a run silent for REAP_AFTER lost its worker.
@@ -104,6 +106,15 @@ class RunBase(models.Model):
             self.refresh_from_db()
             raise IllegalTransition(f"{self} is already {self.status}")
         self.refresh_from_db()
+        # The one line per run in the worker's log (django-q2's own lines are off by default).
+        log.log(
+            logging.INFO if status == RunStatus.SUCCEEDED else logging.WARNING,
+            "%s %s in %s%s",
+            self,
+            status,
+            format_duration(self.duration),
+            f": {error[:300]}" if error else "",
+        )
         self.on_finished()
         try:  # incidents linked to this run get a timeline entry; never breaks the run
             from incidents.links import note_run_transition

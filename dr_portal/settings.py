@@ -245,5 +245,10 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # django-q2 logs three lines per task at INFO, and system tasks run every minute:
+        # the runs log their own outcome (dr_portal.runs); raise this to see the queue's.
+        "django-q": {"level": env.str("DR_QUEUE_LOG_LEVEL", default="WARNING")},
+    },
 }

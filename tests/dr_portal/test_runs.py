@@ -1,5 +1,7 @@
 """The run life cycle every app shares: an unexpected error ends the run, redacted."""
 
+import re
+
 from backups.models import BackupJob, BackupRun, Source, System
 from dr_portal.runs import RunStatus
 
@@ -23,3 +25,20 @@ def test_unexpected_error_fails_the_run_with_a_redacted_message(db):
     run.fail_unexpectedly(RuntimeError("later"))
     run.refresh_from_db()
     assert run.error == message
+
+
+def test_each_run_logs_one_line_when_it_ends(db, caplog):
+    import logging
+
+    system = System.objects.create(name="s")
+    source = Source.objects.create(system=system, name="db", kind="sqlite", path="/tmp/x.db")
+    job = BackupJob.objects.create(name="j", source=source)
+    good, bad = (BackupRun.objects.create(job=job, source=source) for _ in range(2))
+    with caplog.at_level(logging.INFO, logger="dr_portal.runs"):
+        assert good.claim() and bad.claim()
+        good.finish(RunStatus.SUCCEEDED)
+        bad.finish(RunStatus.FAILED, "disk full")
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "dr_portal.runs"]
+    assert [level for level, _ in lines] == ["INFO", "WARNING"]
+    assert re.fullmatch(rf"{re.escape(str(good))} succeeded in \S+", lines[0][1])
+    assert re.fullmatch(rf"{re.escape(str(bad))} failed in \S+: disk full", lines[1][1])
