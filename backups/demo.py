@@ -78,6 +78,8 @@ def load(stdout):
                 "system": "Tool Hub",
                 "portal_db": True,
                 "data_class": "important",
+                # The portal's own database is what a rebuild starts from: prove it too.
+                "restore_test_after_backup": True,
             }
         )
     changes = config.apply(data)

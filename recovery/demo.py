@@ -1,15 +1,17 @@
-"""Demo: the Tool Hub database is restore-tested after every backup, and a failover
+"""Demo: the Tool Hub and portal databases are restore-tested after every backup, and a failover
 runbook to try in test mode (idempotent)."""
 
 
 def load(stdout):
+    from django.db.models import Q
+
     from backups.models import Source
     from recovery.failover import demo as failover_demo
 
-    source = Source.objects.filter(name="toolhub-db").first()
-    if source is not None:
+    # Tool Hub's database, and the portal's own: a rebuild of the portal starts from it.
+    for source in Source.objects.filter(Q(name="toolhub-db") | Q(is_portal_db=True)):
         if not source.restore_test_after_backup:
             source.restore_test_after_backup = True
             source.save(update_fields=["restore_test_after_backup"])
-        stdout.write("demo: toolhub-db is restore-tested after every backup and weekly")
+        stdout.write(f"demo: {source.name} is restore-tested after every backup and weekly")
     failover_demo.load(stdout)

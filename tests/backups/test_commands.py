@@ -124,6 +124,13 @@ def test_demo_is_idempotent_and_backs_up(
     assert source.data_class == "critical" and source.heartbeat_enabled
     assert [c["name"] for c in source.checks] == ["workflows", "executions"]
     assert Source.objects.filter(is_portal_db=True).count() == 1
+    # Both demo sources, the portal's own database included, are proven after each backup.
+    assert set(
+        Source.objects.filter(restore_test_after_backup=True).values_list("name", flat=True)
+    ) == {
+        "toolhub-db",
+        "portal-db",
+    }
     jobs = {j.name: j for j in BackupJob.objects.all()}
     assert set(jobs) == {"toolhub-db-hourly", "portal-db-daily"}
     # Each job's first backup is queued once (not again on the second load) for the worker.
