@@ -38,6 +38,8 @@ RECENT = timedelta(hours=24)
 CHART_DAYS_RPO = 7
 CHART_DAYS_RTO = 90
 CHART_SOURCES = 3
+CHART_CARD_WIDTH = 380  # px of a chart card in the dashboard's grid
+CHART_WIDE_WIDTH = 1100  # px of the full-width RTO chart
 LIST_LIMIT = 20
 COPY_FRESHNESS = timedelta(days=8)
 # Storage and copy counts are sums over every live copy (~retention × sources rows, ~0.1 s
@@ -653,7 +655,8 @@ def rpo_charts(rows, now) -> list:
                     target_label="RPO target",
                     y_format=fd,
                     title=f"{row.source.name}: RPO, last {CHART_DAYS_RPO} days",
-                    height=180,
+                    width=CHART_CARD_WIDTH,  # drawn at the size shown: text stays legible
+                    height=200,
                 ),
             }
         )
@@ -688,7 +691,8 @@ def rto_chart(now, target):
         target_label="RTO target",
         y_format=fd,
         title=f"Restore tests: measured RTO per day, last {CHART_DAYS_RTO} days",
-        height=200,
+        width=CHART_WIDE_WIDTH,
+        height=220,
     )
 
 
