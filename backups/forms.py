@@ -1,11 +1,13 @@
 """Forms for managers: sources, destinations, jobs. Secrets are write-only."""
 
 import json
+from datetime import timedelta
 
 from django import forms
 
 from backups import validators
 from backups.models import BackupJob, Destination, Source
+from dr_portal.runs import RunStatus
 
 KEEP = "Leave blank to keep the stored value."
 WIDE = forms.TextInput(attrs={"size": 60})
@@ -191,3 +193,44 @@ class JobForm(forms.ModelForm):
                 changes={"destinations": [", ".join(sorted(before)), ", ".join(sorted(after))]},
             )
         return job
+
+
+class RunFilterForm(forms.Form):
+    """The filters of the run history; every field optional, an unknown value is refused."""
+
+    PROBLEMS = "failed_or_partial"
+    PERIODS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+
+    status = forms.ChoiceField(
+        required=False,
+        choices=[("", "any status"), (PROBLEMS, "failed or partial"), *RunStatus.choices],
+    )
+    source = forms.ModelChoiceField(
+        required=False, queryset=Source.objects.order_by("name"), empty_label="any source"
+    )
+    job = forms.ModelChoiceField(
+        required=False, queryset=BackupJob.objects.order_by("name"), empty_label="any job"
+    )
+    since = forms.ChoiceField(
+        required=False,
+        label="Queued in the last",
+        choices=[("", "any time"), ("24h", "24 hours"), ("7d", "7 days"), ("30d", "30 days")],
+    )
+    # Keyset pages: the runs older than `before`, or newer than `after` (run ids).
+    before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    after = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+    def filter(self, runs, now):
+        """`runs` narrowed by the valid filters (call after is_valid())."""
+        data = self.cleaned_data
+        if data["status"] == self.PROBLEMS:
+            runs = runs.filter(status__in=[RunStatus.FAILED, RunStatus.PARTIAL])
+        elif data["status"]:
+            runs = runs.filter(status=data["status"])
+        if data["source"]:
+            runs = runs.filter(source=data["source"])
+        if data["job"]:
+            runs = runs.filter(job=data["job"])
+        if data["since"]:
+            runs = runs.filter(queued__gte=now - self.PERIODS[data["since"]])
+        return runs

@@ -535,6 +535,8 @@ class BackupRun(RunBase):
             models.Index(fields=["source", "-data_taken_at"], name="backuprun_source_taken_idx"),
             # Dashboard: failed/partial runs of the last 24 h; compliance: runs finished in a period.
             models.Index(fields=["status", "-finished"], name="backuprun_status_fin_idx"),
+            # Run history: every run newest first, paged by (queued, id).
+            models.Index(fields=["-queued", "-id"], name="backuprun_queued_idx"),
         ]
 
     def __str__(self):

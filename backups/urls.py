@@ -20,6 +20,7 @@ urlpatterns = [
     path("jobs/<int:pk>/edit/", views.job_edit, name="job_edit"),
     path("jobs/<int:pk>/delete/", views.job_delete, name="job_delete"),
     path("jobs/<int:pk>/run/", views.job_run_now, name="job_run_now"),
+    path("runs/", views.run_list, name="run_list"),
     path("runs/<int:pk>/", views.run_detail, name="run_detail"),
     path("runs/<int:pk>/progress/", views.run_progress, name="run_progress"),
     path("runs/<int:pk>/cancel/", views.run_cancel, name="run_cancel"),

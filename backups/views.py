@@ -7,7 +7,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from backups import retention, services
-from backups.forms import DestinationForm, JobForm, SourceForm
+from backups.forms import DestinationForm, JobForm, RunFilterForm, SourceForm
 from backups.models import BackupCopy, BackupJob, BackupRun, Destination, Source
 from dr_portal.lib import audit
 from dr_portal.lib.durations import format_duration
@@ -212,6 +212,54 @@ def _chart(runs):
         title="Duration per backup",
     )
     return size, duration
+
+
+RUNS_PER_PAGE = 50
+
+
+@require_http_methods(["GET"])
+def run_list(request):
+    """Every backup run, newest first, filtered by status, source, job and period.
+
+    Paged by (queued, id) from the first or last run shown, not by offset and count:
+    as fast on page 2,000 as on page 1 with a million runs.
+    """
+    form = RunFilterForm(request.GET or None)
+    runs = BackupRun.objects.defer(*RUN_LIST_FIELDS_DEFERRED)
+    before = after = None
+    if form.is_bound and not form.is_valid():
+        return render(request, "backups/run_list.html", {"form": form, "runs": []}, status=400)
+    if form.is_bound:
+        runs = form.filter(runs, timezone.now())
+        before = BackupRun.objects.filter(pk=form.cleaned_data["before"] or 0).first()
+        after = BackupRun.objects.filter(pk=form.cleaned_data["after"] or 0).first()
+    if after:
+        newer = Q(queued__gt=after.queued) | Q(queued=after.queued, pk__gt=after.pk)
+        page = list(runs.filter(newer).order_by("queued", "pk")[: RUNS_PER_PAGE + 1])
+        has_newer, has_older = len(page) > RUNS_PER_PAGE, True
+        page = page[:RUNS_PER_PAGE][::-1]
+    else:
+        if before:
+            runs = runs.filter(
+                Q(queued__lt=before.queued) | Q(queued=before.queued, pk__lt=before.pk)
+            )
+        page = list(runs.order_by("-queued", "-pk")[: RUNS_PER_PAGE + 1])
+        has_newer, has_older = before is not None, len(page) > RUNS_PER_PAGE
+        page = page[:RUNS_PER_PAGE]
+    query = request.GET.copy()
+    for key in ("before", "after"):
+        query.pop(key, None)
+    return render(
+        request,
+        "backups/run_list.html",
+        {
+            "form": form,
+            "runs": page,
+            "query": query.urlencode(),
+            "newer": page[0].pk if page and has_newer else None,
+            "older": page[-1].pk if page and has_older else None,
+        },
+    )
 
 
 def job_detail(request, pk):
