@@ -1,7 +1,8 @@
 """The portal's main paths in a real browser, served by gunicorn, worked by a real cluster.
 
 - operator: logs in, runs a backup now and watches it reach "succeeded", sees the dashboard's
-  RPO turn green, runs a restore test and sees its measured RTO;
+  RPO turn green, finds the run in the filtered run history, runs a restore test and sees
+  its measured RTO;
 - manager: restores a backup to a new target through the confirmation dialog;
 - operator: writes an incident with three timeline entries, print-previews it, downloads its PDF;
 - viewer: sees no action buttons; a forged POST (with a valid CSRF token) is refused with 403.
@@ -66,6 +67,16 @@ def test_operator_runs_a_backup_sees_rpo_green_and_a_measured_rto(page, toolhub)
 
     assert rpo_colour(page, source) == "green"
     page.shot("dashboard-rpo-green")
+
+    # The run history finds it by its filters; a filter it does not match shows nothing.
+    page.goto("/backups/runs/")
+    page.select_option("select[name=status]", "succeeded")
+    page.select_option("select[name=source]", label="toolhub-db")
+    page.click("button:has-text('Show')")
+    expect(page.locator(f"a[href='/backups/runs/{run_id}/']")).to_be_visible()
+    page.select_option("select[name=status]", "failed_or_partial")
+    page.click("button:has-text('Show')")
+    expect(page.locator("table")).to_contain_text("No run matches these filters.")
 
     page.goto(f"/recovery/sources/{source.pk}/")
     page.click("button:has-text('Run restore test')")
