@@ -79,3 +79,16 @@ def test_export_then_apply_on_a_fresh_portal_recreates_runbooks(tmp_path, db):
     again = io.StringIO()
     call_command("dr_apply", str(path), stdout=again, stderr=io.StringIO())
     assert "changed 0 object(s)" in again.getvalue()
+
+
+@pytest.mark.parametrize(
+    "who, message",
+    [("nobody", "no portal user named 'nobody'"), ("mona", "--as mona: no superuser")],
+)
+def test_as_must_name_a_superuser_and_nothing_changes(tmp_path, db, manager, who, message):
+    from django.core.management.base import CommandError
+
+    assert manager.username == "mona"
+    with pytest.raises(CommandError, match=message):
+        apply(tmp_path, "", "--as", who)
+    assert not System.objects.filter(name="tool-hub").exists()
