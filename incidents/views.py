@@ -393,9 +393,7 @@ def _attach_sources(items):
 # --- contacts -----------------------------------------------------------------------------
 
 
-@require_GET
-@role_required(VIEWER)
-def contacts(request):
+def _contacts_page(request, import_errors=(), status=200):
     return render(
         request,
         "incidents/contacts.html",
@@ -403,9 +401,17 @@ def contacts(request):
             "contacts": seed_order(Contact.objects.all()),
             "webhooks": Webhook.objects.all(),
             "import_form": ContactImportForm(),
+            "import_errors": import_errors,
             "columns": contacts_csv.COLUMNS,
         },
+        status=status,
     )
+
+
+@require_GET
+@role_required(VIEWER)
+def contacts(request):
+    return _contacts_page(request)
 
 
 @require_http_methods(["GET", "POST"])
@@ -452,18 +458,7 @@ def contacts_import(request):
         return redirect("incidents:contacts")
     result = contacts_csv.import_csv(form.cleaned_data["file"].read())
     if not result.ok:
-        return render(
-            request,
-            "incidents/contacts.html",
-            {
-                "contacts": seed_order(Contact.objects.all()),
-                "webhooks": Webhook.objects.all(),
-                "import_form": ContactImportForm(),
-                "import_errors": result.errors,
-                "columns": contacts_csv.COLUMNS,
-            },
-            status=400,
-        )
+        return _contacts_page(request, result.errors, status=400)
     audit.record(
         "import contacts",
         user=request.user,
