@@ -217,6 +217,11 @@ def _chart(runs):
 RUNS_PER_PAGE = 50
 
 
+def _anchor(pk):
+    """(queued, id) of the run a page of the history starts from; None without one."""
+    return BackupRun.objects.filter(pk=pk).values_list("queued", "pk").first() if pk else None
+
+
 @require_http_methods(["GET"])
 def run_list(request):
     """Every backup run, newest first, filtered by status, source, job and period.
@@ -225,24 +230,23 @@ def run_list(request):
     as fast on page 2,000 as on page 1 with a million runs.
     """
     form = RunFilterForm(request.GET or None)
-    runs = BackupRun.objects.defer(*RUN_LIST_FIELDS_DEFERRED)
-    before = after = None
     if form.is_bound and not form.is_valid():
         return render(request, "backups/run_list.html", {"form": form, "runs": []}, status=400)
+    runs = BackupRun.objects.defer(*RUN_LIST_FIELDS_DEFERRED)
+    before = after = None
     if form.is_bound:
         runs = form.filter(runs, timezone.now())
-        before = BackupRun.objects.filter(pk=form.cleaned_data["before"] or 0).first()
-        after = BackupRun.objects.filter(pk=form.cleaned_data["after"] or 0).first()
+        before, after = _anchor(form.cleaned_data["before"]), _anchor(form.cleaned_data["after"])
     if after:
-        newer = Q(queued__gt=after.queued) | Q(queued=after.queued, pk__gt=after.pk)
-        page = list(runs.filter(newer).order_by("queued", "pk")[: RUNS_PER_PAGE + 1])
+        at, pk = after
+        newer = runs.filter(Q(queued__gt=at) | Q(queued=at, pk__gt=pk)).order_by("queued", "pk")
+        page = list(newer[: RUNS_PER_PAGE + 1])
         has_newer, has_older = len(page) > RUNS_PER_PAGE, True
         page = page[:RUNS_PER_PAGE][::-1]
     else:
         if before:
-            runs = runs.filter(
-                Q(queued__lt=before.queued) | Q(queued=before.queued, pk__lt=before.pk)
-            )
+            at, pk = before
+            runs = runs.filter(Q(queued__lt=at) | Q(queued=at, pk__lt=pk))
         page = list(runs.order_by("-queued", "-pk")[: RUNS_PER_PAGE + 1])
         has_newer, has_older = before is not None, len(page) > RUNS_PER_PAGE
         page = page[:RUNS_PER_PAGE]
