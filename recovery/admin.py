@@ -1,6 +1,15 @@
 from django.contrib import admin
 
-from recovery.models import HeartbeatState, Restore, RestoreTest, RPOTarget, RTOTarget, ServiceLevel
+from recovery.forms import RestoreTargetForm
+from recovery.models import (
+    HeartbeatState,
+    Restore,
+    RestoreTarget,
+    RestoreTest,
+    RPOTarget,
+    RTOTarget,
+    ServiceLevel,
+)
 
 
 @admin.register(RTOTarget)
@@ -16,6 +25,25 @@ class RPOTargetAdmin(admin.ModelAdmin):
 @admin.register(ServiceLevel)
 class ServiceLevelAdmin(admin.ModelAdmin):
     list_display = ("availability_percent", "rto", "rpo", "updated")
+
+
+@admin.register(RestoreTarget)
+class RestoreTargetAdmin(admin.ModelAdmin):
+    """The portal's form: endpoint-bound, write-only password, paths below the allowed roots."""
+
+    form = RestoreTargetForm
+    list_display = ("name", "kind", "where", "allow_replace", "updated")
+    list_filter = ("kind",)
+    search_fields = ("name", "host", "path")
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if getattr(obj, "password_cleared", False):
+            self.message_user(
+                request,
+                f"The server of {obj} changed: its stored password was cleared.",
+                level="warning",
+            )
 
 
 class ReadOnlyRunAdmin(admin.ModelAdmin):

@@ -1,10 +1,11 @@
-"""Forms of the recovery app: targets (durations as people write them) and restores."""
+"""Forms of the recovery app: RTO/RPO targets, restore targets and restores."""
 
 from django import forms
 from django.utils import timezone
 
+from backups.forms import SecretField, SecretsMixin
 from dr_portal.lib.durations import format_duration, parse_duration
-from recovery.models import FailureType
+from recovery.models import FailureType, RestoreTarget
 
 
 class DurationInput(forms.CharField):
@@ -92,6 +93,44 @@ class TargetsForm(forms.Form):
         return changed
 
 
+class RestoreTargetForm(SecretsMixin, forms.ModelForm):
+    """A manager registers where restores may go; the password is write-only."""
+
+    SECRET_FIELDS = {"new_password": "password"}
+
+    new_password = SecretField(
+        label="Password",
+        help_text="Leave blank to keep the stored password. Changing the kind, host or port "
+        "clears it: enter it again for the new server.",
+    )
+
+    class Meta:
+        model = RestoreTarget
+        fields = [
+            "name",
+            "kind",
+            "host",
+            "port",
+            "user",
+            "database",
+            "path",
+            "sources",
+            "allow_replace",
+            "notes",
+        ]
+        widgets = {
+            "path": forms.TextInput(attrs={"size": 60}),
+            "host": forms.TextInput(attrs={"size": 40}),
+            "sources": forms.CheckboxSelectMultiple,
+        }
+
+    def _post_clean(self):
+        # The model's clean() refuses a password on a path target; a typed one counts too.
+        if self.cleaned_data.get("new_password") and self.cleaned_data.get("kind") != "postgresql":
+            self.add_error("new_password", "Only a PostgreSQL target has a password.")
+        super()._post_clean()
+
+
 class RestoreForm(forms.Form):
     backup_run = forms.TypedChoiceField(
         coerce=int,
@@ -109,6 +148,19 @@ class RestoreForm(forms.Form):
         help_text="When the clock started; empty means now.",
         widget=forms.DateTimeInput(attrs={"placeholder": "YYYY-MM-DD HH:MM"}),
     )
+    restore_target = forms.TypedChoiceField(
+        coerce=int,
+        required=False,
+        empty_value=None,
+        label="Registered target",
+        help_text="Places a manager registered for this source's kind.",
+    )
+    database_name = forms.CharField(
+        required=False,
+        max_length=63,
+        label="New database name",
+        help_text="Only for a PostgreSQL target registered with a pattern (such as restored_*).",
+    )
     onto_source = forms.BooleanField(
         required=False,
         label="Restore onto the source itself (managers only)",
@@ -117,14 +169,16 @@ class RestoreForm(forms.Form):
     target = forms.CharField(
         required=False,
         max_length=1024,
+        label="Free-form target (managers only)",
         widget=forms.TextInput(attrs={"size": 70}),
         help_text="A new PostgreSQL URL (postgresql://user@host:5432/dbname), SQLite file path "
         "or directory, below the allowed roots.",
     )
     overwrite = forms.BooleanField(
         required=False,
-        label="Replace data already at the target (managers only)",
-        help_text="Without this a restore only writes to a target that does not exist yet.",
+        label="Replace data already at the target",
+        help_text="Without this a restore only writes to a target that does not exist yet. "
+        "Managers, or operators on a target that allows it.",
     )
     confirm = forms.CharField(
         required=False,
@@ -132,9 +186,12 @@ class RestoreForm(forms.Form):
         help_text="Required when restoring onto the source.",
     )
 
-    def __init__(self, *args, source, runs, can_overwrite, **kwargs):
+    MANAGER_ONLY = ("onto_source", "target", "confirm")
+
+    def __init__(self, *args, source, runs, can_overwrite, targets=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.source, self.can_overwrite = source, can_overwrite
+        self.targets = {t.pk: t for t in targets}
         self.fields["backup_run"].choices = [
             (
                 run.pk,
@@ -145,18 +202,51 @@ class RestoreForm(forms.Form):
             )
             for run in runs
         ]
+        self.fields["restore_target"].choices = [("", "—")] + [
+            (t.pk, f"{t.name} ({t.where()})") for t in targets
+        ]
+
+    def visible_fields(self):
+        """Operators see no manager-only inputs."""
+        fields = super().visible_fields()
+        if self.can_overwrite:
+            return fields
+        hidden = set(self.MANAGER_ONLY)
+        if not any(t.allow_replace for t in self.targets.values()):
+            hidden.add("overwrite")
+        return [f for f in fields if f.name not in hidden]
 
     def clean(self):
         data = super().clean()
+        chosen = self.targets.get(data.get("restore_target"))
+        data["restore_target"] = chosen
+        free_form = (data.get("target") or "").strip()
         if data.get("onto_source"):
             if not self.can_overwrite:
                 raise forms.ValidationError("Only managers may restore onto the source itself.")
             if (data.get("confirm") or "").strip() != self.source.name:
                 self.add_error("confirm", f"Type {self.source.name} exactly to confirm.")
-        elif data.get("overwrite") and not self.can_overwrite:
-            raise forms.ValidationError("Only managers may replace data at an existing target.")
-        elif not (data.get("target") or "").strip():
-            self.add_error("target", "Give a target, or choose to restore onto the source.")
+            if chosen or free_form:
+                raise forms.ValidationError("Restore onto the source, or to a target: not both.")
+        elif free_form and not self.can_overwrite:
+            # Not a field error: operators are not shown the free-form input at all.
+            raise forms.ValidationError(
+                "Only managers may restore to a free-form target: choose a registered target, "
+                "or run a restore test to prove the backup in scratch."
+            )
+        elif free_form and chosen:
+            raise forms.ValidationError("Choose a registered target or a free-form one, not both.")
+        elif not free_form and not chosen:
+            self.add_error("restore_target", "Choose a registered target.")
+        if (
+            data.get("overwrite")
+            and not self.can_overwrite
+            and not (chosen and chosen.allow_replace)
+        ):
+            raise forms.ValidationError(
+                "Only managers may replace data at an existing target"
+                + (f" ({chosen.name} does not allow it)." if chosen else ".")
+            )
         if data.get("declared_at") and data["declared_at"] > timezone.now():
             self.add_error("declared_at", "The failure cannot be declared in the future.")
         return data

@@ -3,11 +3,12 @@
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from dr_portal.fields import EncryptedTextField
+from dr_portal.fields import EncryptedTextField, Secret
 from dr_portal.runs import RunBase, RunStatus
 
 
@@ -188,6 +189,143 @@ class TargetKind(models.TextChoices):
     DIRECTORY = "directory", "Directory"
 
 
+# One line of letters, digits and a few separators: names appear in logs and audit lines.
+NAME_VALIDATOR = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._ -]*\Z",
+    "Use letters, digits, spaces, dots, dashes and underscores; start with a letter or digit.",
+)
+
+
+class RestoreTarget(models.Model):
+    """A place a manager registered for restores: a PostgreSQL database, a SQLite file or a directory."""
+
+    class Kind(models.TextChoices):
+        # The source kind it receives (the values of backups.Source.Kind).
+        POSTGRESQL = "postgresql", "PostgreSQL database"
+        SQLITE = "sqlite", "SQLite file"
+        FILES = "files", "Directory (files backups)"
+
+    # The stored password was entered for this endpoint: changing any of these clears it.
+    ENDPOINT_FIELDS = ("kind", "host", "port")
+
+    name = models.CharField(max_length=100, unique=True, validators=[NAME_VALIDATOR])
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    host = models.CharField(max_length=255, blank=True)
+    port = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    user = models.CharField(max_length=63, blank=True)
+    password = EncryptedTextField()
+    database = models.CharField(
+        max_length=63,
+        blank=True,
+        help_text="The database restored into, or a pattern such as restored_* from which the "
+        "person restoring names a new database.",
+    )
+    path = models.CharField(
+        max_length=1024, blank=True, help_text="The SQLite file, or the directory for files."
+    )
+    sources = models.ManyToManyField(
+        "backups.Source",
+        blank=True,
+        related_name="restore_targets",
+        help_text="Only these sources may be restored here; none chosen: any source of its kind "
+        "(except the portal's own database, which must be named).",
+    )
+    allow_replace = models.BooleanField(
+        default=False,
+        help_text="Operators may replace data already at this target (it is kept aside first). "
+        "Without it only a manager can.",
+    )
+    notes = models.CharField(max_length=300, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def save(self, *args, **kwargs):
+        # A stored password is never sent to an endpoint it was not entered for; a password
+        # typed together with the change (a plain str, not a loaded Secret) is kept.
+        self.password_cleared = False
+        if self.kind != self.Kind.POSTGRESQL:
+            self.password = ""  # a path target has no server to send it to
+        elif self.endpoint_changed() and isinstance(self.password, Secret) and self.password:
+            self.password = ""
+            self.password_cleared = True
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "password"}
+        super().save(*args, **kwargs)
+        self._loaded_endpoint = self._endpoint()
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_endpoint = instance._endpoint()
+        return instance
+
+    def _endpoint(self):
+        return tuple(self.__dict__.get(name) for name in self.ENDPOINT_FIELDS)
+
+    def endpoint_changed(self) -> bool:
+        loaded = getattr(self, "_loaded_endpoint", None)
+        return loaded is not None and loaded != self._endpoint()
+
+    def where(self) -> str:
+        """Where it writes, without secrets."""
+        if self.kind == self.Kind.POSTGRESQL:
+            return f"postgresql://{self.user or 'postgres'}@{self.host}:{self.port or 5432}/{self.database}"
+        return self.path
+
+    def clean(self):
+        from backups.models import Source
+        from dr_portal.lib.paths import check_allowed_path
+        from recovery import targets
+
+        errors = {}
+        sources = list(Source.objects.all())
+        if self.kind == self.Kind.POSTGRESQL:
+            if not self.host:
+                errors["host"] = "Give the PostgreSQL server's host."
+            problem = targets.database_problem(self.database)
+            if problem:
+                errors["database"] = problem
+            if self.path:
+                errors["path"] = "A PostgreSQL target has no path."
+            if not errors:
+                conflict = targets.database_conflict(
+                    self.host, self.port or 5432, self.database, sources
+                )
+                if conflict:
+                    errors["database"] = (
+                        f"{conflict}: restoring onto a source is done from its page."
+                    )
+        elif self.kind in (self.Kind.SQLITE, self.Kind.FILES):
+            for name in ("host", "port", "user", "database"):
+                if getattr(self, name):
+                    errors[name] = "Only a PostgreSQL target has this."
+            try:
+                path = check_allowed_path(self.path)
+            except ValidationError as exc:
+                errors["path"] = exc.messages
+            else:
+                self.path = str(path)
+                conflict = targets.path_conflict(path, sources)
+                if conflict:
+                    errors["path"] = conflict
+                elif self.kind == self.Kind.SQLITE and path.is_dir():
+                    errors["path"] = f"{path} is a directory; give the SQLite file's path."
+                elif self.kind == self.Kind.FILES and path.exists() and not path.is_dir():
+                    errors["path"] = f"{path} is a file; give a directory."
+                elif not path.parent.is_dir():
+                    errors["path"] = f"{path.parent} does not exist."
+        if errors:
+            raise ValidationError(errors)
+
+
 class Restore(RunBase):
     """A real restore of a backup onto a new target or onto the source itself."""
 
@@ -209,6 +347,15 @@ class Restore(RunBase):
         max_length=1024, help_text="Database URL without password, or a path."
     )
     target_password = EncryptedTextField()
+    restore_target = models.ForeignKey(
+        RestoreTarget,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="restores",
+        help_text="The registered target; empty for a free-form target or onto the source. "
+        "`target` keeps where it went after the registration is gone.",
+    )
     onto_source = models.BooleanField(default=False)
     overwrite_confirmed = models.BooleanField(
         default=False,

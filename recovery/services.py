@@ -20,9 +20,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from backups.models import BackupCopy, BackupRun, Source
+from dr_portal.fields import Secret
 from dr_portal.lib import keyring
 from dr_portal.lib.redact import redact
 from dr_portal.runs import ACTIVE, RunStatus
+from recovery import targets
 from recovery.engine import files as file_engine
 from recovery.engine import heartbeat
 from recovery.engine.checks import Outcome
@@ -38,6 +40,7 @@ from recovery.models import (
     DataBasis,
     FailureType,
     Restore,
+    RestoreTarget,
     RestoreTest,
     RTOTarget,
     TargetKind,
@@ -508,6 +511,8 @@ def start_restore(
     source: Source,
     *,
     target: str = "",
+    restore_target: RestoreTarget | None = None,
+    database_name: str = "",
     onto_source: bool = False,
     backup_run: BackupRun | None = None,
     failure_type: str = FailureType.DATABASE_FAILURE,
@@ -515,8 +520,24 @@ def start_restore(
     overwrite: bool = False,
     user=None,
 ) -> Restore:
-    """Validate and create a queued restore; raise ValueError (bad input) or Busy."""
-    kind = target_kind_for(backup_run and artifact_kind(backup_run) or source_kind(source))
+    """Validate and create a queued restore; raise ValueError (bad input), NotAllowed or Busy.
+
+    One of: `restore_target` (registered; `database_name` for a pattern), a free-form
+    `target` (URL or path), or `onto_source`. `user` is the person asking, held to
+    recovery.targets.check_allowed; None is a trusted caller (manage.py restore).
+    """
+    if sum(bool(x) for x in (target, restore_target, onto_source)) > 1:
+        raise ValueError("choose one: a registered target, a free-form target or the source")
+    targets.check_allowed(
+        user,
+        source=source,
+        restore_target=restore_target,
+        free_form=bool(target),
+        onto_source=onto_source,
+        overwrite=overwrite,
+    )
+    data_kind = backup_run and artifact_kind(backup_run) or source_kind(source)
+    kind = target_kind_for(data_kind)
     if onto_source and source.is_portal_db:
         raise ValueError(
             "the portal's own database cannot be restored onto itself from inside the portal "
@@ -526,12 +547,21 @@ def start_restore(
     if onto_source:
         kind, target, password = source_target(source)
         target, _ = validate_target(kind, target, onto_source=True)
+    elif restore_target is not None:
+        target, password = registered_target(source, data_kind, restore_target, database_name)
     else:
         if not target:
-            raise ValueError("give a target: a PostgreSQL URL, a file path or a directory")
+            raise ValueError(
+                "give a target: a registered restore target, or (managers) a PostgreSQL URL, "
+                "a file path or a directory"
+            )
         target, password = validate_target(kind, target)
         if is_source_target(source, target):
             raise ValueError("that is the source itself: choose “onto the source” to overwrite it")
+    if not onto_source:
+        conflict = target_conflict(kind, target)
+        if conflict:
+            raise ValueError(conflict)
     if failure_type not in FailureType.values:
         raise ValueError(f"unknown failure type {failure_type!r}")
     if backup_run is not None and backup_run.source_id != source.pk:
@@ -548,11 +578,43 @@ def start_restore(
             target_kind=kind,
             target=target,
             target_password=password or "",
+            restore_target=restore_target,
             onto_source=onto_source,
             overwrite_confirmed=overwrite or onto_source,
             rto_target=rto_target_for(failure_type),
             requested_by=user if getattr(user, "is_authenticated", False) else None,
         )
+
+
+def registered_target(source: Source, data_kind: str, restore_target: RestoreTarget, database=""):
+    """(target URL or path, sealed password) of a registered target for `source`'s backup."""
+    if restore_target.kind != data_kind:
+        raise ValueError(
+            f"target {restore_target.name} receives {restore_target.get_kind_display()} "
+            f"backups, not {data_kind}"
+        )
+    if not targets.compatible_targets(source, data_kind).filter(pk=restore_target.pk).exists():
+        raise ValueError(f"target {restore_target.name} is not registered for {source}")
+    if restore_target.kind == RestoreTarget.Kind.POSTGRESQL:
+        server = PgServer(
+            host=restore_target.host,
+            port=restore_target.port or 5432,
+            user=restore_target.user or "postgres",
+            dbname=targets.database_for(restore_target, database),
+        )
+        # The sealed token is copied, never revealed here.
+        return server.public_url(), Secret(restore_target.password.token)
+    path, _ = validate_target(target_kind_for(data_kind), restore_target.path)
+    return path, ""
+
+
+def target_conflict(kind: str, target: str) -> str:
+    """Why `target` may not be written ("" if it may): it overlaps a source or the portal."""
+    sources = list(Source.objects.all())
+    if kind == TargetKind.DATABASE:
+        server = PgServer.from_url(target)
+        return targets.database_conflict(server.host, server.port, server.dbname, sources)
+    return targets.path_conflict(Path(target).resolve(), sources)
 
 
 def source_kind(source: Source) -> str:
@@ -598,6 +660,8 @@ def _restore(restore: Restore, secrets: list[str]):
         restore.append_log(f"restoring backup run #{run.pk} of {source} to {restore.target}")
         password = restore.target_password.reveal() if restore.target_password else ""
         secrets.append(password)
+        if restore.restore_target_id:
+            _reach_registered_target(restore, password)
         if not restore.overwrite_confirmed and _target_exists(restore, password):
             raise RecoveryFailure(
                 f"{restore.target} already exists and overwriting it was not confirmed: "
@@ -624,7 +688,7 @@ def _restore(restore: Restore, secrets: list[str]):
         fields["rto"] = checks_done - restore.declared_at
     except (RecoveryFailure, RestoreError, keyring.KeyRingError) as exc:
         fields["phases"] = phases.items
-        message = redact(str(exc), secrets)
+        message = _public_error(restore, redact(str(exc), secrets))
         restore.append_log(message)
         restore.finish(RunStatus.FAILED, message[:5000], **fields)
         return
@@ -643,6 +707,36 @@ def _restore(restore: Restore, secrets: list[str]):
         return
     restore.append_log(f"verified on the target; RTO {fields['rto']}")
     restore.finish(RunStatus.SUCCEEDED, "", **fields)
+
+
+def _target_name(restore: Restore) -> str:
+    target = restore.restore_target
+    return target.name if target else "(registration deleted)"
+
+
+def _reach_registered_target(restore: Restore, password: str):
+    """Connect before anything else: the people restoring learn only that it failed.
+
+    The detail (host, port, the server's answer) goes to the server log, so a target's
+    error text is no oracle for probing hosts.
+    """
+    if restore.target_kind != TargetKind.DATABASE:
+        return
+    server = PgServer.from_url(restore.target, password=password).with_db("postgres")
+    try:
+        with server.connect():
+            pass
+    except RestoreError as exc:
+        log.warning("restore #%s: %s", restore.pk, redact(str(exc), [password]))
+        raise RecoveryFailure(f"could not connect to target {_target_name(restore)}") from None
+
+
+def _public_error(restore: Restore, message: str) -> str:
+    """A connection failure to a registered target, without the server's detail."""
+    if restore.restore_target_id and message.startswith("cannot connect"):
+        log.warning("restore #%s: %s", restore.pk, message)
+        return f"could not connect to target {_target_name(restore)}"
+    return message
 
 
 def _target_exists(restore: Restore, password: str) -> bool:

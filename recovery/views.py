@@ -16,8 +16,16 @@ from dr_portal.lib.durations import format_duration
 from dr_portal.lib.roles import MANAGER, OPERATOR, has_role, role_required
 from dr_portal.runs import DONE, RunStatus
 from recovery import readiness, services
-from recovery.forms import RestoreForm, TargetsForm
-from recovery.models import Restore, RestoreTest, RPOTarget, RTOTarget, ServiceLevel
+from recovery import targets as restore_targets
+from recovery.forms import RestoreForm, RestoreTargetForm, TargetsForm
+from recovery.models import (
+    Restore,
+    RestoreTarget,
+    RestoreTest,
+    RPOTarget,
+    RTOTarget,
+    ServiceLevel,
+)
 
 LIST_DEFERRED = ("log", "phases", "checks")
 HISTORY = 50
@@ -76,6 +84,48 @@ def targets_edit(request):
             messages.info(request, "Nothing changed.")
         return redirect("recovery:index")
     return render(request, "recovery/targets_form.html", {"form": form})
+
+
+def restore_target_list(request):
+    """Every role reads where restores may go; only managers change it."""
+    rows = RestoreTarget.objects.prefetch_related("sources").order_by("name")
+    return render(
+        request,
+        "recovery/restore_target_list.html",
+        {"restore_targets": rows, "can_edit": has_role(request.user, MANAGER)},
+    )
+
+
+def _edit_restore_target(request, instance):
+    form = RestoreTargetForm(request.POST or None, instance=instance)
+    if request.method == "POST" and form.is_valid():
+        target = form.save()  # audited by the model signal receivers
+        messages.success(request, f"Restore target {target} saved.")
+        if getattr(target, "password_cleared", False):
+            messages.warning(
+                request,
+                f"The server of {target} changed: its stored password was cleared. "
+                "Enter it again if the new server needs one.",
+            )
+        return redirect("recovery:restore_targets")
+    return render(
+        request,
+        "recovery/restore_target_form.html",
+        {"form": form, "object": instance},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@role_required(MANAGER)
+@require_http_methods(["GET", "POST"])
+def restore_target_new(request):
+    return _edit_restore_target(request, None)
+
+
+@role_required(MANAGER)
+@require_http_methods(["GET", "POST"])
+def restore_target_edit(request, pk):
+    return _edit_restore_target(request, get_object_or_404(RestoreTarget, pk=pk))
 
 
 def source_detail(request, source_id):
@@ -231,6 +281,11 @@ def restore_new(request, source_id):
         .order_by("-data_taken_at", "-pk")[:HISTORY]
     )
     can_overwrite = has_role(request.user, MANAGER)
+    compatible = list(
+        restore_targets.compatible_targets(source, services.source_kind(source)).prefetch_related(
+            "sources"
+        )
+    )
     proven = next((r for r in runs if r.proven), None)
     # A run page links here with ?backup_run=<id>; default: the newest proven backup.
     asked = request.GET.get("backup_run", "")
@@ -240,6 +295,7 @@ def restore_new(request, source_id):
         source=source,
         runs=runs,
         can_overwrite=can_overwrite,
+        targets=compatible,
         initial={"backup_run": chosen or (proven.pk if proven else None)},
     )
     if request.method == "POST" and form.is_valid():
@@ -249,6 +305,8 @@ def restore_new(request, source_id):
             restore = services.start_restore(
                 source,
                 target=data.get("target", "").strip(),
+                restore_target=data["restore_target"],
+                database_name=data.get("database_name", "").strip(),
                 onto_source=data["onto_source"],
                 backup_run=BackupRun.objects.get(pk=run.pk) if run else None,
                 failure_type=data["failure_type"],
@@ -257,8 +315,8 @@ def restore_new(request, source_id):
                 user=request.user,
             )
         except ValueError as exc:
-            form.add_error("target", str(exc))
-        except services.Busy as exc:
+            form.add_error("restore_target" if data["restore_target"] else "target", str(exc))
+        except (services.Busy, restore_targets.NotAllowed) as exc:
             form.add_error(None, str(exc))
         else:
             audit.record(
@@ -266,7 +324,7 @@ def restore_new(request, source_id):
                 source,
                 user=request.user,
                 detail=f"restore #{restore.pk} of run #{data['backup_run']} to {restore.target}"
-                + (" (onto the source, confirmed by name)" if restore.onto_source else ""),
+                + restore_how(restore),
             )
             services.enqueue_restore(restore)
             messages.success(request, f"Restore #{restore.pk} queued.")
@@ -274,8 +332,23 @@ def restore_new(request, source_id):
     return render(
         request,
         "recovery/restore_form.html",
-        {"source": source, "form": form, "can_overwrite": can_overwrite, "has_backups": bool(runs)},
+        {
+            "source": source,
+            "form": form,
+            "can_overwrite": can_overwrite,
+            "has_backups": bool(runs),
+            "has_targets": bool(compatible),
+        },
     )
+
+
+def restore_how(restore: Restore) -> str:
+    """How the target was chosen, for the audit line."""
+    if restore.onto_source:
+        return " (onto the source, confirmed by name)"
+    if restore.restore_target_id:
+        return f" (registered target {restore.restore_target.name})"
+    return " (free-form target)"
 
 
 def _restore(pk):

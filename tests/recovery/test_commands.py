@@ -53,7 +53,7 @@ def test_restore_to_new_database_then_onto_it_again_keeps_previous_aside(pg_sour
     url = f"postgresql://postgres@127.0.0.1:5432/{name}"
     aside = None
     try:
-        code, out = call("restore", str(run.pk), "--to", url, "--yes", "--json")
+        code, out = call("restore", str(run.pk), "--to", url, "--free-form", "--yes", "--json")
         result = json.loads(out)
         assert code == 0, result
         assert result["kept_aside"] is None and result["rto_s"] > 0
@@ -62,7 +62,7 @@ def test_restore_to_new_database_then_onto_it_again_keeps_previous_aside(pg_sour
             assert table_fingerprint(copy, table) == table_fingerprint(pg_source.db, table)
         with copy.connect() as conn:
             conn.execute("DELETE FROM executions")  # "corruption" to be repaired
-        code, out = call("restore", str(run.pk), "--to", url, "--yes", "--json")
+        code, out = call("restore", str(run.pk), "--to", url, "--free-form", "--yes", "--json")
         result = json.loads(out)
         assert code == 0, result
         aside = result["kept_aside"].rsplit("/", 1)[1]
@@ -83,7 +83,9 @@ def test_restore_needs_yes(pg_source, work_dir):
 
     run = backup(pg_source)
     with pytest.raises(CommandError, match="--yes"):
-        call_command("restore", str(run.pk), "--to", "postgresql://postgres@127.0.0.1/x")
+        call_command(
+            "restore", str(run.pk), "--to", "postgresql://postgres@127.0.0.1/x", "--free-form"
+        )
 
 
 def test_restore_sqlite_onto_source_keeps_current_file_aside(sqlite_source, work_dir):
@@ -94,7 +96,9 @@ def test_restore_sqlite_onto_source_keeps_current_file_aside(sqlite_source, work
     conn.execute("DELETE FROM workflows")
     conn.commit()
     conn.close()
-    code, out = call("restore", str(run.pk), "--to", sqlite_source.path, "--yes", "--json")
+    code, out = call(
+        "restore", str(run.pk), "--to", sqlite_source.path, "--free-form", "--yes", "--json"
+    )
     result = json.loads(out)
     assert code == 0, result
     conn = sqlite3.connect(sqlite_source.path)
@@ -110,7 +114,9 @@ def test_restore_sqlite_onto_source_keeps_current_file_aside(sqlite_source, work
 
 def test_restore_outside_allowed_roots_is_refused(sqlite_source, work_dir):
     run = backup(sqlite_source)
-    code, out = call("restore", str(run.pk), "--to", "/etc/dr-portal-test.db", "--yes", "--json")
+    code, out = call(
+        "restore", str(run.pk), "--to", "/etc/dr-portal-test.db", "--free-form", "--yes", "--json"
+    )
     result = json.loads(out)
     assert code == 1
     assert "outside the allowed roots" in result["error"]
@@ -204,7 +210,15 @@ def test_restore_onto_postgres_source_keeps_it_aside(pg_source, work_dir):
         conn.execute("DELETE FROM executions WHERE id % 2 = 0")  # the corruption
     url = f"postgresql://postgres@127.0.0.1:5432/{pg_source.db.dbname}"
     code, out = call(
-        "restore", str(run.pk), "--to", url, "--yes", "--json", "--failure-type", "data_corruption"
+        "restore",
+        str(run.pk),
+        "--to",
+        url,
+        "--free-form",
+        "--yes",
+        "--json",
+        "--failure-type",
+        "data_corruption",
     )
     result = json.loads(out)
     aside = (result["kept_aside"] or "").rsplit("/", 1)[-1]

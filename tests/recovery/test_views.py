@@ -190,7 +190,7 @@ def test_restore_form_needs_typed_name_and_manager_for_source(
     assert restore.rto_target == timedelta(minutes=30)
 
 
-def test_restore_form_refuses_target_outside_allowed_roots(operator_client, source):
+def test_restore_form_refuses_target_outside_allowed_roots(operator_client, manager_client, source):
     from backups.models import BackupCopy, BackupRun, Destination
 
     run = BackupRun.objects.create(source=source, status="succeeded", data_taken_at=timezone.now())
@@ -199,10 +199,13 @@ def test_restore_form_refuses_target_outside_allowed_roots(operator_client, sour
         destination=Destination.objects.create(name="l", kind="local", path="/tmp"),
         ok=True,
     )
-    response = operator_client.post(
-        reverse("recovery:restore_new", args=[source.pk]),
-        {"backup_run": run.pk, "failure_type": "database_failure", "target": "/etc/passwd.db"},
-    )
+    url = reverse("recovery:restore_new", args=[source.pk])
+    data = {"backup_run": run.pk, "failure_type": "database_failure", "target": "/etc/passwd.db"}
+    # A free-form target is for managers; operators choose a registered one.
+    response = operator_client.post(url, data)
+    assert response.status_code == 200
+    assert "Only managers may restore to a free-form target" in response.content.decode()
+    response = manager_client.post(url, data)
     assert response.status_code == 200
     assert "outside the allowed roots" in response.content.decode()
     assert not Restore.objects.exists()

@@ -1,4 +1,4 @@
-"""manage.py restore RUN_ID --to TARGET --yes [--json]: restore a backup in the foreground."""
+"""manage.py restore RUN_ID (--target NAME | --to TARGET --free-form) --yes [--json]."""
 
 import json as jsonlib
 import sys
@@ -11,14 +11,26 @@ from dr_portal.lib import audit
 
 class Command(BaseCommand):
     help = (
-        "Restore one backup to TARGET: a PostgreSQL URL (postgresql://user@host:port/db) for a "
-        "PostgreSQL backup, a file path for SQLite, a directory for files. Data already at the "
-        "target is kept aside first. Exit status 0 when restored and verified, 1 otherwise."
+        "Restore one backup in the foreground to a registered restore target (--target NAME), "
+        "or, with --free-form, to TARGET: a PostgreSQL URL (postgresql://user@host:port/db) for "
+        "a PostgreSQL backup, a file path for SQLite, a directory for files (the source's own "
+        "URL or path restores onto the source). Data already at the target is kept aside "
+        "first. Exit status 0 when restored and verified, 1 otherwise."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("run", type=int, help="backup run id")
-        parser.add_argument("--to", required=True, dest="target", help="where to restore")
+        where = parser.add_mutually_exclusive_group(required=True)
+        where.add_argument("--target", dest="registered", help="a registered restore target")
+        where.add_argument("--to", dest="target", help="a free-form target (needs --free-form)")
+        parser.add_argument(
+            "--free-form",
+            action="store_true",
+            help="confirm a free-form target (any host, credentials or path); audited as such",
+        )
+        parser.add_argument(
+            "--database", default="", help="new database name, for a target with a pattern"
+        )
         parser.add_argument("--yes", action="store_true", help="confirm: this may replace data")
         parser.add_argument(
             "--failure-type", default="database_failure", help="declared failure type (RTO target)"
@@ -26,37 +38,65 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(
-        self, *args, run, target, yes=False, failure_type="database_failure", json=False, **o
+        self,
+        *args,
+        run,
+        target=None,
+        registered=None,
+        free_form=False,
+        database="",
+        yes=False,
+        failure_type="database_failure",
+        json=False,
+        **o,
     ):
         from recovery import services
+        from recovery.models import RestoreTarget
 
         backup = BackupRun.objects.select_related("source").filter(pk=run).first()
         if backup is None:
             raise CommandError(f"no backup run #{run}")
         if backup.source is None:
             raise CommandError(f"backup run #{run} has no source any more")
-        if not yes:
+        restore_target = None
+        if registered:
+            restore_target = RestoreTarget.objects.filter(name=registered).first()
+            if restore_target is None:
+                raise CommandError(f"no restore target named {registered!r}")
+        elif not free_form:
             raise CommandError(
-                f"restoring to {target} may replace data there: add --yes to confirm"
+                f"{target} is not a registered restore target: register it (portal: Recovery → "
+                "restore targets) and use --target NAME, or add --free-form to restore there"
             )
-        onto_source = services.is_source_target(backup.source, target)
+        shown = registered or target
+        if not yes:
+            raise CommandError(f"restoring to {shown} may replace data there: add --yes to confirm")
+        onto_source = bool(target) and services.is_source_target(backup.source, target)
         with audit.command_context("restore"):
             try:
                 restore = services.start_restore(
                     backup.source,
-                    target="" if onto_source else target,
+                    target="" if onto_source or registered else target,
+                    restore_target=restore_target,
+                    database_name=database,
                     onto_source=onto_source,
                     backup_run=backup,
                     failure_type=failure_type,
                     overwrite=True,  # --yes confirms replacing what is there (kept aside)
                 )
             except (ValueError, services.Busy) as exc:
-                return self._report(None, json, target, str(exc))
+                return self._report(None, json, shown, str(exc))
+            how = (
+                " (onto the source)"
+                if onto_source
+                else f" (registered target {registered})"
+                if registered
+                else " (free-form target, --free-form)"
+            )
             audit.record(
                 "restore",
                 backup.source,
-                detail=f"restore #{restore.pk} of run #{backup.pk} to {restore.target}"
-                + (" (onto the source)" if onto_source else ""),
+                detail=f"restore #{restore.pk} of run #{backup.pk} to {restore.target}{how}",
             )
             restore = services.execute_restore(restore)
         return self._report(restore, json, restore.target)
