@@ -20,7 +20,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from backups.models import BackupCopy, BackupRun, Source
-from dr_portal.fields import Secret
 from dr_portal.lib import keyring
 from dr_portal.lib.redact import redact
 from dr_portal.runs import ACTIVE, RunStatus
@@ -602,8 +601,8 @@ def registered_target(source: Source, data_kind: str, restore_target: RestoreTar
             user=restore_target.user or "postgres",
             dbname=targets.database_for(restore_target, database),
         )
-        # The sealed token is copied, never revealed here.
-        return server.public_url(), Secret(restore_target.password.token)
+        # The sealed secret is copied to the restore, never revealed here.
+        return server.public_url(), restore_target.password
     path, _ = validate_target(target_kind_for(data_kind), restore_target.path)
     return path, ""
 
