@@ -353,7 +353,8 @@ def restore_how(restore: Restore) -> str:
 
 def _restore(pk):
     return get_object_or_404(
-        Restore.objects.select_related("source", "backup_run", "requested_by"), pk=pk
+        Restore.objects.select_related("source", "backup_run", "requested_by", "restore_target"),
+        pk=pk,
     )
 
 

@@ -402,3 +402,29 @@ def test_command_restores_to_a_registered_target_and_audits_it(
     entry = AuditEntry.objects.get(action="restore")
     assert "(registered target staging-sqlite)" in entry.detail
     assert "manage.py restore" in entry.actor_name
+
+
+def test_admin_uses_the_same_rules(superuser_client, settings):
+    url = reverse("admin:recovery_restoretarget_add")
+    page = superuser_client.get(url)
+    assert page.status_code == 200 and 'name="new_password"' in page.content.decode()
+    response = superuser_client.post(
+        url, {"name": "evil", "kind": "sqlite", "path": f"{settings.VAR_DIR}/x.db"}
+    )
+    assert response.status_code == 200 and "portal&#x27;s own files" in response.content.decode()
+    response = superuser_client.post(
+        url,
+        {
+            "name": "staging-pg",
+            "kind": "postgresql",
+            "host": "db.internal",
+            "database": "restored_*",
+            "new_password": "s3cret-pass",
+        },
+    )
+    assert response.status_code == 302
+    target = RestoreTarget.objects.get()
+    assert target.password.reveal() == "s3cret-pass"
+    change = reverse("admin:recovery_restoretarget_change", args=[target.pk])
+    assert "s3cret-pass" not in superuser_client.get(change).content.decode()
+    assert AuditEntry.objects.filter(object_type="recovery.restoretarget", action="create").exists()
