@@ -7,7 +7,9 @@ A target never overlaps a source's own data, the portal's database or its var di
 """
 
 import fnmatch
+import ipaddress
 import re
+import socket
 from pathlib import Path
 
 from django.conf import settings
@@ -99,11 +101,35 @@ def database_conflict(host: str, port: int, database: str, sources) -> str:
         if kind != "postgresql":
             continue
         s_host, s_port, s_db = own
-        if (s_host.lower(), int(s_port)) != (host.lower(), int(port or 5432)):
+        if not (
+            s_db in candidates or (is_pattern(database) and fnmatch.fnmatchcase(s_db, database))
+        ):
             continue
-        if s_db in candidates or (is_pattern(database) and fnmatch.fnmatchcase(s_db, database)):
-            return f"{s_db} on {host}:{port or 5432} is the database of source {source.name}"
+        if int(s_port) != int(port or 5432) or not same_host(s_host, host):
+            continue
+        return f"{s_db} on {host}:{port or 5432} is the database of source {source.name}"
     return ""
+
+
+def same_host(a: str, b: str) -> bool:
+    """Do two host names reach the same server? (localhost and 127.0.0.1 are one host.)"""
+    a, b = (a or "localhost").lower(), (b or "localhost").lower()
+    if a == b:
+        return True
+    if a.startswith("/") or b.startswith("/"):
+        return False  # a Unix socket directory is named, not resolved
+    return bool(_addresses(a) & _addresses(b))
+
+
+def _addresses(host: str) -> set[str]:
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return {host}
+    addresses = {info[4][0] for info in infos}
+    if any(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
+        addresses.add("loopback")  # ::1 and 127.0.0.1 are the same machine
+    return addresses
 
 
 def _source_location(source):

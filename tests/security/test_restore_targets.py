@@ -11,6 +11,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
@@ -428,3 +429,21 @@ def test_admin_uses_the_same_rules(superuser_client, settings):
     change = reverse("admin:recovery_restoretarget_change", args=[target.pk])
     assert "s3cret-pass" not in superuser_client.get(change).content.decode()
     assert AuditEntry.objects.filter(object_type="recovery.restoretarget", action="create").exists()
+
+
+def test_another_name_for_a_sources_server_is_still_the_source(operator, pg_source, settings):
+    """localhost is 127.0.0.1: a target there is the source's database, not a new one."""
+    run = backup(pg_source)
+    target = RestoreTarget(
+        name="alias", kind="postgresql", host="localhost", port=5432, database=pg_source.database
+    )
+    with pytest.raises(ValidationError, match="source toolhub-pg"):
+        target.full_clean()
+    # Registered before the source existed (or in the admin shell): refused at restore time.
+    target.save()
+    target.allow_replace = True
+    with pytest.raises(ValueError, match="source toolhub-pg"):
+        services.start_restore(
+            pg_source, restore_target=target, backup_run=run, overwrite=True, user=operator
+        )
+    assert not Restore.objects.exists()
