@@ -9,6 +9,11 @@ urlpatterns = [
     path("restore-targets/", views.restore_target_list, name="restore_targets"),
     path("restore-targets/new/", views.restore_target_new, name="restore_target_new"),
     path("restore-targets/<int:pk>/", views.restore_target_edit, name="restore_target_edit"),
+    path(
+        "restore-targets/<int:pk>/delete/",
+        views.restore_target_delete,
+        name="restore_target_delete",
+    ),
     path("sources/<int:source_id>/", views.source_detail, name="source_detail"),
     path("sources/<int:source_id>/test/", views.run_test, name="run_test"),
     path("sources/<int:source_id>/restore/", views.restore_new, name="restore_new"),

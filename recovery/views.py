@@ -128,6 +128,16 @@ def restore_target_edit(request, pk):
     return _edit_restore_target(request, get_object_or_404(RestoreTarget, pk=pk))
 
 
+@role_required(MANAGER)
+@require_POST
+def restore_target_delete(request, pk):
+    """Past restores keep where they went (their `target`); only the registration goes."""
+    target = get_object_or_404(RestoreTarget, pk=pk)
+    target.delete()  # audited by the model signal receivers
+    messages.success(request, f"Restore target {target} deleted.")
+    return redirect("recovery:restore_targets")
+
+
 def source_detail(request, source_id):
     source = get_object_or_404(Source.objects.select_related("system"), pk=source_id)
     now = timezone.now()
@@ -281,11 +291,7 @@ def restore_new(request, source_id):
         .order_by("-data_taken_at", "-pk")[:HISTORY]
     )
     can_overwrite = has_role(request.user, MANAGER)
-    compatible = list(
-        restore_targets.compatible_targets(source, services.source_kind(source)).prefetch_related(
-            "sources"
-        )
-    )
+    compatible = list(restore_targets.compatible_targets(source, services.source_kind(source)))
     proven = next((r for r in runs if r.proven), None)
     # A run page links here with ?backup_run=<id>; default: the newest proven backup.
     asked = request.GET.get("backup_run", "")

@@ -447,3 +447,20 @@ def test_another_name_for_a_sources_server_is_still_the_source(operator, pg_sour
             pg_source, restore_target=target, backup_run=run, overwrite=True, user=operator
         )
     assert not Restore.objects.exists()
+
+
+def test_deleting_a_target_keeps_the_restore_history(
+    operator_client, manager_client, sqlite_source, sqlite_target
+):
+    run = backup(sqlite_source)
+    restore = services.start_restore(sqlite_source, restore_target=sqlite_target, backup_run=run)
+    url = reverse("recovery:restore_target_delete", args=[sqlite_target.pk])
+    assert operator_client.post(url).status_code == 403
+    assert manager_client.get(url).status_code == 405
+    assert manager_client.post(url).status_code == 302
+    restore.refresh_from_db()
+    assert not RestoreTarget.objects.exists()
+    assert restore.restore_target is None and restore.target == sqlite_target.path
+    assert AuditEntry.objects.filter(object_type="recovery.restoretarget", action="delete").exists()
+    page = manager_client.get(reverse("recovery:restore_detail", args=[restore.pk]))
+    assert page.status_code == 200
