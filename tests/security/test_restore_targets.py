@@ -464,3 +464,26 @@ def test_deleting_a_target_keeps_the_restore_history(
     assert AuditEntry.objects.filter(object_type="recovery.restoretarget", action="delete").exists()
     page = manager_client.get(reverse("recovery:restore_detail", args=[restore.pk]))
     assert page.status_code == 200
+
+
+def test_target_list_query_count_does_not_grow_with_targets(viewer_client, sqlite_source, tmp_path):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def count():
+        with CaptureQueriesContext(connection) as ctx:
+            assert viewer_client.get(reverse("recovery:restore_targets")).status_code == 200
+        return len(ctx.captured_queries)
+
+    RestoreTarget.objects.create(name="t0", kind="sqlite", path=str(tmp_path / "t0.db"))
+    few = count()
+    for i in range(1, 6):
+        target = RestoreTarget.objects.create(
+            name=f"t{i}", kind="sqlite", path=str(tmp_path / f"t{i}.db")
+        )
+        target.sources.set([sqlite_source])
+    assert count() == few
+
+
+def test_restore_target_pages_refuse_the_wrong_method(manager_client):
+    assert manager_client.put(reverse("recovery:restore_target_new")).status_code == 405
