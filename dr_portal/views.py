@@ -70,7 +70,7 @@ def health_ready(request):
 @never_cache
 def health_destinations(request):
     """Destinations and the scratch server, probed now with short timeouts (viewer role)."""
-    checks = health.reachability()
+    checks = health.reachability(deadline_s=health.PROBE_DEADLINE_S)
     if request.GET.get("format") == "json":
         ok = all(c["ok"] for c in checks.values())
         return JsonResponse({"status": "ok" if ok else "fail", "checks": checks})
