@@ -169,8 +169,9 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-# Lock out one username from one address after this many failures, for this long;
-# managers unlock in the admin (Axes > Access attempts) or with `manage.py axes_reset`.
+# Lock out one username from one address after this many failures, for this long; a
+# superuser unlocks in the admin (Axes > Access attempts: delete the row) or with
+# `manage.py axes_reset_username NAME`. Each lock-out is in the audit log.
 AXES_FAILURE_LIMIT = env.int("DR_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("DR_LOGIN_COOLOFF_MIN", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
@@ -253,7 +254,7 @@ X_FRAME_OPTIONS = "DENY"
 # because htmx injects its indicator style and a few templates set widths inline.
 DR_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; object-src 'none'; frame-ancestors 'none'; base-uri 'self'; "
+    "object-src 'none'; frame-ancestors 'none'; base-uri 'self'; "
     "form-action 'self'"
 )
 SECURE_CONTENT_TYPE_NOSNIFF = True
