@@ -47,7 +47,7 @@ class _CappedRule(rrule):
     scans, and every rebuild reads rule._bynweekday once or twice: counting those reads is
     the only hook inside its loop, which never yields for a rule that does not match. If a
     dateutil release stops reading it there, rules are merely uncapped again, and
-    test_schedule_bounds notices.
+    tests/security/test_web_hardening.py (a stored never-matching rule) notices.
     """
 
     @property
