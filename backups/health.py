@@ -1,6 +1,7 @@
-"""Readiness of the enabled destinations, for /health/ready: cheap, short timeouts, no secrets."""
+"""Reachability of the enabled destinations, for /health/destinations: short timeouts, no secrets."""
 
 import os
+from functools import partial
 from pathlib import Path
 
 S3_TIMEOUT_S = 3
@@ -45,14 +46,23 @@ def _s3(destination):
     return True, "bucket reachable"
 
 
-def checks() -> dict:
+def probes() -> dict:
+    """{name: callable -> (ok, detail)}, one per enabled destination; the caller runs them."""
     from backups.models import Destination
 
-    results = {}
+    found = {}
     for destination in Destination.objects.filter(enabled=True).order_by("name"):
-        try:
-            check = _local if destination.kind == Destination.Kind.LOCAL else _s3
-            results[f"destination:{destination.name}"] = check(destination)
-        except Exception as exc:
-            results[f"destination:{destination.name}"] = (False, type(exc).__name__)
-    return results
+        check = _local if destination.kind == Destination.Kind.LOCAL else _s3
+        found[f"destination:{destination.name}"] = partial(_guarded, check, destination)
+    return found
+
+
+def _guarded(check, destination):
+    try:
+        return check(destination)
+    except Exception as exc:
+        return False, type(exc).__name__
+
+
+def checks() -> dict:
+    return {name: probe() for name, probe in probes().items()}

@@ -13,3 +13,6 @@ class PortalConfig(AppConfig):
         post_save.connect(signals.audit_save, dispatch_uid="dr_audit_save")
         post_delete.connect(signals.audit_delete, dispatch_uid="dr_audit_delete")
         post_migrate.connect(signals.after_migrate, dispatch_uid="dr_after_migrate")
+        from axes.signals import user_locked_out
+
+        user_locked_out.connect(signals.audit_lockout, dispatch_uid="dr_audit_lockout")

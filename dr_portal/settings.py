@@ -5,6 +5,7 @@ database, the database cache, a secret key and key ring generated once into var/
 With DR_ENV=production every secret must come from the environment.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -56,6 +57,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_q",
+    "axes",
     "dr_portal",
     "backups",
     "recovery",
@@ -74,6 +76,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "dr_portal.middleware.LoginRequiredEverywhere",
     "dr_portal.middleware.AuditContextMiddleware",
+    "dr_portal.middleware.ContentSecurityPolicy",
+    # Last, as django-axes asks: it turns a locked-out login into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "dr_portal.urls"
@@ -159,6 +164,20 @@ LOGOUT_REDIRECT_URL = "login"
 if DR_ENV == "test":
     # Hashing strength is not under test; PBKDF2 made each persona fixture cost ~0.3 s.
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# django-axes first: it refuses a locked-out username and address before any password check.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Lock out one username from one address after this many failures, for this long; a
+# superuser unlocks in the admin (Axes > Access attempts: delete the row) or with
+# `manage.py axes_reset_username NAME`. Each lock-out is in the audit log.
+AXES_FAILURE_LIMIT = env.int("DR_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("DR_LOGIN_COOLOFF_MIN", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "dr_portal.middleware.axes_client_address"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -194,6 +213,12 @@ DR_METRICS_TOKEN = env.str("DR_METRICS_TOKEN", default="")
 DR_PORTAL_URL = env.str("DR_PORTAL_URL", default="http://127.0.0.1:8000").rstrip("/")
 # /metrics without a token from these addresses or networks (REMOTE_ADDR only), e.g. 127.0.0.1/32.
 DR_METRICS_ALLOW = env.list("DR_METRICS_ALLOW", default=[])
+# How many reverse proxies in front of the portal append to X-Forwarded-For. 0: the client
+# is REMOTE_ADDR. N: the Nth address from the right (the one the outermost proxy saw).
+# Used for the audit log and login lock-outs; never trust more hops than you run.
+DR_TRUSTED_PROXIES = env.int("DR_TRUSTED_PROXIES", default=0)
+if DR_TRUSTED_PROXIES < 0:
+    raise ImproperlyConfigured("DR_TRUSTED_PROXIES must be 0 or a positive number of proxies")
 DR_SCRATCH_DATABASE_URL = env.str("DR_SCRATCH_DATABASE_URL", default="")
 # A running run whose worker has not beaten for this long is failed as "worker lost".
 DR_REAP_AFTER_S = env.int("DR_REAP_AFTER_S", default=120)
@@ -224,6 +249,14 @@ STORAGES = {
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie.
 X_FRAME_OPTIONS = "DENY"
+# Sent on every response by dr_portal.middleware.ContentSecurityPolicy. No inline script
+# anywhere (behaviour lives in static/dr_portal/portal.js); inline styles stay allowed
+# because htmx injects its indicator style and a few templates set widths inline.
+DR_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "object-src 'none'; frame-ancestors 'none'; base-uri 'self'; "
+    "form-action 'self'"
+)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 if PRODUCTION:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
@@ -239,10 +272,18 @@ if PRODUCTION:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "dr_portal.lib.redact.RedactingFilter"}},
+    "filters": {
+        "redact": {"()": "dr_portal.lib.redact.RedactingFilter"},
+        # After redact: one record is one line, whatever a user put in a name.
+        "one_line": {"()": "dr_portal.lib.logsafe.OneLineFilter"},
+    },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact", "one_line"],
+        }
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {

@@ -59,3 +59,27 @@ def after_migrate(sender, **kwargs):
         reseed()
     ensure_role_permissions()
     ensure_system_schedules()
+
+
+def audit_lockout(sender, request=None, username=None, ip_address=None, **kwargs):
+    """django-axes locked a username out for an address: the audit trail says so, once.
+
+    axes sends this again for every attempt during the lock-out; one entry per lock-out
+    keeps an attacker from filling the audit table.
+    """
+    import hashlib
+
+    from django.conf import settings
+    from django.core.cache import cache
+
+    from dr_portal.lib.logsafe import one_line
+
+    key = hashlib.sha256(f"{username}|{ip_address}".encode()).hexdigest()[:32]
+    if not cache.add(f"dr:lockout:{key}", 1, settings.AXES_COOLOFF_TIME.total_seconds()):
+        return
+
+    audit.record(
+        "login_locked_out",
+        detail=f"user {one_line(str(username or ''))!r} locked out after repeated failed "
+        f"log-ins from {ip_address or 'an unknown address'}",
+    )

@@ -9,6 +9,7 @@ urlpatterns = [
     path("escrow/confirm/", views.confirm_escrow, name="confirm_escrow"),
     path("health/live", views.health_live, name="health_live"),
     path("health/ready", views.health_ready, name="health_ready"),
+    path("health/destinations", views.health_destinations, name="health_destinations"),
     path("metrics", views_readiness.metrics_view, name="metrics"),
     path("dashboard/fragment", views_readiness.dashboard_fragment, name="dashboard_fragment"),
     path("compliance/", views_readiness.compliance_page, name="compliance"),

@@ -56,10 +56,28 @@ def health_live(request):
 @require_GET
 @never_cache
 def health_ready(request):
-    checks = health.run_checks()
+    """The portal itself, cached a few seconds; details only for a logged-in viewer."""
+    checks = health.ready_checks()
     ok = all(c["ok"] for c in checks.values())
+    if not roles.has_role(request.user, roles.VIEWER):
+        checks = health.public_view(checks)
     return JsonResponse(
         {"status": "ok" if ok else "fail", "checks": checks}, status=200 if ok else 503
+    )
+
+
+@require_GET
+@never_cache
+def health_destinations(request):
+    """Destinations and the scratch server, probed now with short timeouts (viewer role)."""
+    checks = health.reachability(deadline_s=health.PROBE_DEADLINE_S)
+    if request.GET.get("format") == "json":
+        ok = all(c["ok"] for c in checks.values())
+        return JsonResponse({"status": "ok" if ok else "fail", "checks": checks})
+    return render(
+        request,
+        "dr_portal/destinations_health.html",
+        {"checks": checks, "deadline_s": health.PROBE_DEADLINE_S},
     )
 
 

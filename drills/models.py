@@ -99,6 +99,13 @@ class DrillPlan(models.Model):
         try:
             sched.build(self.rule, self.start_time, self.time_zone, self.anchor_date)
             self.rule = sched.normalise_rule(self.rule)
+            sched.check_recurs(
+                self.rule,
+                self.start_time,
+                self.time_zone,
+                anchor=self.anchor_date,
+                now=timezone.now(),
+            )
         except sched.ScheduleError as exc:
             field = "timezone" if "time zone" in str(exc) and "rule" not in str(exc) else "rule"
             errors[field] = str(exc)

@@ -1,22 +1,30 @@
-"""Readiness checks of the recovery app for /health/ready (no secrets in details)."""
+"""Reachability of the scratch server, for /health/destinations (no secrets in details)."""
 
 
-def checks() -> dict:
+def probes() -> dict:
+    """{name: callable -> (ok, detail)}; the database is read here, the probe only connects."""
     from backups.models import Source
-    from recovery.engine.pg import RestoreError
     from recovery.services import scratch_server
 
     if not Source.objects.filter(kind="postgresql").exists():
         return {}
-    server = scratch_server()
-    try:
-        with server.connect() as conn:
-            conn.execute("SELECT 1")
-    except RestoreError:
-        return {
-            "scratch_database": (
-                False,
-                f"restore tests cannot reach the scratch server {server.host}:{server.port}",
-            )
-        }
-    return {"scratch_database": (True, f"scratch server {server.host}:{server.port} reachable")}
+    return {"scratch_database": _probe(scratch_server())}
+
+
+def _probe(server):
+    def probe():
+        from recovery.engine.pg import RestoreError
+
+        where = f"scratch server {server.host}:{server.port}"
+        try:
+            with server.connect() as conn:
+                conn.execute("SELECT 1")
+        except RestoreError:
+            return False, f"restore tests cannot reach the {where}"
+        return True, f"{where} reachable"
+
+    return probe
+
+
+def checks() -> dict:
+    return {name: probe() for name, probe in probes().items()}

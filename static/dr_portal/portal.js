@@ -1,0 +1,49 @@
+// Page behaviour that used to sit in inline handlers (onsubmit=, onclick=, onchange=):
+// the Content-Security-Policy allows no inline script. Delegated from the document, so
+// it also covers fragments htmx swaps in.
+//   <form data-confirm="Question?">      asks before submitting
+//   <form data-confirm-restore data-source="name">  the restore question, built from the form
+//   <button data-print>                  prints the page
+//   <select data-autosubmit>             submits its form on change
+(function () {
+  "use strict";
+
+  function restoreQuestion(form) {
+    var fields = form.elements;
+    var name = form.getAttribute("data-source") || "";
+    var onto = fields.namedItem("onto_source") && fields.namedItem("onto_source").checked;
+    var target = fields.namedItem("target") ? fields.namedItem("target").value : "";
+    var registered = fields.namedItem("restore_target");
+    if (!target && registered && registered.selectedIndex > 0) {
+      target = registered.options[registered.selectedIndex].text;
+    }
+    var where = onto
+      ? "the source itself (" + name + "): its current data is kept aside first"
+      : target || "(no target given)";
+    return "Restore " + name + " to " + where + "?";
+  }
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement)) return;
+    var question = form.hasAttribute("data-confirm-restore")
+      ? restoreQuestion(form)
+      : form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-print]");
+    if (button) {
+      event.preventDefault();
+      window.print();
+    }
+  });
+
+  document.addEventListener("change", function (event) {
+    var field = event.target;
+    if (field.hasAttribute && field.hasAttribute("data-autosubmit") && field.form) {
+      field.form.submit();
+    }
+  });
+})();
