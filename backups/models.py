@@ -12,6 +12,7 @@ from django.utils.timezone import now as _now
 
 from backups import validators
 from dr_portal.fields import EncryptedTextField, Secret
+from dr_portal.lib.text import validate_single_line
 from dr_portal.runs import ACTIVE, DONE, RunBase, RunStatus
 
 
@@ -146,9 +147,7 @@ class SecretEndpointMixin:
 class System(models.Model):
     """A service whose data we protect, e.g. Tool Hub."""
 
-    name = models.CharField(
-        max_length=100, unique=True, validators=[validators.validate_single_line]
-    )
+    name = models.CharField(max_length=100, unique=True, validators=[validate_single_line])
     description = models.TextField(
         blank=True, max_length=2000, validators=[MaxLengthValidator(2000)]
     )
@@ -185,29 +184,21 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
     )
 
     system = models.ForeignKey(System, on_delete=models.PROTECT, related_name="sources")
-    name = models.CharField(
-        max_length=100, unique=True, validators=[validators.validate_single_line]
-    )
+    name = models.CharField(max_length=100, unique=True, validators=[validate_single_line])
     kind = models.CharField(max_length=12, choices=Kind.choices)
     data_class = models.CharField(
         max_length=12, choices=DataClass.choices, default=DataClass.IMPORTANT
     )
-    host = models.CharField(
-        max_length=255, blank=True, validators=[validators.validate_single_line]
-    )
+    host = models.CharField(max_length=255, blank=True, validators=[validate_single_line])
     port = models.PositiveIntegerField(null=True, blank=True, validators=[validators.validate_port])
-    database = models.CharField(
-        max_length=255, blank=True, validators=[validators.validate_single_line]
-    )
-    user = models.CharField(
-        max_length=255, blank=True, validators=[validators.validate_single_line]
-    )
+    database = models.CharField(max_length=255, blank=True, validators=[validate_single_line])
+    user = models.CharField(max_length=255, blank=True, validators=[validate_single_line])
     password = EncryptedTextField()
     path = models.CharField(
         max_length=1024,
         blank=True,
         help_text="SQLite file or directory.",
-        validators=[validators.validate_single_line],
+        validators=[validate_single_line],
     )
     exclude = models.JSONField(
         default=list,
@@ -358,22 +349,12 @@ class Destination(SecretEndpointMixin, models.Model):
         LOCAL = "local", "Local directory"
         S3 = "s3", "S3 or S3-compatible"
 
-    name = models.CharField(
-        max_length=100, unique=True, validators=[validators.validate_single_line]
-    )
+    name = models.CharField(max_length=100, unique=True, validators=[validate_single_line])
     kind = models.CharField(max_length=8, choices=Kind.choices)
-    path = models.CharField(
-        max_length=1024, blank=True, validators=[validators.validate_single_line]
-    )
-    bucket = models.CharField(
-        max_length=255, blank=True, validators=[validators.validate_single_line]
-    )
-    prefix = models.CharField(
-        max_length=255, blank=True, validators=[validators.validate_single_line]
-    )
-    region = models.CharField(
-        max_length=40, blank=True, validators=[validators.validate_single_line]
-    )
+    path = models.CharField(max_length=1024, blank=True, validators=[validate_single_line])
+    bucket = models.CharField(max_length=255, blank=True, validators=[validate_single_line])
+    prefix = models.CharField(max_length=255, blank=True, validators=[validate_single_line])
+    region = models.CharField(max_length=40, blank=True, validators=[validate_single_line])
     endpoint_url = models.URLField(blank=True, help_text="Only for S3-compatible stores.")
     storage_class = models.CharField(
         max_length=16, choices=StorageClass.choices, default=StorageClass.STANDARD
@@ -486,9 +467,7 @@ class BackupJob(ChangeStampMixin, models.Model):
 
     CONFIG_FIELDS = ("source", "compression", "compression_level", "encrypt")
 
-    name = models.CharField(
-        max_length=100, unique=True, validators=[validators.validate_single_line]
-    )
+    name = models.CharField(max_length=100, unique=True, validators=[validate_single_line])
     source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="jobs")
     destinations = models.ManyToManyField(Destination, related_name="jobs")
     schedule = models.CharField(

@@ -7,6 +7,8 @@ from datetime import datetime
 from croniter import croniter
 from django.core.exceptions import ValidationError
 
+from dr_portal.lib.text import has_control_chars
+
 
 def validate_cron(value: str):
     """Five-field cron ("m h dom mon dow"); croniter's six-field seconds form is refused."""
@@ -103,7 +105,7 @@ def check_problems(checks) -> list[str]:
         if unknown:
             problems.append(f"{where}: unknown keys {', '.join(sorted(unknown))}")
         name = str(check.get("name") or "").strip()
-        if len(name) > MAX_CHECK_NAME or _CONTROL.search(name):
+        if len(name) > MAX_CHECK_NAME or has_control_chars(name):
             problems.append(
                 f"{where}: name must be one line of at most {MAX_CHECK_NAME} characters"
             )
@@ -160,27 +162,13 @@ def validate_excludes(patterns):
     if len(patterns) > MAX_EXCLUDES:
         raise ValidationError(f"At most {MAX_EXCLUDES} exclude patterns.")
     for pattern in patterns:
-        if len(pattern) > MAX_PATTERN or _CONTROL.search(pattern):
+        if len(pattern) > MAX_PATTERN or has_control_chars(pattern):
             raise ValidationError(
                 f"An exclude pattern is one line of at most {MAX_PATTERN} characters."
             )
 
 
 # --- lengths, ranges and single-line text -------------------------------------
-# Names end up in log lines, audit entries, notification subjects and artifact keys: a
-# newline in one forges a log line, so control characters are refused outright.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
-
-
-def has_control_chars(value) -> bool:
-    return bool(value) and bool(_CONTROL.search(str(value)))
-
-
-def validate_single_line(value):
-    if has_control_chars(value):
-        raise ValidationError("No line breaks, tabs or other control characters here.")
-
-
 def validate_port(value):
     if value is not None and not 1 <= value <= 65535:
         raise ValidationError(f"{value} is not a TCP port (1 to 65535).")

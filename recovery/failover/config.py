@@ -26,12 +26,12 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from backups.validators import has_control_chars
 from dr_portal.lib import strict_yaml
+from dr_portal.lib.text import has_control_chars
 from recovery.failover.builtin import TEMPLATES
 from recovery.failover.steps import parse_step
 
-NAME_MAX = 120  # Runbook.name
+NAME_MAX = 120  # Runbook.name, RunbookStep.name
 RUNBOOK_KEYS = {"system", "name", "failure_type", "description", "template", "vars", "steps"}
 
 
@@ -174,6 +174,12 @@ def plan(data: dict, *, allow_command: bool, new_systems=()):
                 problems.append(f"{place}: a step must be a mapping with at least name and kind")
                 continue
             raw = dict(raw)
+            for named in [raw, *(r for r in raw.get("rollback") or [] if isinstance(r, dict))]:
+                step_name = named.get("name")
+                if isinstance(step_name, str) and (
+                    len(step_name) > NAME_MAX or has_control_chars(step_name)
+                ):
+                    problems.append(f"{place}.name: one line of at most {NAME_MAX} characters")
             secret = _secret(raw, place, problems)
             rollbacks = []
             for k, rb in enumerate(raw.get("rollback") or [], 1):

@@ -607,3 +607,18 @@ def test_dashboard_shows_a_red_banner_for_the_lost_key(viewer_client, copy_with_
     copy_with_lost_key.delete()
     body = viewer_client.get(reverse("dashboard")).content.decode()
     assert "missing-key-warning" not in body
+
+
+def test_newline_in_a_runbook_step_name_is_refused(tmp_path, system):
+    code, err = dr_apply(
+        tmp_path,
+        """
+runbooks:
+  - system: tool-hub
+    name: Promote
+    failure_type: other
+    steps: [{name: "wait\\nINFO forged", kind: wait, params: {seconds: 1}}]
+""",
+        command="apply_runbooks",
+    )
+    assert code == 1 and "steps[1].name: one line of at most 120 characters" in err
