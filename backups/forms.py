@@ -55,7 +55,8 @@ class SecretsMixin:
             return ""
         labels = {model: self.fields[form].label for form, model in self.SECRET_FIELDS.items()}
         names = " and ".join(str(labels[name]).lower() for name in cleared)
-        moved = ", ".join(self.moved_fields or ["the connection"])
+        meta = self.instance._meta
+        moved = ", ".join(str(meta.get_field(n).verbose_name) for n in self.moved_fields)
         return (
             f"The stored {names} {'was' if len(cleared) == 1 else 'were'} cleared because "
             f"{moved} changed: a secret is never sent to a new endpoint. Re-enter it."

@@ -3,12 +3,14 @@
 Safe types only, and stricter than yaml.safe_load where a lenient parse would hide a
 mistake or let a file cost unbounded memory: a key given twice is refused (safe_load keeps
 the last one silently), anchors, aliases and merge keys are refused (a "billion laughs"
-file expands aliases into gigabytes), and files over MAX_BYTES are refused unread.
+file expands aliases into gigabytes), nesting is bounded, and files over MAX_BYTES are
+refused unread.
 """
 
 import yaml
 
 MAX_BYTES = 1_000_000
+MAX_DEPTH = 50
 
 
 class StrictYamlError(ValueError):
@@ -20,8 +22,12 @@ def _at(mark) -> str:
 
 
 class StrictLoader(yaml.SafeLoader):
+    depth = 0
+
     def compose_node(self, parent, index):
         event = self.peek_event()
+        if self.depth >= MAX_DEPTH:  # the composer recurses: bound it before Python does
+            raise StrictYamlError(f"{_at(event.start_mark)}nested more than {MAX_DEPTH} deep")
         if isinstance(event, yaml.AliasEvent):
             raise StrictYamlError(
                 f"{_at(event.start_mark)}aliases (*{event.anchor}) are not allowed; "
@@ -32,7 +38,11 @@ class StrictLoader(yaml.SafeLoader):
                 f"{_at(event.start_mark)}anchors (&{event.anchor}) are not allowed; "
                 "write the value out"
             )
-        return super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_mapping(self, node, deep=False):
         seen = set()

@@ -622,3 +622,8 @@ runbooks:
         command="apply_runbooks",
     )
     assert code == 1 and "steps[1].name: one line of at most 120 characters" in err
+
+
+def test_deep_nesting_is_refused_not_a_crash(tmp_path):
+    code, err = dr_apply(tmp_path, "systems: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    assert code == 1 and "nested more than 50 deep" in err
