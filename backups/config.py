@@ -4,6 +4,11 @@ The whole file is validated before anything changes; every problem is reported w
 place ("sources[1].kind: ..."). Objects are matched by name, and a field is written only
 when it differs, so applying the same file twice changes nothing the second time.
 Secrets are given as `*_env: VARNAME` (or inline, discouraged) and never exported.
+
+The file is read strictly (dr_portal.lib.strict_yaml: no duplicate keys, anchors or
+aliases, at most 1 MB) and typed: a boolean must be a YAML boolean, a number a number.
+A stored secret whose endpoint changes (host, port, database; bucket, region, endpoint)
+is cleared unless the file gives it again: it is never sent to the new endpoint.
 """
 
 import os

@@ -41,9 +41,9 @@ class Protected:
     A backup that meets one fails: skipping it silently would hide the misconfiguration.
     """
 
-    def __init__(self, paths):
+    def __init__(self, paths: list[str] | None):
         self.paths = [Path(p).resolve() for p in paths or []]
-        self._ids = {}
+        self._ids: dict[tuple[int, int], Path] = {}
         for path in self.paths:
             try:
                 st = os.stat(path)
@@ -51,7 +51,7 @@ class Protected:
                 continue
             self._ids[(st.st_dev, st.st_ino)] = path
 
-    def refuse_path(self, value) -> None:
+    def refuse_path(self, value: str | Path) -> None:
         """Raise SourceError if `value` (after following links) is or contains a protected path."""
         resolved = Path(value).resolve()
         for path in self.paths:
@@ -63,7 +63,7 @@ class Protected:
             return
         self.refuse_inode(st, value)
 
-    def refuse_inode(self, st, name) -> None:
+    def refuse_inode(self, st: os.stat_result, name: str | Path) -> None:
         path = self._ids.get((st.st_dev, st.st_ino))
         if path is not None:
             raise SourceError(self._message(name, path))
