@@ -1,7 +1,7 @@
 """Admin screens. Secrets are write-only: a blank password input keeps the stored value."""
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from backups.forms import DestinationForm, SecretField, SecretsMixin, SourceForm
 from backups.models import BackupCopy, BackupJob, BackupRun, Destination, Source, System
@@ -18,6 +18,16 @@ class SourceAdminForm(SecretsMixin, forms.ModelForm):
         fields = [*SourceForm.Meta.fields, "is_portal_db"]
 
 
+class ClearedSecretsMessage:
+    """Tells the admin user when a changed endpoint cleared a stored secret."""
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        cleared = form.cleared_message() if hasattr(form, "cleared_message") else ""
+        if cleared:
+            self.message_user(request, cleared, messages.WARNING)
+
+
 @admin.register(System)
 class SystemAdmin(admin.ModelAdmin):
     list_display = ["name", "description"]
@@ -25,7 +35,7 @@ class SystemAdmin(admin.ModelAdmin):
 
 
 @admin.register(Source)
-class SourceAdmin(admin.ModelAdmin):
+class SourceAdmin(ClearedSecretsMessage, admin.ModelAdmin):
     form = SourceAdminForm
     list_display = ["name", "system", "kind", "data_class", "is_portal_db", "heartbeat_enabled"]
     list_filter = ["kind", "data_class", "system"]
@@ -35,7 +45,7 @@ class SourceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Destination)
-class DestinationAdmin(admin.ModelAdmin):
+class DestinationAdmin(ClearedSecretsMessage, admin.ModelAdmin):
     form = DestinationForm
     list_display = ["name", "kind", "storage_class", "keep_days", "keep_last", "enabled"]
     list_filter = ["kind", "enabled"]

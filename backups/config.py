@@ -4,6 +4,11 @@ The whole file is validated before anything changes; every problem is reported w
 place ("sources[1].kind: ..."). Objects are matched by name, and a field is written only
 when it differs, so applying the same file twice changes nothing the second time.
 Secrets are given as `*_env: VARNAME` (or inline, discouraged) and never exported.
+
+The file is read strictly (dr_portal.lib.strict_yaml: no duplicate keys, anchors or
+aliases, at most 1 MB) and typed: a boolean must be a YAML boolean, a number a number.
+A stored secret whose endpoint changes (host, port, database; bucket, region, endpoint)
+is cleared unless the file gives it again: it is never sent to the new endpoint.
 """
 
 import os
@@ -16,7 +21,7 @@ from django.utils import timezone
 
 from backups import validators
 from backups.models import BackupJob, Destination, Source, System
-from dr_portal.lib import audit
+from dr_portal.lib import audit, strict_yaml
 
 SECTIONS = ("systems", "destinations", "sources", "jobs")
 # Sections other apps validate and apply in the same run (the file is still all or nothing).
@@ -54,6 +59,74 @@ SOURCE_SECRETS = ["password"]
 JOB_FIELDS = ["schedule", "timezone", "compression", "encrypt", "enabled"]
 JOB_RENAMES = {"level": "compression_level"}
 
+# The YAML type every key must have. A lenient bool("false") is True: a quoted "false"
+# once turned portal_db on and backed up the portal instead of the configured file.
+TEXT, WHOLE, FLAG, LIST = "text", "a whole number", "true or false", "a list"
+KEY_TYPES = {
+    "systems": {"name": TEXT, "description": TEXT},
+    "destinations": {
+        "name": TEXT,
+        **dict.fromkeys(
+            ["kind", "path", "bucket", "prefix", "region", "endpoint_url", "storage_class"], TEXT
+        ),
+        "keep_days": WHOLE,
+        "keep_last": WHOLE,
+        "enabled": FLAG,
+        **dict.fromkeys(
+            ["access_key_id", "access_key_id_env", "secret_access_key", "secret_access_key_env"],
+            TEXT,
+        ),
+    },
+    "sources": {
+        **dict.fromkeys(
+            [
+                "name",
+                "system",
+                "kind",
+                "data_class",
+                "host",
+                "database",
+                "user",
+                "path",
+                "restore_test_schedule",
+                "password",
+                "password_env",
+            ],
+            TEXT,
+        ),
+        "port": WHOLE,
+        "exclude": LIST,
+        "verify": LIST,
+        "heartbeat": FLAG,
+        "portal_db": FLAG,
+        "restore_test_after_backup": FLAG,
+    },
+    "jobs": {
+        **dict.fromkeys(["name", "source", "schedule", "timezone", "compression"], TEXT),
+        "destinations": LIST,
+        "level": WHOLE,
+        "encrypt": FLAG,
+        "enabled": FLAG,
+    },
+}
+_PYTHON_TYPES = {TEXT: (str,), WHOLE: (int,), FLAG: (bool,), LIST: (list,)}
+
+
+def type_problems(item: dict, section: str, where: str) -> list[str]:
+    """Keys whose value has the wrong YAML type (null means "the default" and passes)."""
+    problems = []
+    for key, expected in KEY_TYPES[section].items():
+        value = item.get(key)
+        if value is None:
+            continue
+        wrong = not isinstance(value, _PYTHON_TYPES[expected]) or (
+            expected == WHOLE and isinstance(value, bool)
+        )
+        if wrong:
+            hint = " (unquoted true or false)" if expected == FLAG else ""
+            problems.append(f"{where}.{key}: must be {expected}{hint}, not {value!r}")
+    return problems
+
 
 class ConfigError(Exception):
     def __init__(self, problems: list[str]):
@@ -86,11 +159,9 @@ class _Planned:
 
 def load_text(text: str) -> dict:
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError([f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+        data = strict_yaml.load(text)
+    except strict_yaml.StrictYamlError as exc:
+        raise ConfigError([str(exc)]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -122,8 +193,8 @@ def _secret_from(item: dict, name: str, where: str, problems: list[str]):
             problems.append(f"{where}.{env_key}: environment variable {var} is not set")
             return None
         return value
-    if name in item:
-        return str(item[name])
+    if name in item and item[name] is not None:
+        return item[name]
     return None
 
 
@@ -179,6 +250,10 @@ def plan(data: dict) -> list[_Planned]:
             if not isinstance(item, dict):
                 problems.append(f"{where}: must be a mapping")
                 continue
+            wrong_types = type_problems(item, section, where)
+            if wrong_types:
+                problems.extend(wrong_types)
+                continue
             name = item.get("name")
             if not isinstance(name, str) or not name.strip():
                 problems.append(f"{where}.name: required")
@@ -232,6 +307,16 @@ def _change(model, instance, changed):
     return Change(model, instance.name, "unchanged")
 
 
+def _cleared(instance, secrets: dict) -> list[str]:
+    """Stored secrets the save will clear: the endpoint changed and no new value was given."""
+    moved = ", ".join(instance.endpoint_changes())
+    return [
+        f"{name} CLEARED ({moved} changed; give {name}_env to set it again)"
+        for name in instance.secrets_to_clear()
+        if name not in secrets
+    ]
+
+
 def _plan_destination(item, where, problems, refs):
     allowed = {"name", *DESTINATION_FIELDS}
     for secret in DESTINATION_SECRETS:
@@ -254,11 +339,13 @@ def _plan_destination(item, where, problems, refs):
     secrets = {}
     for secret in DESTINATION_SECRETS:
         value = _secret_from(item, secret, where, problems)
-        if value is not None and _secret_differs(getattr(instance, secret), value):
+        if value is not None and (
+            _secret_differs(getattr(instance, secret), value) or instance.endpoint_changes()
+        ):
             secrets[secret] = value
     if changed is None:
         return None
-    change = _change("destination", instance, changed + list(secrets))
+    change = _change("destination", instance, changed + list(secrets) + _cleared(instance, secrets))
     return _Planned(change, instance, secrets=secrets)
 
 
@@ -297,20 +384,22 @@ def _plan_source(item, where, problems, refs):
         problems.extend(f"{where}.verify: {p}" for p in check_problems)
         return None
     values["checks"] = validators.normalise_checks(verify)
-    values["heartbeat_enabled"] = bool(item.get("heartbeat", False))
-    values["is_portal_db"] = bool(item.get("portal_db", False))
+    values["heartbeat_enabled"] = item.get("heartbeat") or False
+    values["is_portal_db"] = item.get("portal_db") or False
     if values["is_portal_db"] and "kind" not in item:
         values["kind"] = instance.kind or "sqlite"
     changed = _apply_fields(instance, values, where, problems, exclude=["system"])
     secrets = {}
     value = _secret_from(item, "password", where, problems)
-    if value is not None and _secret_differs(instance.password, value):
+    if value is not None and (
+        _secret_differs(instance.password, value) or instance.endpoint_changes()
+    ):
         secrets["password"] = value
     if changed is None:
         return None
     if system and (instance.pk is None or instance.system.name != system):
         changed.append("system")
-    change = _change("source", instance, changed + list(secrets))
+    change = _change("source", instance, changed + list(secrets) + _cleared(instance, secrets))
     return _Planned(change, instance, secrets=secrets, system=system)
 
 

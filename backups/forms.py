@@ -40,10 +40,27 @@ class SecretsMixin:
     def save(self, commit=True):
         instance = super().save(commit=False)
         self._apply_secrets(instance)
+        # The model clears stored secrets whose endpoint changed; say so before it happens.
+        self.cleared_secrets = instance.secrets_to_clear()
+        self.moved_fields = instance.endpoint_changes()
         if commit:
             instance.save()
             self.save_m2m()
         return instance
+
+    def cleared_message(self) -> str:
+        """What the person must re-enter because the endpoint changed ("" if nothing)."""
+        cleared = getattr(self, "cleared_secrets", [])
+        if not cleared:
+            return ""
+        labels = {model: self.fields[form].label for form, model in self.SECRET_FIELDS.items()}
+        names = " and ".join(str(labels[name]).lower() for name in cleared)
+        meta = self.instance._meta
+        moved = ", ".join(str(meta.get_field(n).verbose_name) for n in self.moved_fields)
+        return (
+            f"The stored {names} {'was' if len(cleared) == 1 else 'were'} cleared because "
+            f"{moved} changed: a secret is never sent to a new endpoint. Re-enter it."
+        )
 
 
 class JSONListField(forms.CharField):

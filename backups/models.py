@@ -4,13 +4,15 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.timezone import now as _now
 
 from backups import validators
-from dr_portal.fields import EncryptedTextField
+from dr_portal.fields import EncryptedTextField, Secret
+from dr_portal.lib.text import validate_single_line
 from dr_portal.runs import ACTIVE, DONE, RunBase, RunStatus
 
 
@@ -89,11 +91,66 @@ class ChangeStampMixin:
         self._loaded_config = self._config_values()
 
 
+class SecretEndpointMixin:
+    """Stored secrets are bound to the endpoint they were given for.
+
+    Saving with a changed endpoint (any of ENDPOINT_FIELDS) clears every secret that was
+    not given anew in the same change, so a stored password is never sent to a host, port
+    or bucket that someone else picked. `cleared_secrets` names what was cleared.
+    """
+
+    ENDPOINT_FIELDS: tuple[str, ...] = ()
+    SECRET_FIELDS: tuple[str, ...] = ()
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_endpoint = instance._endpoint()
+        return instance
+
+    def _endpoint(self):
+        return tuple(
+            self.__dict__.get(self._meta.get_field(n).attname) for n in self.ENDPOINT_FIELDS
+        )
+
+    def endpoint_changes(self) -> list[str]:
+        loaded = getattr(self, "_loaded_endpoint", None)
+        if loaded is None:
+            return []
+        return [
+            n
+            for n, old, new in zip(self.ENDPOINT_FIELDS, loaded, self._endpoint(), strict=True)
+            if old != new
+        ]
+
+    def secrets_to_clear(self) -> list[str]:
+        """Stored (not newly given) secrets that saving now would clear."""
+        if not self.endpoint_changes():
+            return []
+        return [
+            name
+            for name in self.SECRET_FIELDS
+            if isinstance(self.__dict__.get(name), Secret) and self.__dict__[name]
+        ]
+
+    def save(self, *args, **kwargs):
+        self.cleared_secrets = self.secrets_to_clear()
+        for name in self.cleared_secrets:
+            setattr(self, name, "")
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and self.cleared_secrets:
+            kwargs["update_fields"] = {*update_fields, *self.cleared_secrets}
+        super().save(*args, **kwargs)
+        self._loaded_endpoint = self._endpoint()
+
+
 class System(models.Model):
     """A service whose data we protect, e.g. Tool Hub."""
 
-    name = models.CharField(max_length=100, unique=True)
-    description = models.TextField(blank=True)
+    name = models.CharField(max_length=100, unique=True, validators=[validate_single_line])
+    description = models.TextField(
+        blank=True, max_length=2000, validators=[MaxLengthValidator(2000)]
+    )
 
     class Meta:
         ordering = ["name"]
@@ -102,8 +159,11 @@ class System(models.Model):
         return self.name
 
 
-class Source(ChangeStampMixin, models.Model):
+class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
     """Something to back up: a PostgreSQL database, a SQLite file or a directory."""
+
+    ENDPOINT_FIELDS = ("kind", "host", "port", "database", "is_portal_db")
+    SECRET_FIELDS = ("password",)
 
     class Kind(models.TextChoices):
         POSTGRESQL = "postgresql", "PostgreSQL (pg_dump custom format)"
@@ -124,17 +184,22 @@ class Source(ChangeStampMixin, models.Model):
     )
 
     system = models.ForeignKey(System, on_delete=models.PROTECT, related_name="sources")
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=100, unique=True, validators=[validate_single_line])
     kind = models.CharField(max_length=12, choices=Kind.choices)
     data_class = models.CharField(
         max_length=12, choices=DataClass.choices, default=DataClass.IMPORTANT
     )
-    host = models.CharField(max_length=255, blank=True)
-    port = models.PositiveIntegerField(null=True, blank=True)
-    database = models.CharField(max_length=255, blank=True)
-    user = models.CharField(max_length=255, blank=True)
+    host = models.CharField(max_length=255, blank=True, validators=[validate_single_line])
+    port = models.PositiveIntegerField(null=True, blank=True, validators=[validators.validate_port])
+    database = models.CharField(max_length=255, blank=True, validators=[validate_single_line])
+    user = models.CharField(max_length=255, blank=True, validators=[validate_single_line])
     password = EncryptedTextField()
-    path = models.CharField(max_length=1024, blank=True, help_text="SQLite file or directory.")
+    path = models.CharField(
+        max_length=1024,
+        blank=True,
+        help_text="SQLite file or directory.",
+        validators=[validate_single_line],
+    )
     exclude = models.JSONField(
         default=list,
         blank=True,
@@ -204,12 +269,16 @@ class Source(ChangeStampMixin, models.Model):
             if not self.path:
                 errors["path"] = "Required for a SQLite or files source."
             else:
-                from dr_portal.lib.paths import check_allowed_path
+                from dr_portal.lib.paths import check_allowed_path, protected_problem
 
                 try:
                     check_allowed_path(self.path)
                 except ValidationError as exc:
                     errors["path"] = exc.messages
+                else:
+                    problem = protected_problem(self.path)
+                    if problem:
+                        errors["path"] = problem
         if self.kind != self.Kind.FILES and self.exclude:
             errors["exclude"] = "Exclude patterns only apply to a files source."
         if errors:
@@ -233,9 +302,12 @@ class Source(ChangeStampMixin, models.Model):
     def to_spec(self):
         """The engine's SourceSpec; reveals the password, so never log or render it."""
         from backups.engine import SourceSpec
+        from dr_portal.lib.paths import protected_paths
 
         if self.is_portal_db:
             kind, config, password = self.portal_db_spec_config()
+            if kind == self.Kind.SQLITE:  # its own database, but never the keys beside it
+                config["protected"] = [str(p) for p in protected_paths(include_portal_db=False)]
             return SourceSpec(kind, config, password)
         if self.kind == self.Kind.POSTGRESQL:
             config = {
@@ -246,9 +318,15 @@ class Source(ChangeStampMixin, models.Model):
             }
             password = reveal(self.password)
             return SourceSpec(self.kind, config, password)
+        # The engine refuses to read these again at run time: a row written past the
+        # validation (or a symlink planted after it) still cannot ship the keys.
+        protected = [str(p) for p in protected_paths()]
         if self.kind == self.Kind.SQLITE:
-            return SourceSpec(self.kind, {"path": self.path})
-        return SourceSpec(self.kind, {"path": self.path, "exclude": list(self.exclude or [])})
+            return SourceSpec(self.kind, {"path": self.path, "protected": protected})
+        return SourceSpec(
+            self.kind,
+            {"path": self.path, "exclude": list(self.exclude or []), "protected": protected},
+        )
 
     def describe(self) -> str:
         """Where the data lives, without secrets."""
@@ -261,28 +339,37 @@ class Source(ChangeStampMixin, models.Model):
         return self.path
 
 
-class Destination(models.Model):
+class Destination(SecretEndpointMixin, models.Model):
     """Where artifacts are written: a local directory or an S3 bucket, with its retention rule."""
+
+    ENDPOINT_FIELDS = ("kind", "bucket", "region", "endpoint_url")
+    SECRET_FIELDS = ("access_key_id", "secret_access_key")
 
     class Kind(models.TextChoices):
         LOCAL = "local", "Local directory"
         S3 = "s3", "S3 or S3-compatible"
 
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=100, unique=True, validators=[validate_single_line])
     kind = models.CharField(max_length=8, choices=Kind.choices)
-    path = models.CharField(max_length=1024, blank=True)
-    bucket = models.CharField(max_length=255, blank=True)
-    prefix = models.CharField(max_length=255, blank=True)
-    region = models.CharField(max_length=40, blank=True)
+    path = models.CharField(max_length=1024, blank=True, validators=[validate_single_line])
+    bucket = models.CharField(max_length=255, blank=True, validators=[validate_single_line])
+    prefix = models.CharField(max_length=255, blank=True, validators=[validate_single_line])
+    region = models.CharField(max_length=40, blank=True, validators=[validate_single_line])
     endpoint_url = models.URLField(blank=True, help_text="Only for S3-compatible stores.")
     storage_class = models.CharField(
         max_length=16, choices=StorageClass.choices, default=StorageClass.STANDARD
     )
     access_key_id = EncryptedTextField()
     secret_access_key = EncryptedTextField()
-    keep_days = models.PositiveIntegerField(default=7, help_text="Keep backups this many days…")
+    keep_days = models.PositiveIntegerField(
+        default=7,
+        validators=[MaxValueValidator(36500)],
+        help_text="Keep backups this many days…",
+    )
     keep_last = models.PositiveIntegerField(
-        default=3, help_text="…and always the newest this many."
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(10000)],
+        help_text="…and always the newest this many.",
     )
     enabled = models.BooleanField(default=True)
     created = models.DateTimeField(default=timezone.now)
@@ -380,7 +467,7 @@ class BackupJob(ChangeStampMixin, models.Model):
 
     CONFIG_FIELDS = ("source", "compression", "compression_level", "encrypt")
 
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=100, unique=True, validators=[validate_single_line])
     source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="jobs")
     destinations = models.ManyToManyField(Destination, related_name="jobs")
     schedule = models.CharField(
@@ -393,7 +480,9 @@ class BackupJob(ChangeStampMixin, models.Model):
         max_length=64, default="UTC", validators=[validators.validate_timezone]
     )
     compression = models.CharField(max_length=8, choices=Compression.choices, default="zstd")
-    compression_level = models.PositiveSmallIntegerField(null=True, blank=True)
+    compression_level = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(22)]
+    )
     encrypt = models.BooleanField(default=True)
     enabled = models.BooleanField(default=True)
     config_changed_at = models.DateTimeField(default=_now)
@@ -611,3 +700,32 @@ class BackupCopy(models.Model):
     @property
     def is_live(self) -> bool:
         return self.ok and self.deleted_at is None
+
+
+def live_copies_by_key() -> dict[str, int]:
+    """{master key id: live copies sealed with it}, from the manifests of good runs.
+
+    One grouped query over good runs joined to their live copies, grouped by the manifest's
+    key id; unencrypted copies (no key id) are left out.
+    """
+    from django.db.models import Count
+    from django.db.models.fields.json import KT
+
+    rows = (
+        BackupRun.objects.filter(
+            status__in=[RunStatus.SUCCEEDED, RunStatus.PARTIAL],
+            copies__ok=True,
+            copies__deleted_at__isnull=True,
+        )
+        .annotate(key_id=KT("manifest__key_id"))
+        .values("key_id")
+        .annotate(copies=Count("copies"))
+        .order_by()
+    )
+    return {row["key_id"]: row["copies"] for row in rows if row["key_id"]}
+
+
+def copies_missing_keys(ring_ids) -> dict[str, int]:
+    """{key id: live copies} for keys the ring no longer holds: those copies cannot be restored."""
+    ring_ids = set(ring_ids)
+    return {k: n for k, n in live_copies_by_key().items() if k not in ring_ids}

@@ -7,6 +7,8 @@ from datetime import datetime
 from croniter import croniter
 from django.core.exceptions import ValidationError
 
+from dr_portal.lib.text import has_control_chars
+
 
 def validate_cron(value: str):
     """Five-field cron ("m h dom mon dow"); croniter's six-field seconds form is refused."""
@@ -91,6 +93,8 @@ def check_problems(checks) -> list[str]:
         return []
     if not isinstance(checks, list):
         return ["verification checks must be a list of {name, sql, expect}"]
+    if len(checks) > MAX_CHECKS:
+        return [f"at most {MAX_CHECKS} verification checks per source"]
     problems, names = [], set()
     for i, check in enumerate(checks):
         where = f"check {i + 1}"
@@ -101,12 +105,22 @@ def check_problems(checks) -> list[str]:
         if unknown:
             problems.append(f"{where}: unknown keys {', '.join(sorted(unknown))}")
         name = str(check.get("name") or "").strip()
+        if len(name) > MAX_CHECK_NAME or has_control_chars(name):
+            problems.append(
+                f"{where}: name must be one line of at most {MAX_CHECK_NAME} characters"
+            )
+            continue
         if name:
             where = f'check {i + 1} "{name}"'
             if name in names:
                 problems.append(f"{where}: duplicate name")
             names.add(name)
         sql = str(check.get("sql") or "").strip()
+        if len(sql) > MAX_CHECK_SQL or len(str(check.get("expect") or "")) > MAX_EXPECT:
+            problems.append(
+                f"{where}: sql is limited to {MAX_CHECK_SQL:,} characters, expect to {MAX_EXPECT}"
+            )
+            continue
         if not sql:
             problems.append(f"{where}: sql is missing")
         elif not _SQL_START.match(sql) or ";" in sql.rstrip().rstrip(";"):
@@ -145,3 +159,24 @@ def validate_excludes(patterns):
         isinstance(p, str) and p.strip() for p in patterns
     ):
         raise ValidationError("Exclude patterns must be a list of non-empty glob strings.")
+    if len(patterns) > MAX_EXCLUDES:
+        raise ValidationError(f"At most {MAX_EXCLUDES} exclude patterns.")
+    for pattern in patterns:
+        if len(pattern) > MAX_PATTERN or has_control_chars(pattern):
+            raise ValidationError(
+                f"An exclude pattern is one line of at most {MAX_PATTERN} characters."
+            )
+
+
+# --- lengths, ranges and single-line text -------------------------------------
+def validate_port(value):
+    if value is not None and not 1 <= value <= 65535:
+        raise ValidationError(f"{value} is not a TCP port (1 to 65535).")
+
+
+MAX_EXCLUDES = 200
+MAX_PATTERN = 500
+MAX_CHECKS = 50
+MAX_CHECK_SQL = 10_000
+MAX_CHECK_NAME = 100
+MAX_EXPECT = 100

@@ -101,6 +101,9 @@ def _edit(request, form_class, instance, template_name, what):
     if request.method == "POST" and form.is_valid():
         obj = form.save()
         messages.success(request, f"{what} {obj} saved.")
+        cleared = getattr(form, "cleared_message", lambda: "")()
+        if cleared:
+            messages.warning(request, cleared)
         return redirect(obj)
     status = 400 if request.method == "POST" else 200
     return render(

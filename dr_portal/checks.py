@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.core.checks import Error, Warning, register
+from django.db import DatabaseError
 
 from dr_portal.lib import keyring
 
@@ -23,6 +24,39 @@ def check_key_ring(app_configs, **kwargs):
             )
         )
     return messages
+
+
+def missing_key_summary() -> tuple[int, list[str]]:
+    """(live copies, key ids) of backups sealed with master keys no longer in the ring."""
+    from backups.models import copies_missing_keys
+
+    ring_ids = [k.key_id for k in keyring.parse_ring(settings.DR_ENCRYPTION_KEYS)]
+    missing = copies_missing_keys(ring_ids)
+    return sum(missing.values()), sorted(missing)
+
+
+@register()
+def check_live_copy_keys(app_configs, **kwargs):
+    """Every live backup copy must be restorable with the ring: a rotated-out key is an outage."""
+    try:
+        copies, key_ids = missing_key_summary()
+    except keyring.KeyRingError:
+        return []  # reported by check_key_ring
+    except DatabaseError:
+        return []  # no database yet (before the first migrate): nothing to check
+    if not copies:
+        return []
+    return [
+        Error(
+            f"{copies} live backup cop{'y needs' if copies == 1 else 'ies need'} master key"
+            f"{'s' if len(key_ids) > 1 else ''} {', '.join(key_ids)}, which "
+            f"{'is' if len(key_ids) == 1 else 'are'} not in DR_ENCRYPTION_KEYS: "
+            "they cannot be restored.",
+            hint="Put the key back into the ring (append it after the newest key); "
+            "keep old keys until every copy they sealed has expired.",
+            id="dr_portal.E002",
+        )
+    ]
 
 
 @register(deploy=True)

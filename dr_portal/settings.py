@@ -203,10 +203,17 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="dr-portal@localhost"
 EMAIL_TIMEOUT = 10
 
 # --- Portal ----------------------------------------------------------------
-# Users may only point sources, destinations and restore targets below these roots.
+DR_DEMO_DIR = VAR_DIR / "demo"
+DR_LOCAL_BACKUP_DIR = VAR_DIR / "backups"
+# Users may only point sources, destinations and restore targets below these roots. Not the
+# var dir itself: it holds the key ring, the secret key and the portal's database (only its
+# demo and local-backup folders are allowed), and a source over it would ship the keys.
 DR_ALLOWED_ROOTS = [
     Path(p).resolve()
-    for p in env.list("DR_ALLOWED_ROOTS", default=[str(VAR_DIR), "/tmp", "/var/tmp"])
+    for p in env.list(
+        "DR_ALLOWED_ROOTS",
+        default=[str(DR_DEMO_DIR), str(DR_LOCAL_BACKUP_DIR), "/tmp", "/var/tmp"],
+    )
 ]
 DR_METRICS_TOKEN = env.str("DR_METRICS_TOKEN", default="")
 # The portal's public address, for links in emails, webhooks and call-out messages.
@@ -222,8 +229,6 @@ if DR_TRUSTED_PROXIES < 0:
 DR_SCRATCH_DATABASE_URL = env.str("DR_SCRATCH_DATABASE_URL", default="")
 # A running run whose worker has not beaten for this long is failed as "worker lost".
 DR_REAP_AFTER_S = env.int("DR_REAP_AFTER_S", default=120)
-DR_DEMO_DIR = VAR_DIR / "demo"
-DR_LOCAL_BACKUP_DIR = VAR_DIR / "backups"
 
 # --- i18n, static ----------------------------------------------------------
 LANGUAGE_CODE = "en-gb"

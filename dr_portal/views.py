@@ -22,10 +22,25 @@ def unescrowed_keys() -> list[str]:
     return [i for i in ids if i not in confirmed]
 
 
+def missing_key() -> dict:
+    """Live copies sealed with keys no longer in the ring (the same figure as check E002)."""
+    from dr_portal.checks import missing_key_summary
+
+    try:
+        copies, key_ids = missing_key_summary()
+    except keyring.KeyRingError:
+        return {"copies": 0, "key_ids": []}
+    return {"copies": copies, "key_ids": key_ids}
+
+
 def dashboard(request):
     from dr_portal.readiness import dashboard_context
 
-    context = {"unescrowed_keys": unescrowed_keys(), **dashboard_context(request)}
+    context = {
+        "unescrowed_keys": unescrowed_keys(),
+        "missing_key": missing_key(),
+        **dashboard_context(request),
+    }
     return render(request, "dr_portal/dashboard.html", context)
 
 

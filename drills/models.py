@@ -20,6 +20,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from dr_portal.lib.text import validate_single_line
 from drills import schedule as sched
 
 # A drill run that has not passed its cells in this long is "stale" on the coverage grid.
@@ -65,7 +66,7 @@ def failure_type_choices():
 class DrillPlan(models.Model):
     """A recurring exercise: systems, participants, ordered scenarios, time budget, schedule."""
 
-    name = models.CharField(max_length=120, unique=True)
+    name = models.CharField(max_length=120, unique=True, validators=[validate_single_line])
     description = models.TextField(blank=True)
     systems = models.ManyToManyField("backups.System", blank=True, related_name="drill_plans")
     participants = models.ManyToManyField(
@@ -201,7 +202,7 @@ class Scenario(models.Model):
     plan = models.ForeignKey(DrillPlan, on_delete=models.CASCADE, related_name="scenarios")
     order = models.PositiveIntegerField(default=1)
     kind = models.CharField(max_length=20, choices=ScenarioKind.choices)
-    title = models.CharField(max_length=120)
+    title = models.CharField(max_length=120, validators=[validate_single_line])
     instructions = models.TextField(blank=True, help_text="What to simulate and how to validate.")
     failure_type = models.CharField(
         max_length=20,

@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dr_portal.fields import EncryptedTextField
+from dr_portal.lib.text import validate_single_line
 
 # --- Contacts ---------------------------------------------------------------
 
@@ -29,7 +30,7 @@ class Contact(models.Model):
     role = models.CharField(
         max_length=60, help_text="On-Call, DBA, Infrastructure, Manager or any other."
     )
-    name = models.CharField(max_length=120)
+    name = models.CharField(max_length=120, validators=[validate_single_line])
     phone = models.CharField(max_length=40, blank=True)
     email = models.EmailField(blank=True)
     notes = models.TextField(blank=True)
@@ -78,7 +79,7 @@ def seed_order(contacts) -> list:
 class Webhook(models.Model):
     """A global webhook (Slack-compatible JSON {"text": ...}) that receives every alert."""
 
-    name = models.CharField(max_length=80, unique=True)
+    name = models.CharField(max_length=80, unique=True, validators=[validate_single_line])
     url = EncryptedTextField(help_text="Incoming webhook URL (kept encrypted, never shown back).")
     active = models.BooleanField(default=True)
 
@@ -137,7 +138,7 @@ class Incident(models.Model):
     identifier = models.CharField(max_length=20, unique=True, editable=False)
     year = models.PositiveIntegerField(editable=False)
     number = models.PositiveIntegerField(editable=False)
-    title = models.CharField(max_length=200)
+    title = models.CharField(max_length=200, validators=[validate_single_line])
     summary = models.CharField(max_length=300, blank=True, help_text="One line.")
     severity = models.CharField(max_length=4, choices=Severity.choices, default=Severity.SEV2)
     status = models.CharField(

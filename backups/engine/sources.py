@@ -34,6 +34,48 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class Protected:
+    """Real paths a source must never read (the portal's keys and database), as the spec lists
+    them in config["protected"]. Checked by path before reading starts and by inode for every
+    file read, so a parent directory, a symlink or a hard link cannot smuggle one out.
+    A backup that meets one fails: skipping it silently would hide the misconfiguration.
+    """
+
+    def __init__(self, paths: list[str] | None):
+        self.paths = [Path(p).resolve() for p in paths or []]
+        self._ids: dict[tuple[int, int], Path] = {}
+        for path in self.paths:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            self._ids[(st.st_dev, st.st_ino)] = path
+
+    def refuse_path(self, value: str | Path) -> None:
+        """Raise SourceError if `value` (after following links) is or contains a protected path."""
+        resolved = Path(value).resolve()
+        for path in self.paths:
+            if resolved == path or resolved in path.parents:
+                raise SourceError(self._message(value, path))
+        try:
+            st = os.stat(resolved)
+        except OSError:
+            return
+        self.refuse_inode(st, value)
+
+    def refuse_inode(self, st: os.stat_result, name: str | Path) -> None:
+        path = self._ids.get((st.st_dev, st.st_ino))
+        if path is not None:
+            raise SourceError(self._message(name, path))
+
+    @staticmethod
+    def _message(name, path) -> str:
+        return (
+            f"refusing to back up {name}: it is or contains {path}, the portal's key ring, "
+            "secret key or database, which never leave this host"
+        )
+
+
 class PgDumpStream:
     """`pg_dump -Fc -Z0` of one database; the connection goes through PG* variables, not argv."""
 
@@ -123,6 +165,7 @@ class SqliteStream:
         path = Path(config["path"])
         if not path.is_file():
             raise SourceError(f"SQLite database not found: {path}")
+        Protected(config.get("protected")).refuse_path(path)
         self._dir = tempfile.mkdtemp(prefix="dr-sqlite-", dir=scratch_dir)
         copy_path = os.path.join(self._dir, "copy.db")
         try:
@@ -162,9 +205,12 @@ class TarStream:
         root = Path(config["path"])
         if not root.is_dir():
             raise SourceError(f"directory not found or not readable: {root}")
+        self._protected = Protected(config.get("protected"))
+        self._protected.refuse_path(root)
         self._root = root
         self._excludes = [p for p in config.get("exclude") or [] if p]
         self._error: BaseException | None = None
+        self._refused: SourceError | None = None
         read_fd, write_fd = os.pipe()
         self._reader = os.fdopen(read_fd, "rb")
         self._writer = os.fdopen(write_fd, "wb")
@@ -181,7 +227,18 @@ class TarStream:
         )
 
     def _filter(self, info: tarfile.TarInfo):
-        return None if info.name not in (".", "") and self._excluded(info.name) else info
+        if info.name not in (".", "") and self._excluded(info.name):
+            return None
+        if info.isreg() and self._protected.paths:
+            # tar stores symlinks as links, but a hard link (or a bind mount) shows the key
+            # ring's own inode: stop before its bytes are read.
+            path = os.path.join(self._root, info.name)
+            try:
+                self._protected.refuse_inode(os.lstat(path), path)
+            except SourceError as exc:
+                self._refused = exc
+                raise
+        return info
 
     def _produce(self) -> None:
         try:
@@ -205,6 +262,8 @@ class TarStream:
 
     def finish(self) -> None:
         self._thread.join()
+        if self._refused is not None:
+            raise self._refused
         if self._error is not None:
             raise SourceError(f"reading {self._root} failed: {self._error}")
 

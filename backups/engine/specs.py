@@ -12,6 +12,10 @@ STORAGE_CLASSES = ("STANDARD", "STANDARD_IA", "GLACIER", "DEEP_ARCHIVE")
 
 @dataclass
 class SourceSpec:
+    """What to read. config: host/port/database/user (postgresql), or path (sqlite, files)
+    with exclude (files) and protected: real paths the reader refuses to include (the
+    portal's key ring, secret key and database; the backup fails if it meets one)."""
+
     kind: str
     config: dict[str, Any]
     password: str = field(default="", repr=False)

@@ -9,7 +9,7 @@ import sys
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from dr_portal.lib import audit
+from dr_portal.lib import audit, strict_yaml
 
 
 class ApplyYamlCommand(BaseCommand):
@@ -34,10 +34,30 @@ class ApplyYamlCommand(BaseCommand):
             if user is None:
                 raise CommandError(f"no portal user named {as_user!r}")
         allow_command = self.allow_command(user)
+        # Read one byte past the limit, never the whole of a huge file: the loader refuses it.
         try:
-            text = sys.stdin.read() if file == "-" else open(file, encoding="utf-8").read()
+            if file == "-":
+                stdin = getattr(sys.stdin, "buffer", None)
+                raw = (
+                    stdin.read(strict_yaml.MAX_BYTES + 1)
+                    if stdin is not None
+                    else sys.stdin.read(strict_yaml.MAX_BYTES + 1).encode()
+                )
+            else:
+                with open(file, "rb") as f:
+                    raw = f.read(strict_yaml.MAX_BYTES + 1)
         except OSError as exc:
             raise CommandError(f"cannot read {file}: {exc.strerror}") from None
+        if len(raw) > strict_yaml.MAX_BYTES:
+            raise CommandError(
+                f"{file} is larger than {strict_yaml.MAX_BYTES:,} bytes; nothing was changed"
+            )
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CommandError(
+                f"{file} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
         with audit.command_context(self.audit_name):
             try:
                 changes = self.config.apply(

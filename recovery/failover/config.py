@@ -24,12 +24,14 @@ steps need --as naming a superuser, like in the portal.
 import os
 from dataclasses import dataclass
 
-import yaml
 from django.db import transaction
 
+from dr_portal.lib import strict_yaml
+from dr_portal.lib.text import has_control_chars
 from recovery.failover.builtin import TEMPLATES
 from recovery.failover.steps import parse_step
 
+NAME_MAX = 120  # Runbook.name, RunbookStep.name
 RUNBOOK_KEYS = {"system", "name", "failure_type", "description", "template", "vars", "steps"}
 
 
@@ -50,11 +52,9 @@ class Change:
 
 def load_text(text: str) -> dict:
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError([f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+        data = strict_yaml.load(text)
+    except strict_yaml.StrictYamlError as exc:
+        raise ConfigError([str(exc)]) from None
     if not isinstance(data, dict) or set(data) - {"runbooks"}:
         raise ConfigError(["the file must be a mapping with one key, runbooks: [...]"])
     if not isinstance(data.get("runbooks") or [], list):
@@ -129,6 +129,13 @@ def plan(data: dict, *, allow_command: bool, new_systems=()):
         name = item.get("name")
         if not isinstance(name, str) or not name.strip():
             problems.append(f"{where}.name is required")
+        elif len(name) > NAME_MAX or has_control_chars(name):
+            problems.append(f"{where}.name: one line of at most {NAME_MAX} characters")
+        for key in ("system", "failure_type", "description", "template"):
+            if item.get(key) is not None and not isinstance(item[key], str):
+                problems.append(f"{where}.{key}: must be text, not {item[key]!r}")
+        if isinstance(item.get("description"), str) and len(item["description"]) > 2000:
+            problems.append(f"{where}.description: at most 2,000 characters")
         elif (item.get("system"), name) in seen:
             problems.append(f"{where}: runbook {name!r} appears twice for this system")
         seen.add((item.get("system"), name))
@@ -167,6 +174,12 @@ def plan(data: dict, *, allow_command: bool, new_systems=()):
                 problems.append(f"{place}: a step must be a mapping with at least name and kind")
                 continue
             raw = dict(raw)
+            for named in [raw, *(r for r in raw.get("rollback") or [] if isinstance(r, dict))]:
+                step_name = named.get("name")
+                if isinstance(step_name, str) and (
+                    len(step_name) > NAME_MAX or has_control_chars(step_name)
+                ):
+                    problems.append(f"{place}.name: one line of at most {NAME_MAX} characters")
             secret = _secret(raw, place, problems)
             rollbacks = []
             for k, rb in enumerate(raw.get("rollback") or [], 1):

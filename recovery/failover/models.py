@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dr_portal.fields import EncryptedTextField
+from dr_portal.lib.text import validate_single_line
 from dr_portal.runs import ACTIVE, RunBase, RunStatus
 from recovery.failover.steps import KIND_CHOICES, KINDS, parse_step
 
@@ -69,7 +70,7 @@ class Runbook(models.Model):
     """Ordered steps that recover one system from one failure type."""
 
     system = models.ForeignKey("backups.System", on_delete=models.CASCADE, related_name="runbooks")
-    name = models.CharField(max_length=120)
+    name = models.CharField(max_length=120, validators=[validate_single_line])
     failure_type = models.CharField(max_length=40, choices=failure_type_choices)
     description = models.TextField(blank=True)
     template = models.CharField(
@@ -204,7 +205,7 @@ class RunbookStep(models.Model):
         related_name="rollback_steps",
         help_text="set for a rollback step: it undoes that step when a later step fails",
     )
-    name = models.CharField(max_length=120)
+    name = models.CharField(max_length=120, validators=[validate_single_line])
     kind = models.CharField(max_length=20, choices=KIND_CHOICES)
     params = models.JSONField(default=dict, blank=True)
     test_params = models.JSONField(
