@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('recovery', '0006_restoretest_rto_chart_idx'),
+        ('recovery', '0007_restore_targets'),
     ]
 
     operations = [
