@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.timezone import now as _now
 
 from backups import validators
-from dr_portal.fields import EncryptedTextField, Secret
+from dr_portal.fields import EncryptedTextField, SecretEndpointMixin
 from dr_portal.lib.text import validate_single_line
 from dr_portal.runs import ACTIVE, DONE, RunBase, RunStatus
 
@@ -89,59 +89,6 @@ class ChangeStampMixin:
                 kwargs["update_fields"] = {*update_fields, "config_changed_at"}
         super().save(*args, **kwargs)
         self._loaded_config = self._config_values()
-
-
-class SecretEndpointMixin:
-    """Stored secrets are bound to the endpoint they were given for.
-
-    Saving with a changed endpoint (any of ENDPOINT_FIELDS) clears every secret that was
-    not given anew in the same change, so a stored password is never sent to a host, port
-    or bucket that someone else picked. `cleared_secrets` names what was cleared.
-    """
-
-    ENDPOINT_FIELDS: tuple[str, ...] = ()
-    SECRET_FIELDS: tuple[str, ...] = ()
-
-    @classmethod
-    def from_db(cls, db, field_names, values):
-        instance = super().from_db(db, field_names, values)
-        instance._loaded_endpoint = instance._endpoint()
-        return instance
-
-    def _endpoint(self):
-        return tuple(
-            self.__dict__.get(self._meta.get_field(n).attname) for n in self.ENDPOINT_FIELDS
-        )
-
-    def endpoint_changes(self) -> list[str]:
-        loaded = getattr(self, "_loaded_endpoint", None)
-        if loaded is None:
-            return []
-        return [
-            n
-            for n, old, new in zip(self.ENDPOINT_FIELDS, loaded, self._endpoint(), strict=True)
-            if old != new
-        ]
-
-    def secrets_to_clear(self) -> list[str]:
-        """Stored (not newly given) secrets that saving now would clear."""
-        if not self.endpoint_changes():
-            return []
-        return [
-            name
-            for name in self.SECRET_FIELDS
-            if isinstance(self.__dict__.get(name), Secret) and self.__dict__[name]
-        ]
-
-    def save(self, *args, **kwargs):
-        self.cleared_secrets = self.secrets_to_clear()
-        for name in self.cleared_secrets:
-            setattr(self, name, "")
-        update_fields = kwargs.get("update_fields")
-        if update_fields is not None and self.cleared_secrets:
-            kwargs["update_fields"] = {*update_fields, *self.cleared_secrets}
-        super().save(*args, **kwargs)
-        self._loaded_endpoint = self._endpoint()
 
 
 class System(models.Model):

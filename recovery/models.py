@@ -8,7 +8,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from dr_portal.fields import EncryptedTextField, Secret
+from dr_portal.fields import EncryptedTextField, SecretEndpointMixin
 from dr_portal.runs import RunBase, RunStatus
 
 
@@ -196,7 +196,7 @@ NAME_VALIDATOR = RegexValidator(
 )
 
 
-class RestoreTarget(models.Model):
+class RestoreTarget(SecretEndpointMixin, models.Model):
     """A place a manager registered for restores: a PostgreSQL database, a SQLite file or a directory."""
 
     class Kind(models.TextChoices):
@@ -207,6 +207,7 @@ class RestoreTarget(models.Model):
 
     # The stored password was entered for this endpoint: changing any of these clears it.
     ENDPOINT_FIELDS = ("kind", "host", "port")
+    SECRET_FIELDS = ("password",)
 
     name = models.CharField(max_length=100, unique=True, validators=[NAME_VALIDATOR])
     kind = models.CharField(max_length=12, choices=Kind.choices)
@@ -248,31 +249,10 @@ class RestoreTarget(models.Model):
         return self.name
 
     def save(self, *args, **kwargs):
-        # A stored password is never sent to an endpoint it was not entered for; a password
-        # typed together with the change (a plain str, not a loaded Secret) is kept.
-        self.password_cleared = False
         if self.kind != self.Kind.POSTGRESQL:
             self.password = ""  # a path target has no server to send it to
-        elif self.endpoint_changed() and isinstance(self.password, Secret) and self.password:
-            self.password = ""
-            self.password_cleared = True
-            if kwargs.get("update_fields") is not None:
-                kwargs["update_fields"] = {*kwargs["update_fields"], "password"}
         super().save(*args, **kwargs)
-        self._loaded_endpoint = self._endpoint()
-
-    @classmethod
-    def from_db(cls, db, field_names, values):
-        instance = super().from_db(db, field_names, values)
-        instance._loaded_endpoint = instance._endpoint()
-        return instance
-
-    def _endpoint(self):
-        return tuple(self.__dict__.get(name) for name in self.ENDPOINT_FIELDS)
-
-    def endpoint_changed(self) -> bool:
-        loaded = getattr(self, "_loaded_endpoint", None)
-        return loaded is not None and loaded != self._endpoint()
+        self.password_cleared = bool(self.cleared_secrets)
 
     def where(self) -> str:
         """Where it writes, without secrets."""
