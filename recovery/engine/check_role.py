@@ -93,12 +93,17 @@ def _privileges(conn) -> list[str]:
 
 def _create(admin_conn, role: str, password: str, dbname: str, scratch: bool):
     ident = sql.Identifier(role)
+    # Only the SCRAM verifier travels in the statement (which a server may log), not the
+    # password itself.
+    verifier = admin_conn.pgconn.encrypt_password(
+        password.encode(), role.encode(), b"scram-sha-256"
+    ).decode()
     valid_until = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     admin_conn.execute(
         sql.SQL(
             "CREATE ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT"
             " NOREPLICATION NOBYPASSRLS CONNECTION LIMIT 1 PASSWORD {} VALID UNTIL {}"
-        ).format(ident, sql.Literal(password), sql.Literal(valid_until))
+        ).format(ident, sql.Literal(verifier), sql.Literal(valid_until))
     )
     admin_conn.execute(
         sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(ident)
@@ -179,7 +184,14 @@ def confined_connection(target: PgServer, *, scratch: bool) -> Iterator[psycopg.
             ) from None
         try:
             checker = PgServer(target.host, target.port, role, password, target.dbname)
-            with checker.connect() as conn:
+            try:
+                conn = checker.connect()
+            except RestoreError:
+                raise CheckRoleError(
+                    "the checks did not run: the confined check role could not log in "
+                    "(does pg_hba.conf allow password logins for new roles?)"
+                ) from None
+            with conn:
                 yield conn
         finally:
             try:
@@ -201,16 +213,8 @@ def run_confined_checks(
     try:
         with confined_connection(target, scratch=scratch) as conn:
             return run_checks(pg_query(conn), checks, previous)
-    except RestoreError as exc:
-        reason = (
-            str(exc)
-            if isinstance(exc, CheckRoleError)
-            else (
-                "the checks did not run: the confined check role could not log in "
-                "(does pg_hba.conf allow password logins for new roles?)"
-            )
-        )
-        previous = previous or {}
+    except CheckRoleError as exc:
+        reason = str(exc)
         return [
             CheckResult(
                 (c.get("name") or "").strip() or f"check {i}",

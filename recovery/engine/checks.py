@@ -158,14 +158,10 @@ def _plain(value) -> str | None:
 _QUOTED = re.compile(r'"[^"]*"|\'[^\']*\'')
 
 
-def safe_error(exc: BaseException, sql: str) -> str:
-    """A failed query's message without data: the SQLSTATE (PostgreSQL) and the first line,
-    with every quoted part that is not taken from the check's own SQL replaced by "…"
-    (PostgreSQL quotes the offending value, e.g. invalid input syntax for type integer:
-    "s3cret")."""
-    diag = getattr(exc, "diag", None)
-    text = (getattr(diag, "message_primary", None) or str(exc) or "").strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
+def _redact(line: str, sql: str) -> str:
+    """Replace every quoted part of a message that is not taken from the check's own SQL
+    with "…" (PostgreSQL quotes the offending value: invalid input syntax for type integer:
+    "s3cret"), and an unquoted tail after a colon likewise (SQLite: "no such table: t")."""
     lowered = sql.lower()
 
     def keep_if_in_sql(match):
@@ -173,13 +169,52 @@ def safe_error(exc: BaseException, sql: str) -> str:
         return match.group(0) if inner and inner.lower() in lowered else f"{quote}…{quote}"
 
     line = _QUOTED.sub(keep_if_in_sql, line)
-    if ": " in line:  # SQLite names the offending thing after a colon, unquoted
+    if ": " in line:
         head, _, tail = line.partition(": ")
         if tail.strip().lower() not in lowered:
             line = f"{head}: …"
+    return line
+
+
+def safe_error(exc: BaseException, sql: str) -> str:
+    """A failed query's message without data: its first line, redacted, and the SQLSTATE
+    (PostgreSQL) or error name (SQLite)."""
+    diag = getattr(exc, "diag", None)
+    text = (getattr(diag, "message_primary", None) or str(exc) or "").strip()
+    line = _redact(text.splitlines()[0] if text else type(exc).__name__, sql)[:200]
     code = getattr(diag, "sqlstate", None) or getattr(exc, "sqlite_errorname", None)
-    line = line[:200]
     return f"{line} ({code})" if code else line
+
+
+# --- results stored before checks were confined ---------------------------------
+_OLD_NON_NUMBER = re.compile(r"^the query returned .*, not a number$", re.S)
+_FAILED = "the query failed: "
+_LOG_LINE = re.compile(
+    r"^(\d\d:\d\d:\d\d check .*?: (?:passed|failed|could_not_verify) \()(.*)\)$", re.M
+)
+
+
+def scrub_detail(detail: str, sql: str = "") -> str:
+    """A stored detail without the value an old non-number result or error message showed."""
+    if _OLD_NON_NUMBER.match(detail):
+        return NON_NUMBER
+    if detail.startswith(_FAILED):
+        return _FAILED + _redact(detail[len(_FAILED) :], sql)
+    return detail
+
+
+def scrub_stored(check: dict) -> dict:
+    """A stored check result as it would be stored now: numbers only, messages redacted."""
+    check = dict(check)
+    for key in ("observed", "previous"):
+        check[key] = _plain(_stored_number(check.get(key)))
+    check["detail"] = scrub_detail(str(check.get("detail") or ""), str(check.get("sql") or ""))
+    return check
+
+
+def scrub_log(log_text: str) -> str:
+    """Run logs: the "check NAME: OUTCOME (DETAIL)" lines with their detail scrubbed."""
+    return _LOG_LINE.sub(lambda m: f"{m.group(1)}{scrub_detail(m.group(2))})", log_text)
 
 
 def run_checks(

@@ -529,3 +529,111 @@ def test_stored_checks_are_revalidated_before_they_run(tmp_path):
     )
     assert [c.outcome for c in result.checks] == [Outcome.COULD_NOT_VERIFY] * 2
     assert all("exactly one read-only query" in c.detail for c in result.checks)
+
+
+# --- a restore target whose user cannot create roles -----------------------------
+
+
+@pytest.fixture
+def app_user_database():
+    """A database owned by an ordinary login role, as an application's own server has."""
+    from psycopg import sql
+
+    user = f"dr_test_app_{uuid.uuid4().hex[:8]}"
+    with SERVER.connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(user)))
+    try:
+        with temp_database() as db:
+            with SERVER.connect() as conn:
+                conn.execute(
+                    sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                        sql.Identifier(db.dbname), sql.Identifier(user)
+                    )
+                )
+            app = db.__class__(db.host, db.port, user, "", db.dbname)
+            with app.connect() as conn:
+                conn.execute("CREATE TABLE items (a int)")
+                conn.execute("INSERT INTO items VALUES (1), (2)")
+            yield app
+    finally:
+        with SERVER.connect() as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(user)))
+
+
+def test_unprivileged_target_user_runs_the_checks_itself(app_user_database):
+    probes = [{"name": "items", "sql": "SELECT count(*) FROM items", "expect": "= 2"}]
+    [check] = check_role.run_confined_checks(app_user_database, probes, None, scratch=False)
+    assert check.outcome == Outcome.PASSED and check.observed == "2"
+    assert leftover_check_roles() == []
+
+
+def test_privileged_target_user_that_cannot_create_a_role_runs_no_check(app_user_database):
+    from psycopg import sql
+
+    with SERVER.connect() as conn:
+        conn.execute(
+            sql.SQL("GRANT pg_read_server_files TO {}").format(
+                sql.Identifier(app_user_database.user)
+            )
+        )
+    probes = [{"name": "items", "sql": "SELECT count(*) FROM items", "expect": "= 2"}]
+    [check] = check_role.run_confined_checks(app_user_database, probes, None, scratch=False)
+    assert check.outcome == Outcome.COULD_NOT_VERIFY and check.observed is None
+    assert "pg_read_server_files" in check.detail
+
+
+# --- what was stored before the checks were confined ------------------------------
+
+
+def test_upgrade_scrubs_values_that_older_versions_stored(db):
+    """The report's leak sits in old rows: the observed text, the detail and the run log."""
+    import importlib
+
+    from django.apps import apps
+
+    from recovery.models import RestoreTest
+
+    session_key = "k3y9sess10nkeyvalue"
+    old = [
+        {
+            "name": "sessions",
+            "sql": SESSION_KEYS,
+            "expect": "> 0",
+            "observed": session_key,
+            "outcome": "could_not_verify",
+            "detail": f"the query returned {session_key!r}, not a number",
+            "previous": session_key,
+        },
+        {
+            "name": "cast",
+            "sql": "SELECT name::int FROM t",
+            "expect": "> 0",
+            "observed": None,
+            "outcome": "could_not_verify",
+            "detail": 'the query failed: invalid input syntax for type integer: "s3cret"',
+            "previous": None,
+        },
+        {
+            "name": "rows",
+            "sql": "SELECT count(*) FROM t",
+            "expect": "> 0",
+            "observed": "500",
+            "outcome": "passed",
+            "detail": "500 > 0",
+            "previous": "480",
+        },
+    ]
+    log = (
+        f"10:00:00 check sessions: could_not_verify (the query returned {session_key!r}, "
+        "not a number)\n10:00:01 check rows: passed (500 > 0)\n"
+    )
+    portal = Source.objects.get(is_portal_db=True)
+    test = RestoreTest.objects.create(source=portal, checks=old, log=log)
+    migration = importlib.import_module("recovery.migrations.0007_scrub_check_values")
+    migration.scrub(apps, None)
+    test.refresh_from_db()
+    stored = json.dumps(test.checks) + test.log
+    assert session_key not in stored and "s3cret" not in stored
+    assert test.checks[0]["observed"] is None and "non-number" in test.checks[0]["detail"]
+    assert test.checks[2] == old[2]
+    assert "10:00:01 check rows: passed (500 > 0)" in test.log
