@@ -637,3 +637,26 @@ def test_upgrade_scrubs_values_that_older_versions_stored(db):
     assert test.checks[0]["observed"] is None and "non-number" in test.checks[0]["detail"]
     assert test.checks[2] == old[2]
     assert "10:00:01 check rows: passed (500 > 0)" in test.log
+
+
+def test_scratch_server_user_with_only_createdb_runs_the_checks_itself(archive, no_validator):
+    """A scratch server need not be reached as a superuser: a CREATEDB user owns the scratch
+    database and what it restored, cannot make a check role, and is confined enough."""
+    from psycopg import sql
+
+    user = f"dr_test_scratch_{uuid.uuid4().hex[:8]}"
+    with SERVER.connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB").format(sql.Identifier(user)))
+    try:
+        server = SERVER.__class__(SERVER.host, SERVER.port, user, "", "postgres")
+        probes = [
+            {"name": "rows", "sql": "SELECT count(*) FROM executions", "expect": "= 20"},
+            {"name": "file", "sql": READ_FILE, "expect": "> 0"},
+        ]
+        prefix = f"dr_scratch_t{uuid.uuid4().hex[:8]}_"
+        result = verify_postgres(archive, server, probes, None, Phases(), scratch_prefix=prefix)
+        assert [c.outcome for c in result.checks] == [Outcome.PASSED, Outcome.COULD_NOT_VERIFY]
+        assert "permission denied" in result.checks[1].detail
+    finally:
+        with SERVER.connect() as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(user)))
