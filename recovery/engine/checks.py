@@ -10,6 +10,7 @@ errored, returned nothing or no number) is never a pass.
 
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
@@ -309,14 +310,21 @@ def open_sqlite_confined(path: str) -> sqlite3.Connection:
     return conn
 
 
-def sqlite_query(conn):
+def sqlite_query(conn, timeout_s: float = 300):
     """A query function on a SQLite connection; pass one from open_sqlite_confined.
 
-    execute() refuses more than one statement ("You can only execute one statement").
+    execute() refuses more than one statement ("You can only execute one statement"), and
+    a query still running after `timeout_s` is interrupted (SQLite has no statement
+    timeout: an endless recursive CTE would hold the worker).
     """
 
     def query(text: str):
-        row = conn.execute(text).fetchone()
+        deadline = time.monotonic() + timeout_s
+        conn.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+        try:
+            row = conn.execute(text).fetchone()
+        finally:
+            conn.set_progress_handler(None, 0)
         return row[0] if row else None
 
     return query

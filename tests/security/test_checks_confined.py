@@ -660,3 +660,21 @@ def test_scratch_server_user_with_only_createdb_runs_the_checks_itself(archive, 
     finally:
         with SERVER.connect() as conn:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(user)))
+
+
+def test_sqlite_check_that_never_ends_is_interrupted(tmp_path):
+    import sqlite3
+    import time
+
+    from recovery.engine.checks import open_sqlite_confined, sqlite_query
+
+    db = tmp_path / "app.db"
+    sqlite3.connect(db).close()
+    query = sqlite_query(open_sqlite_confined(str(db)), timeout_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(sqlite3.OperationalError, match="interrupted"):
+        query(
+            "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r) SELECT count(*) FROM r"
+        )
+    assert time.monotonic() - started < 5
+    assert query("SELECT 1") == 1
