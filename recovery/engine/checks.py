@@ -4,8 +4,13 @@ Expectations: `> N`, `>= N`, `< N`, `<= N`, `= N`, `!= N`, and the data-loss can
 `not below X% of previous` (the value must be at least X % of what the previous
 restore test of the same source observed for the same check).
 
-Every check ends passed, failed or could_not_verify. could_not_verify (the query
-errored, returned nothing or no number) is never a pass.
+Every check ends passed, failed or could_not_verify. could_not_verify (the SQL was
+refused, the query errored or returned nothing) is never a pass.
+
+A check's value must be a number or a boolean. Anything else fails the check with
+"returned a non-number", and the value itself is never stored, shown or logged: a check
+is SQL run on a copy of production data, and its result is the one thing that leaves
+the restored copy. Error messages are redacted for the same reason (safe_error).
 """
 
 import re
@@ -15,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from pathlib import Path
 
 from dr_portal.lib import check_sql
 
@@ -84,10 +90,12 @@ def as_number(value) -> Decimal | None:
     if isinstance(value, bool):
         return Decimal(int(value))
     if isinstance(value, int | Decimal):
-        return Decimal(value)
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    return None
+        number = Decimal(value)
+    elif isinstance(value, float):
+        number = Decimal(repr(value))
+    else:
+        return None
+    return number if number.is_finite() else None  # NaN cannot be compared
 
 
 def _stored_number(value) -> Decimal | None:
@@ -296,13 +304,14 @@ _SQLITE_ALLOWED_ACTIONS = {
 
 def _sqlite_authorizer(action, arg1, arg2, db_name, trigger):
     if action == sqlite3.SQLITE_FUNCTION:
-        return sqlite3.SQLITE_DENY if (arg2 or "").lower() in _SQLITE_DENIED_FUNCTIONS else 0
+        denied = (arg2 or "").lower() in _SQLITE_DENIED_FUNCTIONS
+        return sqlite3.SQLITE_DENY if denied else sqlite3.SQLITE_OK
     return sqlite3.SQLITE_OK if action in _SQLITE_ALLOWED_ACTIONS else sqlite3.SQLITE_DENY
 
 
 def open_sqlite_confined(path: str) -> sqlite3.Connection:
     """Open a restored SQLite file for checks: read-only, query_only, no extensions, no ATTACH."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
     if hasattr(conn, "enable_load_extension"):  # absent when Python was built without it
         conn.enable_load_extension(False)
     conn.execute("PRAGMA query_only = ON")

@@ -678,3 +678,12 @@ def test_sqlite_check_that_never_ends_is_interrupted(tmp_path):
         )
     assert time.monotonic() - started < 5
     assert query("SELECT 1") == 1
+
+
+def test_nan_is_a_non_number_not_a_crash():
+    from decimal import Decimal
+
+    from recovery.engine.checks import evaluate
+
+    assert evaluate("> 0", Decimal("NaN"))[0] == Outcome.FAILED
+    assert evaluate("> 0", float("nan"))[0] == Outcome.FAILED
