@@ -379,6 +379,9 @@ def _plan_source(item, where, problems, refs):
         elif name in defaults:
             values[name] = defaults[name]
     verify = item.get("verify") or []
+    if verify and (item.get("portal_db") or (instance.pk and instance.is_portal_db)):
+        problems.append(f"{where}.verify: {validators.PORTAL_DB_CHECKS_FIXED}")
+        return None
     check_problems = validators.check_problems(verify)
     if check_problems:
         problems.extend(f"{where}.verify: {p}" for p in check_problems)
@@ -558,7 +561,7 @@ def export() -> dict:
             item["path"] = s.path
         if s.exclude:
             item["exclude"] = list(s.exclude)
-        if s.checks:
+        if s.checks and not s.is_portal_db:
             item["verify"] = [dict(c) for c in s.checks]
         if s.heartbeat_enabled:
             item["heartbeat"] = True

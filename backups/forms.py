@@ -102,8 +102,15 @@ class SourceForm(SecretsMixin, forms.ModelForm):
     checks = JSONListField(
         label="Verification checks",
         help_text='JSON list, e.g. [{"name": "workflows", "sql": "SELECT COUNT(*) FROM workflows", '
-        '"expect": "> 0"}]. Expect: ' + validators.EXPECT_HELP + ".",
+        '"expect": "> 0"}]. Each sql is one read-only query (SELECT, WITH ... SELECT, VALUES or '
+        "TABLE) whose first value is a number or a boolean; it runs on the restored copy as an "
+        "unprivileged role. Expect: " + validators.EXPECT_HELP + ".",
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.is_portal_db:
+            self.fields["checks"].help_text = validators.PORTAL_DB_CHECKS_FIXED
 
     class Meta:
         model = Source

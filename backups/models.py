@@ -207,7 +207,9 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
         except ValueError:
             errors["name"] = "A source name cannot contain '..', '\\' or empty path parts."
         if self.is_portal_db:
-            pass  # connection comes from settings.DATABASES at run time
+            # connection comes from settings.DATABASES at run time; checks are the portal's
+            if self.checks and validators.normalise_checks(self.checks) != self.effective_checks:
+                errors["checks"] = validators.PORTAL_DB_CHECKS_FIXED
         elif self.kind == self.Kind.POSTGRESQL:
             for field in ("host", "database", "user"):
                 if not getattr(self, field):
@@ -230,6 +232,14 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
             errors["exclude"] = "Exclude patterns only apply to a files source."
         if errors:
             raise ValidationError(errors)
+
+    @property
+    def effective_checks(self) -> list[dict]:
+        """The checks a restore test runs: the portal's fixed ones for its own database, so
+        that no SQL stored in the row (by a form, dr_apply or the database itself) runs there."""
+        if self.is_portal_db:
+            return [dict(check) for check in validators.PORTAL_DB_CHECKS]
+        return list(self.checks or [])
 
     def portal_db_spec_config(self) -> tuple[str, dict, str]:
         """(kind, config, password) of the portal's own database, read now from settings."""

@@ -7,6 +7,7 @@ from datetime import datetime
 from croniter import croniter
 from django.core.exceptions import ValidationError
 
+from dr_portal.lib import check_sql
 from dr_portal.lib.text import has_control_chars
 
 
@@ -84,7 +85,23 @@ def expectation_holds(expect: str, value, previous=None) -> bool:
     }[op]
 
 
-_SQL_START = re.compile(r"^\s*(select|with)\b", re.I)
+# The portal's own database is checked by the portal: counts of its own tables, the same
+# on SQLite and PostgreSQL. They are not editable (a check is SQL run on a copy of the
+# portal's sessions and password hashes), so form, admin and dr_apply refuse any other.
+PORTAL_DB_CHECKS = [
+    {"name": "migrations", "sql": "SELECT count(*) FROM django_migrations", "expect": "> 0"},
+    {"name": "sources", "sql": "SELECT count(*) FROM backups_source", "expect": ">= 1"},
+    {"name": "backup runs", "sql": "SELECT count(*) FROM backups_backuprun", "expect": ">= 1"},
+    {
+        "name": "users",
+        "sql": "SELECT count(*) FROM auth_user",
+        "expect": "not below 50% of previous",
+    },
+]
+PORTAL_DB_CHECKS_FIXED = (
+    "The portal's own database has fixed verification checks (counts of its own tables); "
+    "they cannot be changed. Leave the checks empty."
+)
 
 
 def check_problems(checks) -> list[str]:
@@ -123,8 +140,10 @@ def check_problems(checks) -> list[str]:
             continue
         if not sql:
             problems.append(f"{where}: sql is missing")
-        elif not _SQL_START.match(sql) or ";" in sql.rstrip().rstrip(";"):
-            problems.append(f"{where}: sql must be one SELECT (or WITH ... SELECT) statement")
+        else:
+            refused = check_sql.problem(sql)
+            if refused:
+                problems.append(f"{where}: {refused}")
         try:
             parse_expect(check.get("expect"))
         except ValueError as exc:
@@ -177,6 +196,6 @@ def validate_port(value):
 MAX_EXCLUDES = 200
 MAX_PATTERN = 500
 MAX_CHECKS = 50
-MAX_CHECK_SQL = 10_000
+MAX_CHECK_SQL = check_sql.MAX_LENGTH
 MAX_CHECK_NAME = 100
 MAX_EXPECT = 100

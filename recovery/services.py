@@ -358,7 +358,7 @@ def _unpacked_test(run, test, kind, tmp, phases, fields, secrets) -> VerifyOutco
         outcome = verify_postgres(
             fetched.path,
             server,
-            source.checks or [],
+            source.effective_checks,
             previous_observations(source, test.pk),
             phases,
             jobs=restore_jobs(),
@@ -366,7 +366,7 @@ def _unpacked_test(run, test, kind, tmp, phases, fields, secrets) -> VerifyOutco
         )
     elif kind == "sqlite":
         outcome = verify_sqlite(
-            fetched.path, source.checks or [], previous_observations(source, test.pk), phases
+            fetched.path, source.effective_checks, previous_observations(source, test.pk), phases
         )
     elif kind == "files":
         count = (run.manifest or {}).get("file_count")
@@ -418,7 +418,7 @@ def _streamed_postgres_test(run, test, phases, secrets):
         outcome = verify_postgres(
             feed,
             server,
-            test.source.checks or [],
+            test.source.effective_checks,
             previous_observations(test.source, test.pk),
             phases,
             jobs=1,
@@ -754,7 +754,7 @@ def _stamp() -> str:
 def _restore_postgres(restore, archive, password, phases, previous) -> dict:
     """Restore into <name>_restoring_<ts>, check it, then swap: the old database is kept aside."""
     from recovery.engine import pg
-    from recovery.engine.checks import pg_query, run_checks
+    from recovery.engine.check_role import run_confined_checks
 
     target = PgServer.from_url(restore.target, password=password)
     admin = target.with_db("postgres")
@@ -782,17 +782,17 @@ def _restore_postgres(restore, archive, password, phases, previous) -> dict:
     with phases.phase("checks"):
         with target.connect() as conn:
             beat = heartbeat.read_pg(conn)
-            result["checks"] = [
-                c.as_dict()
-                for c in run_checks(pg_query(conn), restore.source.checks or [], previous)
-            ]
+        checks = run_confined_checks(
+            target, restore.source.effective_checks, previous, scratch=False
+        )
+        result["checks"] = [c.as_dict() for c in checks]
     if beat:
         result.update(data_at=beat, data_basis=DataBasis.HEARTBEAT)
     return result
 
 
 def _restore_sqlite(restore, unpacked, phases, previous) -> dict:
-    from recovery.engine.checks import run_checks, sqlite_query
+    from recovery.engine.checks import open_sqlite_confined, run_checks, sqlite_query
 
     target = Path(restore.target)
     staging = target.with_name(f".{target.name}.restoring-{_stamp()}")
@@ -815,12 +815,12 @@ def _restore_sqlite(restore, unpacked, phases, previous) -> dict:
         if aside:
             result["kept_aside"] = str(aside)
     with phases.phase("checks"):
-        conn = file_engine.open_sqlite_readonly(str(target))
+        conn = open_sqlite_confined(str(target))
         try:
             beat = heartbeat.read_sqlite(conn)
             result["checks"] = [
                 c.as_dict()
-                for c in run_checks(sqlite_query(conn), restore.source.checks or [], previous)
+                for c in run_checks(sqlite_query(conn), restore.source.effective_checks, previous)
             ]
         finally:
             conn.close()

@@ -132,6 +132,7 @@ def housekeeping(now: float | None = None) -> dict:
     import time
     from pathlib import Path
 
+    from recovery.engine.check_role import sweep_check_roles
     from recovery.engine.pg import RestoreError, sweep_scratch
     from recovery.schedules import sync_all_sources
     from recovery.services import scratch_server, work_dir
@@ -142,6 +143,7 @@ def housekeeping(now: float | None = None) -> dict:
     dropped, removed = [], []
     try:
         dropped = sweep_scratch(scratch_server(), older_than_s=max_age)
+        dropped += sweep_check_roles(scratch_server(), older_than_s=max_age)
     except RestoreError as exc:
         log.warning("scratch sweep skipped: %s", exc)
     root = Path(work_dir() or tempfile.gettempdir())

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from recovery.engine import files, heartbeat
-from recovery.engine.checks import CheckResult, pg_query, run_checks, sqlite_query
+from recovery.engine.check_role import run_confined_checks
+from recovery.engine.checks import CheckResult, open_sqlite_confined, run_checks, sqlite_query
 from recovery.engine.pg import (
     PgServer,
     RestoreError,
@@ -94,7 +95,7 @@ def verify_postgres(
                 result.restored_bytes = conn.execute(
                     "SELECT pg_database_size(current_database())"
                 ).fetchone()[0]
-                result.checks = run_checks(pg_query(conn), checks, previous)
+            result.checks = run_confined_checks(target, checks, previous, scratch=True)
         failed = False
     finally:
         try:
@@ -116,7 +117,7 @@ def verify_sqlite(
         result.integrity = "PRAGMA integrity_check: ok"
         result.restored_bytes = os.path.getsize(db_file)
     with phases.phase("checks"):
-        conn = files.open_sqlite_readonly(db_file)
+        conn = open_sqlite_confined(db_file)
         try:
             result.heartbeat_at = heartbeat.read_sqlite(conn)
             result.checks = run_checks(sqlite_query(conn), checks, previous)

@@ -55,8 +55,8 @@ def test_check_problems_name_their_place():
             "nope",
         ]
     )
-    assert 'check 2 "bad": sql must be one SELECT' in problems[0]
-    assert any('check 3 "two": sql must be one SELECT' in p for p in problems)
+    assert 'check 2 "bad": sql must be exactly one read-only query' in problems[0]
+    assert any('check 3 "two": sql must be exactly one read-only query' in p for p in problems)
     assert any('check 4 "bad": duplicate name' in p for p in problems)
     assert any("check 4" in p and "unknown keys extra" in p for p in problems)
     assert any(p.startswith("check 5:") for p in problems)

@@ -5,6 +5,7 @@ import socket
 import sqlite3
 import tarfile
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
@@ -33,10 +34,12 @@ CHECKS = [
         ("> 0", 5, None, Outcome.PASSED),
         ("> 0", 0, None, Outcome.FAILED),
         (">= 10", 10, None, Outcome.PASSED),
-        ("= 3", "3", None, Outcome.PASSED),
+        ("= 3", Decimal("3"), None, Outcome.PASSED),
+        ("= 3", "3", None, Outcome.FAILED),  # text, even numeric-looking, is refused
+        ("= 1", True, None, Outcome.PASSED),
         ("= 3", 4, None, Outcome.FAILED),
         ("> 0", None, None, Outcome.COULD_NOT_VERIFY),
-        ("> 0", "abc", None, Outcome.COULD_NOT_VERIFY),
+        ("> 0", "abc", None, Outcome.FAILED),
         ("not below 90% of previous", 95, 100, Outcome.PASSED),
         ("not below 90% of previous", 10, 100, Outcome.FAILED),
         ("not below 90% of previous", 10, None, Outcome.PASSED),
