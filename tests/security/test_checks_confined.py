@@ -268,7 +268,7 @@ def test_portal_db_restore_test_runs_only_the_fixed_checks_and_shows_no_secret(
 
     admin = User.objects.create_superuser("admin", "admin@example.com", PASSWORD)
     client = Client()
-    assert client.login(username="admin", password=PASSWORD)
+    client.force_login(admin)  # a live session in the portal database
     session_key = client.session.session_key
     password_hash = admin.password
     portal = portal_source()
@@ -641,7 +641,7 @@ def test_upgrade_scrubs_values_that_older_versions_stored(db):
     )
     portal = Source.objects.get(is_portal_db=True)
     test = RestoreTest.objects.create(source=portal, checks=old, log=log)
-    migration = importlib.import_module("recovery.migrations.0007_scrub_check_values")
+    migration = importlib.import_module("recovery.migrations.0009_scrub_check_values")
     migration.scrub(apps, None)
     test.refresh_from_db()
     stored = json.dumps(test.checks) + test.log
