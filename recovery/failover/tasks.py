@@ -114,6 +114,7 @@ class RunHooks(Hooks):
             self.run.check_lease()
         except LeaseLost as exc:
             log.warning("%s", exc)
+            self.run.append_log(f"stopping, rolling back what this worker did: {exc}")
             return str(exc)
         return ""
 
