@@ -33,18 +33,29 @@ def _remove(run, entry) -> bool:
     """True when the thing is gone (now or already); False when it is not ours to remove here."""
     kind = entry.get("kind")
     if kind == "database":
-        from recovery.engine.pg import drop_database
+        from recovery.engine.pg import database_exists, drop_database
 
         server, live_name = _server_for(run, entry)
         name = entry["name"]
         if name == live_name:  # never the target itself, whatever the record says
             return True
+        if (
+            _may_swap(run)
+            and not database_exists(server, live_name)
+            and database_exists(server, name)
+        ):
+            _interrupted_swap(run, name)
+            return False
         drop_database(server, name)
         return True
     if kind == "path":
         if entry.get("host") and entry["host"] != socket.gethostname():
             return False  # another machine's disk: its own worker's sweep removes it
         path = entry["path"]
+        target = entry.get("target")
+        if _may_swap(run) and target and not os.path.lexists(target) and os.path.lexists(path):
+            _interrupted_swap(run, path)
+            return False
         for extra in ("", "-wal", "-shm", "-journal"):  # a SQLite file's companions too
             target = path + extra
             if os.path.isdir(target) and not os.path.islink(target):
@@ -53,6 +64,24 @@ def _remove(run, entry) -> bool:
                 os.unlink(target)
         return True
     return True  # an entry we do not understand: drop it from the list
+
+
+def _may_swap(run) -> bool:
+    """A restore allowed to replace existing data moves the target aside, then the staging
+    copy in: a worker dying between the two leaves no target, and the staging copy is then
+    the only current data. Such a staging copy is never removed automatically."""
+    return bool(getattr(run, "overwrite_confirmed", False))
+
+
+def _interrupted_swap(run, staging: str):
+    message = (
+        f"left {staging} in place: the target is missing, so the worker may have died "
+        "mid-swap; it holds the restored data, and the previous data (if any) is kept aside "
+        "under a name with 'before_restore'"
+    )
+    if message not in (run.log or ""):
+        run.append_log(message)
+    log.warning("%s: %s", run, message)
 
 
 def remove_temporaries(run) -> list[str]:

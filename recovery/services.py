@@ -23,7 +23,7 @@ from django.utils import timezone
 from backups.models import BackupCopy, BackupRun, Source
 from dr_portal.lib import keyring
 from dr_portal.lib.redact import redact
-from dr_portal.runs import ACTIVE, LeaseLost, RunStatus
+from dr_portal.runs import ACTIVE, IllegalTransition, LeaseLost, RunStatus
 from recovery.engine import files as file_engine
 from recovery.engine import heartbeat
 from recovery.engine.checks import Outcome
@@ -106,6 +106,19 @@ def make_work_dir(run, prefix: str) -> str:
     run.record_temporary(kind="path", path=path, host=socket.gethostname())
     os.mkdir(path, 0o700)
     return path
+
+
+def fenced_phases(run) -> Phases:
+    """Phases that re-check the lease as each starts (fencing), except clean-up, which runs
+    whoever holds the run."""
+
+    def on_phase(name):
+        if name == "cleanup":
+            run.beat(name)
+        else:
+            run.enter_phase(name)
+
+    return Phases(on_phase=on_phase)
 
 
 def record_database(run, server: str, name: str):
@@ -297,7 +310,7 @@ def execute_restore_test(test: RestoreTest) -> RestoreTest:
     try:
         with test.heartbeat():
             _restore_test(test, secrets)
-    except LeaseLost as exc:
+    except (LeaseLost, IllegalTransition) as exc:  # reaped: the run is not ours to finish
         log.warning("%s stopped: %s", test, exc)
         test.append_log(f"stopped: {exc}")
     except Exception as exc:
@@ -323,7 +336,7 @@ def _restore_test(test: RestoreTest, secrets: list[str]):
     source = test.source
     started = test.started or timezone.now()
     clock = time.monotonic()
-    phases = Phases(on_phase=test.enter_phase)  # each phase re-checks the lease (fencing)
+    phases = fenced_phases(test)
     fields: dict = {}
     outcome: VerifyOutcome | None = None
     tmp = make_work_dir(test, "dr-restore-test-")
@@ -409,6 +422,7 @@ def _unpacked_test(run, test, kind, tmp, phases, fields, secrets) -> VerifyOutco
             jobs=restore_jobs(),
             scratch_prefix=_setting("DR_SCRATCH_PREFIX"),
             before_create=lambda name: record_database(test, "scratch", name),
+            cancelled=lambda: test.lease_lost,  # reaped: stop pg_restore now
         )
     elif kind == "sqlite":
         outcome = verify_sqlite(
@@ -470,6 +484,7 @@ def _streamed_postgres_test(run, test, phases, secrets):
             jobs=1,
             scratch_prefix=_setting("DR_SCRATCH_PREFIX"),
             before_create=lambda name: record_database(test, "scratch", name),
+            cancelled=lambda: test.lease_lost,  # reaped: stop pg_restore now
         )
     except (EngineError, OSError) as exc:
         test.append_log(
@@ -626,7 +641,7 @@ def execute_restore(restore: Restore) -> Restore:
     try:
         with restore.heartbeat():
             _restore(restore, secrets)
-    except LeaseLost as exc:
+    except (LeaseLost, IllegalTransition) as exc:  # reaped: the run is not ours to finish
         log.warning("%s stopped: %s", restore, exc)
         restore.append_log(f"stopped: {exc}")
     except Exception as exc:
@@ -640,7 +655,7 @@ def execute_restore(restore: Restore) -> Restore:
 
 def _restore(restore: Restore, secrets: list[str]):
     source = restore.source
-    phases = Phases(on_phase=restore.enter_phase)  # each phase re-checks the lease (fencing)
+    phases = fenced_phases(restore)
     fields: dict = {}
     tmp = make_work_dir(restore, "dr-restore-")
     try:
@@ -734,6 +749,7 @@ def _restore_postgres(restore, archive, password, phases, previous) -> dict:
                 target.with_db(staging),
                 jobs=restore_jobs(),
                 keep_ownership=restore.onto_source,
+                cancelled=lambda: restore.lease_lost,  # reaped: stop pg_restore now
             )
         except RestoreError:
             pg.drop_database(admin, staging)
@@ -763,7 +779,9 @@ def _restore_sqlite(restore, unpacked, phases, previous) -> dict:
     staging = target.with_name(f".{target.name}.restoring-{_stamp()}")
     result: dict = {}
     with phases.phase("restore"):
-        restore.record_temporary(kind="path", path=str(staging), host=socket.gethostname())
+        restore.record_temporary(
+            kind="path", path=str(staging), host=socket.gethostname(), target=str(target)
+        )
         shutil.copyfile(unpacked, staging)
         try:
             file_engine.sqlite_integrity(str(staging))
@@ -800,7 +818,9 @@ def _restore_files(restore, tar_path, phases) -> dict:
     staging = target.with_name(f".{target.name}.restoring-{_stamp()}")
     result: dict = {"checks": []}
     with phases.phase("restore"):
-        restore.record_temporary(kind="path", path=str(staging), host=socket.gethostname())
+        restore.record_temporary(
+            kind="path", path=str(staging), host=socket.gethostname(), target=str(target)
+        )
         staging.mkdir()
         try:
             listing = file_engine.extract_tar(tar_path, str(staging))

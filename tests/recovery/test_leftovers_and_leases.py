@@ -169,3 +169,25 @@ def test_an_unmounted_destination_marks_nothing_lost(sqlite_source, tmp_path):
     assert retention.find_lost_copies(copy.destination) == []
     copy.refresh_from_db()
     assert copy.ok and copy.lost_at is None
+
+
+def test_reaper_keeps_the_staging_copy_when_the_worker_died_mid_swap(sqlite_source):
+    import socket
+
+    run = backup(sqlite_source)
+    restore = services.start_restore(sqlite_source, onto_source=True, backup_run=run)
+    assert restore.claim()
+    target = Path(restore.target)
+    staging = target.with_name(f".{target.name}.restoring-1")
+    restore.record_temporary(
+        kind="path", path=str(staging), host=socket.gethostname(), target=str(target)
+    )
+    staging.write_bytes(target.read_bytes())
+    target.rename(target.with_name(f"{target.name}.before_restore_1"))  # then the worker died
+    _kill(restore)
+
+    assert Restore.reap() == 1
+    restore.refresh_from_db()
+    assert staging.exists()  # the only current copy of the data is not removed
+    assert "may have died mid-swap" in restore.log
+    assert restore.temporaries  # still listed: the sweep removes it once the target is back
