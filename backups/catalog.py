@@ -11,7 +11,7 @@ from datetime import datetime
 from django.db import transaction
 
 from backups.models import BackupCopy, BackupJob, BackupRun, Source, Trigger
-from dr_portal.runs import RunStatus
+from dr_portal.runs import ACTIVE, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,9 @@ def rebuild(destination, stdout=None) -> RebuildReport:
             report.skipped += 1
             continue
         location = _artifact_location(manifest_location, manifest)
+        if _in_flight(manifest):  # its run is about to record this copy itself
+            report.skipped += 1
+            continue
         with transaction.atomic():
             if BackupCopy.objects.filter(destination=destination, location=location).exists():
                 report.already_known += 1
@@ -73,6 +76,34 @@ def rebuild(destination, stdout=None) -> RebuildReport:
         if stdout is not None:
             stdout.write(f"{'new run' if created else 'known run'} #{run.pk}: {location}")
     return report
+
+
+def _in_flight(manifest: dict) -> bool:
+    portal = manifest.get("portal") if isinstance(manifest.get("portal"), dict) else {}
+    run_id = portal.get("run")
+    return bool(run_id) and BackupRun.objects.filter(pk=run_id, status__in=ACTIVE).exists()
+
+
+def adopt_orphans() -> dict[str, int]:
+    """The periodic sweep: adopt artifacts published at a destination without a catalog row
+    (a worker killed between publishing and recording); {destination: copies adopted}."""
+    from backups.models import Destination
+
+    adopted = {}
+    for destination in Destination.objects.filter(enabled=True).order_by("name"):
+        try:
+            report = rebuild(destination)
+        except Exception as exc:  # an unreachable destination is tried again next time
+            log.warning("catalog sweep of %s failed: %s", destination, exc)
+            continue
+        adopted[destination.name] = report.copies_created
+        if report.copies_created:
+            log.warning(
+                "catalog sweep adopted %d artifact(s) at %s that had no catalog row",
+                report.copies_created,
+                destination,
+            )
+    return adopted
 
 
 def _run_for(manifest: dict) -> tuple[BackupRun, bool]:

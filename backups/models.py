@@ -522,13 +522,14 @@ class BackupJob(ChangeStampMixin, models.Model):
     def active_run(self):
         return self.runs.filter(status__in=ACTIVE).order_by("-queued").first()
 
-    def create_run(self, trigger: str, user=None) -> "BackupRun":
+    def create_run(self, trigger: str, user=None, scheduled_for=None) -> "BackupRun":
         return BackupRun.objects.create(
             job=self,
             job_name=self.name,
             source=self.source,
             source_name=self.source.name,
             trigger=trigger,
+            scheduled_for=scheduled_for,
             requested_by=user if getattr(user, "is_authenticated", False) else None,
         )
 
@@ -563,11 +564,21 @@ class BackupRun(RunBase):
     restorable = models.BooleanField(default=True)
     not_restorable_reason = models.TextField(blank=True)
     task_id = models.CharField(max_length=64, blank=True)
+    # The schedule slot (cron fire time) a scheduled run was started for: one run per slot,
+    # so a redelivered task for a slot that already ran does nothing.
+    scheduled_for = models.DateTimeField(null=True, blank=True)
     # Set by "Cancel" on a running run; the worker polls it and stops the engine.
     cancel_requested = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-queued", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "scheduled_for"],
+                condition=models.Q(scheduled_for__isnull=False),
+                name="backuprun_once_per_slot",
+            )
+        ]
         indexes = [
             # Job detail: run history newest first; anomaly baseline of a job's recent runs.
             models.Index(fields=["job", "-queued"], name="backuprun_job_idx"),
@@ -630,6 +641,9 @@ class BackupCopy(models.Model):
     created = models.DateTimeField(default=timezone.now)
     deleted_at = models.DateTimeField(null=True, blank=True)
     deleted_reason = models.CharField(max_length=300, blank=True)
+    # Found missing or unreadable (restore test, verify_backup, retention): `ok` is cleared
+    # too, so every "live copy" filter (ok, not deleted) leaves it out of RPO and readiness.
+    lost_at = models.DateTimeField(null=True, blank=True)
 
     audit = False  # written by runs and retention, which log each change themselves
 
@@ -658,6 +672,20 @@ class BackupCopy(models.Model):
     def is_live(self) -> bool:
         return self.ok and self.deleted_at is None
 
+    def mark_lost(self, reason: str) -> bool:
+        """The artifact is gone or unreadable: this copy no longer counts; True if newly lost."""
+        now = timezone.now()
+        changed = (
+            type(self)
+            .objects.filter(pk=self.pk, lost_at__isnull=True)
+            .update(ok=False, lost_at=now, error=f"lost: {reason}"[:2000])
+        )
+        if changed:
+            self.ok, self.lost_at, self.error = False, now, f"lost: {reason}"[:2000]
+            from dr_portal.lib import audit
+
+            audit.record("backup copy lost", self.run, detail=f"{self.destination_id}: {reason}")
+        return bool(changed)
 
 def live_copies_by_key() -> dict[str, int]:
     """{master key id: live copies sealed with it}, from the manifests of good runs.

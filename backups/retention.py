@@ -279,6 +279,32 @@ def apply(destination, *, source_ids=None, dry_run=False, now=None, stdout=None)
     return decisions
 
 
+def find_lost_copies(destination) -> list:
+    """Mark copies whose artifact is no longer at the destination as lost; return them.
+
+    A destination that cannot be asked (down, not mounted) marks nothing: only a clear
+    "not there" counts, so RPO and readiness stop counting what is really gone.
+    """
+    from backups.engine import DestinationError, open_destination
+    from backups.models import BackupCopy
+
+    store = open_destination(destination.to_spec())
+    lost = []
+    live = BackupCopy.objects.filter(destination=destination, ok=True, deleted_at__isnull=True)
+    for copy in live.exclude(location="").select_related("run"):
+        try:
+            missing = not store.exists(copy.location)
+        except DestinationError as exc:
+            log.warning("checking copies at %s stopped: %s", destination, exc)
+            break
+        if missing and copy.mark_lost(f"missing at {destination.name} (retention check)"):
+            log.warning(
+                "copy %s of %s is missing at %s: marked lost", copy.pk, copy.run, destination
+            )
+            lost.append(copy)
+    return lost
+
+
 def apply_all(*, dry_run=False, now=None, stdout=None) -> dict:
     """Retention over every destination; {destination name: decisions}."""
     from backups.models import Destination
@@ -286,6 +312,10 @@ def apply_all(*, dry_run=False, now=None, stdout=None) -> dict:
     results = {}
     for destination in Destination.objects.order_by("name"):
         try:
+            if not dry_run and destination.enabled:
+                for copy in find_lost_copies(destination):
+                    if stdout is not None:
+                        stdout.write(f"lost {destination.name}: {copy.location} (missing)")
             results[destination.name] = apply(destination, dry_run=dry_run, now=now, stdout=stdout)
         except Exception as exc:  # one broken destination does not stop the others
             log.exception("retention at %s failed", destination)

@@ -26,6 +26,8 @@ def sync_job_schedule(job):
         args=repr((job.pk,)),
         schedule_type=Schedule.CRON,
         cron=job.schedule,
+        # django-q2 passes the slot's intended time as slot=...: one run per slot.
+        intended_date_kwarg="slot",
         next_run=next_fire(job.schedule, job.timezone, timezone.now()),
     )
     set_next_run(job, schedule)
@@ -50,6 +52,7 @@ def drop_job_schedule(job):
 
 
 RETENTION_SCHEDULE = "system: apply backup retention"
+ADOPT_SCHEDULE = "system: adopt artifacts missing from the catalog"
 
 
 def ensure_system_schedules():
@@ -62,4 +65,9 @@ def ensure_system_schedules():
         schedule_type=Schedule.CRON,
         cron="30 4 * * *",
         next_run=next_fire("30 4 * * *", "UTC", timezone.now()),
+    )
+    ensure_schedule(
+        ADOPT_SCHEDULE,
+        "backups.tasks.adopt_orphan_artifacts",
+        schedule_type=Schedule.HOURLY,
     )

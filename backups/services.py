@@ -12,12 +12,13 @@ import time
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from backups.models import BackupCopy, BackupJob, BackupRun, Destination, Trigger
 from dr_portal.lib import keyring
 from dr_portal.lib.redact import redact
-from dr_portal.runs import IllegalTransition, RunStatus
+from dr_portal.runs import IllegalTransition, LeaseLost, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +29,24 @@ class JobBusy(Exception):
     """The job already has a queued or running run."""
 
 
-def start_run(job: BackupJob, trigger: str, user=None) -> BackupRun:
+class SlotTaken(Exception):
+    """A run for this schedule slot exists already (a redelivered scheduled task)."""
+
+
+def start_run(job: BackupJob, trigger: str, user=None, scheduled_for=None) -> BackupRun:
     """Create a queued run unless one of this job is already queued or running."""
-    with transaction.atomic():
-        active = job.active_run()
-        if active is not None:
-            raise JobBusy(f"{job} already has run #{active.pk} {active.status}")
-        return job.create_run(trigger, user)
+    from django.db import IntegrityError
+
+    try:
+        with transaction.atomic():
+            active = job.active_run()
+            if active is not None:
+                raise JobBusy(f"{job} already has run #{active.pk} {active.status}")
+            return job.create_run(trigger, user, scheduled_for=scheduled_for)
+    except IntegrityError:
+        if scheduled_for is None:
+            raise
+        raise SlotTaken(f"{job} already has a run for {scheduled_for:%Y-%m-%d %H:%M %Z}") from None
 
 
 def enqueue_run(run: BackupRun):
@@ -67,8 +79,10 @@ def _throttled_progress(run: BackupRun, cancel: threading.Event):
         if now - last[0] < PROGRESS_EVERY_S and phase == run.phase:
             return
         last[0] = now
-        run.beat(phase, bytes_read=int(bytes_read or 0), bytes_stored=int(bytes_stored or 0))
-        if BackupRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
+        held = run.beat(phase, bytes_read=int(bytes_read or 0), bytes_stored=int(bytes_stored or 0))
+        if not held or run.lease_lost:  # reaped: stop the engine, this run is not ours any more
+            cancel.set()
+        elif BackupRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
             cancel.set()
 
     return progress
@@ -186,19 +200,9 @@ def _backup(run: BackupRun, job: BackupJob, secrets: list[str]):
         source_spec, dest_specs, options, progress=_throttled_progress(run, cancel), cancel=cancel
     )
     by_name = {d.name: d for d in enabled}
+    stored = [c for c in result.copies if c.ok]
     for copy in result.copies:
-        if copy.ok:
-            BackupCopy.objects.create(
-                run=run,
-                destination=by_name[copy.destination],
-                location=copy.location,
-                manifest_location=copy.manifest_location,
-                bytes_stored=copy.bytes_stored,
-                storage_class=copy.storage_class,
-                ok=True,
-            )
-            run.append_log(f"stored at {copy.destination}: {copy.location}")
-        else:
+        if not copy.ok:
             run.append_log(f"not stored at {copy.destination}: {redact(copy.error, secrets)}")
     error = redact(result.error or "", secrets)
     if result.status == "partial" and not error:
@@ -214,19 +218,70 @@ def _backup(run: BackupRun, job: BackupJob, secrets: list[str]):
     if status == RunStatus.FAILED and not error:
         error = "backup failed"
     ratio = round(result.bytes_read / result.bytes_stored, 3) if result.bytes_stored else None
-    if error:
-        run.append_log(error)
-    run.append_log(f"{status}: read {result.bytes_read} bytes, stored {result.bytes_stored} bytes")
-    run.finish(
-        status,
-        error,
-        bytes_read=result.bytes_read,
-        bytes_stored=result.bytes_stored,
-        compression_ratio=ratio,
-        sha256=result.sha256 or "",
-        data_taken_at=result.data_taken_at,
-        manifest=_jsonable(result.manifest),
-        artifact_key=run.artifact_key,
+    try:
+        run.check_lease()  # fencing: a reaped run records nothing, its artifacts go
+        # The copies and the run's end in one transaction: the catalog never holds copies of
+        # a run that did not finish, nor a finished run without the copies it stored.
+        with transaction.atomic():
+            for copy in stored:
+                BackupCopy.objects.create(
+                    run=run,
+                    destination=by_name[copy.destination],
+                    location=copy.location,
+                    manifest_location=copy.manifest_location,
+                    bytes_stored=copy.bytes_stored,
+                    storage_class=copy.storage_class,
+                    ok=True,
+                )
+            lines = [f"stored at {c.destination}: {c.location}" for c in stored]
+            if error:
+                lines.append(error)
+            lines.append(
+                f"{status}: read {result.bytes_read} bytes, stored {result.bytes_stored} bytes"
+            )
+            for line in lines:
+                run.append_log(line)
+            run.finish(
+                status,
+                error,
+                only_if=Q(worker=run.worker),
+                bytes_read=result.bytes_read,
+                bytes_stored=result.bytes_stored,
+                compression_ratio=ratio,
+                sha256=result.sha256 or "",
+                data_taken_at=result.data_taken_at,
+                manifest=_jsonable(result.manifest),
+                artifact_key=run.artifact_key,
+            )
+    except (LeaseLost, IllegalTransition) as exc:
+        _abandon(run, stored, by_name, f"{exc}")
+
+
+def _abandon(run: BackupRun, stored, by_name, why: str):
+    """This worker lost the run (reaped) after its engine published artifacts: nothing is
+    recorded, and the artifacts are removed so no sweep adopts a run that was declared failed."""
+    from backups.engine import open_destination
+
+    removed = []
+    for copy in stored:
+        destination = by_name[copy.destination]
+        try:
+            store = open_destination(destination.to_spec())
+            store.delete(copy.location)
+            if copy.manifest_location:
+                store.delete(copy.manifest_location)
+            removed.append(f"{destination.name}: {copy.location}")
+        except Exception as exc:
+            log.warning(
+                "%s: artifact at %s not removed: %s",
+                run,
+                destination.name,
+                redact(str(exc), destination.secret_values()),
+            )
+    log.warning("%s lost its lease, nothing recorded (%s); removed %s", run, why, removed)
+    run.append_log(
+        "lost the run to the reaper: nothing recorded"
+        + (f"; removed {', '.join(removed)}" if removed else "")
     )
 
 

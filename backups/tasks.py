@@ -1,6 +1,9 @@
 """django-q2 entry points of the backups app. Arguments are ids, never objects or secrets."""
 
 import logging
+from datetime import UTC, datetime
+
+from django.db import IntegrityError, transaction
 
 from backups import services
 from backups.models import BackupJob, BackupRun, Trigger
@@ -19,9 +22,12 @@ def run_backup(run_id: int):
     return run.status
 
 
-def scheduled_backup(job_id: int):
+def scheduled_backup(job_id: int, slot: str | None = None):
     """The schedule's entry point: create the run row, then execute it in this worker.
 
+    `slot` is the schedule's intended fire time (django-q2 passes it, see
+    backups.schedules): the run is keyed by (job, slot) in the database, so a redelivered
+    task for a slot that already ran (or was skipped) does nothing.
     If the job still has a queued or running run, no second run starts: a cancelled run
     records "skipped: ..." so the gap is visible in the job's history.
     """
@@ -41,22 +47,44 @@ def scheduled_backup(job_id: int):
     if not job.enabled:
         log.info("job %s is disabled; scheduled run skipped", job)
         return None
+    scheduled_for = _slot_time(slot)
+    if scheduled_for and BackupRun.objects.filter(job=job, scheduled_for=scheduled_for).exists():
+        log.warning("%s: the slot %s already ran; redelivered task ignored", job, slot)
+        return "already ran"
     try:
-        run = services.start_run(job, Trigger.SCHEDULED)
+        run = services.start_run(job, Trigger.SCHEDULED, scheduled_for=scheduled_for)
+    except services.SlotTaken:
+        log.warning("%s: the slot %s already ran; redelivered task ignored", job, slot)
+        return "already ran"
     except services.JobBusy as exc:
         active = job.active_run()
-        skipped = job.create_run(Trigger.SCHEDULED)
         reason = (
             f"skipped: run #{active.pk} of this job was still {active.status}"
             if active
             else "skipped: another run of this job was active"
         )
         log.warning("%s: %s", job, exc)
+        try:
+            with transaction.atomic():
+                skipped = job.create_run(Trigger.SCHEDULED, scheduled_for=scheduled_for)
+        except IntegrityError:
+            return "already ran"
         skipped.append_log(reason)
         skipped.finish("cancelled", reason)
         return "skipped"
     run = services.execute(run)
     return run.status
+
+
+def _slot_time(slot):
+    if not slot:
+        return None
+    try:
+        value = datetime.fromisoformat(str(slot))
+    except ValueError:
+        log.warning("scheduled backup: unreadable slot %r", slot)
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def apply_retention_task():
@@ -66,3 +94,10 @@ def apply_retention_task():
     results = retention.apply_all()
     retention.abort_stale_uploads()
     return {name: sum(1 for d in decisions if d.delete) for name, decisions in results.items()}
+
+
+def adopt_orphan_artifacts():
+    """Hourly: artifacts published without their catalog row (a killed worker) are adopted."""
+    from backups.catalog import adopt_orphans
+
+    return adopt_orphans()

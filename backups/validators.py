@@ -2,7 +2,7 @@
 
 import re
 import zoneinfo
-from datetime import datetime
+from datetime import UTC, datetime
 
 from croniter import croniter
 from django.core.exceptions import ValidationError
@@ -33,9 +33,22 @@ def validate_timezone(value: str):
 
 
 def next_fire(cron: str, tz: str, after: datetime) -> datetime:
-    """The next time `cron` fires, read as wall-clock time in `tz`; returned as an aware datetime."""
+    """The next time `cron` fires, read as wall-clock time in `tz`; returned as an aware datetime.
+
+    Computed on naive wall-clock times, then placed in the zone: a wall time that happens
+    twice (the fall-back hour) fires once, at its first occurrence; one that does not exist
+    (spring forward) fires at the same distance past the gap. croniter on aware times
+    fires `30 2 * * *` twice on a fall-back day.
+    """
     zone = zoneinfo.ZoneInfo(tz or "UTC")
-    return croniter(cron, after.astimezone(zone)).get_next(datetime)
+    wall = after.astimezone(zone).replace(tzinfo=None)
+    slots = croniter(cron, wall)
+    for _ in range(100):  # a repeated wall time may already be past: take the next slot
+        candidate = slots.get_next(datetime).replace(tzinfo=zone)  # fold=0: first occurrence
+        candidate = candidate.astimezone(UTC).astimezone(zone)  # normalise a skipped time
+        if candidate > after:
+            return candidate
+    raise ValueError(f"cron {cron!r} has no next fire time")
 
 
 # --- verification checks --------------------------------------------------

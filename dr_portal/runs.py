@@ -12,7 +12,8 @@ import threading
 from contextlib import contextmanager
 from datetime import timedelta
 
-from django.db import close_old_connections, connection, models
+from django.db import DatabaseError, close_old_connections, connection, models
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from dr_portal.lib.durations import format_duration
@@ -54,6 +55,10 @@ class IllegalTransition(Exception):
     pass
 
 
+class LeaseLost(Exception):
+    """This worker no longer holds its run (the reaper failed it, or it finished elsewhere)."""
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -70,6 +75,9 @@ class RunBase(models.Model):
     phase = models.CharField(max_length=60, blank=True)
     worker = models.CharField(max_length=120, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # What the run creates outside the portal (scratch/staging databases, temporary paths),
+    # recorded before it is created, so the reaper can remove it after the worker died.
+    temporaries = models.JSONField(default=list, blank=True)
     requested_by = models.ForeignKey(
         "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -81,27 +89,37 @@ class RunBase(models.Model):
 
     # --- transitions --------------------------------------------------------
     def claim(self) -> bool:
-        """QUEUED -> RUNNING for this worker; False if another delivery got it first."""
-        now = timezone.now()
+        """QUEUED -> RUNNING for this worker; False if another delivery got it first.
+
+        The heartbeat is stamped with the database server's clock, like every later beat and
+        the reaper's cut-off, so a worker whose clock is off is never reaped for it.
+        """
         claimed = (
             type(self)
             .objects.filter(pk=self.pk, status=RunStatus.QUEUED)
-            .update(status=RunStatus.RUNNING, started=now, heartbeat_at=now, worker=worker_name())
+            .update(
+                status=RunStatus.RUNNING,
+                started=timezone.now(),
+                heartbeat_at=Now(),
+                worker=worker_name(),
+            )
         )
         if claimed:
             self.refresh_from_db()
         return claimed == 1
 
-    def finish(self, status: str, error: str = "", **fields):
-        """Stamp the end once; a finished run never moves again."""
+    def finish(self, status: str, error: str = "", *, only_if=None, **fields):
+        """Stamp the end once; a finished run never moves again.
+
+        only_if: an extra condition (a Q) the row must still meet, checked in the same update.
+        """
         if status not in DONE:
             raise IllegalTransition(f"{status} is not a final status")
         now = timezone.now()
-        updated = (
-            type(self)
-            .objects.filter(pk=self.pk, status__in=ACTIVE)
-            .update(status=status, error=error, finished=now, phase="", **fields)
-        )
+        rows = type(self).objects.filter(pk=self.pk, status__in=ACTIVE)
+        if only_if is not None:
+            rows = rows.filter(only_if)
+        updated = rows.update(status=status, error=error, finished=now, phase="", **fields)
         if not updated:
             self.refresh_from_db()
             raise IllegalTransition(f"{self} is already {self.status}")
@@ -117,9 +135,12 @@ class RunBase(models.Model):
         )
         self.on_finished()
         try:  # incidents linked to this run get a timeline entry; never breaks the run
+            from django.db import transaction
+
             from incidents.links import note_run_transition
 
-            note_run_transition(self)
+            with transaction.atomic():  # a savepoint: a failure here spoils no outer transaction
+                note_run_transition(self)
         except Exception:
             pass
 
@@ -146,13 +167,43 @@ class RunBase(models.Model):
         """After the reaper failed this run: subclasses remove what the dead worker left."""
 
     # --- while running ------------------------------------------------------
-    def beat(self, phase: str | None = None, **fields):
-        values = {"heartbeat_at": timezone.now(), **fields}
+    def _mine(self):
+        """The row, only while this worker still holds it (the fencing condition)."""
+        return type(self).objects.filter(pk=self.pk, status=RunStatus.RUNNING, worker=self.worker)
+
+    def holds_lease(self) -> bool:
+        return self._mine().exists()
+
+    def check_lease(self):
+        """Raise LeaseLost unless this worker still holds the run: call before each phase/step."""
+        lost = getattr(self, "_lease_lost", None)
+        if (lost is not None and lost.is_set()) or not self.holds_lease():
+            row = type(self).objects.filter(pk=self.pk).values("status", "error").first() or {}
+            raise LeaseLost(
+                f"{self} is no longer held by this worker ({self.worker}): "
+                f"{row.get('status', 'gone')}{': ' + row['error'][:200] if row.get('error') else ''}"
+            )
+
+    def beat(self, phase: str | None = None, **fields) -> bool:
+        """Stamp the heartbeat (database clock); False when this worker no longer holds the run."""
+        values = {"heartbeat_at": Now(), **fields}
         if phase is not None:
             values["phase"] = phase[:60]
-        type(self).objects.filter(pk=self.pk, status=RunStatus.RUNNING).update(**values)
+        held = self._mine().update(**values) == 1
+        values["heartbeat_at"] = timezone.now()  # in memory only: the row has the server's time
         for name, value in values.items():
             setattr(self, name, value)
+        return held
+
+    def enter_phase(self, phase: str):
+        """Beat with the new phase, or stop (LeaseLost) when the run is not ours any more."""
+        if not self.beat(phase):
+            self.check_lease()
+
+    def record_temporary(self, **entry):
+        """Remember something about to be created outside the portal, before creating it."""
+        self.temporaries = [*(self.temporaries or []), entry]
+        type(self).objects.filter(pk=self.pk).update(temporaries=self.temporaries)
 
     def append_log(self, line: str):
         stamp = timezone.now().strftime("%H:%M:%S")
@@ -161,17 +212,50 @@ class RunBase(models.Model):
 
     @contextmanager
     def heartbeat(self):
-        """Beat from a thread while the body runs, even inside a long blocking call."""
+        """Beat from a thread while the body runs, even inside a long blocking call.
+
+        A failed beat (the portal database locked or unreachable for a while) is logged and
+        retried with back-off; it never ends the thread. When the conditional update finds
+        the run no longer ours (reaped), the thread sets `lease_lost` and stops.
+        """
         stop = threading.Event()
-        model, pk = type(self), self.pk
+        self._lease_lost = lost = threading.Event()
+        model, pk, worker = type(self), self.pk, self.worker
         every = heartbeat_every().total_seconds()
 
         def loop():
+            failures, wait = 0, every
             try:
-                while not stop.wait(every):
-                    model.objects.filter(pk=pk, status=RunStatus.RUNNING).update(
-                        heartbeat_at=timezone.now()
-                    )
+                while not stop.wait(wait):
+                    try:
+                        held = model.objects.filter(
+                            pk=pk, status=RunStatus.RUNNING, worker=worker
+                        ).update(heartbeat_at=Now())
+                    except DatabaseError as exc:
+                        failures += 1
+                        wait = min(every, 0.5 * 2**failures)
+                        log.warning(
+                            "heartbeat of %s #%s failed (%d in a row), retrying in %.1f s: %s",
+                            model.__name__,
+                            pk,
+                            failures,
+                            wait,
+                            exc,
+                        )
+                        connection.close()  # a broken connection is reopened by the next try
+                        continue
+                    if failures:
+                        log.warning(
+                            "heartbeat of %s #%s is back after %d failed attempts",
+                            model.__name__,
+                            pk,
+                            failures,
+                        )
+                    failures, wait = 0, every
+                    if not held:
+                        log.warning("%s #%s lost its lease: stopping", model.__name__, pk)
+                        lost.set()
+                        return
             finally:
                 connection.close()
 
@@ -182,6 +266,12 @@ class RunBase(models.Model):
         finally:
             stop.set()
             thread.join(timeout=30)
+
+    @property
+    def lease_lost(self) -> bool:
+        """Set by the heartbeat thread; a cheap hint, check_lease() is the authority."""
+        lost = getattr(self, "_lease_lost", None)
+        return lost is not None and lost.is_set()
 
     # --- views of the row ---------------------------------------------------
     @property
@@ -196,9 +286,16 @@ class RunBase(models.Model):
 
     @classmethod
     def reap(cls, now=None) -> int:
-        """Fail runs whose worker stopped beating; return how many."""
-        now = now or timezone.now()
-        lost = cls.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=now - reap_after())
+        """Fail runs whose worker stopped beating; return how many.
+
+        "Stopped" is judged by the database server's clock on both sides (beats write Now(),
+        the cut-off is Now() - REAP_AFTER), never by a worker's own clock. Each run is failed
+        by a conditional update that re-checks the stale beat, so a beat that lands between
+        the query and the update keeps the run alive.
+        """
+        cutoff = (now - reap_after()) if now is not None else Now() - reap_after()
+        stale = models.Q(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
+        lost = cls.objects.filter(stale)
         count = 0
         for run in lost:
             try:
@@ -206,6 +303,7 @@ class RunBase(models.Model):
                     RunStatus.FAILED,
                     "worker lost: no heartbeat since "
                     f"{run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC ({run.worker})",
+                    only_if=stale,
                 )
                 count += 1
             except IllegalTransition:

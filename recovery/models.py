@@ -135,6 +135,14 @@ class RestoreTest(RunBase):
 
     class Meta:
         ordering = ["-queued", "-pk"]
+        constraints = [
+            # One live restore test per source, held by the database (not by reading a status).
+            models.UniqueConstraint(
+                fields=["source"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="one_active_restore_test_per_source",
+            )
+        ]
         indexes = [
             # Source page history and readiness: newest tests of a source.
             models.Index(fields=["source", "-queued"], name="restoretest_source_idx"),
@@ -181,6 +189,12 @@ class RestoreTest(RunBase):
         from recovery import notify
 
         notify.restore_test_finished(self)
+
+    def on_lost(self):
+        """The reaper failed this test: drop its scratch database, remove its unpacked files."""
+        from recovery.cleanup import after_lost
+
+        after_lost(self)
 
 
 class TargetKind(models.TextChoices):
@@ -354,6 +368,20 @@ class Restore(RunBase):
 
     class Meta:
         ordering = ["-queued", "-pk"]
+        constraints = [
+            # Two restores writing one target (or one source) at once would destroy each
+            # other's work: the database refuses the second while the first is live.
+            models.UniqueConstraint(
+                fields=["target_kind", "target"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="one_active_restore_per_target",
+            ),
+            models.UniqueConstraint(
+                fields=["source"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="one_active_restore_per_source",
+            ),
+        ]
         indexes = [
             # Source page: restores of a source, newest first.
             models.Index(fields=["source", "-queued"], name="restore_source_idx"),
@@ -372,6 +400,12 @@ class Restore(RunBase):
         if self.rto is None or self.rto_target is None:
             return None
         return self.rto <= self.rto_target
+
+    def on_lost(self):
+        """The reaper failed this restore: drop its staging database, remove its decrypted files."""
+        from recovery.cleanup import after_lost
+
+        after_lost(self)
 
     def on_finished(self):
         from dr_portal.lib import audit

@@ -9,6 +9,7 @@ from every message.
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -16,13 +17,13 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from backups.models import BackupCopy, BackupRun, Source
 from dr_portal.lib import keyring
 from dr_portal.lib.redact import redact
-from dr_portal.runs import ACTIVE, RunStatus
+from dr_portal.runs import ACTIVE, IllegalTransition, LeaseLost, RunStatus
 from recovery import targets
 from recovery.engine import files as file_engine
 from recovery.engine import heartbeat
@@ -95,6 +96,36 @@ def work_dir() -> str | None:
     """Where artifacts are unpacked (DR_RESTORE_TMP_DIR; None: the system temporary directory)."""
     value = _setting("DR_RESTORE_TMP_DIR")
     return str(value) if value else None
+
+
+def make_work_dir(run, prefix: str) -> str:
+    """A private (0700) directory for one run's unpacked artifact, recorded on the run
+    before it exists, so the reaper removes it when the worker dies mid-run."""
+    import secrets as _secrets
+
+    root = work_dir() or tempfile.gettempdir()
+    path = os.path.join(root, f"{prefix}{run.pk}-{_secrets.token_hex(4)}")
+    run.record_temporary(kind="path", path=path, host=socket.gethostname())
+    os.mkdir(path, 0o700)
+    return path
+
+
+def fenced_phases(run) -> Phases:
+    """Phases that re-check the lease as each starts (fencing), except clean-up, which runs
+    whoever holds the run."""
+
+    def on_phase(name):
+        if name == "cleanup":
+            run.beat(name)
+        else:
+            run.enter_phase(name)
+
+    return Phases(on_phase=on_phase)
+
+
+def record_database(run, server: str, name: str):
+    """Record a scratch ("scratch") or staging ("target") database before creating it."""
+    run.record_temporary(kind="database", server=server, name=name)
 
 
 def good_backups(source: Source):
@@ -182,8 +213,18 @@ def fetch_verified(run: BackupRun, into_dir: str, log_line, secrets: list[str]) 
         try:
             spec = copy.destination.to_spec()
             secrets.extend(spec.secrets.values())
+            store = open_destination(spec)
+            if not store.exists(copy.location):
+                copy.mark_lost(
+                    f"missing at {copy.destination.name} (found by run #{run.pk}'s read)"
+                )
+                problems.append(
+                    f"{copy.destination.name}: the artifact is missing; copy marked lost"
+                )
+                log_line(f"copy at {problems[-1]}")
+                continue
             with open(path, "wb") as out:
-                reader = open_destination(spec).open_read(copy.location)
+                reader = store.open_read(copy.location)
                 try:
                     info = unpack_artifact(reader, out, master_keys, expected_sha256=run.sha256)
                 finally:
@@ -199,6 +240,7 @@ def fetch_verified(run: BackupRun, into_dir: str, log_line, secrets: list[str]) 
             message = redact(str(exc), secrets)
             if "not in the key ring" not in message:
                 bad_artifact += 1
+                copy.mark_lost(f"unreadable: {message}")
             problems.append(f"{copy.destination.name}: {message}")
         except (EngineError, OSError, keyring.KeyRingError) as exc:
             problems.append(
@@ -240,16 +282,19 @@ def start_restore_test(
     source: Source, *, backup_run: BackupRun | None = None, trigger=Trigger.MANUAL, user=None
 ) -> RestoreTest:
     """Create a queued test unless one of this source is already queued or running."""
-    with transaction.atomic():
-        active = RestoreTest.objects.filter(source=source, status__in=list(ACTIVE)).first()
-        if active is not None:
-            raise Busy(f"restore test #{active.pk} of {source} is already {active.status}")
-        return RestoreTest.objects.create(
-            source=source,
-            backup_run=backup_run,
-            trigger=trigger,
-            requested_by=user if getattr(user, "is_authenticated", False) else None,
-        )
+    active = RestoreTest.objects.filter(source=source, status__in=list(ACTIVE)).first()
+    if active is not None:
+        raise Busy(f"restore test #{active.pk} of {source} is already {active.status}")
+    try:  # the read above names the culprit; the constraint is what holds under a race
+        with transaction.atomic():
+            return RestoreTest.objects.create(
+                source=source,
+                backup_run=backup_run,
+                trigger=trigger,
+                requested_by=user if getattr(user, "is_authenticated", False) else None,
+            )
+    except IntegrityError:
+        raise Busy(f"a restore test of {source} is already queued or running") from None
 
 
 def enqueue_restore_test(test: RestoreTest):
@@ -267,21 +312,36 @@ def execute_restore_test(test: RestoreTest) -> RestoreTest:
     try:
         with test.heartbeat():
             _restore_test(test, secrets)
+    except (LeaseLost, IllegalTransition) as exc:  # reaped: the run is not ours to finish
+        log.warning("%s stopped: %s", test, exc)
+        test.append_log(f"stopped: {exc}")
     except Exception as exc:
         log.exception("%s failed unexpectedly", test)
         test.fail_unexpectedly(exc, secrets)
+    finally:
+        _remove_temporaries(test)
     test.refresh_from_db()
     return test
+
+
+def _remove_temporaries(run):
+    """What this run recorded is gone when it ends, whatever the exit path (idempotent)."""
+    from recovery.cleanup import remove_temporaries
+
+    try:
+        remove_temporaries(run)
+    except Exception:
+        log.exception("%s: removing its temporaries failed; the sweep will retry", run)
 
 
 def _restore_test(test: RestoreTest, secrets: list[str]):
     source = test.source
     started = test.started or timezone.now()
     clock = time.monotonic()
-    phases = Phases(on_phase=lambda name: test.beat(name))
+    phases = fenced_phases(test)
     fields: dict = {}
     outcome: VerifyOutcome | None = None
-    tmp = tempfile.mkdtemp(prefix="dr-restore-test-", dir=work_dir())
+    tmp = make_work_dir(test, "dr-restore-test-")
     try:
         run = test.backup_run
         if run is None:
@@ -363,6 +423,8 @@ def _unpacked_test(run, test, kind, tmp, phases, fields, secrets) -> VerifyOutco
             phases,
             jobs=restore_jobs(),
             scratch_prefix=_setting("DR_SCRATCH_PREFIX"),
+            before_create=lambda name: record_database(test, "scratch", name),
+            cancelled=lambda: test.lease_lost,  # reaped: stop pg_restore now
         )
     elif kind == "sqlite":
         outcome = verify_sqlite(
@@ -423,6 +485,8 @@ def _streamed_postgres_test(run, test, phases, secrets):
             phases,
             jobs=1,
             scratch_prefix=_setting("DR_SCRATCH_PREFIX"),
+            before_create=lambda name: record_database(test, "scratch", name),
+            cancelled=lambda: test.lease_lost,  # reaped: stop pg_restore now
         )
     except (EngineError, OSError) as exc:
         test.append_log(
@@ -565,24 +629,27 @@ def start_restore(
         raise ValueError(f"unknown failure type {failure_type!r}")
     if backup_run is not None and backup_run.source_id != source.pk:
         raise ValueError(f"backup run #{backup_run.pk} is not a backup of {source}")
-    with transaction.atomic():
-        active = Restore.objects.filter(source=source, status__in=list(ACTIVE)).first()
-        if active is not None:
-            raise Busy(f"restore #{active.pk} of {source} is already {active.status}")
-        return Restore.objects.create(
-            source=source,
-            backup_run=backup_run,
-            failure_type=failure_type,
-            declared_at=declared_at or timezone.now(),
-            target_kind=kind,
-            target=target,
-            target_password=password or "",
-            restore_target=restore_target,
-            onto_source=onto_source,
-            overwrite_confirmed=overwrite or onto_source,
-            rto_target=rto_target_for(failure_type),
-            requested_by=user if getattr(user, "is_authenticated", False) else None,
-        )
+    active = Restore.objects.filter(source=source, status__in=list(ACTIVE)).first()
+    if active is not None:
+        raise Busy(f"restore #{active.pk} of {source} is already {active.status}")
+    try:  # the read above names the culprit; the constraints are what hold under a race
+        with transaction.atomic():
+            return Restore.objects.create(
+                source=source,
+                backup_run=backup_run,
+                failure_type=failure_type,
+                declared_at=declared_at or timezone.now(),
+                target_kind=kind,
+                target=target,
+                target_password=password or "",
+                restore_target=restore_target,
+                onto_source=onto_source,
+                overwrite_confirmed=overwrite or onto_source,
+                rto_target=rto_target_for(failure_type),
+                requested_by=user if getattr(user, "is_authenticated", False) else None,
+            )
+    except IntegrityError:
+        raise Busy(f"a restore of {source} or to {target} is already queued or running") from None
 
 
 def registered_target(source: Source, data_kind: str, restore_target: RestoreTarget, database=""):
@@ -635,18 +702,23 @@ def execute_restore(restore: Restore) -> Restore:
     try:
         with restore.heartbeat():
             _restore(restore, secrets)
+    except (LeaseLost, IllegalTransition) as exc:  # reaped: the run is not ours to finish
+        log.warning("%s stopped: %s", restore, exc)
+        restore.append_log(f"stopped: {exc}")
     except Exception as exc:
         log.exception("%s failed unexpectedly", restore)
         restore.fail_unexpectedly(exc, secrets)
+    finally:
+        _remove_temporaries(restore)
     restore.refresh_from_db()
     return restore
 
 
 def _restore(restore: Restore, secrets: list[str]):
     source = restore.source
-    phases = Phases(on_phase=lambda name: restore.beat(name))
+    phases = fenced_phases(restore)
     fields: dict = {}
-    tmp = tempfile.mkdtemp(prefix="dr-restore-", dir=work_dir())
+    tmp = make_work_dir(restore, "dr-restore-")
     try:
         run = restore.backup_run or newest_proven_backup(source)
         if run is None:
@@ -762,6 +834,7 @@ def _restore_postgres(restore, archive, password, phases, previous) -> dict:
     staging = pg.check_name(f"{target.dbname[:40]}_restoring_{stamp}")
     result: dict = {}
     with phases.phase("restore"):
+        record_database(restore, "target", staging)
         pg.create_database(admin, staging)
         try:
             pg.pg_restore(
@@ -769,6 +842,7 @@ def _restore_postgres(restore, archive, password, phases, previous) -> dict:
                 target.with_db(staging),
                 jobs=restore_jobs(),
                 keep_ownership=restore.onto_source,
+                cancelled=lambda: restore.lease_lost,  # reaped: stop pg_restore now
             )
         except RestoreError:
             pg.drop_database(admin, staging)
@@ -798,6 +872,9 @@ def _restore_sqlite(restore, unpacked, phases, previous) -> dict:
     staging = target.with_name(f".{target.name}.restoring-{_stamp()}")
     result: dict = {}
     with phases.phase("restore"):
+        restore.record_temporary(
+            kind="path", path=str(staging), host=socket.gethostname(), target=str(target)
+        )
         shutil.copyfile(unpacked, staging)
         try:
             file_engine.sqlite_integrity(str(staging))
@@ -834,6 +911,9 @@ def _restore_files(restore, tar_path, phases) -> dict:
     staging = target.with_name(f".{target.name}.restoring-{_stamp()}")
     result: dict = {"checks": []}
     with phases.phase("restore"):
+        restore.record_temporary(
+            kind="path", path=str(staging), host=socket.gethostname(), target=str(target)
+        )
         staging.mkdir()
         try:
             listing = file_engine.extract_tar(tar_path, str(staging))

@@ -132,12 +132,14 @@ def housekeeping(now: float | None = None) -> dict:
     import time
     from pathlib import Path
 
+    from recovery.cleanup import sweep_finished
     from recovery.engine.check_role import sweep_check_roles
     from recovery.engine.pg import RestoreError, sweep_scratch
     from recovery.schedules import sync_all_sources
     from recovery.services import scratch_server, work_dir
 
     sync_all_sources()
+    swept = sweep_finished()  # what finished runs recorded and could not remove at the time
     max_age = leftover_age_s()
     now = now or time.time()
     dropped, removed = [], []
@@ -154,9 +156,13 @@ def housekeeping(now: float | None = None) -> dict:
                 removed.append(str(path))
         except OSError:
             continue
-    for name in dropped + removed:
+    for name in dropped + removed + swept:
         log.warning("removed a restore leftover: %s", name)
-    return {"scratch_dropped": dropped, "dirs_removed": sorted(set(removed))}
+    return {
+        "scratch_dropped": dropped,
+        "dirs_removed": sorted(set(removed)),
+        "temporaries_removed": swept,
+    }
 
 
 def check_targets() -> int:

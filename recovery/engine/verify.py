@@ -73,15 +73,20 @@ def verify_postgres(
     timeout: float | None = None,
     cancelled=None,
     scratch_prefix: str | None = None,
+    before_create: Callable[[str], None] | None = None,
 ) -> VerifyOutcome:
     """pg_restore -j into a fresh scratch database, read the heartbeat, run the checks.
 
     The scratch database is dropped in every case; a failure to drop is reported
     (it would leave data behind) but never hides the error that came first.
+    before_create(name) is called before the database exists, so a caller can record it
+    for whoever cleans up after a killed worker.
     """
     result = VerifyOutcome()
     with phases.phase("create scratch"):
         name = new_scratch_name(scratch_prefix) if scratch_prefix else new_scratch_name()
+        if before_create is not None:
+            before_create(name)
         create_database(scratch_server, name)
     target = scratch_server.with_db(name)
     failed = True

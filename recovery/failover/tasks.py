@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from dr_portal.runs import IllegalTransition
+from dr_portal.runs import IllegalTransition, LeaseLost
 from recovery.failover.models import FailoverRun, RunbookStep, StepRun, Verdict
 from recovery.failover.steps import Hooks, StepCancelled, StepTimedOut, parse_step, run_steps
 from recovery.failover.steps.runner import Outcome
@@ -41,6 +41,7 @@ class RunHooks(Hooks):
         self.parents = {}  # id(rollback spec) -> StepRun of the step it undoes
         self._cancel_checked = 0.0
         self._cancel = False
+        self._lease_checked = 0.0
         self._position = max((r.position for r in rows.values()), default=0)
 
     def row(self, spec, rollback_of) -> StepRun:
@@ -101,6 +102,21 @@ class RunHooks(Hooks):
                 pk=self.run.pk, cancel_requested_at__isnull=False
             ).exists()
         return self._cancel
+
+    def lost(self, fresh=False) -> str:
+        """Fencing: a conditional query on (run, worker, RUNNING); at most once a second
+        while a step polls, every time before a step starts."""
+        if not fresh and not self.run.lease_lost:
+            if time.monotonic() - self._lease_checked < CANCEL_POLL:
+                return ""
+        self._lease_checked = time.monotonic()
+        try:
+            self.run.check_lease()
+        except LeaseLost as exc:
+            log.warning("%s", exc)
+            self.run.append_log(f"stopping, rolling back what this worker did: {exc}")
+            return str(exc)
+        return ""
 
     def wait_for_person(self, spec, deadline, cancelled=None):
         cancelled = cancelled or self.cancelled

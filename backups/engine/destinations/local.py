@@ -182,6 +182,8 @@ class LocalDestination:
             raise DestinationError(f"cannot delete {location}: {exc.strerror or exc}") from None
 
     def exists(self, location: str) -> bool:
+        if not self.root.is_dir():  # an unmounted volume says nothing about its artifacts
+            raise DestinationError(f"{self.root} is not a directory (not mounted?)")
         return self._path(location).is_file()
 
     def iter_manifests(self) -> Iterator[tuple[str, dict]]:

@@ -71,6 +71,13 @@ class Hooks:
     def cancelled(self) -> bool:
         return False
 
+    def lost(self, fresh: bool = False) -> str:
+        """Non-empty (why) when this worker no longer holds the run: it must stop at once.
+
+        fresh: ask the authority now (before a step); otherwise a recent answer may do.
+        """
+        return ""
+
     def wait_for_person(self, spec: StepSpec, deadline: float, cancelled=lambda: False) -> str:
         """Block until a person confirms (return who), or raise StepCancelled / StepTimedOut."""
         raise StepTimedOut("nobody can confirm manual steps here")
@@ -85,6 +92,7 @@ class Runner:
         self.test_mode = test_mode
         self.secrets = [s for s in secrets if s]
         self.ignore_cancel = False
+        self.lost_reason = ""
 
     def clean(self, text: str) -> str:
         text = redact(text or "", self.secrets)
@@ -92,8 +100,18 @@ class Runner:
             text = "…(cut)\n" + text[-OUTPUT_LIMIT:]
         return text
 
+    def lost(self, fresh: bool = False) -> bool:
+        ask = getattr(self.hooks, "lost", None)  # hooks written before fencing lack it
+        if not self.lost_reason and ask is not None:
+            self.lost_reason = ask(fresh)
+        return bool(self.lost_reason)
+
     def cancelled(self) -> bool:
-        return not self.ignore_cancel and self.hooks.cancelled()
+        # A lost lease interrupts a running step like a cancel. During rollback neither
+        # interrupts: the rollback undoes what this worker did, so it runs to its end.
+        if self.ignore_cancel:
+            return False
+        return self.hooks.cancelled() or self.lost()
 
     # --- one step --------------------------------------------------------------
     def execute(self, spec: StepSpec, rollback_of: StepSpec | None = None) -> Outcome:
@@ -188,12 +206,20 @@ class Runner:
         done: list[StepSpec] = []  # steps that took effect, for rollback
         stop_reason = ""
         for spec in specs:
+            if self.lost(fresh=True):  # fencing: before each step, is the run still ours?
+                stop_reason = f"stopped before {spec.name!r}: {self.lost_reason}"
+                result.status = FAILED
+                break
             if self.cancelled():
                 stop_reason = "cancelled"
                 result.status = CANCELLED
                 break
             outcome = self.execute(spec)
             result.outcomes.append(outcome)
+            if outcome.status == CANCELLED and self.lost_reason:
+                result.status = FAILED
+                stop_reason = f"{spec.name!r} interrupted: {self.lost_reason}"
+                break
             if outcome.status in (SUCCEEDED, SKIPPED):
                 done.append(spec)  # a skipped step's rollback shows as "would …" in test mode
                 if spec.verification and outcome.status == SUCCEEDED:

@@ -1,0 +1,197 @@
+"""Leases under faults, with a real django-q2 cluster on the (file SQLite) portal database:
+
+- the portal database locked for 28 s while a live failover runs: the heartbeat retries,
+  the run is not reaped, a second live failover of the system is refused, the run succeeds;
+- `kill -9` of the worker during a restore test and during a restore: after the reaper's
+  next pass no scratch or staging database and no decrypted dump is left.
+"""
+
+import os
+import signal
+import sqlite3
+import time
+from datetime import timedelta
+
+import psycopg
+import pytest
+from django.db import connection
+from django.utils import timezone
+from django_q.tasks import async_task, fetch
+
+from backups import services as backup_services
+from recovery import services
+from recovery.failover.models import FailoverRun, LiveRunExists
+from recovery.models import Restore, RestoreTest
+from tests.failover.factories import make_runbook
+from tests.support import data
+from tests.support.cluster import cluster_log, running_cluster, wait_for, worker_pid
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+REAP_AFTER_S = 4
+
+
+def test_portal_database_locked_28_s_during_a_live_failover(tmp_path, settings):
+    settings.DR_REAP_AFTER_S = 30  # the worker beats every 7.5 s
+    marker = tmp_path / "dns-switched"
+    runbook = make_runbook(
+        [
+            {"name": "catch up", "kind": "wait", "timeout": 120, "params": {"seconds": 40}},
+            {
+                "name": "switch dns",
+                "kind": "command",
+                "params": {"args": ["touch", str(marker)]},
+                "verification": True,
+            },
+        ]
+    )
+    run = FailoverRun.start(runbook, "live")
+    with running_cluster(workers=1, DR_REAP_AFTER_S=30) as proc:
+        wait_for(
+            lambda: run.step_runs.filter(name="catch up", status="running").exists(),
+            timeout=30,
+            message="the long step to start",
+        )
+        # Another process holds the portal database's write lock for 28 s (longer than the
+        # 20 s busy timeout, so at least one beat fails outright).
+        locker = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+        try:
+            locker.execute("BEGIN IMMEDIATE")
+            time.sleep(28)
+            locker.execute("COMMIT")
+        finally:
+            locker.close()
+        released = timezone.now()
+
+        with pytest.raises(LiveRunExists):
+            FailoverRun.start(runbook, "live")
+        # 9 s after the lock: a dead heartbeat thread would be 37 s or more stale by now.
+        time.sleep(9)
+        assert FailoverRun.reap() == 0
+        row = FailoverRun.objects.get(pk=run.pk)
+        assert row.status == "running" and row.heartbeat_at >= released - timedelta(seconds=1)
+
+        done = wait_for(
+            lambda: (
+                FailoverRun.objects.exclude(status__in=["queued", "running"])
+                .filter(pk=run.pk)
+                .first()
+            ),
+            timeout=40,
+            message="the failover to finish",
+        )
+        log = cluster_log(proc)
+    assert done.status == "succeeded", done.error
+    assert marker.exists()
+    assert "heartbeat of FailoverRun" in log and "retrying" in log, log[-3000:]
+    assert FailoverRun.objects.filter(runbook=runbook).count() == 1
+
+
+def _scratch_names(prefix):
+    with data.pg_admin() as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s",
+            (prefix.replace("_", r"\_") + "%",),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _backed_up_pg(dbname, tmp_path):
+    source = data.pg_source("big-pg", dbname)
+    job = data.make_job("big-pg-job", source, [data.local_destination("pg", tmp_path / "store")])
+    run = backup_services.backup_now(job)
+    assert run.status == "succeeded", run.error
+    return source, run
+
+
+def _kill_in_phase(model, pk, phase, before_kill):
+    def reached():
+        row = model.objects.get(pk=pk)
+        return row if row.phase == phase else None
+
+    row = wait_for(reached, timeout=60, every=0.05, message=f"{model.__name__} in {phase}")
+    before_kill(row)
+    os.kill(worker_pid(row), signal.SIGKILL)
+    return row
+
+
+def _reaper_pass(model, pk):
+    """Wait until the beat is stale, then run the reaper task in the cluster's own worker."""
+    wait_for(
+        lambda: (
+            model.objects.get(pk=pk).heartbeat_at
+            < timezone.now() - timedelta(seconds=REAP_AFTER_S + 0.5)
+        ),
+        timeout=30,
+        message="the heartbeat to go stale",
+    )
+    task_id = async_task("dr_portal.tasks.reap_lost_runs")
+    reaped = wait_for(lambda: fetch(task_id), timeout=60, message="the reaper task")
+    assert reaped.success and reaped.result == 1, reaped.result
+    return model.objects.get(pk=pk)
+
+
+def test_kill_9_during_a_restore_test_leaves_no_scratch_database_and_no_plaintext(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    prefix = f"dr_scratch_k{os.getpid()}_"
+    with data.pg_database(prefix="dr_faults_", mb=40) as dbname:
+        source, _ = _backed_up_pg(dbname, tmp_path)
+        env = dict(
+            DR_REAP_AFTER_S=REAP_AFTER_S,
+            DR_RESTORE_TMP_DIR=work,
+            DR_SCRATCH_PREFIX=prefix,
+            DR_RESTORE_JOBS=2,  # the unpacked path: a decrypted dump on disk while restoring
+        )
+        with running_cluster(workers=1, **env):
+            test = services.start_restore_test(source)
+            services.enqueue_restore_test(test)
+
+            def mid_restore(row):
+                assert _scratch_names(prefix), "no scratch database yet"
+                assert list(work.rglob("artifact-*")), list(work.rglob("*"))
+
+            _kill_in_phase(RestoreTest, test.pk, "restore", mid_restore)
+            lost = _reaper_pass(RestoreTest, test.pk)
+    assert lost.status == "failed" and lost.error.startswith("worker lost")
+    assert _scratch_names(prefix) == []
+    assert list(work.iterdir()) == []
+    assert lost.temporaries == []
+    assert "removed what the lost worker left" in lost.log
+
+
+def test_kill_9_during_a_restore_leaves_no_staging_database_and_no_decrypted_dump(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    with data.pg_database(prefix="dr_faults_", mb=40) as dbname:
+        source, run = _backed_up_pg(dbname, tmp_path)
+        target = f"{dbname}_copy"
+        try:
+            with running_cluster(workers=1, DR_REAP_AFTER_S=REAP_AFTER_S, DR_RESTORE_TMP_DIR=work):
+                restore = services.start_restore(
+                    source, target=f"postgresql://postgres@127.0.0.1:5432/{target}", backup_run=run
+                )
+                services.enqueue_restore(restore)
+
+                def mid_restore(row):
+                    wait_for(
+                        lambda: _scratch_names(f"{target}_restoring_"),
+                        timeout=10,
+                        every=0.05,
+                        message="the staging database",
+                    )
+                    assert list(work.rglob("artifact-*")), list(work.rglob("*"))
+
+                _kill_in_phase(Restore, restore.pk, "restore", mid_restore)
+                lost = _reaper_pass(Restore, restore.pk)
+            assert lost.status == "failed" and lost.error.startswith("worker lost")
+            assert _scratch_names(f"{target}_restoring_") == []
+            assert _scratch_names(target) == []  # nothing was swapped in either
+            assert list(work.iterdir()) == []
+            assert lost.temporaries == []
+        finally:
+            with psycopg.connect(
+                "host=127.0.0.1 user=postgres dbname=postgres", autocommit=True
+            ) as c:
+                for name in _scratch_names(target):
+                    c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
