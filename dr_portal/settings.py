@@ -10,7 +10,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from dr_portal.lib import bootstrap
+from dr_portal.lib import bootstrap, outbound
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -195,6 +195,13 @@ DR_PORTAL_URL = env.str("DR_PORTAL_URL", default="http://127.0.0.1:8000").rstrip
 # /metrics without a token from these addresses or networks (REMOTE_ADDR only), e.g. 127.0.0.1/32.
 DR_METRICS_ALLOW = env.list("DR_METRICS_ALLOW", default=[])
 DR_SCRATCH_DATABASE_URL = env.str("DR_SCRATCH_DATABASE_URL", default="")
+# Outbound requests users configure (http_check and webhook steps, notification webhooks) may
+# reach internal addresses (loopback, private, link-local, ...) only when listed here:
+# comma-separated CIDRs, addresses and host names ("*.corp.example" covers subdomains).
+try:
+    DR_OUTBOUND_ALLOW = outbound.parse_allow(env.list("DR_OUTBOUND_ALLOW", default=[]))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DR_OUTBOUND_ALLOW: {exc}") from None
 # A running run whose worker has not beaten for this long is failed as "worker lost".
 DR_REAP_AFTER_S = env.int("DR_REAP_AFTER_S", default=120)
 DR_DEMO_DIR = VAR_DIR / "demo"

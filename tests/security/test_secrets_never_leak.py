@@ -57,7 +57,8 @@ class Receiver(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def receiver():
+def receiver(settings):
+    settings.DR_OUTBOUND_ALLOW = ["127.0.0.1"]  # the receiver listens on loopback
     server = HTTPServer(("127.0.0.1", 0), Receiver)
     Receiver.bodies = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
