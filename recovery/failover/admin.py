@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin
 
 from recovery.failover.models import FailoverRun, Runbook, RunbookStep, StepRun, portal_checks
-from recovery.failover.steps import KINDS, SUPERUSER_ONLY, parse_step
+from recovery.failover.steps import SUPERUSER_ONLY, parse_step
 
 
 class StepAdminForm(forms.ModelForm):
@@ -38,13 +38,10 @@ class StepAdminForm(forms.ModelForm):
         if self.errors or (self.prefix and data.get("DELETE")):
             return data
         superuser = bool(self.user and self.user.is_superuser)
-        was_command = self.instance.pk and self.instance.kind in SUPERUSER_ONLY
-        if (
-            not superuser
-            and (data.get("kind") in SUPERUSER_ONLY or was_command)
-            and self.has_changed()
-        ):
-            raise forms.ValidationError("Only superusers may create or edit command steps.")
+        was = self.instance.kind if self.instance.pk else None
+        guarded = next((k for k in (data.get("kind"), was) if k in SUPERUSER_ONLY), None)
+        if not superuser and guarded and self.has_changed():
+            raise forms.ValidationError(f"Only superusers may create or edit {guarded} steps.")
         kind = data.get("kind")
         defn = {
             "name": data.get("name"),
@@ -53,8 +50,8 @@ class StepAdminForm(forms.ModelForm):
             "test_params": data.get("test_params") or {},
             "on_failure": data.get("on_failure"),
             "retries": data.get("retries") or 0,
-            "side_effects": bool(data.get("side_effects"))
-            or (kind in KINDS and KINDS[kind].side_effects),
+            # unticked = the kind decides (a POST http_check, a webhook: always on)
+            "side_effects": True if data.get("side_effects") else None,
             "verification": bool(data.get("verification")),
         }
         if data.get("timeout"):
@@ -86,7 +83,9 @@ class StepFormSet(forms.BaseInlineFormSet):
             return
         for form in self.deleted_forms:
             if form.instance.pk and form.instance.kind in SUPERUSER_ONLY:
-                raise forms.ValidationError("Only superusers may delete command steps.")
+                raise forms.ValidationError(
+                    f"Only superusers may delete {form.instance.kind} steps."
+                )
 
 
 class RunbookStepInline(admin.StackedInline):

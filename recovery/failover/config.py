@@ -18,7 +18,7 @@
 
 The whole file is validated first; on any problem nothing changes. Runbooks are matched
 by (system, name); running the same file twice changes nothing the second time. Command
-steps need --as naming a superuser, like in the portal.
+and sql_write steps need --as naming a superuser, like in the portal.
 """
 
 import os
@@ -28,7 +28,7 @@ import yaml
 from django.db import transaction
 
 from recovery.failover.builtin import TEMPLATES
-from recovery.failover.steps import parse_step
+from recovery.failover.steps import SUPERUSER_ONLY, parse_step
 
 RUNBOOK_KEYS = {"system", "name", "failure_type", "description", "template", "vars", "steps"}
 
@@ -204,12 +204,19 @@ def plan(data: dict, *, allow_command: bool, new_systems=()):
             if (
                 existing
                 and not allow_command
-                and existing.steps.filter(kind="command").exists()
+                and existing.steps.filter(kind__in=SUPERUSER_ONLY).exists()
                 and _current(existing) != steps
             ):
+                guarded = sorted(
+                    set(
+                        existing.steps.filter(kind__in=SUPERUSER_ONLY).values_list(
+                            "kind", flat=True
+                        )
+                    )
+                )
                 problems.append(
-                    f"{where}: this runbook has command steps; only superusers may "
-                    "edit it (run with --as <superuser>)"
+                    f"{where}: this runbook has {' and '.join(guarded)} steps; only superusers "
+                    "may edit it (run with --as <superuser>)"
                 )
         fields = {
             "system": system,

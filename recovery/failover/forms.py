@@ -10,7 +10,7 @@ from dr_portal.lib import roles
 from dr_portal.lib.durations import format_duration
 from recovery.failover.builtin import TEMPLATES
 from recovery.failover.models import OnFailure, Runbook, RunbookStep, RunMode, portal_checks
-from recovery.failover.steps import KIND_CHOICES, KINDS, SUPERUSER_ONLY, parse_step
+from recovery.failover.steps import KIND_CHOICES, SUPERUSER_ONLY, parse_step
 from recovery.failover.steps.base import seconds
 
 
@@ -140,10 +140,12 @@ class StepForm(forms.ModelForm):
         if self.errors:
             return data
         kind = data.get("kind")
-        if not command_allowed(self.user) and (
-            kind in SUPERUSER_ONLY or (self.instance.pk and self.instance.kind in SUPERUSER_ONLY)
-        ):
-            raise forms.ValidationError("Only superusers may create or edit command steps.")
+        if not command_allowed(self.user):
+            for guarded in (kind, self.instance.kind if self.instance.pk else None):
+                if guarded in SUPERUSER_ONLY:
+                    raise forms.ValidationError(
+                        f"Only superusers may create or edit {guarded} steps."
+                    )
         if data.get("rollback_of") and self.instance.pk and self.instance.rollback_steps.exists():
             raise forms.ValidationError(
                 "This step has rollback steps of its own, so it cannot become a rollback step."
@@ -155,8 +157,8 @@ class StepForm(forms.ModelForm):
             "test_params": data.get("test_params") or {},
             "on_failure": data.get("on_failure"),
             "retries": data.get("retries") or 0,
-            "side_effects": bool(data.get("side_effects"))
-            or (kind in KINDS and KINDS[kind].side_effects),
+            # unticked = the kind decides (a POST http_check, a webhook: always on)
+            "side_effects": True if data.get("side_effects") else None,
             "verification": bool(data.get("verification")),
         }
         if data.get("timeout"):

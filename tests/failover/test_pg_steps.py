@@ -5,7 +5,7 @@ import uuid
 import psycopg
 import pytest
 
-from recovery.failover.steps import parse_steps, run_steps
+from recovery.failover.steps import StepDefinitionError, parse_steps, run_steps
 from recovery.failover.steps.pg import evaluate
 
 pytestmark = pytest.mark.postgres
@@ -60,22 +60,38 @@ def test_sql_check_compares_the_first_value(database, expect, passes):
     assert ("observed 1 row(s)" if expect == "rows" else "observed 7") in step.output
 
 
-def test_sql_check_is_read_only_by_default(database):
+def test_sql_check_refuses_a_statement_that_writes():
+    with pytest.raises(StepDefinitionError, match="need a sql_write step"):
+        parse_steps(
+            [
+                {
+                    "name": "sneaky write",
+                    "kind": "sql_check",
+                    "params": {
+                        **CONN,
+                        "query": "DELETE FROM workflows RETURNING 1",
+                        "expect": "rows",
+                    },
+                }
+            ],
+            allow_command=False,
+        )
+
+
+def test_sql_check_runs_in_a_read_only_transaction(database):
     step = one(
         {
-            "name": "sneaky write",
+            "name": "sneaky lock",
             "kind": "sql_check",
             "params": {
                 **CONN,
                 "dbname": database,
-                "query": "DELETE FROM workflows RETURNING 1",
+                "query": "SELECT 1 FROM workflows FOR SHARE",
                 "expect": "rows",
             },
         }
     )
     assert step.status == "failed" and "read-only transaction" in step.output
-    with psycopg.connect(**CONN, dbname=database) as conn:
-        assert conn.execute("SELECT count(*) FROM workflows").fetchone()[0] == 7
 
 
 def test_sql_check_query_is_cut_at_the_step_timeout(database):
@@ -121,4 +137,4 @@ def test_expectation_evaluation():
     assert evaluate("false", [(True,)])[0] is False
     assert evaluate("no rows", []) == (True, "0 row(s)")
     assert evaluate("> 0", []) == (False, "no rows")
-    assert evaluate("> 0", [("abc",)]) == (False, "'abc' is not a number")
+    assert evaluate("> 0", [("abc",)]) == (False, "returned a non-number (not shown)")

@@ -82,7 +82,8 @@ class Kind:
     name = ""
     title = ""
     params: dict[str, Param] = {}
-    side_effects = False  # default of the step's flag
+    side_effects = False  # the kind always changes something (see has_side_effects)
+    skipped_in_test = False  # never run in test mode, not even with test_params
     verification = False  # default: does passing this step prove the service is back?
     secret_label = ""  # what the step's secret is used for; "" = no secret
     default_timeout = 60.0
@@ -90,6 +91,14 @@ class Kind:
     def validate(self, params: dict) -> list[str]:
         """Extra checks across parameters; per-field checks live in Param.check."""
         return []
+
+    def has_side_effects(self, params: dict) -> bool:
+        """Does a step of this kind with these parameters change something? No option may
+        turn this off: a definition can only add the flag."""
+        return self.side_effects
+
+    def side_effects_reason(self, params: dict) -> str:
+        return f"a {self.name} step always has side effects"
 
     def describe(self, params: dict) -> str:
         """What the step would do, in one line, for test mode and the runbook page."""

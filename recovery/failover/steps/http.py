@@ -14,6 +14,7 @@ from dr_portal.lib import outbound
 from .base import Context, Kind, Param, StepResult, http_url, one_of, positive, status_list
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 BODY_SEARCHED = 256 * 1024  # body_contains looks this far into the answer
 
 
@@ -75,6 +76,13 @@ class HttpCheck(Kind):
         "request_timeout": Param((float,), 5.0, positive, help="seconds per request"),
         "headers": Param((dict,), None, _check_headers),
     }
+
+    def has_side_effects(self, params):
+        # A POST or DELETE "check" changes things: skipped in test mode like a webhook.
+        return params.get("method", "GET") not in SAFE_METHODS
+
+    def side_effects_reason(self, params):
+        return f"an http_check with method {params.get('method')} changes things"
 
     def describe(self, params):
         want = (
