@@ -346,8 +346,14 @@ class FailoverRun(RunBase):
         return reverse("recovery:failover:run", args=[self.pk])
 
     @classmethod
-    def start(cls, runbook: Runbook, mode: str, user=None, declared_at=None) -> "FailoverRun":
-        """Create the run and its pending step rows, then queue the worker task."""
+    def start(
+        cls, runbook: Runbook, mode: str, user=None, declared_at=None, *, queue=True
+    ) -> "FailoverRun":
+        """Create the run and its pending step rows, then queue the worker task.
+
+        queue=False: the caller runs recovery.failover.tasks.run_failover itself (the
+        `failover` command runs it in the foreground through the same code).
+        """
         from dr_portal.lib.queue import enqueue
 
         runbook.refresh_config()
@@ -387,7 +393,8 @@ class FailoverRun(RunBase):
                     "wait for it to finish or cancel it."
                 ) from exc
             raise
-        enqueue("recovery.failover.tasks.run_failover", run.pk, group="failover")
+        if queue:
+            enqueue("recovery.failover.tasks.run_failover", run.pk, group="failover")
         return run
 
     def request_cancel(self, user=None) -> str:
