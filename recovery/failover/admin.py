@@ -4,16 +4,26 @@ from django import forms
 from django.contrib import admin
 
 from recovery.failover.models import FailoverRun, Runbook, RunbookStep, StepRun, portal_checks
-from recovery.failover.steps import SUPERUSER_ONLY, parse_step
+from recovery.failover.steps import SUPERUSER_ONLY, parse_step, same_endpoint
 
 
 class StepAdminForm(forms.ModelForm):
     secret = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False),
-        help_text="stored encrypted; leave empty to keep the current one",
+        help_text="stored encrypted; leave empty to keep the current one. Changing the URL, "
+        "host, port or endpoint removes it unless it is entered again.",
     )
     user = None  # set per request by RunbookStepInline.get_formset
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._stored_secret = self.instance.secret  # the admin may copy the empty field onto it
+        self._bound = (
+            self.instance.kind,
+            dict(self.instance.params or {}),
+            dict(self.instance.test_params or {}),
+        )
 
     class Meta:
         model = RunbookStep
@@ -70,6 +80,10 @@ class StepAdminForm(forms.ModelForm):
         step = super().save(commit=False)
         if self.cleaned_data.get("secret"):
             step.secret = self.cleaned_data["secret"]
+        elif step.pk and same_endpoint(*self._bound, step.kind, step.params, step.test_params):
+            step.secret = self._stored_secret
+        else:
+            step.secret = ""  # entered for the old address: never sent to the new one
         if commit:
             step.save()
         return step

@@ -302,5 +302,10 @@ def apply(data: dict, *, dry_run=False, allow_command=False, new_systems=()) -> 
                 setattr(existing, k, v)
             existing.save()
             if steps_differ:
-                existing.replace_steps(steps, secrets)
+                dropped = existing.replace_steps(steps, secrets)
+                if dropped:
+                    changes[-1].label += (
+                        f" (stored secret of {', '.join(dropped)} removed: its URL, host or "
+                        "port changed; give it again with secret_env)"
+                    )
     return changes

@@ -152,6 +152,12 @@ def step_edit(request, pk, step_pk=None):
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, f"Step {form.instance.name} saved.")
+        if form.secret_dropped:
+            messages.warning(
+                request,
+                f"The address of step {form.instance.name} changed, so its stored secret was "
+                "removed. Enter the secret again if the new address needs it.",
+            )
         return redirect(runbook)
     return render(
         request,

@@ -54,6 +54,7 @@ class DnsUpdate(Kind):
     title = "DNS update (Route53)"
     side_effects = True
     secret_label = "AWS secret access key (optional)"
+    endpoint_params = ("endpoint_url", "access_key_id")
     default_timeout = 180.0
     params = {
         "zone_id": Param((str,), check=non_empty),
@@ -145,6 +146,7 @@ class LbSwap(Kind):
     title = "Load balancer swap (ELBv2)"
     side_effects = True
     secret_label = "AWS secret access key (optional)"
+    endpoint_params = ("endpoint_url", "access_key_id")
     default_timeout = 180.0
     params = {
         "target_group_arn": Param((str,), check=non_empty),

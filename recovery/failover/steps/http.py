@@ -61,6 +61,7 @@ class HttpCheck(Kind):
     title = "HTTP check"
     verification = True
     secret_label = "bearer token (optional)"
+    endpoint_params = ("url",)
     default_timeout = 60.0
     params = {
         "url": Param((str,), check=http_url, help="http:// or https:// URL"),
@@ -129,6 +130,7 @@ class Webhook(Kind):
     title = "Webhook"
     side_effects = True
     secret_label = "bearer token (optional)"
+    endpoint_params = ("url",)
     default_timeout = 60.0
     params = {
         "url": Param((str,), check=http_url, help="http:// or https:// URL"),

@@ -72,6 +72,7 @@ class PgReady(Kind):
     title = "PostgreSQL accepting connections"
     verification = True
     secret_label = "password (optional)"
+    endpoint_params = ("host", "port")
     default_timeout = 30.0
     params = {**CONN, "expect": Param((str,), "up", one_of("up", "down"))}
 
@@ -102,6 +103,7 @@ class PgPromote(Kind):
     title = "Promote PostgreSQL standby"
     side_effects = True
     secret_label = "password (optional)"
+    endpoint_params = ("host", "port")
     default_timeout = 120.0
     params = dict(CONN)
 
@@ -240,6 +242,7 @@ class SqlCheck(Kind):
     title = "SQL check"
     verification = True
     secret_label = "password (optional)"
+    endpoint_params = ("host", "port")
     default_timeout = 60.0
     params = {
         **CONN,
@@ -279,6 +282,7 @@ class SqlWrite(Kind):
     side_effects = True
     skipped_in_test = True  # test_params cannot point it at "a test database" that is live
     secret_label = "password (optional)"
+    endpoint_params = ("host", "port")
     default_timeout = 300.0
     params = {
         **CONN,

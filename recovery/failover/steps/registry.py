@@ -53,6 +53,16 @@ class StepDefinitionError(ValueError):
         super().__init__("; ".join(errors))
 
 
+def same_endpoint(old_kind, old_params, old_test, new_kind, new_params, new_test) -> bool:
+    """Would a stored secret still go where it was entered for?"""
+    if old_kind != new_kind or new_kind not in KINDS:
+        return False
+    kind = KINDS[new_kind]
+    return kind.endpoint(old_params or {}, old_test or {}) == kind.endpoint(
+        new_params or {}, new_test or {}
+    )
+
+
 def command_refused(place: str, kind: str = "command") -> str:
     return f"{place}: only superusers may create or edit {kind} steps"
 
