@@ -122,10 +122,10 @@ def why_internal(address) -> str:
             return "multicast"
         if a.version == 4 and a in _SHARED:
             return "shared (CGNAT)"
-        if a.is_private:
-            return "private"
         if a.is_reserved:
             return "reserved"
+        if a.is_private:
+            return "private"
         if not a.is_global:
             return "not public"
     return ""
