@@ -528,3 +528,85 @@ def test_apply_runbooks_drops_a_secret_whose_url_changed(db, tmp_path, monkeypat
     call_command("apply_runbooks", str(path), stdout=out)
     assert "stored secret of hook removed" in out.getvalue()
     assert not RunbookStep.objects.get(name="hook").secret
+
+
+# --- the same rules in the Django admin ----------------------------------------------
+
+
+def _admin_post(client, runbook, rows):
+    """POST the runbook's admin change page with these step rows (dicts of step fields)."""
+    prefix = "steps"
+    existing = [r for r in rows if r.get("id")]
+    data = {
+        "system": runbook.system.pk,
+        "name": runbook.name,
+        "failure_type": runbook.failure_type,
+        "description": "",
+        f"{prefix}-TOTAL_FORMS": len(rows),
+        f"{prefix}-INITIAL_FORMS": len(existing),
+        f"{prefix}-MIN_NUM_FORMS": 0,
+        f"{prefix}-MAX_NUM_FORMS": 1000,
+    }
+    for i, row in enumerate(rows):
+        fields = {
+            "runbook": runbook.pk,
+            "test_params": "{}",
+            "timeout": "00:01:00",
+            "on_failure": "stop",
+            "retries": 0,
+            "retry_delay": "0",
+            **row,
+        }
+        data.update({f"{prefix}-{i}-{k}": v for k, v in fields.items()})
+    return client.post(reverse("admin:recovery_runbook_change", args=[runbook.pk]), data)
+
+
+def test_the_admin_refuses_sql_write_from_a_staff_manager(client, db):
+    from django.contrib.auth.models import Permission
+
+    from tests.conftest import make_user
+
+    staff = make_user("sam", "manager", is_staff=True)
+    staff.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="recovery", codename__endswith="runbookstep"
+        ),
+        *Permission.objects.filter(codename="change_runbook"),
+    )
+    client.force_login(staff)
+    runbook = make_runbook([{"name": "w", "kind": "wait", "params": {"seconds": 1}}])
+    step = runbook.steps.get()
+    response = _admin_post(
+        client,
+        runbook,
+        [
+            {"id": step.pk, "order": 1, "name": "w", "kind": "wait", "params": '{"seconds": 1}'},
+            {
+                "order": 2,
+                "name": "fix",
+                "kind": "sql_write",
+                "params": json.dumps({**PG, "statement": "DELETE FROM x"}),
+            },
+        ],
+    )
+    assert response.status_code == 200
+    assert "Only superusers may create or edit sql_write steps." in response.content.decode()
+    assert not RunbookStep.objects.filter(kind="sql_write").exists()
+
+
+def test_the_admin_drops_a_secret_whose_url_changed(superuser_client):
+    runbook = make_runbook(
+        [{"name": "api", "kind": "http_check", "params": {"url": "https://api.example.com/h"}}],
+        secrets={"api": "tk-live-0123456789"},
+    )
+    step = runbook.steps.get()
+    row = {"id": step.pk, "order": 1, "name": "api", "kind": "http_check"}
+    response = _admin_post(
+        superuser_client, runbook, [{**row, "params": '{"url": "https://api.example.com/h"}'}]
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    step.refresh_from_db()
+    assert step.secret.reveal() == "tk-live-0123456789"
+    _admin_post(superuser_client, runbook, [{**row, "params": '{"url": "https://evil.example/"}'}])
+    step.refresh_from_db()
+    assert step.params["url"] == "https://evil.example/" and not step.secret
