@@ -10,6 +10,7 @@ from recovery.failover.steps.pg import evaluate
 
 pytestmark = pytest.mark.postgres
 CONN = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+READER = {**CONN, "user": "dr_check"}  # sql_check refuses a superuser
 
 
 @pytest.fixture
@@ -21,6 +22,11 @@ def database():
         with psycopg.connect(**CONN, dbname=name, autocommit=True) as conn:
             conn.execute("CREATE TABLE workflows (id int)")
             conn.execute("INSERT INTO workflows SELECT generate_series(1, 7)")
+            conn.execute(
+                "DO $$ BEGIN CREATE ROLE dr_check LOGIN; "
+                "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+            )
+            conn.execute("GRANT SELECT ON workflows TO dr_check")
         yield name
     finally:
         with psycopg.connect(**CONN, dbname="postgres", autocommit=True) as conn:
@@ -49,7 +55,7 @@ def test_sql_check_compares_the_first_value(database, expect, passes):
             "name": "count",
             "kind": "sql_check",
             "params": {
-                **CONN,
+                **READER,
                 "dbname": database,
                 "query": "SELECT count(*) FROM workflows",
                 "expect": expect,
@@ -68,7 +74,7 @@ def test_sql_check_refuses_a_statement_that_writes():
                     "name": "sneaky write",
                     "kind": "sql_check",
                     "params": {
-                        **CONN,
+                        **READER,
                         "query": "DELETE FROM workflows RETURNING 1",
                         "expect": "rows",
                     },
@@ -84,7 +90,7 @@ def test_sql_check_runs_in_a_read_only_transaction(database):
             "name": "sneaky lock",
             "kind": "sql_check",
             "params": {
-                **CONN,
+                **READER,
                 "dbname": database,
                 "query": "SELECT 1 FROM workflows FOR SHARE",
                 "expect": "rows",
@@ -101,7 +107,7 @@ def test_sql_check_query_is_cut_at_the_step_timeout(database):
             "kind": "sql_check",
             "timeout": 1,
             "params": {
-                **CONN,
+                **READER,
                 "dbname": database,
                 "query": "SELECT pg_sleep(10)",
                 "expect": "rows",
@@ -110,6 +116,18 @@ def test_sql_check_query_is_cut_at_the_step_timeout(database):
     )
     assert step.status in ("failed", "timed_out")
     assert "statement timeout" in step.output
+
+
+def test_sql_check_refuses_to_run_as_a_superuser(database):
+    step = one(
+        {
+            "name": "as postgres",
+            "kind": "sql_check",
+            "params": {**CONN, "dbname": database, "query": "SELECT 1", "expect": "= 1"},
+        }
+    )
+    assert step.status == "failed"
+    assert "role 'postgres' is a superuser" in step.output
 
 
 def test_pg_ready_up_and_down():

@@ -194,11 +194,57 @@ def test_read_only_false_is_refused_with_a_clear_message():
         parse_steps([_sql_check("SELECT 1", read_only=False)], allow_command=True)
 
 
-def test_a_check_never_shows_what_it_read():
-    """pg_read_file and friends: the value is not a number, so it is not shown."""
-    step = run_one(_sql_check("SELECT pg_read_file('/etc/passwd', 0, 190)", expect="> 0"))
+@pytest.fixture
+def reader():
+    """A login role that can only read, as sql_check wants."""
+    with psycopg.connect(**PG, dbname="postgres", autocommit=True) as conn:
+        conn.execute(
+            "DO $$ BEGIN CREATE ROLE dr_check LOGIN; "
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        )
+    return {**PG, "user": "dr_check"}
+
+
+def test_a_check_never_runs_as_a_superuser(tmp_path):
+    """A superuser's SELECT writes server files and reloads the configuration, read-only
+    transaction or not: lo_export(lo_from_bytea(...)) then pg_reload_conf() is a way to run
+    a program. So the check refuses the role before sending the statement."""
+    target = tmp_path / "written-by-postgres"
+    for query in (
+        f"SELECT lo_export(lo_from_bytea(0, 'x'), '{target}')",
+        "SELECT pg_read_file('/etc/passwd', 0, 190)",
+        "SELECT pg_reload_conf()",
+    ):
+        step = run_one(_sql_check(query, expect="true"))
+        assert step.status == "failed"
+        assert "role 'postgres' is a superuser" in step.output
+        assert "root:" not in step.output
+    assert not target.exists()
+
+
+def test_a_check_never_shows_what_it_read(reader):
+    """The value is not a number, so it is neither stored nor shown."""
+    step = run_one(
+        {
+            "name": "c",
+            "kind": "sql_check",
+            "params": {**reader, "query": "SELECT 'root:x:0:0:secret-hash'", "expect": "> 0"},
+        }
+    )
     assert step.status == "failed"
-    assert "returned a non-number" in step.output and "root:" not in step.output
+    assert "returned a non-number" in step.output and "secret-hash" not in step.output
+    step = run_one(
+        {
+            "name": "c",
+            "kind": "sql_check",
+            "params": {
+                **reader,
+                "query": "SELECT pg_read_file('/etc/passwd', 0, 190)",
+                "expect": "> 0",
+            },
+        }
+    )
+    assert step.status == "failed" and "permission denied" in step.output
 
 
 def test_a_manager_cannot_create_sql_write_in_the_form_or_through_apply(

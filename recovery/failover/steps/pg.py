@@ -4,7 +4,12 @@ sql_check is read-only whatever its parameters say: exactly one statement that r
 (SELECT, WITH, VALUES, TABLE, SHOW), sent as one prepared statement (so no second
 statement can end the transaction) in a session and transaction that are READ ONLY, and
 only a number, a boolean or a row count ever reaches the step's output. A READ ONLY
-transaction alone would not do: PostgreSQL still runs COPY ... TO PROGRAM in one.
+transaction alone would not do: PostgreSQL still runs COPY ... TO PROGRAM in one, and a
+superuser's plain SELECT can still write server files (lo_export(lo_from_bytea(...)))
+and reload the configuration. So sql_check also refuses to run as a superuser or as a
+member of the server-file and server-program roles: it connects as a role that can only
+read (e.g. GRANT pg_monitor, and SELECT on the checked tables). Dropping privileges with
+SET ROLE would not hold: set_config('role', ...) inside the SELECT takes them back.
 Statements that change data are a separate kind, sql_write: a side effect (skipped in
 test mode) that only a superuser may create or edit.
 """
@@ -260,6 +265,14 @@ class SqlCheck(Kind):
             return StepResult(False, f"refused: {problem}")
         with connect(params, ctx, read_only=True) as conn:
             _statement_timeout(conn, ctx)
+            privileged = _privileged(conn)
+            if privileged:
+                return StepResult(
+                    False,
+                    f"refused: {where(params)}: role {params['user']!r} {privileged}. A "
+                    "sql_check connects as a role that can only read (for example one "
+                    "granted pg_monitor and SELECT on the checked tables).",
+                )
             with conn.transaction():
                 conn.execute("SET TRANSACTION READ ONLY")
                 # prepare=True: the extended protocol takes exactly one statement, so
@@ -272,6 +285,23 @@ class SqlCheck(Kind):
             f"{where(params)}: observed {observed}, expected "
             f"{params['expect']} -> {'pass' if passed else 'FAIL'}",
         )
+
+
+# Roles whose members can reach the server's files or run programs on it.
+_SERVER_ROLES = ("pg_execute_server_program", "pg_read_server_files", "pg_write_server_files")
+
+
+def _privileged(conn) -> str:
+    """Why the connected role may not run a check ("" when it may)."""
+    superuser = conn.execute("SELECT current_setting('is_superuser')").fetchone()[0]
+    if superuser == "on":
+        return "is a superuser"
+    held = conn.execute(
+        "SELECT array_agg(r.rolname::text ORDER BY r.rolname) FROM pg_roles r "
+        "WHERE r.rolname = ANY(%s) AND pg_has_role(current_user, r.oid, 'MEMBER')",
+        [list(_SERVER_ROLES)],
+    ).fetchone()[0]
+    return f"is a member of {', '.join(held)}" if held else ""
 
 
 class SqlWrite(Kind):
