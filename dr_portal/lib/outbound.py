@@ -236,6 +236,26 @@ def check_url(url: str) -> tuple[str, str, int, str]:
     return scheme, parts.hostname, port or SCHEMES[scheme], path
 
 
+def obvious_refusal(url: str, allow: AllowList | None = None) -> str:
+    """Why url will be refused, when that is plain without DNS (a bad scheme, an internal
+    IP literal, localhost); "" otherwise. For forms: the request itself checks again."""
+    try:
+        _scheme, host, _port, _path = check_url(url)
+        allow = configured_allow() if allow is None else allow
+        if host.lower().rstrip(".") == "localhost" or host.lower().endswith(".localhost"):
+            if not allow.names(host):
+                raise Refused(f"refused: {host} is a loopback address")
+            return ""
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return ""  # a host name: resolved and checked when the request is made
+        check_address(host, host, allow)
+    except Refused as exc:
+        return str(exc)
+    return ""
+
+
 def request(
     method: str,
     url: str,

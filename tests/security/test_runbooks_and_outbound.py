@@ -19,7 +19,7 @@ from django.urls import reverse
 
 from dr_portal.lib import outbound
 from incidents import tasks as delivery
-from incidents.models import Alert, DeliveryAttempt, Notification, Webhook
+from incidents.models import Alert, Contact, DeliveryAttempt, Notification, Webhook
 from recovery.failover import tasks
 from recovery.failover.models import FailoverRun, RunbookStep
 from recovery.failover.steps import StepDefinitionError, parse_steps, run_steps
@@ -656,3 +656,17 @@ def test_the_admin_drops_a_secret_whose_url_changed(superuser_client):
     _admin_post(superuser_client, runbook, [{**row, "params": '{"url": "https://evil.example/"}'}])
     step.refresh_from_db()
     assert step.params["url"] == "https://evil.example/" and not step.secret
+
+
+def test_webhook_forms_refuse_an_internal_address_up_front(manager_client, superuser_client):
+    response = manager_client.post(
+        reverse("incidents:contact_new"),
+        {"role": "DBA", "name": "Ann", "webhook_url": "http://169.254.169.254/latest/meta-data/"},
+    )
+    assert "169.254.169.254 is a link-local" in response.content.decode()
+    response = superuser_client.post(
+        reverse("admin:incidents_webhook_add"),
+        {"name": "ops", "active": "on", "url": "http://localhost:8000/metrics"},
+    )
+    assert "localhost is a loopback address" in response.content.decode()
+    assert not Webhook.objects.exists() and not Contact.objects.exists()
