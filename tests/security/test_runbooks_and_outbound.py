@@ -670,3 +670,41 @@ def test_webhook_forms_refuse_an_internal_address_up_front(manager_client, super
     )
     assert "localhost is a loopback address" in response.content.decode()
     assert not Webhook.objects.exists() and not Contact.objects.exists()
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """An HTTPS server on 127.0.0.1 whose certificate names only `localhost`."""
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"]
+        + ["-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    server = Internal()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.server.socket = context.wrap_socket(server.server.socket, server_side=True)
+    server.port = server.server.server_address[1]
+    server.cert = cert
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_https_checks_the_certificate_against_the_name_not_the_address(
+    tls_server, settings, monkeypatch
+):
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_server.cert))
+    settings.DR_OUTBOUND_ALLOW = ["localhost", "127.0.0.1"]
+    response = outbound.request("GET", f"https://localhost:{tls_server.port}/", timeout=5)
+    assert response.status == 200
+    assert tls_server.requests[0][2]["Host"] == f"localhost:{tls_server.port}"
+    with pytest.raises(OSError, match="certificate"):  # the address is not the name
+        outbound.request("GET", f"https://127.0.0.1:{tls_server.port}/", timeout=5)
