@@ -11,7 +11,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from dr_portal.lib import bootstrap
+from dr_portal.lib import bootstrap, outbound
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -227,6 +227,13 @@ DR_TRUSTED_PROXIES = env.int("DR_TRUSTED_PROXIES", default=0)
 if DR_TRUSTED_PROXIES < 0:
     raise ImproperlyConfigured("DR_TRUSTED_PROXIES must be 0 or a positive number of proxies")
 DR_SCRATCH_DATABASE_URL = env.str("DR_SCRATCH_DATABASE_URL", default="")
+# Outbound requests users configure (http_check and webhook steps, notification webhooks) may
+# reach internal addresses (loopback, private, link-local, ...) only when listed here:
+# comma-separated CIDRs, addresses and host names ("*.corp.example" covers subdomains).
+try:
+    DR_OUTBOUND_ALLOW = outbound.parse_allow(env.list("DR_OUTBOUND_ALLOW", default=[]))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DR_OUTBOUND_ALLOW: {exc}") from None
 # A running run whose worker has not beaten for this long is failed as "worker lost".
 DR_REAP_AFTER_S = env.int("DR_REAP_AFTER_S", default=120)
 

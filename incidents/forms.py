@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 
+from dr_portal.lib import outbound
 from dr_portal.widgets import DatePicker, DateTimePicker
 from incidents.links import linkable_choices
 from incidents.models import COMMON_ROLES, Contact, FollowUp, Incident, TimelineEntry, Webhook
@@ -145,6 +146,14 @@ class LinkForm(forms.Form):
         return data
 
 
+def _outbound_url(url):
+    """Refuse a webhook URL that the delivery would refuse anyway (an internal address)."""
+    problem = outbound.obvious_refusal(url) if url else ""
+    if problem:
+        raise forms.ValidationError(problem[0].upper() + problem[1:] + ".")
+    return url
+
+
 class ContactForm(forms.ModelForm):
     webhook_url = forms.URLField(
         required=False,
@@ -193,6 +202,9 @@ class ContactForm(forms.ModelForm):
     def clean_role(self):
         return " ".join(self.cleaned_data["role"].split())
 
+    def clean_webhook_url(self):
+        return _outbound_url(self.cleaned_data.get("webhook_url"))
+
     def save(self, commit=True):
         contact = super().save(commit=False)
         if self.cleaned_data.get("clear_webhook"):
@@ -222,6 +234,9 @@ class WebhookForm(forms.ModelForm):
         if self.instance.pk and self.instance.url:
             self.fields["url"].required = False
             self.fields["url"].help_text = "A URL is set (not shown); leave empty to keep it."
+
+    def clean_url(self):
+        return _outbound_url(self.cleaned_data.get("url"))
 
     def save(self, commit=True):
         hook = super().save(commit=False)

@@ -2,14 +2,13 @@
 
 import json
 import logging
-import urllib.error
-import urllib.request
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.utils import timezone
 
+from dr_portal.lib import outbound
 from dr_portal.lib.redact import redact
 
 log = logging.getLogger(__name__)
@@ -109,21 +108,26 @@ def slack_escape(text: str) -> str:
 
 
 def _post_webhook(url: str, note):
-    if not url.lower().startswith(("https://", "http://")):
-        raise NotConfigured("webhook URL must start with http:// or https://")
+    """POST through the outbound guard: internal addresses refused, a redirect is not followed."""
     payload = json.dumps({"text": slack_escape(f"{note.subject}\n{note.body}")}).encode()
-    request = urllib.request.Request(
-        url, data=payload, method="POST", headers={"Content-Type": "application/json"}
-    )
     try:
-        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT) as response:  # noqa: S310
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        raise DeliveryError(f"webhook answered HTTP {exc.code}") from None
-    except urllib.error.URLError as exc:
-        raise DeliveryError(f"webhook unreachable: {exc.reason}") from None
-    if not 200 <= status < 300:
-        raise DeliveryError(f"webhook answered HTTP {status}")
+        response = outbound.request(
+            "POST",
+            url,
+            body=payload,
+            headers={"Content-Type": "application/json"},
+            timeout=WEBHOOK_TIMEOUT,
+            max_body=0,
+        )
+    except outbound.Refused as exc:
+        # The address will not become public by waiting: no retries.
+        raise NotConfigured(f"webhook {exc}") from None
+    except OSError as exc:
+        raise DeliveryError(f"webhook unreachable: {exc}") from None
+    if 300 <= response.status < 400:
+        raise DeliveryError(f"webhook answered HTTP {response.status}, a redirect (not followed)")
+    if not 200 <= response.status < 300:
+        raise DeliveryError(f"webhook answered HTTP {response.status}")
 
 
 def retry_due_notifications() -> int:

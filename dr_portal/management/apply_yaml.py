@@ -16,7 +16,7 @@ class ApplyYamlCommand(BaseCommand):
     config = None  # a module with load_text(text), apply(data, dry_run, allow_command), ConfigError
     audit_name = ""  # how the audit log names the command
     noun = "object(s)"
-    as_help = "portal user the change is made as; command steps need a superuser"
+    as_help = "portal user the change is made as; command and sql_write steps need a superuser"
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="YAML file, or - for standard input")

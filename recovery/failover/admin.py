@@ -4,16 +4,26 @@ from django import forms
 from django.contrib import admin
 
 from recovery.failover.models import FailoverRun, Runbook, RunbookStep, StepRun, portal_checks
-from recovery.failover.steps import KINDS, SUPERUSER_ONLY, parse_step
+from recovery.failover.steps import SUPERUSER_ONLY, parse_step, same_endpoint
 
 
 class StepAdminForm(forms.ModelForm):
     secret = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False),
-        help_text="stored encrypted; leave empty to keep the current one",
+        help_text="stored encrypted; leave empty to keep the current one. Changing the URL, "
+        "host, port or endpoint removes it unless it is entered again.",
     )
     user = None  # set per request by RunbookStepInline.get_formset
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._stored_secret = self.instance.secret  # the admin may copy the empty field onto it
+        self._bound = (
+            self.instance.kind,
+            dict(self.instance.params or {}),
+            dict(self.instance.test_params or {}),
+        )
 
     class Meta:
         model = RunbookStep
@@ -38,13 +48,10 @@ class StepAdminForm(forms.ModelForm):
         if self.errors or (self.prefix and data.get("DELETE")):
             return data
         superuser = bool(self.user and self.user.is_superuser)
-        was_command = self.instance.pk and self.instance.kind in SUPERUSER_ONLY
-        if (
-            not superuser
-            and (data.get("kind") in SUPERUSER_ONLY or was_command)
-            and self.has_changed()
-        ):
-            raise forms.ValidationError("Only superusers may create or edit command steps.")
+        was = self.instance.kind if self.instance.pk else None
+        guarded = next((k for k in (data.get("kind"), was) if k in SUPERUSER_ONLY), None)
+        if not superuser and guarded and self.has_changed():
+            raise forms.ValidationError(f"Only superusers may create or edit {guarded} steps.")
         kind = data.get("kind")
         defn = {
             "name": data.get("name"),
@@ -53,8 +60,8 @@ class StepAdminForm(forms.ModelForm):
             "test_params": data.get("test_params") or {},
             "on_failure": data.get("on_failure"),
             "retries": data.get("retries") or 0,
-            "side_effects": bool(data.get("side_effects"))
-            or (kind in KINDS and KINDS[kind].side_effects),
+            # unticked = the kind decides (a POST http_check, a webhook: always on)
+            "side_effects": True if data.get("side_effects") else None,
             "verification": bool(data.get("verification")),
         }
         if data.get("timeout"):
@@ -73,6 +80,10 @@ class StepAdminForm(forms.ModelForm):
         step = super().save(commit=False)
         if self.cleaned_data.get("secret"):
             step.secret = self.cleaned_data["secret"]
+        elif step.pk and same_endpoint(*self._bound, step.kind, step.params, step.test_params):
+            step.secret = self._stored_secret
+        else:
+            step.secret = ""  # entered for the old address: never sent to the new one
         if commit:
             step.save()
         return step
@@ -86,7 +97,9 @@ class StepFormSet(forms.BaseInlineFormSet):
             return
         for form in self.deleted_forms:
             if form.instance.pk and form.instance.kind in SUPERUSER_ONLY:
-                raise forms.ValidationError("Only superusers may delete command steps.")
+                raise forms.ValidationError(
+                    f"Only superusers may delete {form.instance.kind} steps."
+                )
 
 
 class RunbookStepInline(admin.StackedInline):

@@ -42,6 +42,11 @@ def _conn(v, prefix):
     }
 
 
+def _check_conn(v):
+    """The checks connect as a role that can only read: sql_check refuses a superuser."""
+    return {**_conn(v, "standby"), "user": v["check_user"]}
+
+
 def pg_standby_promotion(v):
     steps = [
         {
@@ -71,7 +76,7 @@ def pg_standby_promotion(v):
             "verification": True,
             "timeout": 30,
             "params": {
-                **_conn(v, "standby"),
+                **_check_conn(v),
                 "query": "SELECT pg_is_in_recovery()",
                 "expect": "false",
             },
@@ -82,7 +87,7 @@ def pg_standby_promotion(v):
             "verification": True,
             "timeout": 60,
             "params": {
-                **_conn(v, "standby"),
+                **_check_conn(v),
                 "query": v["check_query"],
                 "expect": v["check_expect"],
             },
@@ -275,6 +280,11 @@ TEMPLATES = {
                 "standby_port": (5432, ""),
                 "dbname": ("postgres", "database to check"),
                 "user": ("postgres", "a superuser or a role granted pg_promote"),
+                "check_user": (
+                    "dr_check",
+                    "the checks' role: not a superuser; granted pg_monitor and SELECT on the "
+                    "checked tables",
+                ),
                 "check_query": ("SELECT 1", "a query proving the data is there"),
                 "check_expect": ("= 1", "its expectation"),
                 "app_health_url": ("", "optional: add 'repoint the app' and an app health check"),

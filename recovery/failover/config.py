@@ -18,7 +18,7 @@
 
 The whole file is validated first; on any problem nothing changes. Runbooks are matched
 by (system, name); running the same file twice changes nothing the second time. Command
-steps need --as naming a superuser, like in the portal.
+and sql_write steps need --as naming a superuser, like in the portal.
 """
 
 import os
@@ -29,7 +29,7 @@ from django.db import transaction
 from dr_portal.lib import strict_yaml
 from dr_portal.lib.text import has_control_chars
 from recovery.failover.builtin import TEMPLATES
-from recovery.failover.steps import parse_step
+from recovery.failover.steps import SUPERUSER_ONLY, parse_step
 
 NAME_MAX = 120  # Runbook.name, RunbookStep.name
 RUNBOOK_KEYS = {"system", "name", "failure_type", "description", "template", "vars", "steps"}
@@ -217,12 +217,19 @@ def plan(data: dict, *, allow_command: bool, new_systems=()):
             if (
                 existing
                 and not allow_command
-                and existing.steps.filter(kind="command").exists()
+                and existing.steps.filter(kind__in=SUPERUSER_ONLY).exists()
                 and _current(existing) != steps
             ):
+                guarded = sorted(
+                    set(
+                        existing.steps.filter(kind__in=SUPERUSER_ONLY).values_list(
+                            "kind", flat=True
+                        )
+                    )
+                )
                 problems.append(
-                    f"{where}: this runbook has command steps; only superusers may "
-                    "edit it (run with --as <superuser>)"
+                    f"{where}: this runbook has {' and '.join(guarded)} steps; only superusers "
+                    "may edit it (run with --as <superuser>)"
                 )
         fields = {
             "system": system,
@@ -308,5 +315,10 @@ def apply(data: dict, *, dry_run=False, allow_command=False, new_systems=()) -> 
                 setattr(existing, k, v)
             existing.save()
             if steps_differ:
-                existing.replace_steps(steps, secrets)
+                dropped = existing.replace_steps(steps, secrets)
+                if dropped:
+                    changes[-1].label += (
+                        f" (stored secret of {', '.join(dropped)} removed: its URL, host or "
+                        "port changed; give it again with secret_env)"
+                    )
     return changes

@@ -28,3 +28,25 @@ def load(stdout, base_url="http://127.0.0.1:8000"):
     stdout.write(
         f"demo: failover runbook {DEMO_NAME!r} (start a test run from Recovery → Failover)"
     )
+    if not _reachable(base_url):
+        # Outbound checks refuse internal addresses unless allow-listed (dr_portal.lib.outbound).
+        stdout.write(
+            "demo: its HTTP checks call the portal on loopback; set DR_OUTBOUND_ALLOW=127.0.0.1 "
+            "for the worker, or its test run is refused"
+        )
+
+
+def _reachable(url) -> bool:
+    """Would the outbound guard let a check reach url (the demo's checks call the portal)?"""
+    from urllib.parse import urlsplit
+
+    from dr_portal.lib import outbound
+
+    parts = urlsplit(url)
+    try:
+        outbound.resolve(parts.hostname or "", parts.port or 80, outbound.configured_allow())
+    except outbound.Refused:
+        return False
+    except OSError:
+        pass  # not resolvable now: the run will say so
+    return True

@@ -10,7 +10,7 @@ from dr_portal.lib import roles
 from dr_portal.lib.durations import format_duration
 from recovery.failover.builtin import TEMPLATES
 from recovery.failover.models import OnFailure, Runbook, RunbookStep, RunMode, portal_checks
-from recovery.failover.steps import KIND_CHOICES, KINDS, SUPERUSER_ONLY, parse_step
+from recovery.failover.steps import KIND_CHOICES, SUPERUSER_ONLY, parse_step, same_endpoint
 from recovery.failover.steps.base import seconds
 
 
@@ -86,7 +86,8 @@ class StepForm(forms.ModelForm):
         required=False,
         widget=forms.PasswordInput(render_value=False),
         help_text="Bearer token, password or AWS secret key. Stored encrypted; leave empty to keep "
-        "the current one.",
+        "the current one. Changing the URL, host, port or endpoint removes the stored secret "
+        "unless you enter it again here: it is only sent where it was entered for.",
     )
     clear_secret = forms.BooleanField(required=False, label="Remove the stored secret")
     timeout = DurationText(required=False, help_text="e.g. 30s, 5m; empty = the kind's default")
@@ -120,6 +121,13 @@ class StepForm(forms.ModelForm):
     def __init__(self, *args, runbook: Runbook, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.runbook, self.user = runbook, user
+        self.secret_dropped = False
+        # What the stored secret was entered for (the instance is overwritten on validation).
+        self._bound = (
+            self.instance.kind,
+            dict(self.instance.params or {}),
+            dict(self.instance.test_params or {}),
+        )
         main = runbook.steps.filter(rollback_of__isnull=True)
         if self.instance.pk:
             main = main.exclude(pk=self.instance.pk)
@@ -140,10 +148,12 @@ class StepForm(forms.ModelForm):
         if self.errors:
             return data
         kind = data.get("kind")
-        if not command_allowed(self.user) and (
-            kind in SUPERUSER_ONLY or (self.instance.pk and self.instance.kind in SUPERUSER_ONLY)
-        ):
-            raise forms.ValidationError("Only superusers may create or edit command steps.")
+        if not command_allowed(self.user):
+            for guarded in (kind, self.instance.kind if self.instance.pk else None):
+                if guarded in SUPERUSER_ONLY:
+                    raise forms.ValidationError(
+                        f"Only superusers may create or edit {guarded} steps."
+                    )
         if data.get("rollback_of") and self.instance.pk and self.instance.rollback_steps.exists():
             raise forms.ValidationError(
                 "This step has rollback steps of its own, so it cannot become a rollback step."
@@ -155,8 +165,8 @@ class StepForm(forms.ModelForm):
             "test_params": data.get("test_params") or {},
             "on_failure": data.get("on_failure"),
             "retries": data.get("retries") or 0,
-            "side_effects": bool(data.get("side_effects"))
-            or (kind in KINDS and KINDS[kind].side_effects),
+            # unticked = the kind decides (a POST http_check, a webhook: always on)
+            "side_effects": True if data.get("side_effects") else None,
             "verification": bool(data.get("verification")),
         }
         if data.get("timeout"):
@@ -188,6 +198,15 @@ class StepForm(forms.ModelForm):
             step.secret = ""
         elif self.cleaned_data.get("secret"):
             step.secret = self.cleaned_data["secret"]
+        elif (
+            step.pk
+            and step.secret
+            and not same_endpoint(
+                *self._bound, self.spec.kind, self.spec.params, self.spec.test_params
+            )
+        ):
+            step.secret = ""  # entered for the old address: never sent to the new one
+            self.secret_dropped = True
         if commit:
             step.save()
             self.runbook.refresh_config()

@@ -17,7 +17,7 @@ from django.utils import timezone
 from dr_portal.fields import EncryptedTextField
 from dr_portal.lib.text import validate_single_line
 from dr_portal.runs import ACTIVE, RunBase, RunStatus
-from recovery.failover.steps import KIND_CHOICES, KINDS, parse_step
+from recovery.failover.steps import KIND_CHOICES, KINDS, parse_step, same_endpoint
 
 __all__ = ["FailoverRun", "Runbook", "RunbookStep", "StepRun", "rto_target_for"]
 
@@ -133,28 +133,43 @@ class Runbook(models.Model):
         return True
 
     @transaction.atomic
-    def replace_steps(self, definitions: list[dict], secrets: dict | None = None):
+    def replace_steps(self, definitions: list[dict], secrets: dict | None = None) -> list[str]:
         """Replace all steps from validated definitions (YAML import, templates).
 
-        `secrets` maps a step name to its secret; a step that keeps its name and gets no
-        new secret keeps the one it had.
+        `secrets` maps a step name to its secret; a step that keeps its name, its kind and
+        its endpoint (URL, host, port) and gets no new secret keeps the one it had. A
+        secret whose endpoint changed is dropped: it was entered for the old address.
+        Returns the names of the steps whose stored secret was dropped.
         """
         secrets = secrets or {}
-        kept = {s.name: s.secret for s in self.steps.all() if s.secret}
+        old = {s.name: s for s in self.steps.all() if s.secret}
+        dropped = []
+
+        def secret_for(defn):
+            if secrets.get(defn["name"]):
+                return secrets[defn["name"]]
+            before = old.get(defn["name"])
+            if before is None:
+                return None
+            if same_endpoint(
+                before.kind,
+                before.params,
+                before.test_params,
+                defn["kind"],
+                defn.get("params"),
+                defn.get("test_params"),
+            ):
+                return before.secret
+            dropped.append(defn["name"])
+            return None
+
         self.steps.all().delete()
         for order, defn in enumerate(definitions, 1):
-            step = RunbookStep.from_definition(
-                self, defn, order, secrets.get(defn["name"]) or kept.get(defn["name"])
-            )
+            step = RunbookStep.from_definition(self, defn, order, secret_for(defn))
             for rb_order, rb in enumerate(defn.get("rollback") or [], 1):
-                RunbookStep.from_definition(
-                    self,
-                    rb,
-                    rb_order,
-                    secrets.get(rb["name"]) or kept.get(rb["name"]),
-                    rollback_of=step,
-                )
+                RunbookStep.from_definition(self, rb, rb_order, secret_for(rb), rollback_of=step)
         self.refresh_config()
+        return dropped
 
     # --- verification ----------------------------------------------------------
     def last_verifying_run(self):
@@ -347,8 +362,14 @@ class FailoverRun(RunBase):
         return reverse("recovery:failover:run", args=[self.pk])
 
     @classmethod
-    def start(cls, runbook: Runbook, mode: str, user=None, declared_at=None) -> "FailoverRun":
-        """Create the run and its pending step rows, then queue the worker task."""
+    def start(
+        cls, runbook: Runbook, mode: str, user=None, declared_at=None, *, queue=True
+    ) -> "FailoverRun":
+        """Create the run and its pending step rows, then queue the worker task.
+
+        queue=False: the caller runs recovery.failover.tasks.run_failover itself (the
+        `failover` command runs it in the foreground through the same code).
+        """
         from dr_portal.lib.queue import enqueue
 
         runbook.refresh_config()
@@ -388,7 +409,8 @@ class FailoverRun(RunBase):
                     "wait for it to finish or cancel it."
                 ) from exc
             raise
-        enqueue("recovery.failover.tasks.run_failover", run.pk, group="failover")
+        if queue:
+            enqueue("recovery.failover.tasks.run_failover", run.pk, group="failover")
         return run
 
     def request_cancel(self, user=None) -> str:

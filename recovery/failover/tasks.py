@@ -183,6 +183,10 @@ def build_specs(run: FailoverRun):
             clean["rollback"].append(rb_clean)
         spec, problems = parse_step(clean, f"step {r.position}", allow_command=True)
         errors.extend(problems)
+        if problems:  # the step that is not valid any more shows why, on its own row
+            StepRun.objects.filter(pk=r.pk).update(
+                status=StepRun.Status.FAILED, output="not run: " + "; ".join(problems)
+            )
         if spec:
             spec.key = defn.get("step_id")
             for rb_spec, rb_defn in zip(spec.rollback, rollback_defs, strict=True):

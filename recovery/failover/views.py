@@ -20,7 +20,7 @@ from recovery.failover.models import (
     RunMode,
     StepRun,
 )
-from recovery.failover.steps import KINDS
+from recovery.failover.steps import KINDS, SUPERUSER_ONLY
 
 STOP_POLLING = 286  # htmx stops polling on this status
 
@@ -152,6 +152,12 @@ def step_edit(request, pk, step_pk=None):
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, f"Step {form.instance.name} saved.")
+        if form.secret_dropped:
+            messages.warning(
+                request,
+                f"The address of step {form.instance.name} changed, so its stored secret was "
+                "removed. Enter the secret again if the new address needs it.",
+            )
         return redirect(runbook)
     return render(
         request,
@@ -165,8 +171,8 @@ def step_edit(request, pk, step_pk=None):
 def step_delete(request, pk, step_pk):
     runbook = _runbook(pk)
     step = get_object_or_404(RunbookStep, pk=step_pk, runbook=runbook)
-    if step.kind == "command" and not request.user.is_superuser:
-        messages.error(request, "Only superusers may create or edit command steps.")
+    if step.kind in SUPERUSER_ONLY and not request.user.is_superuser:
+        messages.error(request, f"Only superusers may create or edit {step.kind} steps.")
         return redirect(runbook)
     step.delete()
     runbook.refresh_config()

@@ -32,3 +32,11 @@ def test_demo_runbook_is_idempotent_and_its_test_run_passes():
         "succeeded",
     ]
     assert run.rto is not None and run.verdict == "met"
+
+
+def test_the_demo_says_when_the_outbound_guard_would_refuse_its_checks(settings):
+    make_system("Tool Hub")
+    settings.DR_OUTBOUND_ALLOW = []
+    out = io.StringIO()
+    demo.load(out)
+    assert "set DR_OUTBOUND_ALLOW=127.0.0.1" in out.getvalue()

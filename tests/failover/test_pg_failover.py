@@ -86,6 +86,9 @@ def pg_pair():
             conn.execute(
                 "INSERT INTO failover_probe SELECT g, 'row ' || g FROM generate_series(1, 100) g"
             )
+            # The template's checks connect as dr_check: a role that can only read.
+            conn.execute("CREATE ROLE dr_check LOGIN IN ROLE pg_monitor")
+            conn.execute("GRANT SELECT ON failover_probe TO dr_check")
         _as_postgres(
             _binary("pg_basebackup"),
             "-h",

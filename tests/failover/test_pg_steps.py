@@ -5,11 +5,12 @@ import uuid
 import psycopg
 import pytest
 
-from recovery.failover.steps import parse_steps, run_steps
+from recovery.failover.steps import StepDefinitionError, parse_steps, run_steps
 from recovery.failover.steps.pg import evaluate
 
 pytestmark = pytest.mark.postgres
 CONN = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+READER = {**CONN, "user": "dr_check"}  # sql_check refuses a superuser
 
 
 @pytest.fixture
@@ -21,6 +22,11 @@ def database():
         with psycopg.connect(**CONN, dbname=name, autocommit=True) as conn:
             conn.execute("CREATE TABLE workflows (id int)")
             conn.execute("INSERT INTO workflows SELECT generate_series(1, 7)")
+            conn.execute(
+                "DO $$ BEGIN CREATE ROLE dr_check LOGIN; "
+                "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+            )
+            conn.execute("GRANT SELECT ON workflows TO dr_check")
         yield name
     finally:
         with psycopg.connect(**CONN, dbname="postgres", autocommit=True) as conn:
@@ -49,7 +55,7 @@ def test_sql_check_compares_the_first_value(database, expect, passes):
             "name": "count",
             "kind": "sql_check",
             "params": {
-                **CONN,
+                **READER,
                 "dbname": database,
                 "query": "SELECT count(*) FROM workflows",
                 "expect": expect,
@@ -60,22 +66,38 @@ def test_sql_check_compares_the_first_value(database, expect, passes):
     assert ("observed 1 row(s)" if expect == "rows" else "observed 7") in step.output
 
 
-def test_sql_check_is_read_only_by_default(database):
+def test_sql_check_refuses_a_statement_that_writes():
+    with pytest.raises(StepDefinitionError, match="need a sql_write step"):
+        parse_steps(
+            [
+                {
+                    "name": "sneaky write",
+                    "kind": "sql_check",
+                    "params": {
+                        **READER,
+                        "query": "DELETE FROM workflows RETURNING 1",
+                        "expect": "rows",
+                    },
+                }
+            ],
+            allow_command=False,
+        )
+
+
+def test_sql_check_runs_in_a_read_only_transaction(database):
     step = one(
         {
-            "name": "sneaky write",
+            "name": "sneaky lock",
             "kind": "sql_check",
             "params": {
-                **CONN,
+                **READER,
                 "dbname": database,
-                "query": "DELETE FROM workflows RETURNING 1",
+                "query": "SELECT 1 FROM workflows FOR SHARE",
                 "expect": "rows",
             },
         }
     )
     assert step.status == "failed" and "read-only transaction" in step.output
-    with psycopg.connect(**CONN, dbname=database) as conn:
-        assert conn.execute("SELECT count(*) FROM workflows").fetchone()[0] == 7
 
 
 def test_sql_check_query_is_cut_at_the_step_timeout(database):
@@ -85,7 +107,7 @@ def test_sql_check_query_is_cut_at_the_step_timeout(database):
             "kind": "sql_check",
             "timeout": 1,
             "params": {
-                **CONN,
+                **READER,
                 "dbname": database,
                 "query": "SELECT pg_sleep(10)",
                 "expect": "rows",
@@ -94,6 +116,18 @@ def test_sql_check_query_is_cut_at_the_step_timeout(database):
     )
     assert step.status in ("failed", "timed_out")
     assert "statement timeout" in step.output
+
+
+def test_sql_check_refuses_to_run_as_a_superuser(database):
+    step = one(
+        {
+            "name": "as postgres",
+            "kind": "sql_check",
+            "params": {**CONN, "dbname": database, "query": "SELECT 1", "expect": "= 1"},
+        }
+    )
+    assert step.status == "failed"
+    assert "role 'postgres' is a superuser" in step.output
 
 
 def test_pg_ready_up_and_down():
@@ -121,4 +155,4 @@ def test_expectation_evaluation():
     assert evaluate("false", [(True,)])[0] is False
     assert evaluate("no rows", []) == (True, "0 row(s)")
     assert evaluate("> 0", []) == (False, "no rows")
-    assert evaluate("> 0", [("abc",)]) == (False, "'abc' is not a number")
+    assert evaluate("> 0", [("abc",)]) == (False, "returned a non-number (not shown)")

@@ -17,7 +17,7 @@ def test_cluster_delivers_alert_and_recovery_once():
             role="On-Call", name="Pat", email="pat@example.com", on_call="primary"
         )
         Webhook.objects.create(name="ops", url=receiver.url("/hook/s3cr3tT0ken"))
-        with running_cluster(workers=1) as proc:
+        with running_cluster(workers=1, DR_OUTBOUND_ALLOW="127.0.0.1") as proc:
             alert("backup:job:9", "backup_failed", "Backup nightly failed", "pg_dump exited 1")
             alert("backup:job:9", "backup_failed", "Backup nightly failed", "pg_dump exited 1")
             wait_for(

@@ -57,7 +57,8 @@ class Receiver(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def receiver():
+def receiver(settings):
+    settings.DR_OUTBOUND_ALLOW = ["127.0.0.1"]  # the receiver listens on loopback
     server = HTTPServer(("127.0.0.1", 0), Receiver)
     Receiver.bodies = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -210,7 +211,7 @@ def test_no_secret_appears_in_pages_logs_tables_or_manifests(
             data.make_job("pg-refused", Source.objects.get(name="toolhub-pg-refused"), [local]),
             data.make_job("pg-s3-down", Source.objects.get(name="toolhub-pg"), [down]),
         ]
-        with running_cluster(workers=2) as cluster:
+        with running_cluster(workers=2, DR_OUTBOUND_ALLOW="127.0.0.1") as cluster:
             for job in jobs:
                 response = client.post(f"/backups/jobs/{job.pk}/run/", follow=True)
                 haystack.append((f"run now {job.name}", response.content.decode()))

@@ -13,7 +13,9 @@ class Command(ApplyYamlCommand):
     )
     config = config
     audit_name = "dr_apply"
-    as_help = "a superuser on whose authority `command` runbook steps may be written"
+    as_help = (
+        "a superuser on whose authority `command` and `sql_write` runbook steps may be written"
+    )
 
     def allow_command(self, user) -> bool:
         if user is not None and not user.is_superuser:

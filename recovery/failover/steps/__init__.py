@@ -11,6 +11,7 @@ from .registry import (
     StepDefinitionError,
     parse_step,
     parse_steps,
+    same_endpoint,
 )
 from .runner import Hooks, Outcome, RunResult, run_steps
 
@@ -30,4 +31,5 @@ __all__ = [
     "parse_step",
     "parse_steps",
     "run_steps",
+    "same_endpoint",
 ]

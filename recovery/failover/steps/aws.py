@@ -7,6 +7,8 @@ key for params.access_key_id; without them boto3's usual chain (role, env) appli
 
 from __future__ import annotations
 
+from dr_portal.lib import outbound
+
 from .base import (
     Context,
     Kind,
@@ -38,6 +40,11 @@ def client(service: str, params, ctx: Context):
     )
     kwargs = {"region_name": params["region"], "config": config}
     if params.get("endpoint_url"):
+        # The same address rules as every outbound request. botocore resolves again when
+        # it connects, so this narrows (does not close) a DNS rebinding window; the
+        # endpoint is a manager's setting, and without it boto3 talks to AWS itself.
+        _scheme, host, port, _path = outbound.check_url(params["endpoint_url"])
+        outbound.resolve(host, port, outbound.configured_allow())
         kwargs["endpoint_url"] = params["endpoint_url"]
     if params.get("access_key_id"):
         kwargs["aws_access_key_id"] = params["access_key_id"]
@@ -54,6 +61,7 @@ class DnsUpdate(Kind):
     title = "DNS update (Route53)"
     side_effects = True
     secret_label = "AWS secret access key (optional)"
+    endpoint_params = ("endpoint_url", "access_key_id")
     default_timeout = 180.0
     params = {
         "zone_id": Param((str,), check=non_empty),
@@ -145,6 +153,7 @@ class LbSwap(Kind):
     title = "Load balancer swap (ELBv2)"
     side_effects = True
     secret_label = "AWS secret access key (optional)"
+    endpoint_params = ("endpoint_url", "access_key_id")
     default_timeout = 180.0
     params = {
         "target_group_arn": Param((str,), check=non_empty),

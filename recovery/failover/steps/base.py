@@ -82,14 +82,35 @@ class Kind:
     name = ""
     title = ""
     params: dict[str, Param] = {}
-    side_effects = False  # default of the step's flag
+    side_effects = False  # the kind always changes something (see has_side_effects)
+    skipped_in_test = False  # never run in test mode, not even with test_params
     verification = False  # default: does passing this step prove the service is back?
     secret_label = ""  # what the step's secret is used for; "" = no secret
+    # Where the secret goes: changing one of these (in params or test_params) without
+    # entering the secret again drops the stored secret, so it never follows a new address.
+    endpoint_params: tuple[str, ...] = ()
     default_timeout = 60.0
 
     def validate(self, params: dict) -> list[str]:
         """Extra checks across parameters; per-field checks live in Param.check."""
         return []
+
+    def endpoint(self, params: dict, test_params: dict | None = None) -> dict:
+        """The parameters the secret is bound to (also as test_params override them)."""
+        test_params = test_params or {}
+        bound = {k: params.get(k) for k in self.endpoint_params}
+        bound.update(
+            {f"test_params.{k}": test_params[k] for k in self.endpoint_params if k in test_params}
+        )
+        return bound
+
+    def has_side_effects(self, params: dict) -> bool:
+        """Does a step of this kind with these parameters change something? No option may
+        turn this off: a definition can only add the flag."""
+        return self.side_effects
+
+    def side_effects_reason(self, params: dict) -> str:
+        return f"a {self.name} step always has side effects"
 
     def describe(self, params: dict) -> str:
         """What the step would do, in one line, for test mode and the runbook page."""

@@ -1,34 +1,33 @@
-"""http_check and webhook: plain HTTP with urllib, no redirects followed (like curl without -L)."""
+"""http_check and webhook: one guarded request each (dr_portal.lib.outbound), no redirects followed.
+
+Internal addresses are refused unless DR_OUTBOUND_ALLOW names them, and a step records
+the status and whether the expected text was found, never the body of the answer: a
+check must not become a way to read what the server can reach.
+"""
 
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
+
+from dr_portal.lib import outbound
 
 from .base import Context, Kind, Param, StepResult, http_url, one_of, positive, status_list
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-BODY_SHOWN = 2000
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+BODY_SEARCHED = 256 * 1024  # body_contains looks this far into the answer
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None  # a 3xx is the answer, as curl without -L sees it
+def request(method, url, *, headers=None, body: bytes | None = None, timeout: float, read=0):
+    """The outbound.Response of one guarded request; Refused or OSError when none came."""
+    return outbound.request(method, url, headers=headers, body=body, timeout=timeout, max_body=read)
 
 
-_opener = urllib.request.build_opener(_NoRedirect)
-
-
-def request(method, url, *, headers=None, body: bytes | None = None, timeout: float):
-    """(status, body text) of one request, or raise OSError on a network failure."""
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with _opener.open(req, timeout=timeout) as resp:
-            return resp.status, resp.read(BODY_SHOWN * 2).decode("utf-8", "replace")
-    except urllib.error.HTTPError as exc:
-        text = exc.read(BODY_SHOWN * 2).decode("utf-8", "replace") if exc.fp else ""
-        return exc.code, text
+def _status_line(method, url, resp) -> str:
+    line = f"{method} {url} -> {resp.status}"
+    if 300 <= resp.status < 400:
+        line += " (a redirect; not followed)"
+    return line
 
 
 def _expected(value) -> list[int]:
@@ -62,6 +61,7 @@ class HttpCheck(Kind):
     title = "HTTP check"
     verification = True
     secret_label = "bearer token (optional)"
+    endpoint_params = ("url",)
     default_timeout = 60.0
     params = {
         "url": Param((str,), check=http_url, help="http:// or https:// URL"),
@@ -78,6 +78,13 @@ class HttpCheck(Kind):
         "headers": Param((dict,), None, _check_headers),
     }
 
+    def has_side_effects(self, params):
+        # A POST or DELETE "check" changes things: skipped in test mode like a webhook.
+        return params.get("method", "GET") not in SAFE_METHODS
+
+    def side_effects_reason(self, params):
+        return f"an http_check with method {params.get('method')} changes things"
+
     def describe(self, params):
         want = (
             "is down"
@@ -88,29 +95,34 @@ class HttpCheck(Kind):
 
     def run(self, params, ctx):
         expected = _expected(params["expect_status"])
+        wanted = params.get("body_contains")
         try:
-            status, text = request(
+            resp = request(
                 params["method"],
                 params["url"],
                 headers=_headers(params, ctx),
                 timeout=_timeout(params, ctx),
+                read=BODY_SEARCHED if wanted else 0,
             )
+        except outbound.Refused as exc:  # never "down as expected": nothing was tried
+            return StepResult(False, f"{params['method']} {params['url']}: {exc}")
         except (TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             line = f"{params['method']} {params['url']}: no answer ({reason})"
             return StepResult(params["expect"] == "down", line)
-        line = f"{params['method']} {params['url']} -> {status}"
-        answered = status in expected
-        if answered and params.get("body_contains") and params["body_contains"] not in text:
-            answered = False
-            line += f" but the body lacks {params['body_contains']!r}"
+        line = _status_line(params["method"], params["url"], resp)
+        answered = resp.status in expected
+        if wanted:
+            found = wanted.encode() in resp.body
+            line += f"; expected text {'found' if found else 'NOT found'}"
+            answered = answered and found
         if params["expect"] == "down":
             return StepResult(
                 not answered, line + (" (still up)" if answered else " (down as expected)")
             )
-        if not answered:
+        if resp.status not in expected:
             line += f"; expected {', '.join(map(str, expected))}"
-        return StepResult(answered, f"{line}\n{text[:BODY_SHOWN]}".rstrip())
+        return StepResult(answered, line)
 
 
 class Webhook(Kind):
@@ -118,6 +130,7 @@ class Webhook(Kind):
     title = "Webhook"
     side_effects = True
     secret_label = "bearer token (optional)"
+    endpoint_params = ("url",)
     default_timeout = 60.0
     params = {
         "url": Param((str,), check=http_url, help="http:// or https:// URL"),
@@ -140,20 +153,22 @@ class Webhook(Kind):
             body = json.dumps(params["json"]).encode()
             headers.setdefault("Content-Type", "application/json")
         try:
-            status, text = request(
+            resp = request(
                 params["method"],
                 params["url"],
                 headers=headers,
                 body=body,
                 timeout=_timeout(params, ctx),
             )
+        except outbound.Refused as exc:
+            return StepResult(False, f"{params['method']} {params['url']}: {exc}")
         except (TimeoutError, OSError) as exc:
             return StepResult(
                 False,
                 f"{params['method']} {params['url']}: no answer ({getattr(exc, 'reason', exc)})",
             )
         expected = _expected(params["expect_status"])
-        line = f"{params['method']} {params['url']} -> {status}"
-        if status not in expected:
+        line = _status_line(params["method"], params["url"], resp)
+        if resp.status not in expected:
             line += f"; expected {', '.join(map(str, expected))}"
-        return StepResult(status in expected, f"{line}\n{text[:BODY_SHOWN]}".rstrip())
+        return StepResult(resp.status in expected, line)

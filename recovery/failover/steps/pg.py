@@ -1,7 +1,22 @@
-"""pg_ready, pg_promote and sql_check: PostgreSQL through psycopg, each bounded by the step deadline."""
+"""pg_ready, pg_promote, sql_check and sql_write: PostgreSQL through psycopg, bounded by the step deadline.
+
+sql_check is read-only whatever its parameters say: exactly one statement that reads
+(SELECT, WITH, VALUES, TABLE, SHOW), sent as one prepared statement (so no second
+statement can end the transaction) in a session and transaction that are READ ONLY, and
+only a number, a boolean or a row count ever reaches the step's output. A READ ONLY
+transaction alone would not do: PostgreSQL still runs COPY ... TO PROGRAM in one, and a
+superuser's plain SELECT can still write server files (lo_export(lo_from_bytea(...)))
+and reload the configuration. So sql_check also refuses to run as a superuser or as a
+member of the server-file and server-program roles: it connects as a role that can only
+read (e.g. GRANT pg_monitor, and SELECT on the checked tables). Dropping privileges with
+SET ROLE would not hold: set_config('role', ...) inside the SELECT takes them back.
+Statements that change data are a separate kind, sql_write: a side effect (skipped in
+test mode) that only a superuser may create or edit.
+"""
 
 from __future__ import annotations
 
+import decimal
 import re
 import time
 
@@ -30,7 +45,7 @@ def where(params) -> str:
     return f"{params.get('host')}:{params.get('port', 5432)}/{params.get('dbname', 'postgres')}"
 
 
-def connect(params, ctx: Context, **kwargs):
+def connect(params, ctx: Context, *, read_only=False, **kwargs):
     import psycopg
 
     left = ctx.remaining()
@@ -46,6 +61,8 @@ def connect(params, ctx: Context, **kwargs):
         connect_timeout=timeout,
         autocommit=True,
         application_name="dr-portal-failover",
+        # Every transaction of a read-only session starts READ ONLY, before our own SET.
+        options="-c default_transaction_read_only=on" if read_only else None,
         **kwargs,
     )
 
@@ -60,6 +77,7 @@ class PgReady(Kind):
     title = "PostgreSQL accepting connections"
     verification = True
     secret_label = "password (optional)"
+    endpoint_params = ("host", "port")
     default_timeout = 30.0
     params = {**CONN, "expect": Param((str,), "up", one_of("up", "down"))}
 
@@ -90,6 +108,7 @@ class PgPromote(Kind):
     title = "Promote PostgreSQL standby"
     side_effects = True
     secret_label = "password (optional)"
+    endpoint_params = ("host", "port")
     default_timeout = 120.0
     params = dict(CONN)
 
@@ -143,13 +162,20 @@ def evaluate(expect: str, rows: list) -> tuple[bool, str]:
     if not rows:
         return False, "no rows"
     value = rows[0][0]
+    # Only numbers and booleans are shown: a check must not become a way to read data
+    # (pg_read_file, a password hash) into the run's output.
+    if isinstance(value, bool):
+        shown = repr(value)
+    elif isinstance(value, int | float | decimal.Decimal):
+        shown = str(value)
+    else:
+        return False, "returned a non-number (not shown)"
     if word in ("true", "false"):
-        return value is (word == "true"), repr(value)
+        return value is (word == "true"), shown
     op, number = _EXPECT.match(expect).groups()
-    try:
-        observed = float(value)
-    except (TypeError, ValueError):
-        return False, f"{value!r} is not a number"
+    if isinstance(value, bool):
+        return False, "a boolean, not a number"
+    observed = float(value)
     target = float(number)
     passed = {
         ">": observed > target,
@@ -160,7 +186,60 @@ def evaluate(expect: str, rows: list) -> tuple[bool, str]:
         "==": observed == target,
         "!=": observed != target,
     }[op]
-    return passed, repr(value)
+    return passed, shown
+
+
+_READS = ("select", "with", "values", "table", "show")
+_WRITES = {"insert", "update", "delete", "merge", "copy"}  # WITH x AS (DELETE ...) SELECT ...
+_WORD = re.compile(r"[A-Za-z_]+")
+_TOKENS = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|;|[^-/'\";]+|.", re.S)
+
+
+def statements(sql: str) -> list[str]:
+    """The statements in sql, split at semicolons outside quotes and comments, comments dropped."""
+    parts, current = [], []
+    for token in _TOKENS.findall(sql):
+        if token == ";":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(" " if token.startswith(("--", "/*")) else token)
+    parts.append("".join(current))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def one_read_statement(sql) -> str | None:
+    """Refuse anything but exactly one statement that starts as a read."""
+    found = statements(sql)
+    if len(found) != 1:
+        return "give exactly one SQL statement" if found else "must not be empty"
+    first = re.match(r"[(\s]*([A-Za-z]+)", found[0])
+    words = {
+        w.lower() for t in _TOKENS.findall(found[0]) if t[0] not in "'\"" for w in _WORD.findall(t)
+    }
+    if not first or first.group(1).lower() not in _READS or words & _WRITES:
+        return (
+            "a sql_check runs one read-only statement (SELECT, WITH, VALUES, TABLE or SHOW); "
+            "statements that change data or run programs need a sql_write step, which only "
+            "a superuser may create"
+        )
+    return None
+
+
+def one_statement(sql) -> str | None:
+    found = statements(sql)
+    if len(found) != 1:
+        return "give exactly one SQL statement" if found else "must not be empty"
+    return None
+
+
+def _refuse_read_write(value) -> str | None:
+    if value is True:
+        return None  # what every sql_check is; kept so older definitions still load
+    return (
+        "sql_check always runs in a read-only transaction; read_only: false is not possible. "
+        "Use a sql_write step (superusers only; skipped in test mode) to change data"
+    )
 
 
 class SqlCheck(Kind):
@@ -168,24 +247,37 @@ class SqlCheck(Kind):
     title = "SQL check"
     verification = True
     secret_label = "password (optional)"
+    endpoint_params = ("host", "port")
     default_timeout = 60.0
     params = {
         **CONN,
-        "query": Param((str,), check=non_empty),
+        "query": Param((str,), check=one_read_statement, help="one SELECT (read-only)"),
         "expect": Param((str,), check=_check_expect),
-        "read_only": Param((bool,), True, help="run in a read-only transaction"),
+        "read_only": Param((bool,), None, _refuse_read_write, help="always true"),
     }
 
     def describe(self, params):
         return f"on {where(params)}: {params.get('query')} → expect {params.get('expect')}"
 
     def run(self, params, ctx):
-        with connect(params, ctx) as conn:
+        problem = one_read_statement(params["query"])  # also for definitions stored earlier
+        if problem:
+            return StepResult(False, f"refused: {problem}")
+        with connect(params, ctx, read_only=True) as conn:
             _statement_timeout(conn, ctx)
+            privileged = _privileged(conn)
+            if privileged:
+                return StepResult(
+                    False,
+                    f"refused: {where(params)}: role {params['user']!r} {privileged}. A "
+                    "sql_check connects as a role that can only read (for example one "
+                    "granted pg_monitor and SELECT on the checked tables).",
+                )
             with conn.transaction():
-                if params["read_only"]:
-                    conn.execute("SET TRANSACTION READ ONLY")
-                cur = conn.execute(params["query"])
+                conn.execute("SET TRANSACTION READ ONLY")
+                # prepare=True: the extended protocol takes exactly one statement, so
+                # "COMMIT; ..." cannot leave the read-only transaction.
+                cur = conn.execute(params["query"], prepare=True)
                 rows = cur.fetchmany(5) if cur.description else []
         passed, observed = evaluate(params["expect"], rows)
         return StepResult(
@@ -193,3 +285,48 @@ class SqlCheck(Kind):
             f"{where(params)}: observed {observed}, expected "
             f"{params['expect']} -> {'pass' if passed else 'FAIL'}",
         )
+
+
+# Roles whose members can reach the server's files or run programs on it.
+_SERVER_ROLES = ("pg_execute_server_program", "pg_read_server_files", "pg_write_server_files")
+
+
+def _privileged(conn) -> str:
+    """Why the connected role may not run a check ("" when it may)."""
+    superuser = conn.execute("SELECT current_setting('is_superuser')").fetchone()[0]
+    if superuser == "on":
+        return "is a superuser"
+    held = conn.execute(
+        "SELECT array_agg(r.rolname::text ORDER BY r.rolname) FROM pg_roles r "
+        "WHERE r.rolname = ANY(%s) AND pg_has_role(current_user, r.oid, 'MEMBER')",
+        [list(_SERVER_ROLES)],
+    ).fetchone()[0]
+    return f"is a member of {', '.join(held)}" if held else ""
+
+
+class SqlWrite(Kind):
+    """One statement that changes data: a side effect, superusers only, never run in test mode."""
+
+    name = "sql_write"
+    title = "SQL write (superusers only)"
+    side_effects = True
+    skipped_in_test = True  # test_params cannot point it at "a test database" that is live
+    secret_label = "password (optional)"
+    endpoint_params = ("host", "port")
+    default_timeout = 300.0
+    params = {
+        **CONN,
+        "statement": Param((str,), check=one_statement, help="one SQL statement"),
+    }
+
+    def describe(self, params):
+        return f"on {where(params)}: {params.get('statement')}"
+
+    def run(self, params, ctx):
+        with connect(params, ctx) as conn:
+            _statement_timeout(conn, ctx)
+            with conn.transaction():
+                cur = conn.execute(params["statement"], prepare=True)
+                affected = cur.rowcount
+        shown = f"{affected} row(s) affected" if affected >= 0 else "done"
+        return StepResult(True, f"{where(params)}: {shown}")

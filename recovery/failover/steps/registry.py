@@ -6,7 +6,7 @@ from .aws import DnsUpdate, LbSwap
 from .base import Kind, StepSpec, check_params, seconds
 from .http import HttpCheck, Webhook
 from .local import Command, Manual, Wait
-from .pg import PgPromote, PgReady, SqlCheck
+from .pg import PgPromote, PgReady, SqlCheck, SqlWrite
 
 KINDS: dict[str, Kind] = {
     k.name: k
@@ -15,6 +15,7 @@ KINDS: dict[str, Kind] = {
         PgReady(),
         PgPromote(),
         SqlCheck(),
+        SqlWrite(),
         DnsUpdate(),
         LbSwap(),
         Webhook(),
@@ -24,7 +25,8 @@ KINDS: dict[str, Kind] = {
     )
 }
 KIND_CHOICES = [(name, kind.title) for name, kind in KINDS.items()]
-SUPERUSER_ONLY = {"command"}
+# Kinds that run programs or change data wherever they point: a superuser creates them.
+SUPERUSER_ONLY = {"command", "sql_write"}
 ON_FAILURE = ("stop", "continue")
 FIELDS = {
     "name",
@@ -51,8 +53,18 @@ class StepDefinitionError(ValueError):
         super().__init__("; ".join(errors))
 
 
-def command_refused(place: str) -> str:
-    return f"{place}: only superusers may create or edit command steps"
+def same_endpoint(old_kind, old_params, old_test, new_kind, new_params, new_test) -> bool:
+    """Would a stored secret still go where it was entered for?"""
+    if old_kind != new_kind or new_kind not in KINDS:
+        return False
+    kind = KINDS[new_kind]
+    return kind.endpoint(old_params or {}, old_test or {}) == kind.endpoint(
+        new_params or {}, new_test or {}
+    )
+
+
+def command_refused(place: str, kind: str = "command") -> str:
+    return f"{place}: only superusers may create or edit {kind} steps"
 
 
 def _bool(defn, key, default, where, errors):
@@ -106,7 +118,7 @@ def parse_step(
         return None, errors
     kind = KINDS[kind_name]
     if kind_name in SUPERUSER_ONLY and not allow_command:
-        errors.append(command_refused(where))
+        errors.append(command_refused(where, kind_name))
     params, problems = check_params(kind, defn.get("params") or {})
     errors.extend(f"{where}: {p}" for p in problems)
     test_params = defn.get("test_params") or {}
@@ -134,13 +146,20 @@ def parse_step(
             )
         else:
             timeout = params["seconds"] + 5
-    side_effects = _bool(defn, "side_effects", kind.side_effects, where, errors)
-    if kind.side_effects and not side_effects:
+    # The kind decides (from its parameters) whether a step changes things; a definition
+    # may add the flag to a harmless step, never take it away.
+    inherent = kind.has_side_effects(params)
+    side_effects = _bool(defn, "side_effects", inherent, where, errors)
+    if inherent and not side_effects:
         errors.append(
-            f"{where}: a {kind_name} step always has side effects; it cannot be marked "
-            "side_effects: false"
+            f"{where}: {kind.side_effects_reason(params)}; it cannot be marked side_effects: false"
         )
         side_effects = True
+    if test_params and kind.skipped_in_test:
+        errors.append(
+            f"{where}: a {kind_name} step is always skipped in test mode; test_params are "
+            "not possible"
+        )
     # A check that expects a service to be down is a precondition, not proof of recovery.
     default_verification = kind.verification and params.get("expect") != "down"
     verification = _bool(defn, "verification", default_verification, where, errors)
