@@ -17,7 +17,7 @@ def flag_side_effects(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('recovery', '0006_restoretest_rto_chart_idx'),
+        ('recovery', '0010_run_temporaries_one_active_restore'),
     ]
 
     operations = [
