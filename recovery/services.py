@@ -321,7 +321,10 @@ def _restore_test(test: RestoreTest, secrets: list[str]):
         checks=results,
         integrity=outcome.integrity[:300],
         bytes_restored=outcome.restored_bytes,
+        warnings=outcome.warnings,
     )
+    for warning in outcome.warnings:
+        test.append_log(f"note: {warning}")
     if outcome.heartbeat_at:
         fields.update(data_at=outcome.heartbeat_at, data_basis=DataBasis.HEARTBEAT)
     elif run.data_taken_at:
@@ -659,8 +662,14 @@ def _stamp() -> str:
 
 
 def _restore_postgres(restore, archive, password, phases, previous) -> dict:
-    """Restore into <name>_restoring_<ts>, check it, then swap: the old database is kept aside."""
-    from recovery.engine import pg
+    """Restore into <name>_restoring_<ts>, check it, then swap: the old database is kept aside.
+
+    The staging database is created as the archive describes it (encoding, locale), then
+    gets its owner, privileges, settings and comment. Object owners and privileges are
+    restored when every role the archive names exists on the target; otherwise they are
+    left out and the warnings name the missing roles.
+    """
+    from recovery.engine import pg, pgarchive
     from recovery.engine.checks import pg_query, run_checks
 
     target = PgServer.from_url(restore.target, password=password)
@@ -668,15 +677,36 @@ def _restore_postgres(restore, archive, password, phases, previous) -> dict:
     stamp = _stamp()
     staging = pg.check_name(f"{target.dbname[:40]}_restoring_{stamp}")
     result: dict = {}
+    warnings: list[str] = []
+    toc = pgarchive.toc_of_file(archive)
+    definition = pgarchive.definition(toc) if toc else None
+    if toc is not None and definition is None:
+        warnings.append(pgarchive.NO_DEFINITION)
+    missing = pg.missing_roles(admin, pgarchive.referenced_roles(toc) if toc else set())
+    if missing:
+        warnings.append(
+            f"roles the backup names do not exist on {target.host}:{target.port}: "
+            f"{', '.join(missing)}; objects are owned by {target.user} and their privileges "
+            "were not restored (create the roles, e.g. from pg_dumpall --globals-only, and "
+            "restore again to keep them)"
+        )
     with phases.phase("restore"):
-        pg.create_database(admin, staging)
+        warnings += pg.create_database(admin, staging, definition)
         try:
             pg.pg_restore(
                 archive,
                 target.with_db(staging),
                 jobs=restore_jobs(),
-                keep_ownership=restore.onto_source,
+                keep_ownership=not missing,
             )
+            # Onto the source the subscriptions stay as pg_restore leaves them (disabled,
+            # naming their slot, ready to be enabled); a new database must never take the
+            # source's slot.
+            warnings += pg.neutralise_subscriptions(
+                target.with_db(staging), keep_slot=restore.onto_source
+            )
+            if definition is not None:
+                warnings += pg.apply_properties(admin, staging, definition, with_roles=True)
         except RestoreError:
             pg.drop_database(admin, staging)
             raise
@@ -686,6 +716,9 @@ def _restore_postgres(restore, archive, password, phases, previous) -> dict:
             pg.rename_database(admin, target.dbname, aside)
             result["kept_aside"] = target.with_db(aside).public_url()
         pg.rename_database(admin, staging, target.dbname)
+    result["warnings"] = warnings
+    for warning in warnings:
+        restore.append_log(f"note: {warning}")
     with phases.phase("checks"):
         with target.connect() as conn:
             beat = heartbeat.read_pg(conn)

@@ -35,7 +35,7 @@ def _now() -> datetime:
 
 
 class PgDumpStream:
-    """`pg_dump -Fc -Z0` of one database; the connection goes through PG* variables, not argv."""
+    """`pg_dump -Fc -Z0 --create` of one database; the connection goes through PG* variables."""
 
     def __init__(self, config: dict, password: str):
         self.password = password
@@ -64,6 +64,9 @@ class PgDumpStream:
                     "--format=custom",
                     "--compress=0",  # the pipeline compresses, faster and smaller
                     "--no-password",
+                    # the DATABASE entries: encoding, locale, owner, ACL, settings, comment
+                    # (pg_restore without --create skips them, so plain restores still work)
+                    "--create",
                     # fail instead of queueing behind an exclusive lock (ALTER TABLE) forever
                     f"--lock-wait-timeout={config.get('lock_wait_timeout') or '300s'}",
                 ],
