@@ -35,7 +35,12 @@ def _now() -> datetime:
 
 
 class PgDumpStream:
-    """`pg_dump -Fc -Z0 --create` of one database; the connection goes through PG* variables."""
+    """`pg_dump -Fc -Z0` of one database; the connection goes through PG* variables, not argv.
+
+    A custom archive always holds the database's own entries (encoding, locale, owner,
+    ACL, settings, comment; `--create` only matters for plain SQL output): restores read
+    them from its TOC (recovery.engine.pgarchive).
+    """
 
     def __init__(self, config: dict, password: str):
         self.password = password
@@ -64,9 +69,6 @@ class PgDumpStream:
                     "--format=custom",
                     "--compress=0",  # the pipeline compresses, faster and smaller
                     "--no-password",
-                    # the DATABASE entries: encoding, locale, owner, ACL, settings, comment
-                    # (pg_restore without --create skips them, so plain restores still work)
-                    "--create",
                     # fail instead of queueing behind an exclusive lock (ALTER TABLE) forever
                     f"--lock-wait-timeout={config.get('lock_wait_timeout') or '300s'}",
                 ],

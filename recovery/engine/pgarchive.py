@@ -1,7 +1,7 @@
 """Read what a `pg_dump -Fc` archive says about its database, before restoring it.
 
-The portal dumps with `--create`, so the archive's table of contents holds the DATABASE
-entry (encoding, locale provider, collation, ctype, ICU locale, owner), the DATABASE
+A custom archive's table of contents (pg_dump 11 and later, with or without `--create`,
+which only matters for plain SQL output) holds the DATABASE entry (encoding, locale provider, collation, ctype, ICU locale, owner), the DATABASE
 PROPERTIES entry (`ALTER DATABASE ... SET`, connection limit, per-role settings), and the
 database's COMMENT and ACL. pg_restore only applies them when it creates the database under
 its original name; restores here create staging and scratch databases under other names, so
@@ -10,8 +10,8 @@ pg.apply_properties.
 
 The TOC sits at the head of the archive (format in PostgreSQL's pg_backup_archiver.c), so
 it can be read from a file or from the first bytes of a stream (PeekedFeed) before
-pg_restore starts. An archive made without `--create` (older backups) has no DATABASE
-entry: `definition()` returns None and the database is created with the server defaults.
+pg_restore starts. An archive without a DATABASE entry (from an old pg_dump) gives no
+definition: the database is then created with the server defaults, and the run says so.
 """
 
 import os
@@ -152,9 +152,9 @@ def toc_of_file(path: str) -> Toc | None:
 
 
 NO_DEFINITION = (
-    "the backup holds no database definition (it was made before the portal dumped with "
-    "--create): the database was created with the server's default encoding and locale, "
-    "without the source's owner, privileges, settings or comment"
+    "the backup holds no database definition (no DATABASE entry in the archive): the "
+    "database was created with the server's default encoding and locale, without the "
+    "source's owner, privileges, settings or comment"
 )
 
 
@@ -285,7 +285,7 @@ def _unquote(value: str) -> str:
 
 
 def definition(toc: Toc) -> DatabaseDefinition | None:
-    """The database's definition, or None for an archive dumped without --create."""
+    """The database's definition, or None for an archive without a DATABASE entry."""
     db = next((e for e in toc.entries if e.desc == "DATABASE"), None)
     if db is None:
         return None

@@ -1,0 +1,213 @@
+"""Database-level properties, missing roles, old archives, subscriptions and sweeps."""
+
+import io
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from recovery.engine import pg, pgarchive
+from recovery.engine.verify import Phases, verify_postgres
+from tests.recovery.conftest import backup, make_job
+from tests.recovery.pgutil import SERVER, pg_dump, scratch_databases, temp_database
+
+pytestmark = pytest.mark.postgres
+
+
+def psql(db: str, sql: str):
+    subprocess.run(
+        ["psql", "-h", SERVER.host, "-U", SERVER.user, "-d", db, "-v", "ON_ERROR_STOP=1",
+         "-q", "-c", sql],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+
+# --- reading the archive -------------------------------------------------------------------
+
+
+def test_rename_touches_only_the_database_identifier():
+    stmt = "COMMENT ON DATABASE \"My db\" IS 'DATABASE \"My db\" it''s; DATABASE src'"
+    assert pgarchive.rename_database_in(stmt, "My db", "new") == (
+        "COMMENT ON DATABASE \"new\" IS 'DATABASE \"My db\" it''s; DATABASE src'"
+    )
+    assert (
+        pgarchive.rename_database_in(
+            "ALTER ROLE r IN DATABASE src SET x TO 'DATABASE src'", "src", "dst"
+        )
+        == "ALTER ROLE r IN DATABASE \"dst\" SET x TO 'DATABASE src'"
+    )
+    assert pgarchive.rename_database_in("GRANT CONNECT ON DATABASE src2 TO r", "src", "d") == (
+        "GRANT CONNECT ON DATABASE src2 TO r"
+    )
+    assert pgarchive.split_statements("COMMENT ON DATABASE a IS 'x;\ny';\nGRANT b;\n") == [
+        "COMMENT ON DATABASE a IS 'x;\ny'",
+        "GRANT b",
+    ]
+
+
+def test_toc_is_read_from_a_file_and_from_a_stream_that_is_replayed_whole(tmp_path):
+    with temp_database() as db:
+        psql(db.dbname, f"CREATE TABLE t (v text); COMMENT ON DATABASE {db.dbname} IS 'c'")
+        path = str(tmp_path / "a.dump")
+        subprocess.run(
+            ["pg_dump", "-Fc", "--create", "-h", db.host, "-U", db.user, "-f", path, db.dbname],
+            check=True,
+        )
+    data = open(path, "rb").read()
+    toc = pgarchive.read_toc_file(path)
+    assert toc.dbname == db.dbname
+    definition = pgarchive.definition(toc)
+    assert definition.options["ENCODING"] == "UTF8"
+    assert [s.kind for s in definition.properties] == ["owner", "comment"]
+    with pytest.raises(pgarchive.NeedMore):
+        pgarchive.read_toc(data[:200])
+
+    def feed(out):
+        for i in range(0, len(data), 1000):
+            out.write(data[i : i + 1000])
+
+    peeked = pgarchive.PeekedFeed(feed)
+    assert peeked.peek_toc() == toc
+    sink = io.BytesIO()
+    peeked(sink)
+    assert sink.getvalue() == data
+
+
+# --- scratch: old archives, locale, subscriptions --------------------------------------------
+
+
+def test_plain_archive_restores_in_scratch_with_the_source_collation(tmp_path, scratch_prefix):
+    """Backups made before this change are plain `pg_dump -Fc` archives: they carry the
+    DATABASE entry too, so a restore test of an old backup sorts like the source."""
+    name = f"dr_test_{uuid.uuid4().hex[:10]}"
+    psql("postgres", f"CREATE DATABASE {name} LOCALE_PROVIDER icu ICU_LOCALE 'en-US' "
+                     "TEMPLATE template0")  # fmt: skip
+    try:
+        psql(name, "CREATE TABLE t (v text); INSERT INTO t VALUES ('B'), ('a'), ('b'), ('A')")
+        path = str(tmp_path / "old.dump")
+        pg_dump(SERVER.with_db(name), path)
+    finally:
+        pg.drop_database(SERVER, name)
+    checks = [
+        {"name": "icu order", "expect": "= 1",
+         "sql": "SELECT count(*) FROM (SELECT string_agg(v, ',' ORDER BY v) s FROM t) x"
+                " WHERE s = 'a,A,b,B'"},
+    ]  # fmt: skip
+    for archive in (path, lambda out: out.write(open(path, "rb").read())):  # file, stream
+        outcome = verify_postgres(
+            archive, SERVER, checks, None, Phases(), scratch_prefix=scratch_prefix
+        )
+        assert [c.outcome for c in outcome.checks] == ["passed"], outcome.checks
+        assert outcome.warnings == []
+    assert scratch_databases() == []
+
+
+def test_no_database_entry_means_no_definition():
+    toc = pgarchive.Toc("x", (1, 14, 0), ())
+    assert pgarchive.definition(toc) is None
+
+
+def test_a_locale_the_server_lacks_falls_back_with_a_warning():
+    definition = pgarchive.DatabaseDefinition(
+        name="src", owner="", options={"ENCODING": "UTF8", "LOCALE": "xx_NOPE.UTF-8"}
+    )
+    name = f"dr_test_{uuid.uuid4().hex[:10]}"
+    try:
+        warnings = pg.create_database(SERVER, name, definition)
+        assert pg.database_exists(SERVER, name)
+        assert len(warnings) == 1 and "xx_NOPE.UTF-8" in warnings[0]
+        assert "sorting and comparisons may differ" in warnings[0]
+    finally:
+        pg.drop_database(SERVER, name)
+
+
+def test_drop_database_survives_a_subscription():
+    """Before: DROP DATABASE ... WITH (FORCE) raised ObjectInUse and the scratch stayed."""
+    name = f"dr_test_{uuid.uuid4().hex[:10]}"
+    pg.create_database(SERVER, name)
+    try:
+        psql(
+            name,
+            "CREATE SUBSCRIPTION s CONNECTION 'host=127.0.0.1 dbname=postgres user=postgres' "
+            "PUBLICATION p WITH (connect = false, slot_name = 'someone_elses_slot')",
+        )
+    finally:
+        pg.drop_database(SERVER, name)
+    assert not pg.database_exists(SERVER, name)
+
+
+def test_sweep_goes_on_past_a_database_it_cannot_drop(db, settings):
+    from recovery.tasks import housekeeping
+
+    old = int(time.time()) - 10 * 86400
+    stuck, gone = f"dr_scratch_{old}_0bad", f"dr_scratch_{old}_0aaa"
+    for name in (stuck, gone):
+        pg.create_database(SERVER, name)
+    psql("postgres", f"ALTER DATABASE {stuck} IS_TEMPLATE true")  # DROP DATABASE refuses
+    try:
+        result = housekeeping()
+        assert gone in result["scratch_dropped"]
+        assert stuck not in result["scratch_dropped"]
+        assert any(stuck in e and "template" in e for e in result["scratch_failed"])
+    finally:
+        psql("postgres", f"ALTER DATABASE {stuck} IS_TEMPLATE false")
+        pg.drop_database(SERVER, stuck)
+        pg.drop_database(SERVER, gone)
+
+
+# --- restores: properties onto a target, and a target without the roles ---------------------
+
+
+@pytest.mark.django_db
+def test_restore_to_a_target_without_the_roles_names_them(local_destination, work_dir):
+    from backups.models import Source, System
+    from recovery import services
+
+    tag = uuid.uuid4().hex[:8]
+    role, gone = f"dr_role_{tag}", f"dr_gone_{tag}"
+    src, new = f"dr_test_{tag}", f"dr_test_{tag}_new"
+    psql("postgres", f"CREATE ROLE {role}")
+    try:
+        pg.create_database(SERVER, src)
+        for sql in (
+            f"ALTER DATABASE {src} OWNER TO {role}",
+            f"REVOKE CONNECT ON DATABASE {src} FROM PUBLIC",
+            f"ALTER DATABASE {src} SET work_mem = '7MB'",
+            f"COMMENT ON DATABASE {src} IS 'kept'",
+        ):
+            psql("postgres", sql)
+        psql(src, f"CREATE TABLE t (id int); ALTER TABLE t OWNER TO {role}")
+        system = System.objects.create(name="roles")
+        source = Source.objects.create(
+            system=system, name="roles-pg", kind="postgresql", data_class="critical",
+            host=SERVER.host, port=SERVER.port, database=src, user=SERVER.user,
+        )  # fmt: skip
+        source.job = make_job(source, [local_destination])
+        run = backup(source)
+        psql("postgres", f"ALTER ROLE {role} RENAME TO {gone}")  # the target lacks the role
+        restore = services.start_restore(
+            source, target=f"postgresql://postgres@127.0.0.1:5432/{new}", backup_run=run
+        )
+        restore = services.execute_restore(restore)
+        assert restore.status == "succeeded", restore.error
+        text = "\n".join(restore.warnings)
+        assert f"do not exist on 127.0.0.1:5432: {role};" in text
+        assert f"database owner {role} could not be set" in text
+        with SERVER.connect() as conn:
+            owner, acl, comment = conn.execute(
+                "SELECT pg_get_userbyid(datdba), datacl::text, "
+                "shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                (new,),
+            ).fetchone()
+            setting = conn.execute(
+                "SELECT s.setconfig FROM pg_db_role_setting s JOIN pg_database d "
+                "ON d.oid = s.setdatabase WHERE d.datname = %s",
+                (new,),
+            ).fetchone()
+        assert owner == "postgres" and comment == "kept" and setting == (["work_mem=7MB"],)
+        assert "=T/" in acl and "=Tc/" not in acl  # PUBLIC still may not connect
+    finally:
+        for name in (src, new):
+            pg.drop_database(SERVER, name)
+        psql("postgres", f"DROP ROLE IF EXISTS {role}; DROP ROLE IF EXISTS {gone}")
