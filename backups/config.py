@@ -49,7 +49,12 @@ SOURCE_FIELDS = [
     "restore_test_after_backup",
 ]
 # YAML name -> model field where they differ
-SOURCE_RENAMES = {"verify": "checks", "heartbeat": "heartbeat_enabled", "portal_db": "is_portal_db"}
+SOURCE_RENAMES = {
+    "verify": "checks",
+    "heartbeat": "heartbeat_enabled",
+    "portal_db": "is_portal_db",
+    "globals": "backup_globals",
+}
 SOURCE_SECRETS = ["password"]
 JOB_FIELDS = ["schedule", "timezone", "compression", "encrypt", "enabled"]
 JOB_RENAMES = {"level": "compression_level"}
@@ -298,6 +303,9 @@ def _plan_source(item, where, problems, refs):
         return None
     values["checks"] = validators.normalise_checks(verify)
     values["heartbeat_enabled"] = bool(item.get("heartbeat", False))
+    values["backup_globals"] = bool(item.get("globals", False))
+    if values["backup_globals"] and item.get("kind") != "postgresql":
+        problems.append(f"{where}.globals: only a postgresql source has roles and tablespaces")
     values["is_portal_db"] = bool(item.get("portal_db", False))
     if values["is_portal_db"] and "kind" not in item:
         values["kind"] = instance.kind or "sqlite"
@@ -473,6 +481,8 @@ def export() -> dict:
             item["verify"] = [dict(c) for c in s.checks]
         if s.heartbeat_enabled:
             item["heartbeat"] = True
+        if s.backup_globals:
+            item["globals"] = True
         item["restore_test_schedule"] = s.restore_test_schedule
         if s.restore_test_after_backup:
             item["restore_test_after_backup"] = True

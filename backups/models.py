@@ -162,6 +162,11 @@ class Source(ChangeStampMixin, models.Model):
         help_text="Cron for automatic restore tests (blank: none).",
     )
     restore_test_after_backup = models.BooleanField(default=False)
+    backup_globals = models.BooleanField(
+        default=False,
+        help_text="PostgreSQL: also back up the server's roles, memberships and tablespaces "
+        "(pg_dumpall --globals-only, without password hashes) with every backup.",
+    )
     config_changed_at = models.DateTimeField(default=timezone.now)
     created = models.DateTimeField(default=timezone.now)
 

@@ -684,11 +684,19 @@ def _restore_postgres(restore, archive, password, phases, previous) -> dict:
         warnings.append(pgarchive.NO_DEFINITION)
     missing = pg.missing_roles(admin, pgarchive.referenced_roles(toc) if toc else set())
     if missing:
+        from backups.globals import globals_info
+
+        run = restore.backup_run
+        how = "create the roles (pg_dumpall --globals-only of the source's server)"
+        if run is not None and globals_info(run):
+            admin_url = PgServer.from_url(restore.target).with_db("postgres").public_url()
+            how = (
+                f"this backup holds them: manage.py restore_globals {run.pk} --to {admin_url} --yes"
+            )
         warnings.append(
             f"roles the backup names do not exist on {target.host}:{target.port}: "
             f"{', '.join(missing)}; objects are owned by {target.user} and their privileges "
-            "were not restored (create the roles, e.g. from pg_dumpall --globals-only, and "
-            "restore again to keep them)"
+            f"were not restored ({how}, then restore again to keep them)"
         )
     with phases.phase("restore"):
         warnings += pg.create_database(admin, staging, definition)
@@ -707,8 +715,11 @@ def _restore_postgres(restore, archive, password, phases, previous) -> dict:
             )
             if definition is not None:
                 warnings += pg.apply_properties(admin, staging, definition, with_roles=True)
-        except RestoreError:
-            pg.drop_database(admin, staging)
+        except RestoreError as exc:
+            try:
+                pg.drop_database(admin, staging)
+            except RestoreError as cleanup:  # never hide the first error; name both
+                raise RestoreError(f"{exc}; and the staging database stays: {cleanup}") from None
             raise
     with phases.phase("switch over"):
         if pg.database_exists(admin, target.dbname):

@@ -395,3 +395,37 @@ def rename_database(server: PgServer, old: str, new: str):
                 sql.Identifier(old), sql.Identifier(check_name(new))
             )
         )
+
+
+def apply_globals(server: PgServer, script: str) -> tuple[list[str], list[str]]:
+    """Run a `pg_dumpall --globals-only` script with psql on `server`, going on past errors.
+
+    A role that already exists makes its CREATE ROLE fail while the ALTER ROLE and
+    memberships after it still apply, which is what a restore onto a server with some of
+    the roles wants. Returns (roles created, error lines).
+    """
+    with server.connect() as conn:
+        before = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles")}
+    try:
+        output = procs.run(
+            [
+                tool("psql"),
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=0",
+                f"--host={server.host}",
+                f"--port={server.port}",
+                f"--username={server.user}",
+                f"--dbname={check_name(server.dbname)}",
+                "-f",
+                script,
+            ],
+            env=server.env(),
+            secrets=server.secrets(),
+        )
+    except procs.ProcessError as exc:
+        raise RestoreError(f"psql failed: {exc}") from None
+    with server.connect() as conn:
+        after = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles")}
+    errors = [line.strip() for line in output.splitlines() if "ERROR:" in line]
+    return sorted(after - before), errors

@@ -211,3 +211,77 @@ def test_restore_to_a_target_without_the_roles_names_them(local_destination, wor
         for name in (src, new):
             pg.drop_database(SERVER, name)
         psql("postgres", f"DROP ROLE IF EXISTS {role}; DROP ROLE IF EXISTS {gone}")
+
+
+# --- globals: roles and tablespaces beside the backup ----------------------------------------
+
+
+@pytest.mark.django_db
+def test_globals_backup_brings_back_the_roles_a_restore_needs(
+    local_destination, work_dir, tmp_path
+):
+    import json
+
+    from django.core.management import call_command
+
+    from backups.models import Source, System
+    from recovery import services
+
+    tag = uuid.uuid4().hex[:8]
+    role, gone = f"dr_role_{tag}", f"dr_gone_{tag}"
+    src, first, second = f"dr_test_{tag}", f"dr_test_{tag}_a", f"dr_test_{tag}_b"
+    psql("postgres", f"CREATE ROLE {role}; ALTER ROLE {role} SET work_mem = '3MB'")
+    created = []
+    try:
+        pg.create_database(SERVER, src)
+        psql("postgres", f"ALTER DATABASE {src} OWNER TO {role}")
+        psql(src, f"CREATE TABLE t (id int); ALTER TABLE t OWNER TO {role}")
+        source = Source.objects.create(
+            system=System.objects.create(name="globals"), name="globals-pg",
+            kind="postgresql", data_class="critical", host=SERVER.host, port=SERVER.port,
+            database=src, user=SERVER.user, backup_globals=True,
+        )  # fmt: skip
+        source.job = make_job(source, [local_destination])
+        run = backup(source)
+        info = run.manifest["globals"]
+        assert info["error"] == "" and [c["destination"] for c in info["copies"]] == ["local"]
+        script = tmp_path / "globals.sql"
+        call_command("restore_globals", str(run.pk), "-o", str(script))
+        text = script.read_text()
+        assert f"CREATE ROLE {role};" in text and "3MB" in text
+        assert "PASSWORD" not in text.upper().replace("NOPASSWORD", "")  # no password hashes
+
+        psql("postgres", f"ALTER ROLE {role} RENAME TO {gone}")  # a server without the role
+        url = "postgresql://postgres@127.0.0.1:5432/"
+        restore = services.execute_restore(
+            services.start_restore(source, target=url + first, backup_run=run)
+        )
+        assert restore.status == "succeeded", restore.error
+        assert f"manage.py restore_globals {run.pk} --to {url}postgres --yes" in "\n".join(
+            restore.warnings
+        )
+
+        out = io.StringIO()
+        call_command(
+            "restore_globals", str(run.pk), "--to", url + "postgres", "--yes", "--json", stdout=out
+        )
+        created = json.loads(out.getvalue())["created"]
+        assert role in created
+        restore = services.execute_restore(
+            services.start_restore(source, target=url + second, backup_run=run)
+        )
+        assert restore.status == "succeeded", restore.error
+        assert not any("do not exist" in w for w in restore.warnings), restore.warnings
+        with SERVER.connect(dbname=second) as conn:
+            owners = conn.execute(
+                "SELECT (SELECT pg_get_userbyid(datdba) FROM pg_database "
+                "WHERE datname = current_database()), "
+                "(SELECT tableowner FROM pg_tables WHERE tablename = 't')"
+            ).fetchone()
+        assert owners == (role, role)
+    finally:
+        for name in (src, first, second):
+            pg.drop_database(SERVER, name)
+        # Every role the script created (other tests' roles too, if they were dropped since).
+        for name in {*created, role, gone}:
+            psql("postgres", f'DROP ROLE IF EXISTS "{name}"')
