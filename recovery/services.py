@@ -714,7 +714,7 @@ def _restore_postgres(restore, archive, password, phases, previous) -> dict:
                 target.with_db(staging), keep_slot=restore.onto_source
             )
             if definition is not None:
-                warnings += pg.apply_properties(admin, staging, definition, with_roles=True)
+                warnings += pg.apply_properties(admin, staging, definition, scratch=False)
         except RestoreError as exc:
             try:
                 pg.drop_database(admin, staging)

@@ -141,9 +141,10 @@ def create_database(server: PgServer, name: str, definition=None) -> list[str]:
         if value is None:
             continue
         if key == "LOCALE_PROVIDER":
-            if value not in ("libc", "icu", "builtin"):
-                continue
-            parts.append(sql.SQL("LOCALE_PROVIDER = " + value))
+            # libc is the default, and servers before 15 know no LOCALE_PROVIDER at all
+            if value in ("icu", "builtin"):
+                parts.append(sql.SQL("LOCALE_PROVIDER = " + value))
+            continue
         else:
             parts.append(sql.SQL(key + " = ") + sql.Literal(value))
     statement = sql.SQL("CREATE DATABASE {} WITH ").format(ident) + sql.SQL(" ").join(parts)
@@ -159,17 +160,19 @@ def create_database(server: PgServer, name: str, definition=None) -> list[str]:
         ]
 
 
-def apply_properties(server: PgServer, name: str, definition, *, with_roles: bool) -> list[str]:
+def apply_properties(server: PgServer, name: str, definition, *, scratch: bool) -> list[str]:
     """Apply the archive's owner, ACL, settings and comment to database `name`.
 
     Each statement on its own, so one that cannot apply (an owner or grantee role missing
-    on this server) is reported and the rest still apply. Without roles (scratch
-    databases) owner, grants and per-role settings are left out: checks must still connect.
+    on this server) is reported and the rest still apply. A scratch database gets only
+    settings and comment: owner, grants and per-role settings name roles that need not
+    exist there (and checks must still connect), and a template mark would make it
+    undroppable.
     """
     warnings = []
     with server.connect() as conn:
         for stmt in definition.for_target(name):
-            if stmt.needs_roles and not with_roles:
+            if scratch and (stmt.needs_roles or stmt.kind == "template"):
                 continue
             try:
                 conn.execute(stmt.sql)
@@ -245,11 +248,10 @@ def neutralise_subscriptions(db: PgServer, *, keep_slot: bool = False) -> list[s
 
 
 def _drop_subscriptions(server: PgServer, name: str):
-    """DROP DATABASE refuses while subscriptions exist, even WITH (FORCE): drop them first,
-    slot detached so that nothing is done on the publisher."""
-    if not database_exists(server, name):
-        return
+    """Drop the subscriptions in `name`, slot detached so nothing is done on the publisher."""
     with server.connect(dbname=name) as conn:
+        # the database's own settings may make sessions read-only; this one must write
+        conn.execute("SET default_transaction_read_only = off")
         for subname, enabled, slot in _subscriptions(conn):
             ident = sql.Identifier(subname)
             if enabled:
@@ -262,17 +264,26 @@ def _drop_subscriptions(server: PgServer, name: str):
 def drop_database(server: PgServer, name: str, *, attempts: int = 3, pause_s: float = 1.0):
     """Drop even while something is still connected (PostgreSQL 13+ FORCE) or subscribed.
 
-    Retried a few times (a session can hold it for a moment); then RestoreError naming it.
+    DROP DATABASE refuses a database with subscriptions even WITH (FORCE) (ObjectInUse):
+    they are dropped first, without their slot. Retried a few times (a session can hold
+    the database for a moment); then RestoreError naming it.
     """
     reason = ""
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
     for attempt in range(attempts):
         try:
-            _drop_subscriptions(server, name)
             with server.connect() as conn:
-                conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-                )
+                conn.execute(drop)
             return
+        except psycopg.errors.ObjectInUse as exc:
+            reason = _first_line(exc, server.password)
+            try:
+                _drop_subscriptions(server, name)
+                continue  # at once: nothing to wait for
+            except psycopg.Error as sub_exc:
+                reason += f"; dropping its subscriptions: {_first_line(sub_exc, server.password)}"
+            except RestoreError as sub_exc:
+                reason += f"; dropping its subscriptions: {sub_exc}"
         except psycopg.Error as exc:
             reason = _first_line(exc, server.password)
         except RestoreError as exc:

@@ -191,7 +191,8 @@ class PeekedFeed:
         """The TOC, or None when the stream is not a readable archive (pg_restore says why)."""
         data = bytearray()
         while True:
-            chunk = self._reader.read1(256 * 1024)
+            # reads grow with what is buffered, so a large TOC is not parsed again per 256 KiB
+            chunk = self._reader.read(max(256 * 1024, len(data)))
             if chunk:
                 data += chunk
             try:
@@ -244,7 +245,7 @@ _OPTION = re.compile(r"\b([A-Z_]+)\s*=\s*('(?:[^']|'')*'|[A-Za-z0-9_.-]+)")
 class Statement:
     """One SQL statement of the database's properties, already naming the target database."""
 
-    kind: str  # "owner", "settings", "role settings", "comment", "acl"
+    kind: str  # "owner", "settings", "role settings", "template", "comment", "acl"
     sql: str
     needs_roles: bool
 
@@ -316,6 +317,8 @@ def definition(toc: Toc) -> DatabaseDefinition | None:
             elif entry.desc == "DATABASE PROPERTIES":
                 if head.startswith("ALTER ROLE"):
                     result.properties.append(Statement("role settings", stmt, True))
+                elif head.startswith("ALTER DATABASE") and "IS_TEMPLATE" in head:
+                    result.properties.append(Statement("template", stmt, False))
                 elif head.startswith("ALTER DATABASE"):
                     result.properties.append(Statement("settings", stmt, False))
                 # anything else (binary-upgrade catalog updates) is not ours to apply

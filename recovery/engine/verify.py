@@ -105,9 +105,7 @@ def verify_postgres(
             result.integrity = "pg_restore completed without errors"
             result.warnings += neutralise_subscriptions(target)
             if definition is not None:
-                result.warnings += apply_properties(
-                    scratch_server, name, definition, with_roles=False
-                )
+                result.warnings += apply_properties(scratch_server, name, definition, scratch=True)
         with phases.phase("checks"):
             with target.connect() as conn:
                 result.heartbeat_at = heartbeat.read_pg(conn)

@@ -103,6 +103,37 @@ def test_plain_archive_restores_in_scratch_with_the_source_collation(tmp_path, s
     assert scratch_databases() == []
 
 
+def test_scratch_of_a_read_only_template_with_a_subscription_is_always_dropped(
+    tmp_path, scratch_prefix
+):
+    """Settings that would trap the scratch copy: a template mark (undroppable), read-only
+    sessions (no ALTER SUBSCRIPTION), and a subscription (DROP DATABASE refuses)."""
+    name = f"dr_test_{uuid.uuid4().hex[:10]}"
+    pg.create_database(SERVER, name)
+    try:
+        psql(
+            name,
+            "CREATE TABLE t (id int); INSERT INTO t VALUES (1); "
+            "CREATE SUBSCRIPTION s CONNECTION 'host=127.0.0.1 dbname=postgres user=postgres' "
+            "PUBLICATION p WITH (connect = false, slot_name = 'sources_slot')",
+        )
+        for sql in ("IS_TEMPLATE true", "SET default_transaction_read_only = on"):
+            psql("postgres", f"ALTER DATABASE {name} {sql}")
+        path = str(tmp_path / "t.dump")
+        pg_dump(SERVER.with_db(name), path)
+    finally:
+        psql("postgres", f"ALTER DATABASE {name} IS_TEMPLATE false")
+        pg.drop_database(SERVER, name)
+    checks = [
+        {"name": "read only", "expect": "= 1",
+         "sql": "SELECT count(*) WHERE current_setting('transaction_read_only') = 'on'"},
+    ]  # fmt: skip
+    outcome = verify_postgres(path, SERVER, checks, None, Phases(), scratch_prefix=scratch_prefix)
+    assert [c.outcome for c in outcome.checks] == ["passed"]
+    assert any("subscription s restored disabled and without" in w for w in outcome.warnings)
+    assert scratch_databases() == []
+
+
 def test_no_database_entry_means_no_definition():
     toc = pgarchive.Toc("x", (1, 14, 0), ())
     assert pgarchive.definition(toc) is None
@@ -141,7 +172,7 @@ def test_sweep_goes_on_past_a_database_it_cannot_drop(db, settings):
     from recovery.tasks import housekeeping
 
     old = int(time.time()) - 10 * 86400
-    stuck, gone = f"dr_scratch_{old}_0bad", f"dr_scratch_{old}_0aaa"
+    stuck, gone = (f"dr_scratch_{old}_{uuid.uuid4().hex[:8]}" for _ in range(2))
     for name in (stuck, gone):
         pg.create_database(SERVER, name)
     psql("postgres", f"ALTER DATABASE {stuck} IS_TEMPLATE true")  # DROP DATABASE refuses
