@@ -103,11 +103,15 @@ def load_text(text: str) -> dict:
     return data
 
 
+# model field -> the YAML key the person wrote, for error places
+_YAML_NAMES = {field: key for key, field in SOURCE_RENAMES.items()}
+
+
 def _messages(exc: ValidationError, where: str) -> list[str]:
     out = []
     if hasattr(exc, "error_dict"):
         for name, errors in exc.message_dict.items():
-            place = where if name == "__all__" else f"{where}.{name}"
+            place = where if name == "__all__" else f"{where}.{_YAML_NAMES.get(name, name)}"
             out.extend(f"{place}: {m}" for m in errors)
     else:
         out.extend(f"{where}: {m}" for m in exc.messages)
@@ -304,8 +308,6 @@ def _plan_source(item, where, problems, refs):
     values["checks"] = validators.normalise_checks(verify)
     values["heartbeat_enabled"] = bool(item.get("heartbeat", False))
     values["backup_globals"] = bool(item.get("globals", False))
-    if values["backup_globals"] and item.get("kind") != "postgresql":
-        problems.append(f"{where}.globals: only a postgresql source has roles and tablespaces")
     values["is_portal_db"] = bool(item.get("portal_db", False))
     if values["is_portal_db"] and "kind" not in item:
         values["kind"] = instance.kind or "sqlite"

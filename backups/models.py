@@ -217,6 +217,8 @@ class Source(ChangeStampMixin, models.Model):
                     errors["path"] = exc.messages
         if self.kind != self.Kind.FILES and self.exclude:
             errors["exclude"] = "Exclude patterns only apply to a files source."
+        if self.backup_globals and self.kind != self.Kind.POSTGRESQL:
+            errors["backup_globals"] = "Only a PostgreSQL server has roles and tablespaces."
         if errors:
             raise ValidationError(errors)
 
