@@ -695,8 +695,8 @@ def _restore_postgres(restore, archive, password, phases, previous) -> dict:
             )
         warnings.append(
             f"roles the backup names do not exist on {target.host}:{target.port}: "
-            f"{', '.join(missing)}; objects are owned by {target.user} and their privileges "
-            f"were not restored ({how}, then restore again to keep them)"
+            f"{', '.join(missing)}; objects are owned by {target.user}, and privileges "
+            f"naming those roles were not restored ({how}, then restore again to keep them)"
         )
     with phases.phase("restore"):
         warnings += pg.create_database(admin, staging, definition)
@@ -707,6 +707,8 @@ def _restore_postgres(restore, archive, password, phases, previous) -> dict:
                 jobs=restore_jobs(),
                 keep_ownership=not missing,
             )
+            if missing:  # privileges that can be applied still are (REVOKE ... FROM PUBLIC)
+                warnings += pg.restore_privileges(target.with_db(staging), toc)
             # Onto the source the subscriptions stay as pg_restore leaves them (disabled,
             # naming their slot, ready to be enabled); a new database must never take the
             # source's slot.

@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from recovery.engine import procs
-from recovery.engine.pgarchive import LOCALE_OPTIONS
+from recovery.engine.pgarchive import LOCALE_OPTIONS, split_statements
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def apply_properties(server: PgServer, name: str, definition, *, scratch: bool) 
                 if stmt.kind == "owner":
                     warnings.append(
                         f"database owner {definition.owner} could not be set ({reason}): "
-                        f"{name} is owned by {server.user} instead"
+                        f"the database is owned by {server.user} instead"
                     )
                 else:
                     warnings.append(
@@ -391,6 +391,32 @@ def pg_restore(
         )
     except procs.ProcessError as exc:
         raise RestoreError(f"pg_restore failed: {exc}") from None
+
+
+def restore_privileges(target: PgServer, toc) -> list[str]:
+    """Apply the archive's GRANTs and REVOKEs one statement at a time; name those that fail.
+
+    For a target that lacks some roles: the main restore then runs with --no-privileges
+    (an ACL naming a missing role would stop it), which would also drop every REVOKE ...
+    FROM PUBLIC (functions executable by everyone again). pg_restore runs one object's
+    ACL as a single query, so one missing grantee would lose that object's other grants
+    too; statement by statement, everything that can apply does.
+    """
+    failures = []
+    with target.connect() as conn:
+        for entry in toc.entries:
+            if entry.desc not in ("ACL", "DEFAULT ACL") or entry.tag.startswith("DATABASE "):
+                continue
+            for stmt in split_statements(entry.defn):
+                try:
+                    conn.execute(stmt)
+                except psycopg.Error as exc:
+                    reason = _first_line(exc, target.password)
+                    failures.append(f"privilege not restored: {stmt[:300]} ({reason})")
+        conn.execute("RESET SESSION AUTHORIZATION")
+    if len(failures) > 20:
+        failures = failures[:20] + [f"{len(failures)} privilege statements in all not restored"]
+    return failures
 
 
 def rename_database(server: PgServer, old: str, new: str):

@@ -198,7 +198,7 @@ def test_restore_to_a_target_without_the_roles_names_them(local_destination, wor
     tag = uuid.uuid4().hex[:8]
     role, gone = f"dr_role_{tag}", f"dr_gone_{tag}"
     src, new = f"dr_test_{tag}", f"dr_test_{tag}_new"
-    psql("postgres", f"CREATE ROLE {role}")
+    psql("postgres", f"CREATE ROLE {role}; CREATE ROLE {role}_r")
     try:
         pg.create_database(SERVER, src)
         for sql in (
@@ -208,7 +208,13 @@ def test_restore_to_a_target_without_the_roles_names_them(local_destination, wor
             f"COMMENT ON DATABASE {src} IS 'kept'",
         ):
             psql("postgres", sql)
-        psql(src, f"CREATE TABLE t (id int); ALTER TABLE t OWNER TO {role}")
+        psql(
+            src,
+            f"CREATE TABLE t (id int); ALTER TABLE t OWNER TO {role}; "
+            f"GRANT SELECT ON t TO pg_monitor, {role}_r; "
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'; "
+            "REVOKE ALL ON FUNCTION f() FROM PUBLIC",
+        )
         system = System.objects.create(name="roles")
         source = Source.objects.create(
             system=system, name="roles-pg", kind="postgresql", data_class="critical",
@@ -216,15 +222,23 @@ def test_restore_to_a_target_without_the_roles_names_them(local_destination, wor
         )  # fmt: skip
         source.job = make_job(source, [local_destination])
         run = backup(source)
-        psql("postgres", f"ALTER ROLE {role} RENAME TO {gone}")  # the target lacks the role
+        psql("postgres", f"ALTER ROLE {role} RENAME TO {gone}")  # the target lacks the roles
+        psql("postgres", f"ALTER ROLE {role}_r RENAME TO {gone}_r")
         restore = services.start_restore(
             source, target=f"postgresql://postgres@127.0.0.1:5432/{new}", backup_run=run
         )
         restore = services.execute_restore(restore)
         assert restore.status == "succeeded", restore.error
         text = "\n".join(restore.warnings)
-        assert f"do not exist on 127.0.0.1:5432: {role};" in text
+        assert f"do not exist on 127.0.0.1:5432: {role}, {role}_r;" in text
         assert f"database owner {role} could not be set" in text
+        assert f"privilege not restored: GRANT SELECT ON TABLE public.t TO {role}_r" in text, text
+        with SERVER.connect(dbname=new) as conn:
+            # the privileges that could be applied were: PUBLIC still may not run f()
+            assert conn.execute(
+                "SELECT has_function_privilege('public', 'f()', 'EXECUTE'), "
+                "has_table_privilege('pg_monitor', 't', 'SELECT')"
+            ).fetchone() == (False, True)
         with SERVER.connect() as conn:
             owner, acl, comment = conn.execute(
                 "SELECT pg_get_userbyid(datdba), datacl::text, "
@@ -242,6 +256,7 @@ def test_restore_to_a_target_without_the_roles_names_them(local_destination, wor
         for name in (src, new):
             pg.drop_database(SERVER, name)
         psql("postgres", f"DROP ROLE IF EXISTS {role}; DROP ROLE IF EXISTS {gone}")
+        psql("postgres", f"DROP ROLE IF EXISTS {role}_r; DROP ROLE IF EXISTS {gone}_r")
 
 
 # --- globals: roles and tablespaces beside the backup ----------------------------------------
