@@ -661,13 +661,42 @@ def _stamp() -> str:
     return timezone.now().strftime("%Y%m%d%H%M%S")
 
 
+def _ownership_plan(restore, admin: PgServer, toc) -> tuple[bool, list[str]]:
+    """(keep owners and privileges as pg_restore does?, warnings saying why not)."""
+    from recovery.engine import pg, pgarchive
+
+    missing = pg.missing_roles(admin, pgarchive.referenced_roles(toc) if toc else set())
+    if missing:
+        from backups.globals import globals_info
+
+        run = restore.backup_run
+        how = "create the roles (pg_dumpall --globals-only of the source's server)"
+        if run is not None and globals_info(run):
+            how = (
+                "this backup holds them: manage.py restore_globals "
+                f"{run.pk} --to {admin.public_url()} --yes"
+            )
+        return False, [
+            f"roles the backup names do not exist on {admin.host}:{admin.port}: "
+            f"{', '.join(missing)}; objects are owned by {admin.user}, and privileges "
+            f"naming those roles were not restored ({how}, then restore again to keep them)"
+        ]
+    if not pg.is_superuser(admin):
+        return False, [
+            f"{admin.user} is not a superuser, so it cannot give objects to their owners: "
+            f"objects are owned by {admin.user}; privileges were applied where it could"
+        ]
+    return True, []
+
+
 def _restore_postgres(restore, archive, password, phases, previous) -> dict:
     """Restore into <name>_restoring_<ts>, check it, then swap: the old database is kept aside.
 
     The staging database is created as the archive describes it (encoding, locale), then
     gets its owner, privileges, settings and comment. Object owners and privileges are
-    restored when every role the archive names exists on the target; otherwise they are
-    left out and the warnings name the missing roles.
+    restored as pg_restore does when every role the archive names exists on the target
+    (and we are superuser); otherwise objects belong to the restoring user, every
+    privilege that can apply is applied one by one, and the warnings name the rest.
     """
     from recovery.engine import pg, pgarchive
     from recovery.engine.checks import pg_query, run_checks
@@ -680,24 +709,10 @@ def _restore_postgres(restore, archive, password, phases, previous) -> dict:
     warnings: list[str] = []
     toc = pgarchive.toc_of_file(archive)
     definition = pgarchive.definition(toc) if toc else None
-    if toc is not None and definition is None:
+    if definition is None:
         warnings.append(pgarchive.NO_DEFINITION)
-    missing = pg.missing_roles(admin, pgarchive.referenced_roles(toc) if toc else set())
-    if missing:
-        from backups.globals import globals_info
-
-        run = restore.backup_run
-        how = "create the roles (pg_dumpall --globals-only of the source's server)"
-        if run is not None and globals_info(run):
-            admin_url = PgServer.from_url(restore.target).with_db("postgres").public_url()
-            how = (
-                f"this backup holds them: manage.py restore_globals {run.pk} --to {admin_url} --yes"
-            )
-        warnings.append(
-            f"roles the backup names do not exist on {target.host}:{target.port}: "
-            f"{', '.join(missing)}; objects are owned by {target.user}, and privileges "
-            f"naming those roles were not restored ({how}, then restore again to keep them)"
-        )
+    keep_ownership, notes = _ownership_plan(restore, admin, toc)
+    warnings += notes
     with phases.phase("restore"):
         warnings += pg.create_database(admin, staging, definition)
         try:
@@ -705,9 +720,9 @@ def _restore_postgres(restore, archive, password, phases, previous) -> dict:
                 archive,
                 target.with_db(staging),
                 jobs=restore_jobs(),
-                keep_ownership=not missing,
+                keep_ownership=keep_ownership,
             )
-            if missing:  # privileges that can be applied still are (REVOKE ... FROM PUBLIC)
+            if not keep_ownership and toc is not None:  # REVOKE ... FROM PUBLIC stays
                 warnings += pg.restore_privileges(target.with_db(staging), toc)
             # Onto the source the subscriptions stay as pg_restore leaves them (disabled,
             # naming their slot, ready to be enabled); a new database must never take the

@@ -204,6 +204,12 @@ def missing_roles(server: PgServer, roles) -> list[str]:
     return sorted(set(roles) - present)
 
 
+def is_superuser(server: PgServer) -> bool:
+    with server.connect() as conn:
+        row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    return bool(row and row[0])
+
+
 def _subscriptions(conn) -> list[tuple[str, bool, str | None]]:
     return conn.execute(
         "SELECT s.subname, s.subenabled, s.subslotname FROM pg_subscription s "

@@ -152,9 +152,9 @@ def toc_of_file(path: str) -> Toc | None:
 
 
 NO_DEFINITION = (
-    "the backup holds no database definition (no DATABASE entry in the archive): the "
-    "database was created with the server's default encoding and locale, without the "
-    "source's owner, privileges, settings or comment"
+    "the backup's database definition could not be read (no DATABASE entry, or an archive "
+    "format this portal does not know): the database was created with the server's default "
+    "encoding and locale, without the source's owner, privileges, settings or comment"
 )
 
 

@@ -96,7 +96,7 @@ def verify_postgres(
         with phases.phase("create scratch"):
             toc = peeked.peek_toc() if peeked else pgarchive.toc_of_file(archive)
             definition = pgarchive.definition(toc) if toc else None
-            if toc is not None and definition is None:
+            if definition is None:
                 result.warnings.append(pgarchive.NO_DEFINITION)
             result.warnings += create_database(scratch_server, name, definition)
             created = True

@@ -331,3 +331,31 @@ def test_globals_backup_brings_back_the_roles_a_restore_needs(
         # Every role the script created (other tests' roles too, if they were dropped since).
         for name in {*created, role, gone}:
             psql("postgres", f'DROP ROLE IF EXISTS "{name}"')
+
+
+@pytest.mark.django_db
+def test_restore_as_a_non_superuser_still_works_and_says_who_owns_what(pg_source, work_dir):
+    """Before, new-database restores always dropped owners; keeping them needs a superuser."""
+    from recovery import services
+
+    tag = uuid.uuid4().hex[:8]
+    user, new = f"dr_restorer_{tag}", f"dr_test_{tag}_new"
+    psql("postgres", f"CREATE ROLE {user} LOGIN CREATEDB")
+    try:
+        run = backup(pg_source)
+        restore = services.execute_restore(
+            services.start_restore(
+                pg_source, target=f"postgresql://{user}@127.0.0.1:5432/{new}", backup_run=run
+            )
+        )
+        assert restore.status == "succeeded", restore.error
+        text = "\n".join(restore.warnings)
+        assert f"{user} is not a superuser" in text
+        assert "database owner postgres could not be set" in text
+        with SERVER.connect(dbname=new) as conn:
+            assert conn.execute(
+                "SELECT tableowner FROM pg_tables WHERE tablename = 'workflows'"
+            ).fetchone() == (user,)
+    finally:
+        pg.drop_database(SERVER, new)
+        psql("postgres", f"DROP ROLE IF EXISTS {user}")
