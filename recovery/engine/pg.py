@@ -140,13 +140,11 @@ def create_database(server: PgServer, name: str, definition=None) -> list[str]:
         value = options.get(key)
         if value is None:
             continue
-        if key == "LOCALE_PROVIDER":
-            # libc is the default, and servers before 15 know no LOCALE_PROVIDER at all
-            if value in ("icu", "builtin"):
-                parts.append(sql.SQL("LOCALE_PROVIDER = " + value))
-            continue
-        else:
+        if key != "LOCALE_PROVIDER":  # keys come from LOCALE_OPTIONS, values are literals
             parts.append(sql.SQL(key + " = ") + sql.Literal(value))
+        elif value in ("icu", "builtin"):
+            # libc is the default, and servers before 15 know no LOCALE_PROVIDER at all
+            parts.append(sql.SQL("LOCALE_PROVIDER = " + value))
     statement = sql.SQL("CREATE DATABASE {} WITH ").format(ident) + sql.SQL(" ").join(parts)
     try:
         _execute(server, statement, "creating the database")
@@ -154,7 +152,7 @@ def create_database(server: PgServer, name: str, definition=None) -> list[str]:
     except RestoreError as exc:
         _execute(server, plain, f"creating database {name} failed")
         return [
-            f"database {name} could not be created as the backup describes it "
+            f"the database could not be created as the backup describes it "
             f"({definition.describe()}): {exc}; it was created with the server's default "
             "encoding and locale, so text sorting and comparisons may differ from the source"
         ]

@@ -1,17 +1,18 @@
 """Read what a `pg_dump -Fc` archive says about its database, before restoring it.
 
-A custom archive's table of contents (pg_dump 11 and later, with or without `--create`,
-which only matters for plain SQL output) holds the DATABASE entry (encoding, locale provider, collation, ctype, ICU locale, owner), the DATABASE
-PROPERTIES entry (`ALTER DATABASE ... SET`, connection limit, per-role settings), and the
-database's COMMENT and ACL. pg_restore only applies them when it creates the database under
-its original name; restores here create staging and scratch databases under other names, so
-the entries are read from the TOC and applied to the new name by pg.create_database and
-pg.apply_properties.
+A custom archive's table of contents (pg_dump 11 and later; `--create` only matters for
+plain SQL output) holds the DATABASE entry (encoding, locale provider, collation, ctype,
+ICU locale, owner), the DATABASE PROPERTIES entry (`ALTER DATABASE ... SET`, connection
+limit, per-role settings), and the database's COMMENT and ACL. pg_restore only applies
+them when it creates the database under its original name; restores here create staging
+and scratch databases under other names, so the entries are read from the TOC and
+applied to the new name by pg.create_database and pg.apply_properties.
 
-The TOC sits at the head of the archive (format in PostgreSQL's pg_backup_archiver.c), so
-it can be read from a file or from the first bytes of a stream (PeekedFeed) before
-pg_restore starts. An archive without a DATABASE entry (from an old pg_dump) gives no
-definition: the database is then created with the server defaults, and the run says so.
+The TOC sits at the head of the archive (format in PostgreSQL's pg_backup_archiver.c,
+versions 1.12 to 1.16 read here), so it can be read from a file or from the first bytes
+of a stream (PeekedFeed) before pg_restore starts. An archive without a DATABASE entry
+(from an old pg_dump) gives no definition: the database is then created with the server
+defaults, and the run says so.
 """
 
 import os
@@ -354,7 +355,7 @@ def referenced_roles(toc: Toc) -> set[str]:
         for stmt in split_statements(entry.defn):
             masked = _mask_literals(stmt)
             head = masked.lstrip().upper()
-            if head.startswith(("GRANT", "REVOKE")) or " DEFAULT PRIVILEGES " in head.upper():
+            if head.startswith(("GRANT", "REVOKE")) or " DEFAULT PRIVILEGES " in head:
                 for match in _GRANTEE.finditer(masked):
                     for name in re.split(r"\s*,\s*", stmt[match.start(1) : match.end(1)]):
                         roles.add(_ident_value(name))
@@ -404,22 +405,24 @@ def _mask_literals(text: str) -> str:
 
 def split_statements(text: str) -> list[str]:
     """pg_dump's statements in a TOC entry's definition, split on ; outside quotes."""
-    masked = _mask_literals(text)
-    statements, start = [], 0
+    masked = _mask_literals(text)  # no ; or " left inside '...'
+    statements, start, in_ident = [], 0, False
     for i, ch in enumerate(masked):
-        if ch == ";" and _outside_identifier(masked, start, i):
-            stmt = text[start:i].strip()
-            if stmt and not stmt.startswith("--"):
-                statements.append(stmt)
+        if ch == '"':
+            in_ident = not in_ident  # a doubled "" toggles twice
+        elif ch == ";" and not in_ident:
+            statements.append(text[start:i])
             start = i + 1
-    rest = text[start:].strip()
-    if rest and not rest.startswith("--"):
-        statements.append(rest)
-    return statements
+    statements.append(text[start:])
+    cleaned = (_drop_leading_comments(s) for s in statements)
+    return [s for s in cleaned if s]
 
 
-def _outside_identifier(masked: str, start: int, at: int) -> bool:
-    return masked.count('"', start, at) % 2 == 0
+def _drop_leading_comments(stmt: str) -> str:
+    lines = stmt.strip().splitlines()
+    while lines and lines[0].lstrip().startswith("--"):
+        lines.pop(0)
+    return "\n".join(lines).strip()
 
 
 def rename_database_in(stmt: str, old: str, new: str) -> str:
