@@ -35,7 +35,13 @@ def backup_globals(run, source_spec, dest_specs, options, secrets: list[str]) ->
     copies = []
     for copy in result.copies:
         if copy.ok:
-            copies.append({"destination": copy.destination, "location": copy.location})
+            copies.append(
+                {
+                    "destination": copy.destination,
+                    "location": copy.location,
+                    "manifest_location": copy.manifest_location,
+                }
+            )
             run.append_log(f"roles and tablespaces stored at {copy.destination}: {copy.location}")
         else:
             run.append_log(
@@ -53,6 +59,20 @@ def backup_globals(run, source_spec, dest_specs, options, secrets: list[str]) ->
         reason = redact(result.error or "no destination stored it", secrets)
         info["error"] = f"roles and tablespaces (pg_dumpall --globals-only) not backed up: {reason}"
     return info
+
+
+def delete_globals(run, destination_name: str, store) -> None:
+    """Retention removed the run's copy at a destination: remove its globals there too."""
+    info = (run.manifest or {}).get("globals") or {}
+    for copy in info.get("copies") or []:
+        if copy.get("destination") != destination_name:
+            continue
+        for location in (copy.get("location"), copy.get("manifest_location")):
+            try:
+                if location and store.exists(location):
+                    store.delete(location)
+            except Exception as exc:  # noqa: BLE001 - the main copy is gone; log, go on
+                log.warning("retention: globals %s at %s: %s", location, destination_name, exc)
 
 
 def globals_info(run) -> dict | None:

@@ -359,3 +359,29 @@ def test_restore_as_a_non_superuser_still_works_and_says_who_owns_what(pg_source
     finally:
         pg.drop_database(SERVER, new)
         psql("postgres", f"DROP ROLE IF EXISTS {user}")
+
+
+@pytest.mark.django_db
+def test_retention_removes_the_globals_with_the_backup(pg_source, local_destination):
+    from datetime import timedelta
+    from pathlib import Path
+
+    from django.utils import timezone
+
+    from backups import retention
+
+    pg_source.backup_globals = True
+    pg_source.save()
+    old, new = backup(pg_source), backup(pg_source)
+    local_destination.keep_days, local_destination.keep_last = 0, 1
+    local_destination.save()
+
+    def files(run):
+        copy = run.manifest["globals"]["copies"][0]
+        root = Path(local_destination.path)
+        return [root / copy["location"], root / copy["manifest_location"]]
+
+    assert all(p.is_file() for p in files(old) + files(new))
+    retention.apply(local_destination, now=timezone.now() + timedelta(days=30))
+    assert not any(p.exists() for p in files(old))
+    assert all(p.is_file() for p in files(new))
