@@ -304,6 +304,8 @@ def _restore_test(test: RestoreTest, secrets: list[str]):
             fields["bytes_fetched"] = fetched_bytes
         else:
             outcome = _unpacked_test(run, test, kind, tmp, phases, fields, secrets)
+        if kind == "postgresql":
+            _check_globals(run, test, tmp, outcome)
     except NeedsRetrieval as exc:
         fields["needs_retrieval"] = True
         _finish_test(test, RunStatus.FAILED, str(exc), phases, fields, started, clock)
@@ -343,6 +345,24 @@ def _restore_test(test: RestoreTest, secrets: list[str]):
     if not results and artifact_kind(run) != "files":
         test.append_log("no verification checks are defined: only the restore itself was proven")
     _finish_test(test, RunStatus.SUCCEEDED, "", phases, fields, started, clock)
+
+
+def _check_globals(run, test, tmp: str, outcome: VerifyOutcome):
+    """The roles and tablespaces stored with the backup (globals: true) must read back too."""
+    from backups.globals import fetch_globals, globals_info
+
+    if globals_info(run) is None:
+        return
+    path = os.path.join(tmp, "globals.sql")
+    try:
+        fetch_globals(run, path)
+        size = os.path.getsize(path)
+        test.append_log(f"roles and tablespaces read back and verified ({size} bytes)")
+    except (ValueError, OSError) as exc:
+        outcome.warnings.append(f"roles and tablespaces could not be read back: {exc}")
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
 
 
 def _unpacked_test(run, test, kind, tmp, phases, fields, secrets) -> VerifyOutcome:

@@ -9,7 +9,7 @@ import pytest
 
 from recovery.engine import pg, pgarchive
 from recovery.engine.verify import Phases, verify_postgres
-from tests.recovery.conftest import backup, make_job
+from tests.recovery.conftest import backup, make_job, run_test
 from tests.recovery.pgutil import SERVER, pg_dump, scratch_databases, temp_database
 
 pytestmark = pytest.mark.postgres
@@ -362,7 +362,7 @@ def test_restore_as_a_non_superuser_still_works_and_says_who_owns_what(pg_source
 
 
 @pytest.mark.django_db
-def test_retention_removes_the_globals_with_the_backup(pg_source, local_destination):
+def test_retention_removes_the_globals_with_the_backup(pg_source, local_destination, work_dir):
     from datetime import timedelta
     from pathlib import Path
 
@@ -385,3 +385,11 @@ def test_retention_removes_the_globals_with_the_backup(pg_source, local_destinat
     retention.apply(local_destination, now=timezone.now() + timedelta(days=30))
     assert not any(p.exists() for p in files(old))
     assert all(p.is_file() for p in files(new))
+
+    # Restore tests read the globals back too, and say when they cannot.
+    test = run_test(pg_source, backup_run=new)
+    assert test.status == "succeeded" and "roles and tablespaces read back" in test.log
+    files(new)[0].unlink()
+    test = run_test(pg_source, backup_run=new)
+    assert test.status == "succeeded"
+    assert any("roles and tablespaces could not be read back" in w for w in test.warnings)
