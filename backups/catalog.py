@@ -52,6 +52,10 @@ def rebuild(destination, stdout=None) -> RebuildReport:
         if not isinstance(manifest, dict) or not manifest.get("sha256"):
             report.skipped += 1
             continue
+        if manifest.get("source_kind") == "pg_globals":
+            # Roles beside a PostgreSQL backup (backups/globals.py): not a backup of its own.
+            report.skipped += 1
+            continue
         location = _artifact_location(manifest_location, manifest)
         if _in_flight(manifest):  # its run is about to record this copy itself
             report.skipped += 1

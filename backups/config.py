@@ -54,7 +54,12 @@ SOURCE_FIELDS = [
     "restore_test_after_backup",
 ]
 # YAML name -> model field where they differ
-SOURCE_RENAMES = {"verify": "checks", "heartbeat": "heartbeat_enabled", "portal_db": "is_portal_db"}
+SOURCE_RENAMES = {
+    "verify": "checks",
+    "heartbeat": "heartbeat_enabled",
+    "portal_db": "is_portal_db",
+    "globals": "backup_globals",
+}
 SOURCE_SECRETS = ["password"]
 JOB_FIELDS = ["schedule", "timezone", "compression", "encrypt", "enabled"]
 JOB_RENAMES = {"level": "compression_level"}
@@ -98,6 +103,7 @@ KEY_TYPES = {
         "exclude": LIST,
         "verify": LIST,
         "heartbeat": FLAG,
+        "globals": FLAG,
         "portal_db": FLAG,
         "restore_test_after_backup": FLAG,
     },
@@ -169,11 +175,15 @@ def load_text(text: str) -> dict:
     return data
 
 
+# model field -> the YAML key the person wrote, for error places
+_YAML_NAMES = {field: key for key, field in SOURCE_RENAMES.items()}
+
+
 def _messages(exc: ValidationError, where: str) -> list[str]:
     out = []
     if hasattr(exc, "error_dict"):
         for name, errors in exc.message_dict.items():
-            place = where if name == "__all__" else f"{where}.{name}"
+            place = where if name == "__all__" else f"{where}.{_YAML_NAMES.get(name, name)}"
             out.extend(f"{place}: {m}" for m in errors)
     else:
         out.extend(f"{where}: {m}" for m in exc.messages)
@@ -388,6 +398,7 @@ def _plan_source(item, where, problems, refs):
         return None
     values["checks"] = validators.normalise_checks(verify)
     values["heartbeat_enabled"] = item.get("heartbeat") or False
+    values["backup_globals"] = item.get("globals") or False
     values["is_portal_db"] = item.get("portal_db") or False
     if values["is_portal_db"] and "kind" not in item:
         values["kind"] = instance.kind or "sqlite"
@@ -565,6 +576,8 @@ def export() -> dict:
             item["verify"] = [dict(c) for c in s.checks]
         if s.heartbeat_enabled:
             item["heartbeat"] = True
+        if s.backup_globals:
+            item["globals"] = True
         item["restore_test_schedule"] = s.restore_test_schedule
         if s.restore_test_after_backup:
             item["restore_test_after_backup"] = True

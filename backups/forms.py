@@ -129,6 +129,7 @@ class SourceForm(SecretsMixin, forms.ModelForm):
             "heartbeat_enabled",
             "restore_test_schedule",
             "restore_test_after_backup",
+            "backup_globals",
         ]
         widgets = {"path": WIDE, "host": WIDE}
 

@@ -174,6 +174,11 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
         help_text="Cron for automatic restore tests (blank: none).",
     )
     restore_test_after_backup = models.BooleanField(default=False)
+    backup_globals = models.BooleanField(
+        default=False,
+        help_text="PostgreSQL: also back up the server's roles, memberships and tablespaces "
+        "(pg_dumpall --globals-only, without password hashes) with every backup.",
+    )
     config_changed_at = models.DateTimeField(default=timezone.now)
     created = models.DateTimeField(default=timezone.now)
 
@@ -230,6 +235,8 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
                         errors["path"] = problem
         if self.kind != self.Kind.FILES and self.exclude:
             errors["exclude"] = "Exclude patterns only apply to a files source."
+        if self.backup_globals and self.kind != self.Kind.POSTGRESQL:
+            errors["backup_globals"] = "Only a PostgreSQL server has roles and tablespaces."
         if errors:
             raise ValidationError(errors)
 
@@ -686,6 +693,7 @@ class BackupCopy(models.Model):
 
             audit.record("backup copy lost", self.run, detail=f"{self.destination_id}: {reason}")
         return bool(changed)
+
 
 def live_copies_by_key() -> dict[str, int]:
     """{master key id: live copies sealed with it}, from the manifests of good runs.

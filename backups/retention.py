@@ -263,6 +263,9 @@ def apply(destination, *, source_ids=None, dry_run=False, now=None, stdout=None)
                 detail=f"{destination.name}: {copy.location}: {exc}",
             )
             continue
+        from backups.globals import delete_globals
+
+        delete_globals(copy.run, destination.name, store)
         deleted_at = now or timezone.now()
         type(copy).objects.filter(pk=copy.pk).update(
             deleted_at=deleted_at, deleted_reason=decision.reason[:300]

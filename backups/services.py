@@ -217,6 +217,18 @@ def _backup(run: BackupRun, job: BackupJob, secrets: list[str]):
         status = RunStatus.CANCELLED
     if status == RunStatus.FAILED and not error:
         error = "backup failed"
+    manifest = _jsonable(result.manifest)
+    if (
+        status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
+        and source_spec.kind == "postgresql"
+        and source.backup_globals
+    ):
+        from backups.globals import backup_globals
+
+        manifest["globals"] = backup_globals(run, source_spec, dest_specs, options, secrets)
+        if manifest["globals"]["error"]:
+            status = RunStatus.PARTIAL
+            error = "; ".join(e for e in (error, manifest["globals"]["error"]) if e)
     ratio = round(result.bytes_read / result.bytes_stored, 3) if result.bytes_stored else None
     try:
         run.check_lease()  # fencing: a reaped run records nothing, its artifacts go
@@ -250,7 +262,7 @@ def _backup(run: BackupRun, job: BackupJob, secrets: list[str]):
                 compression_ratio=ratio,
                 sha256=result.sha256 or "",
                 data_taken_at=result.data_taken_at,
-                manifest=_jsonable(result.manifest),
+                manifest=manifest,
                 artifact_key=run.artifact_key,
             )
     except (LeaseLost, IllegalTransition) as exc:

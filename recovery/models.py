@@ -125,6 +125,12 @@ class RestoreTest(RunBase):
     phases = models.JSONField(default=list, blank=True)
     checks = models.JSONField(default=list, blank=True)
     integrity = models.CharField(max_length=300, blank=True)
+    warnings = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="What was not restored as it was (e.g. a locale the server lacks), "
+        "or changed on purpose (subscriptions left disabled).",
+    )
     rto = models.DurationField(null=True, blank=True, help_text="Whole wall time of the test.")
     data_at = models.DateTimeField(null=True, blank=True)
     data_basis = models.CharField(max_length=10, choices=DataBasis.choices, blank=True)
@@ -358,6 +364,12 @@ class Restore(RunBase):
     )
     copy_used = models.CharField(max_length=300, blank=True)
     kept_aside = models.CharField(max_length=1024, blank=True)
+    warnings = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="What could not be applied on the target (missing roles, locale), "
+        "or was changed on purpose (subscriptions left disabled).",
+    )
     phases = models.JSONField(default=list, blank=True)
     checks = models.JSONField(default=list, blank=True)
     rto = models.DurationField(null=True, blank=True, help_text="Declared start → checks passed.")

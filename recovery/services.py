@@ -366,6 +366,8 @@ def _restore_test(test: RestoreTest, secrets: list[str]):
             fields["bytes_fetched"] = fetched_bytes
         else:
             outcome = _unpacked_test(run, test, kind, tmp, phases, fields, secrets)
+        if kind == "postgresql":
+            _check_globals(run, test, tmp, outcome)
     except NeedsRetrieval as exc:
         fields["needs_retrieval"] = True
         _finish_test(test, RunStatus.FAILED, str(exc), phases, fields, started, clock)
@@ -383,7 +385,10 @@ def _restore_test(test: RestoreTest, secrets: list[str]):
         checks=results,
         integrity=outcome.integrity[:300],
         bytes_restored=outcome.restored_bytes,
+        warnings=outcome.warnings,
     )
+    for warning in outcome.warnings:
+        test.append_log(f"note: {warning}")
     if outcome.heartbeat_at:
         fields.update(data_at=outcome.heartbeat_at, data_basis=DataBasis.HEARTBEAT)
     elif run.data_taken_at:
@@ -402,6 +407,24 @@ def _restore_test(test: RestoreTest, secrets: list[str]):
     if not results and artifact_kind(run) != "files":
         test.append_log("no verification checks are defined: only the restore itself was proven")
     _finish_test(test, RunStatus.SUCCEEDED, "", phases, fields, started, clock)
+
+
+def _check_globals(run, test, tmp: str, outcome: VerifyOutcome):
+    """The roles and tablespaces stored with the backup (globals: true) must read back too."""
+    from backups.globals import fetch_globals, globals_info
+
+    if globals_info(run) is None:
+        return
+    path = os.path.join(tmp, "globals.sql")
+    try:
+        fetch_globals(run, path)
+        size = os.path.getsize(path)
+        test.append_log(f"roles and tablespaces read back and verified ({size} bytes)")
+    except (ValueError, OSError) as exc:
+        outcome.warnings.append(f"roles and tablespaces could not be read back: {exc}")
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
 
 
 def _unpacked_test(run, test, kind, tmp, phases, fields, secrets) -> VerifyOutcome:
@@ -823,9 +846,44 @@ def _stamp() -> str:
     return timezone.now().strftime("%Y%m%d%H%M%S")
 
 
+def _ownership_plan(restore, admin: PgServer, toc) -> tuple[bool, list[str]]:
+    """(keep owners and privileges as pg_restore does?, warnings saying why not)."""
+    from recovery.engine import pg, pgarchive
+
+    missing = pg.missing_roles(admin, pgarchive.referenced_roles(toc) if toc else set())
+    if missing:
+        from backups.globals import globals_info
+
+        run = restore.backup_run
+        how = "create the roles (pg_dumpall --globals-only of the source's server)"
+        if run is not None and globals_info(run):
+            how = (
+                "this backup holds them: manage.py restore_globals "
+                f"{run.pk} --to {admin.public_url()} --yes"
+            )
+        return False, [
+            f"roles the backup names do not exist on {admin.host}:{admin.port}: "
+            f"{', '.join(missing)}; objects are owned by {admin.user}, and privileges "
+            f"naming those roles were not restored ({how}, then restore again to keep them)"
+        ]
+    if not pg.is_superuser(admin):
+        return False, [
+            f"{admin.user} is not a superuser, so it cannot give objects to their owners: "
+            f"objects are owned by {admin.user}; privileges were applied where it could"
+        ]
+    return True, []
+
+
 def _restore_postgres(restore, archive, password, phases, previous) -> dict:
-    """Restore into <name>_restoring_<ts>, check it, then swap: the old database is kept aside."""
-    from recovery.engine import pg
+    """Restore into <name>_restoring_<ts>, check it, then swap: the old database is kept aside.
+
+    The staging database is created as the archive describes it (encoding, locale), then
+    gets its owner, privileges, settings and comment. Object owners and privileges are
+    restored as pg_restore does when every role the archive names exists on the target
+    (and we are superuser); otherwise objects belong to the restoring user, every
+    privilege that can apply is applied one by one, and the warnings name the rest.
+    """
+    from recovery.engine import pg, pgarchive
     from recovery.engine.check_role import run_confined_checks
 
     target = PgServer.from_url(restore.target, password=password)
@@ -833,19 +891,39 @@ def _restore_postgres(restore, archive, password, phases, previous) -> dict:
     stamp = _stamp()
     staging = pg.check_name(f"{target.dbname[:40]}_restoring_{stamp}")
     result: dict = {}
+    warnings: list[str] = []
+    toc = pgarchive.toc_of_file(archive)
+    definition = pgarchive.definition(toc) if toc else None
+    if definition is None:
+        warnings.append(pgarchive.NO_DEFINITION)
+    keep_ownership, notes = _ownership_plan(restore, admin, toc)
+    warnings += notes
     with phases.phase("restore"):
         record_database(restore, "target", staging)
-        pg.create_database(admin, staging)
+        warnings += pg.create_database(admin, staging, definition)
         try:
             pg.pg_restore(
                 archive,
                 target.with_db(staging),
                 jobs=restore_jobs(),
-                keep_ownership=restore.onto_source,
+                keep_ownership=keep_ownership,
                 cancelled=lambda: restore.lease_lost,  # reaped: stop pg_restore now
             )
-        except RestoreError:
-            pg.drop_database(admin, staging)
+            if not keep_ownership and toc is not None:  # REVOKE ... FROM PUBLIC stays
+                warnings += pg.restore_privileges(target.with_db(staging), toc)
+            # Onto the source the subscriptions stay as pg_restore leaves them (disabled,
+            # naming their slot, ready to be enabled); a new database must never take the
+            # source's slot.
+            warnings += pg.neutralise_subscriptions(
+                target.with_db(staging), keep_slot=restore.onto_source
+            )
+            if definition is not None:
+                warnings += pg.apply_properties(admin, staging, definition, scratch=False)
+        except RestoreError as exc:
+            try:
+                pg.drop_database(admin, staging)
+            except RestoreError as cleanup:  # never hide the first error; name both
+                raise RestoreError(f"{exc}; and the staging database stays: {cleanup}") from None
             raise
     with phases.phase("switch over"):
         if pg.database_exists(admin, target.dbname):
@@ -853,6 +931,9 @@ def _restore_postgres(restore, archive, password, phases, previous) -> dict:
             pg.rename_database(admin, target.dbname, aside)
             result["kept_aside"] = target.with_db(aside).public_url()
         pg.rename_database(admin, staging, target.dbname)
+    result["warnings"] = warnings
+    for warning in warnings:
+        restore.append_log(f"note: {warning}")
     with phases.phase("checks"):
         with target.connect() as conn:
             beat = heartbeat.read_pg(conn)

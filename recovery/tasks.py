@@ -142,12 +142,14 @@ def housekeeping(now: float | None = None) -> dict:
     swept = sweep_finished()  # what finished runs recorded and could not remove at the time
     max_age = leftover_age_s()
     now = now or time.time()
-    dropped, removed = [], []
+    dropped, removed, failed = [], [], []
     try:
-        dropped = sweep_scratch(scratch_server(), older_than_s=max_age)
+        # One database that cannot be dropped is logged and kept in `failed`; the rest go.
+        dropped = sweep_scratch(scratch_server(), older_than_s=max_age, errors=failed)
         dropped += sweep_check_roles(scratch_server(), older_than_s=max_age)
     except RestoreError as exc:
         log.warning("scratch sweep skipped: %s", exc)
+        failed.append(f"scratch sweep skipped: {exc}")
     root = Path(work_dir() or tempfile.gettempdir())
     for path in list(root.glob("dr-restore-test-*")) + list(root.glob("dr-restore-*")):
         try:
@@ -160,6 +162,7 @@ def housekeeping(now: float | None = None) -> dict:
         log.warning("removed a restore leftover: %s", name)
     return {
         "scratch_dropped": dropped,
+        "scratch_failed": failed,
         "dirs_removed": sorted(set(removed)),
         "temporaries_removed": swept,
     }

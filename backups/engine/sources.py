@@ -77,10 +77,28 @@ class Protected:
 
 
 class PgDumpStream:
-    """`pg_dump -Fc -Z0` of one database; the connection goes through PG* variables, not argv."""
+    """`pg_dump -Fc -Z0` of one database; the connection goes through PG* variables, not argv.
+
+    A custom archive always holds the database's own entries (encoding, locale, owner,
+    ACL, settings, comment; `--create` only matters for plain SQL output): restores read
+    them from its TOC (recovery.engine.pgarchive).
+    """
+
+    program = "pg_dump"
+
+    def arguments(self, config: dict) -> list[str]:
+        return [
+            "pg_dump",
+            "--format=custom",
+            "--compress=0",  # the pipeline compresses, faster and smaller
+            "--no-password",
+            # fail instead of queueing behind an exclusive lock (ALTER TABLE) forever
+            f"--lock-wait-timeout={config.get('lock_wait_timeout') or '300s'}",
+        ]
 
     def __init__(self, config: dict, password: str):
         self.password = password
+        args = self.arguments(config)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         # Environment variables are never parsed as conninfo strings, unlike a dbname argument.
         env.update(
@@ -101,13 +119,8 @@ class PgDumpStream:
         try:
             self.proc = subprocess.Popen(
                 [
-                    *(DIE_WITH_PARENT if shutil.which("pg_dump", path=env.get("PATH")) else []),
-                    "pg_dump",
-                    "--format=custom",
-                    "--compress=0",  # the pipeline compresses, faster and smaller
-                    "--no-password",
-                    # fail instead of queueing behind an exclusive lock (ALTER TABLE) forever
-                    f"--lock-wait-timeout={config.get('lock_wait_timeout') or '300s'}",
+                    *(DIE_WITH_PARENT if shutil.which(self.program, path=env.get("PATH")) else []),
+                    *args,
                 ],
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,
@@ -117,7 +130,7 @@ class PgDumpStream:
             )
         except OSError as exc:
             self._stderr.close()
-            raise SourceError(f"cannot start pg_dump: {exc}") from None
+            raise SourceError(f"cannot start {self.program}: {exc}") from None
         try:
             fcntl.fcntl(self.proc.stdout.fileno(), F_SETPIPE_SZ, 1024 * 1024)
         except OSError:
@@ -137,9 +150,9 @@ class PgDumpStream:
             return
         detail = self._stderr_tail()
         if code < 0:
-            reason = f"pg_dump was killed by signal {-code}"
+            reason = f"{self.program} was killed by signal {-code}"
         else:
-            reason = f"pg_dump exited with code {code}"
+            reason = f"{self.program} exited with code {code}"
         raise SourceError(f"{reason}: {detail}" if detail else reason)
 
     def close(self) -> None:
@@ -151,6 +164,31 @@ class PgDumpStream:
         self.proc.stdout.close()
         self.proc.wait()
         self._stderr.close()
+
+
+class PgGlobalsStream(PgDumpStream):
+    """`pg_dumpall --globals-only --no-role-passwords`: roles, memberships, role settings and
+    tablespaces of the source's server, as a SQL script for psql.
+
+    Without password hashes: pg_authid is readable only by superusers, and a backup that
+    holds every role's password hash is a credential store. Restored roles get no password.
+    """
+
+    program = "pg_dumpall"
+
+    def arguments(self, config: dict) -> list[str]:
+        database = str(config["database"])
+        # pg_dumpall ignores PGDATABASE; -l would parse a conninfo string, so refuse one.
+        if "=" in database or "://" in database:
+            raise SourceError("the database name must not look like a connection string")
+        return [
+            "pg_dumpall",
+            "--globals-only",
+            "--no-role-passwords",
+            "--no-password",
+            "-l",
+            database,
+        ]
 
 
 class SqliteStream:
@@ -277,6 +315,8 @@ def open_source(spec: SourceSpec, scratch_dir: str | None = None):
         if not spec.config.get("database"):
             raise SourceError("postgresql source needs a database name")
         return PgDumpStream(spec.config, spec.password)
+    if spec.kind == "pg_globals":
+        return PgGlobalsStream(spec.config, spec.password)
     if spec.kind == "sqlite":
         return SqliteStream(spec.config, scratch_dir)
     if spec.kind == "files":
@@ -287,6 +327,7 @@ def open_source(spec: SourceSpec, scratch_dir: str | None = None):
 # What unpack produces for each source kind, for the manifest and the docs.
 RESTORE_FORMS = {
     "postgresql": "pg_dump custom archive (pg_restore)",
+    "pg_globals": "pg_dumpall --globals-only SQL script (psql)",
     "sqlite": "SQLite database file",
     "files": "tar archive (tar -x)",
 }

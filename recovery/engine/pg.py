@@ -1,5 +1,6 @@
 """PostgreSQL: scratch databases on a configured server and `pg_restore` into them."""
 
+import logging
 import os
 import re
 import secrets as _secrets
@@ -14,6 +15,9 @@ import psycopg
 from psycopg import sql
 
 from recovery.engine import procs
+from recovery.engine.pgarchive import LOCALE_OPTIONS, split_statements
+
+log = logging.getLogger(__name__)
 
 SCRATCH_PREFIX = "dr_scratch_"
 # dr_scratch_<epoch>_<random>: the epoch lets a sweeper drop what a killed worker left.
@@ -108,17 +112,189 @@ def new_scratch_name(prefix: str = SCRATCH_PREFIX) -> str:
     return f"{prefix}{int(time.time())}_{_secrets.token_hex(4)}"
 
 
-def create_database(server: PgServer, name: str):
+def _execute(server: PgServer, statement, what: str):
+    """Run one statement on `server`; a PostgreSQL error becomes a RestoreError naming `what`."""
     with server.connect() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(check_name(name))))
+        try:
+            conn.execute(statement)
+        except psycopg.Error as exc:
+            raise RestoreError(f"{what}: {_first_line(exc, server.password)}") from None
 
 
-def drop_database(server: PgServer, name: str):
-    """Drop even while something is still connected (PostgreSQL 13+ FORCE)."""
+def create_database(server: PgServer, name: str, definition=None) -> list[str]:
+    """Create `name`; with the archive's definition, in its encoding and locale.
+
+    Collation and ctype cannot change after CREATE DATABASE, so they are set here (from
+    template0, the only template that takes another locale). Returns warnings: when the
+    target server lacks the locale, the database is created with the server's defaults
+    and the warning says that sorting may differ from the source.
+    """
+    ident = sql.Identifier(check_name(name))
+    plain = sql.SQL("CREATE DATABASE {}").format(ident)
+    options = getattr(definition, "options", None)
+    if not options:
+        _execute(server, plain, f"creating database {name} failed")
+        return []
+    parts = [sql.SQL("TEMPLATE = template0")]
+    for key in LOCALE_OPTIONS:
+        value = options.get(key)
+        if value is None:
+            continue
+        if key != "LOCALE_PROVIDER":  # keys come from LOCALE_OPTIONS, values are literals
+            parts.append(sql.SQL(key + " = ") + sql.Literal(value))
+        elif value in ("icu", "builtin"):
+            # libc is the default, and servers before 15 know no LOCALE_PROVIDER at all
+            parts.append(sql.SQL("LOCALE_PROVIDER = " + value))
+    statement = sql.SQL("CREATE DATABASE {} WITH ").format(ident) + sql.SQL(" ").join(parts)
+    try:
+        _execute(server, statement, "creating the database")
+        return []
+    except RestoreError as exc:
+        _execute(server, plain, f"creating database {name} failed")
+        return [
+            f"the database could not be created as the backup describes it "
+            f"({definition.describe()}): {exc}; it was created with the server's default "
+            "encoding and locale, so text sorting and comparisons may differ from the source"
+        ]
+
+
+def apply_properties(server: PgServer, name: str, definition, *, scratch: bool) -> list[str]:
+    """Apply the archive's owner, ACL, settings and comment to database `name`.
+
+    Each statement on its own, so one that cannot apply (an owner or grantee role missing
+    on this server) is reported and the rest still apply. A scratch database gets only
+    settings and comment: owner, grants and per-role settings name roles that need not
+    exist there (and checks must still connect), and a template mark would make it
+    undroppable.
+    """
+    warnings = []
     with server.connect() as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+        for stmt in definition.for_target(name):
+            if scratch and (stmt.needs_roles or stmt.kind == "template"):
+                continue
+            try:
+                conn.execute(stmt.sql)
+            except psycopg.Error as exc:
+                reason = _first_line(exc, server.password)
+                if stmt.kind == "owner":
+                    warnings.append(
+                        f"database owner {definition.owner} could not be set ({reason}): "
+                        f"the database is owned by {server.user} instead"
+                    )
+                else:
+                    warnings.append(
+                        f"database {stmt.kind} not applied: {stmt.sql[:300]} ({reason})"
+                    )
+    return warnings
+
+
+def missing_roles(server: PgServer, roles) -> list[str]:
+    """The roles among `roles` that do not exist on `server`, sorted."""
+    if not roles:
+        return []
+    with server.connect() as conn:
+        present = {
+            r[0]
+            for r in conn.execute(
+                "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (sorted(roles),)
+            )
+        }
+    return sorted(set(roles) - present)
+
+
+def is_superuser(server: PgServer) -> bool:
+    with server.connect() as conn:
+        row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    return bool(row and row[0])
+
+
+def _subscriptions(conn) -> list[tuple[str, bool, str | None]]:
+    return conn.execute(
+        "SELECT s.subname, s.subenabled, s.subslotname FROM pg_subscription s "
+        "JOIN pg_database d ON d.oid = s.subdbid WHERE d.datname = current_database() "
+        "ORDER BY s.subname"
+    ).fetchall()
+
+
+def neutralise_subscriptions(db: PgServer, *, keep_slot: bool = False) -> list[str]:
+    """Leave every subscription in `db` disabled and (unless keep_slot) without a slot.
+
+    pg_restore creates subscriptions with connect = false (disabled, nothing done on the
+    publisher) but still naming the source's replication slot: enabling one, or dropping
+    it, would act on the slot the source is using. Without a slot it can do neither.
+    Returns a note per subscription for the run's report.
+    """
+    notes = []
+    try:
+        with db.connect() as conn:
+            for subname, enabled, slot in _subscriptions(conn):
+                ident = sql.Identifier(subname)
+                if enabled:
+                    conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
+                if slot and not keep_slot:
+                    conn.execute(
+                        sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident)
+                    )
+                    notes.append(
+                        f"subscription {subname} restored disabled and without a replication "
+                        f"slot (the source uses slot {slot}); it never connected to its publisher"
+                    )
+                else:
+                    notes.append(
+                        f"subscription {subname} restored disabled (slot {slot or 'none'}): "
+                        "enable it once nothing else uses that slot"
+                    )
+    except psycopg.Error as exc:
+        raise RestoreError(
+            f"disabling subscriptions in {db.dbname} failed: {_first_line(exc, db.password)}"
+        ) from None
+    return notes
+
+
+def _drop_subscriptions(server: PgServer, name: str):
+    """Drop the subscriptions in `name`, slot detached so nothing is done on the publisher."""
+    with server.connect(dbname=name) as conn:
+        # the database's own settings may make sessions read-only; this one must write
+        conn.execute("SET default_transaction_read_only = off")
+        for subname, enabled, slot in _subscriptions(conn):
+            ident = sql.Identifier(subname)
+            if enabled:
+                conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
+            if slot:
+                conn.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
+            conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(ident))
+
+
+def drop_database(server: PgServer, name: str, *, attempts: int = 3, pause_s: float = 1.0):
+    """Drop even while something is still connected (PostgreSQL 13+ FORCE) or subscribed.
+
+    DROP DATABASE refuses a database with subscriptions even WITH (FORCE) (ObjectInUse):
+    they are dropped first, without their slot. Retried a few times (a session can hold
+    the database for a moment); then RestoreError naming it.
+    """
+    reason = ""
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    for attempt in range(attempts):
+        try:
+            with server.connect() as conn:
+                conn.execute(drop)
+            return
+        except psycopg.errors.ObjectInUse as exc:
+            reason = _first_line(exc, server.password)
+            try:
+                _drop_subscriptions(server, name)
+                continue  # at once: nothing to wait for
+            except psycopg.Error as sub_exc:
+                reason += f"; dropping its subscriptions: {_first_line(sub_exc, server.password)}"
+            except RestoreError as sub_exc:
+                reason += f"; dropping its subscriptions: {sub_exc}"
+        except psycopg.Error as exc:
+            reason = _first_line(exc, server.password)
+        except RestoreError as exc:
+            reason = str(exc)
+        if attempt + 1 < attempts:
+            time.sleep(pause_s * (attempt + 1))
+    raise RestoreError(f"could not drop database {name}: {reason}")
 
 
 def database_exists(server: PgServer, name: str) -> bool:
@@ -138,8 +314,13 @@ def scratch_database(server: PgServer) -> Iterator[PgServer]:
         drop_database(server, name)
 
 
-def sweep_scratch(server: PgServer, older_than_s: float = 86400) -> list[str]:
-    """Drop scratch databases a killed worker left behind; return their names."""
+def sweep_scratch(
+    server: PgServer, older_than_s: float = 86400, errors: list[str] | None = None
+) -> list[str]:
+    """Drop scratch databases a killed worker left behind; return their names.
+
+    One that cannot be dropped is logged (and added to `errors`) and the sweep goes on.
+    """
     now = time.time()
     dropped = []
     with server.connect() as conn:
@@ -153,7 +334,13 @@ def sweep_scratch(server: PgServer, older_than_s: float = 86400) -> list[str]:
     for name in names:
         match = _SCRATCH_NAME.match(name)
         if match and now - int(match.group(1)) > older_than_s:
-            drop_database(server, name)
+            try:
+                drop_database(server, name)
+            except RestoreError as exc:
+                log.warning("scratch sweep: %s", exc)
+                if errors is not None:
+                    errors.append(str(exc))
+                continue
             dropped.append(name)
     return dropped
 
@@ -210,6 +397,32 @@ def pg_restore(
         raise RestoreError(f"pg_restore failed: {exc}") from None
 
 
+def restore_privileges(target: PgServer, toc) -> list[str]:
+    """Apply the archive's GRANTs and REVOKEs one statement at a time; name those that fail.
+
+    For a target that lacks some roles: the main restore then runs with --no-privileges
+    (an ACL naming a missing role would stop it), which would also drop every REVOKE ...
+    FROM PUBLIC (functions executable by everyone again). pg_restore runs one object's
+    ACL as a single query, so one missing grantee would lose that object's other grants
+    too; statement by statement, everything that can apply does.
+    """
+    failures = []
+    with target.connect() as conn:
+        for entry in toc.entries:
+            if entry.desc not in ("ACL", "DEFAULT ACL") or entry.tag.startswith("DATABASE "):
+                continue
+            for stmt in split_statements(entry.defn):
+                try:
+                    conn.execute(stmt)
+                except psycopg.Error as exc:
+                    reason = _first_line(exc, target.password)
+                    failures.append(f"privilege not restored: {stmt[:300]} ({reason})")
+        conn.execute("RESET SESSION AUTHORIZATION")
+    if len(failures) > 20:
+        failures = failures[:20] + [f"{len(failures)} privilege statements in all not restored"]
+    return failures
+
+
 def rename_database(server: PgServer, old: str, new: str):
     """Rename a database, closing other sessions on it first."""
     with server.connect() as conn:
@@ -223,3 +436,37 @@ def rename_database(server: PgServer, old: str, new: str):
                 sql.Identifier(old), sql.Identifier(check_name(new))
             )
         )
+
+
+def apply_globals(server: PgServer, script: str) -> tuple[list[str], list[str]]:
+    """Run a `pg_dumpall --globals-only` script with psql on `server`, going on past errors.
+
+    A role that already exists makes its CREATE ROLE fail while the ALTER ROLE and
+    memberships after it still apply, which is what a restore onto a server with some of
+    the roles wants. Returns (roles created, error lines).
+    """
+    with server.connect() as conn:
+        before = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles")}
+    try:
+        output = procs.run(
+            [
+                tool("psql"),
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=0",
+                f"--host={server.host}",
+                f"--port={server.port}",
+                f"--username={server.user}",
+                f"--dbname={check_name(server.dbname)}",
+                "-f",
+                script,
+            ],
+            env=server.env(),
+            secrets=server.secrets(),
+        )
+    except procs.ProcessError as exc:
+        raise RestoreError(f"psql failed: {exc}") from None
+    with server.connect() as conn:
+        after = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles")}
+    errors = [line.strip() for line in output.splitlines() if "ERROR:" in line]
+    return sorted(after - before), errors

@@ -14,14 +14,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from recovery.engine import files, heartbeat
+from recovery.engine import files, heartbeat, pgarchive
 from recovery.engine.check_role import run_confined_checks
 from recovery.engine.checks import CheckResult, open_sqlite_confined, run_checks, sqlite_query
 from recovery.engine.pg import (
     PgServer,
     RestoreError,
+    apply_properties,
     create_database,
     drop_database,
+    neutralise_subscriptions,
     new_scratch_name,
     pg_restore,
 )
@@ -60,6 +62,8 @@ class VerifyOutcome:
     heartbeat_at: datetime | None = None
     integrity: str = ""  # what the structural check said ("pg_restore ok", "integrity_check ok")
     restored_bytes: int = 0
+    # What could not be restored as it was, or was changed on purpose (subscriptions).
+    warnings: list[str] = field(default_factory=list)
 
 
 def verify_postgres(
@@ -77,23 +81,36 @@ def verify_postgres(
 ) -> VerifyOutcome:
     """pg_restore -j into a fresh scratch database, read the heartbeat, run the checks.
 
-    The scratch database is dropped in every case; a failure to drop is reported
-    (it would leave data behind) but never hides the error that came first.
-    before_create(name) is called before the database exists, so a caller can record it
-    for whoever cleans up after a killed worker.
+    The scratch database is created with the archive's encoding and locale (so ORDER BY and
+    text comparisons in the checks behave as on the source) and gets its settings and
+    comment; owner and grants are left out (the roles need not exist on the scratch
+    server). Subscriptions are left disabled and without a slot. The scratch database is
+    dropped in every case; a failure to drop is reported (it would leave data behind) but
+    never hides the error that came first. before_create(name) is called before the
+    database exists, so a caller can record it for whoever cleans up after a killed worker.
     """
     result = VerifyOutcome()
-    with phases.phase("create scratch"):
-        name = new_scratch_name(scratch_prefix) if scratch_prefix else new_scratch_name()
-        if before_create is not None:
-            before_create(name)
-        create_database(scratch_server, name)
+    peeked = pgarchive.PeekedFeed(archive) if callable(archive) else None
+    name = new_scratch_name(scratch_prefix) if scratch_prefix else new_scratch_name()
+    if before_create is not None:
+        before_create(name)
     target = scratch_server.with_db(name)
+    created = False
     failed = True
     try:
+        with phases.phase("create scratch"):
+            toc = peeked.peek_toc() if peeked else pgarchive.toc_of_file(archive)
+            definition = pgarchive.definition(toc) if toc else None
+            if definition is None:
+                result.warnings.append(pgarchive.NO_DEFINITION)
+            result.warnings += create_database(scratch_server, name, definition)
+            created = True
         with phases.phase("restore"):
-            pg_restore(archive, target, jobs=jobs, timeout=timeout, cancelled=cancelled)
+            pg_restore(peeked or archive, target, jobs=jobs, timeout=timeout, cancelled=cancelled)
             result.integrity = "pg_restore completed without errors"
+            result.warnings += neutralise_subscriptions(target)
+            if definition is not None:
+                result.warnings += apply_properties(scratch_server, name, definition, scratch=True)
         with phases.phase("checks"):
             with target.connect() as conn:
                 result.heartbeat_at = heartbeat.read_pg(conn)
@@ -103,12 +120,15 @@ def verify_postgres(
             result.checks = run_confined_checks(target, checks, previous, scratch=True)
         failed = False
     finally:
-        try:
-            with phases.phase("cleanup"):
-                drop_database(scratch_server, name)
-        except RestoreError:
-            if not failed:
-                raise
+        if peeked is not None:
+            peeked.close()
+        if created:
+            try:
+                with phases.phase("cleanup"):
+                    drop_database(scratch_server, name)
+            except RestoreError:
+                if not failed:
+                    raise
     return result
 
 

@@ -228,3 +228,16 @@ def test_apply_keeps_schedule_per_job(db, tmp_path, config, env):
     call_command("dr_apply", str(path))
     job = BackupJob.objects.get()
     assert Schedule.objects.filter(name=job.schedule_name).count() == 1
+
+
+def test_globals_applies_to_postgresql_only_and_round_trips(db, tmp_path, config, env, capsys):
+    config["sources"][1]["globals"] = True
+    call_command("dr_apply", str(_write(tmp_path, config)))
+    assert Source.objects.get(name="toolhub-pg").backup_globals
+    capsys.readouterr()
+    call_command("dr_export")
+    exported = yaml.safe_load(capsys.readouterr().out)
+    assert [s["name"] for s in exported["sources"] if s.get("globals")] == ["toolhub-pg"]
+    config["sources"][0]["globals"] = True  # a SQLite file has no roles
+    assert _apply(_write(tmp_path, config, "bad.yaml")) == 1
+    assert "sources[0].globals: Only a PostgreSQL server" in capsys.readouterr().err

@@ -109,6 +109,7 @@ class Command(BaseCommand):
             "kept_aside": (restore.kept_aside or None) if restore else None,
             "rto_s": round(restore.rto.total_seconds(), 3) if restore and restore.rto else None,
             "error": restore.error if restore else error,
+            "warnings": list(restore.warnings or []) if restore else [],
         }
         if restore:
             result["checks"] = [
@@ -123,6 +124,8 @@ class Command(BaseCommand):
                 self.stdout.write(f"  previous data kept aside at {result['kept_aside']}")
             if result["rto_s"] is not None:
                 self.stdout.write(f"  RTO {result['rto_s']} s (declared start → checks passed)")
+            for warning in result["warnings"]:
+                self.stdout.write(f"  note: {warning}")
             if result["error"]:
                 self.stdout.write(f"  error: {result['error']}")
         sys.exit(0 if result["status"] == "succeeded" else 1)

@@ -88,6 +88,7 @@ class Command(BaseCommand):
                 "rto_s": round(test.rto.total_seconds(), 3) if test.rto else None,
                 "rpo_s": round(test.data_age.total_seconds(), 1) if test.data_age else None,
                 "rpo_basis": test.data_basis,
+                "warnings": list(test.warnings or []),
                 "error": test.error,
             }
         if as_json:
@@ -100,6 +101,8 @@ class Command(BaseCommand):
                 )
             if result["rto_s"] is not None:
                 self.stdout.write(f"  RTO {result['rto_s']} s, data age {result['rpo_s']} s")
+            for warning in result.get("warnings", []):
+                self.stdout.write(f"  note: {warning}")
             if result["error"]:
                 self.stdout.write(f"  error: {result['error']}")
         sys.exit(0 if result["status"] == "passed" else 1)
