@@ -162,6 +162,8 @@ def confined_connection(target: PgServer, *, scratch: bool) -> Iterator[psycopg.
     """
     role, password = new_role_name(), secrets.token_urlsafe(24)
     admin_conn = target.connect()
+    # The restored database's own settings may make sessions read-only; granting must write.
+    admin_conn.execute("SET default_transaction_read_only = off")
     try:
         try:
             with admin_conn.transaction():
