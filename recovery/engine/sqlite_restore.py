@@ -88,6 +88,23 @@ def _link_new(staged: Path, path: Path) -> None:
 
 
 def _into_live(staged: Path, path: Path, kept: Path, busy_timeout: float) -> SqliteRestore:
+    # Opened before SQLite takes any lock and closed only after every SQLite connection of
+    # ours to the file is closed: closing any descriptor of a file drops all of this
+    # process's POSIX locks on it, which would let writers in mid-restore.
+    raw = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        return _into_live_locked(staged, path, kept, busy_timeout, raw)
+    finally:
+        os.close(raw)
+
+
+def _into_live_locked(
+    staged: Path, path: Path, kept: Path, busy_timeout: float, raw: int
+) -> SqliteRestore:
+    header = os.pread(raw, 16, 0)
+    if header and header != b"SQLite format 3\x00":
+        # Not opened with SQLite at all: it would discard a -wal it cannot pair.
+        raise _NotADatabase("the file does not start with the SQLite header")
     try:
         live = sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None)
     except sqlite3.Error as exc:
@@ -96,40 +113,43 @@ def _into_live(staged: Path, path: Path, kept: Path, busy_timeout: float) -> Sql
     try:
         try:
             mode = live.execute("PRAGMA journal_mode").fetchone()[0].lower()
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.OperationalError as exc:  # locked, unreadable: not a verdict on the file
+            raise RestoreError(f"cannot read {path}, nothing was changed: {exc}") from None
+        except sqlite3.DatabaseError as exc:  # not a database, malformed
             raise _NotADatabase(str(exc)) from None
         pages = source.execute("PRAGMA page_count").fetchone()[0]
         result = SqliteRestore(method=f"SQLite backup API into the live database ({mode} mode)")
-        state = {"kept": False, "busy_since": None}
-        if pages <= STEP_PAGES:
-            # The first step would finish the copy: keep aside now (nothing holds the lock
-            # yet, so a write landing in between would be in neither copy; noted).
-            _keep_aside(path, kept, mode, busy_timeout)
+        state = {"kept": False}
+        started = time.monotonic()
+        deadline = started + busy_timeout
+        # The kept-aside copy is taken after the first step: the copy must not finish in it.
+        step = STEP_PAGES if pages > STEP_PAGES else 1
+        if pages <= 1:
+            # An empty database: one step would finish it. Keep aside now (nothing holds the
+            # lock yet, so a write landing in between would be in neither copy; noted).
+            _keep_aside(path, kept, mode, busy_timeout, raw)
             state["kept"] = True
-            result.notes.append("tiny restored database: the old one was kept aside first")
-        deadline = time.monotonic() + busy_timeout
+            result.notes.append("empty restored database: the old one was kept aside first")
 
         def progress(status: int, remaining: int, total: int) -> None:
+            # The first step waits for the lock in the live connection's busy handler, then
+            # returns BUSY when that gives up; SQLite's backup loop would retry forever.
             if status in (SQLITE_BUSY, SQLITE_LOCKED):
-                now = time.monotonic()
-                state["busy_since"] = state["busy_since"] or now
-                if now > deadline:
+                if time.monotonic() > deadline:
                     raise RestoreError(
                         f"other connections kept {path} locked for {busy_timeout:.0f} s; "
                         "nothing was changed (stop the writers or try again)"
                     )
                 return
-            if state["busy_since"]:
-                result.waited_s += time.monotonic() - state["busy_since"]
-                state["busy_since"] = None
             if not state["kept"]:
                 # The backup now holds the live database's write lock and has not committed:
                 # what is on disk (and in the WAL) is exactly the last committed state.
-                _keep_aside(path, kept, mode, busy_timeout)
+                result.waited_s = time.monotonic() - started
+                _keep_aside(path, kept, mode, busy_timeout, raw)
                 state["kept"] = True
 
         try:
-            source.backup(live, pages=STEP_PAGES, progress=progress, sleep=0.05)
+            source.backup(live, pages=step, progress=progress, sleep=0.05)
         except sqlite3.DatabaseError as exc:
             if not state["kept"]:
                 if "not a database" in str(exc):
@@ -147,7 +167,7 @@ def _into_live(staged: Path, path: Path, kept: Path, busy_timeout: float) -> Sql
         live.close()
 
 
-def _keep_aside(path: Path, kept: Path, mode: str, busy_timeout: float) -> None:
+def _keep_aside(path: Path, kept: Path, mode: str, busy_timeout: float, raw: int) -> None:
     """Copy the live database's committed state into `kept` (a standalone DELETE-mode file)."""
     if mode == "wal":
         # Committed data may sit in the WAL: read it through SQLite (readers never wait
@@ -163,9 +183,13 @@ def _keep_aside(path: Path, kept: Path, mode: str, busy_timeout: float) -> None:
     else:
         # Rollback-journal mode: the file is the committed state while the lock is held
         # (SQLite copies a database file the same way while holding a lock).
+        # Read through the descriptor opened before the lock (see _into_live).
         flags = os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW
-        with open(path, "rb") as reader, os.fdopen(os.open(kept, flags), "wb") as writer:
-            shutil.copyfileobj(reader, writer, 1024 * 1024)
+        with os.fdopen(os.open(kept, flags), "wb") as writer:
+            offset = 0
+            while block := os.pread(raw, 1024 * 1024, offset):
+                writer.write(block)
+                offset += len(block)
             writer.flush()
             os.fsync(writer.fileno())
     check = sqlite3.connect(f"file:{kept}?mode=ro", uri=True)
