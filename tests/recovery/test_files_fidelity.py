@@ -92,9 +92,7 @@ def tmpfs(tmp_path):
 
 
 @pytest.mark.django_db
-def test_special_files_round_trip_through_backup_and_restore(
-    tmp_path, local_destination, work_dir
-):
+def test_special_files_round_trip_through_backup_and_restore(tmp_path, local_destination, work_dir):
     from recovery import services
 
     src = tmp_path / "app"
