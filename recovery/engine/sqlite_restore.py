@@ -118,6 +118,16 @@ def _into_live_locked(
         except sqlite3.DatabaseError as exc:  # not a database, malformed
             raise _NotADatabase(str(exc)) from None
         pages = source.execute("PRAGMA page_count").fetchone()[0]
+        sizes = (
+            source.execute("PRAGMA page_size").fetchone()[0],
+            live.execute("PRAGMA page_size").fetchone()[0],
+        )
+        if mode == "wal" and sizes[0] != sizes[1]:
+            raise RestoreError(
+                f"{path} uses {sizes[1]}-byte pages and the backup {sizes[0]}-byte pages: SQLite "
+                "cannot restore across page sizes into a WAL database; nothing was changed "
+                "(restore to a new file, or switch the live database to journal_mode=DELETE)"
+            )
         result = SqliteRestore(method=f"SQLite backup API into the live database ({mode} mode)")
         state = {"kept": False}
         started = time.monotonic()
@@ -151,13 +161,12 @@ def _into_live_locked(
         try:
             source.backup(live, pages=step, progress=progress, sleep=0.05)
         except sqlite3.DatabaseError as exc:
-            if not state["kept"]:
-                if "not a database" in str(exc):
-                    raise _NotADatabase(str(exc)) from None
-                raise RestoreError(
-                    f"restoring into {path} failed, nothing changed: {exc}"
-                ) from None
-            raise RestoreError(f"restoring into {path} failed: {exc}") from None
+            if not state["kept"] and "not a database" in str(exc):
+                raise _NotADatabase(str(exc)) from None
+            # The backup writes in one transaction on the live database: a failure rolls it back.
+            raise RestoreError(
+                f"restoring into {path} failed, nothing was changed: {exc}"
+            ) from None
         result.kept_aside = str(kept)
         if result.waited_s >= 0.01:
             result.notes.append(f"waited {result.waited_s:.1f} s for other connections' locks")

@@ -212,3 +212,19 @@ def test_restore_to_a_new_file_is_private(tmp_path):
     assert done.kept_aside is None and len(names(str(target))) == 5
     assert target.stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new.db", "restored.db"]
+
+
+def test_wal_database_with_another_page_size_is_refused_before_anything_changes(tmp_path):
+    live = tmp_path / "live.db"
+    conn = sqlite3.connect(live)
+    conn.execute("PRAGMA page_size=8192")
+    conn.execute("PRAGMA journal_mode=wal")
+    conn.execute("CREATE TABLE kept (x)")
+    conn.commit()
+    try:
+        with pytest.raises(RestoreError, match="8192-byte pages and the backup 4096-byte"):
+            restore_sqlite(_restored_copy(tmp_path), str(live), "20260101000000")
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == [("kept",)]
+    finally:
+        conn.close()
+    assert not (tmp_path / "live.db.before_restore_20260101000000").exists()
