@@ -8,6 +8,7 @@ never followed, an existing file never reused.
 
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -44,3 +45,30 @@ def copy_private(src: Path | str, dst: Path | str) -> None:
         shutil.copyfileobj(reader, writer, 1024 * 1024)
         writer.flush()
         os.fsync(writer.fileno())
+
+
+def staging_leftovers(targets, older_than_s: float, now: float) -> list[Path]:
+    """Staging directories a killed restore left beside its target (or inside it, for a
+    mount point): ours (owner and 0700), real directories, untouched for `older_than_s`.
+    Kept-aside data (`.dr-kept-aside-*`, `*.before_restore_*`) never matches."""
+    found = set()
+    for target in targets:
+        path = Path(target)
+        for where in (path.parent, path):
+            try:
+                entries = list(where.glob(".dr-restore-*")) if where.is_dir() else []
+            except OSError:
+                continue
+            for entry in entries:
+                try:
+                    st = entry.lstat()
+                except OSError:
+                    continue
+                if (
+                    stat.S_ISDIR(st.st_mode)
+                    and st.st_uid == os.geteuid()
+                    and stat.S_IMODE(st.st_mode) == 0o700
+                    and now - st.st_mtime > older_than_s
+                ):
+                    found.add(entry)
+    return sorted(found)

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import stat
 import tarfile
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -210,3 +211,42 @@ def test_absolute_symlink_is_kept_as_link_content(tmp_path):
     target.mkdir()
     extract_tar(tar, str(target))
     assert os.readlink(target / "etc-link") == "/etc"
+
+
+@pytest.mark.django_db
+def test_housekeeping_removes_staging_a_killed_restore_left_and_nothing_else(
+    sqlite_source, tmp_path, settings
+):
+    """Only our own old 0700 `.dr-restore-*` directories beside a restore target go; kept-aside
+    data, fresh staging and a look-alike planted by another user stay."""
+    import time
+
+    from recovery.models import Restore
+    from recovery.tasks import housekeeping, leftover_age_s
+
+    settings.DR_RESTORE_TMP_DIR = str(tmp_path / "work")
+    (tmp_path / "work").mkdir()
+    where = tmp_path / "targets"
+    where.mkdir()
+    Restore.objects.create(
+        source=sqlite_source,
+        failure_type="database_failure",
+        target_kind="file",
+        target=str(where / "copy.db"),
+        status="failed",
+    )
+    old = time.time() - leftover_age_s() - 60
+    dead = Path(tempfile.mkdtemp(prefix=".dr-restore-", dir=where))
+    (dead / "restored.db").write_bytes(b"plaintext")
+    fresh = Path(tempfile.mkdtemp(prefix=".dr-restore-", dir=where))
+    planted = where / ".dr-restore-planted"
+    planted.mkdir(mode=0o700)
+    os.chown(planted, 1234, 1234)
+    kept = where / "copy.db.before_restore_20260101000000"
+    kept.write_bytes(b"kept")
+    for path in (dead, fresh, planted, kept):
+        if path is not fresh:
+            os.utime(path, (old, old))
+    result = housekeeping()
+    assert str(dead) in result["dirs_removed"] and not dead.exists()
+    assert fresh.exists() and planted.exists() and kept.exists()
