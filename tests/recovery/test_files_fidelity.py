@@ -197,3 +197,22 @@ def test_a_failed_restore_inside_a_mount_point_changes_nothing(tmpfs, tmp_path):
         restore_tree(str(bad), str(tmpfs), "20260101000000")
     assert sorted(p.name for p in tmpfs.iterdir()) == ["live.txt"]
     assert (tmpfs / "live.txt").read_text() == "live"
+
+
+def test_restore_onto_an_existing_directory_renames_it_aside(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "app.env").write_text("VERSION=1\n")
+    tar_path = tmp_path / "files.tar"
+    with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as tar:
+        tar.add(src, arcname=".")
+    live = tmp_path / "live"
+    live.mkdir()
+    (live / "app.env").write_text("VERSION=2\n")
+    done = restore_tree(str(tar_path), str(live), "20260101000000")
+    assert done.kept_aside == f"{live}.before_restore_20260101000000" and not done.in_place
+    assert (live / "app.env").read_text() == "VERSION=1\n"
+    assert (Path(done.kept_aside) / "app.env").read_text() == "VERSION=2\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["src", "files.tar", "live", "live.before_restore_20260101000000"]
+    )
