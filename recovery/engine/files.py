@@ -42,6 +42,8 @@ FORMAT_OF = {
     "blockdev": stat.S_IFBLK,
 }
 DEVICES = ("chardev", "blockdev")
+# A mount point's own entries (mkfs and e2fsck use lost+found): left where they are.
+FILE_SYSTEM_OWN = ("lost+found",)
 
 
 def sqlite_integrity(path: str) -> None:
@@ -308,9 +310,11 @@ def restore_inside(tar_path: str, target: Path, stamp: str) -> TreeRestore:
         root_stat = os.lstat(tree)  # before moving its entries out changes its mtime
         os.mkdir(kept, 0o700)
         for name in os.listdir(target):
-            if name not in (staging.name, kept.name):
+            if name not in (staging.name, kept.name, *FILE_SYSTEM_OWN):
                 _move(target / name, kept / name, moved)
         for name in os.listdir(tree):
+            if name in FILE_SYSTEM_OWN and os.path.lexists(target / name):
+                continue
             _move(tree / name, target / name, moved)
         _copy_root_attributes(root_stat, target)
     except BaseException as exc:
