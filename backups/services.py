@@ -199,6 +199,10 @@ def _backup(run: BackupRun, job: BackupJob, secrets: list[str]):
     result = engine.run_backup(
         source_spec, dest_specs, options, progress=_throttled_progress(run, cancel), cancel=cancel
     )
+    for warning in result.warnings[:100]:
+        run.append_log(f"warning: not backed up: {warning}")
+    if len(result.warnings) > 100:
+        run.append_log(f"warning: {len(result.warnings) - 100} more entries not backed up")
     by_name = {d.name: d for d in enabled}
     stored = [c for c in result.copies if c.ok]
     for copy in result.copies:

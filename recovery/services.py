@@ -29,6 +29,7 @@ from recovery.engine import files as file_engine
 from recovery.engine import heartbeat
 from recovery.engine.checks import Outcome
 from recovery.engine.pg import PgServer, RestoreError
+from recovery.engine.staging import create_private
 from recovery.engine.verify import (
     Phases,
     VerifyOutcome,
@@ -223,7 +224,9 @@ def fetch_verified(run: BackupRun, into_dir: str, log_line, secrets: list[str]) 
                 )
                 log_line(f"copy at {problems[-1]}")
                 continue
-            with open(path, "wb") as out:
+            # Plaintext on disk: 0600, exclusive, never through a planted link, inside the
+            # run's private 0700 directory; removed with it on every exit path.
+            with os.fdopen(create_private(path), "wb") as out:
                 reader = store.open_read(copy.location)
                 try:
                     info = unpack_artifact(reader, out, master_keys, expected_sha256=run.sha256)
@@ -948,30 +951,17 @@ def _restore_postgres(restore, archive, password, phases, previous) -> dict:
 
 def _restore_sqlite(restore, unpacked, phases, previous) -> dict:
     from recovery.engine.checks import open_sqlite_confined, run_checks, sqlite_query
+    from recovery.engine.sqlite_restore import restore_sqlite
 
-    target = Path(restore.target)
-    staging = target.with_name(f".{target.name}.restoring-{_stamp()}")
+    target = _own_path(restore)
     result: dict = {}
-    with phases.phase("restore"):
-        restore.record_temporary(
-            kind="path", path=str(staging), host=socket.gethostname(), target=str(target)
-        )
-        shutil.copyfile(unpacked, staging)
-        try:
-            file_engine.sqlite_integrity(str(staging))
-        except RestoreError:
-            staging.unlink(missing_ok=True)
-            raise
-    with phases.phase("switch over"):
-        stamp = _stamp()
-        aside = file_engine.keep_aside(target, f"before_restore_{stamp}")
-        for suffix in ("-wal", "-shm", "-journal"):
-            file_engine.keep_aside(
-                target.with_name(target.name + suffix), f"before_restore_{stamp}"
-            )
-        os.replace(staging, target)
-        if aside:
-            result["kept_aside"] = str(aside)
+    with phases.phase("restore") as phase:
+        done = restore_sqlite(unpacked, str(target), _stamp(), busy_timeout=sqlite_busy_timeout())
+        phase["detail"] = "; ".join([done.method, *done.notes])[:500]
+        for note in done.notes:
+            restore.append_log(note)
+        if done.kept_aside:
+            result["kept_aside"] = done.kept_aside
     with phases.phase("checks"):
         conn = open_sqlite_confined(str(target))
         try:
@@ -988,28 +978,38 @@ def _restore_sqlite(restore, unpacked, phases, previous) -> dict:
 
 
 def _restore_files(restore, tar_path, phases) -> dict:
-    target = Path(restore.target)
-    staging = target.with_name(f".{target.name}.restoring-{_stamp()}")
+    target = _own_path(restore)
     result: dict = {"checks": []}
-    with phases.phase("restore"):
-        restore.record_temporary(
-            kind="path", path=str(staging), host=socket.gethostname(), target=str(target)
-        )
-        staging.mkdir()
-        try:
-            listing = file_engine.extract_tar(tar_path, str(staging))
-            problems = file_engine.compare_tree(str(staging), listing)
-            if problems:
-                raise RestoreError("restored files differ: " + "; ".join(problems[:5]))
-        except RestoreError:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-    with phases.phase("switch over"):
-        aside = file_engine.keep_aside(target, f"before_restore_{_stamp()}")
-        os.replace(staging, target)
-        if aside:
-            result["kept_aside"] = str(aside)
+    with phases.phase("restore") as phase:
+        done = file_engine.restore_tree(tar_path, str(target), _stamp())
+        if done.in_place:
+            phase["detail"] = f"{target} is a mount point: restored inside it"
+            restore.append_log(
+                f"{target} cannot be renamed (a mount point): its entries were moved into "
+                f"{done.kept_aside} and the restored entries moved in"
+            )
+        if done.skipped:
+            restore.append_log(
+                "not restored (device files need root): " + ", ".join(done.skipped[:20])
+            )
+        if done.kept_aside:
+            result["kept_aside"] = done.kept_aside
     return result
+
+
+def _own_path(restore) -> Path:
+    """The target path; for a restore onto the source, the file the source really names
+    (a source configured through a symlink is restored where the backup read it)."""
+    path = Path(restore.target)
+    return path.resolve() if restore.onto_source else path
+
+
+def sqlite_busy_timeout() -> float:
+    """How long a SQLite restore waits for other connections' locks (DR_SQLITE_BUSY_TIMEOUT)."""
+    try:
+        return float(_setting("DR_SQLITE_BUSY_TIMEOUT") or 60)
+    except ValueError:
+        return 60.0
 
 
 def is_source_target(source: Source, target: str) -> bool:

@@ -158,6 +158,9 @@ def housekeeping(now: float | None = None) -> dict:
                 removed.append(str(path))
         except OSError:
             continue
+    for path in _restore_staging_leftovers(max_age, now):
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(path))
     for name in dropped + removed + swept:
         log.warning("removed a restore leftover: %s", name)
     return {
@@ -166,6 +169,19 @@ def housekeeping(now: float | None = None) -> dict:
         "dirs_removed": sorted(set(removed)),
         "temporaries_removed": swept,
     }
+
+
+def _restore_staging_leftovers(max_age: float, now: float) -> list:
+    """Private staging directories that killed SQLite/files restores left beside their
+    targets (targets with a restore still active are left alone)."""
+    from dr_portal.runs import ACTIVE
+    from recovery.engine.staging import staging_leftovers
+    from recovery.models import Restore, TargetKind
+
+    restores = Restore.objects.exclude(target_kind=TargetKind.DATABASE)
+    busy = set(restores.filter(status__in=list(ACTIVE)).values_list("target", flat=True))
+    targets = set(restores.values_list("target", flat=True)) - busy
+    return staging_leftovers(sorted(targets), max_age, now)
 
 
 def check_targets() -> int:

@@ -263,6 +263,7 @@ def run_backup(
             report("streaming")
         # The source must have completed (pg_dump exit 0) before any copy is committed.
         stream.finish()
+        result.warnings = list(getattr(stream, "warnings", []))
         emit(compressor.flush(), final=True)
         result.sha256 = sha.hexdigest()
 
@@ -291,6 +292,8 @@ def run_backup(
             finished=result.finished,
             data_taken_at=result.data_taken_at,
         )
+        if result.warnings:
+            result.manifest["not_backed_up"] = result.warnings
         report("writing manifests", force=True)
         for copy in copies:
             if copy.error:

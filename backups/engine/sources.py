@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import sqlite3
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -207,6 +208,10 @@ class SqliteStream:
         self._dir = tempfile.mkdtemp(prefix="dr-sqlite-", dir=scratch_dir)
         copy_path = os.path.join(self._dir, "copy.db")
         try:
+            # A plaintext copy of the database: 0600 whatever the umask, never through a link.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            os.close(os.open(copy_path, flags, 0o600))
+            os.chmod(copy_path, 0o600)
             src = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
             try:
                 dst = sqlite3.connect(copy_path)
@@ -236,8 +241,30 @@ class SqliteStream:
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
+class _ReportingTar(tarfile.TarFile):
+    """tarfile skips what it cannot store (sockets) silently: name each one instead."""
+
+    not_kept: list[str]
+
+    def gettarinfo(self, name=None, arcname=None, fileobj=None):
+        info = super().gettarinfo(name, arcname, fileobj)
+        if info is None:
+            try:
+                kind = "a socket" if stat.S_ISSOCK(os.lstat(name).st_mode) else "unsupported"
+            except OSError:
+                kind = "unreadable"
+            self.not_kept.append(f"{arcname or name} ({kind}: tar cannot store it)")
+        return info
+
+
 class TarStream:
-    """A PAX tar (any file name survives) of a directory, produced by a thread into a pipe."""
+    """A PAX tar (any file name survives) of a directory, produced by a thread into a pipe.
+
+    Symlinks (stored as links, absolute targets as written), hard links, FIFOs, device
+    files, modes with setuid/setgid/sticky, owners (numeric and by name) and mtimes (with
+    sub-second precision in PAX headers) are all kept; what cannot be stored is listed in
+    `warnings` for the run to report.
+    """
 
     def __init__(self, config: dict):
         root = Path(config["path"])
@@ -249,6 +276,7 @@ class TarStream:
         self._excludes = [p for p in config.get("exclude") or [] if p]
         self._error: BaseException | None = None
         self._refused: SourceError | None = None
+        self.warnings: list[str] = []
         read_fd, write_fd = os.pipe()
         self._reader = os.fdopen(read_fd, "rb")
         self._writer = os.fdopen(write_fd, "wb")
@@ -280,12 +308,13 @@ class TarStream:
 
     def _produce(self) -> None:
         try:
-            with tarfile.open(
+            with _ReportingTar.open(
                 fileobj=self._writer,
                 mode="w|",
                 format=tarfile.PAX_FORMAT,
                 copybufsize=1024 * 1024,  # the 16 KiB default is slow for big files
             ) as tar:
+                tar.not_kept = self.warnings
                 tar.add(str(self._root), arcname=".", recursive=True, filter=self._filter)
         except BaseException as exc:  # reported by finish()
             self._error = exc

@@ -68,3 +68,4 @@ class BackupResult:
     manifest: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     cancelled: bool = False  # status is "failed" and the cancel event caused it
+    warnings: list[str] = field(default_factory=list)  # what the source could not keep

@@ -109,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
             if final.exists() and not args.force:
                 return fail(f"{final} exists (use --force to replace it)", 2)
             tmp = final.with_name(f".{final.name}.unpack-{secrets.token_hex(4)}")
-            with open(tmp, "xb") as out:
+            # Decrypted data: 0600 whatever the umask, exclusive, never through a planted link.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            with os.fdopen(os.open(tmp, flags, 0o600), "wb") as out:
                 info = unpack_artifact(source, out, keys, expected)
                 out.flush()
                 os.fsync(out.fileno())

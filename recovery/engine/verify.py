@@ -27,6 +27,7 @@ from recovery.engine.pg import (
     new_scratch_name,
     pg_restore,
 )
+from recovery.engine.staging import private_dir
 
 
 @dataclass
@@ -154,21 +155,29 @@ def verify_sqlite(
 def verify_files(
     tar_path: str, phases: Phases, *, expected_count: int | None = None, tmp_dir: str | None = None
 ) -> VerifyOutcome:
-    """Extract into a temporary directory, compare with the listing, always remove it."""
+    """Extract into a private directory, compare every entry's type, mode, link target, size,
+    mtime (and owner as root) with the archive listing, always remove it."""
     result = VerifyOutcome()
-    workdir = tempfile.mkdtemp(prefix="dr-restore-files-", dir=tmp_dir)
+    workdir = private_dir(tmp_dir or tempfile.gettempdir(), prefix="dr-restore-files-")
     try:
         with phases.phase("restore"):
-            listing = files.extract_tar(tar_path, workdir)
+            listing, skipped = files.extract_tar(tar_path, str(workdir / "tree"))
         with phases.phase("checks"):
-            problems = files.compare_tree(workdir, listing)
-            count = sum(1 for kind, _ in listing.values() if kind == "file")
+            problems = files.compare_tree(str(workdir / "tree"), listing, skipped=skipped)
+            count = sum(1 for entry in listing.values() if entry.kind == "file")
             if expected_count is not None and expected_count != count:
                 problems.append(f"the manifest lists {expected_count} files, the archive {count}")
             if problems:
                 raise RestoreError("restored files differ: " + "; ".join(problems[:5]))
-            result.restored_bytes = sum(size for _, size in listing.values())
-            result.integrity = f"{count} files restored and compared with the archive listing"
+            result.restored_bytes = sum(entry.size for entry in listing.values())
+            special = sum(1 for entry in listing.values() if entry.kind not in ("file", "dir"))
+            result.integrity = (
+                f"{count} files restored and compared with the archive listing "
+                "(type, mode, link target, size, mtime"
+                f"{', owner' if os.geteuid() == 0 else ''})"
+                + (f"; {special} links and special files" if special else "")
+                + (f"; not restored without root: {', '.join(skipped[:5])}" if skipped else "")
+            )
     finally:
         with phases.phase("cleanup"):
             shutil.rmtree(workdir, ignore_errors=True)
