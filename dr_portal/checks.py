@@ -35,6 +35,12 @@ def missing_key_summary() -> tuple[int, list[str]]:
     return sum(missing.values()), sorted(missing)
 
 
+# `manage.py check` (dr_portal/management/commands/check.py) makes a missing key an error;
+# every other command (qcluster, migrate, runserver) only warns: a worker that refused to
+# start over one old copy would stop every backup, which is worse than the lost copy.
+STRICT = {"keys": False}
+
+
 @register()
 def check_live_copy_keys(app_configs, **kwargs):
     """Every live backup copy must be restorable with the ring: a rotated-out key is an outage."""
@@ -46,15 +52,16 @@ def check_live_copy_keys(app_configs, **kwargs):
         return []  # no database yet (before the first migrate): nothing to check
     if not copies:
         return []
+    level, check_id = (Error, "dr_portal.E002") if STRICT["keys"] else (Warning, "dr_portal.W003")
     return [
-        Error(
+        level(
             f"{copies} live backup cop{'y needs' if copies == 1 else 'ies need'} master key"
             f"{'s' if len(key_ids) > 1 else ''} {', '.join(key_ids)}, which "
             f"{'is' if len(key_ids) == 1 else 'are'} not in DR_ENCRYPTION_KEYS: "
             "they cannot be restored.",
             hint="Put the key back into the ring (append it after the newest key); "
             "keep old keys until every copy they sealed has expired.",
-            id="dr_portal.E002",
+            id=check_id,
         )
     ]
 
