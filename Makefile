@@ -21,8 +21,10 @@ setup: install
 	$(PY) manage.py load_demo
 	$(PY) manage.py collectstatic --no-input --verbosity 0
 
+# The demo runbook's HTTP checks call the portal on loopback: `make run` allows it unless
+# DR_OUTBOUND_ALLOW says otherwise. A deployment leaves it empty (SECURITY.md, outbound).
 run: setup
-	$(PY) manage.py serve
+	DR_OUTBOUND_ALLOW="$${DR_OUTBOUND_ALLOW-127.0.0.1}" $(PY) manage.py serve
 
 test: install
 	bash .ci/test-deps
