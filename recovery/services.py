@@ -580,6 +580,9 @@ def validate_target(kind: str, target: str, *, onto_source: bool = False) -> tup
                 f"{server.dbname} is a system database; name a database to restore into"
             )
         return server.public_url(), server.password
+    if not onto_source and os.path.realpath(target) != os.path.normpath(target):
+        # A link planted at (or above) the path would send the restore somewhere else.
+        raise ValueError(f"{target} goes through a symbolic link; give the real path")
     try:
         path = check_allowed_path(target)
     except ValidationError as exc:

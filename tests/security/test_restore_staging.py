@@ -250,3 +250,26 @@ def test_housekeeping_removes_staging_a_killed_restore_left_and_nothing_else(
     result = housekeeping()
     assert str(dead) in result["dirs_removed"] and not dead.exists()
     assert fresh.exists() and planted.exists() and kept.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("planted", ["target", "parent"])
+def test_a_restore_target_through_a_planted_symlink_is_refused(tmp_path, planted):
+    """A link planted in /tmp at the target (or a directory above it) must not redirect a
+    restore onto another file: the target is refused before anything is written."""
+    from recovery import services
+
+    victim_dir = tmp_path / "victim"
+    victim_dir.mkdir()
+    victim = make_sqlite_db(victim_dir / "app.db")
+    if planted == "target":
+        (tmp_path / "copy.db").symlink_to(victim)
+        target = tmp_path / "copy.db"
+    else:
+        (tmp_path / "restores").symlink_to(victim_dir)
+        target = tmp_path / "restores" / "app.db"
+    with pytest.raises(ValueError, match="symbolic link"):
+        services.validate_target(services.TargetKind.FILE, str(target))
+    conn = sqlite3.connect(victim)
+    assert conn.execute("SELECT COUNT(*) FROM workflows").fetchone()[0] == 20
+    conn.close()
