@@ -424,18 +424,43 @@ def restore_privileges(target: PgServer, toc) -> list[str]:
 
 
 def rename_database(server: PgServer, old: str, new: str):
-    """Rename a database, closing other sessions on it first."""
+    """Rename a database that applications may be using right now.
+
+    New connections are refused while it happens (an application that reconnects at once
+    would otherwise keep the rename failing with "being accessed by other users"), the
+    sessions on it are closed, and the database takes connections again under its new name.
+    """
+    old_id, new_id = sql.Identifier(old), sql.Identifier(check_name(new))
     with server.connect() as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()",
-            (old,),
-        )
-        conn.execute(
-            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                sql.Identifier(old), sql.Identifier(check_name(new))
-            )
-        )
+        row = conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (old,))
+        allowed = bool((row.fetchone() or [False])[0])
+        if allowed:
+            conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(old_id))
+        renamed = False
+        try:
+            for attempt in range(1, 4):
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (old,),
+                )
+                try:
+                    conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(old_id, new_id))
+                    renamed = True
+                    break
+                except psycopg.errors.ObjectInUse:
+                    if attempt == 3:
+                        raise RestoreError(
+                            f"cannot rename database {old}: sessions on it would not close"
+                        ) from None
+                    time.sleep(0.5 * attempt)
+        finally:
+            if allowed:
+                conn.execute(
+                    sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
+                        new_id if renamed else old_id
+                    )
+                )
 
 
 def apply_globals(server: PgServer, script: str) -> tuple[list[str], list[str]]:
