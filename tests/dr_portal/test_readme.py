@@ -1,5 +1,6 @@
 """The README and docs/ stay true: their configuration examples apply, twice, to a fresh
-portal; every YAML example parses; the README stays short; relative links lead somewhere."""
+portal; every YAML example parses; the README stays short; relative links and their
+anchors lead somewhere."""
 
 import io
 import re
@@ -89,13 +90,22 @@ def test_readme_is_at_most_200_lines():
     assert lines <= 200, f"README.md has {lines} lines; move the detail into docs/"
 
 
+def anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives a Markdown file's headings."""
+    headings = re.findall(r"^#+ (.*)$", path.read_text(), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
 def test_every_relative_link_points_to_an_existing_file():
     broken = []
     for path in DOC_FILES:
         for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text()):
-            if re.match(r"[a-z]+:", target) or target.startswith("#"):
-                continue  # a URL, or an anchor on the same page
-            file = target.split("#", 1)[0]
-            if not (path.parent / file).exists():
+            if re.match(r"[a-z]+:", target):
+                continue  # a URL
+            file, _, anchor = target.partition("#")
+            linked = path.parent / file if file else path
+            if not linked.exists():
                 broken.append(f"{path.relative_to(ROOT)}: {target}")
-    assert not broken, "links to missing files:\n" + "\n".join(broken)
+            elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
+                broken.append(f"{path.relative_to(ROOT)}: {target} (no such heading)")
+    assert not broken, "broken links:\n" + "\n".join(broken)
