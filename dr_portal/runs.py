@@ -12,7 +12,8 @@ import threading
 from contextlib import contextmanager
 from datetime import timedelta
 
-from django.db import DatabaseError, close_old_connections, connection, models
+from django.db import Error as DjangoDbError
+from django.db import close_old_connections, connection, models
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -231,7 +232,7 @@ class RunBase(models.Model):
                         held = model.objects.filter(
                             pk=pk, status=RunStatus.RUNNING, worker=worker
                         ).update(heartbeat_at=Now())
-                    except DatabaseError as exc:
+                    except DjangoDbError as exc:  # InterfaceError too: the connection was cut
                         failures += 1
                         wait = min(every, 0.5 * 2**failures)
                         log.warning(

@@ -74,7 +74,8 @@ def test_the_reaper_spares_a_run_that_beat_after_it_looked(db, settings):
 @pytest.mark.django_db(transaction=True)
 def test_heartbeat_survives_the_portal_database_locked_for_a_while(settings, caplog):
     """One failed beat (database locked longer than the busy timeout) never ends the thread."""
-    assert connection.vendor == "sqlite"
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's whole-database lock; on PostgreSQL a beat waits on a row lock")
     settings.DR_REAP_AFTER_S = 2  # a beat every 0.5 s
     run = _run()
     assert run.claim()
