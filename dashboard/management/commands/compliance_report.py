@@ -9,7 +9,7 @@ from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 
-from dr_portal import compliance
+from dashboard import compliance
 from dr_portal.lib import audit
 
 
