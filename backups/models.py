@@ -1,5 +1,6 @@
 """Sources, destinations, jobs and the runs and copies they produce."""
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -12,6 +13,7 @@ from django.utils.timezone import now as _now
 
 from backups import validators
 from dr_portal.fields import EncryptedTextField, SecretEndpointMixin
+from dr_portal.lib import keyring
 from dr_portal.lib.text import validate_single_line
 from dr_portal.runs import ACTIVE, DONE, RunBase, RunStatus
 
@@ -29,6 +31,22 @@ RPO_TARGET = {
     DataClass.IMPORTANT: timedelta(hours=24),
     DataClass.NON_CRITICAL: timedelta(days=7),
 }
+
+
+def _no_editable_rpo_targets() -> dict[str, timedelta]:
+    return {}
+
+
+# The managers' editable RPO targets are rows of the recovery app (RPOTarget), a layer above
+# backups: recovery registers its lookup when it loads (recovery.apps), so backups reads them
+# without importing recovery.
+_rpo_target_lookup: Callable[[], dict[str, timedelta]] = _no_editable_rpo_targets
+
+
+def register_rpo_target_lookup(lookup: Callable[[], dict[str, timedelta]]) -> None:
+    """Install `lookup() -> {data class: target}`, the editable targets over RPO_TARGET."""
+    global _rpo_target_lookup
+    _rpo_target_lookup = lookup
 
 
 class StorageClass(models.TextChoices):
@@ -194,9 +212,7 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
     @staticmethod
     def rpo_targets() -> dict[str, timedelta]:
         """The managers' RPO targets per data class (recovery app), over the seed's defaults."""
-        from recovery.readiness import rpo_targets
-
-        return {**RPO_TARGET, **rpo_targets()}
+        return {**RPO_TARGET, **_rpo_target_lookup()}
 
     @property
     def rpo_target(self) -> timedelta:
@@ -722,3 +738,14 @@ def copies_missing_keys(ring_ids) -> dict[str, int]:
     """{key id: live copies} for keys the ring no longer holds: those copies cannot be restored."""
     ring_ids = set(ring_ids)
     return {k: n for k, n in live_copies_by_key().items() if k not in ring_ids}
+
+
+def missing_key_summary() -> tuple[int, list[str]]:
+    """(live copies, key ids) of backups sealed with master keys no longer in the ring.
+
+    The same figure for `manage.py check` (dr_portal.checks) and the dashboard's warning.
+    Raises keyring.KeyRingError when DR_ENCRYPTION_KEYS cannot be parsed.
+    """
+    ring_ids = [k.key_id for k in keyring.parse_ring(settings.DR_ENCRYPTION_KEYS)]
+    missing = copies_missing_keys(ring_ids)
+    return sum(missing.values()), sorted(missing)

@@ -376,10 +376,10 @@ def main():
         # Without a worker the page recounts storage and 3-2-1 itself once the count is stale.
         from django.core.cache import cache
 
-        from dr_portal import readiness
+        from dashboard import board
 
         p50, p95, n_queries, _ = measure(
-            "/", client, args.repeat, before=lambda: cache.delete(readiness.SLOW_FIGURES_KEY)
+            "/", client, args.repeat, before=lambda: cache.delete(board.SLOW_FIGURES_KEY)
         )
         rows.append(("dashboard / recounting storage and 3-2-1 (no worker)", p50, p95, n_queries))
         print(f"{rows[-1][0]} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  {n_queries} queries")

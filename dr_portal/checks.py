@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.checks import Error, Warning, register
 from django.db import DatabaseError
 
+from backups.models import missing_key_summary
 from dr_portal.lib import keyring
 
 
@@ -24,15 +25,6 @@ def check_key_ring(app_configs, **kwargs):
             )
         )
     return messages
-
-
-def missing_key_summary() -> tuple[int, list[str]]:
-    """(live copies, key ids) of backups sealed with master keys no longer in the ring."""
-    from backups.models import copies_missing_keys
-
-    ring_ids = [k.key_id for k in keyring.parse_ring(settings.DR_ENCRYPTION_KEYS)]
-    missing = copies_missing_keys(ring_ids)
-    return sum(missing.values()), sorted(missing)
 
 
 # `manage.py check` (dr_portal/management/commands/check.py) makes a missing key an error;

@@ -15,8 +15,9 @@ from django.core.cache import cache
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from dr_portal.lib.queue import worker_last_seen
+
 log = logging.getLogger(__name__)
-WORKER_SEEN_KEY = "dr:worker-last-seen"
 WORKER_WINDOW_S = 60
 READY_CACHE_KEY = "dr:health:ready"
 READY_CACHE_S = 5
@@ -39,17 +40,6 @@ def check_broker():
     broker = get_broker()
     broker.queue_size()
     return True, f"{broker.info()} reachable"
-
-
-def worker_last_seen() -> float | None:
-    """Epoch seconds a django-q2 cluster was last seen (cluster stats expire after seconds)."""
-    from django_q.status import Stat
-
-    if Stat.get_all():
-        now = time.time()
-        cache.set(WORKER_SEEN_KEY, now, None)
-        return now
-    return cache.get(WORKER_SEEN_KEY)
 
 
 def check_workers():

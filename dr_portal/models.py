@@ -3,6 +3,8 @@
 from django.db import models
 from django.utils import timezone
 
+from dr_portal.lib import keyring
+
 
 class AuditEntry(models.Model):
     """One change or action: who, what, when, which object, from where."""
@@ -45,3 +47,13 @@ class KeyEscrow(models.Model):
 
     def __str__(self):
         return f"key {self.key_id} escrowed: {self.where}"
+
+    @classmethod
+    def unconfirmed_key_ids(cls) -> list[str]:
+        """Ids of master keys in the ring that no manager has confirmed as escrowed."""
+        try:
+            ids = [k.key_id for k in keyring.ring()]
+        except keyring.KeyRingError:
+            return []
+        confirmed = set(cls.objects.filter(key_id__in=ids).values_list("key_id", flat=True))
+        return [i for i in ids if i not in confirmed]

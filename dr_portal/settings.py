@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "recovery",
     "drills",
     "incidents",
+    "dashboard",
 ]
 
 MIDDLEWARE = [

@@ -62,7 +62,7 @@ def ensure_system_schedules():
     )
     ensure_schedule(
         "system: recount dashboard storage and 3-2-1 copies",
-        "dr_portal.tasks.refresh_dashboard_figures",
+        "dashboard.tasks.refresh_dashboard_figures",
         schedule_type=Schedule.MINUTES,
         minutes=1,
     )

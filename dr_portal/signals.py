@@ -52,7 +52,9 @@ def after_migrate(sender, **kwargs):
 
     from dr_portal.setup import ensure_role_permissions, ensure_system_schedules, reseed
 
-    if sender is not list(apps.get_app_configs())[-1]:
+    # Django sends post_migrate only for apps with a models module (not dashboard/).
+    with_models = [config for config in apps.get_app_configs() if config.models_module]
+    if sender is not with_models[-1]:
         return
     if "plan" not in kwargs:
         # `flush` (tests between transactional cases) empties what data migrations seeded.

@@ -19,10 +19,3 @@ def prune_task_records(days: int = 30) -> int:
     cutoff = timezone.now() - timedelta(days=days)
     deleted, _ = Failure.objects.filter(stopped__lt=cutoff).delete()
     return deleted
-
-
-def refresh_dashboard_figures() -> int:
-    """Recount storage and 3-2-1 copies for the dashboard, so that no page view pays for it."""
-    from dr_portal.readiness import count_slow_figures
-
-    return len(count_slow_figures()["ids"])

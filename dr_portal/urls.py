@@ -2,18 +2,14 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from dr_portal import views, views_readiness
+from dr_portal import views
 
 urlpatterns = [
-    path("", views.dashboard, name="dashboard"),
+    path("", include("dashboard.urls")),
     path("escrow/confirm/", views.confirm_escrow, name="confirm_escrow"),
     path("health/live", views.health_live, name="health_live"),
     path("health/ready", views.health_ready, name="health_ready"),
     path("health/destinations", views.health_destinations, name="health_destinations"),
-    path("metrics", views_readiness.metrics_view, name="metrics"),
-    path("dashboard/fragment", views_readiness.dashboard_fragment, name="dashboard_fragment"),
-    path("compliance/", views_readiness.compliance_page, name="compliance"),
-    path("compliance/pdf", views_readiness.compliance_pdf, name="compliance_pdf"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("backups/", include("backups.urls")),

@@ -1,4 +1,4 @@
-"""Portal-wide pages: dashboard shell, health probes, key escrow confirmation."""
+"""Portal-wide pages: health probes, key escrow confirmation (the dashboard is in dashboard/)."""
 
 from django.conf import settings
 from django.contrib import messages
@@ -8,40 +8,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from dr_portal import health
-from dr_portal.lib import audit, keyring, roles
+from dr_portal.lib import audit, roles
 from dr_portal.models import KeyEscrow
-
-
-def unescrowed_keys() -> list[str]:
-    """Ids of master keys in the ring that no manager has confirmed as escrowed."""
-    try:
-        ids = [k.key_id for k in keyring.ring()]
-    except keyring.KeyRingError:
-        return []
-    confirmed = set(KeyEscrow.objects.filter(key_id__in=ids).values_list("key_id", flat=True))
-    return [i for i in ids if i not in confirmed]
-
-
-def missing_key() -> dict:
-    """Live copies sealed with keys no longer in the ring (the same figure as check E002)."""
-    from dr_portal.checks import missing_key_summary
-
-    try:
-        copies, key_ids = missing_key_summary()
-    except keyring.KeyRingError:
-        return {"copies": 0, "key_ids": []}
-    return {"copies": copies, "key_ids": key_ids}
-
-
-def dashboard(request):
-    from dr_portal.readiness import dashboard_context
-
-    context = {
-        "unescrowed_keys": unescrowed_keys(),
-        "missing_key": missing_key(),
-        **dashboard_context(request),
-    }
-    return render(request, "dr_portal/dashboard.html", context)
 
 
 @require_POST
@@ -53,7 +21,7 @@ def confirm_escrow(request):
             request, "Say where the key is kept (for example: the ops password manager)."
         )
         return redirect("dashboard")
-    for key_id in unescrowed_keys():
+    for key_id in KeyEscrow.unconfirmed_key_ids():
         entry = KeyEscrow.objects.create(
             key_id=key_id, confirmed_by=request.user, where=where[:200]
         )

@@ -26,6 +26,12 @@ class RecoveryConfig(AppConfig):
     name = "recovery"
 
     def ready(self):
+        # Models exist only once apps are loaded: imported here, not at the top.
+        from backups.models import register_rpo_target_lookup
+        from recovery.readiness import rpo_targets
+
+        # backups shows each source's RPO target but may not import recovery: hand it ours.
+        register_rpo_target_lookup(rpo_targets)
         # Receivers only: schedules are created by them, never here (NOTES-django-q2).
         post_save.connect(
             _source_saved, sender="backups.Source", dispatch_uid="recovery-source-saved"

@@ -1,7 +1,5 @@
 """Portal pages of the recovery app. Thin: restore tests and restores are enqueued, never run here."""
 
-from types import SimpleNamespace
-
 from django.contrib import messages
 from django.db.models import Exists, OuterRef
 from django.shortcuts import get_object_or_404, redirect, render
@@ -9,13 +7,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from backups.models import BackupRun, Source
-from dr_portal import readiness as dashboard
 from dr_portal.lib import audit
 from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration
 from dr_portal.lib.roles import MANAGER, OPERATOR, has_role, role_required
 from dr_portal.runs import DONE, RunStatus
-from recovery import readiness, services
+from recovery import charts, readiness, services
 from recovery import targets as restore_targets
 from recovery.forms import RestoreForm, RestoreTargetForm, TargetsForm
 from recovery.models import (
@@ -204,15 +201,15 @@ def source_detail(request, source_id):
         y_format=_filesize,
         title="Backup size over time",
     )
-    # The dashboard's RPO chart for this one source (one query): the RPO reached just before
+    # The RPO chart for this one source (one query): the RPO reached just before
     # each good backup of its window, then the RPO now, against the data class's RPO target.
-    rpo_chart = dashboard.rpo_charts([SimpleNamespace(source=source, readiness=ready)], now)
+    rpo_chart = charts.rpo_charts([(source, ready)], now)
     rpo_chart = (
         rpo_chart[0]["svg"]
         if rpo_chart
         else line_chart(
             [("RPO", [])],
-            title=f"{source.name}: RPO, last {dashboard.CHART_DAYS_RPO} days",
+            title=f"{source.name}: RPO, last {charts.RPO_CHART_DAYS} days",
         )
     )
     return render(

@@ -1,6 +1,11 @@
-"""Enqueue background work after commit, by id, and keep schedules by name."""
+"""Enqueue background work after commit, by id, keep schedules by name, see the workers."""
 
+import time
+
+from django.core.cache import cache
 from django.db import transaction
+
+WORKER_SEEN_KEY = "dr:worker-last-seen"
 
 
 def enqueue(func: str, *args, group: str = "", **kwargs):
@@ -40,3 +45,14 @@ def drop_schedule(name: str):
     from django_q.models import Schedule
 
     Schedule.objects.filter(name=name).delete()
+
+
+def worker_last_seen() -> float | None:
+    """Epoch seconds a django-q2 cluster was last seen (cluster stats expire after seconds)."""
+    from django_q.status import Stat
+
+    if Stat.get_all():
+        now = time.time()
+        cache.set(WORKER_SEEN_KEY, now, None)
+        return now
+    return cache.get(WORKER_SEEN_KEY)

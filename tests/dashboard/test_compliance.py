@@ -12,9 +12,9 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.test import Client
 
-from dr_portal import compliance
+from dashboard import compliance
 from dr_portal.runs import RunStatus
-from tests.dr_portal import readiness_data as data
+from tests.dashboard import readiness_data as data
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 6, 10, 9, 0, tzinfo=UTC)

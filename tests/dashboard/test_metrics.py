@@ -7,8 +7,8 @@ import pytest
 import time_machine
 from django.test import Client
 
-from dr_portal.metrics import Exposition, escape_label
-from tests.dr_portal import readiness_data as data
+from dashboard.metrics import Exposition, escape_label
+from tests.dashboard import readiness_data as data
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -155,7 +155,7 @@ def test_worker_heartbeat_age(token):
 
     from django.core.cache import cache
 
-    from dr_portal.health import WORKER_SEEN_KEY
+    from dr_portal.lib.queue import WORKER_SEEN_KEY
 
     cache.set(WORKER_SEEN_KEY, time.time() - 42, None)
     response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")

@@ -1,9 +1,9 @@
-"""Readiness views: the dashboard's htmx fragment, /metrics, the compliance report page and PDF.
+"""Dashboard views: the dashboard and its htmx fragment, /metrics, the compliance page and PDF.
 
 Roles: every logged-in role sees the dashboard and the compliance page (it is the same
 evidence the portal shows elsewhere); the PDF — the signed-off document handed to an
 auditor — needs the manager role. /metrics is not behind the login: it checks its own
-bearer token or address allow-list (dr_portal.metrics).
+bearer token or address allow-list (dashboard.metrics).
 """
 
 from datetime import timedelta
@@ -15,19 +15,39 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from dr_portal import compliance, metrics, readiness
-from dr_portal.lib import audit
+from backups.models import System, missing_key_summary
+from dashboard import board, compliance, metrics
+from dr_portal.lib import audit, keyring
 from dr_portal.lib.roles import MANAGER, VIEWER, role_required
+from dr_portal.models import KeyEscrow
 from dr_portal.widgets import DatePicker
 
 MAX_PERIOD = timedelta(days=3 * 366)
+
+
+def missing_key() -> dict:
+    """Live copies sealed with keys no longer in the ring (the same figure as check E002)."""
+    try:
+        copies, key_ids = missing_key_summary()
+    except keyring.KeyRingError:
+        return {"copies": 0, "key_ids": []}
+    return {"copies": copies, "key_ids": key_ids}
+
+
+def dashboard(request):
+    context = {
+        "unescrowed_keys": KeyEscrow.unconfirmed_key_ids(),
+        "missing_key": missing_key(),
+        **board.build(),
+    }
+    return render(request, "dashboard/dashboard.html", context)
 
 
 @require_GET
 @never_cache
 def dashboard_fragment(request):
     """The refreshable part of the dashboard (htmx polls it every 30 s)."""
-    return render(request, "dr_portal/_readiness.html", readiness.build(charts=False))
+    return render(request, "dashboard/_readiness.html", board.build(charts=False))
 
 
 @require_GET
@@ -57,8 +77,6 @@ class ComplianceForm(forms.Form):
     systems = forms.ModelMultipleChoiceField(queryset=None, required=False)
 
     def __init__(self, *args, **kwargs):
-        from backups.models import System
-
         super().__init__(*args, **kwargs)
         self.fields["systems"].queryset = System.objects.order_by("name")
 
@@ -97,7 +115,7 @@ def compliance_page(request):
             produced=compliance.stamp(data, request.user.get_username()),
             query=request.GET.urlencode(),
         )
-    return render(request, "dr_portal/compliance.html", context)
+    return render(request, "dashboard/compliance.html", context)
 
 
 @require_GET
@@ -105,7 +123,7 @@ def compliance_page(request):
 def compliance_pdf(request):
     form = _form(request)
     if not (form.is_bound and form.is_valid()):
-        return render(request, "dr_portal/compliance.html", {"form": form}, status=400)
+        return render(request, "dashboard/compliance.html", {"form": form}, status=400)
     data = _report(form)
     produced = compliance.stamp(data, request.user.get_username())
     pdf = compliance.render_pdf(data, produced, base_url=request.build_absolute_uri("/"))

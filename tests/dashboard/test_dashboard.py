@@ -9,11 +9,11 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from dr_portal import readiness
-from dr_portal.readiness import AMBER, GREEN, RED
+from dashboard import board
+from dashboard.board import AMBER, GREEN, RED
 from dr_portal.runs import RunStatus
 from dr_portal.templatetags.portal import filesize
-from tests.dr_portal import readiness_data as data
+from tests.dashboard import readiness_data as data
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -165,10 +165,10 @@ def test_failed_newest_test_and_no_backup_are_red(viewer_client, dests):
 def test_rule_321_definition():
     local = {"kind": "local"}
     s3 = {"kind": "s3"}
-    assert readiness.rule_321([local, s3, s3]) == (True, True, True)
-    assert readiness.rule_321([local, local, local]) == (True, False, False)
-    assert readiness.rule_321([s3, s3, s3]) == (True, False, True)
-    assert readiness.rule_321([local, s3]) == (False, True, True)
+    assert board.rule_321([local, s3, s3]) == (True, True, True)
+    assert board.rule_321([local, local, local]) == (True, False, False)
+    assert board.rule_321([s3, s3, s3]) == (True, False, True)
+    assert board.rule_321([local, s3]) == (False, True, True)
 
 
 def test_deleted_copies_do_not_count(viewer_client, dests):
@@ -177,7 +177,7 @@ def test_deleted_copies_do_not_count(viewer_client, dests):
         src = data.source("db", created=CREATED)
         data.backup(src, T0 - timedelta(minutes=20), [local])
         data.backup(src, T0 - timedelta(days=40), [s3, glacier], deleted=True)
-        copies = readiness.copies_by_source([src])[src.pk]
+        copies = board.copies_by_source([src])[src.pk]
     assert [c["name"] for c in copies] == ["local"]
 
 
@@ -246,7 +246,7 @@ def test_overdue_drill_plan_is_red(viewer_client, dests):
         src = healthy("db", dests)
         plan = DrillPlan.objects.create(name="quarterly", created=T0 - timedelta(days=400))
         plan.systems.set([src.system])
-        context = readiness.build(now=T0, charts=False)
+        context = board.build(now=T0, charts=False)
     block = next(b for b in context["systems"] if b.system == src.system)
     assert block.drill.value == "never drilled"
     assert block.next_drill.colour == RED and "overdue since" in block.next_drill.value
@@ -258,7 +258,7 @@ def test_dashboard_verdicts_come_from_recovery_readiness(dests):
     with time_machine.travel(T0, tick=False):
         a = healthy("a", dests)
         b = healthy("b", dests, rpo_minutes=70)
-        context = readiness.build(now=T0, charts=False)
+        context = board.build(now=T0, charts=False)
         ready = source_readiness([a, b], now=T0)
     rows = {row.source.pk: row for block in context["systems"] for row in block.rows}
     assert rows[a.pk].verdict == ready[a.pk].verdict == "ok"
@@ -297,7 +297,7 @@ def test_charts_rendered_against_targets(viewer_client, dests):
 def _queries(client, path, django_assert_max_num_queries, limit):
     from django.core.cache import cache
 
-    cache.delete(readiness.SLOW_FIGURES_KEY)  # count the worst case: slow figures recomputed
+    cache.delete(board.SLOW_FIGURES_KEY)  # count the worst case: slow figures recomputed
     with django_assert_max_num_queries(limit) as captured:
         response = client.get(path)
     assert response.status_code == 200
@@ -324,10 +324,10 @@ def test_query_count_does_not_grow_with_history(
 def test_slow_figures_are_shared_until_the_count_is_two_minutes_old(dests):
     with time_machine.travel(T0, tick=False):
         src = healthy("db", dests)
-        first = readiness.slow_figures([src], T0)
+        first = board.slow_figures([src], T0)
         data.backup(src, T0 - timedelta(minutes=1), [dests[0]], size=5)
-        assert readiness.slow_figures([src], T0 + timedelta(seconds=119)) == first
-        later = readiness.slow_figures([src], T0 + timedelta(seconds=121))
+        assert board.slow_figures([src], T0 + timedelta(seconds=119)) == first
+        later = board.slow_figures([src], T0 + timedelta(seconds=121))
     assert later["at"] == T0 + timedelta(seconds=121)
     assert [d["used"] for d in later["storage"] if d["name"] == "local"] == [1_000_005]
 
@@ -338,20 +338,20 @@ def test_worker_recount_spares_the_page_the_sums(viewer_client, dests):
     from django_q.models import Schedule
 
     from backups.models import Source
-    from dr_portal.tasks import refresh_dashboard_figures
+    from dashboard.tasks import refresh_dashboard_figures
 
-    assert Schedule.objects.filter(func="dr_portal.tasks.refresh_dashboard_figures").exists()
+    assert Schedule.objects.filter(func="dashboard.tasks.refresh_dashboard_figures").exists()
     with time_machine.travel(T0, tick=False):
         src = healthy("db", dests)
         viewer_client.get("/dashboard/fragment")  # session, content types
-        cache.delete(readiness.SLOW_FIGURES_KEY)
+        cache.delete(board.SLOW_FIGURES_KEY)
         with CaptureQueriesContext(connection) as recounting:
             viewer_client.get("/dashboard/fragment")
         data.backup(src, T0 - timedelta(minutes=1), [dests[0]], size=5)
         assert refresh_dashboard_figures() == Source.objects.count()  # with the seeded portal DB
         with CaptureQueriesContext(connection) as reading:
             html = viewer_client.get("/dashboard/fragment").content.decode()
-        counted = cache.get(readiness.SLOW_FIGURES_KEY)
+        counted = cache.get(board.SLOW_FIGURES_KEY)
 
     def sums(captured):  # storage per destination, copies per source and destination
         return [

@@ -10,7 +10,7 @@ import time_machine
 from django.core.management import call_command
 
 from dr_portal.runs import RunStatus
-from tests.dr_portal import readiness_data as data
+from tests.dashboard import readiness_data as data
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

@@ -9,7 +9,8 @@ from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 
-from dr_portal import compliance
+from backups.models import System
+from dashboard import compliance
 from dr_portal.lib import audit
 
 
@@ -34,8 +35,6 @@ class Command(BaseCommand):
         parser.add_argument("--user", default="", help="who produces it (printed in the PDF)")
 
     def handle(self, *args, date_from, date_to, system, pdf, canonical, user, **options):
-        from backups.models import System
-
         first, last = _date(date_from), _date(date_to)
         if last < first:
             raise CommandError("--to is before --from.")

@@ -20,14 +20,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from html import escape  # plain str → str: Django's lazy-aware wrapper costs 3× per call
 
+from django.core.cache import cache
 from django.db.models import Count, Max, Min, OuterRef, Subquery, Sum
 from django.db.models.functions import TruncDate
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
+from backups.models import BackupCopy, BackupJob, BackupRun, Destination, Source
+from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration as fd
 from dr_portal.runs import RunStatus
+from drills.models import DrillPlan, DrillRun
+from incidents.models import FollowUp, Incident, IncidentStatus, Severity
+from recovery import charts, readiness
+from recovery.models import RestoreTest
 
 GREEN, AMBER, RED, GREY = "green", "amber", "red", "grey"
 RANK = {GREY: 0, GREEN: 1, AMBER: 2, RED: 3}
@@ -35,16 +42,14 @@ VERDICT_COLOUR = {"ok": GREEN, "at_risk": AMBER, "breached": RED}
 AT_RISK_FRACTION = 0.8
 SCHEDULE_GRACE = timedelta(hours=1)  # a run may start late or take a while
 RECENT = timedelta(hours=24)
-CHART_DAYS_RPO = 7
 CHART_DAYS_RTO = 90
 CHART_SOURCES = 3
-CHART_CARD_WIDTH = 380  # px of a chart card in the dashboard's grid
 CHART_WIDE_WIDTH = 1100  # px of the full-width RTO chart
 LIST_LIMIT = 20
 COPY_FRESHNESS = timedelta(days=8)
 # Storage and copy counts are sums over every live copy (~retention × sources rows, ~0.1 s
 # at 180,000 live copies): they change only when a backup or retention runs. A worker task
-# recounts them every minute (dr_portal.tasks.refresh_dashboard_figures); a render recounts
+# recounts them every minute (dashboard.tasks.refresh_dashboard_figures); a render recounts
 # them itself only when that count is older than SLOW_FIGURES_MAX_AGE (worker down).
 SLOW_FIGURES_MAX_AGE = 120
 SLOW_FIGURES_KEY = "dr:dashboard:slow-figures"
@@ -185,7 +190,6 @@ def copies_by_source(sources, now=None) -> dict[int, list[dict]]:
     months ago does not make today's data safe). Bounded by the copies of that window, never
     by the history; counted once a minute (see slow_figures).
     """
-    from backups.models import BackupCopy
 
     now = now or timezone.now()
     ids = [s.pk for s in sources]
@@ -222,10 +226,8 @@ def copies_by_source(sources, now=None) -> dict[int, list[dict]]:
 
 def backup_intervals(source_ids, now) -> dict[int, timedelta]:
     """The shortest schedule interval of each source's enabled, scheduled backup jobs."""
-    from backups.models import BackupJob
-    from recovery.readiness import schedule_interval
 
-    cache: dict[str, timedelta | None] = {}
+    intervals: dict[str, timedelta | None] = {}
     out: dict[int, timedelta] = {}
     jobs = (
         BackupJob.objects.filter(source_id__in=source_ids, enabled=True)
@@ -233,9 +235,9 @@ def backup_intervals(source_ids, now) -> dict[int, timedelta]:
         .values_list("source_id", "schedule")
     )
     for source_id, cron in jobs:
-        if cron not in cache:
-            cache[cron] = schedule_interval(cron, now)
-        interval = cache[cron]
+        if cron not in intervals:
+            intervals[cron] = readiness.schedule_interval(cron, now)
+        interval = intervals[cron]
         if interval and (source_id not in out or interval < out[source_id]):
             out[source_id] = interval
     return out
@@ -389,7 +391,6 @@ def source_row(source, r, now, interval, copies, failures) -> SourceRow:
 
 def drill_plans(now) -> list:
     """Plans with their newest run (annotated, one query) and next/overdue dates (no query)."""
-    from drills.models import DrillPlan, DrillRun
 
     newest = DrillRun.objects.filter(plan=OuterRef("pk")).order_by("-declared_at", "-pk")
     plans = list(
@@ -468,8 +469,6 @@ def drill_figures(plans, now) -> tuple[Figure, Figure]:
 
 def failures_24h(now):
     """Failed or partial backup runs and restore tests finished in the last 24 hours."""
-    from backups.models import BackupRun
-    from recovery.models import RestoreTest
 
     since = now - RECENT
     bad = [RunStatus.FAILED, RunStatus.PARTIAL]
@@ -517,8 +516,6 @@ def failures_24h(now):
 
 
 def incidents_card(now):
-    from incidents.models import FollowUp, Incident, IncidentStatus, Severity
-
     open_qs = Incident.objects.filter(status__in=[IncidentStatus.OPEN, IncidentStatus.MITIGATED])
     incidents = list(
         open_qs.only(
@@ -549,7 +546,6 @@ def storage() -> list[dict]:
     Summed from the live copies (index backupcopy_live_idx), not as an aggregate filter on
     every destination's copies: that would read the deleted history too (0.4 s at 2M copies).
     """
-    from backups.models import BackupCopy, Destination
 
     live = {
         row["destination_id"]: row
@@ -568,7 +564,6 @@ def storage() -> list[dict]:
 
 def slow_figures(sources, now) -> dict:
     """3-2-1 copies and storage as last counted, recounted here if that count is too old."""
-    from django.core.cache import cache
 
     ids = sorted(s.pk for s in sources)
     cached = cache.get(SLOW_FIGURES_KEY)
@@ -583,9 +578,6 @@ def slow_figures(sources, now) -> dict:
 
 def count_slow_figures(sources=None, now=None) -> dict:
     """Count 3-2-1 copies and storage now and share the result with every render."""
-    from django.core.cache import cache
-
-    from backups.models import Source
 
     now = now or timezone.now()
     sources = list(Source.objects.only("pk")) if sources is None else sources
@@ -605,11 +597,8 @@ def count_slow_figures(sources=None, now=None) -> dict:
 def rpo_charts(rows, now) -> list:
     """RPO over the last days for the sources nearest their target: one small chart each.
 
-    Each point is the RPO reached just before a backup (the gap since the previous good
-    backup), and the last point is the RPO now. One query for all charted sources.
+    Sources without any good backup are already red in the table and have nothing to draw.
     """
-    from backups.models import BackupRun
-    from dr_portal.lib.charts import line_chart
 
     def used(row):
         r = row.readiness
@@ -617,57 +606,15 @@ def rpo_charts(rows, now) -> list:
             return float("inf")
         return r.rpo_now / r.rpo_target
 
-    # Sources without any good backup are already red in the table and have nothing to draw.
     candidates = [row for row in rows if row.readiness.rpo_now is not None]
     chosen = sorted(candidates, key=used, reverse=True)[:CHART_SOURCES]
     if not chosen:
         return []
-    since = now - timedelta(days=CHART_DAYS_RPO)
-    points: dict[int, list] = {row.source.pk: [] for row in chosen}
-    taken = (
-        BackupRun.objects.filter(
-            source_id__in=list(points),
-            status__in=GOOD,
-            restorable=True,
-            data_taken_at__gte=since,
-            data_taken_at__lte=now,
-        )
-        .order_by("source_id", "data_taken_at")
-        .values_list("source_id", "data_taken_at")
-    )
-    previous: dict[int, datetime] = {}
-    for source_id, at in taken:
-        if source_id in previous:
-            points[source_id].append((at, (at - previous[source_id]).total_seconds()))
-        previous[source_id] = at
-    charts = []
-    for row in chosen:
-        r = row.readiness
-        pts = points[row.source.pk]
-        if r.rpo_now is not None:
-            pts.append((now, r.rpo_now.total_seconds()))
-        charts.append(
-            {
-                "source": row.source,
-                "svg": line_chart(
-                    [("RPO", pts)],
-                    target=r.rpo_target.total_seconds() if r.rpo_target else None,
-                    target_label="RPO target",
-                    y_format=fd,
-                    title=f"{row.source.name}: RPO, last {CHART_DAYS_RPO} days",
-                    width=CHART_CARD_WIDTH,  # drawn at the size shown: text stays legible
-                    height=200,
-                ),
-            }
-        )
-    return charts
+    return charts.rpo_charts([(row.source, row.readiness) for row in chosen], now)
 
 
 def rto_chart(now, target):
     """Worst measured RTO of passed restore tests per day against the restore RTO target."""
-    from dr_portal.lib.charts import line_chart
-    from recovery.models import RestoreTest
-
     since = now - timedelta(days=CHART_DAYS_RTO)
     rows = (
         RestoreTest.objects.filter(
@@ -701,8 +648,6 @@ def rto_chart(now, target):
 
 def build(now=None, charts=True) -> dict:
     """Everything the dashboard shows, with a number of queries independent of the history."""
-    from backups.models import Source
-    from recovery.readiness import overall, source_readiness
 
     now = now or timezone.now()
     # The secrets and check lists are not shown here: not loaded (nor decrypted) either.
@@ -712,7 +657,7 @@ def build(now=None, charts=True) -> dict:
         .order_by("system__name", "name")
     )
     ids = [s.pk for s in sources]
-    ready = source_readiness(sources, now=now)
+    ready = readiness.source_readiness(sources, now=now)
     intervals = backup_intervals(ids, now) if ids else {}
     slow = slow_figures(sources, now)
     copies = slow["copies"]
@@ -740,7 +685,7 @@ def build(now=None, charts=True) -> dict:
         ]
         block.drill, block.next_drill = drill_figures(covering, now)
 
-    verdict = overall(ready)
+    verdict = readiness.overall(ready)
     rows = [row for block in blocks.values() for row in block.rows]
     counts = {v: sum(1 for r in rows if r.verdict == v) for v in VERDICT_COLOUR}
     context = {
@@ -764,12 +709,6 @@ def build(now=None, charts=True) -> dict:
         "plans_without_systems": [p for p in plans if not p.systems.all()],
     }
     if charts:
-        from recovery.readiness import restore_rto_target
-
         context["rpo_charts"] = rpo_charts(rows, now)
-        context["rto_chart"] = rto_chart(now, restore_rto_target())
+        context["rto_chart"] = rto_chart(now, readiness.restore_rto_target())
     return context
-
-
-def dashboard_context(request) -> dict:
-    return build()

@@ -36,10 +36,18 @@ import json
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
+from django.contrib.contenttypes.models import ContentType
 from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.template.loader import render_to_string
 from django.utils import timezone
 
+from backups.models import BackupRun, Source, System
+from dr_portal.lib.pdf import url_fetcher
 from dr_portal.runs import RunStatus
+from drills.models import DrillRun
+from incidents.models import FollowUp, Incident, IncidentLink, Severity
+from recovery.models import FailoverRun, Restore, RestoreTest, ServiceLevel
+from recovery.readiness import restore_rto_target, rpo_targets
 
 FORMAT = 1
 GOOD = (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
@@ -86,12 +94,6 @@ def period(date_from: date, date_to: date) -> tuple[datetime, datetime]:
 
 def _incident_scope(incident_ids, system_ids) -> set[int]:
     """The incidents attributable to the chosen systems (or not attributable at all)."""
-    from django.contrib.contenttypes.models import ContentType
-
-    from backups.models import BackupRun
-    from drills.models import DrillRun
-    from incidents.models import IncidentLink
-    from recovery.models import FailoverRun, Restore, RestoreTest
 
     links = list(
         IncidentLink.objects.filter(incident_id__in=incident_ids).values_list(
@@ -127,11 +129,6 @@ def _incident_scope(incident_ids, system_ids) -> set[int]:
 
 def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
     """The report for [start, end) over `systems` (System objects; None or empty: all)."""
-    from backups.models import BackupRun, Source, System
-    from drills.models import DrillRun
-    from incidents.models import FollowUp, Incident, Severity
-    from recovery.models import RestoreTest, ServiceLevel
-    from recovery.readiness import restore_rto_target, rpo_targets
 
     now = now or timezone.now()
     if end <= start:
@@ -325,7 +322,6 @@ def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
     achieved = None if observed <= timedelta(0) else round(100.0 * (1 - downtime / observed), 4)
 
     # Follow-ups open at the end of the period, of in-scope incidents and drills.
-    from django.contrib.contenttypes.models import ContentType
 
     ct_incident = ContentType.objects.get_for_model(Incident)
     ct_drill = ContentType.objects.get_for_model(DrillRun)
@@ -425,12 +421,9 @@ def stamp(data: dict, user_name: str, now=None) -> dict:
 
 def render_pdf(data: dict, produced: dict, base_url: str = "http://localhost/") -> bytes:
     """The report as A4 PDF, with the canonical data attached as compliance-data.json."""
-    from django.template.loader import render_to_string
-    from weasyprint import HTML, Attachment
+    from weasyprint import HTML, Attachment  # heavy (cairo, pango): only when a PDF is made
 
-    from dr_portal.lib.pdf import url_fetcher
-
-    html = render_to_string("dr_portal/compliance_pdf.html", {"r": data, "produced": produced})
+    html = render_to_string("dashboard/compliance_pdf.html", {"r": data, "produced": produced})
     attachment = Attachment(
         string=canonical(data),
         name="compliance-data.json",

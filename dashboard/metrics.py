@@ -14,8 +14,13 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Count
+from django.utils import timezone
 
+from backups.models import BackupRun, Source
+from dr_portal.lib.queue import worker_last_seen
 from dr_portal.runs import ACTIVE, DONE, RunStatus
+from recovery import readiness
+from recovery.models import RestoreTest
 
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -109,16 +114,10 @@ class Exposition:
 
 def collect(now=None) -> str:
     """Every metric, from recovery.readiness (the dashboard's and dr_status's figures)."""
-    from django.utils import timezone
-
-    from backups.models import BackupRun, Source
-    from dr_portal.health import worker_last_seen
-    from recovery.models import RestoreTest
-    from recovery.readiness import overall, source_readiness
 
     now = now or timezone.now()
     sources = list(Source.objects.select_related("system").order_by("name"))
-    ready = source_readiness(sources, now=now)
+    ready = readiness.source_readiness(sources, now=now)
     last_ids = [r.last_test_id for r in ready.values() if r.last_test_id]
     last_tests = {
         row["pk"]: row
@@ -216,7 +215,7 @@ def collect(now=None) -> str:
         "dr_readiness_overall",
         "gauge",
         "Worst readiness verdict over all sources: 0 ok, 1 at risk, 2 breached.",
-        VERDICT_VALUE[overall(ready)],
+        VERDICT_VALUE[readiness.overall(ready)],
     )
     # Counted over a window (index status, -finished), not over the whole history: a scrape
     # must cost the same with a million runs. Active runs have no finish time: counted apart.
