@@ -283,20 +283,20 @@ class RestoreTarget(SecretEndpointMixin, models.Model):
     def clean(self):
         from backups.models import Source
         from dr_portal.lib.paths import check_allowed_path
-        from recovery import targets
+        from recovery import restore_targets
 
         errors = {}
         sources = list(Source.objects.all())
         if self.kind == self.Kind.POSTGRESQL:
             if not self.host:
                 errors["host"] = "Give the PostgreSQL server's host."
-            problem = targets.database_problem(self.database)
+            problem = restore_targets.database_problem(self.database)
             if problem:
                 errors["database"] = problem
             if self.path:
                 errors["path"] = "A PostgreSQL target has no path."
             if not errors:
-                conflict = targets.database_conflict(
+                conflict = restore_targets.database_conflict(
                     self.host, self.port or 5432, self.database, sources
                 )
                 if conflict:
@@ -313,7 +313,7 @@ class RestoreTarget(SecretEndpointMixin, models.Model):
                 errors["path"] = exc.messages
             else:
                 self.path = str(path)
-                conflict = targets.path_conflict(path, sources)
+                conflict = restore_targets.path_conflict(path, sources)
                 if conflict:
                     errors["path"] = conflict
                 elif self.kind == self.Kind.SQLITE and path.is_dir():

@@ -24,7 +24,7 @@ from backups.models import BackupCopy, BackupRun, Source
 from dr_portal.lib import keyring
 from dr_portal.lib.redact import redact
 from dr_portal.runs import ACTIVE, IllegalTransition, LeaseLost, RunStatus
-from recovery import targets
+from recovery import restore_targets
 from recovery.engine import files as file_engine
 from recovery.engine import heartbeat
 from recovery.engine.checks import Outcome
@@ -613,11 +613,11 @@ def start_restore(
 
     One of: `restore_target` (registered; `database_name` for a pattern), a free-form
     `target` (URL or path), or `onto_source`. `user` is the person asking, held to
-    recovery.targets.check_allowed; None is a trusted caller (manage.py restore).
+    recovery.restore_targets.check_allowed; None is a trusted caller (manage.py restore).
     """
     if sum(bool(x) for x in (target, restore_target, onto_source)) > 1:
         raise ValueError("choose one: a registered target, a free-form target or the source")
-    targets.check_allowed(
+    restore_targets.check_allowed(
         user,
         source=source,
         restore_target=restore_target,
@@ -685,14 +685,18 @@ def registered_target(source: Source, data_kind: str, restore_target: RestoreTar
             f"target {restore_target.name} receives {restore_target.get_kind_display()} "
             f"backups, not {data_kind}"
         )
-    if not targets.compatible_targets(source, data_kind).filter(pk=restore_target.pk).exists():
+    if (
+        not restore_targets.compatible_targets(source, data_kind)
+        .filter(pk=restore_target.pk)
+        .exists()
+    ):
         raise ValueError(f"target {restore_target.name} is not registered for {source}")
     if restore_target.kind == RestoreTarget.Kind.POSTGRESQL:
         server = PgServer(
             host=restore_target.host,
             port=restore_target.port or 5432,
             user=restore_target.user or "postgres",
-            dbname=targets.database_for(restore_target, database),
+            dbname=restore_targets.database_for(restore_target, database),
         )
         # The sealed secret is copied to the restore, never revealed here.
         return server.public_url(), restore_target.password
@@ -705,8 +709,8 @@ def target_conflict(kind: str, target: str) -> str:
     sources = list(Source.objects.all())
     if kind == TargetKind.DATABASE:
         server = PgServer.from_url(target)
-        return targets.database_conflict(server.host, server.port, server.dbname, sources)
-    return targets.path_conflict(Path(target).resolve(), sources)
+        return restore_targets.database_conflict(server.host, server.port, server.dbname, sources)
+    return restore_targets.path_conflict(Path(target).resolve(), sources)
 
 
 def source_kind(source: Source) -> str:

@@ -15,8 +15,7 @@ from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration
 from dr_portal.lib.roles import MANAGER, OPERATOR, has_role, role_required
 from dr_portal.runs import DONE, RunStatus
-from recovery import readiness, services
-from recovery import targets as restore_targets
+from recovery import readiness, restore_targets, services
 from recovery.forms import RestoreForm, RestoreTargetForm, TargetsForm
 from recovery.models import (
     Restore,
