@@ -194,9 +194,9 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
     @staticmethod
     def rpo_targets() -> dict[str, timedelta]:
         """The managers' RPO targets per data class (recovery app), over the seed's defaults."""
-        from recovery.readiness import rpo_targets
+        from recovery.targets import rpo_targets  # upward import: see recovery/targets.py
 
-        return {**RPO_TARGET, **rpo_targets()}
+        return rpo_targets()
 
     @property
     def rpo_target(self) -> timedelta:
@@ -542,10 +542,13 @@ class BackupJob(ChangeStampMixin, models.Model):
 
 
 class Trigger(models.TextChoices):
+    """What started a run (a backup, a restore test)."""
+
     SCHEDULED = "scheduled", "Scheduled"
+    AFTER_BACKUP = "after_backup", "After a backup"  # a restore test queued by its backup
     MANUAL = "manual", "Manual (portal)"
     COMMAND = "command", "Command line"
-    CATALOG = "catalog", "Rebuilt from a manifest"
+    CATALOG = "catalog", "Rebuilt from a manifest"  # a backup run read back from its manifest
 
 
 class BackupRun(RunBase):

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from dr_portal.lib.text import validate_single_line
 from drills import schedule as sched
+from recovery.targets import FailureType, Verdict
 
 # A drill run that has not passed its cells in this long is "stale" on the coverage grid.
 STALE_AFTER = timedelta(days=92)
@@ -58,8 +59,6 @@ def failover_ready() -> bool:
 
 
 def failure_type_choices():
-    from recovery.models import FailureType
-
     return FailureType.choices
 
 
@@ -308,13 +307,6 @@ class ScenarioSource(models.Model):
 class DrillStatus(models.TextChoices):
     RUNNING = "running", "Running"
     ENDED = "ended", "Ended"
-    ABORTED = "aborted", "Aborted"
-
-
-class Verdict(models.TextChoices):
-    NONE = "", "—"
-    PASSED = "passed", "Passed"
-    FAILED = "failed", "Failed"
     ABORTED = "aborted", "Aborted"
 
 

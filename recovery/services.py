@@ -546,11 +546,6 @@ def _finish_test(test, status, error, phases, fields, started, clock):
 # --- restores --------------------------------------------------------------------
 
 
-def rto_target_for(failure_type: str) -> timedelta | None:
-    row = RTOTarget.objects.filter(failure_type=failure_type).first()
-    return row.target if row else None
-
-
 def target_kind_for(kind: str) -> str:
     return {"postgresql": TargetKind.DATABASE, "sqlite": TargetKind.FILE}.get(
         kind, TargetKind.DIRECTORY
@@ -671,7 +666,7 @@ def start_restore(
                 restore_target=restore_target,
                 onto_source=onto_source,
                 overwrite_confirmed=overwrite or onto_source,
-                rto_target=rto_target_for(failure_type),
+                rto_target=RTOTarget.for_failure(failure_type),
                 requested_by=user if getattr(user, "is_authenticated", False) else None,
             )
     except IntegrityError:

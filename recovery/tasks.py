@@ -21,9 +21,8 @@ def run_restore_test(test_id: int):
 
 def scheduled_restore_test(source_id: int):
     """The weekly (or per-source cron) restore test: create it and run it in this worker."""
-    from backups.models import Source
+    from backups.models import Source, Trigger
     from recovery import services
-    from recovery.models import Trigger
 
     source = Source.objects.filter(pk=source_id).first()
     if source is None:
@@ -51,9 +50,9 @@ def run_restore(restore_id: int):
 
 def tests_after_backups(window_hours: int = 24) -> int:
     """Queue a restore test for each new good backup of a source that asks for one."""
-    from backups.models import BackupRun
+    from backups.models import BackupRun, Trigger
     from recovery import services
-    from recovery.models import RestoreTest, Trigger
+    from recovery.models import RestoreTest
 
     since = timezone.now() - timedelta(hours=window_hours)
     runs = (

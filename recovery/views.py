@@ -25,6 +25,7 @@ from recovery.models import (
     RTOTarget,
     ServiceLevel,
 )
+from recovery.targets import restore_rto_target
 
 LIST_DEFERRED = ("log", "phases", "checks")
 HISTORY = 50
@@ -59,7 +60,7 @@ def index(request):
             "rto_targets": RTOTarget.objects.all(),
             "rpo_targets": RPOTarget.objects.all(),
             "sla": ServiceLevel.current(),
-            "restore_rto_target": readiness.restore_rto_target(),
+            "restore_rto_target": restore_rto_target(),
             "recent_tests": recent_tests,
             "recent_restores": recent_restores,
         },
