@@ -20,7 +20,7 @@ How the figures are measured:
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Exists, Max, OuterRef, Subquery
+from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 
 from dr_portal.runs import DONE, RunStatus
@@ -168,7 +168,7 @@ def schedule_interval(cron: str, now: datetime) -> timedelta | None:
 
 def source_readiness(sources, now=None) -> dict[int, Readiness]:
     """Readiness of each source, with a fixed number of queries whatever their count."""
-    from backups.models import BackupCopy, BackupJob, BackupRun
+    from backups.models import BackupJob, BackupRun
     from recovery.models import RestoreTest
 
     now = now or timezone.now()
@@ -184,16 +184,11 @@ def source_readiness(sources, now=None) -> dict[int, Readiness]:
         .annotate(latest=Max("config_changed_at"))
         .values_list("source_id", "latest")
     )
-    live_copy = BackupCopy.objects.filter(run=OuterRef("pk"), ok=True, deleted_at__isnull=True)
     picked = _newest_per_source(
         ids,
         {
             "backup": (
-                BackupRun.objects.filter(
-                    status__in=[RunStatus.SUCCEEDED, RunStatus.PARTIAL],
-                    restorable=True,
-                    data_taken_at__isnull=False,
-                ).filter(Exists(live_copy)),
+                BackupRun.objects.good().filter(data_taken_at__isnull=False),
                 ["-data_taken_at", "-pk"],  # index backuprun_source_taken_idx
                 ["pk", "data_taken_at", "bytes_stored"],
             ),

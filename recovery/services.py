@@ -50,7 +50,6 @@ from recovery.models import (
 
 log = logging.getLogger(__name__)
 
-GOOD_BACKUP = (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
 DEFAULT_SCRATCH_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -130,13 +129,7 @@ def record_database(run, server: str, name: str):
 
 
 def good_backups(source: Source):
-    return BackupRun.objects.filter(
-        source=source,
-        status__in=GOOD_BACKUP,
-        restorable=True,
-        copies__ok=True,
-        copies__deleted_at__isnull=True,
-    ).distinct()
+    return BackupRun.objects.good().filter(source=source)
 
 
 def newest_good_backup(source: Source) -> BackupRun | None:
@@ -165,7 +158,7 @@ def _copy_rank(copy: BackupCopy) -> tuple:
 def rank_copies(run: BackupRun) -> tuple[list[BackupCopy], list[BackupCopy]]:
     """(readable copies best first: local, then S3; archive-class copies needing retrieval)."""
     copies = sorted(
-        run.copies.filter(ok=True, deleted_at__isnull=True).select_related("destination"),
+        run.copies.live().select_related("destination"),
         key=_copy_rank,
     )
     readable = [c for c in copies if _copy_rank(c)[0] < 2]

@@ -56,12 +56,8 @@ def tests_after_backups(window_hours: int = 24) -> int:
 
     since = timezone.now() - timedelta(hours=window_hours)
     runs = (
-        BackupRun.objects.filter(
-            finished__gte=since,
-            status__in=services.GOOD_BACKUP,
-            restorable=True,
-            source__restore_test_after_backup=True,
-        )
+        BackupRun.objects.good()
+        .filter(finished__gte=since, source__restore_test_after_backup=True)
         .exclude(restore_tests__trigger=Trigger.AFTER_BACKUP)
         .select_related("source")
         .order_by("finished")

@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from backups.models import BackupRun, Source
+from backups.models import GOOD_STATUSES, BackupRun, Source
 from dr_portal import readiness as dashboard
 from dr_portal.lib import audit
 from dr_portal.lib.charts import line_chart
@@ -154,7 +154,7 @@ def source_detail(request, source_id):
         .order_by("-queued", "-pk")[:HISTORY]
     )
     backups = list(
-        BackupRun.objects.filter(source=source, status__in=services.GOOD_BACKUP)
+        BackupRun.objects.filter(source=source, status__in=GOOD_STATUSES)
         .only("pk", "finished", "bytes_stored", "data_taken_at")
         .order_by("-finished")[:HISTORY]
     )
