@@ -590,17 +590,7 @@ def end_drill(drill, user=None) -> DrillRun:
         )
     verdict, reasons, figures = compute_verdict(drill)
     now = timezone.now()
-    moved = DrillRun.objects.filter(pk=drill.pk, status=DrillStatus.RUNNING).update(
-        status=DrillStatus.ENDED,
-        ended_at=now,
-        ended_by=_actor(user)[0],
-        verdict=verdict,
-        verdict_reasons=reasons,
-        **figures,
-    )
-    drill.refresh_from_db()
-    if not moved:
-        raise DrillTransitionError("This drill was ended by someone else meanwhile.")
+    drill.end(verdict, by=_actor(user)[0], at=now, reasons=reasons, **figures)
     event(
         drill,
         f"Drill ended: {drill.get_verdict_display().lower()}"
@@ -633,17 +623,7 @@ def abort_drill(drill, user=None, reason="") -> DrillRun:
     sync(drill, user)
     now = timezone.now()
     with transaction.atomic():
-        moved = DrillRun.objects.filter(pk=drill.pk, status=DrillStatus.RUNNING).update(
-            status=DrillStatus.ABORTED,
-            ended_at=now,
-            ended_by=_actor(user)[0],
-            verdict=Verdict.ABORTED,
-        )
-        if not moved:
-            drill.refresh_from_db()
-            raise DrillTransitionError(
-                f"This drill is already {drill.get_status_display().lower()}."
-            )
+        drill.abort(by=_actor(user)[0], at=now)
         drill.scenario_runs.filter(status=ScenarioStatus.PENDING).update(
             status=ScenarioStatus.NOT_RUN
         )
