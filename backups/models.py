@@ -557,6 +557,10 @@ GOOD_STATUSES = (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
 
 
 class BackupRunQuerySet(models.QuerySet):
+    def restorable(self):
+        """Runs that were good when taken, whether or not a copy is left (history, compliance)."""
+        return self.filter(status__in=GOOD_STATUSES, restorable=True)
+
     def good(self):
         """Good backups: succeeded or partial, restorable, with at least one live copy.
 
@@ -564,7 +568,7 @@ class BackupRunQuerySet(models.QuerySet):
         A correlated EXISTS, not a join: no duplicate rows, and counts over `copies` stay true.
         """
         live = BackupCopy.objects.live().filter(run=OuterRef("pk"))
-        return self.filter(status__in=GOOD_STATUSES, restorable=True).filter(Exists(live))
+        return self.restorable().filter(Exists(live))
 
 
 class BackupRun(RunBase):

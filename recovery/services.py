@@ -301,23 +301,33 @@ def enqueue_restore_test(test: RestoreTest):
 
 def execute_restore_test(test: RestoreTest) -> RestoreTest:
     """Run a queued restore test to its end; safe to call twice (the claim decides)."""
-    if not test.claim():
-        log.info("%s was already claimed (%s)", test, test.status)
-        return test
+    return _execute(test, _restore_test)
+
+
+def _execute(run, body):
+    """claim → body(run, secrets) under a heartbeat → temporaries removed, whatever happens.
+
+    The skeleton restore tests and restores share: `body` fetches, restores, checks and
+    finishes the run; an unexpected exception fails it (secrets redacted), a lost lease
+    leaves it to the reaper.
+    """
+    if not run.claim():
+        log.info("%s was already claimed (%s)", run, run.status)
+        return run
     secrets: list[str] = []
     try:
-        with test.heartbeat():
-            _restore_test(test, secrets)
+        with run.heartbeat():
+            body(run, secrets)
     except (LeaseLost, IllegalTransition) as exc:  # reaped: the run is not ours to finish
-        log.warning("%s stopped: %s", test, exc)
-        test.append_log(f"stopped: {exc}")
+        log.warning("%s stopped: %s", run, exc)
+        run.append_log(f"stopped: {exc}")
     except Exception as exc:
-        log.exception("%s failed unexpectedly", test)
-        test.fail_unexpectedly(exc, secrets)
+        log.exception("%s failed unexpectedly", run)
+        run.fail_unexpectedly(exc, secrets)
     finally:
-        _remove_temporaries(test)
-    test.refresh_from_db()
-    return test
+        _remove_temporaries(run)
+    run.refresh_from_db()
+    return run
 
 
 def _remove_temporaries(run):
@@ -714,22 +724,8 @@ def enqueue_restore(restore: Restore):
 
 
 def execute_restore(restore: Restore) -> Restore:
-    if not restore.claim():
-        return restore
-    secrets: list[str] = []
-    try:
-        with restore.heartbeat():
-            _restore(restore, secrets)
-    except (LeaseLost, IllegalTransition) as exc:  # reaped: the run is not ours to finish
-        log.warning("%s stopped: %s", restore, exc)
-        restore.append_log(f"stopped: {exc}")
-    except Exception as exc:
-        log.exception("%s failed unexpectedly", restore)
-        restore.fail_unexpectedly(exc, secrets)
-    finally:
-        _remove_temporaries(restore)
-    restore.refresh_from_db()
-    return restore
+    """Run a queued restore to its end; safe to call twice (the claim decides)."""
+    return _execute(restore, _restore)
 
 
 def _restore(restore: Restore, secrets: list[str]):

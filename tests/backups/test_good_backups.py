@@ -46,3 +46,11 @@ def test_live_copies(source, dests):
     run = make_run(source, dests)
     run.copies.filter(destination=dests[0]).update(deleted_at=timezone.now())
     assert list(BackupCopy.objects.live().values_list("destination", flat=True)) == [dests[1].pk]
+
+
+def test_restorable_keeps_good_runs_whose_copies_retention_removed(source, dests):
+    pruned = make_run(source, dests[:1])
+    pruned.copies.update(deleted_at=timezone.now())
+    make_run(source, dests, status=RunStatus.FAILED)
+    assert list(BackupRun.objects.restorable().values_list("pk", flat=True)) == [pruned.pk]
+    assert not BackupRun.objects.good().exists()
