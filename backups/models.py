@@ -195,7 +195,8 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
     @staticmethod
     def rpo_targets() -> dict[str, timedelta]:
         """The managers' RPO targets per data class (recovery app), over the seed's defaults."""
-        from recovery.targets import rpo_targets  # upward import: see recovery/targets.py
+        # An upward import (backups sits below recovery), left for the layering contract.
+        from recovery.targets import rpo_targets
 
         return rpo_targets()
 
