@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Exists, OuterRef
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.timezone import now as _now
@@ -558,10 +559,32 @@ class BackupJob(ChangeStampMixin, models.Model):
 
 
 class Trigger(models.TextChoices):
+    """What started a run (a backup, a restore test)."""
+
     SCHEDULED = "scheduled", "Scheduled"
+    AFTER_BACKUP = "after_backup", "After a backup"  # a restore test queued by its backup
     MANUAL = "manual", "Manual (portal)"
     COMMAND = "command", "Command line"
-    CATALOG = "catalog", "Rebuilt from a manifest"
+    CATALOG = "catalog", "Rebuilt from a manifest"  # a backup run read back from its manifest
+
+
+# A run whose data can be restored, when a live copy of it is left (see BackupRun.objects.good()).
+GOOD_STATUSES = (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
+
+
+class BackupRunQuerySet(models.QuerySet):
+    def restorable(self):
+        """Runs that were good when taken, whether or not a copy is left (history, compliance)."""
+        return self.filter(status__in=GOOD_STATUSES, restorable=True)
+
+    def good(self):
+        """Good backups: succeeded or partial, restorable, with at least one live copy.
+
+        The one definition of what RPO, restore tests, restores and retention count on.
+        A correlated EXISTS, not a join: no duplicate rows, and counts over `copies` stay true.
+        """
+        live = BackupCopy.objects.live().filter(run=OuterRef("pk"))
+        return self.restorable().filter(Exists(live))
 
 
 class BackupRun(RunBase):
@@ -592,6 +615,8 @@ class BackupRun(RunBase):
     scheduled_for = models.DateTimeField(null=True, blank=True)
     # Set by "Cancel" on a running run; the worker polls it and stops the engine.
     cancel_requested = models.BooleanField(default=False)
+
+    objects = BackupRunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-queued", "-pk"]
@@ -627,7 +652,7 @@ class BackupRun(RunBase):
 
     @property
     def is_good(self) -> bool:
-        return self.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL) and self.restorable
+        return self.status in GOOD_STATUSES and self.restorable
 
     @property
     def anomaly_messages(self) -> list[str]:
@@ -650,6 +675,12 @@ class BackupRun(RunBase):
         services.discard_partial_artifacts(self)
 
 
+class BackupCopyQuerySet(models.QuerySet):
+    def live(self):
+        """Copies that count: stored ok and not deleted (a lost copy has `ok` cleared)."""
+        return self.filter(ok=True, deleted_at__isnull=True)
+
+
 class BackupCopy(models.Model):
     """One stored artifact of a run at one destination."""
 
@@ -667,6 +698,8 @@ class BackupCopy(models.Model):
     # Found missing or unreadable (restore test, verify_backup, retention): `ok` is cleared
     # too, so every "live copy" filter (ok, not deleted) leaves it out of RPO and readiness.
     lost_at = models.DateTimeField(null=True, blank=True)
+
+    objects = BackupCopyQuerySet.as_manager()
 
     audit = False  # written by runs and retention, which log each change themselves
 
@@ -721,14 +754,11 @@ def live_copies_by_key() -> dict[str, int]:
     from django.db.models.fields.json import KT
 
     rows = (
-        BackupRun.objects.filter(
-            status__in=[RunStatus.SUCCEEDED, RunStatus.PARTIAL],
-            copies__ok=True,
-            copies__deleted_at__isnull=True,
-        )
-        .annotate(key_id=KT("manifest__key_id"))
+        BackupCopy.objects.live()
+        .filter(run__status__in=GOOD_STATUSES)
+        .annotate(key_id=KT("run__manifest__key_id"))
         .values("key_id")
-        .annotate(copies=Count("copies"))
+        .annotate(copies=Count("pk"))
         .order_by()
     )
     return {row["key_id"]: row["copies"] for row in rows if row["key_id"]}

@@ -101,19 +101,12 @@ def plan(
 def newest_good_run_ids(source_ids=None) -> dict[int, str]:
     """The newest succeeded/partial, restorable run with a live copy, per source."""
     from backups.models import BackupRun
-    from dr_portal.runs import RunStatus
 
     runs = (
-        BackupRun.objects.filter(
-            status__in=[RunStatus.SUCCEEDED, RunStatus.PARTIAL],
-            restorable=True,
-            source__isnull=False,
-            copies__ok=True,
-            copies__deleted_at__isnull=True,
-        )
+        BackupRun.objects.good()
+        .filter(source__isnull=False)
         .order_by("source_id", "-data_taken_at", "-finished", "-pk")
         .values_list("pk", "source_id", "source_name")
-        .distinct()
     )
     if source_ids is not None:
         runs = runs.filter(source_id__in=source_ids)
@@ -211,9 +204,8 @@ def preview(destination, *, source_ids=None, now=None) -> list[Decision]:
 
     now = now or timezone.now()
     copies = (
-        BackupCopy.objects.filter(
-            destination=destination, ok=True, deleted_at__isnull=True, run__status__in=list(DONE)
-        )
+        BackupCopy.objects.live()
+        .filter(destination=destination, run__status__in=list(DONE))
         .select_related("run")
         .order_by("-created")
     )
@@ -293,7 +285,7 @@ def find_lost_copies(destination) -> list:
 
     store = open_destination(destination.to_spec())
     lost = []
-    live = BackupCopy.objects.filter(destination=destination, ok=True, deleted_at__isnull=True)
+    live = BackupCopy.objects.live().filter(destination=destination)
     for copy in live.exclude(location="").select_related("run"):
         try:
             missing = not store.exists(copy.location)

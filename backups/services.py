@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from backups.models import BackupCopy, BackupJob, BackupRun, Destination, Trigger
+from backups.models import GOOD_STATUSES, BackupCopy, BackupJob, BackupRun, Destination, Trigger
 from dr_portal.lib import keyring
 from dr_portal.lib.redact import redact
 from dr_portal.runs import IllegalTransition, LeaseLost, RunStatus
@@ -135,7 +135,7 @@ def execute(run: BackupRun) -> BackupRun:
         job.release_lock(run)
         shutil.rmtree(settings.VAR_DIR / "scratch" / f"backup-run-{run.pk}", ignore_errors=True)
     run.refresh_from_db()
-    if run.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL):
+    if run.status in GOOD_STATUSES:
         _retention_after(run)
     return run
 
@@ -222,11 +222,7 @@ def _backup(run: BackupRun, job: BackupJob, secrets: list[str]):
     if status == RunStatus.FAILED and not error:
         error = "backup failed"
     manifest = _jsonable(result.manifest)
-    if (
-        status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
-        and source_spec.kind == "postgresql"
-        and source.backup_globals
-    ):
+    if status in GOOD_STATUSES and source_spec.kind == "postgresql" and source.backup_globals:
         from backups.globals import backup_globals
 
         manifest["globals"] = backup_globals(run, source_spec, dest_specs, options, secrets)

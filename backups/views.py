@@ -8,12 +8,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from backups import retention, services
 from backups.forms import DestinationForm, JobForm, RunFilterForm, SourceForm
-from backups.models import BackupCopy, BackupJob, BackupRun, Destination, Source
+from backups.models import GOOD_STATUSES, BackupCopy, BackupJob, BackupRun, Destination, Source
 from dr_portal.lib import audit
 from dr_portal.lib.durations import format_duration
 from dr_portal.lib.redact import redact
 from dr_portal.lib.roles import MANAGER, OPERATOR, role_required
-from dr_portal.runs import DONE, RunStatus
+from dr_portal.runs import DONE
 
 RUN_LIST_FIELDS_DEFERRED = ("log", "manifest")
 HISTORY = 50
@@ -37,13 +37,8 @@ def _jobs_with_last_run():
 def _newest_good_subquery():
     """Data time of the source's newest good backup that still has an intact copy (RPO now)."""
     return (
-        BackupRun.objects.filter(
-            source=OuterRef("pk"),
-            status__in=[RunStatus.SUCCEEDED, RunStatus.PARTIAL],
-            restorable=True,
-            copies__ok=True,
-            copies__deleted_at__isnull=True,
-        )
+        BackupRun.objects.good()
+        .filter(source=OuterRef("pk"))
         .order_by("-data_taken_at")
         .values("data_taken_at")[:1]
     )
@@ -200,7 +195,7 @@ def _chart(runs):
     from dr_portal.lib.charts import line_chart
     from dr_portal.templatetags.portal import filesize
 
-    good = [r for r in runs if r.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL)]
+    good = [r for r in runs if r.status in GOOD_STATUSES]
     if len(good) < 2:
         return "", ""
     good.reverse()

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from dr_portal.lib.text import validate_single_line
 from drills import schedule as sched
+from recovery.targets import FailureType, Verdict
 
 # A drill run that has not passed its cells in this long is "stale" on the coverage grid.
 STALE_AFTER = timedelta(days=92)
@@ -58,8 +59,6 @@ def failover_ready() -> bool:
 
 
 def failure_type_choices():
-    from recovery.models import FailureType
-
     return FailureType.choices
 
 
@@ -311,13 +310,6 @@ class DrillStatus(models.TextChoices):
     ABORTED = "aborted", "Aborted"
 
 
-class Verdict(models.TextChoices):
-    NONE = "", "—"
-    PASSED = "passed", "Passed"
-    FAILED = "failed", "Failed"
-    ABORTED = "aborted", "Aborted"
-
-
 class CleanupState(models.TextChoices):
     NOT_CHECKED = "", "Not checked"
     CHECKING = "checking", "Checking"
@@ -383,6 +375,30 @@ class DrillRun(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status == DrillStatus.RUNNING
+
+    # --- transitions: running -> ended | aborted, each one conditional update -----------
+    def end(self, verdict: str, *, by=None, at=None, reasons=(), **figures):
+        """running -> ended with its verdict, reasons and achieved figures."""
+        fields = {"verdict": verdict, "verdict_reasons": list(reasons), **figures}
+        if not self._close(DrillStatus.ENDED, by=by, at=at, **fields):
+            raise DrillTransitionError("This drill was ended by someone else meanwhile.")
+
+    def abort(self, *, by=None, at=None):
+        """running -> aborted; the verdict says so."""
+        if not self._close(DrillStatus.ABORTED, by=by, at=at, verdict=Verdict.ABORTED):
+            raise DrillTransitionError(
+                f"This drill is already {self.get_status_display().lower()}."
+            )
+
+    def _close(self, status, *, by, at, **fields) -> bool:
+        """Claim the move with a conditional update (a concurrent end or abort loses)."""
+        moved = (
+            type(self)
+            .objects.filter(pk=self.pk, status=DrillStatus.RUNNING)
+            .update(status=status, ended_at=at or timezone.now(), ended_by=by, **fields)
+        )
+        self.refresh_from_db()
+        return bool(moved)
 
     @property
     def clock(self) -> timedelta:

@@ -26,8 +26,8 @@ from drills.models import (
     ScenarioKind,
     ScenarioRun,
     ScenarioStatus,
-    Verdict,
 )
+from recovery.targets import RPOTarget, RTOTarget, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -59,29 +59,6 @@ def event(drill, text, user=None, scenario_run=None, at=None):
         actor_name=name,
         text=text,
     )
-
-
-def rto_target_for(failure_type: str) -> timedelta | None:
-    if not failure_type:
-        return None
-    from recovery.models import RTOTarget
-
-    row = RTOTarget.objects.filter(failure_type=failure_type).first()
-    if row:
-        return row.target
-    try:
-        from recovery.failover.models import SEED_RTO
-
-        return SEED_RTO.get(failure_type)
-    except ImportError:
-        return None
-
-
-def rpo_target_for(source) -> timedelta:
-    from recovery.models import RPOTarget
-
-    row = RPOTarget.objects.filter(data_class=source.data_class).first()
-    return row.target if row else source.rpo_target
 
 
 def _has_failover_fk() -> bool:
@@ -184,8 +161,8 @@ def start_scenario(srun: ScenarioRun, user=None, at=None):
 
 
 def _start_restore_tests(srun, user):
+    from backups.models import Trigger
     from recovery import services as recovery
-    from recovery.models import Trigger
 
     scenario = srun.scenario
     links = list(scenario.source_links.select_related("source")) if scenario else []
@@ -279,7 +256,7 @@ def evaluate_database(srun) -> bool:
             reasons.append(f"restore test #{t.pk} of {t.source} {t.status}: {first}")
     recovered = max(t.finished for t in tests)
     rto = recovered - srun.started
-    rto_target = rto_target_for(srun.failure_type)
+    rto_target = RTOTarget.for_failure(srun.failure_type)
     worst = None  # (ratio, rpo, target)
     for t in tests:
         if t.data_at is not None:
@@ -290,7 +267,7 @@ def evaluate_database(srun) -> bool:
             if t.status == RunStatus.SUCCEEDED:
                 reasons.append(f"restore test #{t.pk} of {t.source} could not tell the data age")
             continue
-        target = rpo_target_for(t.source)
+        target = RPOTarget.for_data_class(t.source.data_class)
         ratio = age / target if target else 0
         if worst is None or ratio > worst[0]:
             worst = (ratio, age, target)
@@ -327,7 +304,7 @@ def evaluate_failover(srun) -> bool:
     # The runbook's RTO runs from the declared failure (the scenario's start) to the last
     # verification step that passed; without one, recovery was not shown.
     rto = run.rto
-    rto_target = rto_target_for(srun.failure_type) or run.rto_target
+    rto_target = RTOTarget.for_failure(srun.failure_type) or run.rto_target
     if rto is None and run.status == RunStatus.SUCCEEDED:
         reasons.append(
             f"{run} measured no RTO: no verification step passed (in test mode, steps with "
@@ -349,7 +326,7 @@ def evaluate_failover(srun) -> bool:
 
 
 def _manual_target(srun):
-    target = rto_target_for(srun.failure_type)
+    target = RTOTarget.for_failure(srun.failure_type)
     if target is None and srun.scenario is not None:
         target = srun.scenario.time_budget
     return target
@@ -613,17 +590,7 @@ def end_drill(drill, user=None) -> DrillRun:
         )
     verdict, reasons, figures = compute_verdict(drill)
     now = timezone.now()
-    moved = DrillRun.objects.filter(pk=drill.pk, status=DrillStatus.RUNNING).update(
-        status=DrillStatus.ENDED,
-        ended_at=now,
-        ended_by=_actor(user)[0],
-        verdict=verdict,
-        verdict_reasons=reasons,
-        **figures,
-    )
-    drill.refresh_from_db()
-    if not moved:
-        raise DrillTransitionError("This drill was ended by someone else meanwhile.")
+    drill.end(verdict, by=_actor(user)[0], at=now, reasons=reasons, **figures)
     event(
         drill,
         f"Drill ended: {drill.get_verdict_display().lower()}"
@@ -656,17 +623,7 @@ def abort_drill(drill, user=None, reason="") -> DrillRun:
     sync(drill, user)
     now = timezone.now()
     with transaction.atomic():
-        moved = DrillRun.objects.filter(pk=drill.pk, status=DrillStatus.RUNNING).update(
-            status=DrillStatus.ABORTED,
-            ended_at=now,
-            ended_by=_actor(user)[0],
-            verdict=Verdict.ABORTED,
-        )
-        if not moved:
-            drill.refresh_from_db()
-            raise DrillTransitionError(
-                f"This drill is already {drill.get_status_display().lower()}."
-            )
+        drill.abort(by=_actor(user)[0], at=now)
         drill.scenario_runs.filter(status=ScenarioStatus.PENDING).update(
             status=ScenarioStatus.NOT_RUN
         )

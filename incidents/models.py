@@ -206,6 +206,41 @@ class Incident(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    # --- transitions ---------------------------------------------------------
+    def move_to(self, status: str, *, by=None, note: str = "") -> bool:
+        """Move to `status` and write the change on the timeline; False if already there.
+
+        Resolving or closing stamps the resolved time (unless one is set); reopening clears
+        it. Validates first (ValidationError, nothing saved), then saves every field, so an
+        edit form's other changes are saved with the move.
+        """
+        status = IncidentStatus(status)  # ValueError for a status that does not exist
+        old = IncidentStatus(self.status)
+        if status == old:
+            return False
+        kept = self.status, self.resolved_at
+        self.status = status
+        if status in (IncidentStatus.RESOLVED, IncidentStatus.CLOSED) and not self.resolved_at:
+            self.resolved_at = timezone.now()
+        if status == IncidentStatus.OPEN:
+            self.resolved_at = None
+        try:
+            self.full_clean()
+        except ValidationError:
+            self.status, self.resolved_at = kept
+            raise
+        text = f"Status: {old.label} → {status.label}" + (f" ({note})" if note else "")
+        with transaction.atomic():
+            self.save()
+            TimelineEntry.objects.create(
+                incident=self,
+                text=text,
+                author=by,
+                author_name=by.get_username() if by else "",
+                automatic=True,
+            )
+        return True
+
     # --- derived -------------------------------------------------------------
     @property
     def began_at(self):

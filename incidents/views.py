@@ -116,16 +116,10 @@ def incident_edit(request, identifier):
     old_status = incident.status
     form = IncidentForm(request.POST or None, instance=incident)
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            incident = form.save()
-            if incident.status != old_status:
-                TimelineEntry.objects.create(
-                    incident=incident,
-                    text=f"Status: {IncidentStatus(old_status).label} → {incident.get_status_display()}",
-                    author=request.user,
-                    author_name=request.user.get_username(),
-                    automatic=True,
-                )
+        incident = form.save(commit=False)
+        new_status, incident.status = incident.status, old_status
+        if not incident.move_to(new_status, by=request.user):
+            incident.save()  # the status did not change; the other fields did
         messages.success(request, f"{incident.identifier} saved.")
         return redirect(incident)
     return render(request, "incidents/form.html", {"form": form, "incident": incident})
@@ -140,26 +134,11 @@ def incident_status(request, identifier):
     if new not in IncidentStatus.values or new == incident.status:
         messages.error(request, "Pick a different status.")
         return redirect(incident)
-    old = incident.status
-    incident.status = new
-    if new in (IncidentStatus.RESOLVED, IncidentStatus.CLOSED) and not incident.resolved_at:
-        incident.resolved_at = timezone.now()
-    if new == IncidentStatus.OPEN:
-        incident.resolved_at = None
     try:
-        incident.full_clean()
+        incident.move_to(new, by=request.user)
     except ValidationError as exc:
         messages.error(request, " ".join(m for msgs in exc.message_dict.values() for m in msgs))
         return redirect(incident)
-    with transaction.atomic():
-        incident.save()
-        TimelineEntry.objects.create(
-            incident=incident,
-            text=f"Status: {IncidentStatus(old).label} → {incident.get_status_display()}",
-            author=request.user,
-            author_name=request.user.get_username(),
-            automatic=True,
-        )
     messages.success(request, f"{incident.identifier} is {incident.get_status_display().lower()}.")
     return redirect(incident)
 

@@ -1,101 +1,21 @@
 """Recovery targets, restore tests and restores: the evidence that backups come back."""
 
-from datetime import timedelta
-
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from backups.models import Trigger
 from dr_portal.fields import EncryptedTextField, SecretEndpointMixin
 from dr_portal.runs import RunBase, RunStatus
-
-
-class FailureType(models.TextChoices):
-    SINGLE_NODE = "single_node", "Single node failure"
-    DATA_CORRUPTION = "data_corruption", "Data corruption"
-    DATABASE_FAILURE = "database_failure", "Database failure"
-    NETWORK_OUTAGE = "network_outage", "Network outage"
-    REGION_FAILURE = "region_failure", "Region failure"
-    COMPLETE_LOSS = "complete_loss", "Complete loss"
-
-
-# A restore from backup answers a database failure or data corruption; its RTO forecast is
-# held against the stricter of this type's target and the SLA's RTO.
-RESTORE_FAILURE_TYPE = FailureType.DATABASE_FAILURE
-
-
-class RTOTarget(models.Model):
-    """How long recovery from one failure type may take."""
-
-    failure_type = models.CharField(max_length=20, choices=FailureType.choices, unique=True)
-    target = models.DurationField()
-    notes = models.CharField(max_length=300, blank=True)
-    updated = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["target"]
-        verbose_name = "RTO target"
-
-    def __str__(self):
-        return f"RTO {self.get_failure_type_display()}"
-
-
-class RPOTarget(models.Model):
-    """How much data (as time) one data class may lose."""
-
-    data_class = models.CharField(max_length=12, unique=True)
-    target = models.DurationField()
-    notes = models.CharField(max_length=300, blank=True)
-    updated = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["target"]
-        verbose_name = "RPO target"
-
-    def __str__(self):
-        return f"RPO {self.data_class_label}"
-
-    @property
-    def data_class_label(self) -> str:
-        from backups.models import DataClass
-
-        return dict(DataClass.choices).get(self.data_class, self.data_class)
-
-
-class ServiceLevel(models.Model):
-    """The committed SLA: availability, and the RTO/RPO promised for any failure (one row)."""
-
-    availability_percent = models.DecimalField(max_digits=6, decimal_places=3, default=99.5)
-    rto = models.DurationField(default=timedelta(hours=1))
-    rpo = models.DurationField(default=timedelta(hours=1))
-    updated = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        verbose_name = "service level"
-
-    def __str__(self):
-        return f"SLA {self.availability_percent}% availability"
-
-    @classmethod
-    def current(cls) -> "ServiceLevel":
-        return cls.objects.order_by("pk").first() or cls(pk=None)
-
-    @property
-    def allowed_downtime_per_month(self) -> timedelta:
-        return timedelta(days=30.4375) * float(100 - self.availability_percent) / 100
-
-    def clean(self):
-        if not 0 < self.availability_percent <= 100:
-            raise ValidationError({"availability_percent": "Give a percentage above 0, up to 100."})
-
-
-class Trigger(models.TextChoices):
-    SCHEDULED = "scheduled", "Scheduled"
-    AFTER_BACKUP = "after_backup", "After a backup"
-    MANUAL = "manual", "Manual (portal)"
-    COMMAND = "command", "Command line"
+from recovery.targets import (  # noqa: F401 (the target models belong to this app)
+    RESTORE_FAILURE_TYPE,
+    FailureType,
+    RPOTarget,
+    RTOTarget,
+    ServiceLevel,
+)
 
 
 class DataBasis(models.TextChoices):
@@ -283,20 +203,20 @@ class RestoreTarget(SecretEndpointMixin, models.Model):
     def clean(self):
         from backups.models import Source
         from dr_portal.lib.paths import check_allowed_path
-        from recovery import targets
+        from recovery import restore_targets
 
         errors = {}
         sources = list(Source.objects.all())
         if self.kind == self.Kind.POSTGRESQL:
             if not self.host:
                 errors["host"] = "Give the PostgreSQL server's host."
-            problem = targets.database_problem(self.database)
+            problem = restore_targets.database_problem(self.database)
             if problem:
                 errors["database"] = problem
             if self.path:
                 errors["path"] = "A PostgreSQL target has no path."
             if not errors:
-                conflict = targets.database_conflict(
+                conflict = restore_targets.database_conflict(
                     self.host, self.port or 5432, self.database, sources
                 )
                 if conflict:
@@ -313,7 +233,7 @@ class RestoreTarget(SecretEndpointMixin, models.Model):
                 errors["path"] = exc.messages
             else:
                 self.path = str(path)
-                conflict = targets.path_conflict(path, sources)
+                conflict = restore_targets.path_conflict(path, sources)
                 if conflict:
                     errors["path"] = conflict
                 elif self.kind == self.Kind.SQLITE and path.is_dir():

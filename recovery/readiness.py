@@ -20,15 +20,23 @@ How the figures are measured:
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Exists, Max, OuterRef, Subquery
+from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 
 from dr_portal.runs import DONE, RunStatus
+from recovery.targets import (  # noqa: F401 (rpo_targets: still read from here by dr_portal)
+    AT_RISK_FRACTION,
+    Verdict,
+    at_risk,
+    judge,
+    restore_rto_target,
+    rpo_targets,
+)
 
 OK, AT_RISK, BREACHED = "ok", "at_risk", "breached"
 VERDICT_ORDER = [OK, AT_RISK, BREACHED]
-AT_RISK_FRACTION = 0.8  # a target more than 80 % used is at risk
 OVERDUE_GRACE = timedelta(hours=1)
+PERCENT = round(AT_RISK_FRACTION * 100)
 
 
 @dataclass
@@ -112,36 +120,9 @@ class Readiness:
 def _state(value, target, missing=""):
     if value is None:
         return missing
-    if target is None:
-        return OK
-    if value > target:
+    if judge(value, target) == Verdict.MISSED:
         return BREACHED
-    if value > target * AT_RISK_FRACTION:
-        return AT_RISK
-    return OK
-
-
-def restore_rto_target() -> timedelta | None:
-    """What a restore from backup must meet: the stricter of the database-failure target and the SLA."""
-    from recovery.models import RESTORE_FAILURE_TYPE, RTOTarget, ServiceLevel
-
-    targets = [
-        t
-        for t in (
-            RTOTarget.objects.filter(failure_type=RESTORE_FAILURE_TYPE)
-            .values_list("target", flat=True)
-            .first(),
-            ServiceLevel.objects.order_by("pk").values_list("rto", flat=True).first(),
-        )
-        if t
-    ]
-    return min(targets) if targets else None
-
-
-def rpo_targets() -> dict[str, timedelta]:
-    from recovery.models import RPOTarget
-
-    return dict(RPOTarget.objects.values_list("data_class", "target"))
+    return AT_RISK if at_risk(value, target) else OK
 
 
 def _newest_per_source(ids, picks: dict) -> dict[str, dict[int, dict]]:
@@ -187,7 +168,7 @@ def schedule_interval(cron: str, now: datetime) -> timedelta | None:
 
 def source_readiness(sources, now=None) -> dict[int, Readiness]:
     """Readiness of each source, with a fixed number of queries whatever their count."""
-    from backups.models import BackupCopy, BackupJob, BackupRun
+    from backups.models import BackupJob, BackupRun
     from recovery.models import RestoreTest
 
     now = now or timezone.now()
@@ -203,16 +184,11 @@ def source_readiness(sources, now=None) -> dict[int, Readiness]:
         .annotate(latest=Max("config_changed_at"))
         .values_list("source_id", "latest")
     )
-    live_copy = BackupCopy.objects.filter(run=OuterRef("pk"), ok=True, deleted_at__isnull=True)
     picked = _newest_per_source(
         ids,
         {
             "backup": (
-                BackupRun.objects.filter(
-                    status__in=[RunStatus.SUCCEEDED, RunStatus.PARTIAL],
-                    restorable=True,
-                    data_taken_at__isnull=False,
-                ).filter(Exists(live_copy)),
+                BackupRun.objects.good().filter(data_taken_at__isnull=False),
                 ["-data_taken_at", "-pk"],  # index backuprun_source_taken_idx
                 ["pk", "data_taken_at", "bytes_stored"],
             ),
@@ -303,21 +279,19 @@ def _judge(r: Readiness):
     breached, risk = [], []
     if r.rpo_now is None:
         breached.append("no good backup")
-    elif r.rpo_target is not None:
-        if r.rpo_now > r.rpo_target:
-            breached.append(f"RPO {fd(r.rpo_now)} exceeds its target {fd(r.rpo_target)}")
-        elif r.rpo_now > r.rpo_target * AT_RISK_FRACTION:
-            risk.append(f"RPO {fd(r.rpo_now)} is over 80% of its target {fd(r.rpo_target)}")
+    elif judge(r.rpo_now, r.rpo_target) == Verdict.MISSED:
+        breached.append(f"RPO {fd(r.rpo_now)} exceeds its target {fd(r.rpo_target)}")
+    elif at_risk(r.rpo_now, r.rpo_target):
+        risk.append(f"RPO {fd(r.rpo_now)} is over {PERCENT}% of its target {fd(r.rpo_target)}")
     if r.last_test_status == RunStatus.FAILED:
         breached.append(f"newest restore test #{r.last_test_id} failed")
-    if r.last_rto is not None and r.rto_target is not None:
-        if r.last_rto > r.rto_target:
-            breached.append(f"measured RTO {fd(r.last_rto)} exceeds the target {fd(r.rto_target)}")
-        elif r.last_rto > r.rto_target * AT_RISK_FRACTION:
-            risk.append(
-                f"measured RTO {fd(r.last_rto)} is over 80% of the target {fd(r.rto_target)}"
-            )
-    if r.rto_forecast is not None and r.rto_target is not None and r.rto_forecast > r.rto_target:
+    if judge(r.last_rto, r.rto_target) == Verdict.MISSED:
+        breached.append(f"measured RTO {fd(r.last_rto)} exceeds the target {fd(r.rto_target)}")
+    elif at_risk(r.last_rto, r.rto_target):
+        risk.append(
+            f"measured RTO {fd(r.last_rto)} is over {PERCENT}% of the target {fd(r.rto_target)}"
+        )
+    if judge(r.rto_forecast, r.rto_target) == Verdict.MISSED:
         risk.append(
             f"RTO forecast {fd(r.rto_forecast)} for the newest backup exceeds the target {fd(r.rto_target)}"
         )

@@ -24,7 +24,7 @@ from backups.models import BackupCopy, BackupRun, Source
 from dr_portal.lib import keyring
 from dr_portal.lib.redact import redact
 from dr_portal.runs import ACTIVE, IllegalTransition, LeaseLost, RunStatus
-from recovery import targets
+from recovery import restore_targets
 from recovery.engine import files as file_engine
 from recovery.engine import heartbeat
 from recovery.engine.checks import Outcome
@@ -50,7 +50,6 @@ from recovery.models import (
 
 log = logging.getLogger(__name__)
 
-GOOD_BACKUP = (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
 DEFAULT_SCRATCH_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -130,13 +129,7 @@ def record_database(run, server: str, name: str):
 
 
 def good_backups(source: Source):
-    return BackupRun.objects.filter(
-        source=source,
-        status__in=GOOD_BACKUP,
-        restorable=True,
-        copies__ok=True,
-        copies__deleted_at__isnull=True,
-    ).distinct()
+    return BackupRun.objects.good().filter(source=source)
 
 
 def newest_good_backup(source: Source) -> BackupRun | None:
@@ -165,7 +158,7 @@ def _copy_rank(copy: BackupCopy) -> tuple:
 def rank_copies(run: BackupRun) -> tuple[list[BackupCopy], list[BackupCopy]]:
     """(readable copies best first: local, then S3; archive-class copies needing retrieval)."""
     copies = sorted(
-        run.copies.filter(ok=True, deleted_at__isnull=True).select_related("destination"),
+        run.copies.live().select_related("destination"),
         key=_copy_rank,
     )
     readable = [c for c in copies if _copy_rank(c)[0] < 2]
@@ -308,23 +301,33 @@ def enqueue_restore_test(test: RestoreTest):
 
 def execute_restore_test(test: RestoreTest) -> RestoreTest:
     """Run a queued restore test to its end; safe to call twice (the claim decides)."""
-    if not test.claim():
-        log.info("%s was already claimed (%s)", test, test.status)
-        return test
+    return _execute(test, _restore_test)
+
+
+def _execute(run, body):
+    """claim → body(run, secrets) under a heartbeat → temporaries removed, whatever happens.
+
+    The skeleton restore tests and restores share: `body` fetches, restores, checks and
+    finishes the run; an unexpected exception fails it (secrets redacted), a lost lease
+    leaves it to the reaper.
+    """
+    if not run.claim():
+        log.info("%s was already claimed (%s)", run, run.status)
+        return run
     secrets: list[str] = []
     try:
-        with test.heartbeat():
-            _restore_test(test, secrets)
+        with run.heartbeat():
+            body(run, secrets)
     except (LeaseLost, IllegalTransition) as exc:  # reaped: the run is not ours to finish
-        log.warning("%s stopped: %s", test, exc)
-        test.append_log(f"stopped: {exc}")
+        log.warning("%s stopped: %s", run, exc)
+        run.append_log(f"stopped: {exc}")
     except Exception as exc:
-        log.exception("%s failed unexpectedly", test)
-        test.fail_unexpectedly(exc, secrets)
+        log.exception("%s failed unexpectedly", run)
+        run.fail_unexpectedly(exc, secrets)
     finally:
-        _remove_temporaries(test)
-    test.refresh_from_db()
-    return test
+        _remove_temporaries(run)
+    run.refresh_from_db()
+    return run
 
 
 def _remove_temporaries(run):
@@ -546,11 +549,6 @@ def _finish_test(test, status, error, phases, fields, started, clock):
 # --- restores --------------------------------------------------------------------
 
 
-def rto_target_for(failure_type: str) -> timedelta | None:
-    row = RTOTarget.objects.filter(failure_type=failure_type).first()
-    return row.target if row else None
-
-
 def target_kind_for(kind: str) -> str:
     return {"postgresql": TargetKind.DATABASE, "sqlite": TargetKind.FILE}.get(
         kind, TargetKind.DIRECTORY
@@ -616,11 +614,11 @@ def start_restore(
 
     One of: `restore_target` (registered; `database_name` for a pattern), a free-form
     `target` (URL or path), or `onto_source`. `user` is the person asking, held to
-    recovery.targets.check_allowed; None is a trusted caller (manage.py restore).
+    recovery.restore_targets.check_allowed; None is a trusted caller (manage.py restore).
     """
     if sum(bool(x) for x in (target, restore_target, onto_source)) > 1:
         raise ValueError("choose one: a registered target, a free-form target or the source")
-    targets.check_allowed(
+    restore_targets.check_allowed(
         user,
         source=source,
         restore_target=restore_target,
@@ -674,7 +672,7 @@ def start_restore(
                 restore_target=restore_target,
                 onto_source=onto_source,
                 overwrite_confirmed=overwrite or onto_source,
-                rto_target=rto_target_for(failure_type),
+                rto_target=RTOTarget.for_failure(failure_type),
                 requested_by=user if getattr(user, "is_authenticated", False) else None,
             )
     except IntegrityError:
@@ -688,14 +686,18 @@ def registered_target(source: Source, data_kind: str, restore_target: RestoreTar
             f"target {restore_target.name} receives {restore_target.get_kind_display()} "
             f"backups, not {data_kind}"
         )
-    if not targets.compatible_targets(source, data_kind).filter(pk=restore_target.pk).exists():
+    if (
+        not restore_targets.compatible_targets(source, data_kind)
+        .filter(pk=restore_target.pk)
+        .exists()
+    ):
         raise ValueError(f"target {restore_target.name} is not registered for {source}")
     if restore_target.kind == RestoreTarget.Kind.POSTGRESQL:
         server = PgServer(
             host=restore_target.host,
             port=restore_target.port or 5432,
             user=restore_target.user or "postgres",
-            dbname=targets.database_for(restore_target, database),
+            dbname=restore_targets.database_for(restore_target, database),
         )
         # The sealed secret is copied to the restore, never revealed here.
         return server.public_url(), restore_target.password
@@ -708,8 +710,8 @@ def target_conflict(kind: str, target: str) -> str:
     sources = list(Source.objects.all())
     if kind == TargetKind.DATABASE:
         server = PgServer.from_url(target)
-        return targets.database_conflict(server.host, server.port, server.dbname, sources)
-    return targets.path_conflict(Path(target).resolve(), sources)
+        return restore_targets.database_conflict(server.host, server.port, server.dbname, sources)
+    return restore_targets.path_conflict(Path(target).resolve(), sources)
 
 
 def source_kind(source: Source) -> str:
@@ -725,22 +727,8 @@ def enqueue_restore(restore: Restore):
 
 
 def execute_restore(restore: Restore) -> Restore:
-    if not restore.claim():
-        return restore
-    secrets: list[str] = []
-    try:
-        with restore.heartbeat():
-            _restore(restore, secrets)
-    except (LeaseLost, IllegalTransition) as exc:  # reaped: the run is not ours to finish
-        log.warning("%s stopped: %s", restore, exc)
-        restore.append_log(f"stopped: {exc}")
-    except Exception as exc:
-        log.exception("%s failed unexpectedly", restore)
-        restore.fail_unexpectedly(exc, secrets)
-    finally:
-        _remove_temporaries(restore)
-    restore.refresh_from_db()
-    return restore
+    """Run a queued restore to its end; safe to call twice (the claim decides)."""
+    return _execute(restore, _restore)
 
 
 def _restore(restore: Restore, secrets: list[str]):

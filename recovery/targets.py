@@ -1,197 +1,164 @@
-"""Where a restore may write: registered restore targets, and who may choose what.
+"""RTO and RPO targets, and the verdict of a figure held against its target.
 
-Operators restore only to scratch (a restore test) or to a target a manager registered
-for the source's kind; a free-form target (any host, credentials or path), replacing
-data at an existing target and restoring onto the source itself are for managers.
-A target never overlaps a source's own data, the portal's database or its var dir.
+The one home of: the target models (`RTOTarget`, `RPOTarget`, `ServiceLevel`), the fallback
+when a manager deleted a target row (the seed document's tables, the values the first
+migration seeds), `AT_RISK_FRACTION`, `Verdict` and `judge(value, target)`.
+recovery/models.py imports the models from here, so they belong to the recovery app.
 """
 
-import fnmatch
-import ipaddress
-import re
-import socket
-from pathlib import Path
+from datetime import timedelta
 
-from django.conf import settings
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError
+from django.db import models
 
-from dr_portal.lib.roles import MANAGER, has_role
+from backups.models import RPO_TARGET, DataClass
 
-SYSTEM_DATABASES = ("postgres", "template0", "template1")
-# A PostgreSQL database name as the portal writes it: no quoting tricks, at most 63 bytes.
-DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-DB_PATTERN = re.compile(r"^[A-Za-z_*][A-Za-z0-9_*]{0,62}$")
+AT_RISK_FRACTION = 0.8  # a figure over 80 % of its target is at risk
 
 
-class NotAllowed(PermissionDenied):
-    """The person asking may not restore there; the message says who may."""
+class FailureType(models.TextChoices):
+    SINGLE_NODE = "single_node", "Single node failure"
+    DATA_CORRUPTION = "data_corruption", "Data corruption"
+    DATABASE_FAILURE = "database_failure", "Database failure"
+    NETWORK_OUTAGE = "network_outage", "Network outage"
+    REGION_FAILURE = "region_failure", "Region failure"
+    COMPLETE_LOSS = "complete_loss", "Complete loss"
 
 
-def is_pattern(database: str) -> bool:
-    return "*" in (database or "")
+# A restore from backup answers a database failure or data corruption; its RTO forecast is
+# held against the stricter of this type's target and the SLA's RTO.
+RESTORE_FAILURE_TYPE = FailureType.DATABASE_FAILURE
+
+# The seed document's RTO table: what a failure type is held to when its row was deleted.
+SEED_RTO = {
+    FailureType.SINGLE_NODE: timedelta(minutes=15),
+    FailureType.DATA_CORRUPTION: timedelta(minutes=30),
+    FailureType.DATABASE_FAILURE: timedelta(hours=4),
+    FailureType.NETWORK_OUTAGE: timedelta(minutes=30),
+    FailureType.REGION_FAILURE: timedelta(hours=24),
+    FailureType.COMPLETE_LOSS: timedelta(hours=72),
+}
+# The seed's RPO table lives with the data classes (backups.models.RPO_TARGET): a source
+# needs its RPO target below the recovery app.
+SEED_RPO = RPO_TARGET
 
 
-def database_problem(database: str) -> str:
-    """Why a registered database name or pattern is unusable ("" when it is fine)."""
-    if not database:
-        return "Give the database to restore into, or a pattern such as restored_*."
-    if not DB_PATTERN.match(database):
-        return "Use letters, digits, underscores and * only, at most 63 characters."
-    if database in SYSTEM_DATABASES:
-        return f"{database} is a system database."
-    if is_pattern(database) and not database.replace("*", ""):
-        return "A pattern needs a fixed part, such as restored_*."
-    return ""
+class Verdict(models.TextChoices):
+    """A figure against its target (met / missed), or a drill's overall outcome."""
+
+    NONE = "", "Not judged"
+    MET = "met", "Within target"
+    MISSED = "missed", "Target missed"
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+    ABORTED = "aborted", "Aborted"
 
 
-def database_for(target, requested: str) -> str:
-    """The database a restore to `target` writes: its fixed name, or `requested` on its pattern."""
-    if not is_pattern(target.database):
-        if requested and requested != target.database:
-            raise ValueError(f"target {target.name} restores into {target.database} only")
-        return target.database
-    requested = (requested or "").strip()
-    if not requested:
-        raise ValueError(f"target {target.name} needs a database name matching {target.database}")
-    if not DB_NAME.match(requested) or requested in SYSTEM_DATABASES:
-        raise ValueError(f"{requested!r} is not a usable database name")
-    if not fnmatch.fnmatchcase(requested, target.database):
-        raise ValueError(f"{requested} does not match {target.database} (target {target.name})")
-    return requested
+def judge(value: timedelta | None, target: timedelta | None) -> Verdict:
+    """MET when `value` is within `target`, MISSED over it; NONE when either is unknown."""
+    if value is None or target is None:
+        return Verdict.NONE
+    return Verdict.MET if value <= target else Verdict.MISSED
 
 
-# --- what a target must never touch ----------------------------------------------
+def at_risk(value: timedelta | None, target: timedelta | None) -> bool:
+    """Within the target but over AT_RISK_FRACTION of it."""
+    return judge(value, target) == Verdict.MET and value > target * AT_RISK_FRACTION
 
 
-def _overlaps(a: Path, b: Path) -> bool:
-    return a == b or a in b.parents or b in a.parents
+class RTOTarget(models.Model):
+    """How long recovery from one failure type may take."""
+
+    failure_type = models.CharField(max_length=20, choices=FailureType.choices, unique=True)
+    target = models.DurationField()
+    notes = models.CharField(max_length=300, blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        app_label = "recovery"
+        ordering = ["target"]
+        verbose_name = "RTO target"
+
+    def __str__(self):
+        return f"RTO {self.get_failure_type_display()}"
+
+    @classmethod
+    def for_failure(cls, failure_type: str) -> timedelta | None:
+        """The managers' target for `failure_type`, else the seed's; None without a type."""
+        if not failure_type:
+            return None
+        row = cls.objects.filter(failure_type=failure_type).values_list("target", flat=True)
+        return row.first() or SEED_RTO.get(failure_type)
 
 
-def protected_paths() -> list[Path]:
-    """The portal's own files: its var dir (key ring, secret key) and its SQLite database."""
-    paths = [Path(settings.VAR_DIR).resolve()]
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        paths.append(Path(str(db["NAME"])).resolve())
-    return paths
+class RPOTarget(models.Model):
+    """How much data (as time) one data class may lose."""
+
+    data_class = models.CharField(max_length=12, unique=True)
+    target = models.DurationField()
+    notes = models.CharField(max_length=300, blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        app_label = "recovery"
+        ordering = ["target"]
+        verbose_name = "RPO target"
+
+    def __str__(self):
+        return f"RPO {self.data_class_label}"
+
+    @property
+    def data_class_label(self) -> str:
+        return dict(DataClass.choices).get(self.data_class, self.data_class)
+
+    @classmethod
+    def for_data_class(cls, data_class: str) -> timedelta:
+        """The managers' target for `data_class`, else the seed's (important when unknown)."""
+        targets = rpo_targets()
+        return targets.get(data_class, targets[DataClass.IMPORTANT])
 
 
-def path_conflict(path: Path, sources) -> str:
-    """Why `path` may not be a restore target ("" when it may): it overlaps protected data."""
-    for protected in protected_paths():
-        if _overlaps(path, protected):
-            return f"{path} overlaps the portal's own files ({protected})"
-    for source in sources:
-        kind, own = _source_location(source)
-        if kind != "postgresql" and own and _overlaps(path, Path(own).resolve()):
-            return f"{path} overlaps the data of source {source.name}"
-    from backups.models import Destination
-
-    for dest in Destination.objects.filter(kind="local").only("name", "path"):
-        if dest.path and _overlaps(path, Path(dest.path).resolve()):
-            return f"{path} overlaps the backups kept at destination {dest.name}"
-    return ""
+def rpo_targets() -> dict[str, timedelta]:
+    """RPO target per data class: the managers' rows over the seed's table (one query)."""
+    return {**SEED_RPO, **dict(RPOTarget.objects.values_list("data_class", "target"))}
 
 
-def database_conflict(host: str, port: int, database: str, sources) -> str:
-    """Why a PostgreSQL target may not be used: it is a source's (or the portal's) database."""
-    candidates = [database] if not is_pattern(database) else []
-    for source in sources:
-        kind, own = _source_location(source)
-        if kind != "postgresql":
-            continue
-        s_host, s_port, s_db = own
-        if not (
-            s_db in candidates or (is_pattern(database) and fnmatch.fnmatchcase(s_db, database))
-        ):
-            continue
-        if int(s_port) != int(port or 5432) or not same_host(s_host, host):
-            continue
-        return f"{s_db} on {host}:{port or 5432} is the database of source {source.name}"
-    return ""
+class ServiceLevel(models.Model):
+    """The committed SLA: availability, and the RTO/RPO promised for any failure (one row)."""
+
+    availability_percent = models.DecimalField(max_digits=6, decimal_places=3, default=99.5)
+    rto = models.DurationField(default=timedelta(hours=1))
+    rpo = models.DurationField(default=timedelta(hours=1))
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        app_label = "recovery"
+        verbose_name = "service level"
+
+    def __str__(self):
+        return f"SLA {self.availability_percent}% availability"
+
+    @classmethod
+    def current(cls) -> "ServiceLevel":
+        return cls.objects.order_by("pk").first() or cls(pk=None)
+
+    @property
+    def allowed_downtime_per_month(self) -> timedelta:
+        return timedelta(days=30.4375) * float(100 - self.availability_percent) / 100
+
+    def clean(self):
+        if not 0 < self.availability_percent <= 100:
+            raise ValidationError({"availability_percent": "Give a percentage above 0, up to 100."})
 
 
-def same_host(a: str, b: str) -> bool:
-    """Do two host names reach the same server? (localhost and 127.0.0.1 are one host.)"""
-    a, b = (a or "localhost").lower(), (b or "localhost").lower()
-    if a == b:
-        return True
-    if a.startswith("/") or b.startswith("/"):
-        return False  # a Unix socket directory is named, not resolved
-    return bool(_addresses(a) & _addresses(b))
-
-
-def _addresses(host: str) -> set[str]:
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
-        return {host}
-    addresses = {info[4][0] for info in infos}
-    if any(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
-        addresses.add("loopback")  # ::1 and 127.0.0.1 are the same machine
-    return addresses
-
-
-def _source_location(source):
-    """(kind, (host, port, database) or path) of a source, without revealing its password."""
-    if source.is_portal_db:
-        kind, config, _ = source.portal_db_spec_config()
-    else:
-        kind = source.kind
-        config = {
-            "host": source.host,
-            "port": source.port,
-            "database": source.database,
-            "path": source.path,
-        }
-    if kind == "postgresql":
-        return kind, (config["host"] or "", config.get("port") or 5432, config["database"])
-    return kind, config.get("path") or ""
-
-
-# --- who may choose what ---------------------------------------------------------
-
-
-def check_allowed(
-    user,
-    *,
-    source,
-    restore_target=None,
-    free_form: bool = False,
-    onto_source: bool = False,
-    overwrite: bool = False,
-):
-    """Raise NotAllowed unless `user` may start this restore.
-
-    `user=None` is a trusted caller: `manage.py restore`, run by someone with a shell on the
-    host, which asks for its own explicit flag before a free-form target.
-    """
-    if user is None or has_role(user, MANAGER):
-        return
-    if onto_source:
-        raise NotAllowed("Only managers may restore onto the source itself.")
-    if free_form or restore_target is None:
-        raise NotAllowed(
-            "Only managers may restore to a free-form target: choose a registered restore "
-            "target, or run a restore test to prove the backup in scratch."
+def restore_rto_target() -> timedelta | None:
+    """What a restore from backup must meet: the stricter of the database-failure target and the SLA."""
+    targets = [
+        t
+        for t in (
+            RTOTarget.for_failure(RESTORE_FAILURE_TYPE),
+            ServiceLevel.objects.order_by("pk").values_list("rto", flat=True).first(),
         )
-    if overwrite and not restore_target.allow_replace:
-        raise NotAllowed(f"Only managers may replace data already at target {restore_target.name}.")
-    if source.is_portal_db and not restore_target.sources.filter(pk=source.pk).exists():
-        raise NotAllowed(
-            "The portal's own database is restored only to a target registered for it by name."
-        )
-
-
-def compatible_targets(source, kind: str):
-    """Registered targets that may receive `kind` backups of `source`, by name."""
-    from django.db.models import Q
-
-    from recovery.models import RestoreTarget
-
-    targets = RestoreTarget.objects.filter(kind=kind)
-    if source.is_portal_db:
-        # Never "any source": the portal's data (sessions, password hashes) goes only where
-        # a manager named it.
-        return targets.filter(sources=source).distinct().order_by("name")
-    return targets.filter(Q(sources=None) | Q(sources=source)).distinct().order_by("name")
+        if t
+    ]
+    return min(targets) if targets else None

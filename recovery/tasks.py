@@ -21,9 +21,8 @@ def run_restore_test(test_id: int):
 
 def scheduled_restore_test(source_id: int):
     """The weekly (or per-source cron) restore test: create it and run it in this worker."""
-    from backups.models import Source
+    from backups.models import Source, Trigger
     from recovery import services
-    from recovery.models import Trigger
 
     source = Source.objects.filter(pk=source_id).first()
     if source is None:
@@ -51,18 +50,14 @@ def run_restore(restore_id: int):
 
 def tests_after_backups(window_hours: int = 24) -> int:
     """Queue a restore test for each new good backup of a source that asks for one."""
-    from backups.models import BackupRun
+    from backups.models import BackupRun, Trigger
     from recovery import services
-    from recovery.models import RestoreTest, Trigger
+    from recovery.models import RestoreTest
 
     since = timezone.now() - timedelta(hours=window_hours)
     runs = (
-        BackupRun.objects.filter(
-            finished__gte=since,
-            status__in=services.GOOD_BACKUP,
-            restorable=True,
-            source__restore_test_after_backup=True,
-        )
+        BackupRun.objects.good()
+        .filter(finished__gte=since, source__restore_test_after_backup=True)
         .exclude(restore_tests__trigger=Trigger.AFTER_BACKUP)
         .select_related("source")
         .order_by("finished")

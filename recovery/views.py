@@ -6,14 +6,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from backups.models import BackupRun, Source
+from backups.models import GOOD_STATUSES, BackupRun, Source
 from dr_portal.lib import audit
 from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration
 from dr_portal.lib.roles import MANAGER, OPERATOR, has_role, role_required
 from dr_portal.runs import DONE, RunStatus
-from recovery import charts, readiness, services
-from recovery import targets as restore_targets
+from recovery import charts, readiness, restore_targets, services
 from recovery.forms import RestoreForm, RestoreTargetForm, TargetsForm
 from recovery.models import (
     Restore,
@@ -23,6 +22,7 @@ from recovery.models import (
     RTOTarget,
     ServiceLevel,
 )
+from recovery.targets import restore_rto_target
 
 LIST_DEFERRED = ("log", "phases", "checks")
 HISTORY = 50
@@ -57,7 +57,7 @@ def index(request):
             "rto_targets": RTOTarget.objects.all(),
             "rpo_targets": RPOTarget.objects.all(),
             "sla": ServiceLevel.current(),
-            "restore_rto_target": readiness.restore_rto_target(),
+            "restore_rto_target": restore_rto_target(),
             "recent_tests": recent_tests,
             "recent_restores": recent_restores,
         },
@@ -151,7 +151,7 @@ def source_detail(request, source_id):
         .order_by("-queued", "-pk")[:HISTORY]
     )
     backups = list(
-        BackupRun.objects.filter(source=source, status__in=services.GOOD_BACKUP)
+        BackupRun.objects.filter(source=source, status__in=GOOD_STATUSES)
         .only("pk", "finished", "bytes_stored", "data_taken_at")
         .order_by("-finished")[:HISTORY]
     )

@@ -18,33 +18,14 @@ from dr_portal.fields import EncryptedTextField
 from dr_portal.lib.text import validate_single_line
 from dr_portal.runs import ACTIVE, RunBase, RunStatus
 from recovery.failover.steps import KIND_CHOICES, KINDS, parse_step, same_endpoint
+from recovery.targets import FailureType, RTOTarget, Verdict
 
-__all__ = ["FailoverRun", "Runbook", "RunbookStep", "StepRun", "rto_target_for"]
-
-# The seed's RTO table, used when the recovery app has no target row for a failure type.
-SEED_RTO = {
-    "single_node": timedelta(minutes=15),
-    "data_corruption": timedelta(minutes=30),
-    "database_failure": timedelta(hours=4),
-    "network_outage": timedelta(minutes=30),
-    "region_failure": timedelta(hours=24),
-    "complete_loss": timedelta(hours=72),
-}
+__all__ = ["FailoverRun", "Runbook", "RunbookStep", "StepRun"]
 
 
 def failure_type_choices():
     """The recovery app's failure types (the same choices as its RTO targets)."""
-    from recovery.models import FailureType
-
     return FailureType.choices
-
-
-def rto_target_for(failure_type: str) -> timedelta | None:
-    """The RTO target of a failure type: the one place that reads the recovery targets."""
-    from recovery.models import RTOTarget
-
-    target = RTOTarget.objects.filter(failure_type=failure_type).values_list("target", flat=True)
-    return target.first() or SEED_RTO.get(failure_type)
 
 
 def portal_checks(kind: str, params: dict) -> list[str]:
@@ -188,7 +169,7 @@ class Runbook(models.Model):
 
     @property
     def rto_target(self):
-        return rto_target_for(self.failure_type)
+        return RTOTarget.for_failure(self.failure_type)
 
     def longest_run(self) -> timedelta:
         """Worst case: every step and rollback using all its attempts up to its timeout."""
@@ -308,12 +289,6 @@ class RunbookStep(models.Model):
 class RunMode(models.TextChoices):
     TEST = "test", "Test (side effects shown, not performed)"
     LIVE = "live", "Live"
-
-
-class Verdict(models.TextChoices):
-    MET = "met", "Within target"
-    MISSED = "missed", "Target missed"
-    UNMEASURED = "", "Not measured"
 
 
 class FailoverRun(RunBase):

@@ -8,9 +8,10 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from dr_portal.runs import IllegalTransition, LeaseLost
-from recovery.failover.models import FailoverRun, RunbookStep, StepRun, Verdict
+from recovery.failover.models import FailoverRun, RunbookStep, StepRun
 from recovery.failover.steps import Hooks, StepCancelled, StepTimedOut, parse_step, run_steps
 from recovery.failover.steps.runner import Outcome
+from recovery.targets import judge
 
 log = logging.getLogger(__name__)
 
@@ -237,8 +238,7 @@ def record(run: FailoverRun, result):
     if result.status in ("succeeded", "partial") and result.verified_at:
         rto = result.verified_at - run.declared_at
         fields["rto"] = rto
-        if run.rto_target:
-            fields["verdict"] = Verdict.MET if rto <= run.rto_target else Verdict.MISSED
+        fields["verdict"] = judge(rto, run.rto_target)
     error = result.error
     if result.status == "cancelled":
         run.refresh_from_db(fields=["cancel_requested_by"])

@@ -21,7 +21,7 @@ from dr_portal.models import AuditEntry
 from recovery import services, tasks
 from recovery.engine.pg import drop_database
 from recovery.models import Restore, RestoreTarget
-from recovery.targets import NotAllowed
+from recovery.restore_targets import NotAllowed
 from tests.recovery import conftest as recovery_fixtures
 from tests.recovery.conftest import backup
 from tests.recovery.pgutil import SERVER, table_fingerprint

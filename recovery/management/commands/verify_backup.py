@@ -21,8 +21,8 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(self, *args, run=None, latest=None, json=False, **options):
+        from backups.models import Trigger
         from recovery import services
-        from recovery.models import Trigger
 
         if (run is None) == (latest is None):
             raise CommandError("give either a backup RUN_ID or --latest JOB")
