@@ -751,12 +751,13 @@ def live_copies_by_key() -> dict[str, int]:
     key id; unencrypted copies (no key id) are left out.
     """
     from django.db.models import Count
-    from django.db.models.fields.json import KT
+    from django.db.models.fields.json import KeyTextTransform
 
     rows = (
         BackupCopy.objects.live()
         .filter(run__status__in=GOOD_STATUSES)
-        .annotate(key_id=KT("run__manifest__key_id"))
+        # KT("run__manifest__key_id") would read "run" as the JSON field: name the key apart.
+        .annotate(key_id=KeyTextTransform("key_id", "run__manifest"))
         .values("key_id")
         .annotate(copies=Count("pk"))
         .order_by()
