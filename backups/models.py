@@ -659,14 +659,14 @@ class BackupRun(RunBase):
         return [a.get("message", "") for a in self.anomalies or []]
 
     def on_finished(self):
-        """Release the job lock (also for the reaper), flag anomalies, raise or clear alerts."""
+        """Release the job lock (also for the reaper).
+
+        Anomalies and alerts follow the run's RunEvent (incidents.events), after commit.
+        """
         if self.job_id:
             BackupJob.objects.filter(pk=self.job_id, locked_by_run=self.pk).update(
                 locked_by_run=None
             )
-        from backups import notify
-
-        notify.after_finish(self)
 
     def on_lost(self):
         """The reaper failed this run: remove the temp files and open uploads its worker left."""

@@ -1,5 +1,6 @@
-"""Portal-wide records: the audit trail and settings confirmed by people."""
+"""Portal-wide records: the audit trail, settings confirmed by people, run events."""
 
+from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.utils import timezone
 
@@ -57,3 +58,64 @@ class KeyEscrow(models.Model):
             return []
         confirmed = set(cls.objects.filter(key_id__in=ids).values_list("key_id", flat=True))
         return [i for i in ids if i not in confirmed]
+
+
+class RunEvent(models.Model):
+    """One transition of a run (started, finished), written with it: history and outbox.
+
+    Like healthchecks' Flip: the run's transition writes the row in its own transaction and
+    nothing else; incidents.events.process_events() consumes it (notifications, anomaly
+    checks, alerts, incident timeline entries), so no lower layer calls a higher one.
+    """
+
+    class Transition(models.TextChoices):
+        STARTED = "started", "Started"
+        FINISHED = "finished", "Finished"
+
+    content_type = models.ForeignKey(
+        "contenttypes.ContentType", on_delete=models.CASCADE, related_name="+"
+    )
+    object_id = models.BigIntegerField()
+    transition = models.CharField(max_length=12, choices=Transition.choices)
+    status = models.CharField(max_length=20, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+    # A consumer holds the event from claimed_at; one that died is overtaken after a while.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # Handlers that already ran, so a retry after a failure runs only the rest.
+    handled = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+
+    audit = False  # written by every run transition; the runs carry their own history
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [
+            # The consumer: events not processed yet, oldest first.
+            models.Index(
+                fields=["id"],
+                condition=models.Q(processed_at__isnull=True),
+                name="runevent_pending_idx",
+            ),
+            # The history of one run.
+            models.Index(fields=["content_type", "object_id"], name="runevent_run_idx"),
+        ]
+
+    def __str__(self):
+        return f"event #{self.pk}: {self.content_type.model} #{self.object_id} {self.transition}"
+
+    @classmethod
+    def record(cls, run, transition: str, status: str = "") -> "RunEvent":
+        """Write the event for `run` (any model); call inside the transition's transaction."""
+        return cls.objects.create(
+            content_type=ContentType.objects.get_for_model(type(run)),
+            object_id=run.pk,
+            transition=transition,
+            status=str(status or "")[:20],
+        )
+
+    @property
+    def failed(self) -> bool:
+        """Given up: processed with an error kept."""
+        return self.processed_at is not None and bool(self.error)

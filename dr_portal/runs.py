@@ -3,6 +3,11 @@
 A run is claimed with a conditional update (so a redelivered task is harmless),
 beats while a worker holds it (so a reaper can tell a dead worker from a slow one),
 and finishes exactly once with its error kept on the row.
+
+Each transition writes a RunEvent in the same transaction and does nothing else: what
+follows a run's end (notifications, anomaly checks, alerts, incident timeline entries)
+happens in the one consumer, incidents.events.process_events, queued after commit and run
+every minute as a safety net. This module imports no app above dr_portal.
 """
 
 import logging
@@ -13,11 +18,13 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from django.db import Error as DjangoDbError
-from django.db import close_old_connections, connection, models
+from django.db import close_old_connections, connection, models, transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from dr_portal.lib.durations import format_duration
+from dr_portal.lib.queue import enqueue
+from dr_portal.models import RunEvent
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,10 @@ def reap_after() -> timedelta:
 
 def heartbeat_every() -> timedelta:
     return min(HEARTBEAT_EVERY, reap_after() / 4)
+
+
+# The consumer of run events, queued by name (a string: this layer imports no app above it).
+PROCESS_EVENTS = "incidents.events.process_events"
 
 
 class RunStatus(models.TextChoices):
@@ -95,16 +106,20 @@ class RunBase(models.Model):
         The heartbeat is stamped with the database server's clock, like every later beat and
         the reaper's cut-off, so a worker whose clock is off is never reaped for it.
         """
-        claimed = (
-            type(self)
-            .objects.filter(pk=self.pk, status=RunStatus.QUEUED)
-            .update(
-                status=RunStatus.RUNNING,
-                started=timezone.now(),
-                heartbeat_at=Now(),
-                worker=worker_name(),
+        with transaction.atomic():
+            claimed = (
+                type(self)
+                .objects.filter(pk=self.pk, status=RunStatus.QUEUED)
+                .update(
+                    status=RunStatus.RUNNING,
+                    started=timezone.now(),
+                    heartbeat_at=Now(),
+                    worker=worker_name(),
+                )
             )
-        )
+            if claimed:
+                RunEvent.record(self, RunEvent.Transition.STARTED, RunStatus.RUNNING)
+                enqueue(PROCESS_EVENTS, group="events")
         if claimed:
             self.refresh_from_db()
         return claimed == 1
@@ -120,7 +135,11 @@ class RunBase(models.Model):
         rows = type(self).objects.filter(pk=self.pk, status__in=ACTIVE)
         if only_if is not None:
             rows = rows.filter(only_if)
-        updated = rows.update(status=status, error=error, finished=now, phase="", **fields)
+        with transaction.atomic():
+            updated = rows.update(status=status, error=error, finished=now, phase="", **fields)
+            if updated:
+                RunEvent.record(self, RunEvent.Transition.FINISHED, status)
+                enqueue(PROCESS_EVENTS, group="events")
         if not updated:
             self.refresh_from_db()
             raise IllegalTransition(f"{self} is already {self.status}")
@@ -135,15 +154,6 @@ class RunBase(models.Model):
             f": {error[:300]}" if error else "",
         )
         self.on_finished()
-        try:  # incidents linked to this run get a timeline entry; never breaks the run
-            from django.db import transaction
-
-            from incidents.links import note_run_transition
-
-            with transaction.atomic():  # a savepoint: a failure here spoils no outer transaction
-                note_run_transition(self)
-        except Exception:
-            pass
 
     def fail_unexpectedly(self, exc: Exception, secrets=()) -> str:
         """Record an exception nobody expected on the run (redacted), so it never stays running."""
@@ -162,7 +172,11 @@ class RunBase(models.Model):
         self.finish(RunStatus.CANCELLED, reason)
 
     def on_finished(self):
-        """Subclasses release locks, send notifications, apply retention here."""
+        """Subclasses release what the run held (locks, step rows) here.
+
+        Notifications, alerts and incident entries are not for here: they follow the
+        RunEvent this finish wrote (incidents.events), so a failing alert never touches the run.
+        """
 
     def on_lost(self):
         """After the reaper failed this run: subclasses remove what the dead worker left."""

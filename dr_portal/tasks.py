@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from dr_portal.models import RunEvent
 from dr_portal.runs import reap_all
 
 
@@ -12,10 +13,17 @@ def reap_lost_runs() -> int:
     return reap_all()
 
 
-def prune_task_records(days: int = 30) -> int:
-    """django-q2 keeps failures forever; our own run rows hold the history that matters."""
+def prune_task_records(days: int = 30, event_days: int = 90) -> int:
+    """django-q2 keeps failures forever; our own run rows hold the history that matters.
+
+    Processed run events go after `event_days` (the runs keep their own times); pending
+    and given-up ones stay whatever their age.
+    """
     from django_q.models import Failure
 
-    cutoff = timezone.now() - timedelta(days=days)
-    deleted, _ = Failure.objects.filter(stopped__lt=cutoff).delete()
-    return deleted
+    now = timezone.now()
+    deleted, _ = Failure.objects.filter(stopped__lt=now - timedelta(days=days)).delete()
+    events, _ = RunEvent.objects.filter(
+        processed_at__lt=now - timedelta(days=event_days), error=""
+    ).delete()
+    return deleted + events

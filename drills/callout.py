@@ -12,6 +12,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from drills.journal import event
 from drills.models import CalloutAck
 
 SALT = "drills.callout.ack"
@@ -100,8 +101,6 @@ def send(srun) -> list[CalloutAck]:
                 channels=", ".join(channels) or "none (portal tick only)"
             )
             acks.append(ack)
-    from drills.services import event
-
     names = ", ".join(a.contact_name for a in acks) or "nobody"
     event(drill, f"Call-out sent to {names}", None, srun)
     return acks

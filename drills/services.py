@@ -16,10 +16,15 @@ from django.utils import timezone
 
 from dr_portal.lib import audit
 from dr_portal.lib.durations import format_duration
+from dr_portal.lib.queue import enqueue
+from dr_portal.models import RunEvent
+from dr_portal.runs import PROCESS_EVENTS
+from drills import callout
+from drills.journal import actor as _actor
+from drills.journal import event
 from drills.models import (
     SCENARIO_DONE,
     CleanupState,
-    DrillEvent,
     DrillRun,
     DrillStatus,
     DrillTransitionError,
@@ -41,24 +46,6 @@ class ScenarioUnavailable(Exception):
 
 
 # --- small helpers --------------------------------------------------------------------
-
-
-def _actor(user):
-    if user is not None and getattr(user, "is_authenticated", False):
-        return user, user.get_username()
-    return None, "DR Portal"
-
-
-def event(drill, text, user=None, scenario_run=None, at=None):
-    actor, name = _actor(user)
-    return DrillEvent.objects.create(
-        drill=drill,
-        scenario_run=scenario_run,
-        at=at or timezone.now(),
-        actor=actor,
-        actor_name=name,
-        text=text,
-    )
 
 
 def _has_failover_fk() -> bool:
@@ -151,8 +138,6 @@ def start_scenario(srun: ScenarioRun, user=None, at=None):
             elif srun.kind in (ScenarioKind.FAILOVER, ScenarioKind.NETWORK_FAILURE):
                 _start_failover(srun, user)
             elif srun.kind == ScenarioKind.CALLOUT:
-                from drills import callout
-
                 callout.send(srun)
         except ScenarioUnavailable as exc:
             _finish_scenario(srun, ScenarioStatus.FAILED, [str(exc)], error=str(exc))
@@ -604,13 +589,12 @@ def end_drill(drill, user=None) -> DrillRun:
 
 
 def _note_linked_incidents(drill):
-    """Incidents linked to this drill get a timeline entry (never breaks the drill)."""
-    try:
-        from incidents.links import note_run_transition
+    """Write the drill's end as a run event: incidents linked to it get a timeline entry.
 
-        note_run_transition(drill)
-    except Exception:
-        log.exception("could not note drill %s on linked incidents", drill.pk)
+    The event is consumed by incidents.events after commit (and every minute as a safety net).
+    """
+    RunEvent.record(drill, RunEvent.Transition.FINISHED, drill.status)
+    enqueue(PROCESS_EVENTS, group="events")
 
 
 def abort_drill(drill, user=None, reason="") -> DrillRun:

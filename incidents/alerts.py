@@ -38,19 +38,28 @@ KINDS = {
 EVENT_KINDS = {"failover_started", "failover_finished", "test"}
 
 
-def alert(key: str, kind: str, title: str, detail: str = "", url: str = "", *, contacts=()) -> None:
-    """Open the alert for `key` and notify the on-call contacts (and `contacts`), once."""
+def alert(
+    key: str, kind: str, title: str, detail: str = "", url: str = "", *, contacts=(), strict=False
+) -> None:
+    """Open the alert for `key` and notify the on-call contacts (and `contacts`), once.
+
+    strict: let a failure raise (the run-event consumer retries the event) instead of logging it.
+    """
     try:
         _alert(key, kind, title, detail, url, contacts)
     except Exception:
+        if strict:
+            raise
         log.exception("could not record alert %s (%s)", key, kind)
 
 
-def recover(key: str, title: str = "") -> None:
+def recover(key: str, title: str = "", *, strict=False) -> None:
     """Close the open alert for `key` and send one "recovered" message; no-op if none is open."""
     try:
         _recover(key, title)
     except Exception:
+        if strict:
+            raise
         log.exception("could not record recovery of %s", key)
 
 

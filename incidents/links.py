@@ -1,17 +1,17 @@
 """Incident links to runs of other apps (generic, so apps built later link too).
 
-dr_portal.runs.RunBase.finish() calls note_run_transition(run) after on_finished():
+A finished run writes a RunEvent; incidents.events calls note_run_transition(run) for it:
 every incident linked to that run gets an automatic timeline entry.
 """
-
-import logging
 
 from django.apps import apps
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.utils import timezone
 
-log = logging.getLogger(__name__)
+from dr_portal.lib.durations import format_duration
+from dr_portal.runs import run_models
+from incidents.models import IncidentLink, TimelineEntry
 
 # Models an incident can link to when their app exists: (app_label, model_name).
 # Any RunBase subclass is linkable too, so new run models need no change here.
@@ -19,8 +19,6 @@ EXTRA_LINKABLE = [("drills", "drillrun"), ("drills", "drill"), ("recovery", "run
 
 
 def linkable_models():
-    from dr_portal.runs import run_models
-
     found = {m for m in run_models()}
     for app_label, model_name in EXTRA_LINKABLE:
         try:
@@ -49,17 +47,10 @@ def describe(obj) -> str:
 
 
 def note_run_transition(run) -> int:
-    """Add a timeline entry to each incident linked to `run`; return how many. Never raises."""
-    try:
-        return _note(run)
-    except Exception:
-        log.exception("could not note %s on linked incidents", run)
-        return 0
+    """Add a timeline entry to each incident linked to `run`; return how many.
 
-
-def _note(run) -> int:
-    from incidents.models import IncidentLink, TimelineEntry
-
+    Raises on failure: the run-event consumer logs it and retries the event.
+    """
     ct = ContentType.objects.get_for_model(type(run))
     links = list(IncidentLink.objects.filter(content_type=ct, object_id=run.pk))
     if not links:
@@ -73,8 +64,6 @@ def _note(run) -> int:
     text = f"{name[:1].upper()}{name[1:]} finished: {label}"
     duration = getattr(run, "duration", None)
     if duration is not None:
-        from dr_portal.lib.durations import format_duration
-
         text += f" after {format_duration(duration)}"
     error = getattr(run, "error", "")
     if error:

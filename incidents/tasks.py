@@ -185,3 +185,39 @@ def prune_notifications(days: int = 180) -> int:
     cutoff = timezone.now() - timedelta(days=days)
     deleted, _ = Alert.objects.filter(recovered__lt=cutoff).delete()
     return deleted
+
+
+def check_rpo_targets() -> int:
+    """Raise an rpo_breached alert per source whose RPO is over its target; recover the rest."""
+    # Inside the function like this module's other tasks: the worker imports tasks lazily.
+    from django.urls import reverse
+
+    from backups.models import Source
+    from dr_portal.lib.durations import format_duration
+    from incidents.alerts import alert, recover
+    from recovery.readiness import BREACHED, source_readiness
+
+    breached = 0
+    sources = list(Source.objects.all())
+    for source_id, r in source_readiness(sources).items():
+        key = f"rpo:{source_id}"
+        if r.rpo_state == BREACHED:
+            breached += 1
+            age = format_duration(r.rpo_now) if r.rpo_now is not None else "no good backup"
+            alert(
+                key,
+                "rpo_breached",
+                f"RPO of {r.source_name} breached: {age} (target {format_duration(r.rpo_target)})",
+                detail="; ".join(r.reasons),
+                url=reverse("recovery:source_detail", args=[source_id]),
+            )
+        else:
+            recover(key, title=f"RPO of {r.source_name} back within its target")
+    return breached
+
+
+def process_run_events() -> int:
+    """Every minute: the safety net behind the after-commit enqueue of incidents.events."""
+    from incidents.events import process_events
+
+    return process_events()

@@ -111,11 +111,6 @@ class RestoreTest(RunBase):
             )
         return counts
 
-    def on_finished(self):
-        from recovery import notify
-
-        notify.restore_test_finished(self)
-
     def on_lost(self):
         """The reaper failed this test: drop its scratch database, remove its unpacked files."""
         from recovery.cleanup import after_lost

@@ -61,12 +61,6 @@ def ensure_recovery_schedules():
         minutes=1,
     )
     ensure_schedule(
-        "recovery: RPO targets (alerts)",
-        "recovery.tasks.check_targets",
-        schedule_type=Schedule.MINUTES,
-        minutes=5,
-    )
-    ensure_schedule(
         "recovery: sync restore test schedules, sweep scratch databases",
         "recovery.tasks.housekeeping",
         schedule_type=Schedule.HOURLY,

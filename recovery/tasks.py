@@ -177,34 +177,3 @@ def _restore_staging_leftovers(max_age: float, now: float) -> list:
     busy = set(restores.filter(status__in=list(ACTIVE)).values_list("target", flat=True))
     targets = set(restores.values_list("target", flat=True)) - busy
     return staging_leftovers(sorted(targets), max_age, now)
-
-
-def check_targets() -> int:
-    """Raise an rpo_breached alert per source whose RPO is over its target; recover the rest."""
-    from django.urls import reverse
-
-    from backups.models import Source
-    from dr_portal.lib.durations import format_duration
-    from recovery.notify import _alerts
-    from recovery.readiness import BREACHED, source_readiness
-
-    alerts = _alerts()
-    if alerts is None:
-        return 0
-    breached = 0
-    sources = list(Source.objects.all())
-    for source_id, r in source_readiness(sources).items():
-        key = f"rpo:{source_id}"
-        if r.rpo_state == BREACHED:
-            breached += 1
-            age = format_duration(r.rpo_now) if r.rpo_now is not None else "no good backup"
-            alerts.alert(
-                key,
-                "rpo_breached",
-                f"RPO of {r.source_name} breached: {age} (target {format_duration(r.rpo_target)})",
-                detail="; ".join(r.reasons),
-                url=reverse("recovery:source_detail", args=[source_id]),
-            )
-        else:
-            alerts.recover(key, title=f"RPO of {r.source_name} back within its target")
-    return breached

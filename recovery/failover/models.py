@@ -415,21 +415,7 @@ class FailoverRun(RunBase):
             finished=self.finished,
             output=Concat("output", Value(f"\n(run ended: {self.error})")),
         )
-        try:
-            from incidents.alerts import alert
-
-            title = f"{self}: {self.get_status_display().lower()}"
-            if self.rto is not None:
-                title += f", RTO {self.rto}"
-            alert(
-                f"failover:run:{self.pk}:finished",
-                "failover_finished",
-                title,
-                detail=self.error,
-                url=self.get_absolute_url(),
-            )
-        except Exception:  # alerts must never break a run's ending
-            pass
+        # The "failover finished" alert follows the run's RunEvent (incidents.events).
 
     @property
     def split(self):

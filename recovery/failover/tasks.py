@@ -24,15 +24,6 @@ def _pause(seconds: float):
     time.sleep(seconds)
 
 
-def _send_alert(key, kind, title, url, detail=""):
-    try:
-        from incidents.alerts import alert
-
-        alert(key, kind, title, detail=detail, url=url)
-    except Exception:  # the incidents app is optional for a failover
-        log.warning("could not send %s for %s", kind, key, exc_info=True)
-
-
 class RunHooks(Hooks):
     """Mirror the runner's progress into StepRun rows and answer cancel/confirm from the database."""
 
@@ -210,12 +201,7 @@ def run_failover(run_id: int):
     run = FailoverRun.objects.select_related("runbook", "system").filter(pk=run_id).first()
     if run is None or not run.claim():
         return  # gone, or another delivery has it
-    _send_alert(
-        f"failover:run:{run.pk}:started",
-        "failover_started",
-        f"{run} started for {run.system}",
-        run.get_absolute_url(),
-    )
+    # The claim wrote the run's "started" event: incidents.events sends the alert.
     revealed = []
     try:
         with run.heartbeat():

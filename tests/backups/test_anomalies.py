@@ -1,4 +1,8 @@
-"""Anomalies against the job's own history; flagged on the run and alerted."""
+"""Anomalies against the job's own history; flagged on the run and alerted.
+
+Flags and alerts follow the run's event: these tests process the events explicitly
+(outside a committing transaction the after-commit enqueue never fires).
+"""
 
 from datetime import timedelta
 
@@ -8,6 +12,7 @@ from backups import anomalies, services, tasks
 from backups.anomalies import Sample, assess, repeated_failures
 from backups.models import BackupRun
 from dr_portal.runs import RunStatus
+from incidents.events import process_events
 
 HISTORY = [Sample(1000, 60)] * 10
 
@@ -59,6 +64,7 @@ def test_real_backup_that_shrank_is_flagged_and_alerted(job):
     _fake_history(job, 10, 50_000_000, 1)
     run = services.start_run(job, "manual")
     tasks.run_backup(run.pk)
+    process_events()
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED
     kinds = [a["kind"] for a in run.anomalies]
@@ -76,6 +82,7 @@ def test_failed_run_alerts_and_success_recovers(job, sqlite_source, tmp_path):
     for _ in range(3):
         run = services.start_run(job, "manual")
         tasks.run_backup(run.pk)
+    process_events()
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
     assert [a["kind"] for a in run.anomalies] == ["repeated_failures"]
@@ -86,6 +93,7 @@ def test_failed_run_alerts_and_success_recovers(job, sqlite_source, tmp_path):
     sqlite_source.save()
     run = services.start_run(job, "manual")
     tasks.run_backup(run.pk)
+    process_events()
     alert.refresh_from_db()
     assert alert.recovered is not None
 

@@ -194,6 +194,7 @@ def test_start_drill_command_uses_the_same_path_and_refusals(manual_plan, system
 def test_incident_linked_to_a_drill_gets_a_timeline_entry_when_it_ends(running_drill, operator):
     from django.contrib.contenttypes.models import ContentType
 
+    from incidents.events import process_events
     from incidents.models import Incident, IncidentLink
 
     incident = Incident.objects.create(title="Practice: database down")
@@ -203,6 +204,7 @@ def test_incident_linked_to_a_drill_gets_a_timeline_entry_when_it_ends(running_d
         object_id=running_drill.pk,
     )
     services.abort_drill(running_drill, operator, reason="pager went off")
+    process_events()  # the entry follows the drill's run event (no commit in this test)
     entry = incident.timeline.get()
     assert entry.automatic
     assert f"#{running_drill.pk}" in entry.text

@@ -407,12 +407,16 @@ def test_reaper_fails_a_run_whose_worker_died_and_nothing_stays_running():
 
 
 def test_started_and_finished_alerts_are_sent_once_per_run():
+    """The alerts follow the run's events: processed explicitly (no commit in this test)."""
+    from incidents.events import process_events
     from incidents.models import Alert
 
     runbook = make_runbook(
         [{"name": "v", "kind": "command", "params": {"args": ["true"]}, "verification": True}]
     )
     run = run_inline(runbook, mode="live")
+    process_events()
+    process_events()  # a second pass sends nothing again
     kinds = sorted(
         Alert.objects.filter(key__startswith=f"failover:run:{run.pk}:").values_list(
             "kind", flat=True

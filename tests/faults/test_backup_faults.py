@@ -13,6 +13,7 @@ from django_q.models import Task
 
 from backups import services
 from backups.models import BackupRun
+from incidents.events import process_events
 from incidents.models import Alert
 from tests.faults.conftest import wait_run
 from tests.support import data
@@ -66,6 +67,7 @@ def test_s3_endpoint_stopping_mid_upload_leaves_a_clear_partial_run(tmp_path, s3
     # rule (AbortIncompleteMultipartUpload, see NOTES) removes it. Recorded, not hidden.
     assert s3.multipart_uploads("dr-faults") == [f"dr/{run.artifact_key}.drpa"]
     one_attempt(run)
+    process_events()  # alerts follow the run's event; whatever the worker left is done here
     alert = Alert.objects.get()
     assert (alert.kind, alert.seen_count) == ("backup_partial", 1)
     assert "S3 destination s3" in alert.detail
@@ -104,6 +106,7 @@ def test_postgres_source_going_away_mid_dump_fails_the_run_with_the_cause(tmp_pa
     assert not run.copies.exists()
     assert data.files_under(tmp_path / "store") == []
     one_attempt(run)
+    process_events()  # alerts follow the run's event; whatever the worker left is done here
     alert = Alert.objects.get()
     assert (alert.kind, alert.seen_count) == ("backup_failed", 1)
     assert "pg_dump" in alert.detail

@@ -82,7 +82,9 @@ def test_worker_killed_mid_backup_is_reaped_and_leaves_nothing_behind(tmp_path, 
         assert s3.multipart_uploads("dr-faults") == []
         assert set(data.files_under(scratch)) <= scratch_before
 
+        # The alert follows the run's event, handled by its own task after the reaper's.
         alerts = Alert.objects.filter(kind="backup_failed")
+        wait_for(alerts.exists, timeout=30, message="the backup_failed alert")
         assert alerts.count() == 1 and alerts.get().seen_count == 1
 
         # The next run of the same job takes the free lock and succeeds.
@@ -92,7 +94,11 @@ def test_worker_killed_mid_backup_is_reaped_and_leaves_nothing_behind(tmp_path, 
         done = wait_run(BackupRun, nxt.pk, {"succeeded", "partial", "failed"}, timeout=90)
         assert done.status == "succeeded", done.error
         assert done.copies.filter(ok=True).count() == 2
-        assert Alert.objects.get(kind="backup_failed").recovered is not None
+        wait_for(
+            lambda: Alert.objects.get(kind="backup_failed").recovered,
+            timeout=30,
+            message="the alert to recover",
+        )
 
 
 @pytest.mark.django_db(transaction=True)

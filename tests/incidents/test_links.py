@@ -21,7 +21,7 @@ def _some_run():
     pytest.fail("no run model could be created to link")
 
 
-def test_linked_run_finishing_adds_timeline_entry(operator_client, make_incident):
+def test_linked_run_finishing_adds_timeline_entry(operator_client, make_incident, sync_queue):
     incident = make_incident()
     run = _some_run()
     ct = ContentType.objects.get_for_model(type(run))
@@ -33,7 +33,8 @@ def test_linked_run_finishing_adds_timeline_entry(operator_client, make_incident
     link = IncidentLink.objects.get()
     assert link.target == run and link.last_status == "queued"
     assert run.claim()
-    run.finish(RunStatus.FAILED, "pg_dump: connection refused\nmore detail")
+    # The entry follows the run's event: the consumer runs once the finish commits.
+    sync_queue(run.finish, RunStatus.FAILED, "pg_dump: connection refused\nmore detail")
     entries = list(TimelineEntry.objects.filter(incident=incident, text__contains="finished"))
     assert len(entries) == 1
     entry = entries[0]
@@ -46,19 +47,22 @@ def test_linked_run_finishing_adds_timeline_entry(operator_client, make_incident
     assert link.last_status == "failed"
 
 
-def test_unlinked_run_finishing_adds_nothing(make_incident):
+def test_unlinked_run_finishing_adds_nothing(make_incident, sync_queue):
     make_incident()
     run = _some_run()
     assert run.claim()
-    run.finish(RunStatus.SUCCEEDED)
+    sync_queue(run.finish, RunStatus.SUCCEEDED)
     assert not TimelineEntry.objects.filter(automatic=True, text__contains="finished").exists()
 
 
-def test_note_never_raises(make_incident, monkeypatch):
+def test_note_raises_so_the_event_is_retried(make_incident):
+    """It used to swallow every error; now the run-event consumer logs and retries."""
+
     class NotAModel:
         pk = 1
 
-    assert note_run_transition(NotAModel()) == 0
+    with pytest.raises(AttributeError):
+        note_run_transition(NotAModel())
 
 
 def test_linking_a_missing_run_is_refused(operator_client, make_incident):

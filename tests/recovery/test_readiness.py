@@ -231,7 +231,7 @@ def test_heartbeat_failure_is_recorded_without_secrets(db, tmp_path):
 
 def test_rpo_breach_raises_alert_and_fresh_backup_recovers_it(source, destination):
     from incidents.models import Alert
-    from recovery.tasks import check_targets
+    from incidents.tasks import check_rpo_targets as check_targets
 
     with time_machine.travel(T0, tick=False):
         good_backup(source, destination, T0 - timedelta(hours=2))

@@ -242,6 +242,8 @@ def test_after_backup_sweep_queues_one_test_per_new_backup(
 
 
 def test_failed_restore_test_raises_alert_and_pass_recovers_it(pg_source, work_dir):
+    """Alerts follow the test's run event: processed explicitly here (no commit in this test)."""
+    from incidents.events import process_events
     from incidents.models import Alert
 
     backup(pg_source)
@@ -249,10 +251,12 @@ def test_failed_restore_test_raises_alert_and_pass_recovers_it(pg_source, work_d
     pg_source.checks = [{"name": "none", "sql": "SELECT 0", "expect": "> 0"}]
     pg_source.save()
     assert not run_test(pg_source).passed
+    process_events()
     alert = Alert.objects.get(key=f"restore-test:{pg_source.pk}")
     assert alert.kind == "restore_test_failed" and alert.recovered is None
     pg_source.checks = good_checks
     pg_source.save()
     assert run_test(pg_source).passed
+    process_events()
     alert.refresh_from_db()
     assert alert.recovered is not None
