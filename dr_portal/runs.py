@@ -10,15 +10,24 @@ happens in the one consumer, incidents.events.process_events, queued after commi
 every minute as a safety net. This module imports no app above dr_portal.
 """
 
+import functools
 import logging
 import os
 import socket
 import threading
+import time
 from contextlib import contextmanager
 from datetime import timedelta
 
 from django.db import Error as DjangoDbError
-from django.db import close_old_connections, connection, models, transaction
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    models,
+    transaction,
+)
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -65,6 +74,30 @@ DONE = {RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.CANC
 
 class IllegalTransition(Exception):
     pass
+
+
+def survives_disconnects(method):
+    """Retry a worker's database call through a connection blip (the portal database
+    restarted, failed over, or the network dropped): the broken connection is closed and
+    the call tried again with back-off for about half a minute, so a long failover does not
+    break over one lost connection. Inside a transaction the error is raised as it is."""
+
+    @functools.wraps(method)
+    def wrapped(*args, **kwargs):
+        delays = [0.5, 1, 2, 4, 8, 10, 10]
+        for delay in [*delays, None]:
+            try:
+                return method(*args, **kwargs)
+            except (OperationalError, InterfaceError) as exc:
+                if delay is None or connection.in_atomic_block:
+                    raise
+                log.warning(
+                    "%s: database unreachable, retrying in %s s: %s", method.__name__, delay, exc
+                )
+                connection.close()
+                time.sleep(delay)
+
+    return wrapped
 
 
 class LeaseLost(Exception):

@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from dr_portal.runs import IllegalTransition, LeaseLost
+from dr_portal.runs import IllegalTransition, LeaseLost, survives_disconnects
 from recovery.failover.models import FailoverRun, RunbookStep, StepRun
 from recovery.failover.steps import Hooks, StepCancelled, StepTimedOut, parse_step, run_steps
 from recovery.failover.steps.runner import Outcome
@@ -55,6 +55,7 @@ class RunHooks(Hooks):
             self.rows[id(spec)] = row
         return row
 
+    @survives_disconnects
     def started(self, spec, attempt, rollback_of):
         row = self.row(spec, rollback_of)
         fields = {"status": StepRun.Status.RUNNING, "attempts": attempt}
@@ -66,6 +67,7 @@ class RunHooks(Hooks):
         label = "rollback" if rollback_of is not None else "step"
         self.run.beat(phase=f"{label} {row.position}: {spec.name}")
 
+    @survives_disconnects
     def finished(self, outcome: Outcome):
         row = self.row(outcome.spec, outcome.rollback_of)
         fields = {
@@ -85,6 +87,7 @@ class RunHooks(Hooks):
             + (f" after {outcome.attempts} attempts" if outcome.attempts > 1 else "")
         )
 
+    @survives_disconnects
     def cancelled(self) -> bool:
         if self._cancel:
             return True
@@ -95,6 +98,7 @@ class RunHooks(Hooks):
             ).exists()
         return self._cancel
 
+    @survives_disconnects
     def lost(self, fresh=False) -> str:
         """Fencing: a conditional query on (run, worker, RUNNING); at most once a second
         while a step polls, every time before a step starts."""

@@ -104,6 +104,68 @@ def test_portal_database_locked_28_s_during_a_live_failover(tmp_path, settings):
     assert FailoverRun.objects.filter(runbook=runbook).count() == 1
 
 
+def cut_worker_connections(seconds: float):
+    """PostgreSQL: every session but the test's own is terminated once a second for
+    `seconds` (the portal's server restarted or failed over, a network blip)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        own = cursor.fetchone()[0]
+    s = connection.settings_dict
+    with psycopg.connect(
+        host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432, user=s["USER"],
+        password=s["PASSWORD"] or None, dbname=s["NAME"], autocommit=True,
+    ) as killer:  # fmt: skip
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            killer.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                "AND pid NOT IN (pg_backend_pid(), %s)",
+                (s["NAME"], own),
+            )
+            time.sleep(1)
+
+
+def test_a_live_failover_survives_its_database_connections_cut_for_20_s(tmp_path, settings):
+    """The worker's connections are cut while a step runs and while the next one starts:
+    every step still runs once, the run is never reaped and it succeeds."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no connections to cut; the lock test covers it")
+    settings.DR_REAP_AFTER_S = 30
+    marker = tmp_path / "dns-switched"
+    runbook = make_runbook(
+        [
+            {"name": "catch up", "kind": "wait", "timeout": 120, "params": {"seconds": 10}},
+            {
+                "name": "switch dns",
+                "kind": "command",
+                "params": {"args": ["touch", str(marker)]},
+                "verification": True,
+            },
+        ]
+    )
+    run = FailoverRun.start(runbook, "live")
+    with running_cluster(workers=1, DR_REAP_AFTER_S=30) as proc:
+        wait_for(
+            lambda: run.step_runs.filter(name="catch up", status="running").exists(),
+            timeout=30,
+            message="the long step to start",
+        )
+        cut_worker_connections(20)
+        done = wait_for(
+            lambda: (
+                FailoverRun.objects.exclude(status__in=["queued", "running"])
+                .filter(pk=run.pk)
+                .first()
+            ),
+            timeout=60,
+            message="the failover to finish",
+        )
+        log = cluster_log(proc)
+    assert done.status == "succeeded", (done.error, log[-3000:])
+    assert marker.exists()
+    assert "database unreachable, retrying" in log or "heartbeat of FailoverRun" in log
+
+
 def _scratch_names(prefix):
     with data.pg_admin() as conn:
         rows = conn.execute(
