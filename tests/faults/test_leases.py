@@ -54,12 +54,12 @@ def lock_portal_database(seconds: float):
         locker.commit()
 
 
-def test_portal_database_locked_28_s_during_a_live_failover(tmp_path, settings):
-    settings.DR_REAP_AFTER_S = 30  # the worker beats every 7.5 s
+def start_live_failover(tmp_path, wait_s: int):
+    """A live failover: a long wait step, then a command that leaves a marker file."""
     marker = tmp_path / "dns-switched"
     runbook = make_runbook(
         [
-            {"name": "catch up", "kind": "wait", "timeout": 120, "params": {"seconds": 40}},
+            {"name": "catch up", "kind": "wait", "timeout": 120, "params": {"seconds": wait_s}},
             {
                 "name": "switch dns",
                 "kind": "command",
@@ -68,13 +68,22 @@ def test_portal_database_locked_28_s_during_a_live_failover(tmp_path, settings):
             },
         ]
     )
-    run = FailoverRun.start(runbook, "live")
+    return FailoverRun.start(runbook, "live"), runbook, marker
+
+
+def wait_for_the_long_step(run):
+    wait_for(
+        lambda: run.step_runs.filter(name="catch up", status="running").exists(),
+        timeout=30,
+        message="the long step to start",
+    )
+
+
+def test_portal_database_locked_28_s_during_a_live_failover(tmp_path, settings):
+    settings.DR_REAP_AFTER_S = 30  # the worker beats every 7.5 s
+    run, runbook, marker = start_live_failover(tmp_path, wait_s=40)
     with running_cluster(workers=1, DR_REAP_AFTER_S=30) as proc:
-        wait_for(
-            lambda: run.step_runs.filter(name="catch up", status="running").exists(),
-            timeout=30,
-            message="the long step to start",
-        )
+        wait_for_the_long_step(run)
         lock_portal_database(28)
         released = timezone.now()
 
@@ -131,25 +140,9 @@ def test_a_live_failover_survives_its_database_connections_cut_for_20_s(tmp_path
     if connection.vendor != "postgresql":
         pytest.skip("SQLite has no connections to cut; the lock test covers it")
     settings.DR_REAP_AFTER_S = 30
-    marker = tmp_path / "dns-switched"
-    runbook = make_runbook(
-        [
-            {"name": "catch up", "kind": "wait", "timeout": 120, "params": {"seconds": 10}},
-            {
-                "name": "switch dns",
-                "kind": "command",
-                "params": {"args": ["touch", str(marker)]},
-                "verification": True,
-            },
-        ]
-    )
-    run = FailoverRun.start(runbook, "live")
+    run, runbook, marker = start_live_failover(tmp_path, wait_s=10)
     with running_cluster(workers=1, DR_REAP_AFTER_S=30) as proc:
-        wait_for(
-            lambda: run.step_runs.filter(name="catch up", status="running").exists(),
-            timeout=30,
-            message="the long step to start",
-        )
+        wait_for_the_long_step(run)
         cut_worker_connections(20)
         done = wait_for(
             lambda: (
