@@ -12,7 +12,16 @@ from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration
 from dr_portal.lib.roles import MANAGER, OPERATOR, has_role, role_required
 from dr_portal.runs import DONE, RunStatus
-from recovery import charts, copies, readiness, restore_targets, restore_tests, restores, runner
+from recovery import (
+    charts,
+    copies,
+    readiness,
+    restore_targets,
+    restore_tests,
+    restores,
+    runner,
+    targeting,
+)
 from recovery.forms import RestoreForm, RestoreTargetForm, TargetsForm
 from recovery.models import (
     Restore,
@@ -288,7 +297,7 @@ def restore_new(request, source_id):
         .order_by("-data_taken_at", "-pk")[:HISTORY]
     )
     can_overwrite = has_role(request.user, MANAGER)
-    compatible = list(restore_targets.compatible_targets(source, restores.source_kind(source)))
+    compatible = list(restore_targets.compatible_targets(source, targeting.source_kind(source)))
     proven = next((r for r in runs if r.proven), None)
     # A run page links here with ?backup_run=<id>; default: the newest proven backup.
     asked = request.GET.get("backup_run", "")

@@ -257,7 +257,7 @@ def test_housekeeping_removes_staging_a_killed_restore_left_and_nothing_else(
 def test_a_restore_target_through_a_planted_symlink_is_refused(tmp_path, planted):
     """A link planted in /tmp at the target (or a directory above it) must not redirect a
     restore onto another file: the target is refused before anything is written."""
-    from recovery import models, restores
+    from recovery import models, targeting
 
     victim_dir = tmp_path / "victim"
     victim_dir.mkdir()
@@ -269,7 +269,7 @@ def test_a_restore_target_through_a_planted_symlink_is_refused(tmp_path, planted
         (tmp_path / "restores").symlink_to(victim_dir)
         target = tmp_path / "restores" / "app.db"
     with pytest.raises(ValueError, match="symbolic link"):
-        restores.validate_target(models.TargetKind.FILE, str(target))
+        targeting.validate_target(models.TargetKind.FILE, str(target))
     conn = sqlite3.connect(victim)
     assert conn.execute("SELECT COUNT(*) FROM workflows").fetchone()[0] == 20
     conn.close()

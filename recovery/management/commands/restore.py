@@ -50,7 +50,7 @@ class Command(BaseCommand):
         json=False,
         **o,
     ):
-        from recovery import restores, runner
+        from recovery import restores, runner, targeting
         from recovery.models import RestoreTarget
 
         backup = BackupRun.objects.select_related("source").filter(pk=run).first()
@@ -71,7 +71,7 @@ class Command(BaseCommand):
         shown = registered or target
         if not yes:
             raise CommandError(f"restoring to {shown} may replace data there: add --yes to confirm")
-        onto_source = bool(target) and restores.is_source_target(backup.source, target)
+        onto_source = bool(target) and targeting.is_source_target(backup.source, target)
         with audit.command_context("restore"):
             try:
                 restore = restores.start_restore(
