@@ -13,7 +13,7 @@ then times, alternating the order each round:
             SHA-256 and every GCM chunk, decrypt, decompress to a temporary file, create a
             scratch database, pg_restore -j N, heartbeat + verification checks, drop the
             scratch database, remove the file (the same engine functions that
-            recovery.services.execute_restore_test calls; the Django bookkeeping is left out)
+            recovery.restore_tests.execute_restore_test calls; the Django bookkeeping is left out)
 Prints median seconds, MB/s of stored dump data, and the ratio portal / plain.
 The database is dropped at the end.
 """
@@ -136,7 +136,7 @@ def portal_restore_test(
     start = time.perf_counter()
     phases = Phases()
     with tempfile.TemporaryDirectory(prefix="dr-bench-restore-") as tmp:
-        if jobs == 1:  # what recovery.services does with one job: stream into pg_restore
+        if jobs == 1:  # what recovery.restore_tests does with one job: stream into pg_restore
 
             def path(stdin):
                 reader = open_destination(dest_spec).open_read(location)

@@ -39,7 +39,7 @@ def _work_dirs(drill) -> list[dict]:
 
     from dr_portal.runs import ACTIVE
     from recovery.models import RestoreTest
-    from recovery.services import work_dir
+    from recovery.workspace import work_dir
 
     root = Path(work_dir() or tempfile.gettempdir())
     since = drill.declared_at.timestamp() - 5
@@ -91,7 +91,7 @@ def _active_runs(runs, label) -> list[dict]:
 
 def _scratch_databases(drill) -> list[dict]:
     from recovery.engine.pg import RestoreError, database_exists, drop_database
-    from recovery.services import scratch_server
+    from recovery.workspace import scratch_server
 
     server = scratch_server()
     since = int(drill.declared_at.timestamp()) - 5

@@ -147,7 +147,8 @@ def start_scenario(srun: ScenarioRun, user=None, at=None):
 
 def _start_restore_tests(srun, user):
     from backups.models import Trigger
-    from recovery import services as recovery
+    from recovery import restore_tests
+    from recovery.copies import newest_good_backup
 
     scenario = srun.scenario
     links = list(scenario.source_links.select_related("source")) if scenario else []
@@ -158,16 +159,16 @@ def _start_restore_tests(srun, user):
             continue
         # Pinned now: a backup finishing after the declared failure would not exist in a
         # real one. None lets the restore test fail with its own "no good backup" message.
-        backup_run = recovery.newest_good_backup(link.source)
+        backup_run = newest_good_backup(link.source)
         try:
-            test = recovery.start_restore_test(
+            test = restore_tests.start_restore_test(
                 link.source, backup_run=backup_run, trigger=Trigger.MANUAL, user=_actor(user)[0]
             )
-        except recovery.Busy as exc:
+        except restore_tests.Busy as exc:
             errors.append(f"{exc}; it started before this drill, so it cannot measure the drill")
             continue
         srun.restore_tests.add(test)
-        recovery.enqueue_restore_test(test)
+        restore_tests.enqueue_restore_test(test)
         event(
             srun.drill,
             f"Restore test #{test.pk} of {link.source.name} queued into scratch",

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 def _server_for(run, entry):
     """The PostgreSQL server (maintenance database) that holds a recorded database."""
     from recovery.engine.pg import PgServer
-    from recovery.services import scratch_server
+    from recovery.workspace import scratch_server
 
     if entry.get("server") == "scratch":
         return scratch_server(), None

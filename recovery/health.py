@@ -4,7 +4,7 @@
 def probes() -> dict:
     """{name: callable -> (ok, detail)}; the database is read here, the probe only connects."""
     from backups.models import Source
-    from recovery.services import scratch_server
+    from recovery.workspace import scratch_server
 
     if not Source.objects.filter(kind="postgresql").exists():
         return {}

@@ -9,20 +9,20 @@ log = logging.getLogger(__name__)
 
 
 def run_restore_test(test_id: int):
-    from recovery import services
+    from recovery import restore_tests
     from recovery.models import RestoreTest
 
     test = RestoreTest.objects.select_related("source", "backup_run").filter(pk=test_id).first()
     if test is None:
         log.warning("restore test %s no longer exists", test_id)
         return
-    services.execute_restore_test(test)
+    restore_tests.execute_restore_test(test)
 
 
 def scheduled_restore_test(source_id: int):
     """The weekly (or per-source cron) restore test: create it and run it in this worker."""
     from backups.models import Source, Trigger
-    from recovery import services
+    from recovery import restore_tests, runner
 
     source = Source.objects.filter(pk=source_id).first()
     if source is None:
@@ -31,27 +31,27 @@ def scheduled_restore_test(source_id: int):
         drop_schedule(restore_test_schedule_name(source_id))
         return
     try:
-        test = services.start_restore_test(source, trigger=Trigger.SCHEDULED)
-    except services.Busy as exc:
+        test = restore_tests.start_restore_test(source, trigger=Trigger.SCHEDULED)
+    except runner.Busy as exc:
         log.info("scheduled restore test skipped: %s", exc)
         return
-    services.execute_restore_test(test)
+    restore_tests.execute_restore_test(test)
 
 
 def run_restore(restore_id: int):
-    from recovery import services
+    from recovery import restores
     from recovery.models import Restore
 
     restore = Restore.objects.select_related("source", "backup_run").filter(pk=restore_id).first()
     if restore is None:
         return
-    services.execute_restore(restore)
+    restores.execute_restore(restore)
 
 
 def tests_after_backups(window_hours: int = 24) -> int:
     """Queue a restore test for each new good backup of a source that asks for one."""
     from backups.models import BackupRun, Trigger
-    from recovery import services
+    from recovery import restore_tests, runner
     from recovery.models import RestoreTest
 
     since = timezone.now() - timedelta(hours=window_hours)
@@ -67,12 +67,12 @@ def tests_after_backups(window_hours: int = 24) -> int:
         if RestoreTest.objects.filter(backup_run=run, trigger=Trigger.AFTER_BACKUP).exists():
             continue
         try:
-            test = services.start_restore_test(
+            test = restore_tests.start_restore_test(
                 run.source, backup_run=run, trigger=Trigger.AFTER_BACKUP
             )
-        except services.Busy:
+        except runner.Busy:
             continue  # the next sweep picks it up
-        services.enqueue_restore_test(test)
+        restore_tests.enqueue_restore_test(test)
         queued += 1
     return queued
 
@@ -131,7 +131,7 @@ def housekeeping(now: float | None = None) -> dict:
     from recovery.engine.check_role import sweep_check_roles
     from recovery.engine.pg import RestoreError, sweep_scratch
     from recovery.schedules import sync_all_sources
-    from recovery.services import scratch_server, work_dir
+    from recovery.workspace import scratch_server, work_dir
 
     sync_all_sources()
     swept = sweep_finished()  # what finished runs recorded and could not remove at the time

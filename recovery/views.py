@@ -12,7 +12,16 @@ from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration
 from dr_portal.lib.roles import MANAGER, OPERATOR, has_role, role_required
 from dr_portal.runs import DONE, RunStatus
-from recovery import charts, readiness, restore_targets, services
+from recovery import (
+    charts,
+    copies,
+    readiness,
+    restore_targets,
+    restore_tests,
+    restores,
+    runner,
+    targeting,
+)
 from recovery.forms import RestoreForm, RestoreTargetForm, TargetsForm
 from recovery.models import (
     Restore,
@@ -243,12 +252,12 @@ def run_test(request, source_id):
             source=source,
         )
     try:
-        test = services.start_restore_test(source, backup_run=backup_run, user=request.user)
-    except services.Busy as exc:
+        test = restore_tests.start_restore_test(source, backup_run=backup_run, user=request.user)
+    except runner.Busy as exc:
         messages.warning(request, str(exc))
         return redirect("recovery:source_detail", source.pk)
     audit.record("run restore test", source, user=request.user, detail=f"restore test #{test.pk}")
-    services.enqueue_restore_test(test)
+    restore_tests.enqueue_restore_test(test)
     messages.success(request, f"Restore test #{test.pk} of {source} queued.")
     return redirect(test)
 
@@ -278,7 +287,7 @@ def test_progress(request, pk):
 def restore_new(request, source_id):
     source = get_object_or_404(Source.objects.select_related("system"), pk=source_id)
     runs = list(
-        services.good_backups(source)
+        copies.good_backups(source)
         .annotate(
             proven=Exists(
                 RestoreTest.objects.filter(backup_run=OuterRef("pk"), status=RunStatus.SUCCEEDED)
@@ -288,7 +297,7 @@ def restore_new(request, source_id):
         .order_by("-data_taken_at", "-pk")[:HISTORY]
     )
     can_overwrite = has_role(request.user, MANAGER)
-    compatible = list(restore_targets.compatible_targets(source, services.source_kind(source)))
+    compatible = list(restore_targets.compatible_targets(source, targeting.source_kind(source)))
     proven = next((r for r in runs if r.proven), None)
     # A run page links here with ?backup_run=<id>; default: the newest proven backup.
     asked = request.GET.get("backup_run", "")
@@ -305,7 +314,7 @@ def restore_new(request, source_id):
         data = form.cleaned_data
         run = next((r for r in runs if r.pk == data["backup_run"]), None)
         try:
-            restore = services.start_restore(
+            restore = restores.start_restore(
                 source,
                 target=data.get("target", "").strip(),
                 restore_target=data["restore_target"],
@@ -319,7 +328,7 @@ def restore_new(request, source_id):
             )
         except ValueError as exc:
             form.add_error("restore_target" if data["restore_target"] else "target", str(exc))
-        except (services.Busy, restore_targets.NotAllowed) as exc:
+        except (runner.Busy, restore_targets.NotAllowed) as exc:
             form.add_error(None, str(exc))
         else:
             audit.record(
@@ -329,7 +338,7 @@ def restore_new(request, source_id):
                 detail=f"restore #{restore.pk} of run #{data['backup_run']} to {restore.target}"
                 + restore_how(restore),
             )
-            services.enqueue_restore(restore)
+            restores.enqueue_restore(restore)
             messages.success(request, f"Restore #{restore.pk} queued.")
             return redirect(restore)
     return render(

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django_q.tasks import async_task, fetch
 
 from backups import services as backup_services
-from recovery import services
+from recovery import restore_tests, restores
 from recovery.failover.models import FailoverRun, LiveRunExists
 from recovery.models import Restore, RestoreTest
 from tests.failover.factories import make_runbook
@@ -216,8 +216,8 @@ def test_kill_9_during_a_restore_test_leaves_no_scratch_database_and_no_plaintex
             DR_RESTORE_JOBS=2,  # the unpacked path: a decrypted dump on disk while restoring
         )
         with running_cluster(workers=1, **env):
-            test = services.start_restore_test(source)
-            services.enqueue_restore_test(test)
+            test = restore_tests.start_restore_test(source)
+            restore_tests.enqueue_restore_test(test)
 
             def mid_restore(row):
                 assert _scratch_names(prefix), "no scratch database yet"
@@ -240,10 +240,10 @@ def test_kill_9_during_a_restore_leaves_no_staging_database_and_no_decrypted_dum
         target = f"{dbname}_copy"
         try:
             with running_cluster(workers=1, DR_REAP_AFTER_S=REAP_AFTER_S, DR_RESTORE_TMP_DIR=work):
-                restore = services.start_restore(
+                restore = restores.start_restore(
                     source, target=f"postgresql://postgres@127.0.0.1:5432/{target}", backup_run=run
                 )
-                services.enqueue_restore(restore)
+                restores.enqueue_restore(restore)
 
                 def mid_restore(row):
                     wait_for(

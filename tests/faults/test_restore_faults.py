@@ -16,7 +16,7 @@ from backups import services as backup_services
 from backups.models import BackupRun
 from incidents.events import process_events
 from incidents.models import Alert
-from recovery import services
+from recovery import restore_tests
 from recovery.models import RestoreTest
 from tests.faults.conftest import wait_run
 from tests.support import data
@@ -63,8 +63,8 @@ def test_restore_tests_fail_naming_the_cause(tmp_path, settings):
         with running_cluster(workers=2, DR_SCRATCH_DATABASE_URL=dead):
             tests = {}
             for source in sources:
-                test = services.start_restore_test(source)
-                services.enqueue_restore_test(test)
+                test = restore_tests.start_restore_test(source)
+                restore_tests.enqueue_restore_test(test)
                 tests[source.name] = test
             done = {
                 name: wait_run(RestoreTest, t.pk, {"failed", "succeeded"}, timeout=90)

@@ -120,7 +120,7 @@ def backup(source):
 
 
 def run_test(source, **kwargs):
-    from recovery import services
+    from recovery import restore_tests
 
-    test = services.start_restore_test(source, **kwargs)
-    return services.execute_restore_test(test)
+    test = restore_tests.start_restore_test(source, **kwargs)
+    return restore_tests.execute_restore_test(test)

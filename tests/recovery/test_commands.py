@@ -155,13 +155,13 @@ def test_dr_status_exit_codes(pg_source, work_dir):
 def test_restore_without_overwrite_never_touches_an_existing_target(
     sqlite_source, work_dir, tmp_path
 ):
-    from recovery import services
+    from recovery import restores
 
     run = backup(sqlite_source)
     existing = tmp_path / "other.db"
     existing.write_bytes(b"precious")
-    restore = services.start_restore(sqlite_source, target=str(existing), backup_run=run)
-    restore = services.execute_restore(restore)
+    restore = restores.start_restore(sqlite_source, target=str(existing), backup_run=run)
+    restore = restores.execute_restore(restore)
     assert restore.status == "failed"
     assert "already exists and overwriting it was not confirmed" in restore.error
     assert existing.read_bytes() == b"precious"
@@ -172,7 +172,7 @@ def test_restore_without_overwrite_never_touches_an_existing_target(
 
 def test_restore_files_to_new_directory(db, tmp_path, local_destination, work_dir):
     from backups.models import Source, System
-    from recovery import services
+    from recovery import restores
     from tests.recovery.conftest import make_job
 
     conf = tmp_path / "config"
@@ -184,8 +184,8 @@ def test_restore_files_to_new_directory(db, tmp_path, local_destination, work_di
     source.job = make_job(source, [local_destination])
     run = backup(source)
     target = tmp_path / "restored-config"
-    restore = services.execute_restore(
-        services.start_restore(source, target=str(target), backup_run=run)
+    restore = restores.execute_restore(
+        restores.start_restore(source, target=str(target), backup_run=run)
     )
     assert restore.status == "succeeded", restore.error
     assert (target / "app.env").read_text() == "A=1\n"
@@ -193,11 +193,11 @@ def test_restore_files_to_new_directory(db, tmp_path, local_destination, work_di
 
 
 def test_source_url_as_new_target_is_refused(pg_source):
-    from recovery import services
+    from recovery import restores
 
     url = f"postgresql://postgres@127.0.0.1:5432/{pg_source.db.dbname}"
     with pytest.raises(ValueError, match="source itself"):
-        services.start_restore(pg_source, target=url)
+        restores.start_restore(pg_source, target=url)
 
 
 @pytest.mark.slow
@@ -235,8 +235,8 @@ def test_restore_onto_postgres_source_keeps_it_aside(pg_source, work_dir):
 
 def test_portal_database_is_never_restored_onto_itself(db):
     from backups.models import Source
-    from recovery import services
+    from recovery import restores
 
     portal = Source.objects.get(is_portal_db=True)
     with pytest.raises(ValueError, match="cannot be restored onto itself"):
-        services.start_restore(portal, onto_source=True)
+        restores.start_restore(portal, onto_source=True)

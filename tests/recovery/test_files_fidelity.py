@@ -93,15 +93,15 @@ def tmpfs(tmp_path):
 
 @pytest.mark.django_db
 def test_special_files_round_trip_through_backup_and_restore(tmp_path, local_destination, work_dir):
-    from recovery import services
+    from recovery import restores
 
     src = tmp_path / "app"
     build_special_tree(src)
     source = files_source(src, local_destination)
     run = backup(source)
     target = tmp_path / "restored"
-    restore = services.execute_restore(
-        services.start_restore(source, target=str(target), backup_run=run)
+    restore = restores.execute_restore(
+        restores.start_restore(source, target=str(target), backup_run=run)
     )
     assert restore.status == "succeeded", restore.error
     restored, original = describe(target), describe(src)
@@ -157,7 +157,7 @@ def test_restore_test_compares_types_modes_and_link_targets(tmp_path):
 def test_restore_onto_a_mount_point_keeps_the_old_data_inside_it(
     tmpfs, tmp_path, local_destination, work_dir
 ):
-    from recovery import services
+    from recovery import restores
 
     (tmpfs / "config").mkdir()
     (tmpfs / "config" / "app.env").write_text("VERSION=1\n")
@@ -167,8 +167,8 @@ def test_restore_onto_a_mount_point_keeps_the_old_data_inside_it(
     (tmpfs / "config" / "app.env").write_text("VERSION=2 (after the backup)\n")
     (tmpfs / "new-since-backup.txt").write_text("new")
 
-    restore = services.execute_restore(
-        services.start_restore(source, onto_source=True, backup_run=run)
+    restore = restores.execute_restore(
+        restores.start_restore(source, onto_source=True, backup_run=run)
     )
     assert restore.status == "succeeded", restore.error
     assert os.path.ismount(tmpfs)

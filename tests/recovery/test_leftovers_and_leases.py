@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from backups.models import BackupCopy
-from recovery import services
+from recovery import copies, restore_tests, restores, runner, workspace
 from recovery.engine import pg
 from recovery.models import Restore, RestoreTest
 from recovery.readiness import source_readiness
@@ -25,15 +25,15 @@ def test_reaper_drops_a_dead_restore_tests_scratch_database_and_plaintext(
     pg_source, work_dir, settings
 ):
     run = backup(pg_source)
-    test = services.start_restore_test(pg_source, backup_run=run)
+    test = restore_tests.start_restore_test(pg_source, backup_run=run)
     assert test.claim()
     # What the worker had done when it died: its work dir with the decrypted dump, scratch db.
-    tmp = Path(services.make_work_dir(test, "dr-restore-test-"))
+    tmp = Path(workspace.make_work_dir(test, "dr-restore-test-"))
     assert oct(tmp.stat().st_mode & 0o777) == "0o700"
     (tmp / f"artifact-{run.pk}").write_bytes(b"PGDMP plaintext")
     name = pg.new_scratch_name(settings.DR_SCRATCH_PREFIX)
-    services.record_database(test, "scratch", name)
-    server = services.scratch_server()
+    workspace.record_database(test, "scratch", name)
+    server = workspace.scratch_server()
     pg.create_database(server, name)
     _kill(test)
 
@@ -49,13 +49,13 @@ def test_reaper_drops_a_dead_restore_tests_scratch_database_and_plaintext(
 def test_reaper_drops_a_dead_restores_staging_database_not_its_target(pg_source, work_dir):
     run = backup(pg_source)
     url = f"postgresql://postgres@127.0.0.1:5432/{pg_source.db.dbname}_copy"
-    restore = services.start_restore(pg_source, target=url, backup_run=run)
+    restore = restores.start_restore(pg_source, target=url, backup_run=run)
     assert restore.claim()
-    admin = services.scratch_server()
+    admin = workspace.scratch_server()
     staging = f"{pg_source.db.dbname}_restoring_x"[:60]
     target = f"{pg_source.db.dbname}_copy"
-    services.record_database(restore, "target", staging)
-    services.record_database(restore, "target", target)  # a bad record never drops the target
+    workspace.record_database(restore, "target", staging)
+    workspace.record_database(restore, "target", target)  # a bad record never drops the target
     pg.create_database(admin, staging)
     pg.create_database(admin, target)
     try:
@@ -96,15 +96,15 @@ def test_one_live_restore_per_target_is_held_by_the_database(sqlite_source, tmp_
 
     run = backup(sqlite_source)
     target = tmp_path / "restored.db"
-    first = services.start_restore(sqlite_source, target=str(target), backup_run=run)
+    first = restores.start_restore(sqlite_source, target=str(target), backup_run=run)
     other = Source.objects.create(
         system=sqlite_source.system,
         name="other-db",
         kind="sqlite",
         path=str(make_sqlite_db(tmp_path / "other.db")),
     )
-    with pytest.raises(services.Busy, match="already queued or running"):
-        services.start_restore(other, target=str(target))
+    with pytest.raises(runner.Busy, match="already queued or running"):
+        restores.start_restore(other, target=str(target))
     # Even a writer that skips the read is refused by the constraint.
     from django.db import IntegrityError, transaction
 
@@ -113,13 +113,13 @@ def test_one_live_restore_per_target_is_held_by_the_database(sqlite_source, tmp_
             source=other, failure_type="database_failure", target_kind="file", target=str(target)
         )
     first.cancel()
-    assert services.start_restore(other, target=str(target)).status == "queued"
+    assert restores.start_restore(other, target=str(target)).status == "queued"
 
 
 def test_one_live_restore_test_per_source_is_held_by_the_database(sqlite_source):
     from django.db import IntegrityError, transaction
 
-    services.start_restore_test(sqlite_source)
+    restore_tests.start_restore_test(sqlite_source)
     with pytest.raises(IntegrityError), transaction.atomic():
         RestoreTest.objects.create(source=sqlite_source)
 
@@ -143,7 +143,7 @@ def test_a_copy_deleted_from_its_destination_no_longer_counts_for_rpo(sqlite_sou
     r = source_readiness([sqlite_source])[sqlite_source.pk]
     assert r.newest_backup_id == older.pk
     assert r.rpo_now >= timedelta(hours=5)
-    assert services.newest_good_backup(sqlite_source).pk == older.pk
+    assert copies.newest_good_backup(sqlite_source).pk == older.pk
 
 
 def test_retention_check_marks_a_missing_copy_lost(sqlite_source):
@@ -175,7 +175,7 @@ def test_reaper_keeps_the_staging_copy_when_the_worker_died_mid_swap(sqlite_sour
     import socket
 
     run = backup(sqlite_source)
-    restore = services.start_restore(sqlite_source, onto_source=True, backup_run=run)
+    restore = restores.start_restore(sqlite_source, onto_source=True, backup_run=run)
     assert restore.claim()
     target = Path(restore.target)
     staging = target.with_name(f".{target.name}.restoring-1")

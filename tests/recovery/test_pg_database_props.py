@@ -192,7 +192,7 @@ def test_sweep_goes_on_past_a_database_it_cannot_drop(db, settings):
 @pytest.mark.django_db
 def test_restore_to_a_target_without_the_roles_names_them(local_destination, work_dir):
     from backups.models import Source, System
-    from recovery import services
+    from recovery import restores
 
     tag = uuid.uuid4().hex[:8]
     role, gone = f"dr_role_{tag}", f"dr_gone_{tag}"
@@ -223,10 +223,10 @@ def test_restore_to_a_target_without_the_roles_names_them(local_destination, wor
         run = backup(source)
         psql("postgres", f"ALTER ROLE {role} RENAME TO {gone}")  # the target lacks the roles
         psql("postgres", f"ALTER ROLE {role}_r RENAME TO {gone}_r")
-        restore = services.start_restore(
+        restore = restores.start_restore(
             source, target=f"postgresql://postgres@127.0.0.1:5432/{new}", backup_run=run
         )
-        restore = services.execute_restore(restore)
+        restore = restores.execute_restore(restore)
         assert restore.status == "succeeded", restore.error
         text = "\n".join(restore.warnings)
         assert f"do not exist on 127.0.0.1:5432: {role}, {role}_r;" in text
@@ -270,7 +270,7 @@ def test_globals_backup_brings_back_the_roles_a_restore_needs(
     from django.core.management import call_command
 
     from backups.models import Source, System
-    from recovery import services
+    from recovery import restores
 
     tag = uuid.uuid4().hex[:8]
     role, gone = f"dr_role_{tag}", f"dr_gone_{tag}"
@@ -298,8 +298,8 @@ def test_globals_backup_brings_back_the_roles_a_restore_needs(
 
         psql("postgres", f"ALTER ROLE {role} RENAME TO {gone}")  # a server without the role
         url = "postgresql://postgres@127.0.0.1:5432/"
-        restore = services.execute_restore(
-            services.start_restore(source, target=url + first, backup_run=run)
+        restore = restores.execute_restore(
+            restores.start_restore(source, target=url + first, backup_run=run)
         )
         assert restore.status == "succeeded", restore.error
         assert f"manage.py restore_globals {run.pk} --to {url}postgres --yes" in "\n".join(
@@ -312,8 +312,8 @@ def test_globals_backup_brings_back_the_roles_a_restore_needs(
         )
         created = json.loads(out.getvalue())["created"]
         assert role in created
-        restore = services.execute_restore(
-            services.start_restore(source, target=url + second, backup_run=run)
+        restore = restores.execute_restore(
+            restores.start_restore(source, target=url + second, backup_run=run)
         )
         assert restore.status == "succeeded", restore.error
         assert not any("do not exist" in w for w in restore.warnings), restore.warnings
@@ -335,15 +335,15 @@ def test_globals_backup_brings_back_the_roles_a_restore_needs(
 @pytest.mark.django_db
 def test_restore_as_a_non_superuser_still_works_and_says_who_owns_what(pg_source, work_dir):
     """Before, new-database restores always dropped owners; keeping them needs a superuser."""
-    from recovery import services
+    from recovery import restores
 
     tag = uuid.uuid4().hex[:8]
     user, new = f"dr_restorer_{tag}", f"dr_test_{tag}_new"
     psql("postgres", f"CREATE ROLE {user} LOGIN CREATEDB")
     try:
         run = backup(pg_source)
-        restore = services.execute_restore(
-            services.start_restore(
+        restore = restores.execute_restore(
+            restores.start_restore(
                 pg_source, target=f"postgresql://{user}@127.0.0.1:5432/{new}", backup_run=run
             )
         )

@@ -240,7 +240,7 @@ def test_portal_restores_equal_the_plain_tools(
     fidelity_db, local_destination, work_dir, tmp_path, monkeypatch
 ):
     from dr_portal.lib import check_sql
-    from recovery import services
+    from recovery import restores
 
     # Operators' checks may not read server catalogs or settings (SECURITY.md); this test's
     # checks must, to see the scratch database's own properties before it is dropped. They
@@ -258,10 +258,10 @@ def test_portal_restores_equal_the_plain_tools(
     # 1. to a new database
     new = f"{src}_new"
     made.append(new)
-    restore = services.start_restore(
+    restore = restores.start_restore(
         source, target=f"postgresql://postgres@127.0.0.1:5432/{new}", backup_run=run
     )
-    restore = services.execute_restore(restore)
+    restore = restores.execute_restore(restore)
     assert restore.status == "succeeded", restore.error
     assert snapshot(new) == expected
     assert any("fid_sub restored disabled and without a replication slot" in w
@@ -296,8 +296,8 @@ def test_portal_restores_equal_the_plain_tools(
     source.checks = source.checks[:4]  # onto the source the subscription keeps its slot
     source.save()
     psql(src, "TRUNCATE letters")  # the damage the restore repairs
-    restore = services.start_restore(source, onto_source=True, backup_run=run)
-    restore = services.execute_restore(restore)
+    restore = restores.start_restore(source, onto_source=True, backup_run=run)
+    restore = restores.execute_restore(restore)
     assert restore.status == "succeeded", restore.error
     aside = restore.kept_aside.rsplit("/", 1)[1]
     made.append(aside)

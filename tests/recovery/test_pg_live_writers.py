@@ -60,7 +60,7 @@ def names(dbname: str) -> set[str]:
 
 
 def test_restore_onto_a_written_source_keeps_every_acknowledged_write(pg_source, work_dir):
-    from recovery import services
+    from recovery import restores
 
     dbname = pg_source.database
     writer = Writer(dbname)
@@ -71,8 +71,8 @@ def test_restore_onto_a_written_source_keeps_every_acknowledged_write(pg_source,
         run = backup(pg_source)
         in_backup = len(writer.acknowledged)
         writer.wait_for(in_backup + 20)
-        restore = services.execute_restore(
-            services.start_restore(pg_source, onto_source=True, backup_run=run)
+        restore = restores.execute_restore(
+            restores.start_restore(pg_source, onto_source=True, backup_run=run)
         )
         assert restore.status == "succeeded", restore.error
         aside = restore.kept_aside.rsplit("/", 1)[1]

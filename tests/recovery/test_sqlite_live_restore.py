@@ -95,7 +95,7 @@ def names(path: str) -> set[str]:
 def test_restore_onto_live_source_with_a_writer_loses_nothing(
     sqlite_source, work_dir, tmp_path, journal_mode
 ):
-    from recovery import services
+    from recovery import restores
 
     live = Path(sqlite_source.path)
     sqlite_source.checks = [  # the writer adds rows between the restore and its checks
@@ -115,8 +115,8 @@ def test_restore_onto_live_source_with_a_writer_loses_nothing(
     writer = Writer(live, tmp_path)
     try:
         writer.wait_for_rows(20)
-        restore = services.execute_restore(
-            services.start_restore(sqlite_source, onto_source=True, backup_run=run)
+        restore = restores.execute_restore(
+            restores.start_restore(sqlite_source, onto_source=True, backup_run=run)
         )
         written_before = len(writer_ids(str(live)))
         # the writer keeps writing into the live path after the restore

@@ -263,7 +263,7 @@ def test_portal_db_restore_test_runs_only_the_fixed_checks_and_shows_no_secret(
     from django.test import Client
 
     from backups.services import backup_now
-    from recovery import services
+    from recovery import restore_tests
     from tests.conftest import PASSWORD, make_user
 
     admin = User.objects.create_superuser("admin", "admin@example.com", PASSWORD)
@@ -279,7 +279,7 @@ def test_portal_db_restore_test_runs_only_the_fixed_checks_and_shows_no_secret(
     job = BackupJob.objects.create(name="portal-daily", source=portal)
     job.destinations.set([destination])
     assert backup_now(job).status == "succeeded"
-    test = services.execute_restore_test(services.start_restore_test(portal))
+    test = restore_tests.execute_restore_test(restore_tests.start_restore_test(portal))
 
     assert [c["name"] for c in test.checks] == [c["name"] for c in PORTAL_DB_CHECKS]
     assert all(c["outcome"] == Outcome.PASSED for c in test.checks), test.checks
@@ -438,7 +438,7 @@ def test_restore_checks_run_confined_too(tmp_path, work_dir_settings, db, no_val
     """The restore path (not a restore test): checks on the restored target run as a check
     role as well, which is gone afterwards."""
     from backups.services import backup_now
-    from recovery import services
+    from recovery import restores
     from recovery.engine.pg import drop_database
 
     with temp_database() as source_db:
@@ -464,8 +464,8 @@ def test_restore_checks_run_confined_too(tmp_path, work_dir_settings, db, no_val
         assert run.status == "succeeded", run.error
     target = f"dr_restored_{uuid.uuid4().hex[:8]}"
     try:
-        restore = services.execute_restore(
-            services.start_restore(
+        restore = restores.execute_restore(
+            restores.start_restore(
                 source, target=f"postgresql://postgres@127.0.0.1:5432/{target}", backup_run=run
             )
         )

@@ -43,7 +43,7 @@ def test_symlink_planted_at_the_predictable_staging_path_is_not_followed(
 ):
     """The old staging name was `.<name>.restoring-<UTC second>`: plant it for the next
     minute, pointing at a file of the victim's; the restore must not write through it."""
-    from recovery import services
+    from recovery import restores
 
     run = backup(sqlite_source)
     shared = tmp_path / "shared-tmp"
@@ -55,8 +55,8 @@ def test_symlink_planted_at_the_predictable_staging_path_is_not_followed(
         stamp = (now + timedelta(seconds=second)).strftime("%Y%m%d%H%M%S")
         (shared / f".restored.db.restoring-{stamp}").symlink_to(victim)
     target = shared / "restored.db"
-    restore = services.execute_restore(
-        services.start_restore(sqlite_source, target=str(target), backup_run=run)
+    restore = restores.execute_restore(
+        restores.start_restore(sqlite_source, target=str(target), backup_run=run)
     )
     assert restore.status == "succeeded", restore.error
     assert victim.read_text() == "the victim's data\n"
@@ -99,7 +99,7 @@ def test_restored_portal_database_file_is_0600_whatever_the_umask(
     from django.db import connection
 
     from backups.models import Source
-    from recovery import services
+    from recovery import restores
 
     if connection.vendor != "sqlite":
         pytest.skip("the portal runs on PostgreSQL here: its restore is a database, not a file")
@@ -107,8 +107,8 @@ def test_restored_portal_database_file_is_0600_whatever_the_umask(
     portal.job = make_job(portal, [local_destination], name="portal-daily")
     run = backup(portal)
     target = tmp_path / "portal-copy.db"
-    restore = services.execute_restore(
-        services.start_restore(portal, target=str(target), backup_run=run)
+    restore = restores.execute_restore(
+        restores.start_restore(portal, target=str(target), backup_run=run)
     )
     assert restore.status == "succeeded", restore.error
     assert mode(target) == 0o600
@@ -119,18 +119,18 @@ def test_decrypted_artifact_is_0600_in_a_0700_directory_and_removed(
     sqlite_source, work_dir, umask_zero, monkeypatch
 ):
     """The unpacked (decrypted) SQLite file a restore test reads, seen while it is in use."""
-    from recovery import services
+    from recovery import restore_tests
 
     seen = {}
-    real = services.verify_sqlite
+    real = restore_tests.verify_sqlite
 
     def spy(db_file, *args, **kwargs):
         seen.update(file=db_file, file_mode=mode(db_file), dir_mode=mode(Path(db_file).parent))
         return real(db_file, *args, **kwargs)
 
-    monkeypatch.setattr(services, "verify_sqlite", spy)
+    monkeypatch.setattr(restore_tests, "verify_sqlite", spy)
     backup(sqlite_source)
-    test = services.execute_restore_test(services.start_restore_test(sqlite_source))
+    test = restore_tests.execute_restore_test(restore_tests.start_restore_test(sqlite_source))
     assert test.status == "succeeded", test.error
     assert seen["file_mode"] == 0o600 and seen["dir_mode"] == 0o700
     assert Path(seen["file"]).parent.parent == work_dir  # a private directory, not /tmp itself
@@ -257,7 +257,7 @@ def test_housekeeping_removes_staging_a_killed_restore_left_and_nothing_else(
 def test_a_restore_target_through_a_planted_symlink_is_refused(tmp_path, planted):
     """A link planted in /tmp at the target (or a directory above it) must not redirect a
     restore onto another file: the target is refused before anything is written."""
-    from recovery import services
+    from recovery import models, targeting
 
     victim_dir = tmp_path / "victim"
     victim_dir.mkdir()
@@ -269,7 +269,7 @@ def test_a_restore_target_through_a_planted_symlink_is_refused(tmp_path, planted
         (tmp_path / "restores").symlink_to(victim_dir)
         target = tmp_path / "restores" / "app.db"
     with pytest.raises(ValueError, match="symbolic link"):
-        services.validate_target(services.TargetKind.FILE, str(target))
+        targeting.validate_target(models.TargetKind.FILE, str(target))
     conn = sqlite3.connect(victim)
     assert conn.execute("SELECT COUNT(*) FROM workflows").fetchone()[0] == 20
     conn.close()

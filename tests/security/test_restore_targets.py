@@ -18,7 +18,7 @@ from django.urls import reverse
 from django_q.models import OrmQ
 
 from dr_portal.models import AuditEntry
-from recovery import services, tasks
+from recovery import restores, tasks
 from recovery.engine.pg import drop_database
 from recovery.models import Restore, RestoreTarget
 from recovery.restore_targets import NotAllowed
@@ -85,9 +85,9 @@ def test_operator_cannot_restore_to_an_arbitrary_postgres_server(
 def test_the_service_refuses_an_operator_free_form_target_whoever_calls_it(operator, pg_source):
     run = backup(pg_source)
     with pytest.raises(NotAllowed, match="Only managers"):
-        services.start_restore(pg_source, target=EVIL_URL, backup_run=run, user=operator)
+        restores.start_restore(pg_source, target=EVIL_URL, backup_run=run, user=operator)
     with pytest.raises(NotAllowed, match="onto the source"):
-        services.start_restore(pg_source, onto_source=True, backup_run=run, user=operator)
+        restores.start_restore(pg_source, onto_source=True, backup_run=run, user=operator)
     assert not Restore.objects.exists()
 
 
@@ -125,7 +125,7 @@ def test_operator_cannot_replace_data_at_a_target_that_does_not_allow_it(
 ):
     run = backup(sqlite_source)
     with pytest.raises(NotAllowed, match="replace data"):
-        services.start_restore(
+        restores.start_restore(
             sqlite_source,
             restore_target=sqlite_target,
             backup_run=run,
@@ -134,7 +134,7 @@ def test_operator_cannot_replace_data_at_a_target_that_does_not_allow_it(
         )
     sqlite_target.allow_replace = True
     sqlite_target.save()
-    restore = services.start_restore(
+    restore = restores.start_restore(
         sqlite_source, restore_target=sqlite_target, backup_run=run, overwrite=True, user=operator
     )
     assert restore.overwrite_confirmed and restore.restore_target == sqlite_target
@@ -151,14 +151,14 @@ def test_a_target_registered_for_other_sources_or_kinds_is_refused(
     sqlite_target.sources.set([other])
     run = backup(sqlite_source)
     with pytest.raises(ValueError, match="not registered for"):
-        services.start_restore(
+        restores.start_restore(
             sqlite_source, restore_target=sqlite_target, backup_run=run, user=operator
         )
     pg_target = RestoreTarget.objects.create(
         name="pg", kind="postgresql", host="127.0.0.1", database="restored_*"
     )
     with pytest.raises(ValueError, match="receives PostgreSQL"):
-        services.start_restore(sqlite_source, restore_target=pg_target, backup_run=run)
+        restores.start_restore(sqlite_source, restore_target=pg_target, backup_run=run)
 
 
 # --- managers: free-form works and is audited ---------------------------------------------
@@ -194,7 +194,7 @@ def test_a_free_form_target_never_overlaps_the_portal_files(manager, sqlite_sour
         targets.append(settings.DATABASES["default"]["NAME"])  # the portal's database file
     for target in targets:
         with pytest.raises(ValueError, match="portal's own files"):
-            services.start_restore(sqlite_source, target=target, backup_run=run, user=manager)
+            restores.start_restore(sqlite_source, target=target, backup_run=run, user=manager)
 
 
 # --- operators: a registered target, end to end ---------------------------------------------
@@ -244,7 +244,7 @@ def test_a_database_name_outside_the_targets_pattern_is_refused(operator, pg_sou
     )
     for name in ("postgres", "other_db", "restored_x; DROP", ""):
         with pytest.raises(ValueError):
-            services.start_restore(
+            restores.start_restore(
                 pg_source,
                 restore_target=target,
                 database_name=name,
@@ -259,10 +259,10 @@ def test_connection_errors_name_the_target_not_the_host(operator, pg_source, wor
     target = RestoreTarget.objects.create(
         name="down-pg", kind="postgresql", host="127.0.0.1", port=1, database="restored_x"
     )
-    restore = services.start_restore(
+    restore = restores.start_restore(
         pg_source, restore_target=target, backup_run=run, user=operator
     )
-    restore = services.execute_restore(restore)
+    restore = restores.execute_restore(restore)
     assert restore.status == "failed"
     assert restore.error == "could not connect to target down-pg"
     # The server's answer ("Connection refused", "timeout", "no pg_hba.conf entry") stays
@@ -446,7 +446,7 @@ def test_another_name_for_a_sources_server_is_still_the_source(operator, pg_sour
     target.save()
     target.allow_replace = True
     with pytest.raises(ValueError, match="source toolhub-pg"):
-        services.start_restore(
+        restores.start_restore(
             pg_source, restore_target=target, backup_run=run, overwrite=True, user=operator
         )
     assert not Restore.objects.exists()
@@ -456,7 +456,7 @@ def test_deleting_a_target_keeps_the_restore_history(
     operator_client, manager_client, sqlite_source, sqlite_target
 ):
     run = backup(sqlite_source)
-    restore = services.start_restore(sqlite_source, restore_target=sqlite_target, backup_run=run)
+    restore = restores.start_restore(sqlite_source, restore_target=sqlite_target, backup_run=run)
     url = reverse("recovery:restore_target_delete", args=[sqlite_target.pk])
     assert operator_client.post(url).status_code == 403
     assert manager_client.get(url).status_code == 405

@@ -28,7 +28,7 @@ from django.core.management import call_command
 
 from backups.models import BackupRun, Destination, Source
 from incidents.models import Notification, Webhook
-from recovery import services as recovery_services
+from recovery import restore_tests
 from recovery.models import RestoreTest
 from tests.faults.conftest import wait_run
 from tests.security.test_csrf import SKIP, Forms
@@ -227,8 +227,8 @@ def test_no_secret_appears_in_pages_logs_tables_or_manifests(
             assert runs["pg-ok"].status == "succeeded", runs["pg-ok"].error
             assert runs["pg-refused"].status == "failed"
             assert runs["pg-s3-down"].status == "failed"
-            test = recovery_services.start_restore_test(Source.objects.get(name="toolhub-pg"))
-            recovery_services.enqueue_restore_test(test)
+            test = restore_tests.start_restore_test(Source.objects.get(name="toolhub-pg"))
+            restore_tests.enqueue_restore_test(test)
             test = wait_run(RestoreTest, test.pk, {"succeeded", "failed"}, timeout=120)
             assert test.status == "succeeded", test.error
             wait_for(lambda: len(Receiver.bodies) >= 2, timeout=60, message="webhook deliveries")

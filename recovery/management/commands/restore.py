@@ -50,7 +50,7 @@ class Command(BaseCommand):
         json=False,
         **o,
     ):
-        from recovery import services
+        from recovery import restores, runner, targeting
         from recovery.models import RestoreTarget
 
         backup = BackupRun.objects.select_related("source").filter(pk=run).first()
@@ -71,10 +71,10 @@ class Command(BaseCommand):
         shown = registered or target
         if not yes:
             raise CommandError(f"restoring to {shown} may replace data there: add --yes to confirm")
-        onto_source = bool(target) and services.is_source_target(backup.source, target)
+        onto_source = bool(target) and targeting.is_source_target(backup.source, target)
         with audit.command_context("restore"):
             try:
-                restore = services.start_restore(
+                restore = restores.start_restore(
                     backup.source,
                     target="" if onto_source or registered else target,
                     restore_target=restore_target,
@@ -84,7 +84,7 @@ class Command(BaseCommand):
                     failure_type=failure_type,
                     overwrite=True,  # --yes confirms replacing what is there (kept aside)
                 )
-            except (ValueError, services.Busy) as exc:
+            except (ValueError, runner.Busy) as exc:
                 return self._report(None, json, shown, str(exc))
             how = (
                 " (onto the source)"
@@ -98,7 +98,7 @@ class Command(BaseCommand):
                 backup.source,
                 detail=f"restore #{restore.pk} of run #{backup.pk} to {restore.target}{how}",
             )
-            restore = services.execute_restore(restore)
+            restore = restores.execute_restore(restore)
         return self._report(restore, json, restore.target)
 
     def _report(self, restore, as_json, target, error=""):

@@ -22,7 +22,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, run=None, latest=None, json=False, **options):
         from backups.models import Trigger
-        from recovery import services
+        from recovery import copies, restore_tests, runner
 
         if (run is None) == (latest is None):
             raise CommandError("give either a backup RUN_ID or --latest JOB")
@@ -37,7 +37,7 @@ class Command(BaseCommand):
             if job is None:
                 raise CommandError(f"no backup job named {latest}")
             backup = (
-                services.good_backups(job.source)
+                copies.good_backups(job.source)
                 .filter(job=job)
                 .order_by("-data_taken_at", "-pk")
                 .first()
@@ -48,17 +48,17 @@ class Command(BaseCommand):
             raise CommandError(f"backup run #{backup.pk} has no source any more")
         with audit.command_context("verify_backup"):
             try:
-                test = services.start_restore_test(
+                test = restore_tests.start_restore_test(
                     backup.source, backup_run=backup, trigger=Trigger.COMMAND
                 )
-            except services.Busy as exc:
+            except runner.Busy as exc:
                 return self._report(None, json, str(exc))
             audit.record(
                 "run restore test",
                 backup.source,
                 detail=f"restore test #{test.pk} of run #{backup.pk}",
             )
-            test = services.execute_restore_test(test)
+            test = restore_tests.execute_restore_test(test)
         return self._report(test, json)
 
     def _report(self, test, as_json, error=""):

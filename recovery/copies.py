@@ -1,0 +1,171 @@
+"""Choosing a backup and its best copy, and reading that copy back verified.
+
+Copies are ranked local first, then S3, then archive-class storage (which needs a
+retrieval before it can be read). A copy found missing or holding a bad artifact is
+marked lost; when every copy held a bad artifact the backup is marked not restorable.
+Plaintext only ever lands in the run's private work directory, 0600.
+"""
+
+import os
+from dataclasses import dataclass
+
+from backups.engine import ArtifactError, EngineError, open_destination, unpack_artifact
+from backups.models import BackupCopy, BackupRun, Source
+from dr_portal.lib import keyring
+from dr_portal.lib.redact import redact
+from dr_portal.runs import RunStatus
+from recovery.engine.staging import create_private
+from recovery.runner import NeedsRetrieval, RecoveryFailure
+
+KEY_NOT_IN_RING = "not in the key ring"
+
+
+def good_backups(source: Source):
+    return BackupRun.objects.good().filter(source=source)
+
+
+def newest_good_backup(source: Source) -> BackupRun | None:
+    return good_backups(source).order_by("-data_taken_at", "-finished", "-pk").first()
+
+
+def newest_proven_backup(source: Source) -> BackupRun | None:
+    """The newest backup that passed a restore test (the default for a restore)."""
+    return (
+        good_backups(source)
+        .filter(restore_tests__status=RunStatus.SUCCEEDED)
+        .order_by("-data_taken_at", "-finished", "-pk")
+        .first()
+    )
+
+
+def artifact_kind(run: BackupRun) -> str:
+    manifest = run.manifest or {}
+    return manifest.get("source_kind") or manifest.get("kind") or run.source.kind
+
+
+def _copy_rank(copy: BackupCopy) -> tuple:
+    dest = copy.destination
+    if dest.kind == "local":
+        return (0, copy.pk)
+    if dest.is_archive or copy.storage_class in ("GLACIER", "DEEP_ARCHIVE"):
+        return (2, copy.pk)
+    return (1, copy.pk)
+
+
+def rank_copies(run: BackupRun) -> tuple[list[BackupCopy], list[BackupCopy]]:
+    """(readable copies best first: local, then S3; archive-class copies needing retrieval)."""
+    copies = sorted(run.copies.live().select_related("destination"), key=_copy_rank)
+    readable = [c for c in copies if _copy_rank(c)[0] < 2]
+    archived = [c for c in copies if _copy_rank(c)[0] == 2]
+    return readable, archived
+
+
+def copy_label(copy: BackupCopy) -> str:
+    """What a run records as the copy it read."""
+    return f"{copy.destination.name}: {copy.location}"[:300]
+
+
+def read_copy(store, copy: BackupCopy, out, master_keys, sha256: str) -> dict:
+    """Stream one copy through unpack_artifact (authenticate, decrypt, decompress) into `out`.
+
+    Returns the unpacking's info (bytes_in, encrypted, ...); raises the backups engine's
+    errors (ArtifactError for a bad artifact).
+    """
+    reader = store.open_read(copy.location)
+    try:
+        return unpack_artifact(reader, out, master_keys, expected_sha256=sha256)
+    finally:
+        close = getattr(reader, "close", None)
+        if close:
+            close()
+
+
+@dataclass
+class Fetched:
+    path: str
+    copy: BackupCopy
+    bytes_fetched: int
+
+
+class _CopyFailed(Exception):
+    """One copy could not be read; `bad_artifact` when it held a bad artifact."""
+
+    def __init__(self, message: str, bad_artifact: bool = False):
+        super().__init__(message)
+        self.bad_artifact = bad_artifact
+
+
+def fetch_verified(run: BackupRun, into_dir: str, log_line, secrets: list[str]) -> Fetched:
+    """Stream the best copy through verification into a file; try the next copy on failure.
+
+    Raises RecoveryFailure naming every copy's cause. When every copy held a bad artifact
+    (not a missing one, not a key missing from the ring) the run is marked not restorable.
+    """
+    readable = _readable_copies(run)
+    try:
+        master_keys = keyring.ring()
+    except keyring.KeyRingError as exc:
+        raise RecoveryFailure(f"the key ring cannot be read: {exc}") from None
+    problems, bad_artifact = [], 0
+    for copy in readable:
+        path = os.path.join(into_dir, f"artifact-{copy.pk}")
+        try:
+            return _fetch_copy(run, copy, path, master_keys, log_line, secrets)
+        except _CopyFailed as exc:
+            bad_artifact += exc.bad_artifact
+            problems.append(f"{copy.destination.name}: {exc}")
+        log_line(f"copy at {problems[-1]}")
+        if os.path.exists(path):
+            os.unlink(path)
+    message = "; ".join(problems)
+    if bad_artifact == len(readable):
+        BackupRun.objects.filter(pk=run.pk).update(
+            restorable=False,
+            not_restorable_reason=f"restore test found a bad artifact: {message}"[:2000],
+        )
+        log_line(f"backup run #{run.pk} marked not restorable")
+    raise RecoveryFailure(f"no copy of backup run #{run.pk} could be read: {message}")
+
+
+def _readable_copies(run: BackupRun) -> list[BackupCopy]:
+    """The copies that can be read now; raise when there are none (naming archived ones)."""
+    readable, archived = rank_copies(run)
+    if readable:
+        return readable
+    if archived:
+        where = ", ".join(
+            f"{c.destination.name} ({c.storage_class or 'archive'})" for c in archived
+        )
+        raise NeedsRetrieval(
+            f"backup run #{run.pk} is only stored in archive storage ({where}): "
+            "it needs a retrieval (hours) before it can be read; start one in S3, then test again"
+        )
+    raise RecoveryFailure(f"backup run #{run.pk} has no intact copy left to read")
+
+
+def _fetch_copy(run, copy, path, master_keys, log_line, secrets) -> Fetched:
+    """Read one copy into `path`; raise _CopyFailed (marking the copy lost where it is)."""
+    try:
+        spec = copy.destination.to_spec()
+        secrets.extend(spec.secrets.values())
+        store = open_destination(spec)
+        if not store.exists(copy.location):
+            copy.mark_lost(f"missing at {copy.destination.name} (found by run #{run.pk}'s read)")
+            raise _CopyFailed("the artifact is missing; copy marked lost")
+        # Plaintext on disk: 0600, exclusive, never through a planted link, inside the
+        # run's private 0700 directory; removed with it on every exit path.
+        with os.fdopen(create_private(path), "wb") as out:
+            info = read_copy(store, copy, out, master_keys, run.sha256)
+    except ArtifactError as exc:
+        message = redact(str(exc), secrets)
+        bad = KEY_NOT_IN_RING not in message
+        if bad:
+            copy.mark_lost(f"unreadable: {message}")
+        raise _CopyFailed(message, bad_artifact=bad) from None
+    except (EngineError, OSError, keyring.KeyRingError) as exc:
+        raise _CopyFailed(redact(str(exc), secrets) or type(exc).__name__) from None
+    log_line(
+        f"read {copy.destination.name}: {info['bytes_in']} stored bytes, SHA-256 and "
+        f"{'authentication' if info.get('encrypted') else 'checksum'} verified"
+    )
+    return Fetched(path, copy, int(info["bytes_in"]))
