@@ -13,8 +13,19 @@ from recovery.engine import pg, pgarchive
 from recovery.engine.pg import PgServer, RestoreError
 
 
+def _beside(dbname: str, what: str, stamp: str) -> str:
+    """`<dbname>_<what>_<stamp>`, the database name cut so the whole fits PostgreSQL's 63
+    bytes: a long name must fail (or fit) before the restore, not at the switch-over."""
+    suffix = f"_{what}_{stamp}"
+    return pg.check_name(f"{dbname[: 63 - len(suffix)]}{suffix}")
+
+
 def staging_name(dbname: str, stamp: str) -> str:
-    return pg.check_name(f"{dbname[:40]}_restoring_{stamp}")
+    return _beside(dbname, "restoring", stamp)
+
+
+def aside_name(dbname: str, stamp: str) -> str:
+    return _beside(dbname, "before_restore", stamp)
 
 
 @dataclass
@@ -84,7 +95,7 @@ def swap_in(admin: PgServer, dbname: str, staging: str, stamp: str) -> str | Non
     """
     aside = None
     if pg.database_exists(admin, dbname):
-        aside = pg.check_name(f"{dbname[:40]}_before_restore_{stamp}")
+        aside = aside_name(dbname, stamp)
         pg.rename_database(admin, dbname, aside)
     pg.rename_database(admin, staging, dbname)
     return aside
