@@ -440,7 +440,7 @@ def drill_figures(plans, now) -> tuple[Figure, Figure]:
     ran = [p for p in plans if p.last_run_id]
     if ran:
         last = max(ran, key=lambda p: p.last_declared)
-        colour = {"passed": GREEN, "failed": RED}.get(last.last_verdict, AMBER)
+        colour = {Verdict.PASSED: GREEN, Verdict.FAILED: RED}.get(last.last_verdict, AMBER)
         value = last.last_verdict or last.last_status
         drill = Figure(
             f"{value} ({last.name})",
