@@ -121,6 +121,46 @@ PORTAL_DB_CHECKS_FIXED = (
 )
 
 
+def _sql_and_expect_problems(check: dict, where: str) -> list[str]:
+    """The check's sql (present, short enough, read-only) and its expectation."""
+    sql = str(check.get("sql") or "").strip()
+    if len(sql) > MAX_CHECK_SQL or len(str(check.get("expect") or "")) > MAX_EXPECT:
+        return [f"{where}: sql is limited to {MAX_CHECK_SQL:,} characters, expect to {MAX_EXPECT}"]
+    problems = []
+    if not sql:
+        problems.append(f"{where}: sql is missing")
+    else:
+        refused = check_sql.problem(sql)
+        if refused:
+            problems.append(f"{where}: {refused}")
+    try:
+        parse_expect(check.get("expect"))
+    except ValueError as exc:
+        problems.append(f"{where}: {exc}")
+    return problems
+
+
+def _check_problems(i: int, check, names: set) -> list[str]:
+    """The problems of the i-th check (0-based); its name joins `names`."""
+    where = f"check {i + 1}"
+    if not isinstance(check, dict):
+        return [f"{where}: must be a mapping with sql and expect"]
+    problems = []
+    unknown = set(check) - {"name", "sql", "expect"}
+    if unknown:
+        problems.append(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+    name = str(check.get("name") or "").strip()
+    if len(name) > MAX_CHECK_NAME or has_control_chars(name):
+        problems.append(f"{where}: name must be one line of at most {MAX_CHECK_NAME} characters")
+        return problems
+    if name:
+        where = f'check {i + 1} "{name}"'
+        if name in names:
+            problems.append(f"{where}: duplicate name")
+        names.add(name)
+    return problems + _sql_and_expect_problems(check, where)
+
+
 def check_problems(checks) -> list[str]:
     """Every problem in a list of {name, sql, expect}; each message names its place."""
     if checks in (None, ""):
@@ -129,43 +169,8 @@ def check_problems(checks) -> list[str]:
         return ["verification checks must be a list of {name, sql, expect}"]
     if len(checks) > MAX_CHECKS:
         return [f"at most {MAX_CHECKS} verification checks per source"]
-    problems, names = [], set()
-    for i, check in enumerate(checks):
-        where = f"check {i + 1}"
-        if not isinstance(check, dict):
-            problems.append(f"{where}: must be a mapping with sql and expect")
-            continue
-        unknown = set(check) - {"name", "sql", "expect"}
-        if unknown:
-            problems.append(f"{where}: unknown keys {', '.join(sorted(unknown))}")
-        name = str(check.get("name") or "").strip()
-        if len(name) > MAX_CHECK_NAME or has_control_chars(name):
-            problems.append(
-                f"{where}: name must be one line of at most {MAX_CHECK_NAME} characters"
-            )
-            continue
-        if name:
-            where = f'check {i + 1} "{name}"'
-            if name in names:
-                problems.append(f"{where}: duplicate name")
-            names.add(name)
-        sql = str(check.get("sql") or "").strip()
-        if len(sql) > MAX_CHECK_SQL or len(str(check.get("expect") or "")) > MAX_EXPECT:
-            problems.append(
-                f"{where}: sql is limited to {MAX_CHECK_SQL:,} characters, expect to {MAX_EXPECT}"
-            )
-            continue
-        if not sql:
-            problems.append(f"{where}: sql is missing")
-        else:
-            refused = check_sql.problem(sql)
-            if refused:
-                problems.append(f"{where}: {refused}")
-        try:
-            parse_expect(check.get("expect"))
-        except ValueError as exc:
-            problems.append(f"{where}: {exc}")
-    return problems
+    names: set[str] = set()
+    return [p for i, check in enumerate(checks) for p in _check_problems(i, check, names)]
 
 
 def normalise_checks(checks) -> list[dict]:

@@ -27,7 +27,14 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from backups.models import BackupCopy, BackupJob, BackupRun, Destination, Source
+from backups.models import (
+    GOOD_STATUSES,
+    BackupCopy,
+    BackupJob,
+    BackupRun,
+    Destination,
+    Source,
+)
 from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration as fd
 from dr_portal.runs import RunStatus
@@ -35,11 +42,11 @@ from drills.models import DrillPlan, DrillRun
 from incidents.models import FollowUp, Incident, IncidentStatus, Severity
 from recovery import charts, readiness
 from recovery.models import RestoreTest
+from recovery.targets import Verdict, at_risk, judge, restore_rto_target
 
 GREEN, AMBER, RED, GREY = "green", "amber", "red", "grey"
 RANK = {GREY: 0, GREEN: 1, AMBER: 2, RED: 3}
 VERDICT_COLOUR = {"ok": GREEN, "at_risk": AMBER, "breached": RED}
-AT_RISK_FRACTION = 0.8
 SCHEDULE_GRACE = timedelta(hours=1)  # a run may start late or take a while
 RECENT = timedelta(hours=24)
 CHART_DAYS_RTO = 90
@@ -53,7 +60,6 @@ COPY_FRESHNESS = timedelta(days=8)
 # them itself only when that count is older than SLOW_FIGURES_MAX_AGE (worker down).
 SLOW_FIGURES_MAX_AGE = 120
 SLOW_FIGURES_KEY = "dr:dashboard:slow-figures"
-GOOD = (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
 KIND_LABEL = {"local": "local disk", "s3": "S3"}
 
 
@@ -71,11 +77,9 @@ def target_colour(value: timedelta | None, target: timedelta | None, missing: st
         return missing
     if target is None:
         return GREEN
-    if value > target:
+    if judge(value, target) == Verdict.MISSED:
         return RED
-    if value > target * AT_RISK_FRACTION:
-        return AMBER
-    return GREEN
+    return AMBER if at_risk(value, target) else GREEN
 
 
 def age(moment: datetime | None, now: datetime) -> timedelta | None:
@@ -196,12 +200,12 @@ def copies_by_source(sources, now=None) -> dict[int, list[dict]]:
     if not ids:
         return {}
     rows = (
-        BackupCopy.objects.filter(
-            ok=True,
-            deleted_at__isnull=True,
+        BackupCopy.objects.live()
+        .filter(
             created__gte=now - COPY_FRESHNESS,
             run__source_id__in=ids,
-            run__status__in=GOOD,
+            # BackupRun.objects.restorable() as a join: one grouped query, no subquery
+            run__status__in=GOOD_STATUSES,
             run__restorable=True,
         )
         .values("run__source_id", "destination_id", "destination__name", "destination__kind")
@@ -261,41 +265,29 @@ def _url(name, *args) -> str:
     return f"{head}{int(args[0])}{tail}"
 
 
-def source_row(source, r, now, interval, copies, failures) -> SourceRow:
-    """The dashboard row of one source from its recovery.readiness figures."""
-    # RPO now: the newest good backup; amber at best when its job's schedule was missed.
-    rpo_colour = target_colour(r.rpo_now, r.rpo_target)
-    rpo_note = f"target {fd(r.rpo_target)}" if r.rpo_target else "no target"
+def _rpo_figure(source, r, interval) -> Figure:
+    """RPO now: the newest good backup; amber at best when its job's schedule was missed."""
+    colour = target_colour(r.rpo_now, r.rpo_target)
+    note = f"target {fd(r.rpo_target)}" if r.rpo_target else "no target"
     if r.rpo_now is not None and interval and r.rpo_now > interval + SCHEDULE_GRACE:
-        rpo_colour = at_best_amber(rpo_colour)
-        rpo_note += f"; older than its schedule (every {fd(interval)})"
-    rpo = Figure(
+        colour = at_best_amber(colour)
+        note += f"; older than its schedule (every {fd(interval)})"
+    return Figure(
         fd(r.rpo_now) if r.rpo_now is not None else "no good backup",
-        rpo_colour,
+        colour,
         _url("backups:run_detail", r.newest_backup_id)
         if r.newest_backup_id
         else _url("backups:source_detail", source.pk),
         r.rpo_now,
-        rpo_note,
+        note,
     )
 
-    # Verified RPO: what the newest passed, still-valid restore test proves.
-    if r.verified_rpo is not None:
-        v_colour = target_colour(r.verified_rpo, r.rpo_target)
-        v_note = f"target {fd(r.rpo_target)}"
-        if r.test_overdue:
-            v_colour = at_best_amber(v_colour)
-            v_note += "; restore test overdue"
-        verified = Figure(
-            fd(r.verified_rpo),
-            v_colour,
-            _url("recovery:test_detail", r.last_passed_test_id),
-            age(r.last_passed_started, now),
-            v_note,
-        )
-    else:
+
+def _verified_figure(source, r, now) -> Figure:
+    """Verified RPO: what the newest passed, still-valid restore test proves."""
+    if r.verified_rpo is None:
         invalidated = any("changed since" in reason for reason in r.reasons)
-        verified = Figure(
+        return Figure(
             "needs verification",
             AMBER,
             _url("recovery:source_detail", source.pk),
@@ -304,81 +296,102 @@ def source_row(source, r, now, interval, copies, failures) -> SourceRow:
             if invalidated
             else "no passed restore test",
         )
+    colour = target_colour(r.verified_rpo, r.rpo_target)
+    note = f"target {fd(r.rpo_target)}"
+    if r.test_overdue:
+        colour = at_best_amber(colour)
+        note += "; restore test overdue"
+    return Figure(
+        fd(r.verified_rpo),
+        colour,
+        _url("recovery:test_detail", r.last_passed_test_id),
+        age(r.last_passed_started, now),
+        note,
+    )
 
-    # Last restore test, whatever its result.
-    if r.last_test_id:
-        status = r.last_test_status
-        t_colour = {RunStatus.SUCCEEDED: GREEN, RunStatus.FAILED: RED}.get(status, AMBER)
-        t_note = status
-        if r.needs_verification or r.test_overdue:
-            t_colour = at_best_amber(t_colour)
-            t_note += "; overdue" if r.test_overdue else "; configuration changed since"
-        last_test = Figure(
-            status,
-            t_colour,
-            _url("recovery:test_detail", r.last_test_id),
-            age(r.last_test_finished, now),
-            t_note,
-        )
-    else:
-        last_test = Figure("never tested", AMBER, _url("recovery:source_detail", source.pk))
 
-    # Measured RTO of the newest passed, valid test against the restore RTO target.
-    if r.last_rto is not None:
-        rto_colour = target_colour(r.last_rto, r.rto_target)
-        if r.test_overdue:
-            rto_colour = at_best_amber(rto_colour)
-        rto = Figure(
-            fd(r.last_rto),
-            rto_colour,
-            _url("recovery:test_detail", r.last_passed_test_id),
-            age(r.last_passed_started, now),
-            f"target {fd(r.rto_target)}" if r.rto_target else "no target",
-        )
-    else:
-        rto = Figure("not measured", AMBER, _url("recovery:source_detail", source.pk))
+def _last_test_figure(source, r, now) -> Figure:
+    """The last restore test, whatever its result."""
+    if not r.last_test_id:
+        return Figure("never tested", AMBER, _url("recovery:source_detail", source.pk))
+    status = r.last_test_status
+    colour = {RunStatus.SUCCEEDED: GREEN, RunStatus.FAILED: RED}.get(status, AMBER)
+    note = status
+    if r.needs_verification or r.test_overdue:
+        colour = at_best_amber(colour)
+        note += "; overdue" if r.test_overdue else "; configuration changed since"
+    return Figure(
+        status,
+        colour,
+        _url("recovery:test_detail", r.last_test_id),
+        age(r.last_test_finished, now),
+        note,
+    )
 
-    # Forecast: a prediction, so over the target is amber (as in the verdict), not red.
-    if r.rto_forecast is not None:
-        f_colour = target_colour(r.rto_forecast, r.rto_target)
-        forecast = Figure(
-            fd(r.rto_forecast),
-            AMBER if f_colour == RED else f_colour,
-            _url("recovery:source_detail", source.pk),
-            age(r.last_passed_started, now),
-            ("over the target " if f_colour == RED else "target ") + fd(r.rto_target),
-        )
-    else:
-        forecast = Figure("—", GREY, _url("recovery:source_detail", source.pk))
 
+def _rto_figure(source, r, now) -> Figure:
+    """Measured RTO of the newest passed, valid test against the restore RTO target."""
+    if r.last_rto is None:
+        return Figure("not measured", AMBER, _url("recovery:source_detail", source.pk))
+    colour = target_colour(r.last_rto, r.rto_target)
+    if r.test_overdue:
+        colour = at_best_amber(colour)
+    return Figure(
+        fd(r.last_rto),
+        colour,
+        _url("recovery:test_detail", r.last_passed_test_id),
+        age(r.last_passed_started, now),
+        f"target {fd(r.rto_target)}" if r.rto_target else "no target",
+    )
+
+
+def _forecast_figure(source, r, now) -> Figure:
+    """Forecast: a prediction, so over the target is amber (as in the verdict), not red."""
+    if r.rto_forecast is None:
+        return Figure("—", GREY, _url("recovery:source_detail", source.pk))
+    colour = target_colour(r.rto_forecast, r.rto_target)
+    return Figure(
+        fd(r.rto_forecast),
+        AMBER if colour == RED else colour,
+        _url("recovery:source_detail", source.pk),
+        age(r.last_passed_started, now),
+        ("over the target " if colour == RED else "target ") + fd(r.rto_target),
+    )
+
+
+def _rule_321_figure(source, copies, now) -> Figure:
     three, two, one = rule_321(copies)
     if not copies:
-        r_colour, r_value = RED, "no copy"
+        colour, value = RED, "no copy"
     else:
-        r_colour = GREEN if (three and two and one) else AMBER
-        r_value = (
+        colour = GREEN if (three and two and one) else AMBER
+        value = (
             f"{len(copies)} cop{'y' if len(copies) == 1 else 'ies'}, "
             f"{len({c['kind'] for c in copies})} kind(s), {'off-site' if one else 'no off-site'}"
         )
     newest_copy = max((c["newest"] for c in copies if c["newest"]), default=None)
-    rule = Figure(
-        r_value,
-        r_colour,
+    return Figure(
+        value,
+        colour,
         _url("backups:source_detail", source.pk),
         age(newest_copy, now),
-        "3-2-1 met" if r_colour == GREEN else "3-2-1 not met",
+        "3-2-1 met" if colour == GREEN else "3-2-1 not met",
     )
+
+
+def source_row(source, r, now, interval, copies, failures) -> SourceRow:
+    """The dashboard row of one source from its recovery.readiness figures."""
     return SourceRow(
         source=source,
         readiness=r,
         verdict=r.verdict,
         colour=VERDICT_COLOUR[r.verdict],
-        rpo=rpo,
-        verified_rpo=verified,
-        last_test=last_test,
-        rto=rto,
-        forecast=forecast,
-        rule_321=rule,
+        rpo=_rpo_figure(source, r, interval),
+        verified_rpo=_verified_figure(source, r, now),
+        last_test=_last_test_figure(source, r, now),
+        rto=_rto_figure(source, r, now),
+        forecast=_forecast_figure(source, r, now),
+        rule_321=_rule_321_figure(source, copies, now),
         copies=copies,
         failures_24h=failures,
         url=_url("recovery:source_detail", source.pk),
@@ -427,7 +440,7 @@ def drill_figures(plans, now) -> tuple[Figure, Figure]:
     ran = [p for p in plans if p.last_run_id]
     if ran:
         last = max(ran, key=lambda p: p.last_declared)
-        colour = {"passed": GREEN, "failed": RED}.get(last.last_verdict, AMBER)
+        colour = {Verdict.PASSED: GREEN, Verdict.FAILED: RED}.get(last.last_verdict, AMBER)
         value = last.last_verdict or last.last_status
         drill = Figure(
             f"{value} ({last.name})",
@@ -549,7 +562,7 @@ def storage() -> list[dict]:
 
     live = {
         row["destination_id"]: row
-        for row in BackupCopy.objects.filter(ok=True, deleted_at__isnull=True)
+        for row in BackupCopy.objects.live()
         .values("destination_id")
         .annotate(used=Sum("bytes_stored"), copy_count=Count("pk"), newest=Max("created"))
         .order_by()
@@ -646,24 +659,9 @@ def rto_chart(now, target):
 # --- the whole dashboard ----------------------------------------------------------------------
 
 
-def build(now=None, charts=True) -> dict:
-    """Everything the dashboard shows, with a number of queries independent of the history."""
-
-    now = now or timezone.now()
-    # The secrets and check lists are not shown here: not loaded (nor decrypted) either.
-    sources = list(
-        Source.objects.select_related("system")
-        .defer("password", "exclude", "checks")
-        .order_by("system__name", "name")
-    )
-    ids = [s.pk for s in sources]
-    ready = readiness.source_readiness(sources, now=now)
-    intervals = backup_intervals(ids, now) if ids else {}
-    slow = slow_figures(sources, now)
-    copies = slow["copies"]
-    failures = failures_24h(now)
-    plans = drill_plans(now)
-
+def _system_blocks(sources, ready, now, copies, plans, failures) -> list[SystemBlock]:
+    """One block per system: its sources' rows and the drills that cover it."""
+    intervals = backup_intervals([s.pk for s in sources], now) if sources else {}
     blocks: dict[int, SystemBlock] = {}
     for source in sources:
         block = blocks.setdefault(source.system_id, SystemBlock(source.system))
@@ -684,31 +682,52 @@ def build(now=None, charts=True) -> dict:
             if any(s.pk == block.system.pk for s in p.systems.all()) or not p.systems.all()
         ]
         block.drill, block.next_drill = drill_figures(covering, now)
+    return list(blocks.values())
+
+
+def _destinations(slow, now) -> list[dict]:
+    return [
+        {
+            **d,
+            "newest_age": age(d["newest"], now),
+            "kind_label": KIND_LABEL.get(d["kind"], d["kind"]),
+        }
+        for d in slow["storage"]
+    ]
+
+
+def build(now=None, charts=True) -> dict:
+    """Everything the dashboard shows, with a number of queries independent of the history."""
+
+    now = now or timezone.now()
+    # The secrets and check lists are not shown here: not loaded (nor decrypted) either.
+    sources = list(
+        Source.objects.select_related("system")
+        .defer("password", "exclude", "checks")
+        .order_by("system__name", "name")
+    )
+    ready = readiness.source_readiness(sources, now=now)
+    slow = slow_figures(sources, now)
+    failures = failures_24h(now)
+    plans = drill_plans(now)
+    systems = _system_blocks(sources, ready, now, slow["copies"], plans, failures)
 
     verdict = readiness.overall(ready)
-    rows = [row for block in blocks.values() for row in block.rows]
-    counts = {v: sum(1 for r in rows if r.verdict == v) for v in VERDICT_COLOUR}
+    rows = [row for block in systems for row in block.rows]
     context = {
         "now": now,
-        "systems": list(blocks.values()),
+        "systems": systems,
         "overall": verdict,
         "overall_colour": VERDICT_COLOUR[verdict],
-        "verdict_counts": counts,
+        "verdict_counts": {v: sum(1 for r in rows if r.verdict == v) for v in VERDICT_COLOUR},
         "source_count": len(rows),
         "failures": failures,
         "incidents": incidents_card(now),
-        "destinations": [
-            {
-                **d,
-                "newest_age": age(d["newest"], now),
-                "kind_label": KIND_LABEL.get(d["kind"], d["kind"]),
-            }
-            for d in slow["storage"]
-        ],
+        "destinations": _destinations(slow, now),
         "slow_figures_age": age(slow["at"], now),
         "plans_without_systems": [p for p in plans if not p.systems.all()],
     }
     if charts:
         context["rpo_charts"] = rpo_charts(rows, now)
-        context["rto_chart"] = rto_chart(now, readiness.restore_rto_target())
+        context["rto_chart"] = rto_chart(now, restore_rto_target())
     return context

@@ -33,6 +33,7 @@ Definitions (also in the report):
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
@@ -47,10 +48,9 @@ from dr_portal.runs import RunStatus
 from drills.models import DrillRun
 from incidents.models import FollowUp, Incident, IncidentLink, Severity
 from recovery.models import FailoverRun, Restore, RestoreTest, ServiceLevel
-from recovery.readiness import restore_rto_target, rpo_targets
+from recovery.targets import Verdict, judge, restore_rto_target, rpo_targets
 
 FORMAT = 1
-GOOD = (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
 RATED = (RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.FAILED)
 
 
@@ -127,103 +127,136 @@ def _incident_scope(incident_ids, system_ids) -> set[int]:
 # --- the report ------------------------------------------------------------------------------------
 
 
-def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
-    """The report for [start, end) over `systems` (System objects; None or empty: all)."""
+@dataclass(frozen=True)
+class Scope:
+    """What a report covers: [start, end) over some systems (None: all), as seen at `now`."""
 
-    now = now or timezone.now()
-    if end <= start:
-        raise ValueError("the period ends before it starts")
-    system_ids = sorted(s.pk for s in systems) if systems else None
-    system_names = (
-        sorted(System.objects.filter(pk__in=system_ids).values_list("name", flat=True))
-        if system_ids
-        else []
-    )
-    horizon = min(end, max(now, start))  # the part of the period that has happened
+    start: datetime
+    end: datetime
+    system_ids: list[int] | None
+    now: datetime
 
+    @property
+    def horizon(self) -> datetime:
+        """The end of the part of the period that has happened."""
+        return min(self.end, max(self.now, self.start))
+
+    def drills(self, queryset):
+        """`queryset` of drill runs limited to the drills of plans that cover the systems."""
+        if not self.system_ids:
+            return queryset
+        return queryset.filter(Q(plan__systems__in=self.system_ids) | Q(plan__systems__isnull=True))
+
+
+def _sources(scope: Scope) -> list:
+    """Sources that existed in the period, each with `anchor`: its newest good data before it."""
     sources = (
-        Source.objects.filter(created__lt=end)
+        Source.objects.filter(created__lt=scope.end)
         .select_related("system")
         .order_by("system__name", "name")
     )
-    if system_ids:
-        sources = sources.filter(system_id__in=system_ids)
+    if scope.system_ids:
+        sources = sources.filter(system_id__in=scope.system_ids)
     before = (
-        BackupRun.objects.filter(
-            source=OuterRef("pk"), status__in=GOOD, restorable=True, data_taken_at__lt=start
-        )
+        BackupRun.objects.restorable()
+        .filter(source=OuterRef("pk"), data_taken_at__lt=scope.start)
         .order_by("-data_taken_at")
         .values("data_taken_at")[:1]
     )
-    sources = list(sources.annotate(anchor=Subquery(before)))
-    ids = [s.pk for s in sources]
-    targets = rpo_targets()
+    return list(sources.annotate(anchor=Subquery(before)))
 
-    # Backups: counts by status, and the data timestamps of good backups for the gaps.
+
+def _backup_counts(scope: Scope, ids) -> dict[int, dict[str, int]]:
+    """{source id: {status: runs finished in the period}}."""
     counts: dict[int, dict[str, int]] = {}
     for source_id, status, n in (
-        BackupRun.objects.filter(source_id__in=ids, finished__gte=start, finished__lt=end)
+        BackupRun.objects.filter(
+            source_id__in=ids, finished__gte=scope.start, finished__lt=scope.end
+        )
         .values("source_id", "status")
         .annotate(n=Count("pk"))
         .order_by()
         .values_list("source_id", "status", "n")
     ):
         counts.setdefault(source_id, {})[status] = n
+    return counts
+
+
+def _backups_taken(scope: Scope, ids) -> dict[int, list[datetime]]:
+    """{source id: data timestamps of its good backups taken in the period, oldest first}."""
     taken: dict[int, list[datetime]] = {}
     for source_id, at in (
-        BackupRun.objects.filter(
-            source_id__in=ids,
-            status__in=GOOD,
-            restorable=True,
-            data_taken_at__gte=start,
-            data_taken_at__lt=end,
-        )
+        BackupRun.objects.restorable()
+        .filter(source_id__in=ids, data_taken_at__gte=scope.start, data_taken_at__lt=scope.end)
         .order_by("source_id", "data_taken_at")
         .values_list("source_id", "data_taken_at")
     ):
         taken.setdefault(source_id, []).append(at)
+    return taken
 
-    backup_rows = []
+
+def _gaps(scope: Scope, source, taken: list[datetime], target: timedelta) -> list[dict]:
+    """Stretches of the period longer than the RPO target without a good backup."""
+    gaps = []
+    previous = source.anchor or max(scope.start, source.created)
+    for at in [*taken, scope.horizon]:
+        if at - previous > target:
+            gaps.append({"from": _ts(previous), "to": _ts(at), "seconds": _s(at - previous)})
+        previous = max(previous, at)
+    return gaps
+
+
+def _status_counts(per: dict[str, int]) -> dict:
+    rated = sum(per.get(s, 0) for s in RATED)
+    return {
+        "succeeded": per.get(RunStatus.SUCCEEDED, 0),
+        "partial": per.get(RunStatus.PARTIAL, 0),
+        "failed": per.get(RunStatus.FAILED, 0),
+        "cancelled": per.get(RunStatus.CANCELLED, 0),
+        "success_rate": _rate(per.get(RunStatus.SUCCEEDED, 0), rated),
+    }
+
+
+def _backups(scope: Scope, sources) -> dict:
+    """Backup runs per source and in total, and the gaps over each source's RPO target."""
+    ids = [s.pk for s in sources]
+    targets = rpo_targets()
+    counts, taken = _backup_counts(scope, ids), _backups_taken(scope, ids)
+    rows = []
     totals = {s: 0 for s in RunStatus.values}
     for source in sources:
         per = counts.get(source.pk, {})
         for status, n in per.items():
             totals[status] = totals.get(status, 0) + n
         target = targets.get(source.data_class) or source.rpo_target
-        gaps = []
-        previous = source.anchor or max(start, source.created)
-        for at in [*taken.get(source.pk, []), horizon]:
-            if at - previous > target:
-                gaps.append({"from": _ts(previous), "to": _ts(at), "seconds": _s(at - previous)})
-            previous = max(previous, at)
-        rated = sum(per.get(s, 0) for s in RATED)
-        backup_rows.append(
+        gaps = _gaps(scope, source, taken.get(source.pk, []), target)
+        rows.append(
             {
                 "source": source.name,
                 "system": source.system.name,
                 "data_class": source.data_class,
                 "rpo_target_s": _s(target),
                 "runs": sum(per.values()),
-                "succeeded": per.get(RunStatus.SUCCEEDED, 0),
-                "partial": per.get(RunStatus.PARTIAL, 0),
-                "failed": per.get(RunStatus.FAILED, 0),
-                "cancelled": per.get(RunStatus.CANCELLED, 0),
-                "success_rate": _rate(per.get(RunStatus.SUCCEEDED, 0), rated),
+                **_status_counts(per),
                 "gaps": gaps,
                 "longest_gap_s": max((g["seconds"] for g in gaps), default=None),
             }
         )
-    rated_total = sum(totals.get(s, 0) for s in RATED)
+    return {
+        "sources": rows,
+        "runs": sum(totals.values()),
+        **_status_counts(totals),
+        "sources_with_gaps": sum(1 for r in rows if r["gaps"]),
+    }
 
-    # Restore tests.
+
+def _restore_tests(scope: Scope, ids) -> dict:
+    """Restore tests finished in the period, and how many met the restore RTO target."""
     rto_target = restore_rto_target()
     tests = []
     for row in (
         RestoreTest.objects.filter(
-            source_id__in=ids,
-            finished__gte=start,
-            finished__lt=end,
-            status__in=[s for s in RATED],
+            source_id__in=ids, finished__gte=scope.start, finished__lt=scope.end, status__in=RATED
         )
         .order_by("finished", "pk")
         .values("pk", "source__name", "started", "finished", "status", "rto", "error")
@@ -231,6 +264,7 @@ def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
         rto = row["rto"]
         if rto is None and row["started"] and row["finished"]:
             rto = row["finished"] - row["started"]
+        verdict = judge(rto, rto_target)
         tests.append(
             {
                 "id": row["pk"],
@@ -239,19 +273,26 @@ def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
                 "status": row["status"],
                 "rto_s": _s(rto),
                 "within_target": None
-                if rto is None or rto_target is None or row["status"] != RunStatus.SUCCEEDED
-                else rto <= rto_target,
+                if verdict == Verdict.NONE or row["status"] != RunStatus.SUCCEEDED
+                else verdict == Verdict.MET,
             }
         )
     passed = sum(1 for t in tests if t["status"] == RunStatus.SUCCEEDED)
-    within = sum(1 for t in tests if t["within_target"])
+    return {
+        "rto_target_s": _s(rto_target),
+        "count": len(tests),
+        "passed": passed,
+        "pass_rate": _rate(passed, len(tests)),
+        "within_rto_target": sum(1 for t in tests if t["within_target"]),
+        "tests": tests,
+    }
 
-    # Drills.
-    drills_qs = DrillRun.objects.filter(declared_at__gte=start, declared_at__lt=end)
-    if system_ids:
-        drills_qs = drills_qs.filter(
-            Q(plan__systems__in=system_ids) | Q(plan__systems__isnull=True)
-        ).distinct()
+
+def _drills(scope: Scope) -> dict:
+    """Drills declared in the period, counted by verdict (or status while unjudged)."""
+    drills_qs = DrillRun.objects.filter(declared_at__gte=scope.start, declared_at__lt=scope.end)
+    if scope.system_ids:
+        drills_qs = scope.drills(drills_qs).distinct()
     drills = [
         {
             "id": d.pk,
@@ -271,28 +312,38 @@ def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
     for d in drills:
         key = d["verdict"] or d["status"]
         verdicts[key] = verdicts.get(key, 0) + 1
+    return {"count": len(drills), "verdicts": verdicts, "runs": drills}
 
-    # Incidents overlapping the period, and downtime.
-    began_before_end = Q(started_at__lt=end) | Q(started_at__isnull=True, detected_at__lt=end)
-    not_over = Q(resolved_at__isnull=True) | Q(resolved_at__gt=start)
+
+@dataclass
+class IncidentFigures:
+    items: list[dict]
+    down: list[tuple[datetime, datetime]]  # the parts of the period that count as downtime
+
+
+def _incidents(scope: Scope) -> IncidentFigures:
+    """Incidents overlapping the period, and the intervals of them that count as downtime."""
+    began_before_end = Q(started_at__lt=scope.end) | Q(
+        started_at__isnull=True, detected_at__lt=scope.end
+    )
+    not_over = Q(resolved_at__isnull=True) | Q(resolved_at__gt=scope.start)
     incident_list = list(Incident.objects.filter(began_before_end & not_over).order_by("pk"))
-    if system_ids:
-        keep = _incident_scope([i.pk for i in incident_list], system_ids)
+    if scope.system_ids:
+        keep = _incident_scope([i.pk for i in incident_list], scope.system_ids)
         incident_list = [i for i in incident_list if i.pk in keep]
     incident_list.sort(key=lambda i: (i.began_at, i.pk))
-    intervals = []
-    incidents = []
+    figures = IncidentFigures(items=[], down=[])
     for inc in incident_list:
         counts_down = bool(inc.services_down.strip()) or inc.severity in (
             Severity.SEV1,
             Severity.SEV2,
         )
-        lo = max(inc.began_at, start)
-        hi = min(inc.resolved_at or horizon, horizon)
+        lo = max(inc.began_at, scope.start)
+        hi = min(inc.resolved_at or scope.horizon, scope.horizon)
         in_period = max(timedelta(0), hi - lo)
         if counts_down and in_period > timedelta(0):
-            intervals.append((lo, hi))
-        incidents.append(
+            figures.down.append((lo, hi))
+        figures.items.append(
             {
                 "identifier": inc.identifier,
                 "title": inc.title,
@@ -308,6 +359,11 @@ def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
                 "users_affected": inc.users_affected,
             }
         )
+    return figures
+
+
+def _downtime(intervals: list[tuple[datetime, datetime]]) -> timedelta:
+    """The length of the union of the intervals (overlapping incidents count once)."""
     downtime = timedelta(0)
     cursor = None
     for lo, hi in sorted(intervals):
@@ -316,97 +372,105 @@ def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
         if hi > lo:
             downtime += hi - lo
         cursor = max(cursor or hi, hi)
-    observed = horizon - start
-    sla = ServiceLevel.current()
-    target_pct = Decimal(sla.availability_percent).quantize(Decimal("0.001"))
+    return downtime
+
+
+def _availability(scope: Scope, downtime: timedelta, target_pct: Decimal) -> dict:
+    observed = scope.horizon - scope.start
     achieved = None if observed <= timedelta(0) else round(100.0 * (1 - downtime / observed), 4)
+    return {
+        "downtime_s": _s(downtime),
+        "achieved_percent": achieved,
+        "target_percent": str(target_pct),
+        "met": None if achieved is None else achieved >= float(target_pct),
+    }
 
-    # Follow-ups open at the end of the period, of in-scope incidents and drills.
 
-    ct_incident = ContentType.objects.get_for_model(Incident)
-    ct_drill = ContentType.objects.get_for_model(DrillRun)
-    open_at_end = FollowUp.objects.filter(created__lt=end).filter(
-        Q(done=False) | Q(done_at__gt=end)
-    )
-    followup_rows = list(
-        open_at_end.filter(content_type__in=[ct_incident, ct_drill])
-        .select_related("owner_contact", "owner_user")
-        .order_by(F("due").asc(nulls_last=True), "pk")
-    )
+def _followup_owners(scope: Scope, followup_rows, ct_incident, ct_drill) -> dict[tuple, str]:
+    """{(content type id, object id): what the follow-up is of} for the in-scope owners."""
     incident_names = dict(
         Incident.objects.filter(
             pk__in=[f.object_id for f in followup_rows if f.content_type_id == ct_incident.pk]
         ).values_list("pk", "identifier")
     )
     drill_ids = {f.object_id for f in followup_rows if f.content_type_id == ct_drill.pk}
-    if system_ids:
-        in_scope_incidents = _incident_scope(list(incident_names), system_ids)
+    if scope.system_ids:
+        in_scope_incidents = _incident_scope(list(incident_names), scope.system_ids)
         in_scope_drills = set(
-            DrillRun.objects.filter(pk__in=drill_ids)
-            .filter(Q(plan__systems__in=system_ids) | Q(plan__systems__isnull=True))
-            .values_list("pk", flat=True)
+            scope.drills(DrillRun.objects.filter(pk__in=drill_ids)).values_list("pk", flat=True)
         )
     else:
         in_scope_incidents, in_scope_drills = set(incident_names), drill_ids
-    followups = []
-    end_day = (end - timedelta(microseconds=1)).astimezone(timezone.get_current_timezone()).date()
-    for f in followup_rows:
-        if f.content_type_id == ct_incident.pk:
-            if f.object_id not in in_scope_incidents:
-                continue
-            of = incident_names.get(f.object_id, f"incident #{f.object_id}")
-        else:
-            if f.object_id not in in_scope_drills:
-                continue
-            of = f"drill #{f.object_id}"
-        followups.append(
-            {
-                "id": f.pk,
-                "text": f.text,
-                "of": of,
-                "owner": f.owner_name,
-                "due": f.due.isoformat() if f.due else None,
-                "overdue_at_end": bool(f.due and f.due < end_day),
-            }
-        )
+    owners = {
+        (ct_incident.pk, pk): incident_names.get(pk, f"incident #{pk}") for pk in in_scope_incidents
+    }
+    owners.update({(ct_drill.pk, pk): f"drill #{pk}" for pk in in_scope_drills})
+    return owners
 
+
+def _followups(scope: Scope) -> dict:
+    """Follow-ups open at the end of the period, of in-scope incidents and drills."""
+    ct_incident = ContentType.objects.get_for_model(Incident)
+    ct_drill = ContentType.objects.get_for_model(DrillRun)
+    open_at_end = FollowUp.objects.filter(created__lt=scope.end).filter(
+        Q(done=False) | Q(done_at__gt=scope.end)
+    )
+    followup_rows = list(
+        open_at_end.filter(content_type__in=[ct_incident, ct_drill])
+        .select_related("owner_contact", "owner_user")
+        .order_by(F("due").asc(nulls_last=True), "pk")
+    )
+    owners = _followup_owners(scope, followup_rows, ct_incident, ct_drill)
+    end_day = (
+        (scope.end - timedelta(microseconds=1)).astimezone(timezone.get_current_timezone()).date()
+    )
+    items = [
+        {
+            "id": f.pk,
+            "text": f.text,
+            "of": owners[(f.content_type_id, f.object_id)],
+            "owner": f.owner_name,
+            "due": f.due.isoformat() if f.due else None,
+            "overdue_at_end": bool(f.due and f.due < end_day),
+        }
+        for f in followup_rows
+        if (f.content_type_id, f.object_id) in owners
+    ]
+    return {"open_at_end": len(items), "items": items}
+
+
+def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
+    """The report for [start, end) over `systems` (System objects; None or empty: all)."""
+
+    if end <= start:
+        raise ValueError("the period ends before it starts")
+    system_ids = sorted(s.pk for s in systems) if systems else None
+    scope = Scope(start, end, system_ids, now or timezone.now())
+    system_names = (
+        sorted(System.objects.filter(pk__in=system_ids).values_list("name", flat=True))
+        if system_ids
+        else []
+    )
+    sources = _sources(scope)
+    incidents = _incidents(scope)
+    sla = ServiceLevel.current()
+    target_pct = Decimal(sla.availability_percent).quantize(Decimal("0.001"))
     return {
         "report": "DR Portal compliance report",
         "format": FORMAT,
-        "period": {"from": _ts(start), "to": _ts(end), "observed_s": _s(observed)},
+        "period": {"from": _ts(start), "to": _ts(end), "observed_s": _s(scope.horizon - start)},
         "systems": system_names or ["all"],
         "sla": {
             "availability_percent": str(target_pct),
             "rto_s": _s(sla.rto),
             "rpo_s": _s(sla.rpo),
         },
-        "backups": {
-            "sources": backup_rows,
-            "runs": sum(totals.values()),
-            "succeeded": totals.get(RunStatus.SUCCEEDED, 0),
-            "partial": totals.get(RunStatus.PARTIAL, 0),
-            "failed": totals.get(RunStatus.FAILED, 0),
-            "cancelled": totals.get(RunStatus.CANCELLED, 0),
-            "success_rate": _rate(totals.get(RunStatus.SUCCEEDED, 0), rated_total),
-            "sources_with_gaps": sum(1 for r in backup_rows if r["gaps"]),
-        },
-        "restore_tests": {
-            "rto_target_s": _s(rto_target),
-            "count": len(tests),
-            "passed": passed,
-            "pass_rate": _rate(passed, len(tests)),
-            "within_rto_target": within,
-            "tests": tests,
-        },
-        "drills": {"count": len(drills), "verdicts": verdicts, "runs": drills},
-        "incidents": {"count": len(incidents), "items": incidents},
-        "availability": {
-            "downtime_s": _s(downtime),
-            "achieved_percent": achieved,
-            "target_percent": str(target_pct),
-            "met": None if achieved is None else achieved >= float(target_pct),
-        },
-        "followups": {"open_at_end": len(followups), "items": followups},
+        "backups": _backups(scope, sources),
+        "restore_tests": _restore_tests(scope, [s.pk for s in sources]),
+        "drills": _drills(scope),
+        "incidents": {"count": len(incidents.items), "items": incidents.items},
+        "availability": _availability(scope, _downtime(incidents.down), target_pct),
+        "followups": _followups(scope),
     }
 
 

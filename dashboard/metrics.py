@@ -112,10 +112,78 @@ class Exposition:
         return "\n".join(lines) + "\n"
 
 
-def collect(now=None) -> str:
-    """Every metric, from recovery.readiness (the dashboard's and dr_status's figures)."""
+def _seconds(value: timedelta | None) -> float | None:
+    return None if value is None else value.total_seconds()
 
-    now = now or timezone.now()
+
+def _test_duration(test: dict | None) -> float | None:
+    if test and test["started"] and test["finished"]:
+        return (test["finished"] - test["started"]).total_seconds()
+    return None
+
+
+# Per source: (metric, help, value from its readiness `r` and its newest finished test row).
+SOURCE_GAUGES = [
+    (
+        "dr_last_good_backup_timestamp_seconds",
+        "Data timestamp of the newest good backup with an intact copy (Unix time).",
+        lambda r, test: r.newest_backup_at.timestamp() if r.newest_backup_at else None,
+    ),
+    (
+        "dr_rpo_seconds",
+        "RPO now: seconds since the data of the newest good backup.",
+        lambda r, test: _seconds(r.rpo_now),
+    ),
+    (
+        "dr_rpo_target_seconds",
+        "RPO target of the source's data class.",
+        lambda r, test: r.rpo_target.total_seconds() if r.rpo_target else None,
+    ),
+    (
+        "dr_verified_rpo_seconds",
+        "Verified RPO: seconds since the data proven by the newest passed, still valid restore test.",
+        lambda r, test: _seconds(r.verified_rpo),
+    ),
+    (
+        "dr_last_restore_test_success",
+        "1 if the newest finished restore test passed, 0 if it failed or was partial; NaN if none.",
+        lambda r, test: None if not r.last_test_id else r.last_test_status == RunStatus.SUCCEEDED,
+    ),
+    (
+        "dr_last_restore_test_duration_seconds",
+        "Wall time of the newest finished restore test.",
+        lambda r, test: _test_duration(test),
+    ),
+    (
+        "dr_last_restore_test_timestamp_seconds",
+        "When the newest finished restore test finished (Unix time).",
+        lambda r, test: test["finished"].timestamp() if test and test["finished"] else None,
+    ),
+    (
+        "dr_rto_seconds",
+        "Measured RTO: wall time of the newest passed, still valid restore test.",
+        lambda r, test: _seconds(r.last_rto),
+    ),
+    (
+        "dr_rto_target_seconds",
+        "RTO target a restore from backup must meet.",
+        lambda r, test: r.rto_target.total_seconds() if r.rto_target else None,
+    ),
+    (
+        "dr_rto_forecast_seconds",
+        "Newest backup size divided by the measured restore throughput.",
+        lambda r, test: _seconds(r.rto_forecast),
+    ),
+    (
+        "dr_readiness_verdict",
+        "Readiness of the source as dr_status reports it: 0 ok, 1 at risk, 2 breached.",
+        lambda r, test: VERDICT_VALUE[r.verdict],
+    ),
+]
+
+
+def _add_sources(out: Exposition, now) -> None:
+    """The per-source gauges and the overall verdict, from recovery.readiness."""
     sources = list(Source.objects.select_related("system").order_by("name"))
     ready = readiness.source_readiness(sources, now=now)
     last_ids = [r.last_test_id for r in ready.values() if r.last_test_id]
@@ -123,7 +191,6 @@ def collect(now=None) -> str:
         row["pk"]: row
         for row in RestoreTest.objects.filter(pk__in=last_ids).values("pk", "started", "finished")
     }
-    out = Exposition()
     for source in sources:
         r = ready[source.pk]
         labels = {
@@ -131,116 +198,42 @@ def collect(now=None) -> str:
             "system": source.system.name,
             "data_class": source.data_class,
         }
-        out.add(
-            "dr_last_good_backup_timestamp_seconds",
-            "gauge",
-            "Data timestamp of the newest good backup with an intact copy (Unix time).",
-            r.newest_backup_at.timestamp() if r.newest_backup_at else None,
-            labels,
-        )
-        out.add(
-            "dr_rpo_seconds",
-            "gauge",
-            "RPO now: seconds since the data of the newest good backup.",
-            r.rpo_now.total_seconds() if r.rpo_now is not None else None,
-            labels,
-        )
-        out.add(
-            "dr_rpo_target_seconds",
-            "gauge",
-            "RPO target of the source's data class.",
-            r.rpo_target.total_seconds() if r.rpo_target else None,
-            labels,
-        )
-        out.add(
-            "dr_verified_rpo_seconds",
-            "gauge",
-            "Verified RPO: seconds since the data proven by the newest passed, still valid restore test.",
-            r.verified_rpo.total_seconds() if r.verified_rpo is not None else None,
-            labels,
-        )
         test = last_tests.get(r.last_test_id)
-        out.add(
-            "dr_last_restore_test_success",
-            "gauge",
-            "1 if the newest finished restore test passed, 0 if it failed or was partial; NaN if none.",
-            None if not r.last_test_id else r.last_test_status == RunStatus.SUCCEEDED,
-            labels,
-        )
-        out.add(
-            "dr_last_restore_test_duration_seconds",
-            "gauge",
-            "Wall time of the newest finished restore test.",
-            (test["finished"] - test["started"]).total_seconds()
-            if test and test["started"] and test["finished"]
-            else None,
-            labels,
-        )
-        out.add(
-            "dr_last_restore_test_timestamp_seconds",
-            "gauge",
-            "When the newest finished restore test finished (Unix time).",
-            test["finished"].timestamp() if test and test["finished"] else None,
-            labels,
-        )
-        out.add(
-            "dr_rto_seconds",
-            "gauge",
-            "Measured RTO: wall time of the newest passed, still valid restore test.",
-            r.last_rto.total_seconds() if r.last_rto is not None else None,
-            labels,
-        )
-        out.add(
-            "dr_rto_target_seconds",
-            "gauge",
-            "RTO target a restore from backup must meet.",
-            r.rto_target.total_seconds() if r.rto_target else None,
-            labels,
-        )
-        out.add(
-            "dr_rto_forecast_seconds",
-            "gauge",
-            "Newest backup size divided by the measured restore throughput.",
-            r.rto_forecast.total_seconds() if r.rto_forecast is not None else None,
-            labels,
-        )
-        out.add(
-            "dr_readiness_verdict",
-            "gauge",
-            "Readiness of the source as dr_status reports it: 0 ok, 1 at risk, 2 breached.",
-            VERDICT_VALUE[r.verdict],
-            labels,
-        )
+        for metric, help_text, value in SOURCE_GAUGES:
+            out.add(metric, "gauge", help_text, value(r, test), labels)
     out.add(
         "dr_readiness_overall",
         "gauge",
         "Worst readiness verdict over all sources: 0 ok, 1 at risk, 2 breached.",
         VERDICT_VALUE[readiness.overall(ready)],
     )
-    # Counted over a window (index status, -finished), not over the whole history: a scrape
-    # must cost the same with a million runs. Active runs have no finish time: counted apart.
+
+
+def _count_by_status(queryset) -> dict[str, int]:
+    return dict(queryset.values_list("status").annotate(n=Count("pk")).order_by())
+
+
+def _add_runs(out: Exposition, now) -> None:
+    """Runs finished in the last 24 hours and runs active now, by kind and status.
+
+    Counted over a window (index status, -finished), not over the whole history: a scrape
+    must cost the same with a million runs. Active runs have no finish time: counted apart.
+    """
     since = now - RUN_WINDOW
     for kind, model in (("backup", BackupRun), ("restore_test", RestoreTest)):
-        finished = dict(
+        finished = _count_by_status(
             model.objects.filter(status__in=list(DONE), finished__gte=since)
-            .values_list("status")
-            .annotate(n=Count("pk"))
-            .order_by()
         )
-        active = dict(
-            model.objects.filter(status__in=list(ACTIVE))
-            .values_list("status")
-            .annotate(n=Count("pk"))
-            .order_by()
-        )
+        active = _count_by_status(model.objects.filter(status__in=list(ACTIVE)))
         for status in RunStatus.values:
+            labels = {"kind": kind, "status": status}
             if status in DONE:
                 out.add(
                     "dr_runs_finished_24h",
                     "gauge",
                     "Runs that finished in the last 24 hours, by kind and final status.",
                     finished.get(status, 0),
-                    {"kind": kind, "status": status},
+                    labels,
                 )
             else:
                 out.add(
@@ -248,8 +241,11 @@ def collect(now=None) -> str:
                     "gauge",
                     "Runs queued or running now, by kind and status.",
                     active.get(status, 0),
-                    {"kind": kind, "status": status},
+                    labels,
                 )
+
+
+def _add_worker(out: Exposition) -> None:
     seen = worker_last_seen()
     out.add(
         "dr_worker_last_seen_timestamp_seconds",
@@ -263,4 +259,13 @@ def collect(now=None) -> str:
         "Seconds since a worker cluster was last seen; NaN if never.",
         None if seen is None else max(0.0, time.time() - seen),
     )
+
+
+def collect(now=None) -> str:
+    """Every metric, from recovery.readiness (the dashboard's and dr_status's figures)."""
+    out = Exposition()
+    now = now or timezone.now()
+    _add_sources(out, now)
+    _add_runs(out, now)
+    _add_worker(out)
     return out.render()

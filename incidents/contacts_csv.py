@@ -65,20 +65,20 @@ def _clean(value) -> str:
     return text[1:] if text.startswith("'") and text[1:2] in _FORMULA else text
 
 
-def parse(data: bytes) -> tuple[list[dict], list[str]]:
-    """Rows (with their line numbers) and every problem found, each naming its line."""
+def _reader(data: bytes) -> tuple[csv.DictReader | None, str]:
+    """A reader over the rows with the header normalised, or None and the one problem."""
     if len(data) > MAX_BYTES:
-        return [], [f"The file is larger than {MAX_BYTES // 1000} kB."]
+        return None, f"The file is larger than {MAX_BYTES // 1000} kB."
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return [], ["The file is not UTF-8 text. Save it as CSV UTF-8."]
+        return None, "The file is not UTF-8 text. Save it as CSV UTF-8."
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip().lower() for h in (reader.fieldnames or [])]
     if not header:
-        return [], [
+        return None, (
             "The file is empty: the first line must be the header " + ",".join(COLUMNS) + "."
-        ]
+        )
     missing = REQUIRED - set(header)
     unknown = [h for h in header if h not in COLUMNS]
     if missing or unknown:
@@ -87,9 +87,71 @@ def parse(data: bytes) -> tuple[list[dict], list[str]]:
             problems.append("missing column(s) " + ", ".join(sorted(missing)))
         if unknown:
             problems.append("unknown column(s) " + ", ".join(unknown))
-        return [], [f"Line 1 (header): {'; '.join(problems)}. Expected: {','.join(COLUMNS)}."]
+        return None, f"Line 1 (header): {'; '.join(problems)}. Expected: {','.join(COLUMNS)}."
     reader.fieldnames = header
-    rows, errors, seen, slots = [], [], {}, {}
+    return reader, ""
+
+
+def _field_problems(row: dict) -> list[str]:
+    """What is wrong with one row on its own; normalises its on_call."""
+    problems = []
+    if not row["role"]:
+        problems.append("role is empty")
+    if not row["name"]:
+        problems.append("name is empty")
+    if len(row["role"]) > 60:
+        problems.append("role is longer than 60 characters")
+    if len(row["name"]) > 120:
+        problems.append("name is longer than 120 characters")
+    if len(row["phone"]) > 40:
+        problems.append("phone is longer than 40 characters")
+    if row["email"]:
+        try:
+            validate_email(row["email"])
+        except ValidationError:
+            problems.append(f"email {row['email']!r} is not an email address")
+    row["on_call"] = row["on_call"].lower()
+    if row["on_call"] in ("no", "none", "-"):
+        row["on_call"] = ""
+    if row["on_call"] not in ("", OnCall.PRIMARY, OnCall.SECONDARY):
+        problems.append(f"on_call must be empty, primary or secondary, not {row['on_call']!r}")
+    return problems
+
+
+class _Seen:
+    """Who (role, name) and which on-call slots earlier lines of the file gave."""
+
+    def __init__(self):
+        self.people: dict[tuple, int] = {}
+        self.slots: dict[tuple, int] = {}
+
+    def problems(self, row: dict, line: int, problems: list[str]) -> None:
+        """Add to `problems` what clashes with earlier lines; remember this line's entries."""
+        key = (row["role"].lower(), row["name"].lower())
+        if row["role"] and row["name"]:
+            if key in self.people:
+                problems.append(
+                    f"{row['name']} as {row['role']} is already on line {self.people[key]}"
+                )
+            else:
+                self.people[key] = line
+        if row["on_call"] and row["role"] and not problems:
+            slot = (row["role"].lower(), row["on_call"])
+            if slot in self.slots:
+                problems.append(
+                    f"{row['role']} {row['on_call']} on-call is already given on line "
+                    f"{self.slots[slot]}"
+                )
+            else:
+                self.slots[slot] = line
+
+
+def parse(data: bytes) -> tuple[list[dict], list[str]]:
+    """Rows (with their line numbers) and every problem found, each naming its line."""
+    reader, problem = _reader(data)
+    if reader is None:
+        return [], [problem]
+    rows, errors, seen = [], [], _Seen()
     for record in reader:
         line = reader.line_num
         if None in record:
@@ -99,41 +161,8 @@ def parse(data: bytes) -> tuple[list[dict], list[str]]:
         row["notes"] = (record.get("notes") or "").strip()
         if not any(row.values()):
             continue  # blank line
-        problems = []
-        if not row["role"]:
-            problems.append("role is empty")
-        if not row["name"]:
-            problems.append("name is empty")
-        if len(row["role"]) > 60:
-            problems.append("role is longer than 60 characters")
-        if len(row["name"]) > 120:
-            problems.append("name is longer than 120 characters")
-        if len(row["phone"]) > 40:
-            problems.append("phone is longer than 40 characters")
-        if row["email"]:
-            try:
-                validate_email(row["email"])
-            except ValidationError:
-                problems.append(f"email {row['email']!r} is not an email address")
-        row["on_call"] = row["on_call"].lower()
-        if row["on_call"] in ("no", "none", "-"):
-            row["on_call"] = ""
-        if row["on_call"] not in ("", OnCall.PRIMARY, OnCall.SECONDARY):
-            problems.append(f"on_call must be empty, primary or secondary, not {row['on_call']!r}")
-        key = (row["role"].lower(), row["name"].lower())
-        if row["role"] and row["name"]:
-            if key in seen:
-                problems.append(f"{row['name']} as {row['role']} is already on line {seen[key]}")
-            else:
-                seen[key] = line
-        if row["on_call"] and row["role"] and not problems:
-            slot = (row["role"].lower(), row["on_call"])
-            if slot in slots:
-                problems.append(
-                    f"{row['role']} {row['on_call']} on-call is already given on line {slots[slot]}"
-                )
-            else:
-                slots[slot] = line
+        problems = _field_problems(row)
+        seen.problems(row, line, problems)
         if problems:
             errors.append(f"Line {line}: " + "; ".join(problems) + ".")
         else:

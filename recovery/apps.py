@@ -28,7 +28,7 @@ class RecoveryConfig(AppConfig):
     def ready(self):
         # Models exist only once apps are loaded: imported here, not at the top.
         from backups.models import register_rpo_target_lookup
-        from recovery.readiness import rpo_targets
+        from recovery.targets import rpo_targets
 
         # backups shows each source's RPO target but may not import recovery: hand it ours.
         register_rpo_target_lookup(rpo_targets)

@@ -5,11 +5,9 @@ from datetime import datetime, timedelta
 from backups.models import BackupRun
 from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration as fd
-from dr_portal.runs import RunStatus
 
 RPO_CHART_DAYS = 7
 RPO_CHART_WIDTH = 380  # px of a chart card: drawn at the size shown, text stays legible
-GOOD = (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
 
 
 def rpo_points(source_ids, now) -> dict[int, list[tuple[datetime, float]]]:
@@ -20,10 +18,9 @@ def rpo_points(source_ids, now) -> dict[int, list[tuple[datetime, float]]]:
     since = now - timedelta(days=RPO_CHART_DAYS)
     points: dict[int, list] = {pk: [] for pk in source_ids}
     taken = (
-        BackupRun.objects.filter(
+        BackupRun.objects.restorable()
+        .filter(
             source_id__in=list(points),
-            status__in=GOOD,
-            restorable=True,
             data_taken_at__gte=since,
             data_taken_at__lte=now,
         )

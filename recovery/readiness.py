@@ -24,7 +24,7 @@ from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 
 from dr_portal.runs import DONE, RunStatus
-from recovery.targets import (  # noqa: F401 (rpo_targets: still read from here by dr_portal)
+from recovery.targets import (
     AT_RISK_FRACTION,
     Verdict,
     at_risk,
@@ -166,11 +166,99 @@ def schedule_interval(cron: str, now: datetime) -> timedelta | None:
     return last - before
 
 
-def source_readiness(sources, now=None) -> dict[int, Readiness]:
-    """Readiness of each source, with a fixed number of queries whatever their count."""
-    from backups.models import BackupJob, BackupRun
+def _picks() -> dict:
+    """What `_newest_per_source` picks per source: newest good backup, last and last passed test."""
+    from backups.models import BackupRun
     from recovery.models import RestoreTest
 
+    return {
+        "backup": (
+            BackupRun.objects.good().filter(data_taken_at__isnull=False),
+            ["-data_taken_at", "-pk"],  # index backuprun_source_taken_idx
+            ["pk", "data_taken_at", "bytes_stored"],
+        ),
+        "last_test": (
+            RestoreTest.objects.filter(
+                status__in=list(DONE - {RunStatus.CANCELLED}), finished__isnull=False
+            ),
+            ["-finished", "-pk"],  # index restoretest_src_fin_idx
+            ["pk", "status", "finished", "error"],
+        ),
+        "passed": (
+            RestoreTest.objects.filter(status=RunStatus.SUCCEEDED, started__isnull=False),
+            ["-started", "-pk"],  # index restoretest_src_passed_idx
+            ["pk", "started", "rto", "throughput_bps", "bytes_fetched", "data_at", "data_basis"],
+        ),
+    }
+
+
+def _job_changes(ids) -> dict[int, datetime]:
+    """The newest configuration change of each source's backup jobs."""
+    from backups.models import BackupJob
+
+    return dict(
+        BackupJob.objects.filter(source_id__in=ids)
+        .values("source_id")
+        .annotate(latest=Max("config_changed_at"))
+        .values_list("source_id", "latest")
+    )
+
+
+def _set_backup(r: Readiness, backup: dict | None, now) -> None:
+    """RPO now, from the newest good backup."""
+    if not backup:
+        return
+    r.newest_backup_id = backup["pk"]
+    r.newest_backup_at = backup["data_taken_at"]
+    r.newest_backup_bytes = backup["bytes_stored"] or 0
+    if backup["data_taken_at"]:
+        r.rpo_now = max(timedelta(0), now - backup["data_taken_at"])
+
+
+def _set_last_test(r: Readiness, last: dict | None) -> None:
+    if last:
+        r.last_test_id = last["pk"]
+        r.last_test_status = last["status"]
+        r.last_test_finished = last["finished"]
+        r.last_test_error = last["error"]
+
+
+def _set_proof(r: Readiness, proof: dict | None, changed: datetime | None, now) -> None:
+    """Verified RPO and measured RTO, from the newest passed test unless the config changed since."""
+    if proof and (changed is None or proof["started"] >= changed):
+        r.last_passed_test_id = proof["pk"]
+        r.last_passed_started = proof["started"]
+        r.last_rto = proof["rto"]
+        r.throughput_bps = proof["throughput_bps"]
+        r.tested_bytes = proof["bytes_fetched"] or 0
+        if proof["data_at"]:
+            r.verified_at = proof["data_at"]
+            r.verified_basis = proof["data_basis"]
+            r.verified_rpo = max(timedelta(0), now - proof["data_at"])
+    elif proof:
+        r.needs_verification = True
+        r.reasons.append("changed since its last passed restore test: needs verification")
+    else:
+        r.needs_verification = True
+        r.reasons.append("no passed restore test: needs verification")
+
+
+def _set_forecast(r: Readiness) -> None:
+    """The measured RTO plus the growth since the tested backup at the measured throughput."""
+    if r.throughput_bps and r.newest_backup_bytes and r.last_rto is not None:
+        growth = (r.newest_backup_bytes - r.tested_bytes) / r.throughput_bps
+        r.rto_forecast = max(timedelta(0), r.last_rto + timedelta(seconds=growth))
+
+
+def _set_overdue(r: Readiness, schedule: str, interval: timedelta | None, now) -> None:
+    if interval and r.last_passed_started and not r.needs_verification:
+        if r.last_passed_started < now - interval - OVERDUE_GRACE:
+            r.test_overdue = True
+            r.reasons.append(f"no passed restore test within its schedule ({schedule})")
+
+
+def source_readiness(sources, now=None) -> dict[int, Readiness]:
+    """Readiness of each source, with a fixed number of queries whatever their count."""
     now = now or timezone.now()
     sources = list(sources)
     ids = [s.pk for s in sources]
@@ -178,43 +266,8 @@ def source_readiness(sources, now=None) -> dict[int, Readiness]:
         return {}
     rpo_by_class = rpo_targets()
     rto_target = restore_rto_target()
-    job_changes = dict(
-        BackupJob.objects.filter(source_id__in=ids)
-        .values("source_id")
-        .annotate(latest=Max("config_changed_at"))
-        .values_list("source_id", "latest")
-    )
-    picked = _newest_per_source(
-        ids,
-        {
-            "backup": (
-                BackupRun.objects.good().filter(data_taken_at__isnull=False),
-                ["-data_taken_at", "-pk"],  # index backuprun_source_taken_idx
-                ["pk", "data_taken_at", "bytes_stored"],
-            ),
-            "last_test": (
-                RestoreTest.objects.filter(
-                    status__in=list(DONE - {RunStatus.CANCELLED}), finished__isnull=False
-                ),
-                ["-finished", "-pk"],  # index restoretest_src_fin_idx
-                ["pk", "status", "finished", "error"],
-            ),
-            "passed": (
-                RestoreTest.objects.filter(status=RunStatus.SUCCEEDED, started__isnull=False),
-                ["-started", "-pk"],  # index restoretest_src_passed_idx
-                [
-                    "pk",
-                    "started",
-                    "rto",
-                    "throughput_bps",
-                    "bytes_fetched",
-                    "data_at",
-                    "data_basis",
-                ],
-            ),
-        },
-    )
-    newest, last_tests, passed = picked["backup"], picked["last_test"], picked["passed"]
+    job_changes = _job_changes(ids)
+    picked = _newest_per_source(ids, _picks())
 
     out = {}
     intervals: dict[str, timedelta | None] = {}
@@ -222,52 +275,17 @@ def source_readiness(sources, now=None) -> dict[int, Readiness]:
         r = Readiness(source.pk, source.name, source.data_class)
         r.rpo_target = rpo_by_class.get(source.data_class)
         r.rto_target = rto_target
-        backup = newest.get(source.pk)
-        if backup:
-            r.newest_backup_id = backup["pk"]
-            r.newest_backup_at = backup["data_taken_at"]
-            r.newest_backup_bytes = backup["bytes_stored"] or 0
-            if backup["data_taken_at"]:
-                r.rpo_now = max(timedelta(0), now - backup["data_taken_at"])
-        last = last_tests.get(source.pk)
-        if last:
-            r.last_test_id = last["pk"]
-            r.last_test_status = last["status"]
-            r.last_test_finished = last["finished"]
-            r.last_test_error = last["error"]
-        proof = passed.get(source.pk)
+        _set_backup(r, picked["backup"].get(source.pk), now)
+        _set_last_test(r, picked["last_test"].get(source.pk))
         changed = max(
             [t for t in (source.config_changed_at, job_changes.get(source.pk)) if t], default=None
         )
-        if proof and (changed is None or proof["started"] >= changed):
-            r.last_passed_test_id = proof["pk"]
-            r.last_passed_started = proof["started"]
-            r.last_rto = proof["rto"]
-            r.throughput_bps = proof["throughput_bps"]
-            r.tested_bytes = proof["bytes_fetched"] or 0
-            if proof["data_at"]:
-                r.verified_at = proof["data_at"]
-                r.verified_basis = proof["data_basis"]
-                r.verified_rpo = max(timedelta(0), now - proof["data_at"])
-        elif proof:
-            r.needs_verification = True
-            r.reasons.append("changed since its last passed restore test: needs verification")
-        else:
-            r.needs_verification = True
-            r.reasons.append("no passed restore test: needs verification")
-        if r.throughput_bps and r.newest_backup_bytes and r.last_rto is not None:
-            growth = (r.newest_backup_bytes - r.tested_bytes) / r.throughput_bps
-            r.rto_forecast = max(timedelta(0), r.last_rto + timedelta(seconds=growth))
+        _set_proof(r, picked["passed"].get(source.pk), changed, now)
+        _set_forecast(r)
         cron = source.restore_test_schedule
         if cron not in intervals:  # croniter costs ~0.3 ms: once per distinct schedule
             intervals[cron] = schedule_interval(cron, now)
-        interval = intervals[cron]
-        if interval and r.last_passed_started and not r.needs_verification:
-            if r.last_passed_started < now - interval - OVERDUE_GRACE:
-                r.test_overdue = True
-                r.reasons.append(
-                    f"no passed restore test within its schedule ({source.restore_test_schedule})"
-                )
+        _set_overdue(r, cron, intervals[cron], now)
         _judge(r)
         out[source.pk] = r
     return out

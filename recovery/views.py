@@ -144,6 +144,68 @@ def restore_target_delete(request, pk):
     return redirect("recovery:restore_targets")
 
 
+def _duration_chart(tests, restores, ready):
+    """Measured restore-test and restore durations against the RTO target."""
+    return line_chart(
+        [
+            (
+                "Restore test duration",
+                [
+                    (t.finished, t.rto.total_seconds())
+                    for t in reversed(tests)
+                    if t.rto and t.finished and t.passed
+                ],
+            ),
+            (
+                "Restore duration",
+                [
+                    (r.finished, r.rto.total_seconds())
+                    for r in reversed(restores)
+                    if r.rto and r.finished
+                ],
+            ),
+        ],
+        target=ready.rto_target.total_seconds() if ready.rto_target else None,
+        target_label="RTO target",
+        y_format=format_duration,
+        title="Restore duration against the RTO target",
+    )
+
+
+def _size_chart(backups, ready):
+    """Stored backup sizes against the size the measured throughput restores in time."""
+    # The size the measured throughput can restore within the target (the forecast's inverse).
+    forecast_target_bytes = (
+        ready.tested_bytes
+        + (ready.rto_target - ready.last_rto).total_seconds() * ready.throughput_bps
+        if ready.rto_target and ready.throughput_bps and ready.last_rto is not None
+        else None
+    )
+    if forecast_target_bytes is not None and forecast_target_bytes <= 0:
+        forecast_target_bytes = None  # the measured RTO alone already exceeds the target
+    return line_chart(
+        [
+            (
+                "Backup size (stored)",
+                [(b.finished, b.bytes_stored) for b in reversed(backups) if b.finished],
+            )
+        ],
+        target=forecast_target_bytes,
+        target_label="restorable within the RTO target at the measured throughput:",
+        y_format=_filesize,
+        title="Backup size over time",
+    )
+
+
+def _rpo_chart(source, ready, now):
+    """The RPO chart for this one source (one query): the RPO reached just before each good
+    backup of its window, then the RPO now, against the data class's RPO target."""
+    drawn = charts.rpo_charts([(source, ready)], now)
+    if drawn:
+        return drawn[0]["svg"]
+    return line_chart([("RPO", [])], title=f"{source.name}: RPO, last {charts.RPO_CHART_DAYS} days")
+
+
 def source_detail(request, source_id):
     source = get_object_or_404(Source.objects.select_related("system"), pk=source_id)
     now = timezone.now()
@@ -164,63 +226,6 @@ def source_detail(request, source_id):
         .only("pk", "finished", "bytes_stored", "data_taken_at")
         .order_by("-finished")[:HISTORY]
     )
-    target_s = ready.rto_target.total_seconds() if ready.rto_target else None
-    duration_chart = line_chart(
-        [
-            (
-                "Restore test duration",
-                [
-                    (t.finished, t.rto.total_seconds())
-                    for t in reversed(tests)
-                    if t.rto and t.finished and t.passed
-                ],
-            ),
-            (
-                "Restore duration",
-                [
-                    (r.finished, r.rto.total_seconds())
-                    for r in reversed(restores)
-                    if r.rto and r.finished
-                ],
-            ),
-        ],
-        target=target_s,
-        target_label="RTO target",
-        y_format=format_duration,
-        title="Restore duration against the RTO target",
-    )
-    # The size the measured throughput can restore within the target (the forecast's inverse).
-    forecast_target_bytes = (
-        ready.tested_bytes
-        + (ready.rto_target - ready.last_rto).total_seconds() * ready.throughput_bps
-        if ready.rto_target and ready.throughput_bps and ready.last_rto is not None
-        else None
-    )
-    if forecast_target_bytes is not None and forecast_target_bytes <= 0:
-        forecast_target_bytes = None  # the measured RTO alone already exceeds the target
-    size_chart = line_chart(
-        [
-            (
-                "Backup size (stored)",
-                [(b.finished, b.bytes_stored) for b in reversed(backups) if b.finished],
-            )
-        ],
-        target=forecast_target_bytes,
-        target_label="restorable within the RTO target at the measured throughput:",
-        y_format=_filesize,
-        title="Backup size over time",
-    )
-    # The RPO chart for this one source (one query): the RPO reached just before
-    # each good backup of its window, then the RPO now, against the data class's RPO target.
-    rpo_chart = charts.rpo_charts([(source, ready)], now)
-    rpo_chart = (
-        rpo_chart[0]["svg"]
-        if rpo_chart
-        else line_chart(
-            [("RPO", [])],
-            title=f"{source.name}: RPO, last {charts.RPO_CHART_DAYS} days",
-        )
-    )
     return render(
         request,
         "recovery/source_detail.html",
@@ -229,9 +234,9 @@ def source_detail(request, source_id):
             "r": ready,
             "tests": tests,
             "restores": restores,
-            "duration_chart": duration_chart,
-            "size_chart": size_chart,
-            "rpo_chart": rpo_chart,
+            "duration_chart": _duration_chart(tests, restores, ready),
+            "size_chart": _size_chart(backups, ready),
+            "rpo_chart": _rpo_chart(source, ready, now),
             "heartbeat": getattr(source, "heartbeat_state", None)
             if source.heartbeat_enabled
             else None,

@@ -37,39 +37,50 @@ def make_compressor(compression: str, level: int | None = None, threads: int = 0
     return _Identity()
 
 
+def _copy_plain(reader, write) -> int:
+    written = 0
+    while block := reader.read(1024 * 1024):
+        write(block)
+        written += len(block)
+    return written
+
+
+def _feed(decoder, piece: bytes, write, gzip: bool) -> int:
+    """Decompress one piece and write what it yields; the plaintext bytes written."""
+    written = 0
+    if gzip:
+        # max_length bounds memory on highly compressible data
+        out = decoder.decompress(piece, 4 * 1024 * 1024)
+        while out:
+            write(out)
+            written += len(out)
+            out = decoder.decompress(decoder.unconsumed_tail, 4 * 1024 * 1024)
+        return written
+    out = decoder.decompress(piece)
+    if out:
+        write(out)
+    return len(out)
+
+
 def decompress_stream(reader, write, compression: str) -> int:
     """Read compressed data from reader, write plaintext via write(); return bytes written.
 
     Raises ArtifactError when the stream is truncated, corrupt or followed by junk.
     """
-    written = 0
     if compression == "none":
-        while block := reader.read(1024 * 1024):
-            write(block)
-            written += len(block)
-        return written
+        return _copy_plain(reader, write)
     if compression == "zstd":
         decoder = zstandard.ZstdDecompressor().decompressobj()
     else:
         decoder = zlib.decompressobj(31)
+    gzip = compression == "gzip"
+    written = 0
     try:
         while block := reader.read(1024 * 1024):
             for start in range(0, len(block), FEED_SIZE):
                 if decoder.eof:
                     raise ArtifactError("trailing data after the compressed stream")
-                piece = block[start : start + FEED_SIZE]
-                if compression == "gzip":
-                    # max_length bounds memory on highly compressible data
-                    out = decoder.decompress(piece, 4 * 1024 * 1024)
-                    while out:
-                        write(out)
-                        written += len(out)
-                        out = decoder.decompress(decoder.unconsumed_tail, 4 * 1024 * 1024)
-                else:
-                    out = decoder.decompress(piece)
-                    if out:
-                        write(out)
-                        written += len(out)
+                written += _feed(decoder, block[start : start + FEED_SIZE], write, gzip)
                 if decoder.unused_data:
                     raise ArtifactError("trailing data after the compressed stream")
     except (zstandard.ZstdError, zlib.error) as exc:

@@ -168,90 +168,132 @@ def _validate(options: BackupOptions, destinations: list[DestinationSpec]) -> st
     return ""
 
 
-def run_backup(
-    source: SourceSpec,
-    destinations: list[DestinationSpec],
-    options: BackupOptions,
-    progress: Callable[[str, int, int], None] | None = None,
-    cancel: threading.Event | None = None,
-) -> BackupResult:
-    """Back up one source to every destination; never raises for source/destination faults."""
-    result = BackupResult(status="failed", started=_now())
-    problem = _validate(options, destinations)
-    if problem:
-        result.error, result.finished = problem, _now()
-        return result
+class _Progress:
+    """Reports progress at most every PROGRESS_EVERY seconds; a failing hook never fails the run."""
 
-    last_report = 0.0
+    def __init__(self, progress: Callable[[str, int, int], None] | None, result: BackupResult):
+        self.progress = progress
+        self.result = result
+        self.last = 0.0
 
-    def report(phase: str, force: bool = False) -> None:
-        nonlocal last_report
-        if progress is None:
+    def __call__(self, phase: str, force: bool = False) -> None:
+        if self.progress is None:
             return
         moment = time.monotonic()
-        if force or moment - last_report >= PROGRESS_EVERY:
-            last_report = moment
+        if force or moment - self.last >= PROGRESS_EVERY:
+            self.last = moment
             try:
-                progress(phase, result.bytes_read, result.bytes_stored)
+                self.progress(phase, self.result.bytes_read, self.result.bytes_stored)
             except Exception:  # noqa: BLE001 - a progress hook must not fail the backup
                 log.exception("progress callback failed")
 
-    level = default_level(options.compression, options.level)
-    master = options.master_keys[0] if options.encrypt else None
-    header = build_header(options.compression, master)
-    copies: list[_Copy] = []
-    failed_early: list[CopyResult] = []
-    stream = reader = None
-    try:
-        report("opening destinations", force=True)
-        for spec in destinations:
+
+class _Sink:
+    """Encrypts (or batches) compressed output, hashes it and hands it to every live copy."""
+
+    def __init__(self, header, encrypt: bool, copies: list[_Copy], result, cancel):
+        self.sha = hashlib.sha256()
+        self.encryptor = ChunkEncryptor(header) if encrypt else None
+        self.pending = bytearray()  # batches small compressor output when not encrypting
+        self.copies = copies
+        self.result = result
+        self.cancel = cancel
+
+    def store(self, chunk: bytes) -> None:
+        self.sha.update(chunk)
+        self.result.bytes_stored += len(chunk)
+        live = [c for c in self.copies if not c.error]
+        if not live:
+            raise DestinationError("every destination failed")
+        for copy in live:
+            copy.put(chunk, self.cancel)
+
+    def emit(self, data: bytes, final: bool = False) -> None:
+        if self.encryptor is not None:
+            for chunk in self.encryptor.update(data):
+                self.store(chunk)
+            if final:
+                self.store(self.encryptor.finish())
+            return
+        self.pending.extend(data)
+        if len(self.pending) >= UNENCRYPTED_BATCH or (final and self.pending):
+            self.store(bytes(self.pending))
+            self.pending.clear()
+
+
+def _error_text(exc: BaseException, secrets: list[str]) -> str:
+    text = str(exc) if isinstance(exc, DestinationError) else f"{type(exc).__name__}: {exc}"
+    return redact(text, secrets)
+
+
+class _Run:
+    """One backup: open the copies, stream the source into them, commit, write manifests."""
+
+    def __init__(self, source, destinations, options, progress, cancel):
+        self.source = source
+        self.destinations = destinations
+        self.options = options
+        self.cancel = cancel
+        self.result = BackupResult(status="failed", started=_now())
+        self.report = _Progress(progress, self.result)
+        self.level = default_level(options.compression, options.level)
+        self.master = options.master_keys[0] if options.encrypt else None
+        self.header = build_header(options.compression, self.master)
+        self.copies: list[_Copy] = []
+        self.failed_early: list[CopyResult] = []  # destinations that could not be opened
+        self.stream = self.reader = None
+
+    def execute(self) -> None:
+        """Run every step; any fault is recorded on the result, never raised."""
+        result = self.result
+        try:
+            self._open_copies()
+            self._transfer()
+            self._commit()
+            self._write_manifests()
+        except Cancelled:
+            result.cancelled = True
+            result.error = "cancelled by request; no copy was kept"
+        except SourceError as exc:
+            result.error = redact(str(exc), [self.source.password])
+        except DestinationError as exc:
+            details = [f"{c.destination}: {c.error}" for c in self.failed_early]
+            details += [f"{c.spec.name}: {c.error}" for c in self.copies if c.error]
+            result.error = f"{exc}: {'; '.join(details)}" if details else str(exc)
+        except Exception as exc:  # noqa: BLE001 - recorded on the run, not swallowed
+            log.exception("backup failed unexpectedly")
+            result.error = redact(f"{type(exc).__name__}: {exc}", [self.source.password])
+        finally:
+            self._release()
+
+    def _open_copies(self) -> None:
+        self.report("opening destinations", force=True)
+        for spec in self.destinations:
             try:
-                copies.append(_Copy(spec, open_destination(spec).open_write(options.artifact_key)))
+                writer = open_destination(spec).open_write(self.options.artifact_key)
+                self.copies.append(_Copy(spec, writer))
             except Exception as exc:  # noqa: BLE001 - this destination only
-                message = (
-                    str(exc)
-                    if isinstance(exc, DestinationError)
-                    else f"{type(exc).__name__}: {exc}"
-                )
-                failed_early.append(
-                    CopyResult(spec.name, False, error=redact(message, list(spec.secrets.values())))
-                )
-        if not copies:
+                error = _error_text(exc, list(spec.secrets.values()))
+                self.failed_early.append(CopyResult(spec.name, False, error=error))
+        if not self.copies:
             raise DestinationError("no destination could be opened")
 
+    def _transfer(self) -> None:
+        """Snapshot the source and stream it through compressor and sink (the hot loop)."""
+        result, report, cancel = self.result, self.report, self.cancel
         report("snapshot", force=True)
-        stream = open_source(source, options.scratch_dir)
+        self.stream = stream = open_source(self.source, self.options.scratch_dir)
         result.data_taken_at = stream.data_taken_at
-        reader = _Reader(stream)
-        sha = hashlib.sha256()
-        compressor = make_compressor(options.compression, level, options.threads)
-        encryptor = ChunkEncryptor(header) if master is not None else None
-        pending = bytearray()  # batches small compressor output when not encrypting
+        self.reader = reader = _Reader(stream)
+        compressor = make_compressor(self.options.compression, self.level, self.options.threads)
+        sink = _Sink(self.header, self.master is not None, self.copies, result, cancel)
 
-        def store(chunk: bytes) -> None:
-            sha.update(chunk)
-            result.bytes_stored += len(chunk)
-            live = [c for c in copies if not c.error]
-            if not live:
-                raise DestinationError("every destination failed")
-            for copy in live:
-                copy.put(chunk, cancel)
+        def idle() -> None:
+            report("streaming")
 
-        def emit(data: bytes, final: bool = False) -> None:
-            if encryptor is not None:
-                for chunk in encryptor.update(data):
-                    store(chunk)
-                if final:
-                    store(encryptor.finish())
-                return
-            pending.extend(data)
-            if len(pending) >= UNENCRYPTED_BATCH or (final and pending):
-                store(bytes(pending))
-                pending.clear()
-
-        store(header.raw)
+        sink.store(self.header.raw)
         while True:
-            block = reader.get(cancel, idle=lambda: report("streaming"))
+            block = reader.get(cancel, idle=idle)
             if isinstance(block, Exception):
                 raise SourceError(f"reading the source failed: {block}")
             if not block:
@@ -259,32 +301,36 @@ def run_backup(
             result.bytes_read += len(block)
             out = compressor.compress(block)
             if out:
-                emit(out)
+                sink.emit(out)
             report("streaming")
         # The source must have completed (pg_dump exit 0) before any copy is committed.
         stream.finish()
         result.warnings = list(getattr(stream, "warnings", []))
-        emit(compressor.flush(), final=True)
-        result.sha256 = sha.hexdigest()
+        sink.emit(compressor.flush(), final=True)
+        result.sha256 = sink.sha.hexdigest()
 
-        report("committing", force=True)
-        for copy in copies:
+    def _commit(self) -> None:
+        self.report("committing", force=True)
+        for copy in self.copies:
             copy.close()
-        for copy in copies:
+        for copy in self.copies:
             if copy.error:
                 continue
             try:
                 copy.location = copy.writer.commit()
             except Exception as exc:  # noqa: BLE001
                 copy.fail(exc)
+
+    def _write_manifests(self) -> None:
+        result = self.result
         result.finished = _now()
         result.manifest = build_manifest(
-            extra=options.manifest_extra,
-            source_kind=source.kind,
-            artifact_key=options.artifact_key,
-            compression=options.compression,
-            level=level,
-            key_id=header.key_id,
+            extra=self.options.manifest_extra,
+            source_kind=self.source.kind,
+            artifact_key=self.options.artifact_key,
+            compression=self.options.compression,
+            level=self.level,
+            key_id=self.header.key_id,
             bytes_read=result.bytes_read,
             bytes_stored=result.bytes_stored,
             sha256=result.sha256,
@@ -294,8 +340,8 @@ def run_backup(
         )
         if result.warnings:
             result.manifest["not_backed_up"] = result.warnings
-        report("writing manifests", force=True)
-        for copy in copies:
+        self.report("writing manifests", force=True)
+        for copy in self.copies:
             if copy.error:
                 continue
             try:
@@ -309,50 +355,62 @@ def run_backup(
                 )
             except Exception as exc:  # noqa: BLE001 - the artifact without manifest is removed
                 copy.fail(exc)
-    except Cancelled:
-        result.cancelled = True
-        result.error = "cancelled by request; no copy was kept"
-    except SourceError as exc:
-        result.error = redact(str(exc), [source.password])
-    except DestinationError as exc:
-        details = [f"{c.destination}: {c.error}" for c in failed_early]
-        details += [f"{c.spec.name}: {c.error}" for c in copies if c.error]
-        result.error = f"{exc}: {'; '.join(details)}" if details else str(exc)
-    except Exception as exc:  # noqa: BLE001 - recorded on the run, not swallowed
-        log.exception("backup failed unexpectedly")
-        result.error = redact(f"{type(exc).__name__}: {exc}", [source.password])
-    finally:
-        if reader is not None:
-            reader.stop.set()
-        if stream is not None:
-            stream.close()  # kills pg_dump's process group, removes temp files
-        if reader is not None:
-            reader.close()
-        for copy in copies:
-            discard = bool(result.error) and not copy.error
+
+    def _release(self) -> None:
+        """Stop the source and the writers; on error no copy is kept."""
+        if self.reader is not None:
+            self.reader.stop.set()
+        if self.stream is not None:
+            self.stream.close()  # kills pg_dump's process group, removes temp files
+        if self.reader is not None:
+            self.reader.close()
+        error = self.result.error
+        for copy in self.copies:
+            discard = bool(error) and not copy.error
             if discard:
-                copy.error = "not kept: " + result.error  # the writer thread now discards
+                copy.error = "not kept: " + error  # the writer thread now discards
             copy.close()
             if discard:
                 copy.fail(copy.error)  # error already set: only aborts the writer
 
-    copy_results = failed_early + [c.result() for c in copies]
-    # keep the destinations in the caller's order
-    order = {spec.name: i for i, spec in enumerate(destinations)}
-    result.copies = sorted(copy_results, key=lambda c: order.get(c.destination, 0))
-    result.finished = result.finished or _now()
-    good = [c for c in result.copies if c.ok]
-    if result.error and not good:
-        result.status = "failed"
-    elif len(good) == len(result.copies):
-        result.status = "succeeded"
-    elif good:
-        result.status = "partial"
-        result.error = "; ".join(f"{c.destination}: {c.error}" for c in result.copies if not c.ok)
-    else:
-        result.status = "failed"
-        result.error = "every destination failed: " + "; ".join(
-            f"{c.destination}: {c.error}" for c in result.copies
-        )
-    report("done", force=True)
-    return result
+    def outcome(self) -> BackupResult:
+        """The copies in the caller's order and the run's status from them."""
+        result = self.result
+        copy_results = self.failed_early + [c.result() for c in self.copies]
+        order = {spec.name: i for i, spec in enumerate(self.destinations)}
+        result.copies = sorted(copy_results, key=lambda c: order.get(c.destination, 0))
+        result.finished = result.finished or _now()
+        good = [c for c in result.copies if c.ok]
+        if result.error and not good:
+            result.status = "failed"
+        elif len(good) == len(result.copies):
+            result.status = "succeeded"
+        elif good:
+            result.status = "partial"
+            result.error = "; ".join(
+                f"{c.destination}: {c.error}" for c in result.copies if not c.ok
+            )
+        else:
+            result.status = "failed"
+            result.error = "every destination failed: " + "; ".join(
+                f"{c.destination}: {c.error}" for c in result.copies
+            )
+        self.report("done", force=True)
+        return result
+
+
+def run_backup(
+    source: SourceSpec,
+    destinations: list[DestinationSpec],
+    options: BackupOptions,
+    progress: Callable[[str, int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> BackupResult:
+    """Back up one source to every destination; never raises for source/destination faults."""
+    problem = _validate(options, destinations)
+    if problem:
+        now = _now()
+        return BackupResult(status="failed", started=now, error=problem, finished=now)
+    run = _Run(source, destinations, options, progress, cancel)
+    run.execute()
+    return run.outcome()

@@ -56,7 +56,7 @@ def _info(artifact: str) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m backups.engine.unpack",
         description="Verify, decrypt and decompress a DR Portal artifact to its standard form "
@@ -75,18 +75,55 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--info", action="store_true", help="print the header fields (key id, compression) and stop"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"unpack: {message}", file=sys.stderr)
+    return code
+
+
+def _unpack_to_file(source, final: Path, keys, expected) -> dict:
+    """Unpack into a private temporary file beside `final`, then move it into place."""
+    tmp = final.with_name(f".{final.name}.unpack-{secrets.token_hex(4)}")
+    try:
+        # Decrypted data: 0600 whatever the umask, exclusive, never through a planted link.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        with os.fdopen(os.open(tmp, flags, 0o600), "wb") as out:
+            info = unpack_artifact(source, out, keys, expected)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, final)
+        tmp = None
+        return info
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def _unpack(args, source, keys, expected) -> dict | int:
+    """The unpacked artifact's info, or the exit status when refused."""
+    if args.output == "-":
+        if sys.stdout.isatty():
+            return _fail("refusing to write binary data to a terminal; use -o FILE", 2)
+        # Streaming to a pipe cannot be undone: the exit status is the verdict.
+        info = unpack_artifact(source, sys.stdout.buffer, keys, expected)
+        sys.stdout.buffer.flush()
+        return info
+    final = Path(args.output)
+    if final.exists() and not args.force:
+        return _fail(f"{final} exists (use --force to replace it)", 2)
+    return _unpack_to_file(source, final, keys, expected)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.info:
         return _info(args.artifact)
-
-    def fail(message: str, code: int = 1) -> int:
-        print(f"unpack: {message}", file=sys.stderr)
-        return code
-
     try:
         keys = _load_ring(args.key_file)
     except (OSError, KeyRingError) as exc:
-        return fail(f"cannot load the key ring: {exc}", 2)
+        return _fail(f"cannot load the key ring: {exc}", 2)
     expected = args.sha256
     if expected is None and args.artifact != "-":
         expected = _expected_from_manifest(args.artifact)
@@ -94,39 +131,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         source = sys.stdin.buffer if args.artifact == "-" else open(args.artifact, "rb")  # noqa: SIM115
     except OSError as exc:
-        return fail(f"cannot open {args.artifact}: {exc.strerror or exc}", 2)
-
-    tmp = None
+        return _fail(f"cannot open {args.artifact}: {exc.strerror or exc}", 2)
     try:
-        if args.output == "-":
-            if sys.stdout.isatty():
-                return fail("refusing to write binary data to a terminal; use -o FILE", 2)
-            # Streaming to a pipe cannot be undone: the exit status is the verdict.
-            info = unpack_artifact(source, sys.stdout.buffer, keys, expected)
-            sys.stdout.buffer.flush()
-        else:
-            final = Path(args.output)
-            if final.exists() and not args.force:
-                return fail(f"{final} exists (use --force to replace it)", 2)
-            tmp = final.with_name(f".{final.name}.unpack-{secrets.token_hex(4)}")
-            # Decrypted data: 0600 whatever the umask, exclusive, never through a planted link.
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-            with os.fdopen(os.open(tmp, flags, 0o600), "wb") as out:
-                info = unpack_artifact(source, out, keys, expected)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, final)
-            tmp = None
+        info = _unpack(args, source, keys, expected)
     except ArtifactError as exc:
         hint = "" if keys else " (no key ring: set DR_ENCRYPTION_KEYS or pass --key-file)"
-        return fail(f"verification failed: {exc}{hint if 'key ring' in str(exc) else ''}")
+        return _fail(f"verification failed: {exc}{hint if 'key ring' in str(exc) else ''}")
     except OSError as exc:
-        return fail(f"I/O error: {exc.strerror or exc}", 2)
+        return _fail(f"I/O error: {exc.strerror or exc}", 2)
     finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
         if source is not sys.stdin.buffer:
             source.close()
+    if isinstance(info, int):
+        return info
     checked = "checked against the manifest" if expected else "no manifest to compare"
     print(
         f"unpack: ok, {info['bytes_in']} bytes verified ({info['compression']}, "

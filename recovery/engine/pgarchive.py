@@ -286,6 +286,43 @@ def _unquote(value: str) -> str:
     return value
 
 
+def _create_options(result: DatabaseDefinition, create_sql: str) -> None:
+    """Locale options and tablespace from the CREATE DATABASE statement's WITH clause."""
+    masked = _mask_literals(create_sql)
+    with_at = masked.find(" WITH ")
+    tail_start = with_at if with_at >= 0 else 0
+    for match in _OPTION.finditer(masked, tail_start):
+        key = match.group(1)
+        value = _unquote(create_sql[match.start(2) : match.end(2)])
+        if key in LOCALE_OPTIONS:
+            result.options[key] = value
+        elif key == "TABLESPACE":
+            result.tablespace = value
+
+
+def _property(desc: str, stmt: str) -> Statement | None:
+    """One statement of an entry about the database, or None when it is not ours to apply."""
+    if desc == "COMMENT":
+        return Statement("comment", stmt, False)
+    if desc == "ACL":
+        return Statement("acl", stmt, True)
+    if desc == "DATABASE PROPERTIES":
+        head = stmt.lstrip().upper()
+        if head.startswith("ALTER ROLE"):
+            return Statement("role settings", stmt, True)
+        if head.startswith("ALTER DATABASE") and "IS_TEMPLATE" in head:
+            return Statement("template", stmt, False)
+        if head.startswith("ALTER DATABASE"):
+            return Statement("settings", stmt, False)
+    return None  # anything else (binary-upgrade catalog updates) is not ours to apply
+
+
+def _about_database(entry, name: str) -> bool:
+    return entry.tag in (f"DATABASE {name}", f"DATABASE {quote_ident(name)}") or (
+        entry.desc == "DATABASE PROPERTIES" and entry.tag == name
+    )
+
+
 def definition(toc: Toc) -> DatabaseDefinition | None:
     """The database's definition, or None for an archive without a DATABASE entry."""
     db = next((e for e in toc.entries if e.desc == "DATABASE"), None)
@@ -294,35 +331,14 @@ def definition(toc: Toc) -> DatabaseDefinition | None:
     result = DatabaseDefinition(name=db.tag, owner=db.owner)
     create = split_statements(db.defn)
     if create:
-        masked = _mask_literals(create[0])
-        with_at = masked.find(" WITH ")
-        tail_start = with_at if with_at >= 0 else 0
-        for match in _OPTION.finditer(masked, tail_start):
-            key = match.group(1)
-            value = _unquote(create[0][match.start(2) : match.end(2)])
-            if key in LOCALE_OPTIONS:
-                result.options[key] = value
-            elif key == "TABLESPACE":
-                result.tablespace = value
+        _create_options(result, create[0])
     for entry in toc.entries:
-        if entry.tag not in (f"DATABASE {db.tag}", f"DATABASE {quote_ident(db.tag)}") and not (
-            entry.desc == "DATABASE PROPERTIES" and entry.tag == db.tag
-        ):
+        if not _about_database(entry, db.tag):
             continue
         for stmt in split_statements(entry.defn):
-            head = stmt.lstrip().upper()
-            if entry.desc == "COMMENT":
-                result.properties.append(Statement("comment", stmt, False))
-            elif entry.desc == "ACL":
-                result.properties.append(Statement("acl", stmt, True))
-            elif entry.desc == "DATABASE PROPERTIES":
-                if head.startswith("ALTER ROLE"):
-                    result.properties.append(Statement("role settings", stmt, True))
-                elif head.startswith("ALTER DATABASE") and "IS_TEMPLATE" in head:
-                    result.properties.append(Statement("template", stmt, False))
-                elif head.startswith("ALTER DATABASE"):
-                    result.properties.append(Statement("settings", stmt, False))
-                # anything else (binary-upgrade catalog updates) is not ours to apply
+            prop = _property(entry.desc, stmt)
+            if prop is not None:
+                result.properties.append(prop)
     if db.owner:
         owner_sql = f"ALTER DATABASE {quote_ident(db.tag)} OWNER TO {quote_ident(db.owner)}"
         result.properties.insert(0, Statement("owner", owner_sql, True))

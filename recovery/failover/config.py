@@ -26,9 +26,11 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
+from backups.models import System
 from dr_portal.lib import strict_yaml
 from dr_portal.lib.text import has_control_chars
 from recovery.failover.builtin import TEMPLATES
+from recovery.failover.models import Runbook, failure_type_choices, portal_checks
 from recovery.failover.steps import SUPERUSER_ONLY, parse_step
 
 NAME_MAX = 120  # Runbook.name, RunbookStep.name
@@ -94,143 +96,52 @@ def _normal(spec) -> dict:
     return defn
 
 
-def plan(data: dict, *, allow_command: bool, new_systems=()):
-    """Validate every runbook; return [(existing or None, fields, steps, secrets, label)].
+@dataclass
+class PlannedRunbook:
+    """One validated runbook of the file, ready to be created or compared and updated."""
 
-    `new_systems` names systems another part of the same file creates (dr_apply can pass its
-    own systems section), so a runbook may refer to them before they exist.
-    """
-    from backups.models import System
-    from recovery.failover.models import Runbook, failure_type_choices, portal_checks
+    existing: Runbook | None  # the stored runbook of the same (system, name), if any
+    # Runbook fields; "system" stays a name while the file's own systems section creates it.
+    fields: dict
+    steps: list[dict]  # in the shape RunbookStep.definition() gives
+    secrets: dict[str, str]  # step name -> secret read from the file or its environment
+    label: str
 
-    problems: list[str] = []
-    planned, seen = [], set()
-    failure_types = dict(failure_type_choices())
-    systems = {s.name: s for s in System.objects.all()}
-    for i, item in enumerate(data.get("runbooks") or [], 1):
+
+class _Planner:
+    """Validates the runbooks of one file; every problem found is collected in `problems`."""
+
+    def __init__(self, allow_command: bool, new_systems):
+        self.allow_command = allow_command
+        self.new_systems = new_systems
+        self.problems: list[str] = []
+        self.seen: set[tuple] = set()
+        self.failure_types = dict(failure_type_choices())
+        self.systems = {s.name: s for s in System.objects.all()}
+
+    def runbook(self, i: int, item) -> PlannedRunbook | None:
         where = f"runbooks[{i}]"
         if not isinstance(item, dict):
-            problems.append(f"{where}: must be a mapping with system, name, failure_type, steps")
-            continue
+            self.problems.append(
+                f"{where}: must be a mapping with system, name, failure_type, steps"
+            )
+            return None
         if isinstance(item.get("name"), str):
             where += f" ({item['name']})"
         for key in sorted(set(item) - RUNBOOK_KEYS):
-            problems.append(
+            self.problems.append(
                 f"{where}: unknown key {key!r}; known: {', '.join(sorted(RUNBOOK_KEYS))}"
             )
-        system = systems.get(item.get("system"))
-        if system is None and item.get("system") in new_systems:
-            system = item["system"]  # resolved by name when applied
-        if system is None:
-            problems.append(
-                f"{where}.system: no system named {item.get('system')!r} "
-                "(create it with dr_apply first)"
-            )
+        system = self._system(item, where)
         name = item.get("name")
-        if not isinstance(name, str) or not name.strip():
-            problems.append(f"{where}.name is required")
-        elif len(name) > NAME_MAX or has_control_chars(name):
-            problems.append(f"{where}.name: one line of at most {NAME_MAX} characters")
-        for key in ("system", "failure_type", "description", "template"):
-            if item.get(key) is not None and not isinstance(item[key], str):
-                problems.append(f"{where}.{key}: must be text, not {item[key]!r}")
-        if isinstance(item.get("description"), str) and len(item["description"]) > 2000:
-            problems.append(f"{where}.description: at most 2,000 characters")
-        elif (item.get("system"), name) in seen:
-            problems.append(f"{where}: runbook {name!r} appears twice for this system")
-        seen.add((item.get("system"), name))
+        self._check_text(item, name, where)
         template = item.get("template")
-        failure_type = item.get("failure_type") or (
-            TEMPLATES[template].failure_type if template in TEMPLATES else None
-        )
-        if failure_type not in failure_types:
-            problems.append(
-                f"{where}.failure_type: {failure_type!r} is not one of {', '.join(failure_types)}"
-            )
-        if template is not None:
-            if template not in TEMPLATES:
-                problems.append(
-                    f"{where}.template: unknown template {template!r}; use one of "
-                    f"{', '.join(TEMPLATES)}"
-                )
-                continue
-            if "steps" in item:
-                problems.append(f"{where}: give either template (with vars) or steps, not both")
-                continue
-            try:
-                defs = TEMPLATES[template].definitions(item.get("vars") or {})
-            except (ValueError, TypeError) as exc:
-                problems.append(f"{where}.vars: {exc}")
-                continue
-        else:
-            defs = item.get("steps")
-            if not isinstance(defs, list) or not defs:
-                problems.append(f"{where}.steps: give a non-empty list of steps (or a template)")
-                continue
-        steps, secrets = [], {}
-        for j, raw in enumerate(defs, 1):
-            place = f"{where}.steps[{j}]"
-            if not isinstance(raw, dict):
-                problems.append(f"{place}: a step must be a mapping with at least name and kind")
-                continue
-            raw = dict(raw)
-            for named in [raw, *(r for r in raw.get("rollback") or [] if isinstance(r, dict))]:
-                step_name = named.get("name")
-                if isinstance(step_name, str) and (
-                    len(step_name) > NAME_MAX or has_control_chars(step_name)
-                ):
-                    problems.append(f"{place}.name: one line of at most {NAME_MAX} characters")
-            secret = _secret(raw, place, problems)
-            rollbacks = []
-            for k, rb in enumerate(raw.get("rollback") or [], 1):
-                rb = dict(rb) if isinstance(rb, dict) else rb
-                if isinstance(rb, dict):
-                    rb_secret = _secret(rb, f"{place}.rollback[{k}]", problems)
-                    if rb_secret:
-                        secrets[rb.get("name")] = rb_secret
-                rollbacks.append(rb)
-            if rollbacks:
-                raw["rollback"] = rollbacks
-            spec, errors = parse_step(raw, place, allow_command=allow_command)
-            problems.extend(errors)
-            if spec is None:
-                continue
-            for checked in [spec, *spec.rollback]:
-                problems.extend(
-                    f"{place} ({checked.name}): {p}"
-                    for p in portal_checks(checked.kind, checked.params)
-                )
-            if secret:
-                secrets[spec.name] = secret
-            defn = _normal(spec)
-            if spec.rollback:
-                defn["rollback"] = [_normal(rb) for rb in spec.rollback]
-            steps.append(defn)
-        names = [s["name"] for s in steps] + [
-            r["name"] for s in steps for r in s.get("rollback", [])
-        ]
-        if len(names) != len(set(names)):
-            problems.append(f"{where}: step names must be unique within a runbook")
-        existing = None
-        if isinstance(system, System) and isinstance(name, str):
-            existing = Runbook.objects.filter(system=system, name=name).first()
-            if (
-                existing
-                and not allow_command
-                and existing.steps.filter(kind__in=SUPERUSER_ONLY).exists()
-                and _current(existing) != steps
-            ):
-                guarded = sorted(
-                    set(
-                        existing.steps.filter(kind__in=SUPERUSER_ONLY).values_list(
-                            "kind", flat=True
-                        )
-                    )
-                )
-                problems.append(
-                    f"{where}: this runbook has {' and '.join(guarded)} steps; only superusers "
-                    "may edit it (run with --as <superuser>)"
-                )
+        failure_type = self._failure_type(item, template, where)
+        defs = self._definitions(item, template, where)
+        if defs is None:
+            return None
+        steps, secrets = self._steps(defs, where)
+        existing = self._existing(system, name, steps, where)
         fields = {
             "system": system,
             "name": name,
@@ -239,10 +150,153 @@ def plan(data: dict, *, allow_command: bool, new_systems=()):
             or (TEMPLATES[template].description if template else ""),
             "template": template or "",
         }
-        planned.append((existing, fields, steps, secrets, f"{item.get('system')} / {name}"))
-    if problems:
-        raise ConfigError(problems)
-    return planned
+        return PlannedRunbook(existing, fields, steps, secrets, f"{item.get('system')} / {name}")
+
+    def _system(self, item: dict, where: str):
+        """The named System, or its name when the same file creates it; None if unknown."""
+        system = self.systems.get(item.get("system"))
+        if system is None and item.get("system") in self.new_systems:
+            system = item["system"]  # resolved by name when applied
+        if system is None:
+            self.problems.append(
+                f"{where}.system: no system named {item.get('system')!r} "
+                "(create it with dr_apply first)"
+            )
+        return system
+
+    def _check_text(self, item: dict, name, where: str) -> None:
+        """The name and the text fields, and that (system, name) appears once in the file."""
+        if not isinstance(name, str) or not name.strip():
+            self.problems.append(f"{where}.name is required")
+        elif len(name) > NAME_MAX or has_control_chars(name):
+            self.problems.append(f"{where}.name: one line of at most {NAME_MAX} characters")
+        for key in ("system", "failure_type", "description", "template"):
+            if item.get(key) is not None and not isinstance(item[key], str):
+                self.problems.append(f"{where}.{key}: must be text, not {item[key]!r}")
+        if isinstance(item.get("description"), str) and len(item["description"]) > 2000:
+            self.problems.append(f"{where}.description: at most 2,000 characters")
+        elif (item.get("system"), name) in self.seen:
+            self.problems.append(f"{where}: runbook {name!r} appears twice for this system")
+        self.seen.add((item.get("system"), name))
+
+    def _failure_type(self, item: dict, template, where: str):
+        """The file's failure type, else the template's."""
+        failure_type = item.get("failure_type") or (
+            TEMPLATES[template].failure_type if template in TEMPLATES else None
+        )
+        if failure_type not in self.failure_types:
+            self.problems.append(
+                f"{where}.failure_type: {failure_type!r} is not one of "
+                f"{', '.join(self.failure_types)}"
+            )
+        return failure_type
+
+    def _definitions(self, item: dict, template, where: str) -> list | None:
+        """The raw step definitions: the template's with its vars, or the file's own."""
+        if template is None:
+            defs = item.get("steps")
+            if not isinstance(defs, list) or not defs:
+                self.problems.append(
+                    f"{where}.steps: give a non-empty list of steps (or a template)"
+                )
+                return None
+            return defs
+        if template not in TEMPLATES:
+            self.problems.append(
+                f"{where}.template: unknown template {template!r}; use one of "
+                f"{', '.join(TEMPLATES)}"
+            )
+            return None
+        if "steps" in item:
+            self.problems.append(f"{where}: give either template (with vars) or steps, not both")
+            return None
+        try:
+            return TEMPLATES[template].definitions(item.get("vars") or {})
+        except (ValueError, TypeError) as exc:
+            self.problems.append(f"{where}.vars: {exc}")
+            return None
+
+    def _steps(self, defs: list, where: str) -> tuple[list[dict], dict[str, str]]:
+        steps, secrets = [], {}
+        for j, raw in enumerate(defs, 1):
+            defn = self._step(raw, f"{where}.steps[{j}]", secrets)
+            if defn is not None:
+                steps.append(defn)
+        names = [s["name"] for s in steps] + [
+            r["name"] for s in steps for r in s.get("rollback", [])
+        ]
+        if len(names) != len(set(names)):
+            self.problems.append(f"{where}: step names must be unique within a runbook")
+        return steps, secrets
+
+    def _step(self, raw, place: str, secrets: dict) -> dict | None:
+        """One step (with its rollbacks) in its normal shape; its secrets go into `secrets`."""
+        if not isinstance(raw, dict):
+            self.problems.append(f"{place}: a step must be a mapping with at least name and kind")
+            return None
+        raw = dict(raw)
+        for named in [raw, *(r for r in raw.get("rollback") or [] if isinstance(r, dict))]:
+            step_name = named.get("name")
+            if isinstance(step_name, str) and (
+                len(step_name) > NAME_MAX or has_control_chars(step_name)
+            ):
+                self.problems.append(f"{place}.name: one line of at most {NAME_MAX} characters")
+        secret = _secret(raw, place, self.problems)
+        rollbacks = []
+        for k, rb in enumerate(raw.get("rollback") or [], 1):
+            rb = dict(rb) if isinstance(rb, dict) else rb
+            if isinstance(rb, dict):
+                rb_secret = _secret(rb, f"{place}.rollback[{k}]", self.problems)
+                if rb_secret:
+                    secrets[rb.get("name")] = rb_secret
+            rollbacks.append(rb)
+        if rollbacks:
+            raw["rollback"] = rollbacks
+        spec, errors = parse_step(raw, place, allow_command=self.allow_command)
+        self.problems.extend(errors)
+        if spec is None:
+            return None
+        for checked in [spec, *spec.rollback]:
+            self.problems.extend(
+                f"{place} ({checked.name}): {p}"
+                for p in portal_checks(checked.kind, checked.params)
+            )
+        if secret:
+            secrets[spec.name] = secret
+        defn = _normal(spec)
+        if spec.rollback:
+            defn["rollback"] = [_normal(rb) for rb in spec.rollback]
+        return defn
+
+    def _existing(self, system, name, steps: list[dict], where: str) -> Runbook | None:
+        """The stored runbook to update; a change to its superuser-only steps needs --as."""
+        if not (isinstance(system, System) and isinstance(name, str)):
+            return None
+        existing = Runbook.objects.filter(system=system, name=name).first()
+        if existing is None or self.allow_command:
+            return existing
+        guarded = sorted(
+            set(existing.steps.filter(kind__in=SUPERUSER_ONLY).values_list("kind", flat=True))
+        )
+        if guarded and _current(existing) != steps:
+            self.problems.append(
+                f"{where}: this runbook has {' and '.join(guarded)} steps; only superusers "
+                "may edit it (run with --as <superuser>)"
+            )
+        return existing
+
+
+def plan(data: dict, *, allow_command: bool, new_systems=()) -> list[PlannedRunbook]:
+    """Validate every runbook; raise ConfigError with every problem, else return the plan.
+
+    `new_systems` names systems another part of the same file creates (dr_apply can pass its
+    own systems section), so a runbook may refer to them before they exist.
+    """
+    planner = _Planner(allow_command, new_systems)
+    planned = [planner.runbook(i, item) for i, item in enumerate(data.get("runbooks") or [], 1)]
+    if planner.problems:
+        raise ConfigError(planner.problems)
+    return [p for p in planned if p is not None]
 
 
 def _current(runbook) -> list[dict]:
@@ -256,8 +310,6 @@ def _current(runbook) -> list[dict]:
 
 def export() -> list[dict]:
     """Every runbook in the `runbooks:` format, secrets left out (add `secret_env` by hand)."""
-    from recovery.failover.models import Runbook
-
     items = []
     for runbook in Runbook.objects.select_related("system").order_by("system__name", "name"):
         item = {"system": runbook.system.name, "name": runbook.name}
@@ -281,44 +333,42 @@ def _secrets_differ(runbook, secrets: dict) -> bool:
     return False
 
 
+def _apply_one(p: PlannedRunbook, dry_run: bool) -> Change:
+    """Create or update one planned runbook; the change it made (or would make)."""
+    existing, fields = p.existing, dict(p.fields)
+    if isinstance(fields["system"], str):
+        resolved = System.objects.filter(name=fields["system"]).first()
+        if resolved is None:  # a dry run of a file that creates the system too
+            return Change("create", p.label)
+        fields["system"] = resolved
+        existing = Runbook.objects.filter(system=resolved, name=fields["name"]).first()
+    if existing is None:
+        if not dry_run:
+            runbook = Runbook.objects.create(**fields)
+            runbook.replace_steps(p.steps, p.secrets)
+        return Change("create", p.label)
+    differs = any(getattr(existing, k) != v for k, v in fields.items() if k != "system")
+    steps_differ = _current(existing) != p.steps or _secrets_differ(existing, p.secrets)
+    if not differs and not steps_differ:
+        return Change("unchanged", p.label)
+    change = Change("update", p.label)
+    if dry_run:
+        return change
+    for k, v in fields.items():
+        setattr(existing, k, v)
+    existing.save()
+    if steps_differ:
+        dropped = existing.replace_steps(p.steps, p.secrets)
+        if dropped:
+            change.label += (
+                f" (stored secret of {', '.join(dropped)} removed: its URL, host or "
+                "port changed; give it again with secret_env)"
+            )
+    return change
+
+
 def apply(data: dict, *, dry_run=False, allow_command=False, new_systems=()) -> list[Change]:
     """Validate all, then create or update; dr_apply can call this for a `runbooks` section."""
-    from backups.models import System
-    from recovery.failover.models import Runbook
-
     planned = plan(data, allow_command=allow_command, new_systems=new_systems)
-    changes = []
     with transaction.atomic():
-        for existing, fields, steps, secrets, label in planned:
-            if isinstance(fields["system"], str):
-                resolved = System.objects.filter(name=fields["system"]).first()
-                if resolved is None:  # a dry run of a file that creates the system too
-                    changes.append(Change("create", label))
-                    continue
-                fields["system"] = resolved
-                existing = Runbook.objects.filter(system=resolved, name=fields["name"]).first()
-            if existing is None:
-                changes.append(Change("create", label))
-                if not dry_run:
-                    runbook = Runbook.objects.create(**fields)
-                    runbook.replace_steps(steps, secrets)
-                continue
-            differs = any(getattr(existing, k) != v for k, v in fields.items() if k != "system")
-            steps_differ = _current(existing) != steps or _secrets_differ(existing, secrets)
-            if not differs and not steps_differ:
-                changes.append(Change("unchanged", label))
-                continue
-            changes.append(Change("update", label))
-            if dry_run:
-                continue
-            for k, v in fields.items():
-                setattr(existing, k, v)
-            existing.save()
-            if steps_differ:
-                dropped = existing.replace_steps(steps, secrets)
-                if dropped:
-                    changes[-1].label += (
-                        f" (stored secret of {', '.join(dropped)} removed: its URL, host or "
-                        "port changed; give it again with secret_env)"
-                    )
-    return changes
+        return [_apply_one(p, dry_run) for p in planned]

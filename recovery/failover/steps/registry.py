@@ -92,15 +92,9 @@ def _seconds(defn, key, default, where, errors, *, minimum=0.0):
     return result
 
 
-def parse_step(
-    defn, place: str, *, allow_command: bool, nested=False
-) -> tuple[StepSpec | None, list[str]]:
-    """Validate one step definition (a dict) into a StepSpec; place names it in messages."""
-    if not isinstance(defn, dict):
-        return None, [f"{place}: a step must be a mapping with at least name and kind"]
-    name = defn.get("name")
-    where = f"{place} ({name})" if isinstance(name, str) and name else place
-    errors: list[str] = []
+def _head_errors(defn: dict, name, where: str) -> list[str]:
+    """Unknown fields and a missing name."""
+    errors = []
     unknown = sorted(set(defn) - FIELDS)
     if unknown:
         errors.append(
@@ -109,64 +103,45 @@ def parse_step(
         )
     if not isinstance(name, str) or not name.strip():
         errors.append(f"{where}: name is required")
-    kind_name = defn.get("kind")
-    if kind_name in (None, ""):
-        errors.append(f"{where}: kind is required (one of {', '.join(KINDS)})")
-        return None, errors
-    if kind_name not in KINDS:
-        errors.append(f"{where}: unknown kind {kind_name!r}; use one of {', '.join(KINDS)}")
-        return None, errors
-    kind = KINDS[kind_name]
-    if kind_name in SUPERUSER_ONLY and not allow_command:
-        errors.append(command_refused(where, kind_name))
-    params, problems = check_params(kind, defn.get("params") or {})
-    errors.extend(f"{where}: {p}" for p in problems)
+    return errors
+
+
+def _test_params(defn: dict, kind, param_problems: list, where: str, errors: list) -> dict:
+    """Parameters overriding `params` in test mode, checked merged with them."""
     test_params = defn.get("test_params") or {}
     if not isinstance(test_params, dict):
         errors.append(
             f"{where}: test_params must be a mapping of parameters to override in test mode"
         )
-        test_params = {}
-    elif test_params and not problems:
+        return {}
+    if test_params and not param_problems:
         _, test_problems = check_params(kind, {**(defn.get("params") or {}), **test_params})
         errors.extend(f"{where}: test_params: {p}" for p in test_problems)
-    timeout = _seconds(defn, "timeout", kind.default_timeout, where, errors, minimum=0.1)
-    on_failure = defn.get("on_failure") or "stop"
-    if on_failure not in ON_FAILURE:
-        errors.append(f"{where}: on_failure must be 'stop' or 'continue', not {on_failure!r}")
+    return test_params
+
+
+def _retries(defn: dict, where: str, errors: list) -> int:
     retries = defn.get("retries") or 0
     if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 100:
         errors.append(f"{where}: retries must be a whole number from 0 to 100")
-        retries = 0
-    retry_delay = _seconds(defn, "retry_delay", 0.0, where, errors)
-    if kind_name == "wait" and not problems and params["seconds"] > timeout:
-        if "timeout" in defn:
-            errors.append(
-                f"{where}: waits {params['seconds']:g} s but its timeout is {timeout:g} s"
-            )
-        else:
-            timeout = params["seconds"] + 5
-    # The kind decides (from its parameters) whether a step changes things; a definition
-    # may add the flag to a harmless step, never take it away.
+        return 0
+    return retries
+
+
+def _side_effects(defn: dict, kind, params: dict, where: str, errors: list) -> bool:
+    """The kind decides (from its parameters) whether a step changes things; a definition
+    may add the flag to a harmless step, never take it away."""
     inherent = kind.has_side_effects(params)
     side_effects = _bool(defn, "side_effects", inherent, where, errors)
     if inherent and not side_effects:
         errors.append(
             f"{where}: {kind.side_effects_reason(params)}; it cannot be marked side_effects: false"
         )
-        side_effects = True
-    if test_params and kind.skipped_in_test:
-        errors.append(
-            f"{where}: a {kind_name} step is always skipped in test mode; test_params are "
-            "not possible"
-        )
-    # A check that expects a service to be down is a precondition, not proof of recovery.
-    default_verification = kind.verification and params.get("expect") != "down"
-    verification = _bool(defn, "verification", default_verification, where, errors)
-    secret = defn.get("secret") or ""
-    if not isinstance(secret, str):
-        errors.append(f"{where}: secret must be text")
-        secret = ""
+        return True
+    return side_effects
+
+
+def _rollback(defn: dict, where: str, allow_command: bool, nested: bool, errors: list) -> list:
     rollback: list[StepSpec] = []
     rb_defs = defn.get("rollback") or []
     if rb_defs and nested:
@@ -181,6 +156,66 @@ def parse_step(
             errors.extend(problems)
             if spec:
                 rollback.append(spec)
+    return rollback
+
+
+def _kind(defn: dict, where: str, allow_command: bool, errors: list):
+    """The step's kind, or None (with the problem in `errors`) when missing or unknown."""
+    kind_name = defn.get("kind")
+    if kind_name in (None, ""):
+        errors.append(f"{where}: kind is required (one of {', '.join(KINDS)})")
+        return None
+    if kind_name not in KINDS:
+        errors.append(f"{where}: unknown kind {kind_name!r}; use one of {', '.join(KINDS)}")
+        return None
+    if kind_name in SUPERUSER_ONLY and not allow_command:
+        errors.append(command_refused(where, kind_name))
+    return KINDS[kind_name]
+
+
+def parse_step(
+    defn, place: str, *, allow_command: bool, nested=False
+) -> tuple[StepSpec | None, list[str]]:
+    """Validate one step definition (a dict) into a StepSpec; place names it in messages."""
+    if not isinstance(defn, dict):
+        return None, [f"{place}: a step must be a mapping with at least name and kind"]
+    name = defn.get("name")
+    where = f"{place} ({name})" if isinstance(name, str) and name else place
+    errors = _head_errors(defn, name, where)
+    kind = _kind(defn, where, allow_command, errors)
+    if kind is None:
+        return None, errors
+    kind_name = defn["kind"]
+    params, problems = check_params(kind, defn.get("params") or {})
+    errors.extend(f"{where}: {p}" for p in problems)
+    test_params = _test_params(defn, kind, problems, where, errors)
+    timeout = _seconds(defn, "timeout", kind.default_timeout, where, errors, minimum=0.1)
+    on_failure = defn.get("on_failure") or "stop"
+    if on_failure not in ON_FAILURE:
+        errors.append(f"{where}: on_failure must be 'stop' or 'continue', not {on_failure!r}")
+    retries = _retries(defn, where, errors)
+    retry_delay = _seconds(defn, "retry_delay", 0.0, where, errors)
+    if kind_name == "wait" and not problems and params["seconds"] > timeout:
+        if "timeout" in defn:
+            errors.append(
+                f"{where}: waits {params['seconds']:g} s but its timeout is {timeout:g} s"
+            )
+        else:
+            timeout = params["seconds"] + 5
+    side_effects = _side_effects(defn, kind, params, where, errors)
+    if test_params and kind.skipped_in_test:
+        errors.append(
+            f"{where}: a {kind_name} step is always skipped in test mode; test_params are "
+            "not possible"
+        )
+    # A check that expects a service to be down is a precondition, not proof of recovery.
+    default_verification = kind.verification and params.get("expect") != "down"
+    verification = _bool(defn, "verification", default_verification, where, errors)
+    secret = defn.get("secret") or ""
+    if not isinstance(secret, str):
+        errors.append(f"{where}: secret must be text")
+        secret = ""
+    rollback = _rollback(defn, where, allow_command, nested, errors)
     if errors:
         return None, errors
     return StepSpec(

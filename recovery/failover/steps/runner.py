@@ -59,6 +59,21 @@ class RunResult:
     retry_s: float = 0.0
 
 
+@dataclass
+class _StepClock:
+    """Where a step's wall time went: waiting for people, between retries, automated."""
+
+    start: float
+    people: float = 0.0
+    first_attempt_end: float | None = None
+
+    def settle(self, outcome: Outcome) -> None:
+        end = time.monotonic()
+        outcome.people_s = self.people
+        outcome.retry_s = end - self.first_attempt_end if outcome.attempts > 1 else 0.0
+        outcome.automated_s = max(0.0, end - self.start - self.people - outcome.retry_s)
+
+
 class Hooks:
     """Override what the caller needs; the defaults run steps without any recording."""
 
@@ -114,31 +129,82 @@ class Runner:
         return self.hooks.cancelled() or self.lost()
 
     # --- one step --------------------------------------------------------------
+    def _params(self, spec: StepSpec, kind) -> tuple[dict | None, str]:
+        """(parameters to run with, output prefix); None when test mode skips the step."""
+        # The kind has the last word: a stored flag can add side effects, never remove them.
+        side_effects = spec.side_effects or kind.has_side_effects(spec.params)
+        if not (self.test_mode and side_effects):
+            return spec.params, ""
+        if not spec.test_params or kind.skipped_in_test:
+            return None, ""
+        return {**spec.params, **spec.test_params}, "test mode, test environment parameters: "
+
+    def _skipped(self, spec: StepSpec, kind, outcome: Outcome, rollback_of) -> Outcome:
+        outcome.status = SKIPPED
+        outcome.output = self.clean(f"test mode: would {kind.describe(spec.params)}")
+        self.hooks.started(spec, 0, rollback_of)
+        outcome.started = outcome.finished = now()
+        self.hooks.finished(outcome)
+        return outcome
+
+    def _attempt(self, kind, params: dict, ctx: Context, outcome: Outcome) -> StepResult:
+        """One attempt; a step's failure is recorded in its result, not raised."""
+        try:
+            ctx.check()
+            return kind.run(params, ctx)
+        except StepCancelled as exc:
+            outcome.status = CANCELLED
+            return StepResult(False, str(exc))
+        except StepTimedOut as exc:
+            return StepResult(False, str(exc), timed_out=True)
+        except Exception as exc:  # noqa: BLE001 - a step's failure is recorded, not raised
+            return StepResult(False, f"{type(exc).__name__}: {exc}")
+
+    def _pause(self, spec: StepSpec, ctx: Context, outcome: Outcome, lines: list) -> bool:
+        """Wait the retry delay; False when a cancel or the step's deadline ends the step."""
+        try:
+            ctx.sleep(spec.retry_delay)
+        except StepCancelled:
+            outcome.status = CANCELLED
+            return False
+        except StepTimedOut:
+            outcome.status = TIMED_OUT
+            lines.append(f"step timeout of {spec.timeout:g} s reached")
+            return False
+        return True
+
+    def _attempts(self, spec, kind, params, ctx, outcome, prefix, clock) -> tuple[list, bool]:
+        """Run up to 1 + retries attempts; (output lines, whether the last one succeeded)."""
+        lines = []
+        attempts = 1 + max(0, spec.retries)
+        for attempt in range(1, attempts + 1):
+            outcome.attempts = attempt
+            self.hooks.started(spec, attempt, outcome.rollback_of)
+            result = self._attempt(kind, params, ctx, outcome)
+            if clock.first_attempt_end is None:
+                clock.first_attempt_end = time.monotonic()
+            label = f"attempt {attempt}/{attempts}: " if attempts > 1 else ""
+            lines.append(prefix + label + (result.output or ("ok" if result.ok else "failed")))
+            if result.ok or outcome.status == CANCELLED:
+                break
+            if result.timed_out or time.monotonic() >= ctx.deadline:
+                outcome.status = TIMED_OUT
+                lines.append(f"step timeout of {spec.timeout:g} s reached")
+                break
+            if attempt < attempts and not self._pause(spec, ctx, outcome, lines):
+                break
+        return lines, result.ok
+
     def execute(self, spec: StepSpec, rollback_of: StepSpec | None = None) -> Outcome:
         kind = KINDS[spec.kind]
         outcome = Outcome(spec, SUCCEEDED, started=now(), rollback_of=rollback_of)
-        params = spec.params
-        prefix = ""
-        # The kind has the last word: a stored flag can add side effects, never remove them.
-        side_effects = spec.side_effects or kind.has_side_effects(params)
-        if self.test_mode and side_effects:
-            if not spec.test_params or kind.skipped_in_test:
-                outcome.status = SKIPPED
-                outcome.output = self.clean(f"test mode: would {kind.describe(params)}")
-                self.hooks.started(spec, 0, rollback_of)
-                outcome.started = outcome.finished = now()
-                self.hooks.finished(outcome)
-                return outcome
-            params = {**params, **spec.test_params}
-            prefix = "test mode, test environment parameters: "
+        params, prefix = self._params(spec, kind)
+        if params is None:
+            return self._skipped(spec, kind, outcome, rollback_of)
 
-        t0 = time.monotonic()
-        deadline = t0 + spec.timeout
-        people = 0.0
-        first_attempt_end = None
+        clock = _StepClock(time.monotonic())
 
         def wait_for_person(dl):
-            nonlocal people
             w0 = time.monotonic()
             try:
                 # the runner's predicate: during rollback a cancel no longer interrupts
@@ -146,98 +212,69 @@ class Runner:
                 outcome.confirmed_by = who
                 return who
             finally:
-                people += time.monotonic() - w0
+                clock.people += time.monotonic() - w0
 
         ctx = Context(
-            deadline=deadline,
+            deadline=clock.start + spec.timeout,
             secret=spec.secret,
             cancelled=self.cancelled,
             wait_for_person=wait_for_person,
             log=lambda line: self.hooks.log(self.clean(line)),
         )
-        lines = []
-        attempts = 1 + max(0, spec.retries)
-        for attempt in range(1, attempts + 1):
-            outcome.attempts = attempt
-            self.hooks.started(spec, attempt, rollback_of)
-            try:
-                ctx.check()
-                result: StepResult = kind.run(params, ctx)
-            except StepCancelled as exc:
-                result = StepResult(False, str(exc))
-                outcome.status = CANCELLED
-            except StepTimedOut as exc:
-                result = StepResult(False, str(exc), timed_out=True)
-            except Exception as exc:  # a step's failure is recorded, not raised
-                result = StepResult(False, f"{type(exc).__name__}: {exc}")
-            if first_attempt_end is None:
-                first_attempt_end = time.monotonic()
-            label = f"attempt {attempt}/{attempts}: " if attempts > 1 else ""
-            lines.append(prefix + label + (result.output or ("ok" if result.ok else "failed")))
-            if result.ok or outcome.status == CANCELLED:
-                break
-            if result.timed_out or time.monotonic() >= deadline:
-                outcome.status = TIMED_OUT
-                lines.append(f"step timeout of {spec.timeout:g} s reached")
-                break
-            if attempt < attempts:
-                try:
-                    ctx.sleep(spec.retry_delay)
-                except StepCancelled:
-                    outcome.status = CANCELLED
-                    break
-                except StepTimedOut:
-                    outcome.status = TIMED_OUT
-                    lines.append(f"step timeout of {spec.timeout:g} s reached")
-                    break
-        if outcome.status == SUCCEEDED and not result.ok:
+        lines, ok = self._attempts(spec, kind, params, ctx, outcome, prefix, clock)
+        if outcome.status == SUCCEEDED and not ok:
             outcome.status = FAILED
-        end = time.monotonic()
-        total = end - t0
-        outcome.people_s = people
-        outcome.retry_s = end - first_attempt_end if outcome.attempts > 1 else 0.0
-        outcome.automated_s = max(0.0, total - people - outcome.retry_s)
+        clock.settle(outcome)
         outcome.finished = now()
         outcome.output = self.clean("\n".join(lines))
         self.hooks.finished(outcome)
         return outcome
 
     # --- the whole list ----------------------------------------------------------
+    def _before(self, spec: StepSpec, result: RunResult) -> str:
+        """Why the run stops before `spec` (setting its status), or ""."""
+        if self.lost(fresh=True):  # fencing: before each step, is the run still ours?
+            result.status = FAILED
+            return f"stopped before {spec.name!r}: {self.lost_reason}"
+        if self.cancelled():
+            result.status = CANCELLED
+            return "cancelled"
+        return ""
+
+    def _after(self, spec: StepSpec, outcome: Outcome, result: RunResult, done: list) -> str:
+        """Record a step's outcome on the run; why the run stops after it, or ""."""
+        if outcome.status == CANCELLED and self.lost_reason:
+            result.status = FAILED
+            return f"{spec.name!r} interrupted: {self.lost_reason}"
+        if outcome.status in (SUCCEEDED, SKIPPED):
+            done.append(spec)  # a skipped step's rollback shows as "would …" in test mode
+            if spec.verification and outcome.status == SUCCEEDED:
+                result.verified_at = outcome.finished
+        elif outcome.status == CANCELLED:
+            result.status = CANCELLED
+            return "cancelled"
+        elif outcome.status in (FAILED, TIMED_OUT):
+            what = "timed out" if outcome.status == TIMED_OUT else "failed"
+            if spec.on_failure == "continue":
+                result.status = "partial"
+                self.hooks.log(f"step {spec.name!r} {what}; continuing as configured")
+                return ""
+            result.status = FAILED
+            return f"step {spec.name!r} {what}"
+        return ""
+
     def run(self, specs: list[StepSpec]) -> RunResult:
         result = RunResult(SUCCEEDED)
         done: list[StepSpec] = []  # steps that took effect, for rollback
         stop_reason = ""
         for spec in specs:
-            if self.lost(fresh=True):  # fencing: before each step, is the run still ours?
-                stop_reason = f"stopped before {spec.name!r}: {self.lost_reason}"
-                result.status = FAILED
-                break
-            if self.cancelled():
-                stop_reason = "cancelled"
-                result.status = CANCELLED
+            stop_reason = self._before(spec, result)
+            if stop_reason:
                 break
             outcome = self.execute(spec)
             result.outcomes.append(outcome)
-            if outcome.status == CANCELLED and self.lost_reason:
-                result.status = FAILED
-                stop_reason = f"{spec.name!r} interrupted: {self.lost_reason}"
-                break
-            if outcome.status in (SUCCEEDED, SKIPPED):
-                done.append(spec)  # a skipped step's rollback shows as "would …" in test mode
-                if spec.verification and outcome.status == SUCCEEDED:
-                    result.verified_at = outcome.finished
-            elif outcome.status == CANCELLED:
-                result.status = CANCELLED
-                stop_reason = "cancelled"
-                break
-            elif outcome.status in (FAILED, TIMED_OUT):
-                what = "timed out" if outcome.status == TIMED_OUT else "failed"
-                if spec.on_failure == "continue":
-                    result.status = "partial"
-                    self.hooks.log(f"step {spec.name!r} {what}; continuing as configured")
-                    continue
-                result.status = FAILED
-                stop_reason = f"step {spec.name!r} {what}"
+            stop_reason = self._after(spec, outcome, result, done)
+            if stop_reason:
                 break
         if result.status in (FAILED, CANCELLED):
             result.error = stop_reason
