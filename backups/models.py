@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.timezone import now as _now
 
 from backups import validators
+from backups.leftovers import discard_partial_artifacts
 from dr_portal.fields import EncryptedTextField, SecretEndpointMixin
 from dr_portal.lib import keyring
 from dr_portal.lib.text import validate_single_line
@@ -670,9 +671,7 @@ class BackupRun(RunBase):
 
     def on_lost(self):
         """The reaper failed this run: remove the temp files and open uploads its worker left."""
-        from backups import services
-
-        services.discard_partial_artifacts(self)
+        discard_partial_artifacts(self)
 
 
 class BackupCopyQuerySet(models.QuerySet):

@@ -10,6 +10,7 @@ the newest `keep_last` copies there, and none of these protect it:
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -118,80 +119,36 @@ def newest_good_run_ids(source_ids=None) -> dict[int, str]:
     return out
 
 
-def _recovery_model(name):
-    from django.apps import apps
-
-    try:
-        model = apps.get_model("recovery", name)
-    except LookupError:
-        return None
-    names = {f.name for f in model._meta.get_fields()}
-    return model if "backup_run" in names else None
+# recovery registers these at ready() (RecoveryConfig): backups may not import recovery.
+# Until then (or in a portal without restore tests) nothing is protected by one.
+def _no_restore_tests(source_ids=None) -> dict[int, str]:
+    return {}
 
 
-def recovery_protected_run_ids(source_ids=None) -> dict[int, str]:
-    """Hook: newest backup per source that passed a restore test.
+_protected_by_restore_tests: Callable[..., dict[int, str]] = _no_restore_tests
+_read_by_restores: Callable[[], set[int]] = set
 
-    The recovery app may provide `recovery.hooks.protected_backup_runs(source_ids)` returning
-    {run_id: reason}; otherwise a RestoreTest model with a `backup_run` FK and a passed
-    status (or a `passed` flag) is read. Without either, nothing is protected by tests.
-    """
-    try:
-        from recovery import hooks  # type: ignore[attr-defined]
 
-        return dict(hooks.protected_backup_runs(source_ids))
-    except (ImportError, AttributeError):
-        pass
-    model = _recovery_model("RestoreTest")
-    if model is None:
-        return {}
-    names = {f.name for f in model._meta.get_fields()}
-    tests = model.objects.filter(backup_run__isnull=False)
-    if "passed" in names:
-        tests = tests.filter(passed=True)
-    elif "status" in names:
-        tests = tests.filter(status__in=["succeeded", "passed"])
-    else:
-        return {}
-    if source_ids is not None:
-        tests = tests.filter(backup_run__source_id__in=source_ids)
-    rows = tests.order_by(
-        "backup_run__source_id", "-backup_run__data_taken_at", "-backup_run_id"
-    ).values_list("backup_run_id", "backup_run__source_id")
-    out, seen = {}, set()
-    for run_id, source_id in rows:
-        if source_id not in seen:
-            seen.add(source_id)
-            out[run_id] = "newest backup that passed a restore test"
-    return out
+def register_recovery_lookups(
+    *,
+    protected: Callable[..., dict[int, str]],
+    in_use: Callable[[], set[int]],
+) -> None:
+    """Install `protected(source_ids) -> {run id: reason}` (the newest backup per source that
+    passed a restore test) and `in_use() -> {run id}` (read by an active restore or test)."""
+    global _protected_by_restore_tests, _read_by_restores
+    _protected_by_restore_tests = protected
+    _read_by_restores = in_use
 
 
 def runs_in_use() -> set[int]:
-    """Hook: backup runs that an active restore or restore test is reading."""
-    from dr_portal.runs import ACTIVE
-
-    try:
-        from recovery import hooks  # type: ignore[attr-defined]
-
-        return set(hooks.backup_runs_in_use())
-    except (ImportError, AttributeError):
-        pass
-    used = set()
-    for name in ("RestoreTest", "Restore"):
-        model = _recovery_model(name)
-        if model is None or "status" not in {f.name for f in model._meta.get_fields()}:
-            continue
-        used.update(
-            model.objects.filter(status__in=list(ACTIVE), backup_run__isnull=False).values_list(
-                "backup_run_id", flat=True
-            )
-        )
-    return used
+    """Backup runs that an active restore or restore test is reading."""
+    return set(_read_by_restores())
 
 
 def protected_runs(source_ids=None) -> dict[int, str]:
     protected = newest_good_run_ids(source_ids)
-    for run_id, reason in recovery_protected_run_ids(source_ids).items():
+    for run_id, reason in _protected_by_restore_tests(source_ids).items():
         protected[run_id] = f"{protected[run_id]}; {reason}" if run_id in protected else reason
     return protected
 

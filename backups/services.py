@@ -6,15 +6,14 @@ call the engine, record the copies, finish the run. The engine knows nothing of 
 
 import logging
 import shutil
-import socket
 import threading
 import time
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
 
+from backups.leftovers import artifact_key
 from backups.models import GOOD_STATUSES, BackupCopy, BackupJob, BackupRun, Destination, Trigger
 from dr_portal.lib import keyring
 from dr_portal.lib.redact import redact
@@ -64,11 +63,6 @@ def enqueue_run(run: BackupRun):
         BackupRun.objects.filter(pk=run.pk).update(task_id=str(task_id or "")[:64])
 
     transaction.on_commit(send)
-
-
-def artifact_key(run: BackupRun) -> str:
-    stamp = (run.started or timezone.now()).strftime("%Y%m%dT%H%M%SZ")
-    return f"{run.source_name}/{stamp}-run{run.pk}"
 
 
 def _throttled_progress(run: BackupRun, cancel: threading.Event):
@@ -302,41 +296,6 @@ def _scratch_dir(run: BackupRun):
     path = settings.VAR_DIR / "scratch" / f"backup-run-{run.pk}"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def discard_partial_artifacts(run: BackupRun) -> list[str]:
-    """After a worker died mid-run (the reaper): remove what its engine could not clean up.
-
-    Temporary files at local destinations, open multipart uploads in S3, and the scratch
-    copy when the dead worker ran on this host. Best effort: every problem is logged.
-    """
-    from backups.engine import open_destination
-
-    if run.job is None or run.started is None:
-        return []
-    key = artifact_key(run)
-    stored = set(run.copies.filter(ok=True).values_list("destination_id", flat=True))
-    removed: list[str] = []
-    for destination in run.job.destinations.all():
-        if destination.pk in stored:
-            continue
-        try:
-            removed += open_destination(destination.to_spec()).discard_partial(key)
-        except Exception as exc:
-            log.warning(
-                "%s: leftovers at %s not removed: %s",
-                run,
-                destination.name,
-                redact(str(exc), destination.secret_values()),
-            )
-    host = run.worker.rpartition(":")[0]
-    scratch = settings.VAR_DIR / "scratch" / f"backup-run-{run.pk}"
-    if host == socket.gethostname() and scratch.exists():
-        shutil.rmtree(scratch, ignore_errors=True)
-        removed.append(str(scratch))
-    if removed:
-        run.append_log(f"removed what the lost worker left: {', '.join(removed)}")
-    return removed
 
 
 def _jsonable(value):

@@ -1,4 +1,4 @@
-"""What the backups app asks of recovery (backups.retention reads these).
+"""What the backups app asks of recovery (registered with backups.retention at ready()).
 
 - protected_backup_runs(source_ids): the newest backup per source that passed a
   restore test, so retention never deletes the last proven backup.
@@ -36,8 +36,3 @@ def backup_runs_in_use() -> set[int]:
             )
         )
     return used
-
-
-# The name the brief announced; same answer as a plain set of ids.
-def protected_run_ids(source_ids=None) -> set[int]:
-    return set(protected_backup_runs(source_ids)) | backup_runs_in_use()
