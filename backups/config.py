@@ -24,7 +24,8 @@ from django.utils import timezone
 
 from backups import validators
 from backups.models import BackupJob, Destination, Source, System
-from dr_portal.lib import audit, strict_yaml
+from dr_portal import audit
+from dr_portal.lib import strict_yaml
 
 SECTIONS = ("systems", "destinations", "sources", "jobs")
 

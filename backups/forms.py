@@ -209,7 +209,7 @@ class JobForm(forms.ModelForm):
         if commit and before and before != after:
             from django.utils import timezone
 
-            from dr_portal.lib import audit
+            from dr_portal import audit
 
             BackupJob.objects.filter(pk=job.pk).update(config_changed_at=timezone.now())
             audit.record(

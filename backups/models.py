@@ -737,7 +737,7 @@ class BackupCopy(models.Model):
         )
         if changed:
             self.ok, self.lost_at, self.error = False, now, f"lost: {reason}"[:2000]
-            from dr_portal.lib import audit
+            from dr_portal import audit
 
             audit.record("backup copy lost", self.run, detail=f"{self.destination_id}: {reason}")
         return bool(changed)

@@ -189,7 +189,7 @@ def apply(destination, *, source_ids=None, dry_run=False, now=None, stdout=None)
     A copy whose storage delete fails stays in the catalog (and is retried next time).
     """
     from backups.engine import DestinationError, open_destination
-    from dr_portal.lib import audit
+    from dr_portal import audit
 
     decisions = preview(destination, source_ids=source_ids, now=now)
     doomed = [d for d in decisions if d.delete]

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from backups import retention, services
 from backups.forms import DestinationForm, JobForm, RunFilterForm, SourceForm
 from backups.models import GOOD_STATUSES, BackupCopy, BackupJob, BackupRun, Destination, Source
-from dr_portal.lib import audit
+from dr_portal import audit
 from dr_portal.lib.durations import format_duration
 from dr_portal.lib.redact import redact
 from dr_portal.lib.roles import MANAGER, OPERATOR, role_required

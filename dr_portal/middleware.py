@@ -6,8 +6,8 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 
+from dr_portal.audit import AuditContext, use_context
 from dr_portal.lib import roles
-from dr_portal.lib.audit import AuditContext, use_context
 
 # Anonymous: the probes (/metrics checks its own bearer token) and the login pages.
 PUBLIC_PATHS = ("/health/live", "/health/ready", "/metrics")

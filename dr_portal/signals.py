@@ -4,7 +4,7 @@ Models opt out with a class attribute `audit = False` (runs, logs, the audit tab
 those record the action that started them explicitly.
 """
 
-from dr_portal.lib import audit
+from dr_portal import audit
 
 
 def _audited(sender) -> bool:

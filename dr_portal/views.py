@@ -7,8 +7,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from dr_portal import health
-from dr_portal.lib import audit, roles
+from dr_portal import audit, health
+from dr_portal.lib import roles
 from dr_portal.models import KeyEscrow
 
 

@@ -14,7 +14,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.utils import timezone
 
-from dr_portal.lib import audit
+from dr_portal import audit
 from dr_portal.lib.durations import format_duration
 from dr_portal.lib.queue import enqueue
 from dr_portal.models import RunEvent

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from dr_portal.lib import audit
+from dr_portal import audit
 from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration
 from dr_portal.lib.roles import MANAGER, OPERATOR, VIEWER, role_required

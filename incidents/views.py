@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from dr_portal.lib import audit
+from dr_portal import audit
 from dr_portal.lib.pdf import pdf_response
 from dr_portal.lib.roles import MANAGER, OPERATOR, VIEWER, role_required
 from incidents import contacts_csv

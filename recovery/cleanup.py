@@ -12,7 +12,6 @@ import shutil
 import socket
 
 from dr_portal.lib.redact import redact
-from dr_portal.runs import DONE
 
 log = logging.getLogger(__name__)
 
@@ -121,15 +120,4 @@ def after_lost(run):
     if removed:
         run.append_log(f"removed what the lost worker left: {', '.join(removed)}")
         log.warning("%s: removed what the lost worker left: %s", run, ", ".join(removed))
-    return removed
-
-
-def sweep_finished() -> list[str]:
-    """Temporaries still listed on finished restores and restore tests (the periodic sweep)."""
-    from recovery.models import Restore, RestoreTest
-
-    removed = []
-    for model in (RestoreTest, Restore):
-        for run in model.objects.filter(status__in=list(DONE)).exclude(temporaries=[]):
-            removed += remove_temporaries(run)
     return removed

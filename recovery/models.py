@@ -335,7 +335,7 @@ class Restore(RunBase):
         after_lost(self)
 
     def on_finished(self):
-        from dr_portal.lib import audit
+        from dr_portal import audit
 
         audit.record(
             f"restore {self.status}",

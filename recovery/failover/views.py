@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from dr_portal.lib import audit
+from dr_portal import audit
 from dr_portal.lib.roles import MANAGER, OPERATOR, VIEWER, has_role, require_role, role_required
 from dr_portal.runs import RunStatus
 from recovery.failover.builtin import TEMPLATES, create_from_template

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from backups import services
 from backups.models import BackupJob
-from dr_portal.lib import audit
+from dr_portal import audit
 from dr_portal.runs import RunStatus
 
 

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from backups import catalog
 from backups.models import Destination
-from dr_portal.lib import audit
+from dr_portal import audit
 
 
 class Command(BaseCommand):

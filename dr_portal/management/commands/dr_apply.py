@@ -2,7 +2,7 @@
 
 from django.core.management.base import CommandError
 
-from dr_portal.lib.yaml_command import ApplyYamlCommand
+from dr_portal.yaml_command import ApplyYamlCommand
 from dr_portal.management import config_as_code as config
 
 

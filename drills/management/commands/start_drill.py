@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from dr_portal.lib.audit import command_context
+from dr_portal.audit import command_context
 
 
 class Command(BaseCommand):

@@ -10,7 +10,7 @@ import json as jsonlib
 
 from django.core.management.base import BaseCommand, CommandError
 
-from dr_portal.lib import audit
+from dr_portal import audit
 from recovery.failover.models import FailoverRun, LiveRunExists, Runbook, RunMode
 
 

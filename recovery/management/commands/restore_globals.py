@@ -7,7 +7,7 @@ import tempfile
 from django.core.management.base import BaseCommand, CommandError
 
 from backups.models import BackupRun
-from dr_portal.lib import audit
+from dr_portal import audit
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from backups.models import BackupJob, BackupRun
-from dr_portal.lib import audit
+from dr_portal import audit
 
 
 class Command(BaseCommand):
