@@ -3,6 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -131,6 +132,17 @@ NAME_VALIDATOR = RegexValidator(
 )
 
 
+class RestoreTargetQuerySet(models.QuerySet):
+    def compatible_with(self, source, kind: str):
+        """Registered targets that may receive `kind` backups of `source`, by name."""
+        targets = self.filter(kind=kind)
+        if source.is_portal_db:
+            # Never "any source": the portal's data (sessions, password hashes) goes only
+            # where a manager named it.
+            return targets.filter(sources=source).distinct().order_by("name")
+        return targets.filter(Q(sources=None) | Q(sources=source)).distinct().order_by("name")
+
+
 class RestoreTarget(SecretEndpointMixin, models.Model):
     """A place a manager registered for restores: a PostgreSQL database, a SQLite file or a directory."""
 
@@ -176,6 +188,8 @@ class RestoreTarget(SecretEndpointMixin, models.Model):
     notes = models.CharField(max_length=300, blank=True)
     created = models.DateTimeField(default=timezone.now)
     updated = models.DateTimeField(auto_now=True)
+
+    objects = RestoreTargetQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

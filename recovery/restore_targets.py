@@ -184,14 +184,8 @@ def check_allowed(
 
 
 def compatible_targets(source, kind: str):
-    """Registered targets that may receive `kind` backups of `source`, by name."""
-    from django.db.models import Q
-
+    """TEMPORARY for recovery/services.py (arch-split): use
+    RestoreTarget.objects.compatible_with(source, kind) and delete this at integration."""
     from recovery.models import RestoreTarget
 
-    targets = RestoreTarget.objects.filter(kind=kind)
-    if source.is_portal_db:
-        # Never "any source": the portal's data (sessions, password hashes) goes only where
-        # a manager named it.
-        return targets.filter(sources=source).distinct().order_by("name")
-    return targets.filter(Q(sources=None) | Q(sources=source)).distinct().order_by("name")
+    return RestoreTarget.objects.compatible_with(source, kind)

@@ -288,7 +288,7 @@ def restore_new(request, source_id):
         .order_by("-data_taken_at", "-pk")[:HISTORY]
     )
     can_overwrite = has_role(request.user, MANAGER)
-    compatible = list(restore_targets.compatible_targets(source, services.source_kind(source)))
+    compatible = list(RestoreTarget.objects.compatible_with(source, services.source_kind(source)))
     proven = next((r for r in runs if r.proven), None)
     # A run page links here with ?backup_run=<id>; default: the newest proven backup.
     asked = request.GET.get("backup_run", "")
