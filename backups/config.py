@@ -23,7 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from backups import validators
-from backups.models import BackupJob, Destination, Source, System
+from backups.models import BackupJob, Destination, Source, System, reveal
 from dr_portal import audit
 from dr_portal.lib import strict_yaml
 
@@ -214,8 +214,6 @@ def _secret_differs(current, plaintext: str) -> bool:
     if not current:
         return bool(plaintext)
     try:
-        from backups.models import reveal
-
         return reveal(current) != plaintext
     except Exception:
         return True  # unreadable with today's keys: replace it

@@ -14,7 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.utils import timezone
+
+from backups.engine import DestinationError, open_destination
+from backups.globals import delete_globals
+from backups.models import BackupCopy, BackupRun, Destination
+from dr_portal import audit
+from dr_portal.runs import DONE
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +108,6 @@ def plan(
 # --- what protects a run -----------------------------------------------------
 def newest_good_run_ids(source_ids=None) -> dict[int, str]:
     """The newest succeeded/partial, restorable run with a live copy, per source."""
-    from backups.models import BackupRun
-
     runs = (
         BackupRun.objects.good()
         .filter(source__isnull=False)
@@ -156,9 +161,6 @@ def protected_runs(source_ids=None) -> dict[int, str]:
 # --- reading the catalog and applying ----------------------------------------
 def preview(destination, *, source_ids=None, now=None) -> list[Decision]:
     """Decisions for the live copies of one destination (nothing is changed)."""
-    from backups.models import BackupCopy
-    from dr_portal.runs import DONE
-
     now = now or timezone.now()
     copies = (
         BackupCopy.objects.live()
@@ -188,9 +190,6 @@ def apply(destination, *, source_ids=None, dry_run=False, now=None, stdout=None)
 
     A copy whose storage delete fails stays in the catalog (and is retried next time).
     """
-    from backups.engine import DestinationError, open_destination
-    from dr_portal import audit
-
     decisions = preview(destination, source_ids=source_ids, now=now)
     doomed = [d for d in decisions if d.delete]
     if dry_run or not doomed:
@@ -212,7 +211,6 @@ def apply(destination, *, source_ids=None, dry_run=False, now=None, stdout=None)
                 detail=f"{destination.name}: {copy.location}: {exc}",
             )
             continue
-        from backups.globals import delete_globals
 
         delete_globals(copy.run, destination.name, store)
         deleted_at = now or timezone.now()
@@ -237,9 +235,6 @@ def find_lost_copies(destination) -> list:
     A destination that cannot be asked (down, not mounted) marks nothing: only a clear
     "not there" counts, so RPO and readiness stop counting what is really gone.
     """
-    from backups.engine import DestinationError, open_destination
-    from backups.models import BackupCopy
-
     store = open_destination(destination.to_spec())
     lost = []
     live = BackupCopy.objects.live().filter(destination=destination)
@@ -259,8 +254,6 @@ def find_lost_copies(destination) -> list:
 
 def apply_all(*, dry_run=False, now=None, stdout=None) -> dict:
     """Retention over every destination; {destination name: decisions}."""
-    from backups.models import Destination
-
     results = {}
     for destination in Destination.objects.order_by("name"):
         try:
@@ -282,11 +275,6 @@ def abort_stale_uploads() -> dict[str, list[str]]:
 
     Anything older than twice the task timeout plus an hour cannot belong to a live run.
     """
-    from django.conf import settings
-
-    from backups.engine import open_destination
-    from backups.models import Destination
-
     older_than = settings.Q_TIMEOUT * 2 + 3600
     removed = {}
     for destination in Destination.objects.filter(enabled=True).order_by("name"):

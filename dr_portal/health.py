@@ -14,6 +14,7 @@ import time
 from django.core.cache import cache
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django_q.brokers import get_broker
 
 from dr_portal.lib.queue import worker_last_seen
 
@@ -35,8 +36,6 @@ def check_database():
 
 
 def check_broker():
-    from django_q.brokers import get_broker
-
     broker = get_broker()
     broker.queue_size()
     return True, f"{broker.info()} reachable"

@@ -12,14 +12,16 @@ import shutil
 import socket
 
 from dr_portal.lib.redact import redact
+from recovery.engine.pg import PgServer, database_exists, drop_database
 
 log = logging.getLogger(__name__)
 
 
 def _server_for(run, entry):
     """The PostgreSQL server (maintenance database) that holds a recorded database."""
-    from recovery.engine.pg import PgServer
-    from recovery.services import scratch_server
+    # TEMPORARY, removed at integration (arch-split moves scratch_server out of services):
+    # services imports models, whose on_lost imports this module.
+    from recovery.services import scratch_server  # noqa: PLC0415
 
     if entry.get("server") == "scratch":
         return scratch_server(), None
@@ -32,8 +34,6 @@ def _remove(run, entry) -> bool:
     """True when the thing is gone (now or already); False when it is not ours to remove here."""
     kind = entry.get("kind")
     if kind == "database":
-        from recovery.engine.pg import database_exists, drop_database
-
         server, live_name = _server_for(run, entry)
         name = entry["name"]
         if name == live_name:  # never the target itself, whatever the record says

@@ -7,9 +7,13 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from backups.models import Trigger
+from backups.models import Source, Trigger
+from dr_portal import audit
 from dr_portal.fields import EncryptedTextField, SecretEndpointMixin
+from dr_portal.lib.paths import check_allowed_path
 from dr_portal.runs import RunBase, RunStatus
+from recovery import restore_targets
+from recovery.cleanup import after_lost
 from recovery.targets import (  # noqa: F401 (the target models belong to this app)
     RESTORE_FAILURE_TYPE,
     FailureType,
@@ -114,8 +118,6 @@ class RestoreTest(RunBase):
 
     def on_lost(self):
         """The reaper failed this test: drop its scratch database, remove its unpacked files."""
-        from recovery.cleanup import after_lost
-
         after_lost(self)
 
 
@@ -210,10 +212,6 @@ class RestoreTarget(SecretEndpointMixin, models.Model):
         return self.path
 
     def clean(self):
-        from backups.models import Source
-        from dr_portal.lib.paths import check_allowed_path
-        from recovery import restore_targets
-
         errors = {}
         sources = list(Source.objects.all())
         if self.kind == self.Kind.POSTGRESQL:
@@ -344,13 +342,9 @@ class Restore(RunBase):
 
     def on_lost(self):
         """The reaper failed this restore: drop its staging database, remove its decrypted files."""
-        from recovery.cleanup import after_lost
-
         after_lost(self)
 
     def on_finished(self):
-        from dr_portal import audit
-
         audit.record(
             f"restore {self.status}",
             self,

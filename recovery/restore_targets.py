@@ -15,6 +15,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 
+from backups.models import Destination
 from dr_portal.lib.roles import MANAGER, has_role
 
 SYSTEM_DATABASES = ("postgres", "template0", "template1")
@@ -85,7 +86,6 @@ def path_conflict(path: Path, sources) -> str:
         kind, own = _source_location(source)
         if kind != "postgresql" and own and _overlaps(path, Path(own).resolve()):
             return f"{path} overlaps the data of source {source.name}"
-    from backups.models import Destination
 
     for dest in Destination.objects.filter(kind="local").only("name", "path"):
         if dest.path and _overlaps(path, Path(dest.path).resolve()):
@@ -186,6 +186,6 @@ def check_allowed(
 def compatible_targets(source, kind: str):
     """TEMPORARY for recovery/services.py (arch-split): use
     RestoreTarget.objects.compatible_with(source, kind) and delete this at integration."""
-    from recovery.models import RestoreTarget
+    from recovery.models import RestoreTarget  # noqa: PLC0415 (models import this module)
 
     return RestoreTarget.objects.compatible_with(source, kind)

@@ -12,6 +12,7 @@ from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration
 from dr_portal.lib.roles import MANAGER, OPERATOR, has_role, role_required
 from dr_portal.runs import DONE, RunStatus
+from dr_portal.templatetags.portal import filesize
 from recovery import charts, readiness, restore_targets, services
 from recovery.forms import RestoreForm, RestoreTargetForm, TargetsForm
 from recovery.models import (
@@ -29,8 +30,6 @@ HISTORY = 50
 
 
 def _filesize(num):
-    from dr_portal.templatetags.portal import filesize
-
     return filesize(num)
 
 

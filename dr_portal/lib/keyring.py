@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from django.conf import settings
 
 
 class KeyRingError(Exception):
@@ -54,8 +55,6 @@ def parse_ring(text: str) -> list[MasterKey]:
 
 
 def ring() -> list[MasterKey]:
-    from django.conf import settings
-
     return parse_ring(settings.DR_ENCRYPTION_KEYS)
 
 

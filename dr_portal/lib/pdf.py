@@ -14,8 +14,11 @@ import mimetypes
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib.staticfiles import finders
 from django.http import HttpResponse
 from django.template.loader import render_to_string
+from weasyprint import HTML
+from weasyprint.urls import default_url_fetcher
 
 DEFAULT_BASE_URL = "http://localhost/"
 
@@ -28,8 +31,6 @@ class RefusedURL(ValueError):
 
 
 def _static_path(url: str):
-    from django.contrib.staticfiles import finders
-
     path = urlsplit(url).path
     prefix = "/" + settings.STATIC_URL.strip("/") + "/"
     if not path.startswith(prefix):
@@ -50,8 +51,6 @@ def _static_path(url: str):
 def url_fetcher(url: str, timeout=10, ssl_context=None, **kwargs):
     """WeasyPrint fetcher: static files from disk, data: URLs, nothing else."""
     if url.startswith("data:"):
-        from weasyprint.urls import default_url_fetcher
-
         return default_url_fetcher(url, timeout=timeout, ssl_context=ssl_context, **kwargs)
     path = _static_path(url)
     if path is None:
@@ -66,8 +65,6 @@ def render_pdf(
     template_name: str, context: dict, request=None, base_url: str | None = None
 ) -> bytes:
     """The template rendered to HTML (autoescaped) and then to PDF bytes."""
-    from weasyprint import HTML
-
     html = render_to_string(template_name, context, request=request)
     if base_url is None:
         base_url = request.build_absolute_uri("/") if request is not None else DEFAULT_BASE_URL

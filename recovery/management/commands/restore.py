@@ -7,6 +7,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from backups.models import BackupRun
 from dr_portal import audit
+from recovery import services
+from recovery.models import RestoreTarget
 
 
 class Command(BaseCommand):
@@ -50,9 +52,6 @@ class Command(BaseCommand):
         json=False,
         **o,
     ):
-        from recovery import services
-        from recovery.models import RestoreTarget
-
         backup = BackupRun.objects.select_related("source").filter(pk=run).first()
         if backup is None:
             raise CommandError(f"no backup run #{run}")
