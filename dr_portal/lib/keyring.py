@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from django.conf import settings
 
 
 class KeyRingError(Exception):
@@ -55,6 +54,9 @@ def parse_ring(text: str) -> list[MasterKey]:
 
 
 def ring() -> list[MasterKey]:
+    # The engines import this module outside Django (unpack CLI): settings load when asked.
+    from django.conf import settings  # noqa: PLC0415
+
     return parse_ring(settings.DR_ENCRYPTION_KEYS)
 
 
