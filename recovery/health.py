@@ -23,7 +23,3 @@ def _probe(server):
         return True, f"{where} reachable"
 
     return probe
-
-
-def checks() -> dict:
-    return {name: probe() for name, probe in probes().items()}
