@@ -62,7 +62,6 @@ SOURCE_RENAMES = {
     "portal_db": "is_portal_db",
     "globals": "backup_globals",
 }
-SOURCE_SECRETS = ["password"]
 JOB_FIELDS = ["schedule", "timezone", "compression", "encrypt", "enabled"]
 JOB_RENAMES = {"level": "compression_level"}
 

@@ -1,6 +1,5 @@
 """Portal-wide pages: health probes, key escrow confirmation (the dashboard is in dashboard/)."""
 
-from django.conf import settings
 from django.contrib import messages
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
@@ -62,7 +61,3 @@ def health_destinations(request):
         "dr_portal/destinations_health.html",
         {"checks": checks, "deadline_s": health.PROBE_DEADLINE_S},
     )
-
-
-def settings_summary():
-    return {"env": settings.DR_ENV}

@@ -59,10 +59,6 @@ def _run_url(pk, *args, **kwargs):
     return reverse("drills:run", args=[pk])
 
 
-def _index_url(*args, **kwargs):
-    return reverse("drills:index")
-
-
 # --- plans ---------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from dr_portal import audit
-from dr_portal.lib.roles import MANAGER, OPERATOR, VIEWER, has_role, require_role, role_required
+from dr_portal.lib.roles import MANAGER, OPERATOR, VIEWER, require_role, role_required
 from dr_portal.runs import RunStatus
 from recovery.failover.builtin import TEMPLATES, create_from_template
 from recovery.failover.forms import RunbookForm, StartRunForm, StepForm, TemplateForm
@@ -253,7 +253,3 @@ def step_confirm(request, pk, step_run_pk):
     if request.headers.get("HX-Request"):
         return run_progress(request, pk)
     return redirect(run)
-
-
-def can_confirm(user):
-    return has_role(user, OPERATOR)
