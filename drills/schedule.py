@@ -24,8 +24,6 @@ DEFAULT_TIME = time(10, 0)
 ALLOWED_FREQ = {YEARLY, MONTHLY, WEEKLY, DAILY}
 # The time of day comes from the plan's own field, the anchor from the plan: not from the rule.
 FORBIDDEN_PARTS = ("DTSTART", "TZID", "BYHOUR", "BYMINUTE", "BYSECOND")
-# Far enough to find "the previous occurrence" of a yearly rule without scanning forever.
-MAX_SCAN = 2000
 # A valid rule has a date within this many years; no evaluation scans further ahead.
 HORIZON_YEARS = 10
 # No evaluation scans more than this many months in all (plan age included).
