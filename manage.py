@@ -10,7 +10,7 @@ def main():
     from django.core.management import execute_from_command_line
 
     # Changes made by a command are audited as the operating-system user who ran it.
-    from dr_portal.lib.audit import command_context
+    from dr_portal.audit import command_context
 
     with command_context(sys.argv[1] if len(sys.argv) > 1 else "manage.py"):
         execute_from_command_line(sys.argv)

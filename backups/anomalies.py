@@ -7,6 +7,9 @@ Pure functions over numbers, plus `detect(run)` that reads the history and store
 from dataclasses import dataclass
 from statistics import median
 
+from backups.models import BackupRun
+from dr_portal.runs import RunStatus
+
 HISTORY = 10  # good runs the baseline is computed from
 MIN_HISTORY = 3  # fewer than this and there is no baseline to speak of
 SHRANK_BELOW = 0.5  # stored size under 50% of the median
@@ -92,9 +95,6 @@ def repeated_failures(statuses: list[str]) -> dict | None:
 
 def detect(run) -> list[dict]:
     """Compute and store the anomalies of a finished run; return them."""
-    from backups.models import BackupRun
-    from dr_portal.runs import RunStatus
-
     if run.job_id is None:
         return []
     found = []

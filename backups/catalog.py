@@ -10,7 +10,8 @@ from datetime import datetime
 
 from django.db import transaction
 
-from backups.models import BackupCopy, BackupJob, BackupRun, Source, Trigger
+from backups.engine import MANIFEST_SUFFIX, open_destination
+from backups.models import BackupCopy, BackupJob, BackupRun, Destination, Source, Trigger
 from dr_portal.runs import ACTIVE, RunStatus
 
 log = logging.getLogger(__name__)
@@ -35,16 +36,12 @@ def _time(value):
 
 
 def _artifact_location(manifest_location: str, manifest: dict) -> str:
-    from backups.engine import MANIFEST_SUFFIX
-
     if manifest_location.endswith(MANIFEST_SUFFIX):
         return manifest_location[: -len(MANIFEST_SUFFIX)]
     return manifest.get("location", "")
 
 
 def rebuild(destination, stdout=None) -> RebuildReport:
-    from backups.engine import open_destination
-
     report = RebuildReport()
     store = open_destination(destination.to_spec())
     for manifest_location, manifest in store.iter_manifests():
@@ -91,8 +88,6 @@ def _in_flight(manifest: dict) -> bool:
 def adopt_orphans() -> dict[str, int]:
     """The periodic sweep: adopt artifacts published at a destination without a catalog row
     (a worker killed between publishing and recording); {destination: copies adopted}."""
-    from backups.models import Destination
-
     adopted = {}
     for destination in Destination.objects.filter(enabled=True).order_by("name"):
         try:

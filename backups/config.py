@@ -1,4 +1,7 @@
-"""Configuration as code: dr_apply reads a YAML file, dr_export writes the same format.
+"""Configuration as code, the backups section: systems, destinations, sources and jobs.
+
+dr_apply reads a YAML file, dr_export writes the same format; the file is composed by
+dr_portal.management.config_as_code, to which each app contributes its sections.
 
 The whole file is validated before anything changes; every problem is reported with its
 place ("sources[1].kind: ..."). Objects are matched by name, and a field is written only
@@ -20,12 +23,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from backups import validators
-from backups.models import BackupJob, Destination, Source, System
-from dr_portal.lib import audit, strict_yaml
+from backups.models import BackupJob, Destination, Source, System, reveal
+from dr_portal import audit
+from dr_portal.lib import strict_yaml
 
 SECTIONS = ("systems", "destinations", "sources", "jobs")
-# Sections other apps validate and apply in the same run (the file is still all or nothing).
-EXTRA_SECTIONS = ("runbooks",)
 
 SYSTEM_KEYS = {"name", "description"}
 DESTINATION_FIELDS = [
@@ -60,7 +62,6 @@ SOURCE_RENAMES = {
     "portal_db": "is_portal_db",
     "globals": "backup_globals",
 }
-SOURCE_SECRETS = ["password"]
 JOB_FIELDS = ["schedule", "timezone", "compression", "encrypt", "enabled"]
 JOB_RENAMES = {"level": "compression_level"}
 
@@ -212,8 +213,6 @@ def _secret_differs(current, plaintext: str) -> bool:
     if not current:
         return bool(plaintext)
     try:
-        from backups.models import reveal
-
         return reveal(current) != plaintext
     except Exception:
         return True  # unreadable with today's keys: replace it
@@ -223,12 +222,19 @@ def _names(items, model_name):
     return {i.get("name") for i in items if isinstance(i, dict) and i.get("name")}
 
 
-def plan(data: dict) -> list[_Planned]:
-    """Validate everything and compute the changes; raises ConfigError with every problem."""
+def new_system_names(data: dict) -> set:
+    """The systems the file names (other apps' sections may refer to them before they exist)."""
+    return {i.get("name") for i in data.get("systems") or [] if isinstance(i, dict)}
+
+
+def plan(data: dict, *, other_sections=()) -> list[_Planned]:
+    """Validate everything and compute the changes; raises ConfigError with every problem.
+
+    `other_sections` are the top-level keys other apps own (validated by them)."""
     problems: list[str] = []
-    unknown = set(data) - set(SECTIONS) - set(EXTRA_SECTIONS)
-    for key in sorted(unknown):
-        problems.append(f"{key}: unknown section (expected {', '.join(SECTIONS + EXTRA_SECTIONS)})")
+    known = SECTIONS + tuple(other_sections)
+    for key in sorted(set(data) - set(known)):
+        problems.append(f"{key}: unknown section (expected {', '.join(known)})")
     sections = {}
     for section in SECTIONS:
         items = data.get(section) or []
@@ -459,82 +465,41 @@ def _plan_job(item, where, problems, refs):
     return _Planned(change, instance, destinations=list(destinations), source=source)
 
 
-def _runbooks(data: dict, *, dry_run: bool, allow_command: bool):
-    """The failover app's `runbooks:` section, on the systems this file knows."""
-    from recovery.failover import config as runbook_config
-
-    new_systems = {i.get("name") for i in data.get("systems") or [] if isinstance(i, dict)}
-    try:
-        return runbook_config.apply(
-            data, dry_run=dry_run, allow_command=allow_command, new_systems=new_systems
-        )
-    except runbook_config.ConfigError as exc:
-        raise ConfigError(exc.problems) from None
-
-
-def apply(data: dict, *, dry_run=False, allow_command=False) -> list:
-    """Validate, then create/update by name in one transaction; return the changes.
-
-    Runbooks are validated with everything else before anything changes; `command`
-    steps need `allow_command` (a superuser named with dr_apply --as).
-    """
-    problems = []
-    try:
-        planned = plan(data)
-    except ConfigError as exc:
-        planned, problems = [], list(exc.problems)
-    if data.get("runbooks"):
-        from recovery.failover import config as runbook_config
-
-        try:
-            runbook_config.plan(
-                data,
-                allow_command=allow_command,
-                new_systems={
-                    i.get("name") for i in data.get("systems") or [] if isinstance(i, dict)
-                },
-            )
-        except runbook_config.ConfigError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise ConfigError(problems)
+def apply(data: dict, *, dry_run=False) -> list:
+    """Validate, then create/update by name in one transaction; return the changes."""
+    planned = plan(data)
     if dry_run:
-        changes = [p.change for p in planned]
-        if data.get("runbooks"):
-            changes += _runbooks(data, dry_run=True, allow_command=allow_command)
-        return changes
+        return [p.change for p in planned]
     with transaction.atomic():
-        for p in planned:
-            instance = p.instance
-            if p.change.action == "unchanged":
-                continue
-            for name, value in p.secrets.items():
-                setattr(instance, name, value)
-            if p.system is not None:
-                instance.system = System.objects.get(name=p.system)
-            if p.source is not None:
-                instance.source = Source.objects.get(name=p.source)
-            instance.save()
-            if p.destinations is not None:
-                before = sorted(instance.destinations.values_list("name", flat=True))
-                instance.destinations.set(Destination.objects.filter(name__in=p.destinations))
-                if "destinations" in p.change.fields:
-                    BackupJob.objects.filter(pk=instance.pk).update(
-                        config_changed_at=timezone.now()
-                    )
-                    audit.record(
-                        "update",
-                        instance,
-                        changes={
-                            "destinations": [", ".join(before), ", ".join(sorted(p.destinations))]
-                        },
-                    )
-        runbook_changes = (
-            _runbooks(data, dry_run=False, allow_command=allow_command)
-            if data.get("runbooks")
-            else []
-        )
-    return [p.change for p in planned] + runbook_changes
+        write(planned)
+    return [p.change for p in planned]
+
+
+def write(planned: list[_Planned]) -> None:
+    """Save what plan() computed (call inside the caller's transaction)."""
+    for p in planned:
+        instance = p.instance
+        if p.change.action == "unchanged":
+            continue
+        for name, value in p.secrets.items():
+            setattr(instance, name, value)
+        if p.system is not None:
+            instance.system = System.objects.get(name=p.system)
+        if p.source is not None:
+            instance.source = Source.objects.get(name=p.source)
+        instance.save()
+        if p.destinations is not None:
+            before = sorted(instance.destinations.values_list("name", flat=True))
+            instance.destinations.set(Destination.objects.filter(name__in=p.destinations))
+            if "destinations" in p.change.fields:
+                BackupJob.objects.filter(pk=instance.pk).update(config_changed_at=timezone.now())
+                audit.record(
+                    "update",
+                    instance,
+                    changes={
+                        "destinations": [", ".join(before), ", ".join(sorted(p.destinations))]
+                    },
+                )
 
 
 # --- export ------------------------------------------------------------------
@@ -598,11 +563,6 @@ def export() -> dict:
             item["enabled"] = False
         data["jobs"].append(item)
     data["jobs"].sort(key=lambda i: i["name"])
-    from recovery.failover import config as runbook_config
-
-    runbooks = runbook_config.export()
-    if runbooks:
-        data["runbooks"] = runbooks
     return data
 
 

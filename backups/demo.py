@@ -2,7 +2,8 @@
 
 from django.conf import settings
 
-from backups import config
+from backups import config, services
+from backups.models import BackupJob, Source, Trigger
 
 
 def demo_config() -> dict:
@@ -69,7 +70,6 @@ def load(stdout):
     """Idempotent: the same config applied by name; existing objects are only updated."""
     settings.DR_LOCAL_BACKUP_DIR.mkdir(parents=True, exist_ok=True)
     data = demo_config()
-    from backups.models import Source
 
     if not Source.objects.filter(name="portal-db").exists():
         data["sources"].append(
@@ -91,9 +91,6 @@ def load(stdout):
 def queue_first_backups(job_names, stdout):
     """Give each demo job that never ran one run, so that a new portal shows real evidence
     (a backup, then its restore test) as soon as the worker starts, not at the next hour."""
-    from backups import services
-    from backups.models import BackupJob, Trigger
-
     for job in BackupJob.objects.filter(name__in=job_names, enabled=True):
         if job.runs.exists():
             continue

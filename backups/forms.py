@@ -4,9 +4,11 @@ import json
 from datetime import timedelta
 
 from django import forms
+from django.utils import timezone
 
 from backups import validators
 from backups.models import BackupJob, Destination, Source
+from dr_portal import audit
 from dr_portal.runs import RunStatus
 
 KEEP = "Leave blank to keep the stored value."
@@ -207,10 +209,6 @@ class JobForm(forms.ModelForm):
         job = super().save(commit=commit)
         after = {d.name for d in self.cleaned_data["destinations"]}
         if commit and before and before != after:
-            from django.utils import timezone
-
-            from dr_portal.lib import audit
-
             BackupJob.objects.filter(pk=job.pk).update(config_changed_at=timezone.now())
             audit.record(
                 "update",

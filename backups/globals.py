@@ -11,6 +11,9 @@ second, small artifact (same destinations, same encryption, its own manifest, ke
 import dataclasses
 import logging
 
+from backups import engine
+from backups.engine import EngineError, open_destination, unpack_artifact
+from backups.models import Destination
 from dr_portal.lib import keyring
 from dr_portal.lib.redact import redact
 
@@ -21,8 +24,6 @@ GLOBALS_SUFFIX = "-globals"
 
 def backup_globals(run, source_spec, dest_specs, options, secrets: list[str]) -> dict:
     """Store the globals artifact; return what the run's manifest keeps about it."""
-    from backups import engine
-
     spec = engine.SourceSpec("pg_globals", source_spec.config, source_spec.password)
     key = f"{options.artifact_key}{GLOBALS_SUFFIX}"
     opts = dataclasses.replace(
@@ -82,9 +83,6 @@ def globals_info(run) -> dict | None:
 
 def fetch_globals(run, out_path: str) -> str:
     """Write the run's verified globals script to out_path; raise ValueError naming the cause."""
-    from backups.engine import EngineError, open_destination, unpack_artifact
-    from backups.models import Destination
-
     info = globals_info(run)
     if info is None:
         raise ValueError(

@@ -4,6 +4,11 @@ import os
 from functools import partial
 from pathlib import Path
 
+import boto3
+from botocore.config import Config
+
+from backups.models import Destination, reveal
+
 S3_TIMEOUT_S = 3
 
 
@@ -17,9 +22,6 @@ def _local(destination):
 
 
 def _s3(destination):
-    import boto3
-    from botocore.config import Config
-
     config = Config(
         connect_timeout=S3_TIMEOUT_S, read_timeout=S3_TIMEOUT_S, retries={"max_attempts": 1}
     )
@@ -29,8 +31,6 @@ def _s3(destination):
     if destination.endpoint_url:
         kwargs["endpoint_url"] = destination.endpoint_url
     if destination.access_key_id:
-        from backups.models import reveal
-
         kwargs["aws_access_key_id"] = reveal(destination.access_key_id)
         kwargs["aws_secret_access_key"] = reveal(destination.secret_access_key)
     client = boto3.client("s3", **kwargs)
@@ -48,8 +48,6 @@ def _s3(destination):
 
 def probes() -> dict:
     """{name: callable -> (ok, detail)}, one per enabled destination; the caller runs them."""
-    from backups.models import Destination
-
     found = {}
     for destination in Destination.objects.filter(enabled=True).order_by("name"):
         check = _local if destination.kind == Destination.Kind.LOCAL else _s3

@@ -7,14 +7,21 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef
+from django.db.models.fields.json import KeyTextTransform
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.timezone import now as _now
 
 from backups import validators
+from backups.engine import DestinationSpec, SourceSpec
+from backups.engine.destinations import check_artifact_key
+from backups.leftovers import discard_partial_artifacts
+from backups.schedules import drop_job_schedule, sync_job_schedule
+from dr_portal import audit
 from dr_portal.fields import EncryptedTextField, SecretEndpointMixin
 from dr_portal.lib import keyring
+from dr_portal.lib.paths import check_allowed_path, protected_paths, protected_problem
 from dr_portal.lib.text import validate_single_line
 from dr_portal.runs import ACTIVE, DONE, RunBase, RunStatus
 
@@ -222,7 +229,6 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
 
     def clean(self):
         errors = {}
-        from backups.engine.destinations import check_artifact_key
 
         try:  # the name is the first part of every artifact key (its folder at a destination)
             check_artifact_key(f"{self.name}/x")
@@ -240,8 +246,6 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
             if not self.path:
                 errors["path"] = "Required for a SQLite or files source."
             else:
-                from dr_portal.lib.paths import check_allowed_path, protected_problem
-
                 try:
                     check_allowed_path(self.path)
                 except ValidationError as exc:
@@ -282,9 +286,6 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
 
     def to_spec(self):
         """The engine's SourceSpec; reveals the password, so never log or render it."""
-        from backups.engine import SourceSpec
-        from dr_portal.lib.paths import protected_paths
-
         if self.is_portal_db:
             kind, config, password = self.portal_db_spec_config()
             if kind == self.Kind.SQLITE:  # its own database, but never the keys beside it
@@ -378,8 +379,6 @@ class Destination(SecretEndpointMixin, models.Model):
             if not self.path:
                 errors["path"] = "Required for a local destination."
             else:
-                from dr_portal.lib.paths import check_allowed_path
-
                 try:
                     check_allowed_path(self.path)
                 except ValidationError as exc:
@@ -405,8 +404,6 @@ class Destination(SecretEndpointMixin, models.Model):
 
         quick: short timeouts and no retries, for a probe a person is waiting for.
         """
-        from backups.engine import DestinationSpec
-
         if self.kind == self.Kind.LOCAL:
             return DestinationSpec(self.name, self.kind, {"path": self.path}, {})
         config = {
@@ -486,7 +483,6 @@ class BackupJob(ChangeStampMixin, models.Model):
 
     def save(self, *args, **kwargs):
         super().save(*args, **kwargs)
-        from backups.schedules import sync_job_schedule
 
         sync_job_schedule(self)
 
@@ -494,8 +490,6 @@ class BackupJob(ChangeStampMixin, models.Model):
         return reverse("backups:job_detail", args=[self.pk])
 
     def delete(self, *args, **kwargs):
-        from backups.schedules import drop_job_schedule
-
         drop_job_schedule(self)
         return super().delete(*args, **kwargs)
 
@@ -670,9 +664,7 @@ class BackupRun(RunBase):
 
     def on_lost(self):
         """The reaper failed this run: remove the temp files and open uploads its worker left."""
-        from backups import services
-
-        services.discard_partial_artifacts(self)
+        discard_partial_artifacts(self)
 
 
 class BackupCopyQuerySet(models.QuerySet):
@@ -738,7 +730,6 @@ class BackupCopy(models.Model):
         )
         if changed:
             self.ok, self.lost_at, self.error = False, now, f"lost: {reason}"[:2000]
-            from dr_portal.lib import audit
 
             audit.record("backup copy lost", self.run, detail=f"{self.destination_id}: {reason}")
         return bool(changed)
@@ -750,9 +741,6 @@ def live_copies_by_key() -> dict[str, int]:
     One grouped query over good runs joined to their live copies, grouped by the manifest's
     key id; unencrypted copies (no key id) are left out.
     """
-    from django.db.models import Count
-    from django.db.models.fields.json import KeyTextTransform
-
     rows = (
         BackupCopy.objects.live()
         .filter(run__status__in=GOOD_STATUSES)

@@ -10,10 +10,18 @@ the newest `keep_last` copies there, and none of these protect it:
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.utils import timezone
+
+from backups.engine import DestinationError, open_destination
+from backups.globals import delete_globals
+from backups.models import BackupCopy, BackupRun, Destination
+from dr_portal import audit
+from dr_portal.runs import DONE
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +108,6 @@ def plan(
 # --- what protects a run -----------------------------------------------------
 def newest_good_run_ids(source_ids=None) -> dict[int, str]:
     """The newest succeeded/partial, restorable run with a live copy, per source."""
-    from backups.models import BackupRun
-
     runs = (
         BackupRun.objects.good()
         .filter(source__isnull=False)
@@ -118,80 +124,36 @@ def newest_good_run_ids(source_ids=None) -> dict[int, str]:
     return out
 
 
-def _recovery_model(name):
-    from django.apps import apps
-
-    try:
-        model = apps.get_model("recovery", name)
-    except LookupError:
-        return None
-    names = {f.name for f in model._meta.get_fields()}
-    return model if "backup_run" in names else None
+# recovery registers these at ready() (RecoveryConfig): backups may not import recovery.
+# Until then (or in a portal without restore tests) nothing is protected by one.
+def _no_restore_tests(source_ids=None) -> dict[int, str]:
+    return {}
 
 
-def recovery_protected_run_ids(source_ids=None) -> dict[int, str]:
-    """Hook: newest backup per source that passed a restore test.
+_protected_by_restore_tests: Callable[..., dict[int, str]] = _no_restore_tests
+_read_by_restores: Callable[[], set[int]] = set
 
-    The recovery app may provide `recovery.hooks.protected_backup_runs(source_ids)` returning
-    {run_id: reason}; otherwise a RestoreTest model with a `backup_run` FK and a passed
-    status (or a `passed` flag) is read. Without either, nothing is protected by tests.
-    """
-    try:
-        from recovery import hooks  # type: ignore[attr-defined]
 
-        return dict(hooks.protected_backup_runs(source_ids))
-    except (ImportError, AttributeError):
-        pass
-    model = _recovery_model("RestoreTest")
-    if model is None:
-        return {}
-    names = {f.name for f in model._meta.get_fields()}
-    tests = model.objects.filter(backup_run__isnull=False)
-    if "passed" in names:
-        tests = tests.filter(passed=True)
-    elif "status" in names:
-        tests = tests.filter(status__in=["succeeded", "passed"])
-    else:
-        return {}
-    if source_ids is not None:
-        tests = tests.filter(backup_run__source_id__in=source_ids)
-    rows = tests.order_by(
-        "backup_run__source_id", "-backup_run__data_taken_at", "-backup_run_id"
-    ).values_list("backup_run_id", "backup_run__source_id")
-    out, seen = {}, set()
-    for run_id, source_id in rows:
-        if source_id not in seen:
-            seen.add(source_id)
-            out[run_id] = "newest backup that passed a restore test"
-    return out
+def register_recovery_lookups(
+    *,
+    protected: Callable[..., dict[int, str]],
+    in_use: Callable[[], set[int]],
+) -> None:
+    """Install `protected(source_ids) -> {run id: reason}` (the newest backup per source that
+    passed a restore test) and `in_use() -> {run id}` (read by an active restore or test)."""
+    global _protected_by_restore_tests, _read_by_restores
+    _protected_by_restore_tests = protected
+    _read_by_restores = in_use
 
 
 def runs_in_use() -> set[int]:
-    """Hook: backup runs that an active restore or restore test is reading."""
-    from dr_portal.runs import ACTIVE
-
-    try:
-        from recovery import hooks  # type: ignore[attr-defined]
-
-        return set(hooks.backup_runs_in_use())
-    except (ImportError, AttributeError):
-        pass
-    used = set()
-    for name in ("RestoreTest", "Restore"):
-        model = _recovery_model(name)
-        if model is None or "status" not in {f.name for f in model._meta.get_fields()}:
-            continue
-        used.update(
-            model.objects.filter(status__in=list(ACTIVE), backup_run__isnull=False).values_list(
-                "backup_run_id", flat=True
-            )
-        )
-    return used
+    """Backup runs that an active restore or restore test is reading."""
+    return set(_read_by_restores())
 
 
 def protected_runs(source_ids=None) -> dict[int, str]:
     protected = newest_good_run_ids(source_ids)
-    for run_id, reason in recovery_protected_run_ids(source_ids).items():
+    for run_id, reason in _protected_by_restore_tests(source_ids).items():
         protected[run_id] = f"{protected[run_id]}; {reason}" if run_id in protected else reason
     return protected
 
@@ -199,9 +161,6 @@ def protected_runs(source_ids=None) -> dict[int, str]:
 # --- reading the catalog and applying ----------------------------------------
 def preview(destination, *, source_ids=None, now=None) -> list[Decision]:
     """Decisions for the live copies of one destination (nothing is changed)."""
-    from backups.models import BackupCopy
-    from dr_portal.runs import DONE
-
     now = now or timezone.now()
     copies = (
         BackupCopy.objects.live()
@@ -231,9 +190,6 @@ def apply(destination, *, source_ids=None, dry_run=False, now=None, stdout=None)
 
     A copy whose storage delete fails stays in the catalog (and is retried next time).
     """
-    from backups.engine import DestinationError, open_destination
-    from dr_portal.lib import audit
-
     decisions = preview(destination, source_ids=source_ids, now=now)
     doomed = [d for d in decisions if d.delete]
     if dry_run or not doomed:
@@ -255,7 +211,6 @@ def apply(destination, *, source_ids=None, dry_run=False, now=None, stdout=None)
                 detail=f"{destination.name}: {copy.location}: {exc}",
             )
             continue
-        from backups.globals import delete_globals
 
         delete_globals(copy.run, destination.name, store)
         deleted_at = now or timezone.now()
@@ -280,9 +235,6 @@ def find_lost_copies(destination) -> list:
     A destination that cannot be asked (down, not mounted) marks nothing: only a clear
     "not there" counts, so RPO and readiness stop counting what is really gone.
     """
-    from backups.engine import DestinationError, open_destination
-    from backups.models import BackupCopy
-
     store = open_destination(destination.to_spec())
     lost = []
     live = BackupCopy.objects.live().filter(destination=destination)
@@ -302,8 +254,6 @@ def find_lost_copies(destination) -> list:
 
 def apply_all(*, dry_run=False, now=None, stdout=None) -> dict:
     """Retention over every destination; {destination name: decisions}."""
-    from backups.models import Destination
-
     results = {}
     for destination in Destination.objects.order_by("name"):
         try:
@@ -325,11 +275,6 @@ def abort_stale_uploads() -> dict[str, list[str]]:
 
     Anything older than twice the task timeout plus an hour cannot belong to a live run.
     """
-    from django.conf import settings
-
-    from backups.engine import open_destination
-    from backups.models import Destination
-
     older_than = settings.Q_TIMEOUT * 2 + 3600
     removed = {}
     for destination in Destination.objects.filter(enabled=True).order_by("name"):

@@ -6,6 +6,7 @@ again each time the scheduled task starts (backups.tasks.scheduled_backup).
 """
 
 from django.utils import timezone
+from django_q.models import Schedule
 
 from backups.validators import next_fire
 from dr_portal.lib.queue import drop_schedule, ensure_schedule
@@ -18,7 +19,6 @@ def sync_job_schedule(job):
     if not job.enabled or not job.schedule:
         drop_schedule(job.schedule_name)
         return None
-    from django_q.models import Schedule
 
     schedule = ensure_schedule(
         job.schedule_name,
@@ -36,8 +36,6 @@ def sync_job_schedule(job):
 
 def set_next_run(job, schedule=None):
     """Point the schedule at the job's next fire time in the job's own time zone."""
-    from django_q.models import Schedule
-
     nxt = next_fire(job.schedule, job.timezone, timezone.now())
     query = Schedule.objects.filter(name=job.schedule_name)
     if schedule is not None:
@@ -57,8 +55,6 @@ ADOPT_SCHEDULE = "system: adopt artifacts missing from the catalog"
 
 def ensure_system_schedules():
     """Daily retention across all destinations (also applied after every backup)."""
-    from django_q.models import Schedule
-
     ensure_schedule(
         RETENTION_SCHEDULE,
         "backups.tasks.apply_retention_task",

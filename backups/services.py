@@ -4,17 +4,21 @@ Load the rows, build the engine's specs (secrets revealed only here, never logge
 call the engine, record the copies, finish the run. The engine knows nothing of models.
 """
 
+import json
 import logging
 import shutil
-import socket
 import threading
 import time
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
-from django.utils import timezone
+from django_q.tasks import async_task
 
+from backups import engine, retention
+from backups.engine import open_destination
+from backups.globals import backup_globals
+from backups.leftovers import artifact_key
 from backups.models import GOOD_STATUSES, BackupCopy, BackupJob, BackupRun, Destination, Trigger
 from dr_portal.lib import keyring
 from dr_portal.lib.redact import redact
@@ -35,8 +39,6 @@ class SlotTaken(Exception):
 
 def start_run(job: BackupJob, trigger: str, user=None, scheduled_for=None) -> BackupRun:
     """Create a queued run unless one of this job is already queued or running."""
-    from django.db import IntegrityError
-
     try:
         with transaction.atomic():
             active = job.active_run()
@@ -53,8 +55,6 @@ def enqueue_run(run: BackupRun):
     """Queue run_backup(run.pk) after commit and remember django-q2's task id."""
 
     def send():
-        from django_q.tasks import async_task
-
         task_id = async_task(
             "backups.tasks.run_backup",
             run.pk,
@@ -64,11 +64,6 @@ def enqueue_run(run: BackupRun):
         BackupRun.objects.filter(pk=run.pk).update(task_id=str(task_id or "")[:64])
 
     transaction.on_commit(send)
-
-
-def artifact_key(run: BackupRun) -> str:
-    stamp = (run.started or timezone.now()).strftime("%Y%m%dT%H%M%SZ")
-    return f"{run.source_name}/{stamp}-run{run.pk}"
 
 
 def _throttled_progress(run: BackupRun, cancel: threading.Event):
@@ -146,8 +141,6 @@ def _fail(run, message):
 
 
 def _backup(run: BackupRun, job: BackupJob, secrets: list[str]):
-    from backups import engine
-
     source = job.source
     destinations = list(job.destinations.order_by("name"))
     enabled = [d for d in destinations if d.enabled]
@@ -223,8 +216,6 @@ def _backup(run: BackupRun, job: BackupJob, secrets: list[str]):
         error = "backup failed"
     manifest = _jsonable(result.manifest)
     if status in GOOD_STATUSES and source_spec.kind == "postgresql" and source.backup_globals:
-        from backups.globals import backup_globals
-
         manifest["globals"] = backup_globals(run, source_spec, dest_specs, options, secrets)
         if manifest["globals"]["error"]:
             status = RunStatus.PARTIAL
@@ -272,8 +263,6 @@ def _backup(run: BackupRun, job: BackupJob, secrets: list[str]):
 def _abandon(run: BackupRun, stored, by_name, why: str):
     """This worker lost the run (reaped) after its engine published artifacts: nothing is
     recorded, and the artifacts are removed so no sweep adopts a run that was declared failed."""
-    from backups.engine import open_destination
-
     removed = []
     for copy in stored:
         destination = by_name[copy.destination]
@@ -304,50 +293,11 @@ def _scratch_dir(run: BackupRun):
     return path
 
 
-def discard_partial_artifacts(run: BackupRun) -> list[str]:
-    """After a worker died mid-run (the reaper): remove what its engine could not clean up.
-
-    Temporary files at local destinations, open multipart uploads in S3, and the scratch
-    copy when the dead worker ran on this host. Best effort: every problem is logged.
-    """
-    from backups.engine import open_destination
-
-    if run.job is None or run.started is None:
-        return []
-    key = artifact_key(run)
-    stored = set(run.copies.filter(ok=True).values_list("destination_id", flat=True))
-    removed: list[str] = []
-    for destination in run.job.destinations.all():
-        if destination.pk in stored:
-            continue
-        try:
-            removed += open_destination(destination.to_spec()).discard_partial(key)
-        except Exception as exc:
-            log.warning(
-                "%s: leftovers at %s not removed: %s",
-                run,
-                destination.name,
-                redact(str(exc), destination.secret_values()),
-            )
-    host = run.worker.rpartition(":")[0]
-    scratch = settings.VAR_DIR / "scratch" / f"backup-run-{run.pk}"
-    if host == socket.gethostname() and scratch.exists():
-        shutil.rmtree(scratch, ignore_errors=True)
-        removed.append(str(scratch))
-    if removed:
-        run.append_log(f"removed what the lost worker left: {', '.join(removed)}")
-    return removed
-
-
 def _jsonable(value):
-    import json
-
     return json.loads(json.dumps(value or {}, default=str))
 
 
 def _retention_after(run: BackupRun):
-    from backups import retention
-
     if run.source_id is None:
         return
     destination_ids = run.copies.values_list("destination_id", flat=True)

@@ -5,8 +5,11 @@ from datetime import UTC, datetime
 
 from django.db import IntegrityError, transaction
 
-from backups import services
+from backups import retention, services
+from backups.catalog import adopt_orphans
 from backups.models import BackupJob, BackupRun, Trigger
+from backups.schedules import set_next_run
+from dr_portal.lib.queue import drop_schedule
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +38,9 @@ def scheduled_backup(job_id: int, slot: str | None = None):
         job = BackupJob.objects.select_related("source").get(pk=job_id)
     except BackupJob.DoesNotExist:
         # Deleted without its model delete() (a queryset delete): stop the schedule too.
-        from dr_portal.lib.queue import drop_schedule
-
         log.warning("scheduled backup for job %s, which no longer exists", job_id)
         drop_schedule(f"backup job {job_id}")
         return None
-    from backups.schedules import set_next_run
 
     if job.schedule:
         set_next_run(job)  # django-q2 computed it in the portal's zone; use the job's
@@ -89,8 +89,6 @@ def _slot_time(slot):
 
 def apply_retention_task():
     """Daily retention over every destination, then leftovers of writes that never finished."""
-    from backups import retention
-
     results = retention.apply_all()
     retention.abort_stale_uploads()
     return {name: sum(1 for d in decisions if d.delete) for name, decisions in results.items()}
@@ -98,6 +96,4 @@ def apply_retention_task():
 
 def adopt_orphan_artifacts():
     """Hourly: artifacts published without their catalog row (a killed worker) are adopted."""
-    from backups.catalog import adopt_orphans
-
     return adopt_orphans()

@@ -5,15 +5,19 @@ from django.db.models import Count, OuterRef, Prefetch, Q, Subquery
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
+from django_q.models import Schedule
 
 from backups import retention, services
+from backups.engine import open_destination
 from backups.forms import DestinationForm, JobForm, RunFilterForm, SourceForm
 from backups.models import GOOD_STATUSES, BackupCopy, BackupJob, BackupRun, Destination, Source
-from dr_portal.lib import audit
+from dr_portal import audit
+from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration
 from dr_portal.lib.redact import redact
 from dr_portal.lib.roles import MANAGER, OPERATOR, role_required
 from dr_portal.runs import DONE
+from dr_portal.templatetags.portal import filesize
 
 RUN_LIST_FIELDS_DEFERRED = ("log", "manifest")
 HISTORY = 50
@@ -170,8 +174,6 @@ def destination_edit(request, pk):
 @role_required(OPERATOR)
 def destination_test(request, pk):
     """Write, read back and delete a probe object. Short, so it runs inline with a timeout."""
-    from backups.engine import open_destination
-
     destination = get_object_or_404(Destination, pk=pk)
     secrets = destination.secret_values()
     try:
@@ -192,9 +194,6 @@ def job_list(request):
 
 
 def _chart(runs):
-    from dr_portal.lib.charts import line_chart
-    from dr_portal.templatetags.portal import filesize
-
     good = [r for r in runs if r.status in GOOD_STATUSES]
     if len(good) < 2:
         return "", ""
@@ -279,7 +278,6 @@ def job_detail(request, pk):
         .order_by("-queued", "-pk")[:HISTORY]
     )
     size_chart, duration_chart = _chart(runs)
-    from django_q.models import Schedule
 
     schedule = Schedule.objects.filter(name=job.schedule_name).first()
     return render(

@@ -17,7 +17,8 @@ from django.views.decorators.http import require_GET
 
 from backups.models import System, missing_key_summary
 from dashboard import board, compliance, metrics
-from dr_portal.lib import audit, keyring
+from dr_portal import audit
+from dr_portal.lib import keyring
 from dr_portal.lib.roles import MANAGER, VIEWER, role_required
 from dr_portal.models import KeyEscrow
 from dr_portal.widgets import DatePicker

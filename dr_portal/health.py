@@ -7,15 +7,17 @@ Destinations and the scratch server are probed only for a logged-in viewer
 """
 
 import concurrent.futures
-import importlib
 import logging
 import time
 
 from django.core.cache import cache
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django_q.brokers import get_broker
 
+from backups import health as backups_health
 from dr_portal.lib.queue import worker_last_seen
+from recovery import health as recovery_health
 
 log = logging.getLogger(__name__)
 WORKER_WINDOW_S = 60
@@ -35,8 +37,6 @@ def check_database():
 
 
 def check_broker():
-    from django_q.brokers import get_broker
-
     broker = get_broker()
     broker.queue_size()
     return True, f"{broker.info()} reachable"
@@ -90,18 +90,8 @@ def public_view(results: dict) -> dict:
 
 
 def reachability_probes() -> dict:
-    """Apps add probes in <app>/health.py: probes() -> {name: callable} or checks() -> {...}."""
-    found = {}
-    for app in ("backups", "recovery", "drills", "incidents"):
-        try:
-            module = importlib.import_module(f"{app}.health")
-        except ModuleNotFoundError:
-            continue
-        if hasattr(module, "probes"):
-            found.update(module.probes())
-        else:
-            found[app] = module.checks  # runs in a thread: it should not read the database
-    return found
+    """Each app's probes (<app>/health.py: probes() -> {name: callable -> (ok, detail)})."""
+    return {**backups_health.probes(), **recovery_health.probes()}
 
 
 def reachability(deadline_s: float = PROBE_DEADLINE_S) -> dict:

@@ -6,8 +6,9 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 
+from dr_portal.audit import AuditContext, use_context
+from dr_portal.errors import forbidden
 from dr_portal.lib import roles
-from dr_portal.lib.audit import AuditContext, use_context
 
 # Anonymous: the probes (/metrics checks its own bearer token) and the login pages.
 PUBLIC_PATHS = ("/health/live", "/health/ready", "/metrics")
@@ -38,8 +39,6 @@ class LoginRequiredEverywhere:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
         if not path.startswith(NO_ROLE_PREFIXES) and not roles.has_role(request.user, roles.VIEWER):
-            from dr_portal.errors import forbidden
-
             return forbidden(
                 request,
                 PermissionDenied("Your account has no role yet: ask a manager to give you one."),

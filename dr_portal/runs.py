@@ -19,6 +19,8 @@ import time
 from contextlib import contextmanager
 from datetime import timedelta
 
+from django.apps import apps
+from django.conf import settings
 from django.db import Error as DjangoDbError
 from django.db import (
     InterfaceError,
@@ -33,6 +35,7 @@ from django.utils import timezone
 
 from dr_portal.lib.durations import format_duration
 from dr_portal.lib.queue import enqueue
+from dr_portal.lib.redact import redact
 from dr_portal.models import RunEvent
 
 log = logging.getLogger(__name__)
@@ -45,8 +48,6 @@ REAP_AFTER = timedelta(minutes=2)
 
 
 def reap_after() -> timedelta:
-    from django.conf import settings
-
     seconds = getattr(settings, "DR_REAP_AFTER_S", None)
     return timedelta(seconds=seconds) if seconds else REAP_AFTER
 
@@ -190,8 +191,6 @@ class RunBase(models.Model):
 
     def fail_unexpectedly(self, exc: Exception, secrets=()) -> str:
         """Record an exception nobody expected on the run (redacted), so it never stays running."""
-        from dr_portal.lib.redact import redact
-
         message = redact(f"unexpected error: {type(exc).__name__}: {exc}", list(secrets))[:2000]
         log.error("%s failed: %s", self, message)
         try:
@@ -364,8 +363,6 @@ class RunBase(models.Model):
 
 
 def run_models():
-    from django.apps import apps
-
     return [m for m in apps.get_models() if issubclass(m, RunBase)]
 
 

@@ -1,6 +1,10 @@
 """Idempotent set-up run after every migrate: role permissions and system schedules."""
 
+import importlib
+
+from django.apps import apps
 from django.contrib.auth.models import Group, Permission
+from django_q.models import Schedule
 
 from dr_portal.lib.queue import ensure_schedule
 from dr_portal.lib.roles import MANAGER, OPERATOR, VIEWER
@@ -24,10 +28,6 @@ SEED_MIGRATIONS = [
 
 def reseed():
     """Run the data migrations' seed functions again (each is idempotent)."""
-    import importlib
-
-    from django.apps import apps
-
     for module, function in SEED_MIGRATIONS:
         getattr(importlib.import_module(module), function)(apps, None)
 
@@ -52,8 +52,6 @@ def ensure_role_permissions(create_groups: bool = True):
 
 
 def ensure_system_schedules():
-    from django_q.models import Schedule
-
     ensure_schedule(
         "system: reap runs whose worker died",
         "dr_portal.tasks.reap_lost_runs",

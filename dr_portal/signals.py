@@ -4,7 +4,15 @@ Models opt out with a class attribute `audit = False` (runs, logs, the audit tab
 those record the action that started them explicitly.
 """
 
-from dr_portal.lib import audit
+import hashlib
+
+from django.apps import apps
+from django.conf import settings
+from django.core.cache import cache
+
+from dr_portal import audit
+from dr_portal.lib.logsafe import one_line
+from dr_portal.setup import ensure_role_permissions, ensure_system_schedules, reseed
 
 
 def _audited(sender) -> bool:
@@ -48,10 +56,6 @@ def audit_delete(sender, instance, **kwargs):
 
 def after_migrate(sender, **kwargs):
     """Once per migrate or flush, after the last app: every model's permissions exist then."""
-    from django.apps import apps
-
-    from dr_portal.setup import ensure_role_permissions, ensure_system_schedules, reseed
-
     # Django sends post_migrate only for apps with a models module (not dashboard/).
     with_models = [config for config in apps.get_app_configs() if config.models_module]
     if sender is not with_models[-1]:
@@ -69,13 +73,6 @@ def audit_lockout(sender, request=None, username=None, ip_address=None, **kwargs
     axes sends this again for every attempt during the lock-out; one entry per lock-out
     keeps an attacker from filling the audit table.
     """
-    import hashlib
-
-    from django.conf import settings
-    from django.core.cache import cache
-
-    from dr_portal.lib.logsafe import one_line
-
     key = hashlib.sha256(f"{username}|{ip_address}".encode()).hexdigest()[:32]
     if not cache.add(f"dr:lockout:{key}", 1, settings.AXES_COOLOFF_TIME.total_seconds()):
         return

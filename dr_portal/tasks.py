@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from django.utils import timezone
+from django_q.models import Failure
 
 from dr_portal.models import RunEvent
 from dr_portal.runs import reap_all
@@ -19,8 +20,6 @@ def prune_task_records(days: int = 30, event_days: int = 90) -> int:
     Processed run events go after `event_days` (the runs keep their own times); pending
     and given-up ones stay whatever their age.
     """
-    from django_q.models import Failure
-
     now = timezone.now()
     deleted, _ = Failure.objects.filter(stopped__lt=now - timedelta(days=days)).delete()
     events, _ = RunEvent.objects.filter(

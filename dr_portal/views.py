@@ -1,14 +1,13 @@
 """Portal-wide pages: health probes, key escrow confirmation (the dashboard is in dashboard/)."""
 
-from django.conf import settings
 from django.contrib import messages
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from dr_portal import health
-from dr_portal.lib import audit, roles
+from dr_portal import audit, health
+from dr_portal.lib import roles
 from dr_portal.models import KeyEscrow
 
 
@@ -62,7 +61,3 @@ def health_destinations(request):
         "dr_portal/destinations_health.html",
         {"checks": checks, "deadline_s": health.PROBE_DEADLINE_S},
     )
-
-
-def settings_summary():
-    return {"env": settings.DR_ENV}

@@ -12,8 +12,10 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from dr_portal.lib.queue import enqueue
 from drills.journal import event
 from drills.models import CalloutAck
+from incidents.models import Alert, Channel, Notification
 
 SALT = "drills.callout.ack"
 LINK_VALID_FOR = 7 * 24 * 3600  # seconds: a call-out link older than a week is refused
@@ -44,9 +46,6 @@ def ack_url(ack: CalloutAck) -> str:
 
 def send(srun) -> list[CalloutAck]:
     """One CalloutAck per participant and their messages, queued after commit."""
-    from dr_portal.lib.queue import enqueue
-    from incidents.models import Alert, Channel, Notification
-
     drill = srun.drill
     now = timezone.now()
     participants = list(drill.plan.participants.all())

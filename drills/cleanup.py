@@ -9,8 +9,16 @@
 
 import logging
 import re
+import shutil
+import tempfile
+from pathlib import Path
 
 from django.utils import timezone
+
+from dr_portal.runs import ACTIVE
+from recovery.engine.pg import RestoreError, database_exists, drop_database
+from recovery.models import RestoreTest
+from recovery.workspace import scratch_server, work_dir
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +41,6 @@ def check(drill) -> list[dict]:
 
 def _work_dirs(drill) -> list[dict]:
     """Temporary restore directories (dr-restore-test-*) made since the drill began."""
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    from dr_portal.runs import ACTIVE
-    from recovery.models import RestoreTest
-    from recovery.workspace import work_dir
-
     root = Path(work_dir() or tempfile.gettempdir())
     since = drill.declared_at.timestamp() - 5
     found = [p for p in root.glob("dr-restore-test-*") if p.is_dir() and p.stat().st_mtime >= since]
@@ -73,8 +73,6 @@ def _work_dirs(drill) -> list[dict]:
 
 
 def _active_runs(runs, label) -> list[dict]:
-    from dr_portal.runs import ACTIVE
-
     out = []
     for run in runs:
         run.refresh_from_db()
@@ -90,9 +88,6 @@ def _active_runs(runs, label) -> list[dict]:
 
 
 def _scratch_databases(drill) -> list[dict]:
-    from recovery.engine.pg import RestoreError, database_exists, drop_database
-    from recovery.workspace import scratch_server
-
     server = scratch_server()
     since = int(drill.declared_at.timestamp()) - 5
     until = int(timezone.now().timestamp()) + 5
@@ -117,8 +112,6 @@ def _scratch_databases(drill) -> list[dict]:
         match = _SCRATCH.match(name)
         if match and since <= int(match.group(1)) <= until:
             mine.append(name)
-    from dr_portal.runs import ACTIVE
-    from recovery.models import RestoreTest
 
     # A scratch database of a restore test running right now is its live copy: never drop it.
     busy = RestoreTest.objects.filter(status__in=list(ACTIVE)).exists()

@@ -11,7 +11,11 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
+from backups.models import System
+from dr_portal.runs import RunStatus
 from drills.models import STALE_AFTER, ScenarioRun, ScenarioStatus, failover_ready
+from recovery.failover.models import FailoverRun
+from recovery.models import FailureType, RestoreTest
 
 
 @dataclass
@@ -51,10 +55,6 @@ def _offer(grid, system_id, failure_type, cell):
 
 def build():
     """(systems, failure types, {(system_id, failure_type): Cell})."""
-    from backups.models import System
-    from dr_portal.runs import RunStatus
-    from recovery.models import FailureType, RestoreTest
-
     systems = list(System.objects.order_by("name"))
     types = list(FailureType.choices)
     grid: dict = {}
@@ -93,8 +93,6 @@ def build():
         )
         _offer(grid, test.source.system_id, "database_failure", cell)
     if failover_ready():
-        from recovery.failover.models import FailoverRun
-
         runs = (
             FailoverRun.objects.filter(
                 status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.PARTIAL],

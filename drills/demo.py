@@ -8,7 +8,12 @@ the backend lead from the contacts directory.
 
 from datetime import timedelta
 
+from backups.models import Source, System
 from drills import schedule as sched
+from drills.models import DrillPlan, Scenario, ScenarioSource
+from incidents import demo as incidents_demo
+from incidents.models import Contact
+from recovery.failover.models import Runbook
 
 PLAN = "Quarterly DR drill"
 
@@ -30,12 +35,9 @@ DOCUMENT_STEPS = (
 
 
 def _participants(stdout):
-    from incidents.models import Contact
-
     if not Contact.objects.exists():
         # load_demo runs the apps in order and drills comes before incidents: the contacts
         # directory is loaded first so the plan has its participants (idempotent there too).
-        from incidents import demo as incidents_demo
 
         incidents_demo.load(stdout)
     wanted = Contact.objects.filter(role__in=["On-Call", "DBA", "Backend", "Backend Team Lead"])
@@ -43,14 +45,10 @@ def _participants(stdout):
 
 
 def _runbook(system, failure_type):
-    from recovery.failover.models import Runbook
-
     return Runbook.objects.filter(system=system, failure_type=failure_type).order_by("pk").first()
 
 
 def _scenario(plan, order, title, **fields):
-    from drills.models import Scenario
-
     scenario, made = Scenario.objects.get_or_create(
         plan=plan, title=title, defaults={"order": order, **fields}
     )
@@ -67,9 +65,6 @@ def _scenario(plan, order, title, **fields):
 
 
 def load(stdout):
-    from backups.models import Source, System
-    from drills.models import DrillPlan, ScenarioSource
-
     system, _ = System.objects.get_or_create(name="Tool Hub")
     plan, made = DrillPlan.objects.get_or_create(
         name=PLAN,

@@ -2,10 +2,13 @@
 
 from django import forms
 
+from backups.models import Source
 from dr_portal.lib.durations import format_duration, parse_duration
 from dr_portal.widgets import DatePicker
 from drills import schedule as sched
 from drills.models import DrillPlan, Finding, Scenario, ScenarioKind, ScenarioSource
+from incidents.models import Contact
+from recovery.failover.models import Runbook
 
 
 class DurationInput(forms.CharField):
@@ -100,7 +103,6 @@ class ScenarioForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        from backups.models import Source
 
         self.fields["sources"].queryset = Source.objects.select_related("system")
         if self.instance.pk:
@@ -108,8 +110,6 @@ class ScenarioForm(forms.ModelForm):
                 link.source_id for link in self.instance.source_links.all() if link.source_id
             ]
         if runbooks_available():
-            from recovery.failover.models import Runbook
-
             self.fields["runbook"] = forms.ModelChoiceField(
                 Runbook.objects.select_related("system"),
                 required=False,
@@ -187,6 +187,5 @@ class FollowUpForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        from incidents.models import Contact
 
         self.fields["owner"].queryset = Contact.objects.all()

@@ -5,6 +5,7 @@ from collections import OrderedDict
 from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration
 from drills.models import DrillRun, DrillStatus, ScenarioRun, ScenarioStatus
+from drills.services import followups
 
 
 def quarter_label(dt) -> str:
@@ -12,8 +13,6 @@ def quarter_label(dt) -> str:
 
 
 def report_context(drill: DrillRun) -> dict:
-    from drills.services import followups
-
     scenario_runs = list(
         drill.scenario_runs.prefetch_related(
             "restore_tests__source", "items__done_by", "acks", "systems"

@@ -14,7 +14,7 @@ and a rule already stored gets a scan budget (see _CappedRule) instead of a hang
 
 import functools
 from datetime import UTC, date, datetime, time
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.relativedelta import relativedelta
 from dateutil.rrule import DAILY, MONTHLY, WEEKLY, YEARLY, rrule, rrulestr
@@ -24,8 +24,6 @@ DEFAULT_TIME = time(10, 0)
 ALLOWED_FREQ = {YEARLY, MONTHLY, WEEKLY, DAILY}
 # The time of day comes from the plan's own field, the anchor from the plan: not from the rule.
 FORBIDDEN_PARTS = ("DTSTART", "TZID", "BYHOUR", "BYMINUTE", "BYSECOND")
-# Far enough to find "the previous occurrence" of a yearly rule without scanning forever.
-MAX_SCAN = 2000
 # A valid rule has a date within this many years; no evaluation scans further ahead.
 HORIZON_YEARS = 10
 # No evaluation scans more than this many months in all (plan age included).
@@ -84,11 +82,6 @@ def zone(name: str) -> ZoneInfo:
         raise ScheduleError(
             f"{name!r} is not a known time zone; use a name like Europe/Berlin or UTC"
         ) from None
-
-
-def zone_choices() -> list[tuple[str, str]]:
-    names = sorted(available_timezones())
-    return [(n, n) for n in names]
 
 
 def normalise_rule(text: str) -> str:
@@ -184,20 +177,6 @@ def previous_date(
             break
         last = found
     return _aware(last, tz) if last else None
-
-
-def occurrences_between(
-    rule: str, start_time: time, tz: str, *, start: datetime, end: datetime, anchor: date
-) -> list[datetime]:
-    parsed = build(rule, start_time, tz, anchor)
-    low, high = _local(start, tz), _local(end, tz)
-    found_all = []
-    for found in _scan(parsed, high):
-        if found > high or len(found_all) >= MAX_SCAN:
-            break
-        if found >= low:
-            found_all.append(_aware(found, tz))
-    return found_all
 
 
 def check_recurs(rule: str, start_time: time, tz: str, *, anchor: date, now: datetime) -> None:

@@ -1,12 +1,12 @@
 """The drills app's system schedules, kept by name (never duplicated)."""
 
+from django_q.models import Schedule
+
+from dr_portal.lib.queue import ensure_schedule
+
 
 def ensure_schedules():
     """Sync running drills every minute; check overdue plans daily at 08:00 UTC."""
-    from django_q.models import Schedule
-
-    from dr_portal.lib.queue import ensure_schedule
-
     ensure_schedule(
         "system: sync running drills",
         "drills.tasks.sync_running_drills",

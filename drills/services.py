@@ -14,12 +14,13 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.utils import timezone
 
-from dr_portal.lib import audit
+from backups.models import Trigger
+from dr_portal import audit
 from dr_portal.lib.durations import format_duration
 from dr_portal.lib.queue import enqueue
 from dr_portal.models import RunEvent
-from dr_portal.runs import PROCESS_EVENTS
-from drills import callout
+from dr_portal.runs import ACTIVE, PROCESS_EVENTS, IllegalTransition, RunStatus
+from drills import callout, cleanup
 from drills.journal import actor as _actor
 from drills.journal import event
 from drills.models import (
@@ -32,6 +33,11 @@ from drills.models import (
     ScenarioRun,
     ScenarioStatus,
 )
+from incidents.alerts import recover
+from incidents.models import FollowUp
+from recovery import restore_tests
+from recovery.copies import newest_good_backup
+from recovery.failover.models import FailoverRun, RunMode
 from recovery.targets import RPOTarget, RTOTarget, Verdict
 
 log = logging.getLogger(__name__)
@@ -90,7 +96,6 @@ def start_drill(plan, user=None, declared_at=None) -> DrillRun:
             at=drill.declared_at,
         )
         audit.record("drill start", drill, user=user, detail=f"plan {plan.name}")
-    from incidents.alerts import recover
 
     transaction.on_commit(lambda: recover(plan.alert_key(), f"Drill “{plan.name}” started"))
     first = drill.scenario_runs.order_by("position").first()
@@ -146,10 +151,6 @@ def start_scenario(srun: ScenarioRun, user=None, at=None):
 
 
 def _start_restore_tests(srun, user):
-    from backups.models import Trigger
-    from recovery import restore_tests
-    from recovery.copies import newest_good_backup
-
     scenario = srun.scenario
     links = list(scenario.source_links.select_related("source")) if scenario else []
     errors = []
@@ -191,7 +192,6 @@ def _start_failover(srun, user):
         )
     if runbook is None:
         raise ScenarioUnavailable("the runbook of this scenario was deleted")
-    from recovery.failover.models import FailoverRun, RunMode
 
     mode = RunMode.LIVE if srun.live else RunMode.TEST
     try:
@@ -230,8 +230,6 @@ def _verdict_reasons(srun, rto, rto_target, rpo=None, rpo_target=None):
 
 def evaluate_database(srun) -> bool:
     """Finish a database-failure scenario once all its restore tests are done."""
-    from dr_portal.runs import ACTIVE, RunStatus
-
     tests = list(srun.restore_tests.select_related("source"))
     if not tests or any(t.status in ACTIVE for t in tests):
         return False
@@ -276,8 +274,6 @@ def evaluate_database(srun) -> bool:
 
 
 def evaluate_failover(srun) -> bool:
-    from dr_portal.runs import ACTIVE, RunStatus
-
     run = getattr(srun, "failover_run", None)
     if run is None:
         return False
@@ -481,8 +477,6 @@ def acknowledge(ack, via, user=None):
 
 
 def request_cleanup_check(drill, user=None):
-    from dr_portal.lib.queue import enqueue
-
     DrillRun.objects.filter(pk=drill.pk).update(cleanup_state=CleanupState.CHECKING)
     drill.cleanup_state = CleanupState.CHECKING
     event(drill, "Cleanup check queued", user)
@@ -491,8 +485,6 @@ def request_cleanup_check(drill, user=None):
 
 def verify_cleanup(drill) -> str:
     """Remove and check gone what the drill created; record one row per resource."""
-    from drills import cleanup
-
     results = cleanup.check(drill)
     drill.cleanup_checks.all().delete()
     for result in results:
@@ -600,8 +592,6 @@ def _note_linked_incidents(drill):
 
 def abort_drill(drill, user=None, reason="") -> DrillRun:
     """Stop now; keep what ran; the verdict says aborted. Queued work is cancelled."""
-    from dr_portal.runs import IllegalTransition, RunStatus
-
     drill.refresh_from_db()
     if drill.status != DrillStatus.RUNNING:
         raise DrillTransitionError(f"This drill is already {drill.get_status_display().lower()}.")
@@ -653,8 +643,6 @@ def add_finding(drill, text, user=None, severity="medium", scenario_run=None):
 
 
 def add_followup(drill, text, user=None, owner_contact=None, due=None):
-    from incidents.models import FollowUp
-
     text = (text or "").strip()
     if not text:
         raise DrillTransitionError("Describe the follow-up action.")
@@ -672,6 +660,4 @@ def add_followup(drill, text, user=None, owner_contact=None, due=None):
 
 
 def followups(drill):
-    from incidents.models import FollowUp
-
     return FollowUp.objects.for_object(drill).select_related("owner_contact", "owner_user")

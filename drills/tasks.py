@@ -7,14 +7,15 @@ import logging
 
 from django.utils import timezone
 
+from drills import services
+from drills.models import CleanupState, DrillPlan, DrillRun, DrillStatus
+from incidents.alerts import alert, recover
+
 log = logging.getLogger(__name__)
 
 
 def verify_cleanup(drill_id: int) -> str | None:
     """Remove and check gone what a drill created (safe to run twice: it only re-checks)."""
-    from drills import services
-    from drills.models import CleanupState, DrillRun
-
     drill = DrillRun.objects.filter(pk=drill_id).first()
     if drill is None:
         return None
@@ -31,9 +32,6 @@ def verify_cleanup(drill_id: int) -> str | None:
 
 def sync_running_drills() -> int:
     """Every minute: read automated results of running drills and move them on."""
-    from drills import services
-    from drills.models import DrillRun, DrillStatus
-
     count = 0
     for drill in DrillRun.objects.filter(status=DrillStatus.RUNNING):
         try:
@@ -46,9 +44,6 @@ def sync_running_drills() -> int:
 
 def check_overdue_drills(now=None) -> list[int]:
     """Daily: alert drill_overdue for each plan whose date passed without a run; recover others."""
-    from drills.models import DrillPlan
-    from incidents.alerts import alert, recover
-
     now = now or timezone.now()
     overdue = []
     for plan in DrillPlan.objects.all():

@@ -14,12 +14,14 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from dr_portal.lib import audit
+from dr_portal import audit
 from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration
+from dr_portal.lib.pdf import pdf_response
 from dr_portal.lib.roles import MANAGER, OPERATOR, VIEWER, role_required
 from drills import coverage as coverage_grid
 from drills import reports, services
+from drills.callout import read_token
 from drills.forms import FindingForm, FollowUpForm, PlanForm, ScenarioForm, TickForm
 from drills.models import (
     CalloutAck,
@@ -55,10 +57,6 @@ def _plan_url(pk, *args, **kwargs):
 
 def _run_url(pk, *args, **kwargs):
     return reverse("drills:run", args=[pk])
-
-
-def _index_url(*args, **kwargs):
-    return reverse("drills:index")
 
 
 # --- plans ---------------------------------------------------------------------------
@@ -408,8 +406,6 @@ def ack_link(request, token):
 
     A GET never acknowledges, so mail scanners that open links do not fake an answer.
     """
-    from drills.callout import read_token
-
     ack = read_token(token)
     if ack is None:
         return render(request, "drills/ack.html", {"invalid": True}, status=404)
@@ -475,8 +471,6 @@ def run_report(request, pk):
 
 @role_required(VIEWER)
 def run_pdf(request, pk):
-    from dr_portal.lib.pdf import pdf_response
-
     drill = _drill(pk)
     audit.record("drill report pdf", drill, user=request.user)
     context = reports.report_context(drill) | {"pdf": True}

@@ -19,7 +19,11 @@ import os
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
+
+from dr_portal.lib.queue import enqueue
+from incidents.models import Alert, Channel, Contact, Notification, OnCall, Webhook
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +68,6 @@ def recover(key: str, title: str = "", *, strict=False) -> None:
 
 
 def _alert(key, kind, title, detail, url, contacts):
-    from incidents.models import Alert
-
     key, title = str(key)[:200], _one_line(title)[:300] or KINDS.get(kind, kind)
     now = timezone.now()
     event = kind in EVENT_KINDS
@@ -92,8 +94,6 @@ def _alert(key, kind, title, detail, url, contacts):
 
 
 def _recover(key, title):
-    from incidents.models import Alert
-
     now = timezone.now()
     with transaction.atomic():
         obj = Alert.objects.filter(key=str(key)[:200], recovered__isnull=True, event=False).first()
@@ -107,8 +107,6 @@ def _recover(key, title):
 
 
 def _plus_one():
-    from django.db.models import F
-
     return F("seen_count") + 1
 
 
@@ -118,8 +116,6 @@ def _one_line(text: str) -> str:
 
 def recipients(extra_contacts=()):
     """On-call contacts with an email or a webhook, then active global webhooks."""
-    from incidents.models import Contact, OnCall, Webhook
-
     contacts = list(
         Contact.objects.exclude(on_call=OnCall.NONE).order_by("role", "on_call", "name")
     )
@@ -157,9 +153,6 @@ def compose(obj, message: str, title: str = "") -> tuple[str, str]:
 
 
 def _queue_messages(obj, message, extra_contacts, title=""):
-    from dr_portal.lib.queue import enqueue
-    from incidents.models import Channel, Notification
-
     subject, body = compose(obj, message, title)
     contacts, webhooks = recipients(extra_contacts)
     rows, emails = [], set()

@@ -13,18 +13,15 @@ from dr_portal.lib.durations import format_duration
 from dr_portal.runs import run_models
 from incidents.models import IncidentLink, TimelineEntry
 
-# Models an incident can link to when their app exists: (app_label, model_name).
-# Any RunBase subclass is linkable too, so new run models need no change here.
-EXTRA_LINKABLE = [("drills", "drillrun"), ("drills", "drill"), ("recovery", "runbook")]
+# Models an incident can link to besides runs: (app_label, model_name). By name, because
+# drills sits above incidents. Any RunBase subclass is linkable too, so new run models
+# need no change here.
+EXTRA_LINKABLE = [("drills", "drillrun"), ("recovery", "runbook")]
 
 
 def linkable_models():
-    found = {m for m in run_models()}
-    for app_label, model_name in EXTRA_LINKABLE:
-        try:
-            found.add(apps.get_model(app_label, model_name))
-        except LookupError:
-            continue
+    found = set(run_models())
+    found.update(apps.get_model(app_label, name) for app_label, name in EXTRA_LINKABLE)
     return sorted(found, key=lambda m: (m._meta.app_label, m._meta.verbose_name))
 
 

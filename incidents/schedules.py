@@ -1,12 +1,12 @@
 """The incidents app's system schedules, kept by name (never duplicated)."""
 
+from django_q.models import Schedule
+
+from dr_portal.lib.queue import ensure_schedule
+
 
 def ensure_schedules():
     """Run events and notification retries every minute; RPO alerts every 5; follow-ups daily."""
-    from django_q.models import Schedule
-
-    from dr_portal.lib.queue import ensure_schedule
-
     ensure_schedule(
         "system: retry due notifications",
         "incidents.tasks.retry_due_notifications",

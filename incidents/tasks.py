@@ -6,10 +6,17 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMessage
+from django.urls import reverse
 from django.utils import timezone
 
+from backups.models import Source
 from dr_portal.lib import outbound
+from dr_portal.lib.durations import format_duration
 from dr_portal.lib.redact import redact
+from incidents.alerts import alert, recover
+from incidents.events import process_events
+from incidents.models import Alert, Delivery, DeliveryAttempt, FollowUp, Notification
+from recovery.readiness import BREACHED, source_readiness
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +40,6 @@ class DeliveryError(Exception):
 
 def deliver_notification(notification_id: int) -> str:
     """Try one delivery; record the attempt; schedule a retry on failure. Never raises."""
-    from incidents.models import Delivery, DeliveryAttempt, Notification
-
     now = timezone.now()
     claimed = Notification.objects.filter(
         pk=notification_id, status__in=[Delivery.PENDING, Delivery.RETRY], next_attempt__lte=now
@@ -132,8 +137,6 @@ def _post_webhook(url: str, note):
 
 def retry_due_notifications() -> int:
     """Every minute: deliver messages whose retry time has come (and lost "sending" leases)."""
-    from incidents.models import Delivery, Notification
-
     now = timezone.now()
     # A worker that died while sending leaves the row "sending" past its lease.
     Notification.objects.filter(status=Delivery.SENDING, next_attempt__lte=now).update(
@@ -151,9 +154,6 @@ def retry_due_notifications() -> int:
 
 def check_overdue_followups() -> int:
     """Daily: one alert per overdue follow-up (to on-call and its owner); done items recover."""
-    from incidents.alerts import alert, recover
-    from incidents.models import Alert, FollowUp
-
     overdue = list(FollowUp.objects.overdue().select_related("owner_contact", "content_type"))
     for item in overdue:
         source = item.source
@@ -180,8 +180,6 @@ def check_overdue_followups() -> int:
 
 def prune_notifications(days: int = 180) -> int:
     """Daily: drop recovered alerts and events older than `days` with their notifications."""
-    from incidents.models import Alert
-
     cutoff = timezone.now() - timedelta(days=days)
     deleted, _ = Alert.objects.filter(recovered__lt=cutoff).delete()
     return deleted
@@ -190,12 +188,6 @@ def prune_notifications(days: int = 180) -> int:
 def check_rpo_targets() -> int:
     """Raise an rpo_breached alert per source whose RPO is over its target; recover the rest."""
     # Inside the function like this module's other tasks: the worker imports tasks lazily.
-    from django.urls import reverse
-
-    from backups.models import Source
-    from dr_portal.lib.durations import format_duration
-    from incidents.alerts import alert, recover
-    from recovery.readiness import BREACHED, source_readiness
 
     breached = 0
     sources = list(Source.objects.all())
@@ -218,6 +210,4 @@ def check_rpo_targets() -> int:
 
 def process_run_events() -> int:
     """Every minute: the safety net behind the after-commit enqueue of incidents.events."""
-    from incidents.events import process_events
-
     return process_events()

@@ -16,10 +16,11 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from dr_portal.lib import audit
+from dr_portal import audit
 from dr_portal.lib.pdf import pdf_response
 from dr_portal.lib.roles import MANAGER, OPERATOR, VIEWER, role_required
 from incidents import contacts_csv
+from incidents.alerts import alert, recover
 from incidents.forms import (
     ContactForm,
     ContactImportForm,
@@ -239,8 +240,6 @@ def followup_toggle(request, pk):
     item.done_at = timezone.now() if item.done else None
     item.save(update_fields=["done", "done_at"])
     if item.done:
-        from incidents.alerts import recover
-
         recover(item.alert_key())
     source = item.source
     target = request.POST.get("next") or ""
@@ -498,8 +497,6 @@ def alerts(request):
 @require_POST
 @role_required(MANAGER)
 def send_test(request):
-    from incidents.alerts import alert
-
     stamp = timezone.now().strftime("%Y%m%d%H%M%S%f")
     alert(
         f"test:{stamp}",

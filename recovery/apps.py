@@ -28,10 +28,16 @@ class RecoveryConfig(AppConfig):
     def ready(self):
         # Models exist only once apps are loaded: imported here, not at the top.
         from backups.models import register_rpo_target_lookup
+        from backups.retention import register_recovery_lookups
+        from recovery import hooks
         from recovery.targets import rpo_targets
 
-        # backups shows each source's RPO target but may not import recovery: hand it ours.
+        # backups shows each source's RPO target and keeps the backups restore tests proved
+        # or are reading, but may not import recovery: hand it our answers.
         register_rpo_target_lookup(rpo_targets)
+        register_recovery_lookups(
+            protected=hooks.protected_backup_runs, in_use=hooks.backup_runs_in_use
+        )
         # Receivers only: schedules are created by them, never here (NOTES-django-q2).
         post_save.connect(
             _source_saved, sender="backups.Source", dispatch_uid="recovery-source-saved"

@@ -12,15 +12,14 @@ import shutil
 import socket
 
 from dr_portal.lib.redact import redact
-from dr_portal.runs import DONE
+from recovery.engine.pg import PgServer, database_exists, drop_database
+from recovery.workspace import scratch_server
 
 log = logging.getLogger(__name__)
 
 
 def _server_for(run, entry):
     """The PostgreSQL server (maintenance database) that holds a recorded database."""
-    from recovery.engine.pg import PgServer
-    from recovery.workspace import scratch_server
 
     if entry.get("server") == "scratch":
         return scratch_server(), None
@@ -33,8 +32,6 @@ def _remove(run, entry) -> bool:
     """True when the thing is gone (now or already); False when it is not ours to remove here."""
     kind = entry.get("kind")
     if kind == "database":
-        from recovery.engine.pg import database_exists, drop_database
-
         server, live_name = _server_for(run, entry)
         name = entry["name"]
         if name == live_name:  # never the target itself, whatever the record says
@@ -121,15 +118,4 @@ def after_lost(run):
     if removed:
         run.append_log(f"removed what the lost worker left: {', '.join(removed)}")
         log.warning("%s: removed what the lost worker left: %s", run, ", ".join(removed))
-    return removed
-
-
-def sweep_finished() -> list[str]:
-    """Temporaries still listed on finished restores and restore tests (the periodic sweep)."""
-    from recovery.models import Restore, RestoreTest
-
-    removed = []
-    for model in (RestoreTest, Restore):
-        for run in model.objects.filter(status__in=list(DONE)).exclude(temporaries=[]):
-            removed += remove_temporaries(run)
     return removed

@@ -1,13 +1,13 @@
 """Demo: the Tool Hub and portal databases are restore-tested after every backup, and a failover
 runbook to try in test mode (idempotent)."""
 
+from django.db.models import Q
+
+from backups.models import Source
+from recovery.failover import demo as failover_demo
+
 
 def load(stdout):
-    from django.db.models import Q
-
-    from backups.models import Source
-    from recovery.failover import demo as failover_demo
-
     # Tool Hub's database, and the portal's own: a rebuild of the portal starts from it.
     for source in Source.objects.filter(Q(name="toolhub-db") | Q(is_portal_db=True)):
         if not source.restore_test_after_backup:

@@ -1,4 +1,4 @@
-"""What the backups app asks of recovery (backups.retention reads these).
+"""What the backups app asks of recovery (registered with backups.retention at ready()).
 
 - protected_backup_runs(source_ids): the newest backup per source that passed a
   restore test, so retention never deletes the last proven backup.
@@ -6,11 +6,10 @@
 """
 
 from dr_portal.runs import ACTIVE, RunStatus
+from recovery.models import Restore, RestoreTest
 
 
 def protected_backup_runs(source_ids=None) -> dict[int, str]:
-    from recovery.models import RestoreTest
-
     tests = RestoreTest.objects.filter(status=RunStatus.SUCCEEDED, backup_run__isnull=False)
     if source_ids is not None:
         tests = tests.filter(source_id__in=source_ids)
@@ -26,8 +25,6 @@ def protected_backup_runs(source_ids=None) -> dict[int, str]:
 
 
 def backup_runs_in_use() -> set[int]:
-    from recovery.models import Restore, RestoreTest
-
     used = set()
     for model in (RestoreTest, Restore):
         used.update(
@@ -36,8 +33,3 @@ def backup_runs_in_use() -> set[int]:
             )
         )
     return used
-
-
-# The name the brief announced; same answer as a plain set of ids.
-def protected_run_ids(source_ids=None) -> set[int]:
-    return set(protected_backup_runs(source_ids)) | backup_runs_in_use()

@@ -3,12 +3,17 @@
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from backups.models import Trigger
+from backups.models import Source, Trigger
+from dr_portal import audit
 from dr_portal.fields import EncryptedTextField, SecretEndpointMixin
+from dr_portal.lib.paths import check_allowed_path
 from dr_portal.runs import RunBase, RunStatus
+from recovery import restore_targets
+from recovery.cleanup import after_lost
 from recovery.targets import (  # noqa: F401 (the target models belong to this app)
     RESTORE_FAILURE_TYPE,
     FailureType,
@@ -113,8 +118,6 @@ class RestoreTest(RunBase):
 
     def on_lost(self):
         """The reaper failed this test: drop its scratch database, remove its unpacked files."""
-        from recovery.cleanup import after_lost
-
         after_lost(self)
 
 
@@ -129,6 +132,17 @@ NAME_VALIDATOR = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9._ -]*\Z",
     "Use letters, digits, spaces, dots, dashes and underscores; start with a letter or digit.",
 )
+
+
+class RestoreTargetQuerySet(models.QuerySet):
+    def compatible_with(self, source, kind: str):
+        """Registered targets that may receive `kind` backups of `source`, by name."""
+        targets = self.filter(kind=kind)
+        if source.is_portal_db:
+            # Never "any source": the portal's data (sessions, password hashes) goes only
+            # where a manager named it.
+            return targets.filter(sources=source).distinct().order_by("name")
+        return targets.filter(Q(sources=None) | Q(sources=source)).distinct().order_by("name")
 
 
 class RestoreTarget(SecretEndpointMixin, models.Model):
@@ -177,6 +191,8 @@ class RestoreTarget(SecretEndpointMixin, models.Model):
     created = models.DateTimeField(default=timezone.now)
     updated = models.DateTimeField(auto_now=True)
 
+    objects = RestoreTargetQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
 
@@ -196,10 +212,6 @@ class RestoreTarget(SecretEndpointMixin, models.Model):
         return self.path
 
     def clean(self):
-        from backups.models import Source
-        from dr_portal.lib.paths import check_allowed_path
-        from recovery import restore_targets
-
         errors = {}
         sources = list(Source.objects.all())
         if self.kind == self.Kind.POSTGRESQL:
@@ -330,13 +342,9 @@ class Restore(RunBase):
 
     def on_lost(self):
         """The reaper failed this restore: drop its staging database, remove its decrypted files."""
-        from recovery.cleanup import after_lost
-
         after_lost(self)
 
     def on_finished(self):
-        from dr_portal.lib import audit
-
         audit.record(
             f"restore {self.status}",
             self,

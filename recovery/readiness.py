@@ -20,10 +20,14 @@ How the figures are measured:
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from croniter import croniter
 from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 
+from backups.models import BackupJob, BackupRun, Source
+from dr_portal.lib.durations import format_duration as fd
 from dr_portal.runs import DONE, RunStatus
+from recovery.models import RestoreTest
 from recovery.targets import (
     AT_RISK_FRACTION,
     Verdict,
@@ -134,8 +138,6 @@ def _newest_per_source(ids, picks: dict) -> dict[str, dict[int, dict]]:
     read by primary key: as one `pk IN (subquery)` PostgreSQL misjudges the few ids and
     hashes the whole table instead.
     """
-    from backups.models import Source
-
     annotations = {
         f"_{name}": Subquery(
             queryset.filter(source_id=OuterRef("pk")).order_by(*order_by).values("pk")[:1]
@@ -155,7 +157,6 @@ def schedule_interval(cron: str, now: datetime) -> timedelta | None:
     """The time between the two latest fires of a cron schedule (None without one)."""
     if not (cron or "").strip():
         return None
-    from croniter import croniter
 
     try:
         itr = croniter(cron, now)
@@ -168,9 +169,6 @@ def schedule_interval(cron: str, now: datetime) -> timedelta | None:
 
 def _picks() -> dict:
     """What `_newest_per_source` picks per source: newest good backup, last and last passed test."""
-    from backups.models import BackupRun
-    from recovery.models import RestoreTest
-
     return {
         "backup": (
             BackupRun.objects.good().filter(data_taken_at__isnull=False),
@@ -194,8 +192,6 @@ def _picks() -> dict:
 
 def _job_changes(ids) -> dict[int, datetime]:
     """The newest configuration change of each source's backup jobs."""
-    from backups.models import BackupJob
-
     return dict(
         BackupJob.objects.filter(source_id__in=ids)
         .values("source_id")
@@ -292,8 +288,6 @@ def source_readiness(sources, now=None) -> dict[int, Readiness]:
 
 
 def _judge(r: Readiness):
-    from dr_portal.lib.durations import format_duration as fd
-
     breached, risk = [], []
     if r.rpo_now is None:
         breached.append("no good backup")

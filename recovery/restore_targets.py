@@ -15,6 +15,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 
+from backups.models import Destination
 from dr_portal.lib.roles import MANAGER, has_role
 
 SYSTEM_DATABASES = ("postgres", "template0", "template1")
@@ -85,7 +86,6 @@ def path_conflict(path: Path, sources) -> str:
         kind, own = _source_location(source)
         if kind != "postgresql" and own and _overlaps(path, Path(own).resolve()):
             return f"{path} overlaps the data of source {source.name}"
-    from backups.models import Destination
 
     for dest in Destination.objects.filter(kind="local").only("name", "path"):
         if dest.path and _overlaps(path, Path(dest.path).resolve()):
@@ -181,17 +181,3 @@ def check_allowed(
         raise NotAllowed(
             "The portal's own database is restored only to a target registered for it by name."
         )
-
-
-def compatible_targets(source, kind: str):
-    """Registered targets that may receive `kind` backups of `source`, by name."""
-    from django.db.models import Q
-
-    from recovery.models import RestoreTarget
-
-    targets = RestoreTarget.objects.filter(kind=kind)
-    if source.is_portal_db:
-        # Never "any source": the portal's data (sessions, password hashes) goes only where
-        # a manager named it.
-        return targets.filter(sources=source).distinct().order_by("name")
-    return targets.filter(Q(sources=None) | Q(sources=source)).distinct().order_by("name")

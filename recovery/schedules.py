@@ -1,7 +1,10 @@
 """django-q2 schedules that follow the sources (restore tests) and the recovery system tasks."""
 
+from croniter import croniter
+from django.utils import timezone
 from django_q.models import Schedule
 
+from backups.models import Source
 from dr_portal.lib.queue import drop_schedule, ensure_schedule
 
 
@@ -16,8 +19,6 @@ def sync_source_schedule(source):
     if not cron:
         drop_schedule(name)
         return None
-    from croniter import croniter
-    from django.utils import timezone
 
     next_run = croniter(cron, timezone.now()).get_next(type(timezone.now()))
     old_cron = Schedule.objects.filter(name=name).values_list("cron", flat=True).first()
@@ -35,8 +36,6 @@ def sync_source_schedule(source):
 
 
 def sync_all_sources():
-    from backups.models import Source
-
     wanted = set()
     for source in Source.objects.all():
         if sync_source_schedule(source) is not None:

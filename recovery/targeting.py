@@ -90,11 +90,8 @@ def registered_target(source: Source, data_kind: str, restore_target: RestoreTar
             f"target {restore_target.name} receives {restore_target.get_kind_display()} "
             f"backups, not {data_kind}"
         )
-    if (
-        not restore_targets.compatible_targets(source, data_kind)
-        .filter(pk=restore_target.pk)
-        .exists()
-    ):
+    compatible = RestoreTarget.objects.compatible_with(source, data_kind)
+    if not compatible.filter(pk=restore_target.pk).exists():
         raise ValueError(f"target {restore_target.name} is not registered for {source}")
     if restore_target.kind == RestoreTarget.Kind.POSTGRESQL:
         server = PgServer(

@@ -1,17 +1,32 @@
 """django-q2 entry points of the recovery app: ids in, rows updated, nothing returned of value."""
 
 import logging
+import shutil
+import tempfile
+import time
 from datetime import timedelta
+from pathlib import Path
 
+from django.conf import settings
 from django.utils import timezone
+
+from backups.models import BackupRun, Source, Trigger
+from dr_portal.lib.redact import redact
+from dr_portal.runs import ACTIVE, DONE
+from recovery import restore_tests, restores, runner
+from recovery.cleanup import remove_temporaries
+from recovery.engine import heartbeat
+from recovery.engine.check_role import sweep_check_roles
+from recovery.engine.pg import PgServer, RestoreError, sweep_scratch
+from recovery.engine.staging import staging_leftovers
+from recovery.models import HeartbeatState, Restore, RestoreTest, TargetKind
+from recovery.schedules import drop_schedule, restore_test_schedule_name, sync_all_sources
+from recovery.workspace import scratch_server, work_dir
 
 log = logging.getLogger(__name__)
 
 
 def run_restore_test(test_id: int):
-    from recovery import restore_tests
-    from recovery.models import RestoreTest
-
     test = RestoreTest.objects.select_related("source", "backup_run").filter(pk=test_id).first()
     if test is None:
         log.warning("restore test %s no longer exists", test_id)
@@ -21,13 +36,8 @@ def run_restore_test(test_id: int):
 
 def scheduled_restore_test(source_id: int):
     """The weekly (or per-source cron) restore test: create it and run it in this worker."""
-    from backups.models import Source, Trigger
-    from recovery import restore_tests, runner
-
     source = Source.objects.filter(pk=source_id).first()
     if source is None:
-        from recovery.schedules import drop_schedule, restore_test_schedule_name
-
         drop_schedule(restore_test_schedule_name(source_id))
         return
     try:
@@ -39,9 +49,6 @@ def scheduled_restore_test(source_id: int):
 
 
 def run_restore(restore_id: int):
-    from recovery import restores
-    from recovery.models import Restore
-
     restore = Restore.objects.select_related("source", "backup_run").filter(pk=restore_id).first()
     if restore is None:
         return
@@ -50,10 +57,6 @@ def run_restore(restore_id: int):
 
 def tests_after_backups(window_hours: int = 24) -> int:
     """Queue a restore test for each new good backup of a source that asks for one."""
-    from backups.models import BackupRun, Trigger
-    from recovery import restore_tests, runner
-    from recovery.models import RestoreTest
-
     since = timezone.now() - timedelta(hours=window_hours)
     runs = (
         BackupRun.objects.good()
@@ -79,12 +82,6 @@ def tests_after_backups(window_hours: int = 24) -> int:
 
 def write_heartbeats() -> int:
     """Write the current time into every source with a heartbeat; remember the outcome."""
-    from backups.models import Source
-    from dr_portal.lib.redact import redact
-    from recovery.engine import heartbeat
-    from recovery.engine.pg import PgServer, RestoreError
-    from recovery.models import HeartbeatState
-
     written = 0
     for source in Source.objects.filter(heartbeat_enabled=True):
         now = timezone.now()
@@ -114,25 +111,21 @@ def write_heartbeats() -> int:
 
 def leftover_age_s() -> float:
     """Nothing a restore test creates may live longer than its task: the timeout plus an hour."""
-    from django.conf import settings
-
     return float(getattr(settings, "Q_TIMEOUT", 4 * 3600) or 4 * 3600) + 3600
+
+
+def sweep_finished() -> list[str]:
+    """Temporaries still listed on finished restores and restore tests (the periodic sweep)."""
+    removed = []
+    for model in (RestoreTest, Restore):
+        for run in model.objects.filter(status__in=list(DONE)).exclude(temporaries=[]):
+            removed += remove_temporaries(run)
+    return removed
 
 
 def housekeeping(now: float | None = None) -> dict:
     """Sync restore test schedules; remove scratch databases and unpack directories that a
     killed worker left behind (older than any task may run)."""
-    import shutil
-    import tempfile
-    import time
-    from pathlib import Path
-
-    from recovery.cleanup import sweep_finished
-    from recovery.engine.check_role import sweep_check_roles
-    from recovery.engine.pg import RestoreError, sweep_scratch
-    from recovery.schedules import sync_all_sources
-    from recovery.workspace import scratch_server, work_dir
-
     sync_all_sources()
     swept = sweep_finished()  # what finished runs recorded and could not remove at the time
     max_age = leftover_age_s()
@@ -169,10 +162,6 @@ def housekeeping(now: float | None = None) -> dict:
 def _restore_staging_leftovers(max_age: float, now: float) -> list:
     """Private staging directories that killed SQLite/files restores left beside their
     targets (targets with a restore still active are left alone)."""
-    from dr_portal.runs import ACTIVE
-    from recovery.engine.staging import staging_leftovers
-    from recovery.models import Restore, TargetKind
-
     restores = Restore.objects.exclude(target_kind=TargetKind.DATABASE)
     busy = set(restores.filter(status__in=list(ACTIVE)).values_list("target", flat=True))
     targets = set(restores.values_list("target", flat=True)) - busy

@@ -7,11 +7,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from backups.models import GOOD_STATUSES, BackupRun, Source
-from dr_portal.lib import audit
+from dr_portal import audit
 from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration
 from dr_portal.lib.roles import MANAGER, OPERATOR, has_role, role_required
 from dr_portal.runs import DONE, RunStatus
+from dr_portal.templatetags.portal import filesize
 from recovery import (
     charts,
     copies,
@@ -38,8 +39,6 @@ HISTORY = 50
 
 
 def _filesize(num):
-    from dr_portal.templatetags.portal import filesize
-
     return filesize(num)
 
 
@@ -302,7 +301,7 @@ def restore_new(request, source_id):
         .order_by("-data_taken_at", "-pk")[:HISTORY]
     )
     can_overwrite = has_role(request.user, MANAGER)
-    compatible = list(restore_targets.compatible_targets(source, targeting.source_kind(source)))
+    compatible = list(RestoreTarget.objects.compatible_with(source, targeting.source_kind(source)))
     proven = next((r for r in runs if r.proven), None)
     # A run page links here with ?backup_run=<id>; default: the newest proven backup.
     asked = request.GET.get("backup_run", "")

@@ -83,7 +83,3 @@ def build_manifest(
     )
     manifest.setdefault("kind", source_kind)
     return manifest
-
-
-def parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None

@@ -54,7 +54,8 @@ def parse_ring(text: str) -> list[MasterKey]:
 
 
 def ring() -> list[MasterKey]:
-    from django.conf import settings
+    # The engines import this module outside Django (unpack CLI): settings load when asked.
+    from django.conf import settings  # noqa: PLC0415
 
     return parse_ring(settings.DR_ENCRYPTION_KEYS)
 

@@ -82,7 +82,7 @@ def parse_allow(entries) -> AllowList:
 def configured_allow() -> AllowList:
     """The allow-list from settings.DR_OUTBOUND_ALLOW (empty without Django settings)."""
     try:
-        from django.conf import settings
+        from django.conf import settings  # noqa: PLC0415 (engines use this outside Django)
 
         if not settings.configured:
             return AllowList()

@@ -14,6 +14,7 @@ import mimetypes
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib.staticfiles import finders
 from django.http import HttpResponse
 from django.template.loader import render_to_string
 
@@ -28,8 +29,6 @@ class RefusedURL(ValueError):
 
 
 def _static_path(url: str):
-    from django.contrib.staticfiles import finders
-
     path = urlsplit(url).path
     prefix = "/" + settings.STATIC_URL.strip("/") + "/"
     if not path.startswith(prefix):
@@ -50,7 +49,8 @@ def _static_path(url: str):
 def url_fetcher(url: str, timeout=10, ssl_context=None, **kwargs):
     """WeasyPrint fetcher: static files from disk, data: URLs, nothing else."""
     if url.startswith("data:"):
-        from weasyprint.urls import default_url_fetcher
+        # weasyprint (cairo, pango: a third of a second) loads only when a PDF is made.
+        from weasyprint.urls import default_url_fetcher  # noqa: PLC0415
 
         return default_url_fetcher(url, timeout=timeout, ssl_context=ssl_context, **kwargs)
     path = _static_path(url)
@@ -66,7 +66,7 @@ def render_pdf(
     template_name: str, context: dict, request=None, base_url: str | None = None
 ) -> bytes:
     """The template rendered to HTML (autoescaped) and then to PDF bytes."""
-    from weasyprint import HTML
+    from weasyprint import HTML  # noqa: PLC0415 (heavy: only when a PDF is made)
 
     html = render_to_string(template_name, context, request=request)
     if base_url is None:

@@ -4,13 +4,15 @@ import time
 
 from django.core.cache import cache
 from django.db import transaction
+from django_q.models import Schedule
+from django_q.status import Stat
+from django_q.tasks import async_task
 
 WORKER_SEEN_KEY = "dr:worker-last-seen"
 
 
 def enqueue(func: str, *args, group: str = "", **kwargs):
     """Queue `func(*args)` once the current transaction commits. Pass ids, never secrets."""
-    from django_q.tasks import async_task
 
     def send():
         async_task(func, *args, group=group or None, **kwargs)
@@ -20,8 +22,6 @@ def enqueue(func: str, *args, group: str = "", **kwargs):
 
 def ensure_schedule(name: str, func: str, *, args: str = "", **fields):
     """Create or update a django-q2 schedule by name, never a duplicate (catch_up is off cluster-wide)."""
-    from django_q.models import Schedule
-
     fields.setdefault("repeats", -1)
     matches = list(Schedule.objects.filter(name=name).order_by("pk"))
     for extra in matches[1:]:
@@ -42,15 +42,11 @@ def ensure_schedule(name: str, func: str, *, args: str = "", **fields):
 
 
 def drop_schedule(name: str):
-    from django_q.models import Schedule
-
     Schedule.objects.filter(name=name).delete()
 
 
 def worker_last_seen() -> float | None:
     """Epoch seconds a django-q2 cluster was last seen (cluster stats expire after seconds)."""
-    from django_q.status import Stat
-
     if Stat.get_all():
         now = time.time()
         cache.set(WORKER_SEEN_KEY, now, None)

@@ -62,10 +62,6 @@ def sqlite_integrity(path: str) -> None:
         raise RestoreError("PRAGMA integrity_check: " + "; ".join(rows[:5]))
 
 
-def open_sqlite_readonly(path: str) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-
-
 # --- the archive's own listing ----------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from psycopg import sql
 
+from dr_portal.lib.redact import redact
 from recovery.engine import procs
 from recovery.engine.pgarchive import LOCALE_OPTIONS, split_statements
 
@@ -96,8 +97,6 @@ class PgServer:
 
 
 def _first_line(exc: Exception, *secrets: str) -> str:
-    from dr_portal.lib.redact import redact
-
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return redact(text, secrets=[s for s in secrets if s])
 

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
+from recovery.failover.models import Runbook
+from recovery.failover.steps import parse_steps
+
 
 @dataclass
 class Template:
@@ -343,9 +346,6 @@ def create_from_template(
     system, key: str, *, name: str = "", variables: dict | None = None, secrets: dict | None = None
 ):
     """Create a runbook on `system` from a built-in template (the data function behind the button)."""
-    from recovery.failover.models import Runbook
-    from recovery.failover.steps import parse_steps
-
     template = TEMPLATES[key]
     definitions = template.definitions(variables)
     parse_steps(definitions, allow_command=False)  # templates never contain command steps

@@ -5,14 +5,17 @@ is the portal itself at the address `make run` serves; DNS and load-balancer ste
 skipped in test mode and show what they would change.
 """
 
+from urllib.parse import urlsplit
+
+from backups.models import System
+from dr_portal.lib import outbound
+from recovery.failover.builtin import create_from_template
+from recovery.failover.models import Runbook
+
 DEMO_NAME = "Active-passive application failover (demo)"
 
 
 def load(stdout, base_url="http://127.0.0.1:8000"):
-    from backups.models import System
-    from recovery.failover.builtin import create_from_template
-    from recovery.failover.models import Runbook
-
     system = System.objects.filter(name="Tool Hub").first()
     if system is None or Runbook.objects.filter(system=system, name=DEMO_NAME).exists():
         return
@@ -38,10 +41,6 @@ def load(stdout, base_url="http://127.0.0.1:8000"):
 
 def _reachable(url) -> bool:
     """Would the outbound guard let a check reach url (the demo's checks call the portal)?"""
-    from urllib.parse import urlsplit
-
-    from dr_portal.lib import outbound
-
     parts = urlsplit(url)
     try:
         outbound.resolve(parts.hostname or "", parts.port or 80, outbound.configured_allow())

@@ -6,6 +6,7 @@ from datetime import timedelta
 from django import forms
 from django.utils import timezone
 
+from backups.models import System
 from dr_portal.lib import roles
 from dr_portal.lib.durations import format_duration
 from recovery.failover.builtin import TEMPLATES
@@ -254,7 +255,6 @@ class TemplateForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        from backups.models import System
 
         self.fields["system"] = forms.ModelChoiceField(queryset=System.objects.all())
         self.order_fields(["system", "template", "name"])

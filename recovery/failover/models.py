@@ -8,6 +8,7 @@ import json
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models import Q, Value
 from django.db.models.functions import Concat
@@ -15,6 +16,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dr_portal.fields import EncryptedTextField
+from dr_portal.lib.paths import check_allowed_path
+from dr_portal.lib.queue import enqueue
 from dr_portal.lib.text import validate_single_line
 from dr_portal.runs import ACTIVE, RunBase, RunStatus
 from recovery.failover.steps import KIND_CHOICES, KINDS, parse_step, same_endpoint
@@ -30,10 +33,6 @@ def failure_type_choices():
 
 def portal_checks(kind: str, params: dict) -> list[str]:
     """Checks that need the portal's settings (the engine has none): a command's cwd."""
-    from django.core.exceptions import ValidationError
-
-    from dr_portal.lib.paths import check_allowed_path
-
     problems = []
     if kind == "command" and params.get("cwd"):
         try:
@@ -345,8 +344,6 @@ class FailoverRun(RunBase):
         queue=False: the caller runs recovery.failover.tasks.run_failover itself (the
         `failover` command runs it in the foreground through the same code).
         """
-        from dr_portal.lib.queue import enqueue
-
         runbook.refresh_config()
         try:
             with transaction.atomic():

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from dr_portal.runs import IllegalTransition, LeaseLost, survives_disconnects
 from recovery.failover.models import FailoverRun, RunbookStep, StepRun
-from recovery.failover.steps import Hooks, StepCancelled, StepTimedOut, parse_step, run_steps
+from recovery.failover.steps import KINDS, Hooks, StepCancelled, StepTimedOut, parse_step, run_steps
 from recovery.failover.steps.runner import Outcome
 from recovery.targets import judge
 
@@ -142,8 +142,6 @@ class RunHooks(Hooks):
 
 
 def _describe(spec):
-    from recovery.failover.steps import KINDS
-
     return KINDS[spec.kind].describe(spec.params)
 
 

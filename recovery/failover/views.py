@@ -3,12 +3,11 @@
 from django.contrib import messages
 from django.db.models import Count, Exists, OuterRef, Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.loader import select_template
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from dr_portal.lib import audit
-from dr_portal.lib.roles import MANAGER, OPERATOR, VIEWER, has_role, require_role, role_required
+from dr_portal import audit
+from dr_portal.lib.roles import MANAGER, OPERATOR, VIEWER, require_role, role_required
 from dr_portal.runs import RunStatus
 from recovery.failover.builtin import TEMPLATES, create_from_template
 from recovery.failover.forms import RunbookForm, StartRunForm, StepForm, TemplateForm
@@ -33,24 +32,6 @@ def _run(pk) -> FailoverRun:
     return get_object_or_404(
         FailoverRun.objects.select_related("runbook", "system", "requested_by").defer("log"), pk=pk
     )
-
-
-def _contacts():
-    """The incidents app's contacts card, if that app provides it."""
-    try:
-        select_template(["incidents/_contacts.html"])
-        from incidents.models import Contact
-    except Exception:
-        return None
-    items = list(Contact.objects.all())
-    items.sort(
-        key=lambda c: (
-            {"primary": 0, "secondary": 1}.get(getattr(c, "on_call", ""), 2),
-            c.role,
-            c.name,
-        )
-    )
-    return items
 
 
 @role_required(VIEWER)
@@ -85,7 +66,6 @@ def runbook_detail(request, pk):
             "runbook": runbook,
             "steps": steps,
             "runs": runs,
-            "contacts": _contacts(),
             "verifying_run": runbook.last_verifying_run(),
             "kinds": KINDS,
         },
@@ -232,7 +212,7 @@ def run_print(request, pk):
     return render(
         request,
         "recovery/failover/run_print.html",
-        {**_run_context(run), "contacts": _contacts(), "printed": timezone.now()},
+        {**_run_context(run), "printed": timezone.now()},
     )
 
 
@@ -273,7 +253,3 @@ def step_confirm(request, pk, step_run_pk):
     if request.headers.get("HX-Request"):
         return run_progress(request, pk)
     return redirect(run)
-
-
-def can_confirm(user):
-    return has_role(user, OPERATOR)

@@ -3,7 +3,7 @@
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 
-from dr_portal.lib.audit import AuditContext, use_context
+from dr_portal.audit import AuditContext, use_context
 from dr_portal.models import AuditEntry
 
 

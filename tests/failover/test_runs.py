@@ -239,7 +239,7 @@ def test_only_one_live_run_per_system_is_enforced_by_the_database(
 def test_run_is_queued_for_a_worker_after_commit(django_capture_on_commit_callbacks, monkeypatch):
     sent = []
     monkeypatch.setattr(
-        "django_q.tasks.async_task", lambda func, *args, **kw: sent.append((func, args))
+        "dr_portal.lib.queue.async_task", lambda func, *args, **kw: sent.append((func, args))
     )
     runbook = make_runbook([{"name": "w", "kind": "wait", "params": {"seconds": 0}}])
     with django_capture_on_commit_callbacks(execute=True):

@@ -77,7 +77,7 @@ def test_a_finished_restore_test_leaves_nothing_recorded(pg_source, work_dir):
 
 
 def test_the_sweep_retries_what_could_not_be_removed(sqlite_source, work_dir, tmp_path):
-    from recovery.cleanup import sweep_finished
+    from recovery.tasks import sweep_finished
 
     backup(sqlite_source)
     test = run_test(sqlite_source)

@@ -7,11 +7,16 @@ STANDARD class, so the catalog can be rebuilt without restoring archived objects
 """
 
 import base64
+import datetime as dt
 import hashlib
 import json
 import secrets
 from collections.abc import Iterator
 from typing import BinaryIO
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from dr_portal.lib.redact import redact
 
@@ -24,8 +29,6 @@ DEFAULT_PART_SIZE = 64 * 1024 * 1024
 
 def _client(spec: DestinationSpec):
     # Imported and created per call: workers are forked, clients are not fork-safe.
-    import boto3
-    from botocore.config import Config
 
     options = {
         "retries": {"max_attempts": int(spec.config.get("max_attempts", 5)), "mode": "standard"},
@@ -235,8 +238,6 @@ class S3Destination:
         No live writer runs longer than a task may, so these are leftovers: a worker killed
         while S3 was unreachable could not abort its own upload.
         """
-        import datetime as dt
-
         cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=older_than_s)
         aborted = []
         with self.errors("aborting stale multipart uploads"):
@@ -257,8 +258,6 @@ class S3Destination:
             self.client.delete_object(Bucket=self.bucket, Key=key + MANIFEST_SUFFIX)
 
     def exists(self, location: str) -> bool:
-        from botocore.exceptions import ClientError
-
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._key(location))
             return True

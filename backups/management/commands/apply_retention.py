@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand
 
 from backups import retention
-from dr_portal.lib import audit
+from dr_portal import audit
 
 
 class Command(BaseCommand):

@@ -1,12 +1,13 @@
 """manage.py backup_now JOB [--json]: run a backup job in the foreground (same code as the task)."""
 
+import json as jsonlib
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
 from backups import services
 from backups.models import BackupJob
-from dr_portal.lib import audit
+from dr_portal import audit
 from dr_portal.runs import RunStatus
 
 
@@ -70,8 +71,6 @@ class Command(BaseCommand):
                 "error": run.error,
             }
         if as_json:
-            import json as jsonlib
-
             self.stdout.write(jsonlib.dumps(result))
         else:
             self.stdout.write(

@@ -3,8 +3,9 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from backups import catalog
+from backups.engine import DestinationError
 from backups.models import Destination
-from dr_portal.lib import audit
+from dr_portal import audit
 
 
 class Command(BaseCommand):
@@ -21,7 +22,6 @@ class Command(BaseCommand):
         if dest is None:
             names = ", ".join(Destination.objects.values_list("name", flat=True)) or "none"
             raise CommandError(f"no destination named {destination} (known: {names})")
-        from backups.engine import DestinationError
 
         with audit.command_context("rebuild_catalog"):
             try:

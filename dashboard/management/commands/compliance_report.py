@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from backups.models import System
 from dashboard import compliance
-from dr_portal.lib import audit
+from dr_portal import audit
 
 
 def _date(text):

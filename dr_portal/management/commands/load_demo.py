@@ -1,11 +1,13 @@
 """Create the demo Tool Hub database and let each app add its demo configuration."""
 
-import importlib
-
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from backups import demo as backups_demo
 from dr_portal.lib import demo
+from drills import demo as drills_demo
+from incidents import demo as incidents_demo
+from recovery import demo as recovery_demo
 
 
 class Command(BaseCommand):
@@ -14,9 +16,5 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         path = demo.create_tool_hub(settings.DR_DEMO_DIR / "tool_hub.db")
         self.stdout.write(f"demo Tool Hub database: {path}")
-        for app in ("backups", "recovery", "drills", "incidents"):
-            try:
-                module = importlib.import_module(f"{app}.demo")
-            except ModuleNotFoundError:
-                continue
-            module.load(self.stdout)
+        for app_demo in (backups_demo, recovery_demo, drills_demo, incidents_demo):
+            app_demo.load(self.stdout)

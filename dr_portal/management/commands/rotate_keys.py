@@ -10,8 +10,9 @@ from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from dr_portal import audit
 from dr_portal.fields import EncryptedTextField, Secret
-from dr_portal.lib import audit, keyring
+from dr_portal.lib import keyring
 
 
 def encrypted_fields():

@@ -2,7 +2,9 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from dr_portal.lib.audit import command_context
+from dr_portal.audit import command_context
+from drills import services
+from drills.models import DrillPlan
 
 
 class Command(BaseCommand):
@@ -12,9 +14,6 @@ class Command(BaseCommand):
         parser.add_argument("plan", help="The drill plan's name.")
 
     def handle(self, *args, **options):
-        from drills import services
-        from drills.models import DrillPlan
-
         plan = DrillPlan.objects.filter(name=options["plan"]).first()
         if plan is None:
             names = ", ".join(DrillPlan.objects.values_list("name", flat=True)) or "none"

@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from dr_portal.lib import audit
+from dr_portal import audit
 from incidents import tasks
 from incidents.alerts import alert
 from incidents.models import Notification

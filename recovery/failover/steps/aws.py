@@ -7,6 +7,9 @@ key for params.access_key_id; without them boto3's usual chain (role, env) appli
 
 from __future__ import annotations
 
+import boto3
+from botocore.config import Config
+
 from dr_portal.lib import outbound
 
 from .base import (
@@ -29,9 +32,6 @@ AWS = {
 
 
 def client(service: str, params, ctx: Context):
-    import boto3
-    from botocore.config import Config
-
     left = max(1.0, ctx.remaining())
     config = Config(
         connect_timeout=min(10, left),

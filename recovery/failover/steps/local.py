@@ -8,7 +8,16 @@ import subprocess
 import tempfile
 import time
 
-from .base import Kind, Param, StepResult, StepTimedOut, non_empty, not_negative, str_list
+from .base import (
+    Kind,
+    Param,
+    StepCancelled,
+    StepResult,
+    StepTimedOut,
+    non_empty,
+    not_negative,
+    str_list,
+)
 
 OUTPUT_KEPT = 16_000
 
@@ -96,8 +105,6 @@ class Command(Kind):
             text = out.read().decode("utf-8", "replace")
         prefix = "…(earlier output cut)\n" if size > OUTPUT_KEPT else ""
         if cancelled:
-            from .base import StepCancelled
-
             raise StepCancelled(f"cancelled; process group {proc.pid} killed")
         if timed_out:
             raise StepTimedOut(f"timeout: process group {proc.pid} killed\n{prefix}{text}")

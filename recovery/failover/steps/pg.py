@@ -20,6 +20,8 @@ import decimal
 import re
 import time
 
+import psycopg
+
 from .base import Context, Kind, Param, StepResult, StepTimedOut, non_empty, one_of, port, positive
 
 CONN = {
@@ -46,8 +48,6 @@ def where(params) -> str:
 
 
 def connect(params, ctx: Context, *, read_only=False, **kwargs):
-    import psycopg
-
     left = ctx.remaining()
     if left <= 0:
         raise StepTimedOut("step timeout reached before connecting")
@@ -86,8 +86,6 @@ class PgReady(Kind):
         return f"check that PostgreSQL at {where(params)} {want}"
 
     def run(self, params, ctx):
-        import psycopg
-
         try:
             with connect(params, ctx):
                 up, detail = True, "accepting connections"

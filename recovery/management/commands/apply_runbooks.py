@@ -1,6 +1,6 @@
 """manage.py apply_runbooks FILE.yaml [--dry-run] [--as USER]: failover runbooks as code."""
 
-from dr_portal.management.apply_yaml import ApplyYamlCommand
+from dr_portal.yaml_command import ApplyYamlCommand
 from recovery.failover import config
 
 

@@ -10,7 +10,9 @@ import sys
 
 from django.core.management.base import BaseCommand
 
+from backups.models import Source
 from dr_portal.lib.durations import format_duration as fd
+from recovery.readiness import overall, source_readiness
 
 EXIT = {"ok": 0, "at_risk": 1, "breached": 2}
 LABEL = {"ok": "OK", "at_risk": "AT RISK", "breached": "BREACHED"}
@@ -23,9 +25,6 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(self, *args, json=False, **options):
-        from backups.models import Source
-        from recovery.readiness import overall, source_readiness
-
         readiness = source_readiness(Source.objects.order_by("name"))
         verdict = overall(readiness)
         if json:

@@ -10,7 +10,8 @@ import json as jsonlib
 
 from django.core.management.base import BaseCommand, CommandError
 
-from dr_portal.lib import audit
+from dr_portal import audit
+from recovery.failover import tasks
 from recovery.failover.models import FailoverRun, LiveRunExists, Runbook, RunMode
 
 
@@ -66,8 +67,6 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(self, *args, runbook, live=False, yes=False, json=False, **options):
-        from recovery.failover import tasks
-
         if live and not yes:
             raise _bad("a live failover changes production: add --yes to confirm it")
         book = find_runbook(runbook)

@@ -6,7 +6,9 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from backups.models import BackupRun
-from dr_portal.lib import audit
+from dr_portal import audit
+from recovery import restores, runner, targeting
+from recovery.models import RestoreTarget
 
 
 class Command(BaseCommand):
@@ -50,9 +52,6 @@ class Command(BaseCommand):
         json=False,
         **o,
     ):
-        from recovery import restores, runner, targeting
-        from recovery.models import RestoreTarget
-
         backup = BackupRun.objects.select_related("source").filter(pk=run).first()
         if backup is None:
             raise CommandError(f"no backup run #{run}")

@@ -6,8 +6,10 @@ import tempfile
 
 from django.core.management.base import BaseCommand, CommandError
 
+from backups.globals import fetch_globals
 from backups.models import BackupRun
-from dr_portal.lib import audit
+from dr_portal import audit
+from recovery.engine.pg import PgServer, RestoreError, apply_globals
 
 
 class Command(BaseCommand):
@@ -27,9 +29,6 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(self, *args, run, out=None, target=None, yes=False, json=False, **options):
-        from backups.globals import fetch_globals
-        from recovery.engine.pg import PgServer, RestoreError, apply_globals
-
         backup = BackupRun.objects.filter(pk=run).first()
         if backup is None:
             raise CommandError(f"no backup run #{run}")

@@ -5,8 +5,9 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from backups.models import BackupJob, BackupRun
-from dr_portal.lib import audit
+from backups.models import BackupJob, BackupRun, Trigger
+from dr_portal import audit
+from recovery import copies, restore_tests, runner
 
 
 class Command(BaseCommand):
@@ -21,9 +22,6 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(self, *args, run=None, latest=None, json=False, **options):
-        from backups.models import Trigger
-        from recovery import copies, restore_tests, runner
-
         if (run is None) == (latest is None):
             raise CommandError("give either a backup RUN_ID or --latest JOB")
         if run is not None:

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from backups import config
+from dr_portal.management import config_as_code as config
 
 
 class Command(BaseCommand):

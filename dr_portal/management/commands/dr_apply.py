@@ -2,8 +2,8 @@
 
 from django.core.management.base import CommandError
 
-from backups import config
-from dr_portal.management.apply_yaml import ApplyYamlCommand
+from dr_portal.management import config_as_code as config
+from dr_portal.yaml_command import ApplyYamlCommand
 
 
 class Command(ApplyYamlCommand):

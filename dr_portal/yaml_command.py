@@ -9,7 +9,8 @@ import sys
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from dr_portal.lib import audit, strict_yaml
+from dr_portal import audit
+from dr_portal.lib import strict_yaml
 
 
 class ApplyYamlCommand(BaseCommand):

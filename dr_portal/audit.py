@@ -11,6 +11,8 @@ import contextvars
 import getpass
 from dataclasses import dataclass
 
+from dr_portal.fields import EncryptedTextField
+
 AUDITED_APPS = {"backups", "recovery", "drills", "incidents", "dr_portal", "auth"}
 
 
@@ -48,7 +50,8 @@ def command_context(command: str):
 
 def record(action: str, obj=None, *, changes: dict | None = None, user=None, detail: str = ""):
     """Write one audit entry; the actor comes from `user` or from the current context."""
-    from dr_portal.models import AuditEntry
+    # manage.py enters command_context before Django is set up: models load here, not above.
+    from dr_portal.models import AuditEntry  # noqa: PLC0415
 
     ctx = current()
     actor_id, actor_name = ctx.actor_id, ctx.actor_name
@@ -75,8 +78,6 @@ def record(action: str, obj=None, *, changes: dict | None = None, user=None, det
 
 def field_snapshot(instance) -> dict:
     """Concrete field values as strings; secrets are shown as changed, never as values."""
-    from dr_portal.fields import EncryptedTextField
-
     snapshot = {}
     for field in instance._meta.concrete_fields:
         value = getattr(instance, field.attname, None)
