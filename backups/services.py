@@ -9,6 +9,7 @@ import logging
 import shutil
 import threading
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -140,7 +141,56 @@ def _fail(run, message):
     run.finish(RunStatus.FAILED, message)
 
 
+@dataclass
+class _Plan:
+    """What one backup reads and writes, resolved from the job before the engine starts."""
+
+    source_spec: engine.SourceSpec
+    enabled: list
+    dest_specs: list
+    options: engine.BackupOptions
+
+
 def _backup(run: BackupRun, job: BackupJob, secrets: list[str]):
+    plan = _plan(run, job, secrets)
+    if plan is None:
+        return
+    source = job.source
+    run.append_log(
+        f"backing up {source.name} ({source.describe()}) to "
+        f"{', '.join(d.name for d in plan.enabled)} with {job.compression}"
+        f"{'' if job.compression_level is None else f' -{job.compression_level}'}"
+        f"{', encrypted' if job.encrypt else ', NOT encrypted'}"
+    )
+    cancel = threading.Event()
+    result = engine.run_backup(
+        plan.source_spec,
+        plan.dest_specs,
+        plan.options,
+        progress=_throttled_progress(run, cancel),
+        cancel=cancel,
+    )
+    _log_not_backed_up(run, result.warnings)
+    status, error = _outcome(run, result, secrets)
+    manifest = _jsonable(result.manifest)
+    if status in GOOD_STATUSES and plan.source_spec.kind == "postgresql" and source.backup_globals:
+        manifest["globals"] = backup_globals(
+            run, plan.source_spec, plan.dest_specs, plan.options, secrets
+        )
+        if manifest["globals"]["error"]:
+            status = RunStatus.PARTIAL
+            error = "; ".join(e for e in (error, manifest["globals"]["error"]) if e)
+    by_name = {d.name: d for d in plan.enabled}
+    stored = [c for c in result.copies if c.ok]
+    try:
+        run.check_lease()  # fencing: a reaped run records nothing, its artifacts go
+        _record(run, result, stored, by_name, status, error, manifest)
+    except (LeaseLost, IllegalTransition) as exc:
+        _abandon(run, stored, by_name, f"{exc}")
+
+
+def _plan(run: BackupRun, job: BackupJob, secrets: list[str]) -> _Plan | None:
+    """The specs and options of this backup; None (the run failed, saying why) when unusable."""
     source = job.source
     destinations = list(job.destinations.order_by("name"))
     enabled = [d for d in destinations if d.enabled]
@@ -149,7 +199,7 @@ def _backup(run: BackupRun, job: BackupJob, secrets: list[str]):
             run.append_log(f"destination {d.name} is disabled: skipped")
     if not enabled:
         _fail(run, "no enabled destination: nothing to write to")
-        return
+        return None
     run.beat("preparing")
     try:
         source_spec = source.to_spec()
@@ -157,10 +207,10 @@ def _backup(run: BackupRun, job: BackupJob, secrets: list[str]):
         master_keys = keyring.ring() if job.encrypt else []
     except keyring.KeyRingError as exc:
         _fail(run, f"cannot read stored credentials: {exc}")
-        return
+        return None
     except ValueError as exc:
         _fail(run, str(exc))
-        return
+        return None
     secrets.append(source_spec.password)
     for spec in dest_specs:
         secrets.extend(spec.secrets.values())
@@ -183,21 +233,18 @@ def _backup(run: BackupRun, job: BackupJob, secrets: list[str]):
         },
         scratch_dir=str(_scratch_dir(run)),
     )
-    run.append_log(
-        f"backing up {source.name} ({source.describe()}) to {', '.join(d.name for d in enabled)}"
-        f" with {job.compression}{'' if job.compression_level is None else f' -{job.compression_level}'}"
-        f"{', encrypted' if job.encrypt else ', NOT encrypted'}"
-    )
-    cancel = threading.Event()
-    result = engine.run_backup(
-        source_spec, dest_specs, options, progress=_throttled_progress(run, cancel), cancel=cancel
-    )
-    for warning in result.warnings[:100]:
+    return _Plan(source_spec, enabled, dest_specs, options)
+
+
+def _log_not_backed_up(run: BackupRun, warnings: list[str]):
+    for warning in warnings[:100]:
         run.append_log(f"warning: not backed up: {warning}")
-    if len(result.warnings) > 100:
-        run.append_log(f"warning: {len(result.warnings) - 100} more entries not backed up")
-    by_name = {d.name: d for d in enabled}
-    stored = [c for c in result.copies if c.ok]
+    if len(warnings) > 100:
+        run.append_log(f"warning: {len(warnings) - 100} more entries not backed up")
+
+
+def _outcome(run: BackupRun, result, secrets: list[str]) -> tuple[str, str]:
+    """The run's status and error from the engine's result, secrets redacted."""
     for copy in result.copies:
         if not copy.ok:
             run.append_log(f"not stored at {copy.destination}: {redact(copy.error, secrets)}")
@@ -214,50 +261,44 @@ def _backup(run: BackupRun, job: BackupJob, secrets: list[str]):
         status = RunStatus.CANCELLED
     if status == RunStatus.FAILED and not error:
         error = "backup failed"
-    manifest = _jsonable(result.manifest)
-    if status in GOOD_STATUSES and source_spec.kind == "postgresql" and source.backup_globals:
-        manifest["globals"] = backup_globals(run, source_spec, dest_specs, options, secrets)
-        if manifest["globals"]["error"]:
-            status = RunStatus.PARTIAL
-            error = "; ".join(e for e in (error, manifest["globals"]["error"]) if e)
+    return status, error
+
+
+def _record(run: BackupRun, result, stored, by_name, status: str, error: str, manifest: dict):
+    """The copies and the run's end in one transaction: the catalog never holds copies of a
+    run that did not finish, nor a finished run without the copies it stored."""
     ratio = round(result.bytes_read / result.bytes_stored, 3) if result.bytes_stored else None
-    try:
-        run.check_lease()  # fencing: a reaped run records nothing, its artifacts go
-        # The copies and the run's end in one transaction: the catalog never holds copies of
-        # a run that did not finish, nor a finished run without the copies it stored.
-        with transaction.atomic():
-            for copy in stored:
-                BackupCopy.objects.create(
-                    run=run,
-                    destination=by_name[copy.destination],
-                    location=copy.location,
-                    manifest_location=copy.manifest_location,
-                    bytes_stored=copy.bytes_stored,
-                    storage_class=copy.storage_class,
-                    ok=True,
-                )
-            lines = [f"stored at {c.destination}: {c.location}" for c in stored]
-            if error:
-                lines.append(error)
-            lines.append(
-                f"{status}: read {result.bytes_read} bytes, stored {result.bytes_stored} bytes"
+    with transaction.atomic():
+        for copy in stored:
+            BackupCopy.objects.create(
+                run=run,
+                destination=by_name[copy.destination],
+                location=copy.location,
+                manifest_location=copy.manifest_location,
+                bytes_stored=copy.bytes_stored,
+                storage_class=copy.storage_class,
+                ok=True,
             )
-            for line in lines:
-                run.append_log(line)
-            run.finish(
-                status,
-                error,
-                only_if=Q(worker=run.worker),
-                bytes_read=result.bytes_read,
-                bytes_stored=result.bytes_stored,
-                compression_ratio=ratio,
-                sha256=result.sha256 or "",
-                data_taken_at=result.data_taken_at,
-                manifest=manifest,
-                artifact_key=run.artifact_key,
-            )
-    except (LeaseLost, IllegalTransition) as exc:
-        _abandon(run, stored, by_name, f"{exc}")
+        lines = [f"stored at {c.destination}: {c.location}" for c in stored]
+        if error:
+            lines.append(error)
+        lines.append(
+            f"{status}: read {result.bytes_read} bytes, stored {result.bytes_stored} bytes"
+        )
+        for line in lines:
+            run.append_log(line)
+        run.finish(
+            status,
+            error,
+            only_if=Q(worker=run.worker),
+            bytes_read=result.bytes_read,
+            bytes_stored=result.bytes_stored,
+            compression_ratio=ratio,
+            sha256=result.sha256 or "",
+            data_taken_at=result.data_taken_at,
+            manifest=manifest,
+            artifact_key=run.artifact_key,
+        )
 
 
 def _abandon(run: BackupRun, stored, by_name, why: str):
