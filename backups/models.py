@@ -229,37 +229,41 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
 
     def clean(self):
         errors = {}
-
         try:  # the name is the first part of every artifact key (its folder at a destination)
             check_artifact_key(f"{self.name}/x")
         except ValueError:
             errors["name"] = "A source name cannot contain '..', '\\' or empty path parts."
-        if self.is_portal_db:
-            # connection comes from settings.DATABASES at run time; checks are the portal's
-            if self.checks and validators.normalise_checks(self.checks) != self.effective_checks:
-                errors["checks"] = validators.PORTAL_DB_CHECKS_FIXED
-        elif self.kind == self.Kind.POSTGRESQL:
-            for field in ("host", "database", "user"):
-                if not getattr(self, field):
-                    errors[field] = "Required for a PostgreSQL source."
-        elif self.kind in (self.Kind.SQLITE, self.Kind.FILES):
-            if not self.path:
-                errors["path"] = "Required for a SQLite or files source."
-            else:
-                try:
-                    check_allowed_path(self.path)
-                except ValidationError as exc:
-                    errors["path"] = exc.messages
-                else:
-                    problem = protected_problem(self.path)
-                    if problem:
-                        errors["path"] = problem
+        errors.update(self._connection_errors())
         if self.kind != self.Kind.FILES and self.exclude:
             errors["exclude"] = "Exclude patterns only apply to a files source."
         if self.backup_globals and self.kind != self.Kind.POSTGRESQL:
             errors["backup_globals"] = "Only a PostgreSQL server has roles and tablespaces."
         if errors:
             raise ValidationError(errors)
+
+    def _connection_errors(self) -> dict:
+        """What is wrong with where this source reads from, by field."""
+        if self.is_portal_db:
+            # connection comes from settings.DATABASES at run time; checks are the portal's
+            if self.checks and validators.normalise_checks(self.checks) != self.effective_checks:
+                return {"checks": validators.PORTAL_DB_CHECKS_FIXED}
+            return {}
+        if self.kind == self.Kind.POSTGRESQL:
+            return {
+                field: "Required for a PostgreSQL source."
+                for field in ("host", "database", "user")
+                if not getattr(self, field)
+            }
+        if self.kind not in (self.Kind.SQLITE, self.Kind.FILES):
+            return {}
+        if not self.path:
+            return {"path": "Required for a SQLite or files source."}
+        try:
+            check_allowed_path(self.path)
+        except ValidationError as exc:
+            return {"path": exc.messages}
+        problem = protected_problem(self.path)
+        return {"path": problem} if problem else {}
 
     @property
     def effective_checks(self) -> list[dict]:

@@ -212,45 +212,55 @@ class RestoreTarget(SecretEndpointMixin, models.Model):
         return self.path
 
     def clean(self):
-        errors = {}
         sources = list(Source.objects.all())
         if self.kind == self.Kind.POSTGRESQL:
-            if not self.host:
-                errors["host"] = "Give the PostgreSQL server's host."
-            problem = restore_targets.database_problem(self.database)
-            if problem:
-                errors["database"] = problem
-            if self.path:
-                errors["path"] = "A PostgreSQL target has no path."
-            if not errors:
-                conflict = restore_targets.database_conflict(
-                    self.host, self.port or 5432, self.database, sources
-                )
-                if conflict:
-                    errors["database"] = (
-                        f"{conflict}: restoring onto a source is done from its page."
-                    )
+            errors = self._database_errors(sources)
         elif self.kind in (self.Kind.SQLITE, self.Kind.FILES):
-            for name in ("host", "port", "user", "database"):
-                if getattr(self, name):
-                    errors[name] = "Only a PostgreSQL target has this."
-            try:
-                path = check_allowed_path(self.path)
-            except ValidationError as exc:
-                errors["path"] = exc.messages
-            else:
-                self.path = str(path)
-                conflict = restore_targets.path_conflict(path, sources)
-                if conflict:
-                    errors["path"] = conflict
-                elif self.kind == self.Kind.SQLITE and path.is_dir():
-                    errors["path"] = f"{path} is a directory; give the SQLite file's path."
-                elif self.kind == self.Kind.FILES and path.exists() and not path.is_dir():
-                    errors["path"] = f"{path} is a file; give a directory."
-                elif not path.parent.is_dir():
-                    errors["path"] = f"{path.parent} does not exist."
+            errors = self._path_errors(sources)
+        else:
+            errors = {}
         if errors:
             raise ValidationError(errors)
+
+    def _database_errors(self, sources) -> dict:
+        errors = {}
+        if not self.host:
+            errors["host"] = "Give the PostgreSQL server's host."
+        problem = restore_targets.database_problem(self.database)
+        if problem:
+            errors["database"] = problem
+        if self.path:
+            errors["path"] = "A PostgreSQL target has no path."
+        if not errors:
+            conflict = restore_targets.database_conflict(
+                self.host, self.port or 5432, self.database, sources
+            )
+            if conflict:
+                errors["database"] = f"{conflict}: restoring onto a source is done from its page."
+        return errors
+
+    def _path_errors(self, sources) -> dict:
+        errors = {
+            name: "Only a PostgreSQL target has this."
+            for name in ("host", "port", "user", "database")
+            if getattr(self, name)
+        }
+        try:
+            path = check_allowed_path(self.path)
+        except ValidationError as exc:
+            return {**errors, "path": exc.messages}
+        self.path = str(path)
+        problem = restore_targets.path_conflict(path, sources) or self._path_shape_problem(path)
+        return {**errors, "path": problem} if problem else errors
+
+    def _path_shape_problem(self, path) -> str:
+        if self.kind == self.Kind.SQLITE and path.is_dir():
+            return f"{path} is a directory; give the SQLite file's path."
+        if self.kind == self.Kind.FILES and path.exists() and not path.is_dir():
+            return f"{path} is a file; give a directory."
+        if not path.parent.is_dir():
+            return f"{path.parent} does not exist."
+        return ""
 
 
 class Restore(RunBase):
