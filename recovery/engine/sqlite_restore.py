@@ -98,6 +98,29 @@ def _into_live(staged: Path, path: Path, kept: Path, busy_timeout: float) -> Sql
         os.close(raw)
 
 
+def _mode_and_pages(live, source, path: Path) -> tuple[str, int]:
+    """The live database's journal mode and the restored copy's page count; refuses what the
+    backup API cannot do (a WAL database with another page size) before anything changes."""
+    try:
+        mode = live.execute("PRAGMA journal_mode").fetchone()[0].lower()
+    except sqlite3.OperationalError as exc:  # locked, unreadable: not a verdict on the file
+        raise RestoreError(f"cannot read {path}, nothing was changed: {exc}") from None
+    except sqlite3.DatabaseError as exc:  # not a database, malformed
+        raise _NotADatabase(str(exc)) from None
+    pages = source.execute("PRAGMA page_count").fetchone()[0]
+    sizes = (
+        source.execute("PRAGMA page_size").fetchone()[0],
+        live.execute("PRAGMA page_size").fetchone()[0],
+    )
+    if mode == "wal" and sizes[0] != sizes[1]:
+        raise RestoreError(
+            f"{path} uses {sizes[1]}-byte pages and the backup {sizes[0]}-byte pages: SQLite "
+            "cannot restore across page sizes into a WAL database; nothing was changed "
+            "(restore to a new file, or switch the live database to journal_mode=DELETE)"
+        )
+    return mode, pages
+
+
 def _into_live_locked(
     staged: Path, path: Path, kept: Path, busy_timeout: float, raw: int
 ) -> SqliteRestore:
@@ -111,23 +134,7 @@ def _into_live_locked(
         raise RestoreError(f"cannot open {path}: {exc}") from None
     source = sqlite3.connect(f"file:{staged}?mode=ro", uri=True)
     try:
-        try:
-            mode = live.execute("PRAGMA journal_mode").fetchone()[0].lower()
-        except sqlite3.OperationalError as exc:  # locked, unreadable: not a verdict on the file
-            raise RestoreError(f"cannot read {path}, nothing was changed: {exc}") from None
-        except sqlite3.DatabaseError as exc:  # not a database, malformed
-            raise _NotADatabase(str(exc)) from None
-        pages = source.execute("PRAGMA page_count").fetchone()[0]
-        sizes = (
-            source.execute("PRAGMA page_size").fetchone()[0],
-            live.execute("PRAGMA page_size").fetchone()[0],
-        )
-        if mode == "wal" and sizes[0] != sizes[1]:
-            raise RestoreError(
-                f"{path} uses {sizes[1]}-byte pages and the backup {sizes[0]}-byte pages: SQLite "
-                "cannot restore across page sizes into a WAL database; nothing was changed "
-                "(restore to a new file, or switch the live database to journal_mode=DELETE)"
-            )
+        mode, pages = _mode_and_pages(live, source, path)
         result = SqliteRestore(method=f"SQLite backup API into the live database ({mode} mode)")
         state = {"kept": False}
         started = time.monotonic()
