@@ -365,6 +365,30 @@ def _plan_destination(item, where, problems, refs):
     return _Planned(change, instance, secrets=secrets)
 
 
+SOURCE_DEFAULTS = {
+    "host": "",
+    "port": None,
+    "database": "",
+    "user": "",
+    "path": "",
+    "exclude": [],
+    "data_class": "important",
+    "restore_test_schedule": "0 3 * * 0",
+    "restore_test_after_backup": False,
+}
+
+
+def _source_values(item) -> dict:
+    """The source's plain fields from the file: given values, else the defaults."""
+    values = {}
+    for name in SOURCE_FIELDS:
+        if name in item:
+            values[name] = item[name] if item[name] is not None else SOURCE_DEFAULTS.get(name)
+        elif name in SOURCE_DEFAULTS:
+            values[name] = SOURCE_DEFAULTS[name]
+    return values
+
+
 def _plan_source(item, where, problems, refs):
     allowed = {"name", "system", *SOURCE_FIELDS, *SOURCE_RENAMES, "password", "password_env"}
     _check_keys(item, allowed, where, problems)
@@ -377,23 +401,7 @@ def _plan_source(item, where, problems, refs):
     if "kind" not in item and not item.get("portal_db"):
         problems.append(f"{where}.kind: required (postgresql, sqlite or files)")
         return None
-    defaults = {
-        "host": "",
-        "port": None,
-        "database": "",
-        "user": "",
-        "path": "",
-        "exclude": [],
-        "data_class": "important",
-        "restore_test_schedule": "0 3 * * 0",
-        "restore_test_after_backup": False,
-    }
-    values = {}
-    for name in SOURCE_FIELDS:
-        if name in item:
-            values[name] = item[name] if item[name] is not None else defaults.get(name)
-        elif name in defaults:
-            values[name] = defaults[name]
+    values = _source_values(item)
     verify = item.get("verify") or []
     if verify and (item.get("portal_db") or (instance.pk and instance.is_portal_db)):
         problems.append(f"{where}.verify: {validators.PORTAL_DB_CHECKS_FIXED}")
@@ -505,65 +513,79 @@ def write(planned: list[_Planned]) -> None:
 # --- export ------------------------------------------------------------------
 def export() -> dict:
     """The configuration in dr_apply's format, secrets left out (their *_env names are not known)."""
-    data = {
+    return {
         "systems": [
             {"name": s.name, **({"description": s.description} if s.description else {})}
             for s in System.objects.order_by("name")
         ],
-        "destinations": [],
-        "sources": [],
-        "jobs": [],
+        "destinations": [_export_destination(d) for d in Destination.objects.order_by("name")],
+        "sources": [
+            _export_source(s) for s in Source.objects.select_related("system").order_by("name")
+        ],
+        "jobs": sorted(
+            (
+                _export_job(j)
+                for j in BackupJob.objects.select_related("source").prefetch_related("destinations")
+            ),
+            key=lambda i: i["name"],
+        ),
     }
-    for d in Destination.objects.order_by("name"):
-        item = {"name": d.name, "kind": d.kind}
-        if d.kind == Destination.Kind.LOCAL:
-            item["path"] = d.path
-        else:
-            item.update(bucket=d.bucket, prefix=d.prefix, region=d.region)
-            if d.endpoint_url:
-                item["endpoint_url"] = d.endpoint_url
-            item["storage_class"] = d.storage_class
-        item.update(keep_days=d.keep_days, keep_last=d.keep_last)
-        if not d.enabled:
-            item["enabled"] = False
-        data["destinations"].append(item)
-    for s in Source.objects.select_related("system").order_by("name"):
-        item = {"name": s.name, "system": s.system.name, "kind": s.kind, "data_class": s.data_class}
-        if s.is_portal_db:
-            item["portal_db"] = True
-        elif s.kind == Source.Kind.POSTGRESQL:
-            item.update(host=s.host, port=s.port or 5432, database=s.database, user=s.user)
-        else:
-            item["path"] = s.path
-        if s.exclude:
-            item["exclude"] = list(s.exclude)
-        if s.checks and not s.is_portal_db:
-            item["verify"] = [dict(c) for c in s.checks]
-        if s.heartbeat_enabled:
-            item["heartbeat"] = True
-        if s.backup_globals:
-            item["globals"] = True
-        item["restore_test_schedule"] = s.restore_test_schedule
-        if s.restore_test_after_backup:
-            item["restore_test_after_backup"] = True
-        data["sources"].append(item)
-    for j in BackupJob.objects.select_related("source").prefetch_related("destinations"):
-        item = {
-            "name": j.name,
-            "source": j.source.name,
-            "destinations": sorted(d.name for d in j.destinations.all()),
-            "schedule": j.schedule,
-            "timezone": j.timezone,
-            "compression": j.compression,
-        }
-        if j.compression_level is not None:
-            item["level"] = j.compression_level
-        item["encrypt"] = j.encrypt
-        if not j.enabled:
-            item["enabled"] = False
-        data["jobs"].append(item)
-    data["jobs"].sort(key=lambda i: i["name"])
-    return data
+
+
+def _export_destination(d: Destination) -> dict:
+    item = {"name": d.name, "kind": d.kind}
+    if d.kind == Destination.Kind.LOCAL:
+        item["path"] = d.path
+    else:
+        item.update(bucket=d.bucket, prefix=d.prefix, region=d.region)
+        if d.endpoint_url:
+            item["endpoint_url"] = d.endpoint_url
+        item["storage_class"] = d.storage_class
+    item.update(keep_days=d.keep_days, keep_last=d.keep_last)
+    if not d.enabled:
+        item["enabled"] = False
+    return item
+
+
+def _export_source(s: Source) -> dict:
+    item = {"name": s.name, "system": s.system.name, "kind": s.kind, "data_class": s.data_class}
+    if s.is_portal_db:
+        item["portal_db"] = True
+    elif s.kind == Source.Kind.POSTGRESQL:
+        item.update(host=s.host, port=s.port or 5432, database=s.database, user=s.user)
+    else:
+        item["path"] = s.path
+    if s.exclude:
+        item["exclude"] = list(s.exclude)
+    if s.checks and not s.is_portal_db:
+        item["verify"] = [dict(c) for c in s.checks]
+    # Flags are written only when set, as a person would write the file.
+    flags = {
+        "heartbeat": s.heartbeat_enabled,
+        "globals": s.backup_globals,
+    }
+    item.update({key: True for key, on in flags.items() if on})
+    item["restore_test_schedule"] = s.restore_test_schedule
+    if s.restore_test_after_backup:
+        item["restore_test_after_backup"] = True
+    return item
+
+
+def _export_job(j: BackupJob) -> dict:
+    item = {
+        "name": j.name,
+        "source": j.source.name,
+        "destinations": sorted(d.name for d in j.destinations.all()),
+        "schedule": j.schedule,
+        "timezone": j.timezone,
+        "compression": j.compression,
+    }
+    if j.compression_level is not None:
+        item["level"] = j.compression_level
+    item["encrypt"] = j.encrypt
+    if not j.enabled:
+        item["enabled"] = False
+    return item
 
 
 def dump(data: dict) -> str:
