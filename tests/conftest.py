@@ -1,37 +1,33 @@
-"""Shared fixtures: personas (anonymous, viewer, operator, manager) and their clients."""
+"""Shared fixtures, one per idea: personas and their clients, django-q2 tasks run inline,
+a local destination, the restore work directory.
+
+Rows come from tests/factories.py. Fixtures that need a real outside part mark the test
+that uses them (see docs/testing.md): the PostgreSQL server `postgres`, Chromium `browser`,
+a real worker cluster `slow`.
+"""
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.test import Client
 
-PASSWORD = "correct-horse-battery-staple"
+from tests.factories import PASSWORD, DestinationFactory, UserFactory
 
-
-def make_user(username, role=None, **extra):
-    user = User.objects.create_user(username, f"{username}@example.com", PASSWORD, **extra)
-    if role:
-        if not Group.objects.filter(name=role).exists():
-            # A transactional test before this one flushed the groups the migration made.
-            from dr_portal.setup import ensure_role_permissions
-
-            ensure_role_permissions()
-        user.groups.add(Group.objects.get(name=role))
-    return user
+__all__ = ["PASSWORD"]
 
 
 @pytest.fixture
 def viewer(db):
-    return make_user("vera", "viewer")
+    return UserFactory(username="vera", role="viewer")
 
 
 @pytest.fixture
 def operator(db):
-    return make_user("otto", "operator")
+    return UserFactory(username="otto", role="operator")
 
 
 @pytest.fixture
 def manager(db):
-    return make_user("mona", "manager")
+    return UserFactory(username="mona", role="manager")
 
 
 @pytest.fixture
@@ -63,3 +59,36 @@ def manager_client(manager):
 @pytest.fixture
 def superuser_client(superuser):
     return _client_for(superuser)
+
+
+@pytest.fixture
+def sync_queue(monkeypatch, django_capture_on_commit_callbacks):
+    """django-q2 in sync mode: async_task runs the task inline (Conf is read at import).
+
+    Tasks enqueued on commit run when the captured callbacks do: `sync_queue(fn, *args)`
+    calls fn and then runs what it enqueued, returning fn's result.
+    """
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+    def run(fn, *args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return fn(*args, **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def work_dir(tmp_path, settings):
+    """Where restore tests unpack artifacts; must be empty again after every test."""
+    path = tmp_path / "restore-work"
+    path.mkdir()
+    settings.DR_RESTORE_TMP_DIR = str(path)
+    return path
+
+
+@pytest.fixture
+def local_destination(tmp_path):
+    """A local-directory destination named "local" under tmp_path/store."""
+    return DestinationFactory(name="local", path=str(tmp_path / "store"))

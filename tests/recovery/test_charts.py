@@ -6,8 +6,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from backups.models import BackupCopy, BackupRun, Destination, Source, System
+from backups.models import BackupCopy, BackupRun
 from recovery.models import RPOTarget
+from tests.factories import DestinationFactory, SourceFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -16,8 +17,8 @@ pytestmark = pytest.mark.django_db
 def source(tmp_path):
     path = tmp_path / "app.db"
     path.write_bytes(b"")
-    return Source.objects.create(
-        system=System.objects.create(name="tool-hub"),
+    return SourceFactory(
+        system__name="tool-hub",
         name="toolhub-db",
         kind="sqlite",
         path=str(path),
@@ -34,7 +35,7 @@ def test_rpo_chart_draws_each_gap_and_now_against_the_target(viewer_client, sour
     RPOTarget.objects.update_or_create(
         data_class="critical", defaults={"target": timedelta(hours=2)}
     )
-    destination = Destination.objects.create(name="local", kind="local", path=str(tmp_path))
+    destination = DestinationFactory(name="local", kind="local", path=str(tmp_path))
     now = timezone.now()
     # Five good backups an hour apart but for one 3 h gap: four gaps (the first backup has
     # no predecessor), then the RPO now (1 h).
@@ -75,7 +76,7 @@ def test_source_without_backups_shows_no_data(viewer_client, source):
 def test_rpo_chart_query_count_does_not_grow_with_backups(
     viewer_client, source, tmp_path, django_assert_max_num_queries
 ):
-    destination = Destination.objects.create(name="local", kind="local", path=str(tmp_path))
+    destination = DestinationFactory(name="local", kind="local", path=str(tmp_path))
     now = timezone.now()
 
     def add(n, offset):

@@ -5,6 +5,7 @@ import uuid
 import boto3
 import pytest
 
+from tests.factories import DestinationFactory
 from tests.recovery.conftest import backup, run_test
 
 pytestmark = pytest.mark.django_db
@@ -28,7 +29,6 @@ def moto_url():
 
 @pytest.fixture
 def s3_destination(db, moto_url):
-    from backups.models import Destination
 
     bucket = f"dr-recovery-{uuid.uuid4().hex[:8]}"
     boto3.client(
@@ -38,7 +38,7 @@ def s3_destination(db, moto_url):
         aws_access_key_id=KEY_ID,
         aws_secret_access_key=SECRET,
     ).create_bucket(Bucket=bucket)
-    return Destination.objects.create(
+    return DestinationFactory(
         name="offsite",
         kind="s3",
         bucket=bucket,

@@ -30,8 +30,6 @@ pytestmark = pytest.mark.django_db
 
 # Real sources backed up through the backups app's own code path (tests/recovery).
 scratch_prefix = recovery_fixtures.scratch_prefix
-work_dir = recovery_fixtures.work_dir
-local_destination = recovery_fixtures.local_destination
 pg_db = recovery_fixtures.pg_db
 pg_source = recovery_fixtures.pg_source
 sqlite_source = recovery_fixtures.sqlite_source
