@@ -92,3 +92,11 @@ def work_dir(tmp_path, settings):
 def local_destination(tmp_path):
     """A local-directory destination named "local" under tmp_path/store."""
     return DestinationFactory(name="local", path=str(tmp_path / "store"))
+
+
+@pytest.fixture
+def fast_password_hashing(settings):
+    """MD5 instead of PBKDF2's many rounds for users made per test and logged in with
+    force_login. Not for tests whose users log in to a server process (e2e): its settings
+    keep the real hashers. A directory opts in with an autouse override of this name."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

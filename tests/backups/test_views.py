@@ -84,7 +84,7 @@ def test_run_now_needs_post(operator_client, job):
 
 
 def test_operator_runs_now_and_the_task_really_runs(
-    operator_client, operator, job, q_sync, django_capture_on_commit_callbacks
+    operator_client, operator, job, sync_queue, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
         response = operator_client.post(reverse("backups:job_run_now", args=[job.pk]))

@@ -53,7 +53,7 @@ def test_escrow_needs_a_place_and_a_post(manager_client, db):
 
 
 def test_login_page_logs_in_and_out(client, viewer):
-    from tests.conftest import PASSWORD
+    from tests.factories import PASSWORD
 
     response = client.post("/accounts/login/", {"username": "vera", "password": PASSWORD})
     assert response.status_code == 302

@@ -3,7 +3,7 @@ form, and another person's tick appearing through htmx polling without a reload.
 
 import pytest
 
-from tests.conftest import PASSWORD, make_user
+from tests.factories import PASSWORD, UserFactory
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -48,8 +48,8 @@ def test_live_page_ticks_and_follows_other_people(live_server, browser_page, sys
     plan = make_plan(systems=[system], participants=contacts)
     add_scenario(plan, "manual", "Simulate node failure", checklist="Stop the app\nFail over")
     add_scenario(plan, "manual", "Document results", checklist="Write it down")
-    otto = make_user("otto", "operator")
-    other = make_user("mona", "operator")
+    otto = UserFactory(username="otto", role="operator")
+    other = UserFactory(username="mona", role="operator")
     drill = services.start_drill(plan, otto)
     page = browser_page
     page.goto(f"{live_server.url}/accounts/login/?next=/drills/runs/{drill.pk}/")

@@ -29,7 +29,7 @@ DECLARED = T0 + timedelta(minutes=30)  # failure declared
 
 
 def test_database_failure_and_manual_drill_runs_end_to_end(
-    pg_source, operator_client, sync_tasks, work_dir
+    pg_source, operator_client, sync_queue, work_dir
 ):
     from recovery.models import RestoreTest
 
@@ -121,7 +121,7 @@ def test_database_failure_and_manual_drill_runs_end_to_end(
 
 
 def test_missed_rto_target_fails_the_scenario_and_the_drill(
-    sqlite_source, operator_client, sync_tasks, work_dir
+    sqlite_source, operator_client, sync_queue, work_dir
 ):
     """The demo-style SQLite source, with an RTO target the restore cannot meet."""
     from recovery.models import RTOTarget
@@ -176,7 +176,7 @@ def test_cleanup_never_drops_a_scratch_database_while_a_restore_test_runs(pg_sou
 
 
 def test_source_without_a_backup_fails_the_scenario_with_the_reason(
-    sqlite_source, operator, sync_tasks, work_dir
+    sqlite_source, operator, sync_queue, work_dir
 ):
     from drills import services
 

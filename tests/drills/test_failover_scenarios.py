@@ -20,7 +20,7 @@ CHECK = {"name": "service answers", "kind": "command", "params": {"args": ["true
 
 
 def test_node_failure_runs_the_runbook_in_test_mode_and_is_scored(
-    system, operator_client, sync_tasks, django_capture_on_commit_callbacks
+    system, operator_client, sync_queue, django_capture_on_commit_callbacks
 ):
     runbook = make_runbook(
         [{"name": "pause", "kind": "wait", "params": {"seconds": 0.05}}, CHECK],
@@ -59,7 +59,7 @@ def test_node_failure_runs_the_runbook_in_test_mode_and_is_scored(
 
 
 def test_failed_runbook_fails_the_scenario_with_its_error(
-    system, operator, sync_tasks, django_capture_on_commit_callbacks
+    system, operator, sync_queue, django_capture_on_commit_callbacks
 ):
     runbook = make_runbook(
         [
@@ -92,7 +92,7 @@ def test_deleted_runbook_is_refused_at_start(system, operator):
 
 
 def test_test_mode_run_without_a_verification_fails_for_want_of_an_rto(
-    system, operator, sync_tasks, django_capture_on_commit_callbacks
+    system, operator, sync_queue, django_capture_on_commit_callbacks
 ):
     runbook = make_runbook(
         [{"name": "promote", "kind": "command", "params": {"args": ["true"]},

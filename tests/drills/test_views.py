@@ -4,7 +4,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from tests.conftest import make_user
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -88,7 +88,7 @@ ALL = [
 def _client(role):
     client = Client()
     if role:
-        client.force_login(make_user(f"u-{role}", role))
+        client.force_login(UserFactory(username=f"u-{role}", role=role))
     return client
 
 
@@ -113,7 +113,7 @@ def test_each_role_gets_exactly_its_views(running_drill, name, role):
 @pytest.mark.parametrize("name", ["index", "run", "report", "pdf"])
 def test_user_without_a_role_is_refused(running_drill, name):
     client = Client()
-    client.force_login(make_user("nobody"))
+    client.force_login(UserFactory(username="nobody"))
     url, _, _ = _targets(running_drill)[name]
     assert client.get(url).status_code == 403
 

@@ -202,9 +202,9 @@ def test_bad_input_in_the_step_form_is_explained_and_nothing_saved(manager_clien
 def test_admin_refuses_command_steps_from_a_staff_non_superuser(client, db):
     from django.contrib.auth.models import Permission
 
-    from tests.conftest import make_user
+    from tests.factories import UserFactory
 
-    staff = make_user("sam", "manager", is_staff=True)
+    staff = UserFactory(username="sam", role="manager", is_staff=True)
     staff.user_permissions.add(
         *Permission.objects.filter(
             content_type__app_label="recovery", codename__endswith="runbookstep"

@@ -264,7 +264,7 @@ def test_portal_db_restore_test_runs_only_the_fixed_checks_and_shows_no_secret(
 
     from backups.services import backup_now
     from recovery import services
-    from tests.conftest import PASSWORD, make_user
+    from tests.factories import PASSWORD, UserFactory
 
     admin = User.objects.create_superuser("admin", "admin@example.com", PASSWORD)
     client = Client()
@@ -284,7 +284,7 @@ def test_portal_db_restore_test_runs_only_the_fixed_checks_and_shows_no_secret(
     assert [c["name"] for c in test.checks] == [c["name"] for c in PORTAL_DB_CHECKS]
     assert all(c["outcome"] == Outcome.PASSED for c in test.checks), test.checks
     assert all(c["observed"].isdigit() for c in test.checks)
-    manager = make_user("mona", "manager")
+    manager = UserFactory(username="mona", role="manager")
     viewer = Client()
     viewer.force_login(manager)
     page = viewer.get(f"/recovery/tests/{test.pk}/").content.decode()

@@ -27,8 +27,8 @@ KEY_RING_TEXT = "dr-test-key-ring-material-must-never-leave-the-host"
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def fast_password_hashing(fast_password_hashing):
+    """Every test here: the root fixture's fast hashing (personas are made per test)."""
 
 
 @pytest.fixture

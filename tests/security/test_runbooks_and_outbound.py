@@ -610,9 +610,9 @@ def _admin_post(client, runbook, rows):
 def test_the_admin_refuses_sql_write_from_a_staff_manager(client, db):
     from django.contrib.auth.models import Permission
 
-    from tests.conftest import make_user
+    from tests.factories import UserFactory
 
-    staff = make_user("sam", "manager", is_staff=True)
+    staff = UserFactory(username="sam", role="manager", is_staff=True)
     staff.user_permissions.add(
         *Permission.objects.filter(
             content_type__app_label="recovery", codename__endswith="runbookstep"

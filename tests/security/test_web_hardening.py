@@ -31,8 +31,8 @@ from django.utils import timezone
 from dr_portal import health
 from dr_portal.middleware import client_address
 from dr_portal.models import AuditEntry
-from tests.conftest import PASSWORD, make_user
 from tests.dr_portal.test_login_required import walk
+from tests.factories import PASSWORD, UserFactory
 from tests.support import data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +77,7 @@ OWN_RULES = {
 @pytest.fixture
 def roleless_client(db):
     client = Client()
-    client.force_login(make_user("nora"))  # logged in, in no group
+    client.force_login(UserFactory(username="nora"))  # logged in, in no group
     return client
 
 
