@@ -6,13 +6,21 @@ that uses them (see docs/testing.md): the PostgreSQL server `postgres`, Chromium
 a real worker cluster `slow`.
 """
 
+import os
+from pathlib import Path
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
 from tests.factories import PASSWORD, DestinationFactory, UserFactory
+from tests.marks import add_fixture_markers, needs
 
 __all__ = ["PASSWORD"]
+
+
+def pytest_collection_modifyitems(items):
+    add_fixture_markers(items)  # tests/marks.py: a fixture's markers go on its users
 
 
 @pytest.fixture
@@ -100,3 +108,41 @@ def fast_password_hashing(settings):
     force_login. Not for tests whose users log in to a server process (e2e): its settings
     keep the real hashers. A directory opts in with an autouse override of this name."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+@needs("browser")
+def browser():
+    """Debian's Chromium through Playwright, one per test module."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `bash .ci/test-deps` (installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - only browser tests pay for it
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
+    # between browser steps are ordinary synchronous calls. Only while this module runs.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                yield browser
+            finally:
+                browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous

@@ -14,6 +14,7 @@ from django.utils import timezone
 from backups import health, retention, services, tasks
 from backups.models import BackupCopy, BackupJob, BackupRun, Destination, Source
 from dr_portal.runs import RunStatus
+from tests.marks import needs
 
 KEY_ID, SECRET = "moto-key-id-1234", "moto-secret-value-5678"
 
@@ -149,6 +150,7 @@ def psql(sql, db="postgres"):
 
 
 @pytest.fixture
+@needs("postgres")
 def pg_database():
     name = f"dr_backups_app_{uuid.uuid4().hex[:10]}"
     psql(f'CREATE DATABASE "{name}"')

@@ -14,6 +14,7 @@ from tests.factories import (
     SourceFactory,
     SystemFactory,
 )
+from tests.marks import needs
 from tests.recovery.pgutil import fill_toolhub, temp_database
 
 
@@ -41,9 +42,9 @@ def add_scenario(plan, kind, title, order=None, sources=(), **fields):
 
 
 @pytest.fixture
-def pg_source(request, db, system, tmp_path):
+@needs("postgres")
+def pg_source(db, system, tmp_path):
     """A PostgreSQL source on a real temporary database, with a local-disk backup job."""
-    request.applymarker(pytest.mark.postgres)
     with temp_database("dr_drill_src_") as pg:
         fill_toolhub(pg)
         source = SourceFactory(

@@ -13,32 +13,12 @@ pytestmark = [
 
 
 @pytest.fixture
-def browser_page(monkeypatch):
-    playwright = pytest.importorskip("playwright.sync_api")
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls of the test
-    # itself are synchronous and safe here.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
-    import shutil
-
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")  # Debian's
-    with playwright.sync_playwright() as p:
-        if executable is None:
-            pytest.fail(
-                "Chromium is missing: run `bash .ci/test-deps` (installs Debian's chromium)"
-            )
-        browser = p.chromium.launch(
-            executable_path=executable,
-            args=[
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-            ],
-        )
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+def browser_page(browser):
+    context = browser.new_context()
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 def test_live_page_ticks_and_follows_other_people(live_server, browser_page, system, contacts):

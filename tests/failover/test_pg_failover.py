@@ -14,6 +14,7 @@ import pytest
 
 from recovery.failover.builtin import create_from_template
 from tests.failover.factories import make_system, run_inline
+from tests.marks import needs
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow, pytest.mark.postgres]
 BIN = Path("/usr/lib/postgresql/15/bin")
@@ -64,6 +65,7 @@ def _wait_for(predicate, timeout=30.0, what="condition"):
 
 
 @pytest.fixture(scope="module")
+@needs("postgres", "slow")
 def pg_pair():
     """One pair per module: the refusal test (primary alive) runs before the promotion test."""
     base = Path(tempfile.mkdtemp(prefix="dr-failover-pg-"))

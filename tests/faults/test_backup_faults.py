@@ -73,6 +73,7 @@ def test_s3_endpoint_stopping_mid_upload_leaves_a_clear_partial_run(tmp_path, s3
     assert "S3 destination s3" in alert.detail
 
 
+@pytest.mark.postgres
 def test_postgres_source_going_away_mid_dump_fails_the_run_with_the_cause(tmp_path):
     with data.pg_database(prefix="dr_faults_", mb=2) as dbname:
         job = data.make_job(
@@ -126,6 +127,7 @@ def pg_dumps_of(dbname: str) -> list[int]:
     return pids
 
 
+@pytest.mark.postgres
 def test_pg_dump_does_not_outlive_a_killed_worker(tmp_path):
     """pg_dump runs in its own session; a SIGKILLed worker must still take it along (not
     leave it holding a connection and a snapshot until its lock wait ends)."""

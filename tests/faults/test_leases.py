@@ -148,6 +148,7 @@ def _reaper_pass(model, pk):
     return model.objects.get(pk=pk)
 
 
+@pytest.mark.postgres
 def test_kill_9_during_a_restore_test_leaves_no_scratch_database_and_no_plaintext(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
@@ -177,6 +178,7 @@ def test_kill_9_during_a_restore_test_leaves_no_scratch_database_and_no_plaintex
     assert "removed what the lost worker left" in lost.log
 
 
+@pytest.mark.postgres
 def test_kill_9_during_a_restore_leaves_no_staging_database_and_no_decrypted_dump(tmp_path):
     work = tmp_path / "work"
     work.mkdir()

@@ -36,6 +36,7 @@ def backed_up(name, tmp_path, **source_fields):
     return source, Path(run.copies.get().location)
 
 
+@pytest.mark.postgres
 def test_restore_tests_fail_naming_the_cause(tmp_path, settings):
     corrupt_src, corrupt = backed_up("corrupt-db", tmp_path)
     raw = bytearray(corrupt.read_bytes())

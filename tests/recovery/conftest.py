@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.factories import BackupJobFactory, SourceFactory
+from tests.marks import needs
 from tests.recovery.pgutil import fill_toolhub, temp_database
 
 PG_CHECKS = [
@@ -34,9 +35,9 @@ def scratch_prefix(request):
 
 
 @pytest.fixture
-def pg_db(request):
+@needs("postgres")
+def pg_db():
     """A real PostgreSQL database holding the tool-hub tables; dropped afterwards."""
-    request.applymarker(pytest.mark.postgres)
     with temp_database() as db:
         fill_toolhub(db)
         yield db

@@ -15,6 +15,7 @@ import pytest
 
 from recovery.engine.pg import drop_database, rename_database
 from tests.factories import BackupJobFactory, SourceFactory
+from tests.marks import needs
 from tests.recovery.conftest import backup, run_test
 from tests.recovery.pgutil import SERVER, scratch_databases
 
@@ -144,6 +145,7 @@ def snapshot(db: str, *, slot_to_none: bool = False) -> dict:
 
 
 @pytest.fixture
+@needs("postgres")
 def fidelity_db(db):
     """The source: ICU en-US, owner/ACL/settings/comment, many object kinds; all cleaned up."""
     tag = uuid.uuid4().hex[:8]

@@ -253,6 +253,7 @@ def test_retention_keeps_newest_backup_that_passed_a_restore_test(source, destin
     running.delete()
 
 
+@pytest.mark.postgres
 def test_housekeeping_removes_what_a_killed_worker_left(db, tmp_path, settings):
     import os
     import time

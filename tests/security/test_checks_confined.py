@@ -329,6 +329,7 @@ def archive(tmp_path):
     return path
 
 
+@pytest.mark.postgres
 def test_report_payloads_run_as_the_check_role_and_yield_nothing(archive, tmp_path, no_validator):
     marker = tmp_path / "copy-program-ran"
     payloads = [
@@ -359,6 +360,7 @@ def test_report_payloads_run_as_the_check_role_and_yield_nothing(archive, tmp_pa
     assert leftover_check_roles() == []
 
 
+@pytest.mark.postgres
 def test_check_role_is_unprivileged_and_reads_the_restored_tables(archive, no_validator):
     probes = [
         {"name": "rows", "sql": "SELECT count(*) FROM executions", "expect": "= 20"},
@@ -393,6 +395,7 @@ def test_check_role_is_unprivileged_and_reads_the_restored_tables(archive, no_va
     assert leftover_check_roles() == []
 
 
+@pytest.mark.postgres
 def test_error_messages_do_not_echo_data(archive):
     leak = {
         "name": "cast",
@@ -406,6 +409,7 @@ def test_error_messages_do_not_echo_data(archive):
     assert "wf-1" not in check.detail
 
 
+@pytest.mark.postgres
 def test_text_results_are_never_stored(archive):
     text = {"name": "names", "sql": "SELECT min(name) FROM workflows", "expect": "> 0"}
     prefix = f"dr_scratch_t{uuid.uuid4().hex[:8]}_"
@@ -414,6 +418,7 @@ def test_text_results_are_never_stored(archive):
     assert "non-number" in check.detail and "wf-" not in check.detail
 
 
+@pytest.mark.postgres
 def test_sweeper_drops_check_roles_a_killed_worker_left(db):
     from psycopg import sql
 
@@ -434,6 +439,7 @@ def test_sweeper_drops_check_roles_a_killed_worker_left(db):
     assert stale not in leftover_check_roles()
 
 
+@pytest.mark.postgres
 def test_restore_checks_run_confined_too(tmp_path, work_dir_settings, db, no_validator):
     """The restore path (not a restore test): checks on the restored target run as a check
     role as well, which is gone afterwards."""
@@ -579,6 +585,7 @@ def test_unprivileged_target_user_runs_the_checks_itself(app_user_database):
     assert leftover_check_roles() == []
 
 
+@pytest.mark.postgres
 def test_privileged_target_user_that_cannot_create_a_role_runs_no_check(app_user_database):
     from psycopg import sql
 
@@ -651,6 +658,7 @@ def test_upgrade_scrubs_values_that_older_versions_stored(db):
     assert "10:00:01 check rows: passed (500 > 0)" in test.log
 
 
+@pytest.mark.postgres
 def test_scratch_server_user_with_only_createdb_runs_the_checks_itself(archive, no_validator):
     """A scratch server need not be reached as a superuser: a CREATEDB user owns the scratch
     database and what it restored, cannot make a check role, and is confined enough."""

@@ -26,6 +26,7 @@ from recovery.failover.steps import StepDefinitionError, parse_steps, run_steps
 from recovery.failover.steps.base import Context, StepSpec
 from recovery.failover.steps.pg import SqlCheck
 from tests.failover.factories import make_runbook, make_system, run_inline
+from tests.marks import needs
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 COPY_PAYLOAD = "COPY (SELECT 1) TO PROGRAM 'id > {path}'"
@@ -284,6 +285,7 @@ def test_a_manager_cannot_create_sql_write_in_the_form_or_through_apply(
 
 
 @pytest.fixture
+@needs("postgres")
 def scratch_table():
     with psycopg.connect(**PG, dbname="postgres", autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS dr_sec_sql_write")

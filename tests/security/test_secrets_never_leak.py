@@ -123,6 +123,7 @@ def post_form(client, url, fields):
     return response, response.content.decode(errors="replace")
 
 
+@pytest.mark.postgres
 def test_no_secret_appears_in_pages_logs_tables_or_manifests(
     superuser_client, tmp_path, s3, receiver, caplog
 ):

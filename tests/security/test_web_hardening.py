@@ -292,6 +292,7 @@ def timed(client, path):
     return response, time.monotonic() - started
 
 
+@pytest.mark.postgres
 def test_a_hung_destination_slows_neither_ready_nor_the_login_page(
     client, hung_destination, uncached
 ):
