@@ -268,10 +268,10 @@ def test_manager_adds_a_database_scenario_only_with_a_source(manager_client, man
 
 
 def test_manager_adds_a_failover_scenario_with_a_runbook_in_test_mode(manager_client, manual_plan):
-    from tests.failover.factories import make_runbook
+    from tests.factories import RunbookFactory
 
-    runbook = make_runbook(
-        [{"name": "check", "kind": "wait", "params": {"seconds": 0}, "verification": True}],
+    runbook = RunbookFactory(
+        steps=[{"name": "check", "kind": "wait", "params": {"seconds": 0}, "verification": True}],
         system=manual_plan.systems.first(),
         name="Fail over the app node",
     )

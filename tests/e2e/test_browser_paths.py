@@ -20,7 +20,7 @@ from backups.models import BackupRun
 from incidents.models import Incident
 from recovery.models import Restore, RestoreTest
 from tests.e2e.conftest import log_in
-from tests.factories import PASSWORD, UserFactory
+from tests.factories import PASSWORD, BackupJobFactory, DestinationFactory, UserFactory
 from tests.support import data
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -32,10 +32,10 @@ RUN_TIMEOUT = 90_000  # ms: a backup or restore test through the queue on a busy
 def toolhub(tmp_path):
     """The demo's shape: Tool Hub's SQLite database (critical), a local destination, a job."""
     source = data.sqlite_source("toolhub-db", data.small_sqlite(tmp_path / "tool_hub.db", rows=50))
-    job = data.make_job(
-        "toolhub-db-hourly",
-        source,
-        [data.local_destination("local", tmp_path / "backups")],
+    job = BackupJobFactory(
+        name="toolhub-db-hourly",
+        source=source,
+        destinations=[DestinationFactory(name="local", path=str(tmp_path / "backups"))],
         schedule="0 * * * *",
     )
     return source, job

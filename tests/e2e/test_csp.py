@@ -11,7 +11,7 @@ from backups.models import BackupJob
 from drills.models import DrillPlan
 from incidents.models import Incident
 from tests.e2e.conftest import log_in
-from tests.factories import PASSWORD, UserFactory
+from tests.factories import PASSWORD, BackupJobFactory, DestinationFactory, UserFactory
 from tests.support import data
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -43,8 +43,10 @@ def violations(page):
 
 def test_main_pages_log_no_policy_violation_and_still_work(page, violations, tmp_path):
     source = data.sqlite_source("toolhub-db", data.small_sqlite(tmp_path / "tool_hub.db"))
-    job = data.make_job(
-        "toolhub-db-hourly", source, [data.local_destination("local", tmp_path / "backups")]
+    job = BackupJobFactory(
+        name="toolhub-db-hourly",
+        source=source,
+        destinations=[DestinationFactory(name="local", path=str(tmp_path / "backups"))],
     )
     Incident.objects.create(title="Disk alarm on db-1")
     DrillPlan.objects.create(name="Quarterly restore drill")

@@ -22,7 +22,7 @@ from backups import services as backup_services
 from recovery import services
 from recovery.failover.models import FailoverRun, LiveRunExists
 from recovery.models import Restore, RestoreTest
-from tests.failover.factories import make_runbook
+from tests.factories import BackupJobFactory, DestinationFactory, RunbookFactory
 from tests.support import data
 from tests.support.cluster import cluster_log, running_cluster, wait_for, worker_pid
 
@@ -57,8 +57,8 @@ def lock_portal_database(seconds: float):
 def test_portal_database_locked_28_s_during_a_live_failover(tmp_path, settings):
     settings.DR_REAP_AFTER_S = 30  # the worker beats every 7.5 s
     marker = tmp_path / "dns-switched"
-    runbook = make_runbook(
-        [
+    runbook = RunbookFactory(
+        steps=[
             {"name": "catch up", "kind": "wait", "timeout": 120, "params": {"seconds": 40}},
             {
                 "name": "switch dns",
@@ -115,7 +115,11 @@ def _scratch_names(prefix):
 
 def _backed_up_pg(dbname, tmp_path):
     source = data.pg_source("big-pg", dbname)
-    job = data.make_job("big-pg-job", source, [data.local_destination("pg", tmp_path / "store")])
+    job = BackupJobFactory(
+        name="big-pg-job",
+        source=source,
+        destinations=[DestinationFactory(name="pg", path=str(tmp_path / "store"))],
+    )
     run = backup_services.backup_now(job)
     assert run.status == "succeeded", run.error
     return source, run

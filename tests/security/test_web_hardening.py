@@ -32,7 +32,7 @@ from dr_portal import health
 from dr_portal.middleware import client_address
 from dr_portal.models import AuditEntry
 from tests.dr_portal.test_login_required import walk
-from tests.factories import PASSWORD, UserFactory
+from tests.factories import PASSWORD, BackupJobFactory, DestinationFactory, UserFactory
 from tests.support import data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -493,7 +493,11 @@ def test_a_source_named_with_a_newline_logs_one_line(db, tmp_path):
     from backups import services as backup_services
 
     source = data.sqlite_source("x\nFAKE LINE", data.small_sqlite(tmp_path / "x.db"))
-    job = data.make_job(source.name, source, [data.local_destination("local", tmp_path / "b")])
+    job = BackupJobFactory(
+        name=source.name,
+        source=source,
+        destinations=[DestinationFactory(name="local", path=str(tmp_path / "b"))],
+    )
     with console_log() as out:
         run = backup_services.backup_now(job)
     assert run.status == "succeeded", run.error
