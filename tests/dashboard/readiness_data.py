@@ -5,6 +5,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from dr_portal.runs import RunStatus
+from tests.factories import BackupJobFactory, RestoreTestFactory, SourceFactory
 
 
 def destinations(tmp_path):
@@ -26,7 +27,7 @@ def source(name, system="tool-hub", data_class="critical", created=None, **extra
     from backups.models import Source, System
 
     system_obj, _ = System.objects.get_or_create(name=system)
-    src = Source.objects.create(
+    src = SourceFactory(
         system=system_obj,
         name=name,
         kind="sqlite",
@@ -43,7 +44,7 @@ def source(name, system="tool-hub", data_class="critical", created=None, **extra
 def job(src, dests, schedule="0 * * * *", changed=None):
     from backups.models import BackupJob
 
-    j = BackupJob.objects.create(name=f"{src.name}-job", source=src, schedule=schedule)
+    j = BackupJobFactory(name=f"{src.name}-job", source=src, schedule=schedule)
     j.destinations.set(dests)
     if changed:
         BackupJob.objects.filter(pk=j.pk).update(config_changed_at=changed)
@@ -79,7 +80,7 @@ def backup(src, at, dests=(), status=RunStatus.SUCCEEDED, size=1_000_000, delete
 def restore_test(src, run, started, seconds=60, status=RunStatus.SUCCEEDED):
     from recovery.models import RestoreTest
 
-    test = RestoreTest.objects.create(source=src, backup_run=run, queued=started)
+    test = RestoreTestFactory(source=src, backup_run=run, queued=started)
     RestoreTest.objects.filter(pk=test.pk).update(
         status=status,
         started=started,

@@ -16,6 +16,7 @@ from django.urls import reverse
 from drills.models import CleanupState, DrillRun, ScenarioStatus
 from recovery.engine.pg import create_database, database_exists, drop_database
 from tests.drills.conftest import add_scenario, backup, make_plan
+from tests.factories import RestoreTestFactory
 from tests.recovery.pgutil import SERVER
 
 pytestmark = [
@@ -153,16 +154,15 @@ def test_cleanup_never_drops_a_scratch_database_while_a_restore_test_runs(pg_sou
     """A restore test running elsewhere may own the scratch database: report, do not drop."""
     from drills import services
     from drills.models import ScenarioRun
-    from recovery.models import RestoreTest
 
     plan = make_plan(systems=[pg_source.system])
     add_scenario(plan, "manual", "Note it", checklist="One")
     with time_machine.travel(DECLARED, tick=False):
         drill = services.start_drill(plan, operator)
     srun = ScenarioRun.objects.get(drill=drill)
-    done = RestoreTest.objects.create(source=pg_source, status="succeeded", finished=DECLARED)
+    done = RestoreTestFactory(source=pg_source, status="succeeded", finished=DECLARED)
     srun.restore_tests.add(done)
-    RestoreTest.objects.create(source=pg_source, status="running")  # someone else's
+    RestoreTestFactory(source=pg_source, status="running")  # someone else's
     name = f"dr_scratch_{int(DECLARED.timestamp()) + 30}_cafe"
     create_database(SERVER, name)
     try:

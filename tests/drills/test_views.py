@@ -4,7 +4,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from tests.factories import UserFactory
+from tests.factories import SourceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -250,13 +250,12 @@ def test_bad_plan_input_is_refused_with_a_message(manager_client, field, value, 
 
 
 def test_manager_adds_a_database_scenario_only_with_a_source(manager_client, manual_plan):
-    from backups.models import Source
 
     url = reverse("drills:scenario_new", args=[manual_plan.pk])
     data = {"kind": "database_failure", "title": "DB down", "failure_type": ""}
     response = manager_client.post(url, data)
     assert "restores at least one source" in response.content.decode()
-    source = Source.objects.create(
+    source = SourceFactory(
         system=manual_plan.systems.first(), name="toolhub-db", kind="sqlite", path="/tmp/x.db"
     )
     response = manager_client.post(url, data | {"sources": [source.pk], "time_budget": "30m"})

@@ -20,7 +20,13 @@ from backups.models import BackupRun
 from incidents.models import Incident
 from recovery.models import Restore, RestoreTest
 from tests.e2e.conftest import log_in
-from tests.factories import PASSWORD, BackupJobFactory, DestinationFactory, UserFactory
+from tests.factories import (
+    PASSWORD,
+    BackupJobFactory,
+    DestinationFactory,
+    IncidentFactory,
+    UserFactory,
+)
 from tests.support import data
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -178,7 +184,7 @@ def test_incident_with_timeline_print_preview_and_pdf(page, tmp_path):
 def test_viewer_sees_no_action_buttons_and_a_forged_post_is_refused(page, toolhub):
     source, job = toolhub
     UserFactory(username="vera", role="viewer")
-    incident = Incident.objects.create(title="Read-only look")
+    incident = IncidentFactory(title="Read-only look")
     log_in(page, "vera", PASSWORD)
 
     page.goto(f"/backups/jobs/{job.pk}/")

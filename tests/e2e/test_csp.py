@@ -8,10 +8,15 @@ import pytest
 from playwright.sync_api import expect
 
 from backups.models import BackupJob
-from drills.models import DrillPlan
-from incidents.models import Incident
 from tests.e2e.conftest import log_in
-from tests.factories import PASSWORD, BackupJobFactory, DestinationFactory, UserFactory
+from tests.factories import (
+    PASSWORD,
+    BackupJobFactory,
+    DestinationFactory,
+    DrillPlanFactory,
+    IncidentFactory,
+    UserFactory,
+)
 from tests.support import data
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -48,8 +53,8 @@ def test_main_pages_log_no_policy_violation_and_still_work(page, violations, tmp
         source=source,
         destinations=[DestinationFactory(name="local", path=str(tmp_path / "backups"))],
     )
-    Incident.objects.create(title="Disk alarm on db-1")
-    DrillPlan.objects.create(name="Quarterly restore drill")
+    IncidentFactory(title="Disk alarm on db-1")
+    DrillPlanFactory(name="Quarterly restore drill")
     UserFactory(username="mona", role="manager")
 
     log_in(page, "mona", PASSWORD)

@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from dr_portal.models import AuditEntry
 from recovery.failover.models import FailoverRun, Runbook
-from tests.factories import RunbookFactory, SystemFactory
+from tests.factories import ContactFactory, RunbookFactory, SystemFactory
 from tests.failover.runs import run_inline
 
 pytestmark = pytest.mark.django_db
@@ -80,9 +80,8 @@ def test_viewer_reads_every_page_but_changes_nothing(viewer_client, runbook):
 
 
 def test_runbook_page_shows_steps_rollbacks_badge_and_contacts(viewer_client, runbook):
-    from incidents.models import Contact
 
-    Contact.objects.create(name="Dana DBA", role="DBA", email="dana@example.com")
+    ContactFactory(name="Dana DBA", role="DBA", email="dana@example.com")
     html = viewer_client.get(url("runbook", runbook.pk)).content.decode()
     assert "needs verification" in html
     assert "UPSERT A app.example.com → 10.0.2.100 (TTL 60) in zone Z1" in html

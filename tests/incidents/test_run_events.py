@@ -17,7 +17,8 @@ from backups.models import BackupRun
 from dr_portal.models import RunEvent
 from dr_portal.runs import IllegalTransition, RunStatus
 from incidents import events
-from incidents.models import Alert, Incident, IncidentLink, TimelineEntry
+from incidents.models import Alert, IncidentLink, TimelineEntry
+from tests.factories import IncidentFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _linked_run():
     """A backup run linked to an open incident, claimed (so it can finish)."""
     run = BackupRun.objects.create(source_name="toolhub")
-    incident = Incident.objects.create(title="Nightly backups failing")
+    incident = IncidentFactory(title="Nightly backups failing")
     IncidentLink.objects.create(
         incident=incident,
         content_type=ContentType.objects.get_for_model(BackupRun),

@@ -9,7 +9,7 @@ import pytest
 
 from recovery.engine import pg, pgarchive
 from recovery.engine.verify import Phases, verify_postgres
-from tests.factories import BackupJobFactory, SourceFactory
+from tests.factories import BackupJobFactory, SourceFactory, SystemFactory
 from tests.recovery.conftest import backup, run_test
 from tests.recovery.pgutil import SERVER, pg_dump, scratch_databases, temp_database
 
@@ -192,7 +192,6 @@ def test_sweep_goes_on_past_a_database_it_cannot_drop(db, settings):
 
 @pytest.mark.django_db
 def test_restore_to_a_target_without_the_roles_names_them(local_destination, work_dir):
-    from backups.models import System
     from recovery import services
 
     tag = uuid.uuid4().hex[:8]
@@ -215,7 +214,7 @@ def test_restore_to_a_target_without_the_roles_names_them(local_destination, wor
             "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'; "
             "REVOKE ALL ON FUNCTION f() FROM PUBLIC",
         )
-        system = System.objects.create(name="roles")
+        system = SystemFactory(name="roles")
         source = SourceFactory(
             system=system, name="roles-pg", kind="postgresql", data_class="critical",
             host=SERVER.host, port=SERVER.port, database=src, user=SERVER.user,

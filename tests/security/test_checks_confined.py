@@ -26,12 +26,20 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.test import RequestFactory
 
-from backups.models import BackupJob, Destination, Source, System
+from backups.models import Source, System
 from backups.validators import PORTAL_DB_CHECKS, check_problems
 from dr_portal.lib import check_sql
 from recovery.engine import check_role
 from recovery.engine.checks import Outcome
 from recovery.engine.verify import Phases, verify_postgres, verify_sqlite
+from tests.factories import (
+    PASSWORD,
+    BackupJobFactory,
+    DestinationFactory,
+    RestoreTestFactory,
+    SourceFactory,
+    UserFactory,
+)
 from tests.recovery.pgutil import SERVER, fill_toolhub, pg_dump, temp_database
 
 SESSION_KEYS = "SELECT group_concat(session_key) FROM django_session"
@@ -264,7 +272,6 @@ def test_portal_db_restore_test_runs_only_the_fixed_checks_and_shows_no_secret(
 
     from backups.services import backup_now
     from recovery import services
-    from tests.factories import PASSWORD, UserFactory
 
     admin = User.objects.create_superuser("admin", "admin@example.com", PASSWORD)
     client = Client()
@@ -273,10 +280,8 @@ def test_portal_db_restore_test_runs_only_the_fixed_checks_and_shows_no_secret(
     password_hash = admin.password
     portal = portal_source()
     Source.objects.filter(pk=portal.pk).update(checks=checks(SESSION_KEYS, PASSWORD_HASHES))
-    destination = Destination.objects.create(
-        name="local", kind="local", path=str(tmp_path / "store")
-    )
-    job = BackupJob.objects.create(name="portal-daily", source=portal)
+    destination = DestinationFactory(name="local", kind="local", path=str(tmp_path / "store"))
+    job = BackupJobFactory(name="portal-daily", source=portal)
     job.destinations.set([destination])
     assert backup_now(job).status == "succeeded"
     test = services.execute_restore_test(services.start_restore_test(portal))
@@ -450,7 +455,7 @@ def test_restore_checks_run_confined_too(tmp_path, work_dir_settings, db, no_val
     with temp_database() as source_db:
         fill_toolhub(source_db, workflows=5, executions=20)
         system, _ = System.objects.get_or_create(name="tool-hub")
-        source = Source.objects.create(
+        source = SourceFactory(
             system=system,
             name="toolhub-pg",
             kind="postgresql",
@@ -461,10 +466,8 @@ def test_restore_checks_run_confined_too(tmp_path, work_dir_settings, db, no_val
             checks=checks(DATA_DIRECTORY, READ_FILE)
             + [{"name": "rows", "sql": "SELECT count(*) FROM executions", "expect": "= 20"}],
         )
-        destination = Destination.objects.create(
-            name="local", kind="local", path=str(tmp_path / "store")
-        )
-        job = BackupJob.objects.create(name="pg-job", source=source)
+        destination = DestinationFactory(name="local", kind="local", path=str(tmp_path / "store"))
+        job = BackupJobFactory(name="pg-job", source=source)
         job.destinations.set([destination])
         run = backup_now(job)
         assert run.status == "succeeded", run.error
@@ -610,8 +613,6 @@ def test_upgrade_scrubs_values_that_older_versions_stored(db):
 
     from django.apps import apps
 
-    from recovery.models import RestoreTest
-
     session_key = "k3y9sess10nkeyvalue"
     old = [
         {
@@ -647,7 +648,7 @@ def test_upgrade_scrubs_values_that_older_versions_stored(db):
         "not a number)\n10:00:01 check rows: passed (500 > 0)\n"
     )
     portal = Source.objects.get(is_portal_db=True)
-    test = RestoreTest.objects.create(source=portal, checks=old, log=log)
+    test = RestoreTestFactory(source=portal, checks=old, log=log)
     migration = importlib.import_module("recovery.migrations.0009_scrub_check_values")
     migration.scrub(apps, None)
     test.refresh_from_db()

@@ -32,7 +32,13 @@ from dr_portal import health
 from dr_portal.middleware import client_address
 from dr_portal.models import AuditEntry
 from tests.dr_portal.test_login_required import walk
-from tests.factories import PASSWORD, BackupJobFactory, DestinationFactory, UserFactory
+from tests.factories import (
+    PASSWORD,
+    BackupJobFactory,
+    DestinationFactory,
+    DrillPlanFactory,
+    UserFactory,
+)
 from tests.support import data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -263,10 +269,9 @@ def hung_endpoint():
 
 @pytest.fixture
 def hung_destination(db):
-    from backups.models import Destination
 
     with hung_endpoint() as url:
-        yield Destination.objects.create(
+        yield DestinationFactory(
             name="offsite-vault-7",
             kind="s3",
             bucket="dr-bucket",
@@ -385,9 +390,8 @@ def test_a_rule_that_never_comes_is_refused_by_model_validation(db):
 )
 def test_a_stored_rule_that_never_comes_costs_milliseconds(db, rule):
     """Stored directly in the database (no validation): every evaluation stays bounded."""
-    from drills.models import DrillPlan
 
-    plan = DrillPlan.objects.create(name=f"never {rule}", rule=rule)
+    plan = DrillPlanFactory(name=f"never {rule}", rule=rule)
     started = time.monotonic()
     assert plan.next_dates() == []
     assert plan.overdue_since() is None
@@ -397,9 +401,8 @@ def test_a_stored_rule_that_never_comes_costs_milliseconds(db, rule):
 
 
 def test_the_dashboard_with_a_stored_never_rule_renders_fast(viewer_client):
-    from drills.models import DrillPlan
 
-    DrillPlan.objects.create(name="never", rule=NEVER)
+    DrillPlanFactory(name="never", rule=NEVER)
     viewer_client.get("/")  # warm the templates
     started = time.monotonic()
     assert viewer_client.get("/").status_code == 200
