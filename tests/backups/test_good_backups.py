@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from backups.models import BackupCopy, BackupRun
 from dr_portal.runs import RunStatus
-from tests.factories import DestinationFactory, SourceFactory
+from tests.factories import BackupCopyFactory, BackupRunFactory, DestinationFactory, SourceFactory
 
 
 @pytest.fixture
@@ -19,11 +19,11 @@ def dests(db, tmp_path):
 
 
 def make_run(source, dests, status=RunStatus.SUCCEEDED, restorable=True, **copy):
-    run = BackupRun.objects.create(
+    run = BackupRunFactory(
         source=source, status=status, restorable=restorable, data_taken_at=timezone.now()
     )
     for dest in dests:
-        BackupCopy.objects.create(run=run, destination=dest, ok=copy.get("ok", True))
+        BackupCopyFactory(run=run, destination=dest, ok=copy.get("ok", True))
     return run
 
 

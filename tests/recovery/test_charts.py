@@ -6,9 +6,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from backups.models import BackupCopy, BackupRun
 from recovery.models import RPOTarget
-from tests.factories import DestinationFactory, SourceFactory
+from tests.factories import BackupRunFactory, DestinationFactory, SourceFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -41,13 +40,18 @@ def test_rpo_chart_draws_each_gap_and_now_against_the_target(viewer_client, sour
     # no predecessor), then the RPO now (1 h).
     taken = [now - timedelta(hours=h) for h in (7, 6, 5, 2, 1)]
     for at in taken:
-        run = BackupRun.objects.create(
-            source=source, status="succeeded", data_taken_at=at, finished=at, bytes_stored=10
+        BackupRunFactory(
+            good=True,
+            source=source,
+            destination=destination,
+            data_taken_at=at,
+            finished=at,
+            bytes_stored=10,
+            live_copy__bytes_stored=10,
         )
-        BackupCopy.objects.create(run=run, destination=destination, ok=True, bytes_stored=10)
     # Not counted: a failed run and a backup that cannot be restored.
-    BackupRun.objects.create(source=source, status="failed", data_taken_at=now - timedelta(hours=3))
-    BackupRun.objects.create(
+    BackupRunFactory(source=source, status="failed", data_taken_at=now - timedelta(hours=3))
+    BackupRunFactory(
         source=source,
         status="succeeded",
         restorable=False,
@@ -82,8 +86,7 @@ def test_rpo_chart_query_count_does_not_grow_with_backups(
     def add(n, offset):
         for i in range(n):
             at = now - timedelta(hours=offset + i)
-            run = BackupRun.objects.create(source=source, status="succeeded", data_taken_at=at)
-            BackupCopy.objects.create(run=run, destination=destination, ok=True)
+            BackupRunFactory(good=True, source=source, destination=destination, data_taken_at=at)
 
     url = reverse("recovery:source_detail", args=[source.pk])
     add(2, 0)

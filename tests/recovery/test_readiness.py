@@ -8,7 +8,7 @@ import time_machine
 from dr_portal.runs import RunStatus
 from recovery.models import RestoreTest, RTOTarget, ServiceLevel
 from recovery.readiness import AT_RISK, BREACHED, OK, source_readiness
-from tests.factories import DestinationFactory, RestoreTestFactory, SourceFactory
+from tests.factories import BackupRunFactory, DestinationFactory, RestoreTestFactory, SourceFactory
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -34,17 +34,15 @@ def destination(db, tmp_path):
 
 
 def good_backup(source, destination, data_taken_at, size=1_000_000):
-    from backups.models import BackupCopy, BackupRun
-
-    run = BackupRun.objects.create(
+    return BackupRunFactory(
+        good=True,
         source=source,
-        status=RunStatus.SUCCEEDED,
+        destination=destination,
         data_taken_at=data_taken_at,
         finished=data_taken_at + timedelta(minutes=1),
         bytes_stored=size,
+        live_copy__location="x",
     )
-    BackupCopy.objects.create(run=run, destination=destination, ok=True, location="x")
-    return run
 
 
 def passed_test(source, run, started, seconds=60, data_at=None, basis="backup"):

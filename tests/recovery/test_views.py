@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from dr_portal.models import AuditEntry
 from recovery.models import Restore, RestoreTest, RPOTarget, RTOTarget
-from tests.factories import DestinationFactory, RestoreTestFactory, SourceFactory
+from tests.factories import BackupRunFactory, DestinationFactory, RestoreTestFactory, SourceFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -165,13 +165,9 @@ def test_targets_edit_is_for_managers_and_audited(operator_client, manager_clien
 def test_restore_form_needs_typed_name_and_manager_for_source(
     operator_client, manager_client, source
 ):
-    from backups.models import BackupCopy, BackupRun
 
-    run = BackupRun.objects.create(source=source, status="succeeded", data_taken_at=timezone.now())
-    BackupCopy.objects.create(
-        run=run,
-        destination=DestinationFactory(name="l", kind="local", path="/tmp"),
-        ok=True,
+    run = BackupRunFactory(
+        good=True, source=source, destination=DestinationFactory(name="l", path="/tmp")
     )
     url = reverse("recovery:restore_new", args=[source.pk])
     base = {"backup_run": run.pk, "failure_type": "data_corruption", "onto_source": "on"}
@@ -190,13 +186,9 @@ def test_restore_form_needs_typed_name_and_manager_for_source(
 
 
 def test_restore_form_refuses_target_outside_allowed_roots(operator_client, manager_client, source):
-    from backups.models import BackupCopy, BackupRun
 
-    run = BackupRun.objects.create(source=source, status="succeeded", data_taken_at=timezone.now())
-    BackupCopy.objects.create(
-        run=run,
-        destination=DestinationFactory(name="l", kind="local", path="/tmp"),
-        ok=True,
+    run = BackupRunFactory(
+        good=True, source=source, destination=DestinationFactory(name="l", path="/tmp")
     )
     url = reverse("recovery:restore_new", args=[source.pk])
     data = {"backup_run": run.pk, "failure_type": "database_failure", "target": "/etc/passwd.db"}
