@@ -5,7 +5,13 @@ from datetime import timedelta
 from django.utils import timezone
 
 from dr_portal.runs import RunStatus
-from tests.factories import BackupJobFactory, RestoreTestFactory, SourceFactory
+from tests.factories import (
+    BackupCopyFactory,
+    BackupJobFactory,
+    BackupRunFactory,
+    RestoreTestFactory,
+    SourceFactory,
+)
 
 
 def destinations(tmp_path):
@@ -52,9 +58,8 @@ def job(src, dests, schedule="0 * * * *", changed=None):
 
 
 def backup(src, at, dests=(), status=RunStatus.SUCCEEDED, size=1_000_000, deleted=False):
-    from backups.models import BackupCopy, BackupRun
 
-    run = BackupRun.objects.create(
+    run = BackupRunFactory(
         source=src,
         source_name=src.name,
         status=status,
@@ -65,7 +70,7 @@ def backup(src, at, dests=(), status=RunStatus.SUCCEEDED, size=1_000_000, delete
         bytes_stored=size,
     )
     for dest in dests:
-        BackupCopy.objects.create(
+        BackupCopyFactory(
             run=run,
             destination=dest,
             ok=True,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from recovery.engine import heartbeat
-from tests.factories import BackupJobFactory, DestinationFactory, SourceFactory
+from tests.factories import BackupCopyFactory, BackupJobFactory, DestinationFactory, SourceFactory
 from tests.recovery.conftest import backup, run_test
 from tests.recovery.pgutil import scratch_databases
 from tests.recovery.test_engine import closed_port
@@ -165,13 +165,9 @@ def test_no_backup_to_test_is_a_clear_failure(pg_source, work_dir):
 
 
 def test_archive_only_copy_needs_retrieval(pg_source, work_dir):
-    from backups.models import BackupCopy
-
     run = backup(pg_source)
     glacier = DestinationFactory(name="deep", kind="s3", bucket="b", storage_class="GLACIER")
-    BackupCopy.objects.create(
-        run=run, destination=glacier, location="s3://b/x", storage_class="GLACIER", ok=True
-    )
+    BackupCopyFactory(run=run, destination=glacier, location="s3://b/x", storage_class="GLACIER")
     run.copies.filter(destination__kind="local").update(deleted_at=datetime.now(UTC))
     test = run_test(pg_source, backup_run=run)
     assert test.status == "failed"

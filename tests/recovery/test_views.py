@@ -243,12 +243,11 @@ def test_restore_form_wrong_method(operator_client, source):
 
 
 def test_operator_can_test_one_chosen_backup(operator_client, source):
-    from backups.models import BackupRun
 
-    run = BackupRun.objects.create(source=source, status="succeeded", data_taken_at=timezone.now())
+    run = BackupRunFactory(source=source, status="succeeded", data_taken_at=timezone.now())
     url = reverse("recovery:run_test", args=[source.pk])
     assert operator_client.post(url, {"backup_run": "nonsense"}).status_code == 404
-    other = BackupRun.objects.create(status="succeeded")
+    other = BackupRunFactory(status="succeeded")
     assert operator_client.post(url, {"backup_run": other.pk}).status_code == 404
     assert operator_client.post(url, {"backup_run": run.pk}).status_code == 302
     assert RestoreTest.objects.get().backup_run_id == run.pk

@@ -18,9 +18,16 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from backups import services, tasks
-from backups.models import BackupCopy, BackupJob, BackupRun, Source
+from backups.models import BackupCopy, BackupJob, Source
 from dr_portal.runs import RunStatus
-from tests.factories import BackupJobFactory, DestinationFactory, SourceFactory, SystemFactory
+from tests.factories import (
+    BackupCopyFactory,
+    BackupJobFactory,
+    BackupRunFactory,
+    DestinationFactory,
+    SourceFactory,
+    SystemFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -573,12 +580,12 @@ def test_destination_endpoint_change_clears_its_keys(manager_client):
 def copy_with_lost_key(system, tmp_path):
     source = SourceFactory(system=system, name="db", kind="sqlite", path=str(tmp_path))
     dest = DestinationFactory(name="out", kind="local", path=str(tmp_path / "out"))
-    run = BackupRun.objects.create(
+    run = BackupRunFactory(
         source=source, status=RunStatus.SUCCEEDED, manifest={"key_id": "0123456789ab"}
     )
-    good = BackupRun.objects.create(source=source, status=RunStatus.SUCCEEDED, manifest={})
-    BackupCopy.objects.create(run=good, destination=dest, ok=True)
-    return BackupCopy.objects.create(run=run, destination=dest, ok=True)
+    good = BackupRunFactory(source=source, status=RunStatus.SUCCEEDED, manifest={})
+    BackupCopyFactory(run=good, destination=dest)
+    return BackupCopyFactory(run=run, destination=dest)
 
 
 def _key_errors():

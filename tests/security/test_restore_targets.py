@@ -22,7 +22,7 @@ from recovery import services, tasks
 from recovery.engine.pg import drop_database
 from recovery.models import Restore, RestoreTarget
 from recovery.restore_targets import NotAllowed
-from tests.factories import DestinationFactory, SourceFactory
+from tests.factories import BackupRunFactory, DestinationFactory, SourceFactory
 from tests.recovery import conftest as recovery_fixtures
 from tests.recovery.conftest import backup
 from tests.recovery.pgutil import SERVER, table_fingerprint
@@ -93,10 +93,10 @@ def test_the_service_refuses_an_operator_free_form_target_whoever_calls_it(opera
 def test_operator_cannot_restore_the_portal_database_to_tmp(
     operator_client, django_capture_on_commit_callbacks, sqlite_target, tmp_path
 ):
-    from backups.models import BackupRun, Source
+    from backups.models import Source
 
     portal = Source.objects.get(is_portal_db=True)
-    run = BackupRun.objects.create(source=portal, status="succeeded")
+    run = BackupRunFactory(source=portal, status="succeeded")
     store = DestinationFactory(name="l", kind="local", path=str(tmp_path / "store"))
     run.copies.create(destination=store, ok=True, location="x")
     response = post_restore(
