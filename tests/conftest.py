@@ -13,7 +13,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from tests.factories import PASSWORD, DestinationFactory, UserFactory
+from tests.factories import PASSWORD, DestinationFactory, SystemFactory, UserFactory
 from tests.marks import add_fixture_markers, needs
 
 __all__ = ["PASSWORD"]
@@ -85,6 +85,12 @@ def sync_queue(monkeypatch, django_capture_on_commit_callbacks):
             return fn(*args, **kwargs)
 
     return run
+
+
+@pytest.fixture
+def system(db):
+    """The "Tool Hub" system the sources of most tests belong to."""
+    return SystemFactory(name="Tool Hub")
 
 
 @pytest.fixture

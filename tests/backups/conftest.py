@@ -8,18 +8,12 @@ from tests.factories import (
     BackupJobFactory,
     DestinationFactory,
     SourceFactory,
-    SystemFactory,
 )
 
 
 @pytest.fixture(autouse=True)
 def fast_password_hashing(fast_password_hashing):
     """Every test here: the root fixture's fast hashing (personas are made per test)."""
-
-
-@pytest.fixture
-def system(db):
-    return SystemFactory(name="Tool Hub")
 
 
 @pytest.fixture

@@ -170,7 +170,6 @@ def test_newest_verified_backup_survives(aged, local_dest, sqlite_source):
 
 
 def test_backup_in_use_by_a_restore_test_survives(aged, local_dest, sqlite_source):
-
     RestoreTestFactory(source=sqlite_source, backup_run=aged[0], status=RunStatus.RUNNING)
     decisions = retention.preview(local_dest, now=NOW)
     assert deleted(decisions) == [aged[1].pk]

@@ -30,11 +30,10 @@ def destinations(tmp_path):
 
 
 def source(name, system="tool-hub", data_class="critical", created=None, **extra):
-    from backups.models import Source, System
+    from backups.models import Source
 
-    system_obj, _ = System.objects.get_or_create(name=system)
     src = SourceFactory(
-        system=system_obj,
+        system__name=system,
         name=name,
         kind="sqlite",
         path=f"/tmp/{name}.db",
@@ -58,7 +57,6 @@ def job(src, dests, schedule="0 * * * *", changed=None):
 
 
 def backup(src, at, dests=(), status=RunStatus.SUCCEEDED, size=1_000_000, deleted=False):
-
     run = BackupRunFactory(
         source=src,
         source_name=src.name,

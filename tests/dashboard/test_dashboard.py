@@ -241,7 +241,6 @@ def test_long_lists_show_eight_and_link_to_the_rest(viewer_client, dests):
 
 
 def test_overdue_drill_plan_is_red(viewer_client, dests):
-
     with time_machine.travel(T0, tick=False):
         src = healthy("db", dests)
         plan = DrillPlanFactory(name="quarterly", created=T0 - timedelta(days=400))

@@ -12,15 +12,9 @@ from tests.factories import (
     DrillPlanFactory,
     ScenarioFactory,
     SourceFactory,
-    SystemFactory,
 )
 from tests.marks import needs
 from tests.recovery.pgutil import fill_toolhub, temp_database
-
-
-@pytest.fixture
-def system(db):
-    return SystemFactory(name="Tool Hub")
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ def test_plan_without_scenarios_is_refused(operator_client, system):
 
 
 def test_scenario_pointing_at_a_deleted_source_is_refused(operator_client, system):
-
     source = SourceFactory(system=system, name="toolhub-db", kind="sqlite", path="/tmp/t.db")
     plan = make_plan(systems=[system])
     add_scenario(plan, "database_failure", "Simulate database failure", sources=[source])

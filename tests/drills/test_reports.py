@@ -86,7 +86,6 @@ def test_drill_followups_are_listed_with_the_incidents_followups(ended_drill, vi
 
 
 def test_coverage_grid_marks_exercised_empty_and_stale_cells(ended_drill, viewer_client, system):
-
     source = SourceFactory(system=system, name="toolhub-db", kind="sqlite", path="/tmp/x")
     old = datetime(2025, 6, 1, tzinfo=UTC)
     RestoreTestFactory(source=source, status="succeeded", queued=old, finished=old)

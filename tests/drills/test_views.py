@@ -250,7 +250,6 @@ def test_bad_plan_input_is_refused_with_a_message(manager_client, field, value, 
 
 
 def test_manager_adds_a_database_scenario_only_with_a_source(manager_client, manual_plan):
-
     url = reverse("drills:scenario_new", args=[manual_plan.pk])
     data = {"kind": "database_failure", "title": "DB down", "failure_type": ""}
     response = manager_client.post(url, data)

@@ -80,7 +80,6 @@ def test_viewer_reads_every_page_but_changes_nothing(viewer_client, runbook):
 
 
 def test_runbook_page_shows_steps_rollbacks_badge_and_contacts(viewer_client, runbook):
-
     ContactFactory(name="Dana DBA", role="DBA", email="dana@example.com")
     html = viewer_client.get(url("runbook", runbook.pk)).content.decode()
     assert "needs verification" in html

@@ -93,7 +93,6 @@ def test_the_sweep_retries_what_could_not_be_removed(sqlite_source, work_dir, tm
 
 
 def test_one_live_restore_per_target_is_held_by_the_database(sqlite_source, tmp_path, db):
-
     run = backup(sqlite_source)
     target = tmp_path / "restored.db"
     first = services.start_restore(sqlite_source, target=str(target), backup_run=run)

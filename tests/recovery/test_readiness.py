@@ -16,7 +16,6 @@ T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def source(db, tmp_path):
-
     with time_machine.travel(T0 - timedelta(days=30), tick=False):
         return SourceFactory(
             system__name="tool-hub",
@@ -29,7 +28,6 @@ def source(db, tmp_path):
 
 @pytest.fixture
 def destination(db, tmp_path):
-
     return DestinationFactory(name="local", kind="local", path=str(tmp_path))
 
 

@@ -187,7 +187,6 @@ def test_sqlite_backup_restore_test(sqlite_source, work_dir):
 
 
 def test_files_backup_restore_test(db, tmp_path, local_destination, work_dir):
-
     conf = tmp_path / "config"
     (conf / "nested").mkdir(parents=True)
     (conf / "app.env").write_text("A=1\n")

@@ -29,7 +29,6 @@ def moto_url():
 
 @pytest.fixture
 def s3_destination(db, moto_url):
-
     bucket = f"dr-recovery-{uuid.uuid4().hex[:8]}"
     boto3.client(
         "s3",

@@ -17,7 +17,6 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def source(db, tmp_path):
-
     path = tmp_path / "app.db"
     path.write_bytes(b"")
     return SourceFactory(
@@ -186,7 +185,6 @@ def test_restore_form_needs_typed_name_and_manager_for_source(
 
 
 def test_restore_form_refuses_target_outside_allowed_roots(operator_client, manager_client, source):
-
     run = BackupRunFactory(
         good=True, source=source, destination=DestinationFactory(name="l", path="/tmp")
     )
@@ -243,7 +241,6 @@ def test_restore_form_wrong_method(operator_client, source):
 
 
 def test_operator_can_test_one_chosen_backup(operator_client, source):
-
     run = BackupRunFactory(source=source, status="succeeded", data_taken_at=timezone.now())
     url = reverse("recovery:run_test", args=[source.pk])
     assert operator_client.post(url, {"backup_run": "nonsense"}).status_code == 404

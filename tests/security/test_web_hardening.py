@@ -269,7 +269,6 @@ def hung_endpoint():
 
 @pytest.fixture
 def hung_destination(db):
-
     with hung_endpoint() as url:
         yield DestinationFactory(
             name="offsite-vault-7",
@@ -401,7 +400,6 @@ def test_a_stored_rule_that_never_comes_costs_milliseconds(db, rule):
 
 
 def test_the_dashboard_with_a_stored_never_rule_renders_fast(viewer_client):
-
     DrillPlanFactory(name="never", rule=NEVER)
     viewer_client.get("/")  # warm the templates
     started = time.monotonic()
