@@ -6,6 +6,7 @@ import pytest
 from django.core.management import call_command
 
 from drills.models import DrillPlan
+from tests.factories import RunbookFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +36,6 @@ def test_load_demo_twice_gives_one_startable_quarterly_plan():
 
 def test_demo_uses_the_tool_hub_runbooks_when_they_exist():
     from drills import demo
-    from tests.factories import RunbookFactory
 
     demo.load(io.StringIO())
     plan = DrillPlan.objects.get()

@@ -4,7 +4,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from tests.factories import SourceFactory, UserFactory
+from tests.factories import RunbookFactory, SourceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -266,7 +266,6 @@ def test_manager_adds_a_database_scenario_only_with_a_source(manager_client, man
 
 
 def test_manager_adds_a_failover_scenario_with_a_runbook_in_test_mode(manager_client, manual_plan):
-    from tests.factories import RunbookFactory
 
     runbook = RunbookFactory(
         steps=[{"name": "check", "kind": "wait", "params": {"seconds": 0}, "verification": True}],

@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from recovery.failover.models import RunbookStep
 from recovery.failover.steps import StepDefinitionError, parse_steps
-from tests.factories import RunbookFactory
+from tests.factories import RunbookFactory, UserFactory
 
 
 def errors_of(steps, allow_command=False):
@@ -203,8 +203,6 @@ def test_bad_input_in_the_step_form_is_explained_and_nothing_saved(manager_clien
 
 def test_admin_refuses_command_steps_from_a_staff_non_superuser(client, db):
     from django.contrib.auth.models import Permission
-
-    from tests.factories import UserFactory
 
     staff = UserFactory(username="sam", role="manager", is_staff=True)
     staff.user_permissions.add(

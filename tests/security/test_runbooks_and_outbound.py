@@ -25,7 +25,7 @@ from recovery.failover.models import FailoverRun, RunbookStep
 from recovery.failover.steps import StepDefinitionError, parse_steps, run_steps
 from recovery.failover.steps.base import Context, StepSpec
 from recovery.failover.steps.pg import SqlCheck
-from tests.factories import RunbookFactory, SystemFactory
+from tests.factories import RunbookFactory, SystemFactory, UserFactory
 from tests.failover.runs import run_inline
 from tests.marks import needs
 
@@ -614,8 +614,6 @@ def _admin_post(client, runbook, rows):
 
 def test_the_admin_refuses_sql_write_from_a_staff_manager(client, db):
     from django.contrib.auth.models import Permission
-
-    from tests.factories import UserFactory
 
     staff = UserFactory(username="sam", role="manager", is_staff=True)
     staff.user_permissions.add(
