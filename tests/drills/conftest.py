@@ -78,14 +78,6 @@ def local_job(source, name, tmp_path):
     return BackupJobFactory(name=name, source=source, destinations=[dest])
 
 
-def backup(source):
-    from backups.services import backup_now
-
-    run = backup_now(source.job)
-    assert run.status == "succeeded", run.error
-    return run
-
-
 @pytest.fixture
 def manual_plan(db, system, contacts):
     """A plan with a manual checklist then a call-out of two participants (no workers needed)."""

@@ -15,9 +15,10 @@ from django.urls import reverse
 
 from drills.models import CleanupState, DrillRun, ScenarioStatus
 from recovery.engine.pg import create_database, database_exists, drop_database
-from tests.drills.conftest import add_scenario, backup, make_plan
+from tests.drills.conftest import add_scenario, make_plan
 from tests.factories import RestoreTestFactory
 from tests.recovery.pgutil import SERVER
+from tests.support.data import backup
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -85,14 +85,6 @@ def sqlite_source(db, tmp_path, local_destination):
     return source
 
 
-def backup(source):
-    from backups.services import backup_now
-
-    run = backup_now(source.job)
-    assert run.status == "succeeded", run.error
-    return run
-
-
 def run_test(source, **kwargs):
     from recovery import services
 

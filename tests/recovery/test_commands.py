@@ -8,8 +8,9 @@ from django.core.management import call_command
 
 from recovery.engine.pg import drop_database
 from tests.factories import BackupJobFactory, SourceFactory
-from tests.recovery.conftest import backup, run_test
+from tests.recovery.conftest import run_test
 from tests.recovery.pgutil import SERVER, scratch_databases, table_fingerprint
+from tests.support.data import backup
 
 pytestmark = pytest.mark.django_db
 

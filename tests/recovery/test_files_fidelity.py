@@ -13,7 +13,8 @@ import pytest
 
 from recovery.engine.files import compare_tree, extract_tar, restore_tree
 from tests.factories import BackupJobFactory, SourceFactory
-from tests.recovery.conftest import backup, run_test
+from tests.recovery.conftest import run_test
+from tests.support.data import backup
 
 MTIME = 1_600_000_000.25  # 2020-09-13, with a fraction
 

@@ -14,7 +14,8 @@ from recovery.engine import pg
 from recovery.models import Restore, RestoreTest
 from recovery.readiness import source_readiness
 from tests.factories import RestoreTestFactory, SourceFactory
-from tests.recovery.conftest import backup, make_sqlite_db, run_test
+from tests.recovery.conftest import make_sqlite_db, run_test
+from tests.support.data import backup
 
 
 def _kill(run):

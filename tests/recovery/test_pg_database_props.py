@@ -10,8 +10,9 @@ import pytest
 from recovery.engine import pg, pgarchive
 from recovery.engine.verify import Phases, verify_postgres
 from tests.factories import BackupJobFactory, SourceFactory, SystemFactory
-from tests.recovery.conftest import backup, run_test
+from tests.recovery.conftest import run_test
 from tests.recovery.pgutil import SERVER, pg_dump, scratch_databases, temp_database
+from tests.support.data import backup
 
 pytestmark = pytest.mark.postgres
 

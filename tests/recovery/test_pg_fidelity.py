@@ -16,8 +16,9 @@ import pytest
 from recovery.engine.pg import drop_database, rename_database
 from tests.factories import BackupJobFactory, SourceFactory
 from tests.marks import needs
-from tests.recovery.conftest import backup, run_test
+from tests.recovery.conftest import run_test
 from tests.recovery.pgutil import SERVER, scratch_databases
+from tests.support.data import backup
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres, pytest.mark.slow]
 

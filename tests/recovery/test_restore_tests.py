@@ -8,9 +8,10 @@ import pytest
 
 from recovery.engine import heartbeat
 from tests.factories import BackupCopyFactory, BackupJobFactory, DestinationFactory, SourceFactory
-from tests.recovery.conftest import backup, run_test
+from tests.recovery.conftest import run_test
 from tests.recovery.pgutil import scratch_databases
 from tests.recovery.test_engine import closed_port
+from tests.support.data import backup
 
 pytestmark = pytest.mark.django_db
 

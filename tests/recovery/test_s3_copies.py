@@ -6,7 +6,8 @@ import boto3
 import pytest
 
 from tests.factories import DestinationFactory
-from tests.recovery.conftest import backup, run_test
+from tests.recovery.conftest import run_test
+from tests.support.data import backup
 
 pytestmark = pytest.mark.django_db
 KEY_ID, SECRET = "moto-recovery-key-0001", "moto-recovery-secret-0123456789"

@@ -18,7 +18,8 @@ from recovery.engine.pg import RestoreError
 from recovery.engine.sqlite_restore import restore_sqlite
 from tests.factories import BackupJobFactory
 from tests.recovery import conftest as recovery
-from tests.recovery.conftest import backup, make_sqlite_db
+from tests.recovery.conftest import make_sqlite_db
+from tests.support.data import backup
 
 # The recovery tests' fixtures: a SQLite source backed up to a local destination.
 sqlite_source = recovery.sqlite_source

@@ -24,8 +24,8 @@ from recovery.models import Restore, RestoreTarget
 from recovery.restore_targets import NotAllowed
 from tests.factories import BackupRunFactory, DestinationFactory, SourceFactory
 from tests.recovery import conftest as recovery_fixtures
-from tests.recovery.conftest import backup
 from tests.recovery.pgutil import SERVER, table_fingerprint
+from tests.support.data import backup
 
 pytestmark = pytest.mark.django_db
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psycopg
 
+from backups.services import backup_now
 from tests.factories import COUNT_WORKFLOWS, DestinationFactory, SourceFactory
 from tests.support.s3 import ACCESS_KEY, SECRET_KEY
 
@@ -132,3 +133,11 @@ def files_under(path: Path) -> list[str]:
     if not path.exists():
         return []
     return sorted(str(p.relative_to(path)) for p in path.rglob("*") if not p.is_dir())
+
+
+def backup(source):
+    """Back up `source` through its job (`source.job`) with the backups app's own code path;
+    the run must succeed."""
+    run = backup_now(source.job)
+    assert run.status == "succeeded", run.error
+    return run
