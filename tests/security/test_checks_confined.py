@@ -40,6 +40,7 @@ from tests.factories import (
     SourceFactory,
     UserFactory,
 )
+from tests.marks import needs
 from tests.recovery.pgutil import SERVER, fill_toolhub, pg_dump, temp_database
 
 SESSION_KEYS = "SELECT group_concat(session_key) FROM django_session"
@@ -326,6 +327,7 @@ def work_dir_settings(tmp_path, settings):
 
 
 @pytest.fixture
+@needs("postgres")
 def archive(tmp_path):
     with temp_database() as source:
         fill_toolhub(source, workflows=5, executions=20)
@@ -556,6 +558,7 @@ def test_stored_checks_are_revalidated_before_they_run(tmp_path):
 
 
 @pytest.fixture
+@needs("postgres")
 def app_user_database():
     """A database owned by an ordinary login role, as an application's own server has."""
     from psycopg import sql

@@ -197,6 +197,7 @@ def test_read_only_false_is_refused_with_a_clear_message():
 
 
 @pytest.fixture
+@needs("postgres")
 def reader():
     """A login role that can only read, as sql_check wants."""
     with psycopg.connect(**PG, dbname="postgres", autocommit=True) as conn:
@@ -207,6 +208,7 @@ def reader():
     return {**PG, "user": "dr_check"}
 
 
+@pytest.mark.postgres
 def test_a_check_never_runs_as_a_superuser(tmp_path):
     """A superuser's SELECT writes server files and reloads the configuration, read-only
     transaction or not: lo_export(lo_from_bytea(...)) then pg_reload_conf() is a way to run
