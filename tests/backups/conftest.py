@@ -2,19 +2,18 @@
 
 import pytest
 
-from backups.models import BackupJob, Destination, Source, System
 from dr_portal.lib import demo
+from tests.factories import (
+    COUNT_WORKFLOWS,
+    BackupJobFactory,
+    DestinationFactory,
+    SourceFactory,
+)
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """The personas log in with force_login; hashing their passwords slowly buys nothing here."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def system(db):
-    return System.objects.create(name="Tool Hub")
+def fast_password_hashing(fast_password_hashing):
+    """Every test here: the root fixture's fast hashing (personas are made per test)."""
 
 
 @pytest.fixture
@@ -24,43 +23,34 @@ def sqlite_path(tmp_path):
 
 @pytest.fixture
 def sqlite_source(system, sqlite_path):
-    return Source.objects.create(
+    return SourceFactory(
         system=system,
         name="toolhub-db",
-        kind="sqlite",
+        sqlite=True,
         path=str(sqlite_path),
         data_class="critical",
-        checks=[{"name": "workflows", "sql": "SELECT COUNT(*) FROM workflows", "expect": "> 0"}],
+        checks=COUNT_WORKFLOWS,
     )
 
 
 @pytest.fixture
 def local_dest(db, tmp_path):
-    return Destination.objects.create(
-        name="local", kind="local", path=str(tmp_path / "dest-a"), keep_days=7, keep_last=3
-    )
+    return DestinationFactory(name="local", path=str(tmp_path / "dest-a"), keep_days=7, keep_last=3)
 
 
 @pytest.fixture
 def second_dest(db, tmp_path):
-    return Destination.objects.create(
-        name="second", kind="local", path=str(tmp_path / "dest-b"), keep_days=7, keep_last=3
+    return DestinationFactory(
+        name="second", path=str(tmp_path / "dest-b"), keep_days=7, keep_last=3
     )
 
 
 @pytest.fixture
 def job(sqlite_source, local_dest):
-    job = BackupJob.objects.create(
-        name="toolhub-hourly", source=sqlite_source, schedule="0 * * * *", timezone="UTC"
+    return BackupJobFactory(
+        name="toolhub-hourly",
+        source=sqlite_source,
+        schedule="0 * * * *",
+        timezone="UTC",
+        destinations=[local_dest],
     )
-    job.destinations.set([local_dest])
-    return job
-
-
-@pytest.fixture
-def q_sync(monkeypatch):
-    """django-q2 in sync mode: async_task runs the task inline (Conf is read at import)."""
-    from django_q.conf import Conf
-
-    monkeypatch.setattr(Conf, "SYNC", True)
-    return Conf

@@ -13,6 +13,7 @@ from backups.anomalies import Sample, assess, repeated_failures
 from backups.models import BackupRun
 from dr_portal.runs import RunStatus
 from incidents.events import process_events
+from tests.factories import BackupRunFactory
 
 HISTORY = [Sample(1000, 60)] * 10
 
@@ -99,5 +100,5 @@ def test_failed_run_alerts_and_success_recovers(job, sqlite_source, tmp_path):
 
 
 def test_detect_ignores_runs_without_job(db):
-    run = BackupRun.objects.create(source_name="x", status=RunStatus.SUCCEEDED)
+    run = BackupRunFactory(source_name="x", status=RunStatus.SUCCEEDED)
     assert anomalies.detect(run) == []

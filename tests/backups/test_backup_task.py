@@ -11,6 +11,7 @@ from backups.engine import open_destination, unpack_artifact
 from backups.models import BackupCopy, BackupJob, BackupRun
 from dr_portal.lib import keyring
 from dr_portal.runs import RunStatus
+from tests.factories import BackupJobFactory
 
 
 def _run(job, trigger="manual"):
@@ -99,7 +100,7 @@ def test_portal_database_is_a_source_out_of_the_box(local_dest):
 
     portal = Source.objects.get(name="portal-db")
     assert portal.is_portal_db
-    job = BackupJob.objects.create(name="portal-daily", source=portal)
+    job = BackupJobFactory(name="portal-daily", source=portal)
     job.destinations.set([local_dest])
     run = _run(job)
     assert run.status == RunStatus.SUCCEEDED, run.error

@@ -8,9 +8,10 @@ from django.core.management import call_command
 from django_q.models import OrmQ
 
 from backups import health
-from backups.models import BackupCopy, BackupJob, BackupRun, Destination, Source
+from backups.models import BackupCopy, BackupJob, BackupRun, Source
 from backups.tasks import run_backup
 from dr_portal.runs import RunStatus
+from tests.factories import DestinationFactory
 
 
 def _backup_now(*args):
@@ -90,14 +91,14 @@ def test_rebuild_catalog_unknown_destination(db):
 
 
 def test_health_checks_destinations_without_secrets(local_dest, tmp_path):
-    Destination.objects.create(name="off", kind="local", path=str(tmp_path / "x"), enabled=False)
+    DestinationFactory(name="off", kind="local", path=str(tmp_path / "x"), enabled=False)
     assert health.checks() == {"destination:local": (False, "directory missing")}
     os.makedirs(local_dest.path)
     assert health.checks() == {"destination:local": (True, "directory writable")}
 
 
 def test_health_s3_unreachable_is_quick_and_secret_free(db):
-    Destination.objects.create(
+    DestinationFactory(
         name="s3",
         kind="s3",
         bucket="b",

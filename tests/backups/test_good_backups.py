@@ -3,28 +3,27 @@
 import pytest
 from django.utils import timezone
 
-from backups.models import BackupCopy, BackupRun, Destination, Source, System
+from backups.models import BackupCopy, BackupRun
 from dr_portal.runs import RunStatus
+from tests.factories import BackupCopyFactory, BackupRunFactory, DestinationFactory, SourceFactory
 
 
 @pytest.fixture
 def source(db):
-    return Source.objects.create(
-        system=System.objects.create(name="s"), name="db1", kind="sqlite", path="/tmp/x.db"
-    )
+    return SourceFactory(system__name="s", name="db1", kind="sqlite", path="/tmp/x.db")
 
 
 @pytest.fixture
 def dests(db, tmp_path):
-    return [Destination.objects.create(name=n, kind="local", path=str(tmp_path / n)) for n in "ab"]
+    return [DestinationFactory(name=n, kind="local", path=str(tmp_path / n)) for n in "ab"]
 
 
 def make_run(source, dests, status=RunStatus.SUCCEEDED, restorable=True, **copy):
-    run = BackupRun.objects.create(
+    run = BackupRunFactory(
         source=source, status=status, restorable=restorable, data_taken_at=timezone.now()
     )
     for dest in dests:
-        BackupCopy.objects.create(run=run, destination=dest, ok=copy.get("ok", True))
+        BackupCopyFactory(run=run, destination=dest, ok=copy.get("ok", True))
     return run
 
 

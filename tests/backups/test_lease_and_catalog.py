@@ -11,6 +11,7 @@ from django.utils import timezone
 from backups import services
 from backups.catalog import adopt_orphans
 from backups.models import BackupCopy, BackupJob, BackupRun
+from tests.factories import BackupJobFactory, DestinationFactory
 from tests.support import data
 from tests.support.cluster import wait_for
 
@@ -19,7 +20,11 @@ from tests.support.cluster import wait_for
 def test_a_reaped_backup_stops_records_nothing_and_leaves_the_lock_to_the_next_run(tmp_path):
     source = data.files_source("images", data.sparse_tree(tmp_path / "images", gigabytes=20))
     store = tmp_path / "store"
-    job = data.make_job("images-job", source, [data.local_destination("local", store)])
+    job = BackupJobFactory(
+        name="images-job",
+        source=source,
+        destinations=[DestinationFactory(name="local", path=str(store))],
+    )
     run = services.start_run(job, "manual")
 
     def body():

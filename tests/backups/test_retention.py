@@ -11,6 +11,7 @@ from backups.models import BackupCopy, BackupRun
 from backups.retention import Item, Policy, plan
 from dr_portal.models import AuditEntry
 from dr_portal.runs import RunStatus
+from tests.factories import RestoreTestFactory
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -158,11 +159,10 @@ def test_newest_good_backup_survives_even_when_expired(aged, local_dest):
 
 def test_newest_verified_backup_survives(aged, local_dest, sqlite_source):
     """A passed restore test (the recovery app's real model) protects its backup."""
-    from recovery.models import RestoreTest
 
     oldest = aged[0]
-    RestoreTest.objects.create(source=sqlite_source, backup_run=oldest, status=RunStatus.SUCCEEDED)
-    RestoreTest.objects.create(source=sqlite_source, backup_run=aged[1], status=RunStatus.FAILED)
+    RestoreTestFactory(source=sqlite_source, backup_run=oldest, status=RunStatus.SUCCEEDED)
+    RestoreTestFactory(source=sqlite_source, backup_run=aged[1], status=RunStatus.FAILED)
     decisions = retention.preview(local_dest, now=NOW)
     assert deleted(decisions) == [aged[1].pk]
     reason = next(d.reason for d in decisions if d.item.run_id == oldest.pk)
@@ -170,9 +170,7 @@ def test_newest_verified_backup_survives(aged, local_dest, sqlite_source):
 
 
 def test_backup_in_use_by_a_restore_test_survives(aged, local_dest, sqlite_source):
-    from recovery.models import RestoreTest
-
-    RestoreTest.objects.create(source=sqlite_source, backup_run=aged[0], status=RunStatus.RUNNING)
+    RestoreTestFactory(source=sqlite_source, backup_run=aged[0], status=RunStatus.RUNNING)
     decisions = retention.preview(local_dest, now=NOW)
     assert deleted(decisions) == [aged[1].pk]
 

@@ -1,12 +1,13 @@
 from datetime import timedelta
 
-from backups.models import Source, System
+from backups.models import Source
 from recovery.models import RPOTarget
+from tests.factories import SourceFactory, SystemFactory
 
 
 def test_source_rpo_target_follows_the_editable_target(db, viewer_client):
-    system = System.objects.create(name="s")
-    source = Source.objects.create(
+    system = SystemFactory(name="s")
+    source = SourceFactory(
         system=system, name="db1", kind="sqlite", path="/tmp/x.db", data_class="critical"
     )
     assert source.rpo_target == timedelta(hours=1)

@@ -5,19 +5,20 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from backups.models import BackupJob, BackupRun, Source, System
+from backups.models import BackupRun
 from dr_portal.runs import RunStatus
+from tests.factories import BackupJobFactory, SourceFactory, SystemFactory
 
 T0 = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
 
 @pytest.fixture
 def history(db):
-    system = System.objects.create(name="tool-hub")
-    a = Source.objects.create(system=system, name="db-a", kind="sqlite", path="/tmp/a.db")
-    b = Source.objects.create(system=system, name="db-b", kind="sqlite", path="/tmp/b.db")
-    job_a = BackupJob.objects.create(name="a-hourly", source=a)
-    job_b = BackupJob.objects.create(name="b-daily", source=b)
+    system = SystemFactory(name="tool-hub")
+    a = SourceFactory(system=system, name="db-a", kind="sqlite", path="/tmp/a.db")
+    b = SourceFactory(system=system, name="db-b", kind="sqlite", path="/tmp/b.db")
+    job_a = BackupJobFactory(name="a-hourly", source=a)
+    job_b = BackupJobFactory(name="b-daily", source=b)
     runs = []
     for hours in range(120):  # five days, hourly, alternating sources; every 10th failed
         job = job_a if hours % 2 == 0 else job_b
@@ -112,9 +113,9 @@ def test_dashboard_links_to_the_failed_runs(viewer_client, history):
 
 
 def test_runs_queued_at_the_same_moment_are_each_shown_once(viewer_client, db):
-    system = System.objects.create(name="s")
-    source = Source.objects.create(system=system, name="db", kind="sqlite", path="/tmp/x.db")
-    job = BackupJob.objects.create(name="j", source=source)
+    system = SystemFactory(name="s")
+    source = SourceFactory(system=system, name="db", kind="sqlite", path="/tmp/x.db")
+    job = BackupJobFactory(name="j", source=source)
     BackupRun.objects.bulk_create(
         BackupRun(job=job, source=source, job_name="j", queued=T0) for _ in range(75)
     )

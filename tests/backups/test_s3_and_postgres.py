@@ -12,8 +12,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from backups import health, retention, services, tasks
-from backups.models import BackupCopy, BackupJob, BackupRun, Destination, Source
+from backups.models import BackupCopy, BackupRun, Destination, Source
 from dr_portal.runs import RunStatus
+from tests.factories import BackupJobFactory, DestinationFactory, SourceFactory
+from tests.marks import needs
 
 KEY_ID, SECRET = "moto-key-id-1234", "moto-secret-value-5678"
 
@@ -47,7 +49,7 @@ def _client(url):
 def s3_dest(db, moto_url):
     bucket = f"dr-{uuid.uuid4().hex[:10]}"
     _client(moto_url).create_bucket(Bucket=bucket)
-    return Destination.objects.create(
+    return DestinationFactory(
         name="offsite",
         kind="s3",
         bucket=bucket,
@@ -149,6 +151,7 @@ def psql(sql, db="postgres"):
 
 
 @pytest.fixture
+@needs("postgres")
 def pg_database():
     name = f"dr_backups_app_{uuid.uuid4().hex[:10]}"
     psql(f'CREATE DATABASE "{name}"')
@@ -171,7 +174,7 @@ def test_postgres_source_backs_up_and_restores_with_pg_restore(
     from backups.engine import open_destination, unpack_artifact
     from dr_portal.lib import keyring
 
-    source = Source.objects.create(
+    source = SourceFactory(
         system=system,
         name="pg",
         kind="postgresql",
@@ -181,7 +184,7 @@ def test_postgres_source_backs_up_and_restores_with_pg_restore(
         user="postgres",
         password="unused-with-trust-auth",
     )
-    job = BackupJob.objects.create(name="pg-job", source=source)
+    job = BackupJobFactory(name="pg-job", source=source)
     job.destinations.set([local_dest])
     run = services.execute(services.start_run(job, "manual"))
     assert run.status == RunStatus.SUCCEEDED, run.error
@@ -206,7 +209,7 @@ def test_postgres_source_backs_up_and_restores_with_pg_restore(
 
 @pytest.mark.postgres
 def test_unreachable_postgres_is_a_failed_run_with_a_clear_message(system, local_dest):
-    source = Source.objects.create(
+    source = SourceFactory(
         system=system,
         name="pg-down",
         kind="postgresql",
@@ -216,7 +219,7 @@ def test_unreachable_postgres_is_a_failed_run_with_a_clear_message(system, local
         user="postgres",
         password="do-not-show-me",
     )
-    job = BackupJob.objects.create(name="pg-down", source=source)
+    job = BackupJobFactory(name="pg-down", source=source)
     job.destinations.set([local_dest])
     run = services.execute(services.start_run(job, "manual"))
     assert run.status == RunStatus.FAILED
@@ -229,7 +232,7 @@ def test_unreachable_postgres_is_a_failed_run_with_a_clear_message(system, local
 def test_portal_db_source_follows_a_postgresql_portal(local_dest, pg_database, settings):
     """When the portal runs on PostgreSQL, portal-db dumps it with pg_dump (read at run time)."""
     portal = Source.objects.get(is_portal_db=True)
-    job = BackupJob.objects.create(name="portal-pg", source=portal)
+    job = BackupJobFactory(name="portal-pg", source=portal)
     job.destinations.set([local_dest])
     pg = {
         "ENGINE": "django.db.backends.postgresql",

@@ -9,9 +9,10 @@ from django_q.models import OrmQ, Schedule
 from django_q.signing import SignedPackage
 
 from backups import tasks
-from backups.models import BackupJob, BackupRun
+from backups.models import BackupRun
 from backups.validators import next_fire
 from dr_portal.runs import PROCESS_EVENTS
+from tests.factories import BackupJobFactory
 
 
 def _fires(cron, tz, start, end):
@@ -84,7 +85,7 @@ def test_django_q2_scheduler_fires_a_berlin_job_once_on_the_fall_back_day(
 
     broker = get_broker()
     with time_machine.travel(datetime(2026, 10, 24, 12, 0, tzinfo=UTC), tick=True):
-        job = BackupJob.objects.create(
+        job = BackupJobFactory(
             name="nightly", source=sqlite_source, schedule="30 2 * * *", timezone="Europe/Berlin"
         )
         job.destinations.set([local_dest])

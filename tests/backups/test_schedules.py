@@ -7,6 +7,7 @@ from django_q.models import Schedule
 
 from backups.models import BackupJob
 from backups.schedules import RETENTION_SCHEDULE, ensure_system_schedules
+from tests.factories import BackupJobFactory
 
 
 def _schedules(job):
@@ -15,7 +16,7 @@ def _schedules(job):
 
 @time_machine.travel(datetime(2026, 3, 10, 12, 0, tzinfo=UTC), tick=False)
 def test_schedule_follows_job_lifecycle(sqlite_source):
-    job = BackupJob.objects.create(name="j", source=sqlite_source, schedule="0 2 * * *")
+    job = BackupJobFactory(name="j", source=sqlite_source, schedule="0 2 * * *")
     (schedule,) = _schedules(job)
     assert schedule.schedule_type == Schedule.CRON and schedule.cron == "0 2 * * *"
     assert schedule.func == "backups.tasks.scheduled_backup"
@@ -48,7 +49,7 @@ def test_schedule_follows_job_lifecycle(sqlite_source):
 
 @time_machine.travel(datetime(2026, 7, 10, 12, 0, tzinfo=UTC), tick=False)
 def test_next_run_is_computed_in_the_jobs_timezone(sqlite_source):
-    job = BackupJob.objects.create(
+    job = BackupJobFactory(
         name="berlin", source=sqlite_source, schedule="0 2 * * *", timezone="Europe/Berlin"
     )
     (schedule,) = _schedules(job)
@@ -57,7 +58,7 @@ def test_next_run_is_computed_in_the_jobs_timezone(sqlite_source):
 
 
 def test_duplicate_schedule_rows_are_collapsed(sqlite_source):
-    job = BackupJob.objects.create(name="j", source=sqlite_source, schedule="0 2 * * *")
+    job = BackupJobFactory(name="j", source=sqlite_source, schedule="0 2 * * *")
     Schedule.objects.create(
         name=job.schedule_name, func="x", schedule_type=Schedule.CRON, cron="0 1 * * *"
     )
@@ -91,8 +92,7 @@ def test_admin_bulk_delete_drops_schedules(superuser_client, sqlite_source):
     from django.urls import reverse
 
     jobs = [
-        BackupJob.objects.create(name=f"j{i}", source=sqlite_source, schedule="0 2 * * *")
-        for i in range(2)
+        BackupJobFactory(name=f"j{i}", source=sqlite_source, schedule="0 2 * * *") for i in range(2)
     ]
     names = [j.schedule_name for j in jobs]
     response = superuser_client.post(
@@ -107,7 +107,7 @@ def test_admin_bulk_delete_drops_schedules(superuser_client, sqlite_source):
 def test_schedule_of_a_vanished_job_stops(sqlite_source):
     from backups import tasks
 
-    job = BackupJob.objects.create(name="j", source=sqlite_source, schedule="0 2 * * *")
+    job = BackupJobFactory(name="j", source=sqlite_source, schedule="0 2 * * *")
     name, pk = job.schedule_name, job.pk
     BackupJob.objects.filter(pk=pk).delete()  # bypasses the model's delete()
     assert Schedule.objects.filter(name=name).exists()

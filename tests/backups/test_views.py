@@ -8,6 +8,7 @@ from backups import services
 from backups.models import BackupJob, BackupRun, Destination, Source
 from dr_portal.models import AuditEntry
 from dr_portal.runs import RunStatus
+from tests.factories import BackupJobFactory, DestinationFactory, SourceFactory
 
 PASSWORD = "pg-s3cret-value-123"
 S3_SECRET = "AKIA-secret-key-value-999"
@@ -84,7 +85,7 @@ def test_run_now_needs_post(operator_client, job):
 
 
 def test_operator_runs_now_and_the_task_really_runs(
-    operator_client, operator, job, q_sync, django_capture_on_commit_callbacks
+    operator_client, operator, job, sync_queue, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
         response = operator_client.post(reverse("backups:job_run_now", args=[job.pk]))
@@ -263,7 +264,7 @@ def test_source_password_is_write_only(manager_client, system):
 
 
 def test_destination_secrets_never_rendered(manager_client, superuser_client):
-    dest = Destination.objects.create(
+    dest = DestinationFactory(
         name="s3",
         kind="s3",
         bucket="b",
@@ -287,7 +288,7 @@ def test_destination_secrets_never_rendered(manager_client, superuser_client):
 
 
 def test_admin_keeps_secret_when_left_blank(superuser_client, system):
-    source = Source.objects.create(
+    source = SourceFactory(
         system=system,
         name="pg",
         kind="postgresql",
@@ -346,7 +347,7 @@ def test_job_delete_by_manager_keeps_history(manager_client, operator_client, jo
 @pytest.fixture
 def many(job, sqlite_source, local_dest, second_dest):
     for i in range(6):
-        j = BackupJob.objects.create(name=f"job-{i}", source=sqlite_source)
+        j = BackupJobFactory(name=f"job-{i}", source=sqlite_source)
         j.destinations.set([local_dest, second_dest])
         run = j.create_run("manual")
         run.finish(RunStatus.FAILED, "x")

@@ -5,6 +5,13 @@ from datetime import timedelta
 from django.utils import timezone
 
 from dr_portal.runs import RunStatus
+from tests.factories import (
+    BackupCopyFactory,
+    BackupJobFactory,
+    BackupRunFactory,
+    RestoreTestFactory,
+    SourceFactory,
+)
 
 
 def destinations(tmp_path):
@@ -23,11 +30,10 @@ def destinations(tmp_path):
 
 
 def source(name, system="tool-hub", data_class="critical", created=None, **extra):
-    from backups.models import Source, System
+    from backups.models import Source
 
-    system_obj, _ = System.objects.get_or_create(name=system)
-    src = Source.objects.create(
-        system=system_obj,
+    src = SourceFactory(
+        system__name=system,
         name=name,
         kind="sqlite",
         path=f"/tmp/{name}.db",
@@ -43,7 +49,7 @@ def source(name, system="tool-hub", data_class="critical", created=None, **extra
 def job(src, dests, schedule="0 * * * *", changed=None):
     from backups.models import BackupJob
 
-    j = BackupJob.objects.create(name=f"{src.name}-job", source=src, schedule=schedule)
+    j = BackupJobFactory(name=f"{src.name}-job", source=src, schedule=schedule)
     j.destinations.set(dests)
     if changed:
         BackupJob.objects.filter(pk=j.pk).update(config_changed_at=changed)
@@ -51,9 +57,7 @@ def job(src, dests, schedule="0 * * * *", changed=None):
 
 
 def backup(src, at, dests=(), status=RunStatus.SUCCEEDED, size=1_000_000, deleted=False):
-    from backups.models import BackupCopy, BackupRun
-
-    run = BackupRun.objects.create(
+    run = BackupRunFactory(
         source=src,
         source_name=src.name,
         status=status,
@@ -64,7 +68,7 @@ def backup(src, at, dests=(), status=RunStatus.SUCCEEDED, size=1_000_000, delete
         bytes_stored=size,
     )
     for dest in dests:
-        BackupCopy.objects.create(
+        BackupCopyFactory(
             run=run,
             destination=dest,
             ok=True,
@@ -79,7 +83,7 @@ def backup(src, at, dests=(), status=RunStatus.SUCCEEDED, size=1_000_000, delete
 def restore_test(src, run, started, seconds=60, status=RunStatus.SUCCEEDED):
     from recovery.models import RestoreTest
 
-    test = RestoreTest.objects.create(source=src, backup_run=run, queued=started)
+    test = RestoreTestFactory(source=src, backup_run=run, queued=started)
     RestoreTest.objects.filter(pk=test.pk).update(
         status=status,
         started=started,

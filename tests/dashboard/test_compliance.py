@@ -15,6 +15,7 @@ from django.test import Client
 from dashboard import compliance
 from dr_portal.runs import RunStatus
 from tests.dashboard import readiness_data as data
+from tests.factories import DrillPlanFactory, IncidentFactory
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 6, 10, 9, 0, tzinfo=UTC)
@@ -53,8 +54,7 @@ def followup(obj, text, due, done_at=None, created=None):
 def may(tmp_path):
     """May 2026 of tool-hub (and a little of billing), recorded with known times."""
     from backups.models import Source
-    from drills.models import DrillPlan, DrillRun
-    from incidents.models import Incident
+    from drills.models import DrillRun
 
     Source.objects.filter(is_portal_db=True).delete()
     data.targets()
@@ -84,11 +84,11 @@ def may(tmp_path):
     data.restore_test(src, runs[15], at(15, 3), seconds=2 * 3600)
     data.restore_test(src, runs[16], at(16, 3), status=RunStatus.FAILED)
 
-    hub_plan = DrillPlan.objects.create(name="hub quarterly", created=created)
+    hub_plan = DrillPlanFactory(name="hub quarterly", created=created)
     hub_plan.systems.set([src.system])
-    billing_plan = DrillPlan.objects.create(name="billing quarterly", created=created)
+    billing_plan = DrillPlanFactory(name="billing quarterly", created=created)
     billing_plan.systems.set([other.system])
-    everyone = DrillPlan.objects.create(name="call-out", created=created)
+    everyone = DrillPlanFactory(name="call-out", created=created)
 
     def drill(plan, day, verdict, status="ended"):
         return DrillRun.objects.create(
@@ -110,7 +110,7 @@ def may(tmp_path):
     ).update(declared_at=at(2, 10, month=6))
 
     def incident(title, severity, began, resolved, services_down="", data_loss=""):
-        return Incident.objects.create(
+        return IncidentFactory(
             title=title,
             severity=severity,
             started_at=began,

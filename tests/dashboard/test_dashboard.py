@@ -14,6 +14,7 @@ from dashboard.board import AMBER, GREEN, RED
 from dr_portal.runs import RunStatus
 from dr_portal.templatetags.portal import filesize
 from tests.dashboard import readiness_data as data
+from tests.factories import DrillPlanFactory, IncidentFactory
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -184,21 +185,21 @@ def test_deleted_copies_do_not_count(viewer_client, dests):
 def test_failures_incidents_followups_drills_and_storage(viewer_client, dests):
     from django.contrib.contenttypes.models import ContentType
 
-    from drills.models import DrillPlan, DrillRun
+    from drills.models import DrillRun
     from incidents.models import FollowUp, Incident
 
     with time_machine.travel(T0, tick=False):
         src = healthy("db", dests)
         bad = data.backup(src, T0 - timedelta(hours=2), [], status=RunStatus.FAILED)
         data.backup(src, T0 - timedelta(hours=30), [], status=RunStatus.FAILED)  # older than 24 h
-        inc = Incident.objects.create(title="API down", severity="sev1", detected_at=T0)
+        inc = IncidentFactory(title="API down", severity="sev1", detected_at=T0)
         FollowUp.objects.create(
             text="add a replica",
             due=(T0 - timedelta(days=3)).date(),
             content_type=ContentType.objects.get_for_model(Incident),
             object_id=inc.pk,
         )
-        plan = DrillPlan.objects.create(name="quarterly", created=T0 - timedelta(days=400))
+        plan = DrillPlanFactory(name="quarterly", created=T0 - timedelta(days=400))
         plan.systems.set([src.system])
         drill = DrillRun.objects.create(
             plan=plan,
@@ -224,7 +225,7 @@ def test_long_lists_show_eight_and_link_to_the_rest(viewer_client, dests):
 
     with time_machine.travel(T0, tick=False):
         for k in range(11):
-            inc = Incident.objects.create(title=f"outage {k}", severity="sev3", detected_at=T0)
+            inc = IncidentFactory(title=f"outage {k}", severity="sev3", detected_at=T0)
             FollowUp.objects.create(
                 text=f"fix number {k}",
                 due=(T0 - timedelta(days=k + 1)).date(),
@@ -240,11 +241,9 @@ def test_long_lists_show_eight_and_link_to_the_rest(viewer_client, dests):
 
 
 def test_overdue_drill_plan_is_red(viewer_client, dests):
-    from drills.models import DrillPlan
-
     with time_machine.travel(T0, tick=False):
         src = healthy("db", dests)
-        plan = DrillPlan.objects.create(name="quarterly", created=T0 - timedelta(days=400))
+        plan = DrillPlanFactory(name="quarterly", created=T0 - timedelta(days=400))
         plan.systems.set([src.system])
         context = board.build(now=T0, charts=False)
     block = next(b for b in context["systems"] if b.system == src.system)

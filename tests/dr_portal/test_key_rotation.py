@@ -19,6 +19,7 @@ from backups.models import Destination
 from dr_portal.fields import Secret
 from dr_portal.lib import keyring
 from tests.environment import OLD_MASTER_KEY, TEST_MASTER_KEY
+from tests.factories import DestinationFactory
 
 NEW_RING = f"{TEST_MASTER_KEY},{OLD_MASTER_KEY}"
 
@@ -26,7 +27,7 @@ NEW_RING = f"{TEST_MASTER_KEY},{OLD_MASTER_KEY}"
 @pytest.fixture
 def old_secret(settings, db):
     settings.DR_ENCRYPTION_KEYS = OLD_MASTER_KEY
-    dest = Destination.objects.create(
+    dest = DestinationFactory(
         name="offsite",
         kind="s3",
         bucket="b",

@@ -10,15 +10,16 @@ import time_machine
 from django.db import connection
 from django.utils import timezone
 
-from backups.models import BackupJob, BackupRun, Source, System
+from backups.models import BackupRun
 from dr_portal.runs import IllegalTransition, LeaseLost, RunStatus
+from tests.factories import BackupJobFactory, BackupRunFactory, SourceFactory, SystemFactory
 
 
 def _run():
-    system = System.objects.create(name="s")
-    source = Source.objects.create(system=system, name="db", kind="sqlite", path="/tmp/x.db")
-    job = BackupJob.objects.create(name="j", source=source)
-    return BackupRun.objects.create(job=job, source=source)
+    system = SystemFactory(name="s")
+    source = SourceFactory(system=system, name="db", kind="sqlite", path="/tmp/x.db")
+    job = BackupJobFactory(name="j", source=source)
+    return BackupRunFactory(job=job, source=source)
 
 
 def test_a_worker_105_s_behind_is_not_reaped_for_its_clock(db, settings):

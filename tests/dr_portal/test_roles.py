@@ -4,6 +4,7 @@ from django.contrib.auth.models import Group
 
 from dr_portal.lib import roles
 from dr_portal.models import KeyEscrow
+from tests.factories import PASSWORD
 
 
 def test_role_groups_exist_with_growing_permissions(db):
@@ -53,7 +54,6 @@ def test_escrow_needs_a_place_and_a_post(manager_client, db):
 
 
 def test_login_page_logs_in_and_out(client, viewer):
-    from tests.conftest import PASSWORD
 
     response = client.post("/accounts/login/", {"username": "vera", "password": PASSWORD})
     assert response.status_code == 302

@@ -2,15 +2,15 @@
 
 import re
 
-from backups.models import BackupJob, BackupRun, Source, System
 from dr_portal.runs import RunStatus
+from tests.factories import BackupJobFactory, BackupRunFactory, SourceFactory, SystemFactory
 
 
 def test_unexpected_error_fails_the_run_with_a_redacted_message(db):
-    system = System.objects.create(name="s")
-    source = Source.objects.create(system=system, name="db", kind="sqlite", path="/tmp/x.db")
-    job = BackupJob.objects.create(name="j", source=source)
-    run = BackupRun.objects.create(job=job, source=source)
+    system = SystemFactory(name="s")
+    source = SourceFactory(system=system, name="db", kind="sqlite", path="/tmp/x.db")
+    job = BackupJobFactory(name="j", source=source)
+    run = BackupRunFactory(job=job, source=source)
     assert run.claim()
 
     message = run.fail_unexpectedly(
@@ -30,10 +30,10 @@ def test_unexpected_error_fails_the_run_with_a_redacted_message(db):
 def test_each_run_logs_one_line_when_it_ends(db, caplog):
     import logging
 
-    system = System.objects.create(name="s")
-    source = Source.objects.create(system=system, name="db", kind="sqlite", path="/tmp/x.db")
-    job = BackupJob.objects.create(name="j", source=source)
-    good, bad = (BackupRun.objects.create(job=job, source=source) for _ in range(2))
+    system = SystemFactory(name="s")
+    source = SourceFactory(system=system, name="db", kind="sqlite", path="/tmp/x.db")
+    job = BackupJobFactory(name="j", source=source)
+    good, bad = (BackupRunFactory(job=job, source=source) for _ in range(2))
     with caplog.at_level(logging.INFO, logger="dr_portal.runs"):
         assert good.claim() and bad.claim()
         good.finish(RunStatus.SUCCEEDED)

@@ -4,115 +4,78 @@ from datetime import timedelta
 
 import pytest
 
+from tests.factories import (
+    COUNT_WORKFLOWS,
+    BackupJobFactory,
+    ContactFactory,
+    DestinationFactory,
+    DrillPlanFactory,
+    ScenarioFactory,
+    SourceFactory,
+)
+from tests.marks import needs
 from tests.recovery.pgutil import fill_toolhub, temp_database
 
 
 @pytest.fixture
-def sync_tasks(monkeypatch):
-    """django-q2 in sync mode: a task runs inline when its on_commit enqueue fires."""
-    from django_q.conf import Conf
-
-    monkeypatch.setattr(Conf, "SYNC", True)
-
-
-@pytest.fixture
-def work_dir(tmp_path, settings):
-    path = tmp_path / "restore-work"
-    path.mkdir()
-    settings.DR_RESTORE_TMP_DIR = str(path)
-    return path
-
-
-@pytest.fixture
-def system(db):
-    from backups.models import System
-
-    return System.objects.get_or_create(name="Tool Hub")[0]
-
-
-@pytest.fixture
 def contacts(db):
-    from incidents.models import Contact
-
     return [
-        Contact.objects.create(role="DevOps", name="Dana Ops", email="dana@example.com"),
-        Contact.objects.create(role="DBA", name="Bea Base", email="bea@example.com"),
+        ContactFactory(role="DevOps", name="Dana Ops", email="dana@example.com"),
+        ContactFactory(role="DBA", name="Bea Base", email="bea@example.com"),
     ]
 
 
 def make_plan(name="Quarterly DR drill", systems=(), participants=(), **fields):
-    from drills.models import DrillPlan
-
-    plan = DrillPlan.objects.create(name=name, **fields)
-    plan.systems.set(systems)
-    plan.participants.set(participants)
-    return plan
+    return DrillPlanFactory(name=name, systems=systems, participants=participants, **fields)
 
 
 def add_scenario(plan, kind, title, order=None, sources=(), **fields):
-    from drills.models import Scenario, ScenarioSource
-
-    order = order or plan.scenarios.count() + 1
-    scenario = Scenario.objects.create(plan=plan, kind=kind, title=title, order=order, **fields)
-    for source in sources:
-        ScenarioSource.objects.create(scenario=scenario, source=source)
-    return scenario
+    if order:
+        fields["order"] = order
+    return ScenarioFactory(plan=plan, kind=kind, title=title, sources=sources, **fields)
 
 
 @pytest.fixture
+@needs("postgres")
 def pg_source(db, system, tmp_path):
     """A PostgreSQL source on a real temporary database, with a local-disk backup job."""
-    from backups.models import BackupJob, Destination, Source
-
     with temp_database("dr_drill_src_") as pg:
         fill_toolhub(pg)
-        source = Source.objects.create(
+        source = SourceFactory(
             system=system,
             name="toolhub-pg",
-            kind="postgresql",
+            postgresql=True,
             data_class="critical",
             host=pg.host,
             port=pg.port,
             database=pg.dbname,
             user=pg.user,
-            checks=[
-                {"name": "workflows", "sql": "SELECT COUNT(*) FROM workflows", "expect": "> 0"}
-            ],
+            checks=COUNT_WORKFLOWS,
         )
-        dest = Destination.objects.create(name="local", kind="local", path=str(tmp_path / "store"))
-        job = BackupJob.objects.create(name="toolhub-pg nightly", source=source)
-        job.destinations.set([dest])
-        source.job = job
+        source.job = local_job(source, "toolhub-pg nightly", tmp_path)
         yield source
 
 
 @pytest.fixture
 def sqlite_source(db, system, tmp_path):
-    from backups.models import BackupJob, Destination, Source
     from dr_portal.lib.demo import create_tool_hub
 
     path = create_tool_hub(tmp_path / "tool_hub.db", executions=50)
-    source = Source.objects.create(
+    source = SourceFactory(
         system=system,
         name="toolhub-db",
-        kind="sqlite",
+        sqlite=True,
         data_class="critical",
         path=str(path),
-        checks=[{"name": "workflows", "sql": "SELECT COUNT(*) FROM workflows", "expect": "> 0"}],
+        checks=COUNT_WORKFLOWS,
     )
-    dest = Destination.objects.create(name="local", kind="local", path=str(tmp_path / "store"))
-    job = BackupJob.objects.create(name="toolhub-db nightly", source=source)
-    job.destinations.set([dest])
-    source.job = job
+    source.job = local_job(source, "toolhub-db nightly", tmp_path)
     return source
 
 
-def backup(source):
-    from backups.services import backup_now
-
-    run = backup_now(source.job)
-    assert run.status == "succeeded", run.error
-    return run
+def local_job(source, name, tmp_path):
+    dest = DestinationFactory(name="local", path=str(tmp_path / "store"))
+    return BackupJobFactory(name=name, source=source, destinations=[dest])
 
 
 @pytest.fixture
@@ -139,6 +102,5 @@ def running_drill(manual_plan, operator):
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """The persona fixtures hash a password per user; PBKDF2 would dominate these tests."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def fast_password_hashing(fast_password_hashing):
+    """Every test here: the root fixture's fast hashing (personas are made per test)."""

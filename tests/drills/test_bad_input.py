@@ -9,6 +9,7 @@ from django.urls import reverse
 from drills import services
 from drills.models import CleanupState, DrillRun, DrillTransitionError, ScenarioStatus
 from tests.drills.conftest import add_scenario, make_plan
+from tests.factories import IncidentFactory, SourceFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -21,11 +22,7 @@ def test_plan_without_scenarios_is_refused(operator_client, system):
 
 
 def test_scenario_pointing_at_a_deleted_source_is_refused(operator_client, system):
-    from backups.models import Source
-
-    source = Source.objects.create(
-        system=system, name="toolhub-db", kind="sqlite", path="/tmp/t.db"
-    )
+    source = SourceFactory(system=system, name="toolhub-db", kind="sqlite", path="/tmp/t.db")
     plan = make_plan(systems=[system])
     add_scenario(plan, "database_failure", "Simulate database failure", sources=[source])
     source.delete()
@@ -195,9 +192,9 @@ def test_incident_linked_to_a_drill_gets_a_timeline_entry_when_it_ends(running_d
     from django.contrib.contenttypes.models import ContentType
 
     from incidents.events import process_events
-    from incidents.models import Incident, IncidentLink
+    from incidents.models import IncidentLink
 
-    incident = Incident.objects.create(title="Practice: database down")
+    incident = IncidentFactory(title="Practice: database down")
     IncidentLink.objects.create(
         incident=incident,
         content_type=ContentType.objects.get_for_model(DrillRun),

@@ -3,7 +3,7 @@ form, and another person's tick appearing through htmx polling without a reload.
 
 import pytest
 
-from tests.conftest import PASSWORD, make_user
+from tests.factories import PASSWORD, UserFactory
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -13,32 +13,12 @@ pytestmark = [
 
 
 @pytest.fixture
-def browser_page(monkeypatch):
-    playwright = pytest.importorskip("playwright.sync_api")
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls of the test
-    # itself are synchronous and safe here.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
-    import shutil
-
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")  # Debian's
-    with playwright.sync_playwright() as p:
-        if executable is None:
-            pytest.fail(
-                "Chromium is missing: run `bash .ci/test-deps` (installs Debian's chromium)"
-            )
-        browser = p.chromium.launch(
-            executable_path=executable,
-            args=[
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-            ],
-        )
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+def browser_page(browser):
+    context = browser.new_context()
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 def test_live_page_ticks_and_follows_other_people(live_server, browser_page, system, contacts):
@@ -48,8 +28,8 @@ def test_live_page_ticks_and_follows_other_people(live_server, browser_page, sys
     plan = make_plan(systems=[system], participants=contacts)
     add_scenario(plan, "manual", "Simulate node failure", checklist="Stop the app\nFail over")
     add_scenario(plan, "manual", "Document results", checklist="Write it down")
-    otto = make_user("otto", "operator")
-    other = make_user("mona", "operator")
+    otto = UserFactory(username="otto", role="operator")
+    other = UserFactory(username="mona", role="operator")
     drill = services.start_drill(plan, otto)
     page = browser_page
     page.goto(f"{live_server.url}/accounts/login/?next=/drills/runs/{drill.pk}/")

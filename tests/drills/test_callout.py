@@ -19,7 +19,7 @@ START = datetime(2026, 1, 2, 10, 0, tzinfo=UTC)
 
 @pytest.fixture
 def callout_started(
-    running_drill, operator, sync_tasks, django_capture_on_commit_callbacks, mailoutbox
+    running_drill, operator, sync_queue, django_capture_on_commit_callbacks, mailoutbox
 ):
     manual = running_drill.scenario_runs.order_by("position").first()
     with time_machine.travel(START, tick=False):

@@ -6,6 +6,7 @@ import pytest
 from django.core.management import call_command
 
 from drills.models import DrillPlan
+from tests.factories import RunbookFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -35,14 +36,13 @@ def test_load_demo_twice_gives_one_startable_quarterly_plan():
 
 def test_demo_uses_the_tool_hub_runbooks_when_they_exist():
     from drills import demo
-    from tests.failover.factories import make_runbook
 
     demo.load(io.StringIO())
     plan = DrillPlan.objects.get()
     assert plan.scenarios.get(title="Simulate node failure").kind == "manual"
     system = plan.systems.get()
-    runbook = make_runbook(
-        [{"name": "check", "kind": "wait", "params": {"seconds": 0}, "verification": True}],
+    runbook = RunbookFactory(
+        steps=[{"name": "check", "kind": "wait", "params": {"seconds": 0}, "verification": True}],
         system=system,
         name="Fail over the app node",
     )

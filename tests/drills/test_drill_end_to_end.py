@@ -15,8 +15,10 @@ from django.urls import reverse
 
 from drills.models import CleanupState, DrillRun, ScenarioStatus
 from recovery.engine.pg import create_database, database_exists, drop_database
-from tests.drills.conftest import add_scenario, backup, make_plan
+from tests.drills.conftest import add_scenario, make_plan
+from tests.factories import RestoreTestFactory
 from tests.recovery.pgutil import SERVER
+from tests.support.data import backup
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -29,7 +31,7 @@ DECLARED = T0 + timedelta(minutes=30)  # failure declared
 
 
 def test_database_failure_and_manual_drill_runs_end_to_end(
-    pg_source, operator_client, sync_tasks, work_dir
+    pg_source, operator_client, sync_queue, work_dir
 ):
     from recovery.models import RestoreTest
 
@@ -121,7 +123,7 @@ def test_database_failure_and_manual_drill_runs_end_to_end(
 
 
 def test_missed_rto_target_fails_the_scenario_and_the_drill(
-    sqlite_source, operator_client, sync_tasks, work_dir
+    sqlite_source, operator_client, sync_queue, work_dir
 ):
     """The demo-style SQLite source, with an RTO target the restore cannot meet."""
     from recovery.models import RTOTarget
@@ -153,16 +155,15 @@ def test_cleanup_never_drops_a_scratch_database_while_a_restore_test_runs(pg_sou
     """A restore test running elsewhere may own the scratch database: report, do not drop."""
     from drills import services
     from drills.models import ScenarioRun
-    from recovery.models import RestoreTest
 
     plan = make_plan(systems=[pg_source.system])
     add_scenario(plan, "manual", "Note it", checklist="One")
     with time_machine.travel(DECLARED, tick=False):
         drill = services.start_drill(plan, operator)
     srun = ScenarioRun.objects.get(drill=drill)
-    done = RestoreTest.objects.create(source=pg_source, status="succeeded", finished=DECLARED)
+    done = RestoreTestFactory(source=pg_source, status="succeeded", finished=DECLARED)
     srun.restore_tests.add(done)
-    RestoreTest.objects.create(source=pg_source, status="running")  # someone else's
+    RestoreTestFactory(source=pg_source, status="running")  # someone else's
     name = f"dr_scratch_{int(DECLARED.timestamp()) + 30}_cafe"
     create_database(SERVER, name)
     try:
@@ -176,7 +177,7 @@ def test_cleanup_never_drops_a_scratch_database_while_a_restore_test_runs(pg_sou
 
 
 def test_source_without_a_backup_fails_the_scenario_with_the_reason(
-    sqlite_source, operator, sync_tasks, work_dir
+    sqlite_source, operator, sync_queue, work_dir
 ):
     from drills import services
 

@@ -10,7 +10,7 @@ from drills import services
 from drills.models import ScenarioStatus
 from recovery.failover.models import FailoverRun
 from tests.drills.conftest import add_scenario, make_plan
-from tests.failover.factories import make_runbook
+from tests.factories import RunbookFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -20,15 +20,15 @@ CHECK = {"name": "service answers", "kind": "command", "params": {"args": ["true
 
 
 def test_node_failure_runs_the_runbook_in_test_mode_and_is_scored(
-    system, operator_client, sync_tasks, django_capture_on_commit_callbacks
+    system, operator_client, sync_queue, django_capture_on_commit_callbacks
 ):
-    runbook = make_runbook(
-        [{"name": "pause", "kind": "wait", "params": {"seconds": 0.05}}, CHECK],
+    runbook = RunbookFactory(
+        steps=[{"name": "pause", "kind": "wait", "params": {"seconds": 0.05}}, CHECK],
         system=system,
         name="Fail over the app node",
     )
-    checks = make_runbook(
-        [CHECK], system=system, name="Network checks", failure_type="network_outage"
+    checks = RunbookFactory(
+        steps=[CHECK], system=system, name="Network checks", failure_type="network_outage"
     )
     plan = make_plan(systems=[system])
     add_scenario(plan, "failover", "Simulate node failure", runbook=runbook)
@@ -59,10 +59,10 @@ def test_node_failure_runs_the_runbook_in_test_mode_and_is_scored(
 
 
 def test_failed_runbook_fails_the_scenario_with_its_error(
-    system, operator, sync_tasks, django_capture_on_commit_callbacks
+    system, operator, sync_queue, django_capture_on_commit_callbacks
 ):
-    runbook = make_runbook(
-        [
+    runbook = RunbookFactory(
+        steps=[
             {
                 "name": "broken",
                 "kind": "command",
@@ -83,7 +83,7 @@ def test_failed_runbook_fails_the_scenario_with_its_error(
 
 
 def test_deleted_runbook_is_refused_at_start(system, operator):
-    runbook = make_runbook([CHECK], system=system)
+    runbook = RunbookFactory(steps=[CHECK], system=system)
     plan = make_plan(systems=[system])
     add_scenario(plan, "failover", "Simulate node failure", runbook=runbook)
     runbook.delete()
@@ -92,13 +92,10 @@ def test_deleted_runbook_is_refused_at_start(system, operator):
 
 
 def test_test_mode_run_without_a_verification_fails_for_want_of_an_rto(
-    system, operator, sync_tasks, django_capture_on_commit_callbacks
+    system, operator, sync_queue, django_capture_on_commit_callbacks
 ):
-    runbook = make_runbook(
-        [{"name": "promote", "kind": "command", "params": {"args": ["true"]},
-          "verification": True}],
-        system=system,
-    )  # fmt: skip
+    runbook = RunbookFactory(steps=[{"name": "promote", "kind": "command", "params": {"args": ["true"]},
+          "verification": True}], system=system)  # fmt: skip
     plan = make_plan(systems=[system])
     add_scenario(plan, "failover", "Simulate node failure", runbook=runbook)
     with django_capture_on_commit_callbacks(execute=True):

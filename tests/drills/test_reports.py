@@ -11,6 +11,7 @@ from pypdf import PdfReader
 
 from drills import services
 from drills.models import DrillRun
+from tests.factories import RestoreTestFactory, SourceFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -85,12 +86,9 @@ def test_drill_followups_are_listed_with_the_incidents_followups(ended_drill, vi
 
 
 def test_coverage_grid_marks_exercised_empty_and_stale_cells(ended_drill, viewer_client, system):
-    from backups.models import Source
-    from recovery.models import RestoreTest
-
-    source = Source.objects.create(system=system, name="toolhub-db", kind="sqlite", path="/tmp/x")
+    source = SourceFactory(system=system, name="toolhub-db", kind="sqlite", path="/tmp/x")
     old = datetime(2025, 6, 1, tzinfo=UTC)
-    RestoreTest.objects.create(source=source, status="succeeded", queued=old, finished=old)
+    RestoreTestFactory(source=source, status="succeeded", queued=old, finished=old)
     from drills.coverage import build
 
     with time_machine.travel(START + timedelta(days=30), tick=False):

@@ -4,7 +4,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from tests.conftest import make_user
+from tests.factories import RunbookFactory, SourceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -88,7 +88,7 @@ ALL = [
 def _client(role):
     client = Client()
     if role:
-        client.force_login(make_user(f"u-{role}", role))
+        client.force_login(UserFactory(username=f"u-{role}", role=role))
     return client
 
 
@@ -113,7 +113,7 @@ def test_each_role_gets_exactly_its_views(running_drill, name, role):
 @pytest.mark.parametrize("name", ["index", "run", "report", "pdf"])
 def test_user_without_a_role_is_refused(running_drill, name):
     client = Client()
-    client.force_login(make_user("nobody"))
+    client.force_login(UserFactory(username="nobody"))
     url, _, _ = _targets(running_drill)[name]
     assert client.get(url).status_code == 403
 
@@ -250,13 +250,11 @@ def test_bad_plan_input_is_refused_with_a_message(manager_client, field, value, 
 
 
 def test_manager_adds_a_database_scenario_only_with_a_source(manager_client, manual_plan):
-    from backups.models import Source
-
     url = reverse("drills:scenario_new", args=[manual_plan.pk])
     data = {"kind": "database_failure", "title": "DB down", "failure_type": ""}
     response = manager_client.post(url, data)
     assert "restores at least one source" in response.content.decode()
-    source = Source.objects.create(
+    source = SourceFactory(
         system=manual_plan.systems.first(), name="toolhub-db", kind="sqlite", path="/tmp/x.db"
     )
     response = manager_client.post(url, data | {"sources": [source.pk], "time_budget": "30m"})
@@ -268,10 +266,9 @@ def test_manager_adds_a_database_scenario_only_with_a_source(manager_client, man
 
 
 def test_manager_adds_a_failover_scenario_with_a_runbook_in_test_mode(manager_client, manual_plan):
-    from tests.failover.factories import make_runbook
 
-    runbook = make_runbook(
-        [{"name": "check", "kind": "wait", "params": {"seconds": 0}, "verification": True}],
+    runbook = RunbookFactory(
+        steps=[{"name": "check", "kind": "wait", "params": {"seconds": 0}, "verification": True}],
         system=manual_plan.systems.first(),
         name="Fail over the app node",
     )

@@ -5,26 +5,16 @@ is transactional (its rows are flushed after it), so the servers see what the te
 Each path saves screenshots into test-artifacts/ (gitignored), and one more when it fails.
 """
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 
+from tests.marks import needs
 from tests.support.cluster import ROOT, running_cluster
 from tests.support.portal import running_portal
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.hookimpl(wrapper=True)
@@ -36,35 +26,12 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture(scope="module")
+@needs("slow")
 def servers(django_db_setup, django_db_blocker):
     """gunicorn (2 workers) and a django-q2 cluster (2 workers) on the test database."""
     with django_db_blocker.unblock():
         with running_cluster(workers=2) as cluster, running_portal(workers=2) as portal:
             yield portal, cluster
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `bash .ci/test-deps` (installs Debian's chromium)")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
-    # between browser steps are ordinary synchronous calls. Only while this module runs.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                yield browser
-            finally:
-                browser.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 class Shots:

@@ -19,8 +19,14 @@ from backups import services as backup_services
 from backups.models import BackupRun
 from incidents.models import Incident
 from recovery.models import Restore, RestoreTest
-from tests.conftest import PASSWORD, make_user
 from tests.e2e.conftest import log_in
+from tests.factories import (
+    PASSWORD,
+    BackupJobFactory,
+    DestinationFactory,
+    IncidentFactory,
+    UserFactory,
+)
 from tests.support import data
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -32,10 +38,10 @@ RUN_TIMEOUT = 90_000  # ms: a backup or restore test through the queue on a busy
 def toolhub(tmp_path):
     """The demo's shape: Tool Hub's SQLite database (critical), a local destination, a job."""
     source = data.sqlite_source("toolhub-db", data.small_sqlite(tmp_path / "tool_hub.db", rows=50))
-    job = data.make_job(
-        "toolhub-db-hourly",
-        source,
-        [data.local_destination("local", tmp_path / "backups")],
+    job = BackupJobFactory(
+        name="toolhub-db-hourly",
+        source=source,
+        destinations=[DestinationFactory(name="local", path=str(tmp_path / "backups"))],
         schedule="0 * * * *",
     )
     return source, job
@@ -49,7 +55,7 @@ def rpo_colour(page, source):
 
 def test_operator_runs_a_backup_sees_rpo_green_and_a_measured_rto(page, toolhub):
     source, job = toolhub
-    make_user("otto", "operator")
+    UserFactory(username="otto", role="operator")
     log_in(page, "otto", PASSWORD)
     assert rpo_colour(page, source) == "red"  # no good backup yet
     page.shot("dashboard-rpo-red")
@@ -96,7 +102,7 @@ def test_manager_restores_to_a_new_target_through_the_confirmation(page, toolhub
     source, job = toolhub
     run = backup_services.backup_now(job)
     assert run.status == "succeeded", run.error
-    make_user("mona", "manager")
+    UserFactory(username="mona", role="manager")
     target = tmp_path / "restored" / "tool_hub.db"
     target.parent.mkdir()
 
@@ -129,7 +135,7 @@ def test_manager_restores_to_a_new_target_through_the_confirmation(page, toolhub
 def test_incident_with_timeline_print_preview_and_pdf(page, tmp_path):
     from pypdf import PdfReader
 
-    make_user("otto", "operator")
+    UserFactory(username="otto", role="operator")
     log_in(page, "otto", PASSWORD)
     page.goto("/incidents/new/")
     title = "Tool Hub database lost its disk"
@@ -177,8 +183,8 @@ def test_incident_with_timeline_print_preview_and_pdf(page, tmp_path):
 
 def test_viewer_sees_no_action_buttons_and_a_forged_post_is_refused(page, toolhub):
     source, job = toolhub
-    make_user("vera", "viewer")
-    incident = Incident.objects.create(title="Read-only look")
+    UserFactory(username="vera", role="viewer")
+    incident = IncidentFactory(title="Read-only look")
     log_in(page, "vera", PASSWORD)
 
     page.goto(f"/backups/jobs/{job.pk}/")

@@ -8,10 +8,15 @@ import pytest
 from playwright.sync_api import expect
 
 from backups.models import BackupJob
-from drills.models import DrillPlan
-from incidents.models import Incident
-from tests.conftest import PASSWORD, make_user
 from tests.e2e.conftest import log_in
+from tests.factories import (
+    PASSWORD,
+    BackupJobFactory,
+    DestinationFactory,
+    DrillPlanFactory,
+    IncidentFactory,
+    UserFactory,
+)
 from tests.support import data
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -43,12 +48,14 @@ def violations(page):
 
 def test_main_pages_log_no_policy_violation_and_still_work(page, violations, tmp_path):
     source = data.sqlite_source("toolhub-db", data.small_sqlite(tmp_path / "tool_hub.db"))
-    job = data.make_job(
-        "toolhub-db-hourly", source, [data.local_destination("local", tmp_path / "backups")]
+    job = BackupJobFactory(
+        name="toolhub-db-hourly",
+        source=source,
+        destinations=[DestinationFactory(name="local", path=str(tmp_path / "backups"))],
     )
-    Incident.objects.create(title="Disk alarm on db-1")
-    DrillPlan.objects.create(name="Quarterly restore drill")
-    make_user("mona", "manager")
+    IncidentFactory(title="Disk alarm on db-1")
+    DrillPlanFactory(name="Quarterly restore drill")
+    UserFactory(username="mona", role="manager")
 
     log_in(page, "mona", PASSWORD)
     for path in MAIN_PAGES:
@@ -95,7 +102,7 @@ def test_main_pages_log_no_policy_violation_and_still_work(page, violations, tmp
 
 def test_an_inline_script_would_be_reported(page, violations):
     """The listener above is not vacuous: an injected inline script is refused and logged."""
-    make_user("vera", "viewer")
+    UserFactory(username="vera", role="viewer")
     log_in(page, "vera", PASSWORD)
     page.evaluate(
         """() => { const s = document.createElement("script");

@@ -10,6 +10,7 @@ import pytest
 from backups.engine import DestinationSpec
 from dr_portal.lib.keyring import parse_ring
 from tests.environment import OLD_MASTER_KEY, TEST_MASTER_KEY
+from tests.marks import needs
 
 PG_ENV = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": "5432", "PGUSER": "postgres"}
 
@@ -35,6 +36,7 @@ def psql(sql: str, db: str = "postgres") -> str:
 
 
 @pytest.fixture
+@needs("postgres")
 def pg_databases():
     """make(suffix) -> a new empty database name; every one is dropped afterwards."""
     made = []

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 
 from recovery.failover.models import Runbook
-from tests.failover.factories import make_system
+from tests.factories import SystemFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +43,7 @@ def apply(tmp_path, text, *args):
 @pytest.fixture(autouse=True)
 def system(monkeypatch):
     monkeypatch.setenv("TOOLHUB_TOKEN", "tk-live-0123456789")
-    return make_system("tool-hub")
+    return SystemFactory(name="tool-hub")
 
 
 def test_creates_runbooks_then_changes_nothing_the_second_time(tmp_path):
@@ -154,6 +154,6 @@ runbooks:
     assert [str(c) for c in config.apply(data, dry_run=True, new_systems={"new-system"})] == [
         "create runbook new-system / Checks"
     ]
-    make_system("new-system")
+    SystemFactory(name="new-system")
     config.apply(data, new_systems={"new-system"})
     assert Runbook.objects.get(name="Checks").system.name == "new-system"

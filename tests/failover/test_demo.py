@@ -6,14 +6,15 @@ import pytest
 
 from recovery.failover import demo
 from recovery.failover.models import Runbook
-from tests.failover.factories import make_system, run_inline
+from tests.factories import SystemFactory
+from tests.failover.runs import run_inline
 from tests.failover.servers import start_http_server
 
 pytestmark = pytest.mark.django_db
 
 
 def test_demo_runbook_is_idempotent_and_its_test_run_passes():
-    make_system("Tool Hub")
+    SystemFactory(name="Tool Hub")
     server = start_http_server()
     try:
         demo.load(io.StringIO(), base_url=server.url)
@@ -35,7 +36,7 @@ def test_demo_runbook_is_idempotent_and_its_test_run_passes():
 
 
 def test_the_demo_says_when_the_outbound_guard_would_refuse_its_checks(settings):
-    make_system("Tool Hub")
+    SystemFactory(name="Tool Hub")
     settings.DR_OUTBOUND_ALLOW = []
     out = io.StringIO()
     demo.load(out)

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from recovery.failover.models import FailoverRun
-from tests.failover.factories import make_runbook
+from tests.factories import RunbookFactory
 from tests.support.cluster import running_cluster, wait_for, worker_pid
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -23,8 +23,8 @@ def _done(run):
 def test_a_worker_runs_the_failover_and_waits_for_the_confirmation_given_in_the_portal(
     manager_client, operator_client, operator
 ):
-    runbook = make_runbook(
-        [
+    runbook = RunbookFactory(
+        steps=[
             {"name": "approve", "kind": "manual", "timeout": 60, "params": {"instruction": "go?"}},
             {
                 "name": "verify",
@@ -61,8 +61,8 @@ def test_a_worker_runs_the_failover_and_waits_for_the_confirmation_given_in_the_
 
 
 def test_a_killed_worker_leaves_no_run_running_and_frees_the_system():
-    runbook = make_runbook(
-        [{"name": "long", "kind": "wait", "timeout": 300, "params": {"seconds": 120}}]
+    runbook = RunbookFactory(
+        steps=[{"name": "long", "kind": "wait", "timeout": 300, "params": {"seconds": 120}}]
     )
     run = FailoverRun.start(runbook, "live")
     with running_cluster(workers=1):

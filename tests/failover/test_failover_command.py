@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 
 from dr_portal.models import AuditEntry
 from recovery.failover.models import FailoverRun
-from tests.failover.factories import make_runbook, make_system
+from tests.factories import RunbookFactory, SystemFactory
 from tests.failover.servers import start_http_server
 
 pytestmark = pytest.mark.django_db
@@ -51,7 +51,7 @@ def steps(url):
 
 
 def test_a_test_run_prints_json_skips_side_effects_and_exits_0(http):
-    runbook = make_runbook(steps(http.url), name="App failover")
+    runbook = RunbookFactory(steps=steps(http.url), name="App failover")
     code, out, _ = failover("App failover", "--json")
     assert code == 0, out
     result = json.loads(out)
@@ -71,7 +71,7 @@ def test_a_test_run_prints_json_skips_side_effects_and_exits_0(http):
 
 
 def test_a_live_run_needs_yes_and_then_performs_the_side_effects(http):
-    runbook = make_runbook(steps(http.url), name="App failover")
+    runbook = RunbookFactory(steps=steps(http.url), name="App failover")
     code, _, err = failover(str(runbook.pk), "--live")
     assert code == 2 and "--yes" in err
     assert not FailoverRun.objects.exists() and not http.recorder.requests
@@ -84,7 +84,7 @@ def test_a_live_run_needs_yes_and_then_performs_the_side_effects(http):
 
 def test_a_failed_run_exits_1_with_its_error(http):
     http.recorder.default = (503, "down", 0)
-    make_runbook(steps(http.url), name="App failover")
+    RunbookFactory(steps=steps(http.url), name="App failover")
     code, out, _ = failover("App failover", "--json")
     result = json.loads(out)
     assert code == 1 and result["status"] == "failed"
@@ -93,7 +93,7 @@ def test_a_failed_run_exits_1_with_its_error(http):
 
 
 def test_plain_output_names_each_step(http):
-    make_runbook(steps(http.url), name="App failover")
+    RunbookFactory(steps=steps(http.url), name="App failover")
     code, out, _ = failover("App failover")
     assert code == 0
     assert "app up [http_check]: succeeded" in out and "tell the app [webhook]: skipped" in out
@@ -102,11 +102,11 @@ def test_plain_output_names_each_step(http):
 def test_bad_arguments_exit_2():
     assert failover("no such runbook")[0] == 2
     assert failover("4242")[0] == 2
-    make_runbook([{"name": "w", "kind": "wait", "params": {"seconds": 0}}], name="Same")
-    make_runbook(
-        [{"name": "w", "kind": "wait", "params": {"seconds": 0}}],
+    RunbookFactory(steps=[{"name": "w", "kind": "wait", "params": {"seconds": 0}}], name="Same")
+    RunbookFactory(
+        steps=[{"name": "w", "kind": "wait", "params": {"seconds": 0}}],
         name="Same",
-        system=make_system("other"),
+        system=SystemFactory(name="other"),
     )
     code, _, err = failover("Same")
     assert code == 2 and "several runbooks are named 'Same'" in err

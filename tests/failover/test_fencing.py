@@ -11,15 +11,15 @@ from django.utils import timezone
 
 from recovery.failover import tasks
 from recovery.failover.models import FailoverRun, LiveRunExists
-from tests.failover.factories import make_runbook
+from tests.factories import RunbookFactory
 from tests.support.cluster import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _runbook(tmp_path):
-    return make_runbook(
-        [
+    return RunbookFactory(
+        steps=[
             {
                 "name": "promote",
                 "kind": "command",

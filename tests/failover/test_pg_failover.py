@@ -13,7 +13,9 @@ import psycopg
 import pytest
 
 from recovery.failover.builtin import create_from_template
-from tests.failover.factories import make_system, run_inline
+from tests.factories import SystemFactory
+from tests.failover.runs import run_inline
+from tests.marks import needs
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow, pytest.mark.postgres]
 BIN = Path("/usr/lib/postgresql/15/bin")
@@ -64,6 +66,7 @@ def _wait_for(predicate, timeout=30.0, what="condition"):
 
 
 @pytest.fixture(scope="module")
+@needs("postgres", "slow")
 def pg_pair():
     """One pair per module: the refusal test (primary alive) runs before the promotion test."""
     base = Path(tempfile.mkdtemp(prefix="dr-failover-pg-"))
@@ -149,7 +152,7 @@ def pg_pair():
 def test_promotion_is_refused_when_the_primary_still_answers(pg_pair):
     """The runbook's first step guards against split brain: a live primary stops the run."""
     runbook = create_from_template(
-        make_system(),
+        SystemFactory(name="tool-hub"),
         "pg_standby_promotion",
         variables={
             "primary_host": "127.0.0.1",
@@ -170,7 +173,7 @@ def test_promotion_is_refused_when_the_primary_still_answers(pg_pair):
 
 def test_standby_promotion_runbook_promotes_the_real_standby(pg_pair):
     runbook = create_from_template(
-        make_system(),
+        SystemFactory(name="tool-hub"),
         "pg_standby_promotion",
         variables={
             "primary_host": "127.0.0.1",

@@ -11,14 +11,15 @@ from django.utils import timezone
 from dr_portal.runs import RunStatus
 from recovery.failover import tasks
 from recovery.failover.models import FailoverRun, LiveRunExists, StepRun
-from tests.failover.factories import make_runbook, make_system, run_inline
+from tests.factories import RunbookFactory, SystemFactory
+from tests.failover.runs import run_inline
 
 pytestmark = pytest.mark.django_db
 
 
 def test_run_records_every_step_and_measures_rto():
-    runbook = make_runbook(
-        [
+    runbook = RunbookFactory(
+        steps=[
             {"name": "pause", "kind": "wait", "params": {"seconds": 0.05}},
             {
                 "name": "check",
@@ -41,8 +42,10 @@ def test_run_records_every_step_and_measures_rto():
 
 
 def test_rto_counts_from_the_declared_failure_and_a_late_run_misses_its_target():
-    runbook = make_runbook(
-        [{"name": "check", "kind": "command", "params": {"args": ["true"]}, "verification": True}]
+    runbook = RunbookFactory(
+        steps=[
+            {"name": "check", "kind": "command", "params": {"args": ["true"]}, "verification": True}
+        ]
     )
     declared = timezone.now() - timedelta(minutes=20)
     run = run_inline(runbook, mode="live", declared_at=declared)
@@ -51,8 +54,8 @@ def test_rto_counts_from_the_declared_failure_and_a_late_run_misses_its_target()
 
 
 def test_rto_ends_at_the_last_verification_step_not_at_the_end():
-    runbook = make_runbook(
-        [
+    runbook = RunbookFactory(
+        steps=[
             {
                 "name": "verify",
                 "kind": "command",
@@ -69,15 +72,17 @@ def test_rto_ends_at_the_last_verification_step_not_at_the_end():
 
 
 def test_no_verification_step_means_no_rto_and_says_so():
-    run = run_inline(make_runbook([{"name": "w", "kind": "wait", "params": {"seconds": 0}}]))
+    run = run_inline(
+        RunbookFactory(steps=[{"name": "w", "kind": "wait", "params": {"seconds": 0}}])
+    )
     assert run.status == "succeeded" and run.rto is None
     assert "RTO not measured" in run.error
 
 
 def test_test_mode_skips_side_effect_steps_and_shows_what_they_would_do(tmp_path):
     marker = tmp_path / "touched"
-    runbook = make_runbook(
-        [
+    runbook = RunbookFactory(
+        steps=[
             {"name": "touch", "kind": "command", "params": {"args": ["touch", str(marker)]}},
             {
                 "name": "check",
@@ -103,8 +108,8 @@ def test_a_failing_step_stops_the_run_and_rollbacks_run_newest_first(tmp_path):
     def append(word):
         return {"args": ["sh", "-c", f"echo {word} >> {log}"]}
 
-    runbook = make_runbook(
-        [
+    runbook = RunbookFactory(
+        steps=[
             {
                 "name": "one",
                 "kind": "command",
@@ -139,8 +144,8 @@ def test_a_failing_step_stops_the_run_and_rollbacks_run_newest_first(tmp_path):
 
 
 def test_continue_on_failure_keeps_going_and_ends_partial():
-    runbook = make_runbook(
-        [
+    runbook = RunbookFactory(
+        steps=[
             {
                 "name": "optional",
                 "kind": "command",
@@ -163,8 +168,8 @@ def test_continue_on_failure_keeps_going_and_ends_partial():
 
 def test_a_step_timeout_kills_the_command_and_its_children(tmp_path):
     pidfile = tmp_path / "child.pid"
-    runbook = make_runbook(
-        [
+    runbook = RunbookFactory(
+        steps=[
             {
                 "name": "hangs",
                 "kind": "command",
@@ -190,15 +195,15 @@ def test_a_step_timeout_kills_the_command_and_its_children(tmp_path):
 
 def test_secrets_are_used_but_never_shown_in_outputs_logs_or_errors():
     token = "tok-9f8e7d6c5b4a"
-    runbook = make_runbook(
-        [
+    runbook = RunbookFactory(
+        steps=[
             {
                 "name": "uses secret",
                 "kind": "command",
                 "params": {"args": ["sh", "-c", 'echo "secret is $DR_STEP_SECRET"; exit 1']},
             }
         ],
-        secrets={"uses secret": token},
+        steps__secrets={"uses secret": token},
     )
     run = run_inline(runbook, mode="live")
     row = run.step_runs.get()
@@ -211,10 +216,12 @@ def test_secrets_are_used_but_never_shown_in_outputs_logs_or_errors():
 def test_only_one_live_run_per_system_is_enforced_by_the_database(
     django_capture_on_commit_callbacks,
 ):
-    system = make_system()
-    first = make_runbook([{"name": "w", "kind": "wait", "params": {"seconds": 0}}], system=system)
-    second = make_runbook(
-        [{"name": "w", "kind": "wait", "params": {"seconds": 0}}],
+    system = SystemFactory(name="tool-hub")
+    first = RunbookFactory(
+        steps=[{"name": "w", "kind": "wait", "params": {"seconds": 0}}], system=system
+    )
+    second = RunbookFactory(
+        steps=[{"name": "w", "kind": "wait", "params": {"seconds": 0}}],
         system=system,
         name="Other runbook",
     )
@@ -227,8 +234,9 @@ def test_only_one_live_run_per_system_is_enforced_by_the_database(
     # Test runs and other systems are not blocked, and a finished live run frees the system.
     FailoverRun.start(second, "test")
     FailoverRun.start(
-        make_runbook(
-            [{"name": "w", "kind": "wait", "params": {"seconds": 0}}], system=make_system("other")
+        RunbookFactory(
+            steps=[{"name": "w", "kind": "wait", "params": {"seconds": 0}}],
+            system=SystemFactory(name="other"),
         ),
         "live",
     )
@@ -241,7 +249,7 @@ def test_run_is_queued_for_a_worker_after_commit(django_capture_on_commit_callba
     monkeypatch.setattr(
         "dr_portal.lib.queue.async_task", lambda func, *args, **kw: sent.append((func, args))
     )
-    runbook = make_runbook([{"name": "w", "kind": "wait", "params": {"seconds": 0}}])
+    runbook = RunbookFactory(steps=[{"name": "w", "kind": "wait", "params": {"seconds": 0}}])
     with django_capture_on_commit_callbacks(execute=True):
         run = FailoverRun.start(runbook, "test")
     assert sent == [("recovery.failover.tasks.run_failover", (run.pk,))]
@@ -249,8 +257,14 @@ def test_run_is_queued_for_a_worker_after_commit(django_capture_on_commit_callba
 
 def test_a_redelivered_task_does_nothing_the_second_time(tmp_path):
     log = tmp_path / "log"
-    runbook = make_runbook(
-        [{"name": "once", "kind": "command", "params": {"args": ["sh", "-c", f"echo x >> {log}"]}}]
+    runbook = RunbookFactory(
+        steps=[
+            {
+                "name": "once",
+                "kind": "command",
+                "params": {"args": ["sh", "-c", f"echo x >> {log}"]},
+            }
+        ]
     )
     run = run_inline(runbook, mode="live")
     tasks.run_failover(run.pk)
@@ -260,8 +274,8 @@ def test_a_redelivered_task_does_nothing_the_second_time(tmp_path):
 def test_manual_step_waits_for_confirmation_through_the_view(
     operator, operator_client, monkeypatch
 ):
-    runbook = make_runbook(
-        [
+    runbook = RunbookFactory(
+        steps=[
             {
                 "name": "repoint app",
                 "kind": "manual",
@@ -312,8 +326,8 @@ def test_manual_step_waits_for_confirmation_through_the_view(
 
 
 def test_manual_step_times_out_when_nobody_confirms(monkeypatch):
-    runbook = make_runbook(
-        [{"name": "nobody", "kind": "manual", "timeout": 0.3, "params": {"instruction": "x"}}]
+    runbook = RunbookFactory(
+        steps=[{"name": "nobody", "kind": "manual", "timeout": 0.3, "params": {"instruction": "x"}}]
     )
     monkeypatch.setattr(tasks, "CONFIRM_POLL", 0.05)
     run = run_inline(runbook, mode="test")
@@ -326,8 +340,8 @@ def test_cancel_while_running_stops_at_once_and_runs_rollbacks(
     manager_client, tmp_path, monkeypatch
 ):
     log = tmp_path / "log"
-    runbook = make_runbook(
-        [
+    runbook = RunbookFactory(
+        steps=[
             {
                 "name": "change",
                 "kind": "command",
@@ -380,7 +394,7 @@ def test_cancel_while_running_stops_at_once_and_runs_rollbacks(
 
 
 def test_cancel_of_a_queued_run_finishes_it_without_a_worker(operator_client):
-    runbook = make_runbook([{"name": "w", "kind": "wait", "params": {"seconds": 0}}])
+    runbook = RunbookFactory(steps=[{"name": "w", "kind": "wait", "params": {"seconds": 0}}])
     run = FailoverRun.start(runbook, "test")
     operator_client.post(reverse("recovery:failover:run_cancel", args=[run.pk]))
     run.refresh_from_db()
@@ -390,7 +404,7 @@ def test_cancel_of_a_queued_run_finishes_it_without_a_worker(operator_client):
 
 
 def test_reaper_fails_a_run_whose_worker_died_and_nothing_stays_running():
-    runbook = make_runbook([{"name": "w", "kind": "wait", "params": {"seconds": 0}}])
+    runbook = RunbookFactory(steps=[{"name": "w", "kind": "wait", "params": {"seconds": 0}}])
     run = FailoverRun.start(runbook, "live")
     assert run.claim()
     StepRun.objects.filter(run=run).update(status="running", started=timezone.now())
@@ -411,8 +425,8 @@ def test_started_and_finished_alerts_are_sent_once_per_run():
     from incidents.events import process_events
     from incidents.models import Alert
 
-    runbook = make_runbook(
-        [{"name": "v", "kind": "command", "params": {"args": ["true"]}, "verification": True}]
+    runbook = RunbookFactory(
+        steps=[{"name": "v", "kind": "command", "params": {"args": ["true"]}, "verification": True}]
     )
     run = run_inline(runbook, mode="live")
     process_events()
@@ -426,8 +440,8 @@ def test_started_and_finished_alerts_are_sent_once_per_run():
 
 
 def test_needs_verification_until_a_run_of_the_current_steps_succeeds():
-    runbook = make_runbook(
-        [{"name": "v", "kind": "command", "params": {"args": ["true"]}, "verification": True}]
+    runbook = RunbookFactory(
+        steps=[{"name": "v", "kind": "command", "params": {"args": ["true"]}, "verification": True}]
     )
     assert runbook.needs_verification
     run_inline(runbook, mode="test")
@@ -441,8 +455,8 @@ def test_needs_verification_until_a_run_of_the_current_steps_succeeds():
 
 
 def test_test_mode_shows_the_rollback_path_of_skipped_steps():
-    runbook = make_runbook(
-        [
+    runbook = RunbookFactory(
+        steps=[
             {
                 "name": "dns",
                 "kind": "dns_update",
@@ -498,7 +512,7 @@ def test_a_check_expecting_down_is_not_a_verification_step_by_default():
 def test_step_rows_are_not_audited_one_by_one_but_edits_of_runbooks_are():
     from dr_portal.models import AuditEntry
 
-    runbook = make_runbook([{"name": "w", "kind": "wait", "params": {"seconds": 0}}])
+    runbook = RunbookFactory(steps=[{"name": "w", "kind": "wait", "params": {"seconds": 0}}])
     assert AuditEntry.objects.filter(object_type="recovery.runbookstep").exists()
     before = AuditEntry.objects.count()
     run_inline(runbook)
@@ -511,8 +525,8 @@ def test_step_rows_are_not_audited_one_by_one_but_edits_of_runbooks_are():
 def test_a_manual_rollback_step_still_waits_for_a_person_after_a_cancel(
     manager_client, operator_client, monkeypatch
 ):
-    runbook = make_runbook(
-        [
+    runbook = RunbookFactory(
+        steps=[
             {
                 "name": "change",
                 "kind": "command",

@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from recovery.failover.models import RunbookStep
 from recovery.failover.steps import StepDefinitionError, parse_steps
-from tests.failover.factories import make_runbook
+from tests.factories import RunbookFactory, UserFactory
 
 
 def errors_of(steps, allow_command=False):
@@ -108,7 +108,7 @@ def test_command_steps_need_a_superuser():
 
 
 def test_a_non_superuser_cannot_save_a_command_step_in_the_portal(manager_client):
-    runbook = make_runbook([{"name": "w", "kind": "wait", "params": {"seconds": 1}}])
+    runbook = RunbookFactory(steps=[{"name": "w", "kind": "wait", "params": {"seconds": 1}}])
     response = manager_client.post(
         reverse("recovery:failover:step_create", args=[runbook.pk]),
         {
@@ -126,7 +126,9 @@ def test_a_non_superuser_cannot_save_a_command_step_in_the_portal(manager_client
 
 
 def test_a_non_superuser_cannot_edit_or_delete_an_existing_command_step(manager_client):
-    runbook = make_runbook([{"name": "restart", "kind": "command", "params": {"args": ["true"]}}])
+    runbook = RunbookFactory(
+        steps=[{"name": "restart", "kind": "command", "params": {"args": ["true"]}}]
+    )
     step = runbook.steps.get()
     response = manager_client.post(
         reverse("recovery:failover:step_edit", args=[runbook.pk, step.pk]),
@@ -158,7 +160,7 @@ def test_a_non_superuser_cannot_edit_or_delete_an_existing_command_step(manager_
 
 
 def test_a_superuser_can_save_a_command_step(superuser_client):
-    runbook = make_runbook([{"name": "w", "kind": "wait", "params": {"seconds": 1}}])
+    runbook = RunbookFactory(steps=[{"name": "w", "kind": "wait", "params": {"seconds": 1}}])
     response = superuser_client.post(
         reverse("recovery:failover:step_create", args=[runbook.pk]),
         {
@@ -177,7 +179,7 @@ def test_a_superuser_can_save_a_command_step(superuser_client):
 
 
 def test_bad_input_in_the_step_form_is_explained_and_nothing_saved(manager_client):
-    runbook = make_runbook([{"name": "w", "kind": "wait", "params": {"seconds": 1}}])
+    runbook = RunbookFactory(steps=[{"name": "w", "kind": "wait", "params": {"seconds": 1}}])
     before = runbook.config_hash
     url = reverse("recovery:failover:step_create", args=[runbook.pk])
     cases = [
@@ -202,9 +204,7 @@ def test_bad_input_in_the_step_form_is_explained_and_nothing_saved(manager_clien
 def test_admin_refuses_command_steps_from_a_staff_non_superuser(client, db):
     from django.contrib.auth.models import Permission
 
-    from tests.conftest import make_user
-
-    staff = make_user("sam", "manager", is_staff=True)
+    staff = UserFactory(username="sam", role="manager", is_staff=True)
     staff.user_permissions.add(
         *Permission.objects.filter(
             content_type__app_label="recovery", codename__endswith="runbookstep"
@@ -212,7 +212,7 @@ def test_admin_refuses_command_steps_from_a_staff_non_superuser(client, db):
     )
     staff.user_permissions.add(*Permission.objects.filter(codename="change_runbook"))
     client.force_login(staff)
-    runbook = make_runbook([{"name": "w", "kind": "wait", "params": {"seconds": 1}}])
+    runbook = RunbookFactory(steps=[{"name": "w", "kind": "wait", "params": {"seconds": 1}}])
     step = runbook.steps.get()
     prefix = "steps"
     data = {
@@ -253,7 +253,7 @@ def test_admin_refuses_command_steps_from_a_staff_non_superuser(client, db):
 
 
 def test_a_command_working_directory_must_be_inside_the_allowed_roots(superuser_client, tmp_path):
-    runbook = make_runbook([{"name": "w", "kind": "wait", "params": {"seconds": 1}}])
+    runbook = RunbookFactory(steps=[{"name": "w", "kind": "wait", "params": {"seconds": 1}}])
     url = reverse("recovery:failover:step_create", args=[runbook.pk])
     data = {"order": 2, "name": "restart", "kind": "command", "on_failure": "stop", "retries": 0}
     response = superuser_client.post(url, {**data, "params": '{"args": ["true"], "cwd": "/etc"}'})

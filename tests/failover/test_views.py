@@ -6,7 +6,8 @@ from django.urls import reverse
 
 from dr_portal.models import AuditEntry
 from recovery.failover.models import FailoverRun, Runbook
-from tests.failover.factories import make_runbook, make_system, run_inline
+from tests.factories import ContactFactory, RunbookFactory, SystemFactory
+from tests.failover.runs import run_inline
 
 pytestmark = pytest.mark.django_db
 STEPS = [
@@ -37,7 +38,7 @@ STEPS = [
 
 @pytest.fixture
 def runbook():
-    return make_runbook(STEPS, system=make_system("tool-hub"), name="App failover")
+    return RunbookFactory(steps=STEPS, system=SystemFactory(name="tool-hub"), name="App failover")
 
 
 def url(name, *args):
@@ -79,9 +80,7 @@ def test_viewer_reads_every_page_but_changes_nothing(viewer_client, runbook):
 
 
 def test_runbook_page_shows_steps_rollbacks_badge_and_contacts(viewer_client, runbook):
-    from incidents.models import Contact
-
-    Contact.objects.create(name="Dana DBA", role="DBA", email="dana@example.com")
+    ContactFactory(name="Dana DBA", role="DBA", email="dana@example.com")
     html = viewer_client.get(url("runbook", runbook.pk)).content.decode()
     assert "needs verification" in html
     assert "UPSERT A app.example.com → 10.0.2.100 (TTL 60) in zone Z1" in html
@@ -92,11 +91,11 @@ def test_runbook_page_shows_steps_rollbacks_badge_and_contacts(viewer_client, ru
 def test_list_page_query_count_does_not_grow_with_runbooks(
     viewer_client, django_assert_max_num_queries
 ):
-    system = make_system()
+    system = SystemFactory(name="tool-hub")
     for i in range(5):
         run_inline(
-            make_runbook(
-                [{"name": "w", "kind": "wait", "params": {"seconds": 0}}],
+            RunbookFactory(
+                steps=[{"name": "w", "kind": "wait", "params": {"seconds": 0}}],
                 system=system,
                 name=f"rb {i}",
             )
@@ -143,7 +142,7 @@ def test_live_run_needs_the_system_name_typed(manager_client, runbook):
 
 def test_a_second_live_run_of_the_system_is_refused_with_a_message(manager_client, runbook):
     FailoverRun.start(runbook, "live")
-    other = make_runbook(STEPS, system=runbook.system, name="Other")
+    other = RunbookFactory(steps=STEPS, system=runbook.system, name="Other")
     response = manager_client.post(
         url("start_run", other.pk), {"mode": "live", "confirm_name": "tool-hub"}
     )
@@ -162,8 +161,8 @@ def test_progress_fragment_polls_while_active_and_stops_with_286(viewer_client, 
 
 
 def test_finished_run_page_shows_skipped_steps_rto_split_and_prints(viewer_client, monkeypatch):
-    runbook = make_runbook(
-        [
+    runbook = RunbookFactory(
+        steps=[
             {
                 "name": "dns",
                 "kind": "dns_update",
@@ -222,7 +221,7 @@ def test_operator_cancels_a_test_run_but_only_a_manager_cancels_a_live_one(
 
 
 def test_manager_creates_a_runbook_from_each_template(manager_client):
-    system = make_system()
+    system = SystemFactory(name="tool-hub")
     for key, title in [
         ("pg_standby_promotion", "PostgreSQL standby promotion"),
         (
@@ -287,8 +286,8 @@ def test_manager_edits_a_step_and_the_runbook_needs_verification_again(manager_c
 
 
 def test_runbook_page_warns_when_its_steps_could_outlast_the_task_timeout(viewer_client, settings):
-    runbook = make_runbook(
-        [
+    runbook = RunbookFactory(
+        steps=[
             {
                 "name": "long",
                 "kind": "manual",

@@ -15,6 +15,7 @@ from backups import services
 from backups.models import BackupRun
 from incidents.events import process_events
 from incidents.models import Alert
+from tests.factories import BackupJobFactory, DestinationFactory
 from tests.faults.conftest import wait_run
 from tests.support import data
 from tests.support.cluster import running_cluster, wait_for, worker_pid
@@ -39,10 +40,13 @@ def test_s3_endpoint_stopping_mid_upload_leaves_a_clear_partial_run(tmp_path, s3
     # About 1.5 GB of sparse image: several seconds of streaming to stop S3 in.
     tree = data.sparse_tree(tmp_path / "images", gigabytes=1.5)
     local_dir = tmp_path / "store"
-    job = data.make_job(
-        "images-offsite",
-        data.files_source("images", tree),
-        [data.local_destination("local", local_dir), data.s3_destination("s3", s3, "dr-faults")],
+    job = BackupJobFactory(
+        name="images-offsite",
+        source=data.files_source("images", tree),
+        destinations=[
+            DestinationFactory(name="local", path=str(local_dir)),
+            data.s3_destination("s3", s3, "dr-faults"),
+        ],
     )
     with running_cluster(workers=1):
         run = services.start_run(job, "manual")
@@ -73,12 +77,13 @@ def test_s3_endpoint_stopping_mid_upload_leaves_a_clear_partial_run(tmp_path, s3
     assert "S3 destination s3" in alert.detail
 
 
+@pytest.mark.postgres
 def test_postgres_source_going_away_mid_dump_fails_the_run_with_the_cause(tmp_path):
     with data.pg_database(prefix="dr_faults_", mb=2) as dbname:
-        job = data.make_job(
-            "pg-nightly",
-            data.pg_source("toolhub-pg", dbname),
-            [data.local_destination("local", tmp_path / "store")],
+        job = BackupJobFactory(
+            name="pg-nightly",
+            source=data.pg_source("toolhub-pg", dbname),
+            destinations=[DestinationFactory(name="local", path=str(tmp_path / "store"))],
         )
         # pg_dump locks every table as it starts: holding one lock keeps it mid-dump,
         # connected and waiting, for as long as the test needs.
@@ -126,14 +131,15 @@ def pg_dumps_of(dbname: str) -> list[int]:
     return pids
 
 
+@pytest.mark.postgres
 def test_pg_dump_does_not_outlive_a_killed_worker(tmp_path):
     """pg_dump runs in its own session; a SIGKILLed worker must still take it along (not
     leave it holding a connection and a snapshot until its lock wait ends)."""
     with data.pg_database(prefix="dr_faults_", mb=1) as dbname:
-        job = data.make_job(
-            "pg-nightly",
-            data.pg_source("toolhub-pg", dbname),
-            [data.local_destination("local", tmp_path / "store")],
+        job = BackupJobFactory(
+            name="pg-nightly",
+            source=data.pg_source("toolhub-pg", dbname),
+            destinations=[DestinationFactory(name="local", path=str(tmp_path / "store"))],
         )
         with data.pg_admin() as admin, running_cluster(workers=1):
             holder = psycopg.connect(f"host=127.0.0.1 user=postgres dbname={dbname}")

@@ -22,7 +22,7 @@ from backups import services as backup_services
 from recovery import restore_tests, restores
 from recovery.failover.models import FailoverRun, LiveRunExists
 from recovery.models import Restore, RestoreTest
-from tests.failover.factories import make_runbook
+from tests.factories import BackupJobFactory, DestinationFactory, RunbookFactory
 from tests.support import data
 from tests.support.cluster import cluster_log, running_cluster, wait_for, worker_pid
 
@@ -57,8 +57,8 @@ def lock_portal_database(seconds: float):
 def start_live_failover(tmp_path, wait_s: int):
     """A live failover: a long wait step, then a command that leaves a marker file."""
     marker = tmp_path / "dns-switched"
-    runbook = make_runbook(
-        [
+    runbook = RunbookFactory(
+        steps=[
             {"name": "catch up", "kind": "wait", "timeout": 120, "params": {"seconds": wait_s}},
             {
                 "name": "switch dns",
@@ -170,7 +170,11 @@ def _scratch_names(prefix):
 
 def _backed_up_pg(dbname, tmp_path):
     source = data.pg_source("big-pg", dbname)
-    job = data.make_job("big-pg-job", source, [data.local_destination("pg", tmp_path / "store")])
+    job = BackupJobFactory(
+        name="big-pg-job",
+        source=source,
+        destinations=[DestinationFactory(name="pg", path=str(tmp_path / "store"))],
+    )
     run = backup_services.backup_now(job)
     assert run.status == "succeeded", run.error
     return source, run
@@ -203,6 +207,7 @@ def _reaper_pass(model, pk):
     return model.objects.get(pk=pk)
 
 
+@pytest.mark.postgres
 def test_kill_9_during_a_restore_test_leaves_no_scratch_database_and_no_plaintext(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
@@ -232,6 +237,7 @@ def test_kill_9_during_a_restore_test_leaves_no_scratch_database_and_no_plaintex
     assert "removed what the lost worker left" in lost.log
 
 
+@pytest.mark.postgres
 def test_kill_9_during_a_restore_leaves_no_staging_database_and_no_decrypted_dump(tmp_path):
     work = tmp_path / "work"
     work.mkdir()

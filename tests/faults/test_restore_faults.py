@@ -18,6 +18,7 @@ from incidents.events import process_events
 from incidents.models import Alert
 from recovery import restore_tests
 from recovery.models import RestoreTest
+from tests.factories import BackupJobFactory, DestinationFactory
 from tests.faults.conftest import wait_run
 from tests.support import data
 from tests.support.cluster import running_cluster
@@ -30,12 +31,17 @@ OTHER_KEY = base64.urlsafe_b64encode(b"w" * 32).decode()
 
 def backed_up(name, tmp_path, **source_fields):
     source = data.sqlite_source(name, data.small_sqlite(tmp_path / f"{name}.db"), **source_fields)
-    job = data.make_job(f"{name}-job", source, [data.local_destination(name, tmp_path / name)])
+    job = BackupJobFactory(
+        name=f"{name}-job",
+        source=source,
+        destinations=[DestinationFactory(name=name, path=str(tmp_path / name))],
+    )
     run = backup_services.backup_now(job)
     assert run.status == "succeeded", run.error
     return source, Path(run.copies.get().location)
 
 
+@pytest.mark.postgres
 def test_restore_tests_fail_naming_the_cause(tmp_path, settings):
     corrupt_src, corrupt = backed_up("corrupt-db", tmp_path)
     raw = bytearray(corrupt.read_bytes())
@@ -54,7 +60,11 @@ def test_restore_tests_fail_naming_the_cause(tmp_path, settings):
 
     with data.pg_database(prefix="dr_faults_") as dbname:
         pg_src = data.pg_source("pg-db", dbname)
-        pg_job = data.make_job("pg-db-job", pg_src, [data.local_destination("pg", tmp_path / "pg")])
+        pg_job = BackupJobFactory(
+            name="pg-db-job",
+            source=pg_src,
+            destinations=[DestinationFactory(name="pg", path=str(tmp_path / "pg"))],
+        )
         pg_run = backup_services.backup_now(pg_job)
         assert pg_run.status == "succeeded", pg_run.error
 

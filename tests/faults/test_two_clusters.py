@@ -12,6 +12,7 @@ from django_q.models import Schedule, Task
 
 from backups.models import BackupJob, BackupRun
 from backups.schedules import SCHEDULED_FUNC
+from tests.factories import BackupJobFactory, DestinationFactory
 from tests.support import data
 from tests.support.cluster import running_cluster, wait_for
 
@@ -21,10 +22,16 @@ JOBS = 8
 
 
 def test_two_clusters_run_each_scheduled_backup_exactly_once(tmp_path):
-    dest = data.local_destination("local", tmp_path / "store")
+    dest = DestinationFactory(name="local", path=str(tmp_path / "store"))
     for i in range(JOBS):
         source = data.sqlite_source(f"s{i}", data.small_sqlite(tmp_path / f"s{i}.db"))
-        data.make_job(f"job-{i}", source, [dest], schedule="0 3 * * *", timezone="UTC")
+        BackupJobFactory(
+            name=f"job-{i}",
+            source=source,
+            destinations=[dest],
+            schedule="0 3 * * *",
+            timezone="UTC",
+        )
     due = Schedule.objects.filter(func=SCHEDULED_FUNC)
     assert due.count() == JOBS
     due.update(next_run=timezone.now())

@@ -17,6 +17,7 @@ from django_q.tasks import async_task, fetch
 from backups import services
 from backups.models import BackupJob, BackupRun
 from incidents.models import Alert
+from tests.factories import BackupJobFactory, DestinationFactory
 from tests.faults.conftest import wait_run
 from tests.support import data
 from tests.support.cluster import running_cluster, wait_for, worker_pid
@@ -30,10 +31,13 @@ def test_worker_killed_mid_backup_is_reaped_and_leaves_nothing_behind(tmp_path, 
     tree = data.sparse_tree(tmp_path / "images", gigabytes=50)
     source = data.files_source("images", tree)
     local_dir = tmp_path / "store"
-    job = data.make_job(
-        "images-nightly",
-        source,
-        [data.local_destination("local", local_dir), data.s3_destination("s3", s3, "dr-faults")],
+    job = BackupJobFactory(
+        name="images-nightly",
+        source=source,
+        destinations=[
+            DestinationFactory(name="local", path=str(local_dir)),
+            data.s3_destination("s3", s3, "dr-faults"),
+        ],
     )
     scratch = settings.VAR_DIR / "scratch"
     scratch_before = set(data.files_under(scratch))
@@ -107,7 +111,11 @@ def test_reaper_removes_a_dead_workers_scratch_copy_and_temp_files(tmp_path, set
     settings.DR_REAP_AFTER_S = 1
     source = data.sqlite_source("toolhub-db", data.small_sqlite(tmp_path / "tool_hub.db"))
     store = tmp_path / "store"
-    job = data.make_job("toolhub-job", source, [data.local_destination("local", store)])
+    job = BackupJobFactory(
+        name="toolhub-job",
+        source=source,
+        destinations=[DestinationFactory(name="local", path=str(store))],
+    )
     run = services.start_run(job, "manual")
     assert run.claim() and job.acquire_lock(run)
     key = services.artifact_key(run)

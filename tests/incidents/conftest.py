@@ -1,56 +1,32 @@
-"""Fixtures for the incidents tests: django-q2 in sync mode, on-call contacts, a mail outbox."""
+"""Fixtures for the incidents tests: on-call contacts and incidents (sync_queue is in tests/conftest.py)."""
 
 import pytest
 
-from incidents.models import Contact
+from tests.factories import ContactFactory, IncidentFactory
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """Persona users are created per test; PBKDF2's 1M rounds would dominate the run time."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def sync_queue(monkeypatch, django_capture_on_commit_callbacks):
-    """Tasks enqueued after commit run inline when the captured callbacks are executed."""
-    from django_q.conf import Conf
-
-    monkeypatch.setattr(Conf, "SYNC", True)
-
-    class Runner:
-        def __call__(self, fn, *args, **kwargs):
-            with django_capture_on_commit_callbacks(execute=True):
-                return fn(*args, **kwargs)
-
-    return Runner()
+def fast_password_hashing(fast_password_hashing):
+    """Every test here: the root fixture's fast hashing (personas are made per test)."""
 
 
 @pytest.fixture
 def oncall(db):
-    primary = Contact.objects.create(
+    primary = ContactFactory(
         role="On-Call", name="Pat Primary", email="pat@example.com", on_call="primary"
     )
-    secondary = Contact.objects.create(
+    secondary = ContactFactory(
         role="On-Call", name="Sam Second", email="sam@example.com", on_call="secondary"
     )
-    Contact.objects.create(role="Manager", name="Quiet Manager", email="boss@example.com")
+    ContactFactory(role="Manager", name="Quiet Manager", email="boss@example.com")
     return primary, secondary
 
 
 @pytest.fixture
 def make_incident(db):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from incidents.models import Incident
+    """make(**fields): an incident detected an hour ago, with a title and a summary."""
 
     def make(**fields):
-        now = timezone.now()
-        fields.setdefault("title", "Database connection pool exhausted")
-        fields.setdefault("summary", "API down for 18 minutes")
-        fields.setdefault("detected_at", now - timedelta(hours=1))
-        return Incident.objects.create(**fields)
+        return IncidentFactory(recent=True, **fields)
 
     return make

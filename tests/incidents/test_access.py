@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from incidents.models import Contact, FollowUp, Incident, TimelineEntry, Webhook
+from tests.factories import ContactFactory, IncidentFactory
 
 ROLES = ["viewer", "operator", "manager"]
 RANK = {"anonymous": -1, "viewer": 0, "operator": 1, "manager": 2}
@@ -16,7 +17,7 @@ RANK = {"anonymous": -1, "viewer": 0, "operator": 1, "manager": 2}
 
 @pytest.fixture
 def world(db):
-    incident = Incident.objects.create(
+    incident = IncidentFactory(
         title="Pool exhausted", detected_at=timezone.now() - timedelta(hours=1)
     )
     entry = TimelineEntry.objects.create(incident=incident, text="typo")
@@ -25,9 +26,7 @@ def world(db):
         content_type=ContentType.objects.get_for_model(Incident),
         object_id=incident.pk,
     )
-    contact = Contact.objects.create(
-        role="DBA", name="Dee", email="dee@example.com", on_call="primary"
-    )
+    contact = ContactFactory(role="DBA", name="Dee", email="dee@example.com", on_call="primary")
     hook = Webhook.objects.create(name="ops", url="https://hooks.example.com/x")
     return {
         "i": incident.identifier,
@@ -152,7 +151,7 @@ def test_unknown_incident_is_404(viewer_client, db):
 def _many_incidents(n):
     ct = ContentType.objects.get_for_model(Incident)
     for k in range(n):
-        incident = Incident.objects.create(title=f"incident {k}")
+        incident = IncidentFactory(title=f"incident {k}")
         FollowUp.objects.create(text="x", content_type=ct, object_id=incident.pk)
         TimelineEntry.objects.create(incident=incident, text="y")
 
@@ -173,7 +172,7 @@ def test_list_pages_pin_query_counts(viewer_client, db, name, django_assert_max_
     few = _count(viewer_client, url, django_assert_max_num_queries)
     _many_incidents(20)
     for k in range(10):
-        Contact.objects.create(role="Other", name=f"c{k}")
+        ContactFactory(role="Other", name=f"c{k}")
     assert _count(viewer_client, url, django_assert_max_num_queries) == few
     assert few <= 12
 
@@ -182,7 +181,7 @@ def test_detail_page_query_count_does_not_grow(viewer_client, db):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    incident = Incident.objects.create(title="big")
+    incident = IncidentFactory(title="big")
     ct = ContentType.objects.get_for_model(Incident)
 
     def count():
@@ -197,6 +196,6 @@ def test_detail_page_query_count_does_not_grow(viewer_client, db):
             text=f"f{k}",
             content_type=ct,
             object_id=incident.pk,
-            owner_contact=Contact.objects.create(role="R", name=f"n{k}"),
+            owner_contact=ContactFactory(role="R", name=f"n{k}"),
         )
     assert count() == before

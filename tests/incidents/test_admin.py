@@ -4,14 +4,15 @@ import pytest
 from django.apps import apps
 from django.urls import reverse
 
-from incidents.models import Contact, Incident, Webhook
+from incidents.models import Webhook
+from tests.factories import ContactFactory, IncidentFactory
 
 MODELS = [m._meta.model_name for m in apps.get_app_config("incidents").get_models()]
 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_admin_changelist_and_add_pages_load(superuser_client, model):
-    Incident.objects.create(title="x")
+    IncidentFactory(title="x")
     assert superuser_client.get(reverse(f"admin:incidents_{model}_changelist")).status_code == 200
     add = superuser_client.get(reverse(f"admin:incidents_{model}_add"))
     assert add.status_code in (200, 403)
@@ -19,7 +20,7 @@ def test_admin_changelist_and_add_pages_load(superuser_client, model):
 
 def test_admin_never_shows_webhook_urls(superuser_client, db):
     hook = Webhook.objects.create(name="ops", url="https://hooks.example.com/s3cr3t")
-    contact = Contact.objects.create(
+    contact = ContactFactory(
         role="DBA", name="Ann", webhook_url="https://hooks.example.com/pers0nal"
     )
     for url in (
@@ -42,7 +43,7 @@ def test_admin_edits_webhook_without_retyping_url(superuser_client, db):
 
 
 def test_admin_edits_contact_without_losing_webhook(superuser_client, db):
-    contact = Contact.objects.create(
+    contact = ContactFactory(
         role="DBA", name="Ann", webhook_url="https://hooks.example.com/pers0nal"
     )
     response = superuser_client.post(

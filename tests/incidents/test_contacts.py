@@ -6,6 +6,7 @@ from django.urls import reverse
 
 from incidents.contacts_csv import export_csv, import_csv
 from incidents.models import Contact
+from tests.factories import ContactFactory
 
 GOOD = (
     "role,name,phone,email,on_call,notes\n"
@@ -36,7 +37,7 @@ def test_manager_imports_contacts(manager_client):
 
 
 def test_bad_rows_import_nothing_and_each_is_reported_by_line(manager_client):
-    Contact.objects.create(role="Manager", name="Existing", email="m@example.com")
+    ContactFactory(role="Manager", name="Existing", email="m@example.com")
     text = (
         "role,name,phone,email,on_call,notes\n"
         "On-Call,Alex Rivera,+44 1,alex@example.com,primary,\n"  # line 2 fine
@@ -78,8 +79,8 @@ def test_bad_header_and_encoding_are_reported():
 
 
 def test_import_updates_by_role_and_name_and_moves_on_call_slots(db):
-    old = Contact.objects.create(role="On-Call", name="Old Pager", on_call="primary")
-    Contact.objects.create(role="On-Call", name="Alex Rivera", phone="0", on_call="secondary")
+    old = ContactFactory(role="On-Call", name="Old Pager", on_call="primary")
+    ContactFactory(role="On-Call", name="Alex Rivera", phone="0", on_call="secondary")
     result = import_csv(
         b"role,name,phone,on_call\nOn-Call,Alex Rivera,+44 9,primary\nOn-Call,Old Pager,,secondary\n"
     )
@@ -94,9 +95,7 @@ def test_import_updates_by_role_and_name_and_moves_on_call_slots(db):
 
 
 def test_export_round_trips_and_quotes_formulas(db):
-    Contact.objects.create(
-        role="DBA", name='=HYPERLINK("x")', email="d@example.com", on_call="primary"
-    )
+    ContactFactory(role="DBA", name='=HYPERLINK("x")', email="d@example.com", on_call="primary")
     text = export_csv(Contact.objects.all())
     assert text.splitlines()[0] == "role,name,phone,email,on_call,notes"
     assert "'=HYPERLINK" in text
@@ -106,7 +105,7 @@ def test_export_round_trips_and_quotes_formulas(db):
 
 
 def test_export_download_never_contains_webhooks(viewer_client, db):
-    Contact.objects.create(role="DBA", name="Ann", webhook_url="https://hooks.example.com/s3cr3t")
+    ContactFactory(role="DBA", name="Ann", webhook_url="https://hooks.example.com/s3cr3t")
     response = viewer_client.get(reverse("incidents:contacts_export"))
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert "s3cr3t" not in response.content.decode()
@@ -114,7 +113,7 @@ def test_export_download_never_contains_webhooks(viewer_client, db):
 
 
 def test_contact_form_refuses_second_primary_in_words(manager_client):
-    Contact.objects.create(role="DBA", name="Ann", on_call="primary")
+    ContactFactory(role="DBA", name="Ann", on_call="primary")
     response = manager_client.post(
         reverse("incidents:contact_new"), {"role": "DBA", "name": "Bob", "on_call": "primary"}
     )
@@ -143,8 +142,8 @@ def test_contact_webhook_is_sealed_and_never_shown(manager_client):
 
 
 def test_contacts_card_for_drill_and_runbook_pages(db):
-    Contact.objects.create(role="Manager", name="Morgan <b>Blake</b>", phone="+44 5")
-    Contact.objects.create(role="DBA", name="Priya", on_call="primary", email="dba@example.com")
+    ContactFactory(role="Manager", name="Morgan <b>Blake</b>", phone="+44 5")
+    ContactFactory(role="DBA", name="Priya", on_call="primary", email="dba@example.com")
     html = Template("{% load incidents_tags %}{% key_contacts %}").render(Context({}))
     assert html.index("Priya") < html.index("Morgan")  # the seed order: DBA before Manager
     assert "Morgan &lt;b&gt;Blake&lt;/b&gt;" in html

@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from incidents import tasks
 from incidents.alerts import alert
-from incidents.models import Contact, DeliveryAttempt, Notification, Webhook
+from incidents.models import DeliveryAttempt, Notification, Webhook
+from tests.factories import ContactFactory
 
 
 class Receiver:
@@ -227,14 +228,14 @@ def test_removed_webhook_gives_up_at_once(db):
 
 
 def test_same_person_in_two_roles_gets_one_email(sync_queue, db):
-    Contact.objects.create(role="On-Call", name="Kim", email="kim@example.com", on_call="primary")
-    Contact.objects.create(role="DBA", name="Kim", email="KIM@example.com", on_call="primary")
+    ContactFactory(role="On-Call", name="Kim", email="kim@example.com", on_call="primary")
+    ContactFactory(role="DBA", name="Kim", email="KIM@example.com", on_call="primary")
     sync_queue(alert, "k", "backup_failed", "x")
     assert len(mail.outbox) == 1
 
 
 def test_followup_owner_is_notified_with_on_call(sync_queue, oncall):
-    owner = Contact.objects.create(role="DBA", name="Dee", email="dee@example.com")
+    owner = ContactFactory(role="DBA", name="Dee", email="dee@example.com")
     sync_queue(alert, "f", "followup_overdue", "Follow-up overdue", contacts=[owner])
     assert sorted(m.to[0] for m in mail.outbox) == [
         "dee@example.com",

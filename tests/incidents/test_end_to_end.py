@@ -3,7 +3,8 @@
 import pytest
 
 from incidents.alerts import alert, recover
-from incidents.models import Contact, Notification, Webhook
+from incidents.models import Notification, Webhook
+from tests.factories import ContactFactory
 from tests.incidents.test_delivery import Receiver
 from tests.support.cluster import cluster_log, running_cluster, wait_for
 
@@ -13,9 +14,7 @@ from tests.support.cluster import cluster_log, running_cluster, wait_for
 def test_cluster_delivers_alert_and_recovery_once():
     receiver = Receiver()
     try:
-        Contact.objects.create(
-            role="On-Call", name="Pat", email="pat@example.com", on_call="primary"
-        )
+        ContactFactory(role="On-Call", name="Pat", email="pat@example.com", on_call="primary")
         Webhook.objects.create(name="ops", url=receiver.url("/hook/s3cr3tT0ken"))
         with running_cluster(workers=1, DR_OUTBOUND_ALLOW="127.0.0.1") as proc:
             alert("backup:job:9", "backup_failed", "Backup nightly failed", "pg_dump exited 1")

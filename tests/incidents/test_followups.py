@@ -7,8 +7,9 @@ from django.contrib.contenttypes.models import ContentType
 from django.core import mail
 from django.urls import reverse
 
-from incidents.models import Alert, Contact, FollowUp
+from incidents.models import Alert, FollowUp
 from incidents.tasks import check_overdue_followups
+from tests.factories import ContactFactory
 
 TODAY = date(2026, 3, 10)
 
@@ -25,7 +26,7 @@ def _item(obj, text, due=None, **kw):
 
 def test_overdue_list_across_incidents_and_other_sources(viewer_client, make_incident):
     a, b = make_incident(title="A"), make_incident(title="B")
-    contact = Contact.objects.create(role="DBA", name="Dee")  # stands in for a drill run: any model
+    contact = ContactFactory(role="DBA", name="Dee")  # stands in for a drill run: any model
     _item(a, "late one", TODAY - timedelta(days=1))
     _item(b, "late two", TODAY - timedelta(days=30), owner_contact=contact)
     _item(contact, "late from another kind of source", TODAY - timedelta(days=2))
@@ -75,7 +76,7 @@ def test_operator_adds_and_ticks_off_follow_up(operator_client, make_incident, o
 
 def test_follow_up_needs_text_and_one_owner(operator_client, make_incident, operator):
     incident = make_incident()
-    contact = Contact.objects.create(role="DBA", name="Dee")
+    contact = ContactFactory(role="DBA", name="Dee")
     operator_client.post(
         reverse("incidents:followup_add", args=[incident.identifier]), {"text": ""}
     )
@@ -88,7 +89,7 @@ def test_follow_up_needs_text_and_one_owner(operator_client, make_incident, oper
 
 def test_daily_check_alerts_once_per_item_and_recovers_when_done(sync_queue, oncall, make_incident):
     incident = make_incident()
-    owner = Contact.objects.create(role="DBA", name="Dee", email="dee@example.com")
+    owner = ContactFactory(role="DBA", name="Dee", email="dee@example.com")
     item = _item(incident, "rotate the pager", TODAY - timedelta(days=1), owner_contact=owner)
     _item(incident, "not late", TODAY + timedelta(days=1))
     with time_machine.travel(TODAY, tick=False):
@@ -144,7 +145,7 @@ def test_deleting_an_incident_deletes_its_followups(make_incident):
 
 
 def test_followups_of_deleted_source_still_listed(viewer_client, db):
-    source = Contact.objects.create(role="DBA", name="Temp")  # a source without a GenericRelation
+    source = ContactFactory(role="DBA", name="Temp")  # a source without a GenericRelation
     _item(source, "orphan", TODAY - timedelta(days=1))
     source.delete()
     with time_machine.travel(TODAY, tick=False):

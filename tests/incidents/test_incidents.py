@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from incidents.models import Incident, IncidentSequence, TimelineEntry
+from tests.factories import IncidentFactory
 
 
 def _post_data(**over):
@@ -51,7 +52,7 @@ def test_identifiers_unique_under_concurrent_creation():
         try:
             for _ in range(5):
                 made.append(
-                    Incident.objects.create(
+                    IncidentFactory(
                         title=f"race {n}", detected_at=datetime(2026, 6, 1, tzinfo=UTC)
                     ).identifier
                 )

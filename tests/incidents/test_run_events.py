@@ -17,15 +17,16 @@ from backups.models import BackupRun
 from dr_portal.models import RunEvent
 from dr_portal.runs import IllegalTransition, RunStatus
 from incidents import events
-from incidents.models import Alert, Incident, IncidentLink, TimelineEntry
+from incidents.models import Alert, IncidentLink, TimelineEntry
+from tests.factories import BackupRunFactory, IncidentFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _linked_run():
     """A backup run linked to an open incident, claimed (so it can finish)."""
-    run = BackupRun.objects.create(source_name="toolhub")
-    incident = Incident.objects.create(title="Nightly backups failing")
+    run = BackupRunFactory(source_name="toolhub")
+    incident = IncidentFactory(title="Nightly backups failing")
     IncidentLink.objects.create(
         incident=incident,
         content_type=ContentType.objects.get_for_model(BackupRun),

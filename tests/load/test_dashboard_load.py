@@ -16,8 +16,8 @@ from django.contrib.auth.models import User
 from backups import services
 from backups.models import BackupRun
 from bench.dashboard_load import BackupFeeder, hammer, make_sources, session_cookies
-from tests.conftest import make_user
 from tests.e2e.conftest import ARTIFACTS
+from tests.factories import UserFactory
 from tests.support.cluster import running_cluster
 from tests.support.portal import running_portal
 
@@ -31,7 +31,7 @@ def test_fifty_dashboard_readers_while_backups_run_get_no_errors(tmp_path, caplo
     jobs = make_sources(tmp_path, 5)
     for job in jobs:
         assert services.backup_now(job).status == "succeeded"
-    make_user("vera", "viewer")
+    UserFactory(username="vera", role="viewer")
     cookies = session_cookies(User.objects.get(username="vera"), READERS)
 
     with running_cluster(workers=2), running_portal(workers=3) as portal:

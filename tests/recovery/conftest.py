@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.factories import BackupJobFactory, SourceFactory
+from tests.marks import needs
 from tests.recovery.pgutil import fill_toolhub, temp_database
 
 PG_CHECKS = [
@@ -33,45 +35,20 @@ def scratch_prefix(request):
 
 
 @pytest.fixture
-def work_dir(tmp_path, settings):
-    """Where restore tests unpack artifacts; must be empty again after every test."""
-    path = tmp_path / "restore-work"
-    path.mkdir()
-    settings.DR_RESTORE_TMP_DIR = str(path)
-    return path
-
-
-@pytest.fixture
-def local_destination(tmp_path):
-    from backups.models import Destination
-
-    return Destination.objects.create(name="local", kind="local", path=str(tmp_path / "store"))
-
-
-@pytest.fixture
+@needs("postgres")
 def pg_db():
+    """A real PostgreSQL database holding the tool-hub tables; dropped afterwards."""
     with temp_database() as db:
         fill_toolhub(db)
         yield db
 
 
-def make_job(source, destinations, name=None):
-    from backups.models import BackupJob
-
-    job = BackupJob.objects.create(name=name or f"{source.name}-job", source=source)
-    job.destinations.set(destinations)
-    return job
-
-
 @pytest.fixture
 def pg_source(db, pg_db, local_destination):
-    from backups.models import Source, System
-
-    system, _ = System.objects.get_or_create(name="tool-hub")
-    source = Source.objects.create(
-        system=system,
+    source = SourceFactory(
+        postgresql=True,
+        system__name="tool-hub",
         name="toolhub-pg",
-        kind="postgresql",
         data_class="critical",
         host=pg_db.host,
         port=pg_db.port,
@@ -79,7 +56,7 @@ def pg_source(db, pg_db, local_destination):
         user=pg_db.user,
         checks=PG_CHECKS,
     )
-    source.job = make_job(source, [local_destination])
+    source.job = BackupJobFactory(source=source, destinations=[local_destination])
     source.db = pg_db
     return source
 
@@ -95,28 +72,17 @@ def make_sqlite_db(path: Path, rows=20) -> Path:
 
 @pytest.fixture
 def sqlite_source(db, tmp_path, local_destination):
-    from backups.models import Source, System
-
-    system, _ = System.objects.get_or_create(name="tool-hub")
     path = make_sqlite_db(tmp_path / "tool_hub.db")
-    source = Source.objects.create(
-        system=system,
+    source = SourceFactory(
+        sqlite=True,
+        system__name="tool-hub",
         name="toolhub-db",
-        kind="sqlite",
         data_class="critical",
         path=str(path),
         checks=[{"name": "workflows", "sql": "SELECT COUNT(*) FROM workflows", "expect": "= 20"}],
     )
-    source.job = make_job(source, [local_destination])
+    source.job = BackupJobFactory(source=source, destinations=[local_destination])
     return source
-
-
-def backup(source):
-    from backups.services import backup_now
-
-    run = backup_now(source.job)
-    assert run.status == "succeeded", run.error
-    return run
 
 
 def run_test(source, **kwargs):

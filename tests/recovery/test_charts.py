@@ -6,8 +6,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from backups.models import BackupCopy, BackupRun, Destination, Source, System
 from recovery.models import RPOTarget
+from tests.factories import BackupRunFactory, DestinationFactory, SourceFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -16,8 +16,8 @@ pytestmark = pytest.mark.django_db
 def source(tmp_path):
     path = tmp_path / "app.db"
     path.write_bytes(b"")
-    return Source.objects.create(
-        system=System.objects.create(name="tool-hub"),
+    return SourceFactory(
+        system__name="tool-hub",
         name="toolhub-db",
         kind="sqlite",
         path=str(path),
@@ -34,19 +34,24 @@ def test_rpo_chart_draws_each_gap_and_now_against_the_target(viewer_client, sour
     RPOTarget.objects.update_or_create(
         data_class="critical", defaults={"target": timedelta(hours=2)}
     )
-    destination = Destination.objects.create(name="local", kind="local", path=str(tmp_path))
+    destination = DestinationFactory(name="local", kind="local", path=str(tmp_path))
     now = timezone.now()
     # Five good backups an hour apart but for one 3 h gap: four gaps (the first backup has
     # no predecessor), then the RPO now (1 h).
     taken = [now - timedelta(hours=h) for h in (7, 6, 5, 2, 1)]
     for at in taken:
-        run = BackupRun.objects.create(
-            source=source, status="succeeded", data_taken_at=at, finished=at, bytes_stored=10
+        BackupRunFactory(
+            good=True,
+            source=source,
+            destination=destination,
+            data_taken_at=at,
+            finished=at,
+            bytes_stored=10,
+            live_copy__bytes_stored=10,
         )
-        BackupCopy.objects.create(run=run, destination=destination, ok=True, bytes_stored=10)
     # Not counted: a failed run and a backup that cannot be restored.
-    BackupRun.objects.create(source=source, status="failed", data_taken_at=now - timedelta(hours=3))
-    BackupRun.objects.create(
+    BackupRunFactory(source=source, status="failed", data_taken_at=now - timedelta(hours=3))
+    BackupRunFactory(
         source=source,
         status="succeeded",
         restorable=False,
@@ -75,14 +80,13 @@ def test_source_without_backups_shows_no_data(viewer_client, source):
 def test_rpo_chart_query_count_does_not_grow_with_backups(
     viewer_client, source, tmp_path, django_assert_max_num_queries
 ):
-    destination = Destination.objects.create(name="local", kind="local", path=str(tmp_path))
+    destination = DestinationFactory(name="local", kind="local", path=str(tmp_path))
     now = timezone.now()
 
     def add(n, offset):
         for i in range(n):
             at = now - timedelta(hours=offset + i)
-            run = BackupRun.objects.create(source=source, status="succeeded", data_taken_at=at)
-            BackupCopy.objects.create(run=run, destination=destination, ok=True)
+            BackupRunFactory(good=True, source=source, destination=destination, data_taken_at=at)
 
     url = reverse("recovery:source_detail", args=[source.pk])
     add(2, 0)

@@ -7,8 +7,10 @@ import pytest
 from django.core.management import call_command
 
 from recovery.engine.pg import drop_database
-from tests.recovery.conftest import backup, run_test
+from tests.factories import BackupJobFactory, SourceFactory
+from tests.recovery.conftest import run_test
 from tests.recovery.pgutil import SERVER, scratch_databases, table_fingerprint
+from tests.support.data import backup
 
 pytestmark = pytest.mark.django_db
 
@@ -171,17 +173,13 @@ def test_restore_without_overwrite_never_touches_an_existing_target(
 
 
 def test_restore_files_to_new_directory(db, tmp_path, local_destination, work_dir):
-    from backups.models import Source, System
     from recovery import restores
-    from tests.recovery.conftest import make_job
 
     conf = tmp_path / "config"
     conf.mkdir()
     (conf / "app.env").write_text("A=1\n")
-    source = Source.objects.create(
-        system=System.objects.create(name="sys"), name="conf", kind="files", path=str(conf)
-    )
-    source.job = make_job(source, [local_destination])
+    source = SourceFactory(system__name="sys", name="conf", kind="files", path=str(conf))
+    source.job = BackupJobFactory(source=source, destinations=[local_destination])
     run = backup(source)
     target = tmp_path / "restored-config"
     restore = restores.execute_restore(

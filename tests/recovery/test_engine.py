@@ -60,6 +60,7 @@ def test_canary_names_the_loss():
     assert outcome == Outcome.FAILED and "data loss" in detail and "90%" in detail
 
 
+@pytest.mark.postgres
 def test_postgres_archive_restores_into_scratch_and_scratch_is_dropped(tmp_path, scratch_prefix):
     with temp_database() as source:
         fill_toolhub(source)
@@ -78,6 +79,7 @@ def test_postgres_archive_restores_into_scratch_and_scratch_is_dropped(tmp_path,
     assert scratch_databases() == []
 
 
+@pytest.mark.postgres
 def test_failing_check_and_erroring_check_are_reported_not_raised(tmp_path, scratch_prefix):
     with temp_database() as source:
         fill_toolhub(source)
@@ -94,6 +96,7 @@ def test_failing_check_and_erroring_check_are_reported_not_raised(tmp_path, scra
     assert scratch_databases() == []
 
 
+@pytest.mark.postgres
 def test_garbage_archive_fails_and_leaves_no_scratch(tmp_path, scratch_prefix):
     archive = tmp_path / "dump.pgc"
     archive.write_bytes(b"PGDMP" + os.urandom(2000))
@@ -157,6 +160,7 @@ def test_files_restore_compares_listing_and_removes_its_directory(tmp_path):
     assert list(work.iterdir()) == []
 
 
+@pytest.mark.postgres
 def test_restored_rows_equal_source(tmp_path):
     from recovery.engine.pg import pg_restore
 

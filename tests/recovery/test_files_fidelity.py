@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from recovery.engine.files import compare_tree, extract_tar, restore_tree
-from tests.recovery.conftest import backup, make_job, run_test
+from tests.factories import BackupJobFactory, SourceFactory
+from tests.recovery.conftest import run_test
+from tests.support.data import backup
 
 MTIME = 1_600_000_000.25  # 2020-09-13, with a fraction
 
@@ -65,11 +67,11 @@ def describe(root: Path) -> dict[str, tuple]:
 
 
 def files_source(path: Path, local_destination, name="files"):
-    from backups.models import Source, System
+    from backups.models import System
 
     system, _ = System.objects.get_or_create(name="sys")
-    source = Source.objects.create(system=system, name=name, kind="files", path=str(path))
-    source.job = make_job(source, [local_destination])
+    source = SourceFactory(system=system, name=name, kind="files", path=str(path))
+    source.job = BackupJobFactory(source=source, destinations=[local_destination])
     return source
 
 

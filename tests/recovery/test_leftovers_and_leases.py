@@ -13,7 +13,9 @@ from recovery import copies, restore_tests, restores, runner, workspace
 from recovery.engine import pg
 from recovery.models import Restore, RestoreTest
 from recovery.readiness import source_readiness
-from tests.recovery.conftest import backup, make_sqlite_db, run_test
+from tests.factories import RestoreTestFactory, SourceFactory
+from tests.recovery.conftest import make_sqlite_db, run_test
+from tests.support.data import backup
 
 
 def _kill(run):
@@ -92,12 +94,10 @@ def test_the_sweep_retries_what_could_not_be_removed(sqlite_source, work_dir, tm
 
 
 def test_one_live_restore_per_target_is_held_by_the_database(sqlite_source, tmp_path, db):
-    from backups.models import Source
-
     run = backup(sqlite_source)
     target = tmp_path / "restored.db"
     first = restores.start_restore(sqlite_source, target=str(target), backup_run=run)
-    other = Source.objects.create(
+    other = SourceFactory(
         system=sqlite_source.system,
         name="other-db",
         kind="sqlite",
@@ -121,7 +121,7 @@ def test_one_live_restore_test_per_source_is_held_by_the_database(sqlite_source)
 
     restore_tests.start_restore_test(sqlite_source)
     with pytest.raises(IntegrityError), transaction.atomic():
-        RestoreTest.objects.create(source=sqlite_source)
+        RestoreTestFactory(source=sqlite_source)
 
 
 def test_a_copy_deleted_from_its_destination_no_longer_counts_for_rpo(sqlite_source, work_dir):

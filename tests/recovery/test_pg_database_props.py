@@ -9,8 +9,10 @@ import pytest
 
 from recovery.engine import pg, pgarchive
 from recovery.engine.verify import Phases, verify_postgres
-from tests.recovery.conftest import backup, make_job, run_test
+from tests.factories import BackupJobFactory, SourceFactory, SystemFactory
+from tests.recovery.conftest import run_test
 from tests.recovery.pgutil import SERVER, pg_dump, scratch_databases, temp_database
+from tests.support.data import backup
 
 pytestmark = pytest.mark.postgres
 
@@ -191,7 +193,6 @@ def test_sweep_goes_on_past_a_database_it_cannot_drop(db, settings):
 
 @pytest.mark.django_db
 def test_restore_to_a_target_without_the_roles_names_them(local_destination, work_dir):
-    from backups.models import Source, System
     from recovery import restores
 
     tag = uuid.uuid4().hex[:8]
@@ -214,12 +215,12 @@ def test_restore_to_a_target_without_the_roles_names_them(local_destination, wor
             "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'; "
             "REVOKE ALL ON FUNCTION f() FROM PUBLIC",
         )
-        system = System.objects.create(name="roles")
-        source = Source.objects.create(
+        system = SystemFactory(name="roles")
+        source = SourceFactory(
             system=system, name="roles-pg", kind="postgresql", data_class="critical",
             host=SERVER.host, port=SERVER.port, database=src, user=SERVER.user,
         )  # fmt: skip
-        source.job = make_job(source, [local_destination])
+        source.job = BackupJobFactory(source=source, destinations=[local_destination])
         run = backup(source)
         psql("postgres", f"ALTER ROLE {role} RENAME TO {gone}")  # the target lacks the roles
         psql("postgres", f"ALTER ROLE {role}_r RENAME TO {gone}_r")
@@ -269,7 +270,6 @@ def test_globals_backup_brings_back_the_roles_a_restore_needs(
 
     from django.core.management import call_command
 
-    from backups.models import Source, System
     from recovery import restores
 
     tag = uuid.uuid4().hex[:8]
@@ -281,12 +281,12 @@ def test_globals_backup_brings_back_the_roles_a_restore_needs(
         pg.create_database(SERVER, src)
         psql("postgres", f"ALTER DATABASE {src} OWNER TO {role}")
         psql(src, f"CREATE TABLE t (id int); ALTER TABLE t OWNER TO {role}")
-        source = Source.objects.create(
-            system=System.objects.create(name="globals"), name="globals-pg",
+        source = SourceFactory(
+            system__name="globals", name="globals-pg",
             kind="postgresql", data_class="critical", host=SERVER.host, port=SERVER.port,
             database=src, user=SERVER.user, backup_globals=True,
         )  # fmt: skip
-        source.job = make_job(source, [local_destination])
+        source.job = BackupJobFactory(source=source, destinations=[local_destination])
         run = backup(source)
         info = run.manifest["globals"]
         assert info["error"] == "" and [c["destination"] for c in info["copies"]] == ["local"]

@@ -14,8 +14,11 @@ import uuid
 import pytest
 
 from recovery.engine.pg import drop_database, rename_database
-from tests.recovery.conftest import backup, make_job, run_test
+from tests.factories import BackupJobFactory, SourceFactory
+from tests.marks import needs
+from tests.recovery.conftest import run_test
 from tests.recovery.pgutil import SERVER, scratch_databases
+from tests.support.data import backup
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres, pytest.mark.slow]
 
@@ -143,6 +146,7 @@ def snapshot(db: str, *, slot_to_none: bool = False) -> dict:
 
 
 @pytest.fixture
+@needs("postgres")
 def fidelity_db(db):
     """The source: ICU en-US, owner/ACL/settings/comment, many object kinds; all cleaned up."""
     tag = uuid.uuid4().hex[:8]
@@ -219,10 +223,10 @@ def control_copy(src: str, made: list, tmp_path) -> str:
 
 
 def portal_source(name: str, local_destination):
-    from backups.models import Source, System
+    from backups.models import System
 
     system, _ = System.objects.get_or_create(name="fidelity")
-    source = Source.objects.create(
+    source = SourceFactory(
         system=system,
         name="fidelity-pg",
         kind="postgresql",
@@ -232,7 +236,7 @@ def portal_source(name: str, local_destination):
         database=name,
         user=SERVER.user,
     )
-    source.job = make_job(source, [local_destination])
+    source.job = BackupJobFactory(source=source, destinations=[local_destination])
     return source
 
 

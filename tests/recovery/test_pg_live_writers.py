@@ -9,8 +9,8 @@ import psycopg
 import pytest
 
 from recovery.engine.pg import drop_database
-from tests.recovery.conftest import backup
 from tests.recovery.pgutil import SERVER
+from tests.support.data import backup
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

@@ -8,6 +8,7 @@ import time_machine
 from dr_portal.runs import RunStatus
 from recovery.models import RestoreTest, RTOTarget, ServiceLevel
 from recovery.readiness import AT_RISK, BREACHED, OK, source_readiness
+from tests.factories import BackupRunFactory, DestinationFactory, RestoreTestFactory, SourceFactory
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -15,11 +16,9 @@ T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def source(db, tmp_path):
-    from backups.models import Source, System
-
     with time_machine.travel(T0 - timedelta(days=30), tick=False):
-        return Source.objects.create(
-            system=System.objects.create(name="tool-hub"),
+        return SourceFactory(
+            system__name="tool-hub",
             name="toolhub-db",
             kind="sqlite",
             path=str(tmp_path / "x.db"),
@@ -29,27 +28,23 @@ def source(db, tmp_path):
 
 @pytest.fixture
 def destination(db, tmp_path):
-    from backups.models import Destination
-
-    return Destination.objects.create(name="local", kind="local", path=str(tmp_path))
+    return DestinationFactory(name="local", kind="local", path=str(tmp_path))
 
 
 def good_backup(source, destination, data_taken_at, size=1_000_000):
-    from backups.models import BackupCopy, BackupRun
-
-    run = BackupRun.objects.create(
+    return BackupRunFactory(
+        good=True,
         source=source,
-        status=RunStatus.SUCCEEDED,
+        destination=destination,
         data_taken_at=data_taken_at,
         finished=data_taken_at + timedelta(minutes=1),
         bytes_stored=size,
+        live_copy__location="x",
     )
-    BackupCopy.objects.create(run=run, destination=destination, ok=True, location="x")
-    return run
 
 
 def passed_test(source, run, started, seconds=60, data_at=None, basis="backup"):
-    test = RestoreTest.objects.create(source=source, backup_run=run)
+    test = RestoreTestFactory(source=source, backup_run=run)
     RestoreTest.objects.filter(pk=test.pk).update(
         status=RunStatus.SUCCEEDED,
         started=started,
@@ -139,13 +134,10 @@ def test_measured_rto_and_forecast_against_stricter_target(source, destination):
 def test_bulk_readiness_uses_a_fixed_number_of_queries(
     source, destination, django_assert_max_num_queries
 ):
-    from backups.models import Source
 
     with time_machine.travel(T0 - timedelta(days=1), tick=False):
         sources = [source] + [
-            Source.objects.create(
-                system=source.system, name=f"s{i}", kind="sqlite", path=source.path
-            )
+            SourceFactory(system=source.system, name=f"s{i}", kind="sqlite", path=source.path)
             for i in range(10)
         ]
     for s in sources:
@@ -208,13 +200,12 @@ def test_heartbeat_task_writes_into_sqlite_source(source, tmp_path):
 
 
 def test_heartbeat_failure_is_recorded_without_secrets(db, tmp_path):
-    from backups.models import Source, System
     from recovery.models import HeartbeatState
     from recovery.tasks import write_heartbeats
     from tests.recovery.test_engine import closed_port
 
-    source = Source.objects.create(
-        system=System.objects.create(name="s"),
+    source = SourceFactory(
+        system__name="s",
         name="pg",
         kind="postgresql",
         host="127.0.0.1",
@@ -253,11 +244,12 @@ def test_retention_keeps_newest_backup_that_passed_a_restore_test(source, destin
     protected = retention.protected_runs([source.pk])
     assert old.pk in protected and "restore test" in protected[old.pk]
     assert newer.pk in protected  # newest good one, protected by the backups app itself
-    running = RestoreTest.objects.create(source=source, backup_run=newer)
+    running = RestoreTestFactory(source=source, backup_run=newer)
     assert newer.pk in retention.runs_in_use()
     running.delete()
 
 
+@pytest.mark.postgres
 def test_housekeeping_removes_what_a_killed_worker_left(db, tmp_path, settings):
     import os
     import time

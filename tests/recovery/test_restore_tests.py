@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from recovery.engine import heartbeat
-from tests.recovery.conftest import backup, run_test
+from tests.factories import BackupCopyFactory, BackupJobFactory, DestinationFactory, SourceFactory
+from tests.recovery.conftest import run_test
 from tests.recovery.pgutil import scratch_databases
 from tests.recovery.test_engine import closed_port
+from tests.support.data import backup
 
 pytestmark = pytest.mark.django_db
 
@@ -164,15 +166,9 @@ def test_no_backup_to_test_is_a_clear_failure(pg_source, work_dir):
 
 
 def test_archive_only_copy_needs_retrieval(pg_source, work_dir):
-    from backups.models import BackupCopy, Destination
-
     run = backup(pg_source)
-    glacier = Destination.objects.create(
-        name="deep", kind="s3", bucket="b", storage_class="GLACIER"
-    )
-    BackupCopy.objects.create(
-        run=run, destination=glacier, location="s3://b/x", storage_class="GLACIER", ok=True
-    )
+    glacier = DestinationFactory(name="deep", kind="s3", bucket="b", storage_class="GLACIER")
+    BackupCopyFactory(run=run, destination=glacier, location="s3://b/x", storage_class="GLACIER")
     run.copies.filter(destination__kind="local").update(deleted_at=datetime.now(UTC))
     test = run_test(pg_source, backup_run=run)
     assert test.status == "failed"
@@ -192,17 +188,12 @@ def test_sqlite_backup_restore_test(sqlite_source, work_dir):
 
 
 def test_files_backup_restore_test(db, tmp_path, local_destination, work_dir):
-    from backups.models import Source, System
-    from tests.recovery.conftest import make_job
-
     conf = tmp_path / "config"
     (conf / "nested").mkdir(parents=True)
     (conf / "app.env").write_text("A=1\n")
     (conf / "nested" / "odd name ü.txt").write_text("hello")
-    source = Source.objects.create(
-        system=System.objects.create(name="sys"), name="conf", kind="files", path=str(conf)
-    )
-    source.job = make_job(source, [local_destination])
+    source = SourceFactory(system__name="sys", name="conf", kind="files", path=str(conf))
+    source.job = BackupJobFactory(source=source, destinations=[local_destination])
     backup(source)
     test = run_test(source)
     assert test.passed, test.error

@@ -5,7 +5,9 @@ import uuid
 import boto3
 import pytest
 
-from tests.recovery.conftest import backup, run_test
+from tests.factories import DestinationFactory
+from tests.recovery.conftest import run_test
+from tests.support.data import backup
 
 pytestmark = pytest.mark.django_db
 KEY_ID, SECRET = "moto-recovery-key-0001", "moto-recovery-secret-0123456789"
@@ -28,8 +30,6 @@ def moto_url():
 
 @pytest.fixture
 def s3_destination(db, moto_url):
-    from backups.models import Destination
-
     bucket = f"dr-recovery-{uuid.uuid4().hex[:8]}"
     boto3.client(
         "s3",
@@ -38,7 +38,7 @@ def s3_destination(db, moto_url):
         aws_access_key_id=KEY_ID,
         aws_secret_access_key=SECRET,
     ).create_bucket(Bucket=bucket)
-    return Destination.objects.create(
+    return DestinationFactory(
         name="offsite",
         kind="s3",
         bucket=bucket,

@@ -17,7 +17,8 @@ import pytest
 
 from recovery.engine.pg import RestoreError
 from recovery.engine.sqlite_restore import restore_sqlite
-from tests.recovery.conftest import backup, make_sqlite_db
+from tests.recovery.conftest import make_sqlite_db
+from tests.support.data import backup
 
 WRITER = r"""
 import os, sqlite3, sys, time

@@ -4,12 +4,12 @@ from datetime import timedelta
 
 import pytest
 
-from backups.models import Source, System
 from drills import models as drill_models
 from recovery import targets
 from recovery.failover import models as failover_models
 from recovery.models import RPOTarget, RTOTarget, ServiceLevel
 from recovery.targets import AT_RISK_FRACTION, Verdict, at_risk, judge, restore_rto_target
+from tests.factories import SourceFactory
 
 HOUR = timedelta(hours=1)
 
@@ -47,8 +47,8 @@ def test_rpo_target_fallbacks(db):
 
 
 def test_source_rpo_target_and_for_data_class_agree(db):
-    source = Source.objects.create(
-        system=System.objects.create(name="s"),
+    source = SourceFactory(
+        system__name="s",
         name="db1",
         kind="sqlite",
         path="/tmp/x.db",

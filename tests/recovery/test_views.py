@@ -10,18 +10,17 @@ from django.utils import timezone
 
 from dr_portal.models import AuditEntry
 from recovery.models import Restore, RestoreTest, RPOTarget, RTOTarget
+from tests.factories import BackupRunFactory, DestinationFactory, RestoreTestFactory, SourceFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def source(db, tmp_path):
-    from backups.models import Source, System
-
     path = tmp_path / "app.db"
     path.write_bytes(b"")
-    return Source.objects.create(
-        system=System.objects.create(name="tool-hub"),
+    return SourceFactory(
+        system__name="tool-hub",
         name="toolhub-db",
         kind="sqlite",
         path=str(path),
@@ -31,7 +30,7 @@ def source(db, tmp_path):
 
 @pytest.fixture
 def finished_test(source):
-    test = RestoreTest.objects.create(source=source)
+    test = RestoreTestFactory(source=source)
     RestoreTest.objects.filter(pk=test.pk).update(
         status="succeeded",
         started=timezone.now() - timedelta(minutes=2),
@@ -90,10 +89,9 @@ def test_index_shows_seeded_targets(viewer_client, source):
 def test_index_query_count_does_not_grow_with_sources(
     viewer_client, source, django_assert_max_num_queries
 ):
-    from backups.models import Source
 
     for i in range(8):
-        Source.objects.create(system=source.system, name=f"s{i}", kind="sqlite", path=source.path)
+        SourceFactory(system=source.system, name=f"s{i}", kind="sqlite", path=source.path)
     with django_assert_max_num_queries(25):
         viewer_client.get(reverse("recovery:index"))
 
@@ -101,7 +99,7 @@ def test_index_query_count_does_not_grow_with_sources(
 def test_progress_fragment_stops_polling_when_done(viewer_client, source, finished_test):
     response = viewer_client.get(reverse("recovery:test_progress", args=[finished_test.pk]))
     assert response.status_code == 286
-    running = RestoreTest.objects.create(source=source)
+    running = RestoreTestFactory(source=source)
     response = viewer_client.get(reverse("recovery:test_progress", args=[running.pk]))
     assert response.status_code == 200
 
@@ -166,13 +164,9 @@ def test_targets_edit_is_for_managers_and_audited(operator_client, manager_clien
 def test_restore_form_needs_typed_name_and_manager_for_source(
     operator_client, manager_client, source
 ):
-    from backups.models import BackupCopy, BackupRun, Destination
 
-    run = BackupRun.objects.create(source=source, status="succeeded", data_taken_at=timezone.now())
-    BackupCopy.objects.create(
-        run=run,
-        destination=Destination.objects.create(name="l", kind="local", path="/tmp"),
-        ok=True,
+    run = BackupRunFactory(
+        good=True, source=source, destination=DestinationFactory(name="l", path="/tmp")
     )
     url = reverse("recovery:restore_new", args=[source.pk])
     base = {"backup_run": run.pk, "failure_type": "data_corruption", "onto_source": "on"}
@@ -191,13 +185,8 @@ def test_restore_form_needs_typed_name_and_manager_for_source(
 
 
 def test_restore_form_refuses_target_outside_allowed_roots(operator_client, manager_client, source):
-    from backups.models import BackupCopy, BackupRun, Destination
-
-    run = BackupRun.objects.create(source=source, status="succeeded", data_taken_at=timezone.now())
-    BackupCopy.objects.create(
-        run=run,
-        destination=Destination.objects.create(name="l", kind="local", path="/tmp"),
-        ok=True,
+    run = BackupRunFactory(
+        good=True, source=source, destination=DestinationFactory(name="l", path="/tmp")
     )
     url = reverse("recovery:restore_new", args=[source.pk])
     data = {"backup_run": run.pk, "failure_type": "database_failure", "target": "/etc/passwd.db"}
@@ -252,12 +241,10 @@ def test_restore_form_wrong_method(operator_client, source):
 
 
 def test_operator_can_test_one_chosen_backup(operator_client, source):
-    from backups.models import BackupRun
-
-    run = BackupRun.objects.create(source=source, status="succeeded", data_taken_at=timezone.now())
+    run = BackupRunFactory(source=source, status="succeeded", data_taken_at=timezone.now())
     url = reverse("recovery:run_test", args=[source.pk])
     assert operator_client.post(url, {"backup_run": "nonsense"}).status_code == 404
-    other = BackupRun.objects.create(status="succeeded")
+    other = BackupRunFactory(status="succeeded")
     assert operator_client.post(url, {"backup_run": other.pk}).status_code == 404
     assert operator_client.post(url, {"backup_run": run.pk}).status_code == 302
     assert RestoreTest.objects.get().backup_run_id == run.pk

@@ -26,12 +26,21 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.test import RequestFactory
 
-from backups.models import BackupJob, Destination, Source, System
+from backups.models import Source, System
 from backups.validators import PORTAL_DB_CHECKS, check_problems
 from dr_portal.lib import check_sql
 from recovery.engine import check_role
 from recovery.engine.checks import Outcome
 from recovery.engine.verify import Phases, verify_postgres, verify_sqlite
+from tests.factories import (
+    PASSWORD,
+    BackupJobFactory,
+    DestinationFactory,
+    RestoreTestFactory,
+    SourceFactory,
+    UserFactory,
+)
+from tests.marks import needs
 from tests.recovery.pgutil import SERVER, fill_toolhub, pg_dump, temp_database
 
 SESSION_KEYS = "SELECT group_concat(session_key) FROM django_session"
@@ -264,7 +273,6 @@ def test_portal_db_restore_test_runs_only_the_fixed_checks_and_shows_no_secret(
 
     from backups.services import backup_now
     from recovery import restore_tests
-    from tests.conftest import PASSWORD, make_user
 
     admin = User.objects.create_superuser("admin", "admin@example.com", PASSWORD)
     client = Client()
@@ -273,10 +281,8 @@ def test_portal_db_restore_test_runs_only_the_fixed_checks_and_shows_no_secret(
     password_hash = admin.password
     portal = portal_source()
     Source.objects.filter(pk=portal.pk).update(checks=checks(SESSION_KEYS, PASSWORD_HASHES))
-    destination = Destination.objects.create(
-        name="local", kind="local", path=str(tmp_path / "store")
-    )
-    job = BackupJob.objects.create(name="portal-daily", source=portal)
+    destination = DestinationFactory(name="local", kind="local", path=str(tmp_path / "store"))
+    job = BackupJobFactory(name="portal-daily", source=portal)
     job.destinations.set([destination])
     assert backup_now(job).status == "succeeded"
     test = restore_tests.execute_restore_test(restore_tests.start_restore_test(portal))
@@ -284,7 +290,7 @@ def test_portal_db_restore_test_runs_only_the_fixed_checks_and_shows_no_secret(
     assert [c["name"] for c in test.checks] == [c["name"] for c in PORTAL_DB_CHECKS]
     assert all(c["outcome"] == Outcome.PASSED for c in test.checks), test.checks
     assert all(c["observed"].isdigit() for c in test.checks)
-    manager = make_user("mona", "manager")
+    manager = UserFactory(username="mona", role="manager")
     viewer = Client()
     viewer.force_login(manager)
     page = viewer.get(f"/recovery/tests/{test.pk}/").content.decode()
@@ -321,6 +327,7 @@ def work_dir_settings(tmp_path, settings):
 
 
 @pytest.fixture
+@needs("postgres")
 def archive(tmp_path):
     with temp_database() as source:
         fill_toolhub(source, workflows=5, executions=20)
@@ -329,6 +336,7 @@ def archive(tmp_path):
     return path
 
 
+@pytest.mark.postgres
 def test_report_payloads_run_as_the_check_role_and_yield_nothing(archive, tmp_path, no_validator):
     marker = tmp_path / "copy-program-ran"
     payloads = [
@@ -359,6 +367,7 @@ def test_report_payloads_run_as_the_check_role_and_yield_nothing(archive, tmp_pa
     assert leftover_check_roles() == []
 
 
+@pytest.mark.postgres
 def test_check_role_is_unprivileged_and_reads_the_restored_tables(archive, no_validator):
     probes = [
         {"name": "rows", "sql": "SELECT count(*) FROM executions", "expect": "= 20"},
@@ -393,6 +402,7 @@ def test_check_role_is_unprivileged_and_reads_the_restored_tables(archive, no_va
     assert leftover_check_roles() == []
 
 
+@pytest.mark.postgres
 def test_error_messages_do_not_echo_data(archive):
     leak = {
         "name": "cast",
@@ -406,6 +416,7 @@ def test_error_messages_do_not_echo_data(archive):
     assert "wf-1" not in check.detail
 
 
+@pytest.mark.postgres
 def test_text_results_are_never_stored(archive):
     text = {"name": "names", "sql": "SELECT min(name) FROM workflows", "expect": "> 0"}
     prefix = f"dr_scratch_t{uuid.uuid4().hex[:8]}_"
@@ -414,6 +425,7 @@ def test_text_results_are_never_stored(archive):
     assert "non-number" in check.detail and "wf-" not in check.detail
 
 
+@pytest.mark.postgres
 def test_sweeper_drops_check_roles_a_killed_worker_left(db):
     from psycopg import sql
 
@@ -434,6 +446,7 @@ def test_sweeper_drops_check_roles_a_killed_worker_left(db):
     assert stale not in leftover_check_roles()
 
 
+@pytest.mark.postgres
 def test_restore_checks_run_confined_too(tmp_path, work_dir_settings, db, no_validator):
     """The restore path (not a restore test): checks on the restored target run as a check
     role as well, which is gone afterwards."""
@@ -444,7 +457,7 @@ def test_restore_checks_run_confined_too(tmp_path, work_dir_settings, db, no_val
     with temp_database() as source_db:
         fill_toolhub(source_db, workflows=5, executions=20)
         system, _ = System.objects.get_or_create(name="tool-hub")
-        source = Source.objects.create(
+        source = SourceFactory(
             system=system,
             name="toolhub-pg",
             kind="postgresql",
@@ -455,10 +468,8 @@ def test_restore_checks_run_confined_too(tmp_path, work_dir_settings, db, no_val
             checks=checks(DATA_DIRECTORY, READ_FILE)
             + [{"name": "rows", "sql": "SELECT count(*) FROM executions", "expect": "= 20"}],
         )
-        destination = Destination.objects.create(
-            name="local", kind="local", path=str(tmp_path / "store")
-        )
-        job = BackupJob.objects.create(name="pg-job", source=source)
+        destination = DestinationFactory(name="local", kind="local", path=str(tmp_path / "store"))
+        job = BackupJobFactory(name="pg-job", source=source)
         job.destinations.set([destination])
         run = backup_now(job)
         assert run.status == "succeeded", run.error
@@ -547,6 +558,7 @@ def test_stored_checks_are_revalidated_before_they_run(tmp_path):
 
 
 @pytest.fixture
+@needs("postgres")
 def app_user_database():
     """A database owned by an ordinary login role, as an application's own server has."""
     from psycopg import sql
@@ -579,6 +591,7 @@ def test_unprivileged_target_user_runs_the_checks_itself(app_user_database):
     assert leftover_check_roles() == []
 
 
+@pytest.mark.postgres
 def test_privileged_target_user_that_cannot_create_a_role_runs_no_check(app_user_database):
     from psycopg import sql
 
@@ -602,8 +615,6 @@ def test_upgrade_scrubs_values_that_older_versions_stored(db):
     import importlib
 
     from django.apps import apps
-
-    from recovery.models import RestoreTest
 
     session_key = "k3y9sess10nkeyvalue"
     old = [
@@ -640,7 +651,7 @@ def test_upgrade_scrubs_values_that_older_versions_stored(db):
         "not a number)\n10:00:01 check rows: passed (500 > 0)\n"
     )
     portal = Source.objects.get(is_portal_db=True)
-    test = RestoreTest.objects.create(source=portal, checks=old, log=log)
+    test = RestoreTestFactory(source=portal, checks=old, log=log)
     migration = importlib.import_module("recovery.migrations.0009_scrub_check_values")
     migration.scrub(apps, None)
     test.refresh_from_db()
@@ -651,6 +662,7 @@ def test_upgrade_scrubs_values_that_older_versions_stored(db):
     assert "10:00:01 check rows: passed (500 > 0)" in test.log
 
 
+@pytest.mark.postgres
 def test_scratch_server_user_with_only_createdb_runs_the_checks_itself(archive, no_validator):
     """A scratch server need not be reached as a superuser: a CREATEDB user owns the scratch
     database and what it restored, cannot make a check role, and is confined enough."""

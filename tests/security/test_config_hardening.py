@@ -18,8 +18,16 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from backups import services, tasks
-from backups.models import BackupCopy, BackupJob, BackupRun, Destination, Source, System
+from backups.models import BackupCopy, BackupJob, Source
 from dr_portal.runs import RunStatus
+from tests.factories import (
+    BackupCopyFactory,
+    BackupJobFactory,
+    BackupRunFactory,
+    DestinationFactory,
+    SourceFactory,
+    SystemFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -27,8 +35,8 @@ KEY_RING_TEXT = "dr-test-key-ring-material-must-never-leave-the-host"
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def fast_password_hashing(fast_password_hashing):
+    """Every test here: the root fixture's fast hashing (personas are made per test)."""
 
 
 @pytest.fixture
@@ -42,7 +50,7 @@ def key_ring_file():
 
 @pytest.fixture
 def system():
-    return System.objects.create(name="tool-hub")
+    return SystemFactory(name="tool-hub")
 
 
 def dr_apply(tmp_path, text, command="dr_apply"):
@@ -166,8 +174,8 @@ def test_admin_refuses_files_source_over_var_dir(superuser_client, system, key_r
 
 
 def _run_unencrypted(source, tmp_path):
-    dest = Destination.objects.create(name="out", kind="local", path=str(tmp_path / "out"))
-    job = BackupJob.objects.create(name="keys", source=source, encrypt=False, compression="none")
+    dest = DestinationFactory(name="out", kind="local", path=str(tmp_path / "out"))
+    job = BackupJobFactory(name="keys", source=source, encrypt=False, compression="none")
     job.destinations.set([dest])
     run = services.start_run(job, "manual")
     tasks.run_backup(run.pk)
@@ -182,9 +190,7 @@ def _files_under(root):
 def test_source_smuggled_into_the_database_fails_at_run_time(system, key_ring_file, tmp_path):
     """Written past every validation (a raw insert): the engine still refuses, and the
     key ring is written nowhere."""
-    source = Source.objects.create(
-        system=system, name="keys", kind="files", path=str(settings.VAR_DIR)
-    )
+    source = SourceFactory(system=system, name="keys", kind="files", path=str(settings.VAR_DIR))
     run, out = _run_unencrypted(source, tmp_path)
     assert run.status == RunStatus.FAILED
     assert "never leave this host" in run.error
@@ -200,7 +206,7 @@ def test_hard_link_inside_a_tree_fails_the_backup_before_the_key_is_read(
     tree.mkdir()
     (tree / "a.txt").write_text("ordinary file")
     os.link(key_ring_file, tree / "z-keys.txt")
-    source = Source.objects.create(system=system, name="tree", kind="files", path=str(tree))
+    source = SourceFactory(system=system, name="tree", kind="files", path=str(tree))
     run, out = _run_unencrypted(source, tmp_path)
     assert run.status == RunStatus.FAILED
     assert "never leave this host" in run.error and "z-keys.txt" in run.error
@@ -212,7 +218,7 @@ def test_hard_link_inside_a_tree_fails_the_backup_before_the_key_is_read(
 def test_smuggled_sqlite_source_on_the_portal_database_fails(system, tmp_path):
     if not settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         pytest.skip("the portal's database is a PostgreSQL server here, not a file")
-    source = Source.objects.create(
+    source = SourceFactory(
         system=system, name="portal", kind="sqlite", path=settings.DATABASES["default"]["NAME"]
     )
     run, _ = _run_unencrypted(source, tmp_path)
@@ -441,7 +447,7 @@ PASSWORD = "s3cret-pg-password"
 
 @pytest.fixture
 def pg_source(system):
-    source = Source.objects.create(
+    source = SourceFactory(
         system=system,
         name="pg",
         kind="postgresql",
@@ -538,7 +544,7 @@ sources:
 
 
 def test_destination_endpoint_change_clears_its_keys(manager_client):
-    dest = Destination.objects.create(
+    dest = DestinationFactory(
         name="s3",
         kind="s3",
         bucket="backups",
@@ -572,14 +578,14 @@ def test_destination_endpoint_change_clears_its_keys(manager_client):
 
 @pytest.fixture
 def copy_with_lost_key(system, tmp_path):
-    source = Source.objects.create(system=system, name="db", kind="sqlite", path=str(tmp_path))
-    dest = Destination.objects.create(name="out", kind="local", path=str(tmp_path / "out"))
-    run = BackupRun.objects.create(
+    source = SourceFactory(system=system, name="db", kind="sqlite", path=str(tmp_path))
+    dest = DestinationFactory(name="out", kind="local", path=str(tmp_path / "out"))
+    run = BackupRunFactory(
         source=source, status=RunStatus.SUCCEEDED, manifest={"key_id": "0123456789ab"}
     )
-    good = BackupRun.objects.create(source=source, status=RunStatus.SUCCEEDED, manifest={})
-    BackupCopy.objects.create(run=good, destination=dest, ok=True)
-    return BackupCopy.objects.create(run=run, destination=dest, ok=True)
+    good = BackupRunFactory(source=source, status=RunStatus.SUCCEEDED, manifest={})
+    BackupCopyFactory(run=good, destination=dest)
+    return BackupCopyFactory(run=run, destination=dest)
 
 
 def _key_errors():

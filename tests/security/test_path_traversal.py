@@ -11,6 +11,7 @@ import pytest
 from backups import services as backup_services
 from backups.models import BackupRun, Destination, Source
 from recovery.models import Restore
+from tests.factories import BackupJobFactory, DestinationFactory, SystemFactory
 from tests.support import data
 
 pytestmark = pytest.mark.django_db
@@ -40,7 +41,7 @@ def refused(response, field="path"):
 
 
 def test_source_paths_that_leave_the_allowed_roots_are_refused(manager_client, escapes):
-    system = data.make_system()
+    system = SystemFactory()
     for name, path in escapes.items():
         for kind in ("sqlite", "files"):
             response = manager_client.post(
@@ -82,7 +83,11 @@ def test_restore_targets_that_leave_the_allowed_roots_are_refused(
 ):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     source = data.sqlite_source("toolhub-db", data.small_sqlite(tmp_path / "src" / "tool_hub.db"))
-    job = data.make_job("toolhub-job", source, [data.local_destination("local", tmp_path / "b")])
+    job = BackupJobFactory(
+        name="toolhub-job",
+        source=source,
+        destinations=[DestinationFactory(name="local", path=str(tmp_path / "b"))],
+    )
     run = backup_services.backup_now(job)
     assert run.status == "succeeded", run.error
     targets = {**escapes, "new file in a symlinked dir": f"{tmp_path}/to-etc/restored.db"}
@@ -109,7 +114,7 @@ def test_a_source_name_with_dot_dot_is_refused_by_the_form(manager_client, tmp_p
         response = manager_client.post(
             "/backups/sources/new/",
             {
-                "system": data.make_system().pk,
+                "system": SystemFactory().pk,
                 "name": name,
                 "kind": "sqlite",
                 "data_class": "important",
@@ -128,7 +133,11 @@ def test_a_source_name_cannot_steer_its_artifacts_out_of_the_destination(tmp_pat
     a source made without the form (admin import, old rows)."""
     store = tmp_path / "deep" / "store"
     source = data.sqlite_source("../../escaped", data.small_sqlite(tmp_path / "s.db"))
-    job = data.make_job("escape-job", source, [data.local_destination("local", store)])
+    job = BackupJobFactory(
+        name="escape-job",
+        source=source,
+        destinations=[DestinationFactory(name="local", path=str(store))],
+    )
     run = backup_services.backup_now(job)
     written = [
         str(p.relative_to(tmp_path))

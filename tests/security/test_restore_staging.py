@@ -16,13 +16,13 @@ import pytest
 from recovery.engine.files import extract_tar
 from recovery.engine.pg import RestoreError
 from recovery.engine.sqlite_restore import restore_sqlite
+from tests.factories import BackupJobFactory
 from tests.recovery import conftest as recovery
-from tests.recovery.conftest import backup, make_job, make_sqlite_db
+from tests.recovery.conftest import make_sqlite_db
+from tests.support.data import backup
 
 # The recovery tests' fixtures: a SQLite source backed up to a local destination.
-local_destination = recovery.local_destination
 sqlite_source = recovery.sqlite_source
-work_dir = recovery.work_dir
 
 
 @pytest.fixture
@@ -104,7 +104,9 @@ def test_restored_portal_database_file_is_0600_whatever_the_umask(
     if connection.vendor != "sqlite":
         pytest.skip("the portal runs on PostgreSQL here: its restore is a database, not a file")
     portal = Source.objects.get(is_portal_db=True)
-    portal.job = make_job(portal, [local_destination], name="portal-daily")
+    portal.job = BackupJobFactory(
+        source=portal, destinations=[local_destination], name="portal-daily"
+    )
     run = backup(portal)
     target = tmp_path / "portal-copy.db"
     restore = restores.execute_restore(

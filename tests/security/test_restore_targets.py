@@ -22,16 +22,15 @@ from recovery import restores, tasks
 from recovery.engine.pg import drop_database
 from recovery.models import Restore, RestoreTarget
 from recovery.restore_targets import NotAllowed
+from tests.factories import BackupRunFactory, DestinationFactory, SourceFactory
 from tests.recovery import conftest as recovery_fixtures
-from tests.recovery.conftest import backup
 from tests.recovery.pgutil import SERVER, table_fingerprint
+from tests.support.data import backup
 
 pytestmark = pytest.mark.django_db
 
 # Real sources backed up through the backups app's own code path (tests/recovery).
 scratch_prefix = recovery_fixtures.scratch_prefix
-work_dir = recovery_fixtures.work_dir
-local_destination = recovery_fixtures.local_destination
 pg_db = recovery_fixtures.pg_db
 pg_source = recovery_fixtures.pg_source
 sqlite_source = recovery_fixtures.sqlite_source
@@ -94,11 +93,11 @@ def test_the_service_refuses_an_operator_free_form_target_whoever_calls_it(opera
 def test_operator_cannot_restore_the_portal_database_to_tmp(
     operator_client, django_capture_on_commit_callbacks, sqlite_target, tmp_path
 ):
-    from backups.models import BackupRun, Destination, Source
+    from backups.models import Source
 
     portal = Source.objects.get(is_portal_db=True)
-    run = BackupRun.objects.create(source=portal, status="succeeded")
-    store = Destination.objects.create(name="l", kind="local", path=str(tmp_path / "store"))
+    run = BackupRunFactory(source=portal, status="succeeded")
+    store = DestinationFactory(name="l", kind="local", path=str(tmp_path / "store"))
     run.copies.create(destination=store, ok=True, location="x")
     response = post_restore(
         operator_client, portal, run, django_capture_on_commit_callbacks, target="/tmp/x.db"
@@ -143,9 +142,8 @@ def test_operator_cannot_replace_data_at_a_target_that_does_not_allow_it(
 def test_a_target_registered_for_other_sources_or_kinds_is_refused(
     operator, sqlite_source, sqlite_target, tmp_path
 ):
-    from backups.models import Source
 
-    other = Source.objects.create(
+    other = SourceFactory(
         system=sqlite_source.system, name="other", kind="sqlite", path=str(tmp_path / "o.db")
     )
     sqlite_target.sources.set([other])

@@ -25,7 +25,9 @@ from recovery.failover.models import FailoverRun, RunbookStep
 from recovery.failover.steps import StepDefinitionError, parse_steps, run_steps
 from recovery.failover.steps.base import Context, StepSpec
 from recovery.failover.steps.pg import SqlCheck
-from tests.failover.factories import make_runbook, make_system, run_inline
+from tests.factories import RunbookFactory, SystemFactory, UserFactory
+from tests.failover.runs import run_inline
+from tests.marks import needs
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 COPY_PAYLOAD = "COPY (SELECT 1) TO PROGRAM 'id > {path}'"
@@ -107,7 +109,7 @@ def test_copy_to_program_in_sql_check_is_refused_in_the_form_and_in_apply_runboo
     manager_client, superuser, tmp_path
 ):
     target = tmp_path / "pwned"
-    runbook = make_runbook([{"name": "w", "kind": "wait", "params": {"seconds": 0}}])
+    runbook = RunbookFactory(steps=[{"name": "w", "kind": "wait", "params": {"seconds": 0}}])
     response = manager_client.post(
         reverse("recovery:failover:step_create", args=[runbook.pk]),
         {
@@ -143,7 +145,7 @@ def test_an_operators_test_run_of_a_stored_copy_to_program_step_fails_and_runs_n
 ):
     """A step stored before this check existed (or written to the table directly)."""
     target = tmp_path / "pwned"
-    runbook = make_runbook([{"name": "w", "kind": "wait", "params": {"seconds": 0}}])
+    runbook = RunbookFactory(steps=[{"name": "w", "kind": "wait", "params": {"seconds": 0}}])
     RunbookStep.objects.filter(runbook=runbook).update(
         kind="sql_check",
         name="sneaky",
@@ -195,6 +197,7 @@ def test_read_only_false_is_refused_with_a_clear_message():
 
 
 @pytest.fixture
+@needs("postgres")
 def reader():
     """A login role that can only read, as sql_check wants."""
     with psycopg.connect(**PG, dbname="postgres", autocommit=True) as conn:
@@ -205,6 +208,7 @@ def reader():
     return {**PG, "user": "dr_check"}
 
 
+@pytest.mark.postgres
 def test_a_check_never_runs_as_a_superuser(tmp_path):
     """A superuser's SELECT writes server files and reloads the configuration, read-only
     transaction or not: lo_export(lo_from_bytea(...)) then pg_reload_conf() is a way to run
@@ -250,7 +254,7 @@ def test_a_check_never_shows_what_it_read(reader):
 def test_a_manager_cannot_create_sql_write_in_the_form_or_through_apply(
     manager_client, manager, tmp_path
 ):
-    runbook = make_runbook([{"name": "w", "kind": "wait", "params": {"seconds": 0}}])
+    runbook = RunbookFactory(steps=[{"name": "w", "kind": "wait", "params": {"seconds": 0}}])
     response = manager_client.post(
         reverse("recovery:failover:step_create", args=[runbook.pk]),
         {
@@ -284,6 +288,7 @@ def test_a_manager_cannot_create_sql_write_in_the_form_or_through_apply(
 
 
 @pytest.fixture
+@needs("postgres")
 def scratch_table():
     with psycopg.connect(**PG, dbname="postgres", autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS dr_sec_sql_write")
@@ -303,7 +308,7 @@ def _rows(table):
 def test_a_superuser_creates_sql_write_test_mode_skips_it_live_mode_runs_it(
     superuser_client, scratch_table
 ):
-    runbook = make_runbook([{"name": "w", "kind": "wait", "params": {"seconds": 0}}])
+    runbook = RunbookFactory(steps=[{"name": "w", "kind": "wait", "params": {"seconds": 0}}])
     response = superuser_client.post(
         reverse("recovery:failover:step_create", args=[runbook.pk]),
         {
@@ -520,9 +525,11 @@ def test_changing_a_steps_url_in_the_form_drops_its_secret_and_says_so(
     manager_client, internal, settings
 ):
     settings.DR_OUTBOUND_ALLOW = ["127.0.0.1"]
-    runbook = make_runbook(
-        [{"name": "api", "kind": "http_check", "params": {"url": "https://api.example.com/h"}}],
-        secrets={"api": "tk-live-0123456789"},
+    runbook = RunbookFactory(
+        steps=[
+            {"name": "api", "kind": "http_check", "params": {"url": "https://api.example.com/h"}}
+        ],
+        steps__secrets={"api": "tk-live-0123456789"},
     )
     step = runbook.steps.get()
     form = {
@@ -557,7 +564,7 @@ def test_changing_a_steps_url_in_the_form_drops_its_secret_and_says_so(
 
 
 def test_apply_runbooks_drops_a_secret_whose_url_changed(db, tmp_path, monkeypatch):
-    make_system("tool-hub")
+    SystemFactory(name="tool-hub")
     monkeypatch.setenv("TOKEN", "tk-live-0123456789")
     text = (
         "runbooks:\n  - system: tool-hub\n    name: R\n    failure_type: single_node\n"
@@ -610,9 +617,7 @@ def _admin_post(client, runbook, rows):
 def test_the_admin_refuses_sql_write_from_a_staff_manager(client, db):
     from django.contrib.auth.models import Permission
 
-    from tests.conftest import make_user
-
-    staff = make_user("sam", "manager", is_staff=True)
+    staff = UserFactory(username="sam", role="manager", is_staff=True)
     staff.user_permissions.add(
         *Permission.objects.filter(
             content_type__app_label="recovery", codename__endswith="runbookstep"
@@ -620,7 +625,7 @@ def test_the_admin_refuses_sql_write_from_a_staff_manager(client, db):
         *Permission.objects.filter(codename="change_runbook"),
     )
     client.force_login(staff)
-    runbook = make_runbook([{"name": "w", "kind": "wait", "params": {"seconds": 1}}])
+    runbook = RunbookFactory(steps=[{"name": "w", "kind": "wait", "params": {"seconds": 1}}])
     step = runbook.steps.get()
     response = _admin_post(
         client,
@@ -641,9 +646,11 @@ def test_the_admin_refuses_sql_write_from_a_staff_manager(client, db):
 
 
 def test_the_admin_drops_a_secret_whose_url_changed(superuser_client):
-    runbook = make_runbook(
-        [{"name": "api", "kind": "http_check", "params": {"url": "https://api.example.com/h"}}],
-        secrets={"api": "tk-live-0123456789"},
+    runbook = RunbookFactory(
+        steps=[
+            {"name": "api", "kind": "http_check", "params": {"url": "https://api.example.com/h"}}
+        ],
+        steps__secrets={"api": "tk-live-0123456789"},
     )
     step = runbook.steps.get()
     row = {"id": step.pk, "order": 1, "name": "api", "kind": "http_check"}

@@ -30,6 +30,7 @@ from backups.models import BackupRun, Destination, Source
 from incidents.models import Notification, Webhook
 from recovery import restore_tests
 from recovery.models import RestoreTest
+from tests.factories import BackupJobFactory, DestinationFactory, SystemFactory
 from tests.faults.conftest import wait_run
 from tests.security.test_csrf import SKIP, Forms
 from tests.support import data
@@ -123,6 +124,7 @@ def post_form(client, url, fields):
     return response, response.content.decode(errors="replace")
 
 
+@pytest.mark.postgres
 def test_no_secret_appears_in_pages_logs_tables_or_manifests(
     superuser_client, tmp_path, s3, receiver, caplog
 ):
@@ -137,7 +139,7 @@ def test_no_secret_appears_in_pages_logs_tables_or_manifests(
         "SECRET_KEY": settings.SECRET_KEY,
     }
     haystack: list[tuple[str, str]] = []
-    system = data.make_system()
+    system = SystemFactory()
     dead_port = free_port()
 
     with data.pg_database(prefix="dr_secrets_", owner_password=PG_PASSWORD) as (dbname, role):
@@ -188,7 +190,7 @@ def test_no_secret_appears_in_pages_logs_tables_or_manifests(
                 {**dest_form, "name": name, "endpoint_url": endpoint},
             )
             assert response.status_code == 302, body[:2000]
-        local = data.local_destination("local", tmp_path / "store")
+        local = DestinationFactory(name="local", path=str(tmp_path / "store"))
         for dest in Destination.objects.filter(kind="s3"):
             response = client.post(f"/backups/destinations/{dest.pk}/test/", follow=True)
             haystack.append((f"destination test of {dest.name}", response.content.decode()))
@@ -207,9 +209,19 @@ def test_no_secret_appears_in_pages_logs_tables_or_manifests(
             Destination.objects.get(name="offsite-down"),
         )
         jobs = [
-            data.make_job("pg-ok", Source.objects.get(name="toolhub-pg"), [local, offsite]),
-            data.make_job("pg-refused", Source.objects.get(name="toolhub-pg-refused"), [local]),
-            data.make_job("pg-s3-down", Source.objects.get(name="toolhub-pg"), [down]),
+            BackupJobFactory(
+                name="pg-ok",
+                source=Source.objects.get(name="toolhub-pg"),
+                destinations=[local, offsite],
+            ),
+            BackupJobFactory(
+                name="pg-refused",
+                source=Source.objects.get(name="toolhub-pg-refused"),
+                destinations=[local],
+            ),
+            BackupJobFactory(
+                name="pg-s3-down", source=Source.objects.get(name="toolhub-pg"), destinations=[down]
+            ),
         ]
         with running_cluster(workers=2, DR_OUTBOUND_ALLOW="127.0.0.1") as cluster:
             for job in jobs:

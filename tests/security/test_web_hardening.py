@@ -31,8 +31,14 @@ from django.utils import timezone
 from dr_portal import health
 from dr_portal.middleware import client_address
 from dr_portal.models import AuditEntry
-from tests.conftest import PASSWORD, make_user
 from tests.dr_portal.test_login_required import walk
+from tests.factories import (
+    PASSWORD,
+    BackupJobFactory,
+    DestinationFactory,
+    DrillPlanFactory,
+    UserFactory,
+)
 from tests.support import data
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +83,7 @@ OWN_RULES = {
 @pytest.fixture
 def roleless_client(db):
     client = Client()
-    client.force_login(make_user("nora"))  # logged in, in no group
+    client.force_login(UserFactory(username="nora"))  # logged in, in no group
     return client
 
 
@@ -263,10 +269,8 @@ def hung_endpoint():
 
 @pytest.fixture
 def hung_destination(db):
-    from backups.models import Destination
-
     with hung_endpoint() as url:
-        yield Destination.objects.create(
+        yield DestinationFactory(
             name="offsite-vault-7",
             kind="s3",
             bucket="dr-bucket",
@@ -292,6 +296,7 @@ def timed(client, path):
     return response, time.monotonic() - started
 
 
+@pytest.mark.postgres
 def test_a_hung_destination_slows_neither_ready_nor_the_login_page(
     client, hung_destination, uncached
 ):
@@ -384,9 +389,8 @@ def test_a_rule_that_never_comes_is_refused_by_model_validation(db):
 )
 def test_a_stored_rule_that_never_comes_costs_milliseconds(db, rule):
     """Stored directly in the database (no validation): every evaluation stays bounded."""
-    from drills.models import DrillPlan
 
-    plan = DrillPlan.objects.create(name=f"never {rule}", rule=rule)
+    plan = DrillPlanFactory(name=f"never {rule}", rule=rule)
     started = time.monotonic()
     assert plan.next_dates() == []
     assert plan.overdue_since() is None
@@ -396,9 +400,7 @@ def test_a_stored_rule_that_never_comes_costs_milliseconds(db, rule):
 
 
 def test_the_dashboard_with_a_stored_never_rule_renders_fast(viewer_client):
-    from drills.models import DrillPlan
-
-    DrillPlan.objects.create(name="never", rule=NEVER)
+    DrillPlanFactory(name="never", rule=NEVER)
     viewer_client.get("/")  # warm the templates
     started = time.monotonic()
     assert viewer_client.get("/").status_code == 200
@@ -492,7 +494,11 @@ def test_a_source_named_with_a_newline_logs_one_line(db, tmp_path):
     from backups import services as backup_services
 
     source = data.sqlite_source("x\nFAKE LINE", data.small_sqlite(tmp_path / "x.db"))
-    job = data.make_job(source.name, source, [data.local_destination("local", tmp_path / "b")])
+    job = BackupJobFactory(
+        name=source.name,
+        source=source,
+        destinations=[DestinationFactory(name="local", path=str(tmp_path / "b"))],
+    )
     with console_log() as out:
         run = backup_services.backup_now(job)
     assert run.status == "succeeded", run.error

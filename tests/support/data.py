@@ -1,4 +1,5 @@
-"""Real sources, destinations and jobs for the end-to-end, fault and load suites."""
+"""Real data for the end-to-end, fault and load suites: SQLite files, sparse trees,
+PostgreSQL databases; the rows that point at them come from tests/factories.py."""
 
 import sqlite3
 import uuid
@@ -6,6 +7,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+
+from backups.services import backup_now
+from tests.factories import COUNT_WORKFLOWS, DestinationFactory, SourceFactory
+from tests.support.s3 import ACCESS_KEY, SECRET_KEY
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
@@ -38,12 +43,7 @@ def sparse_tree(path: Path, gigabytes: float = 50) -> Path:
 
 
 def files_source(name: str, path: Path, **fields):
-    from backups.models import Source
-
-    fields.setdefault("data_class", "important")
-    return Source.objects.create(
-        system=make_system(), name=name, kind="files", path=str(path), **fields
-    )
+    return SourceFactory(name=name, files=True, path=str(path), **fields)
 
 
 def small_sqlite(path: Path, rows: int = 20) -> Path:
@@ -100,74 +100,31 @@ def pg_database(prefix: str = "dr_e2e_", mb: float = 0, owner_password: str = ""
                 conn.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
-def make_system(name: str = "Tool Hub"):
-    from backups.models import System
-
-    return System.objects.get_or_create(name=name)[0]
-
-
 def sqlite_source(name: str, path: Path, **fields):
-    from backups.models import Source
-
     fields.setdefault("data_class", "critical")
-    fields.setdefault(
-        "checks",
-        [{"name": "workflows", "sql": "SELECT COUNT(*) FROM workflows", "expect": "> 0"}],
-    )
-    return Source.objects.create(
-        system=make_system(), name=name, kind="sqlite", path=str(path), **fields
-    )
+    fields.setdefault("checks", COUNT_WORKFLOWS)
+    return SourceFactory(name=name, sqlite=True, path=str(path), **fields)
 
 
 def pg_source(name: str, database: str, user: str = "postgres", password: str = "", **fields):
-    from backups.models import Source
-
     fields.setdefault("data_class", "critical")
-    fields.setdefault(
-        "checks",
-        [{"name": "workflows", "sql": "SELECT COUNT(*) FROM workflows", "expect": "> 0"}],
+    fields.setdefault("checks", COUNT_WORKFLOWS)
+    return SourceFactory(
+        name=name, postgresql=True, database=database, user=user, password=password, **fields
     )
-    return Source.objects.create(
-        system=make_system(),
-        name=name,
-        kind="postgresql",
-        host="127.0.0.1",
-        port=5432,
-        database=database,
-        user=user,
-        password=password,
-        **fields,
-    )
-
-
-def local_destination(name: str, path: Path):
-    from backups.models import Destination
-
-    return Destination.objects.create(name=name, kind="local", path=str(path))
 
 
 def s3_destination(name: str, s3, bucket: str, prefix: str = "dr/"):
-    from backups.models import Destination
-    from tests.support.s3 import ACCESS_KEY, SECRET_KEY
-
-    return Destination.objects.create(
+    """A destination on the moto server `s3` (tests/support/s3.py), with its test keys."""
+    return DestinationFactory(
         name=name,
-        kind="s3",
+        s3=True,
         bucket=bucket,
         prefix=prefix,
-        region="us-east-1",
         endpoint_url=s3.endpoint,
         access_key_id=ACCESS_KEY,
         secret_access_key=SECRET_KEY,
     )
-
-
-def make_job(name: str, source, destinations, **fields):
-    from backups.models import BackupJob
-
-    job = BackupJob.objects.create(name=name, source=source, **fields)
-    job.destinations.set(destinations)
-    return job
 
 
 def files_under(path: Path) -> list[str]:
@@ -176,3 +133,11 @@ def files_under(path: Path) -> list[str]:
     if not path.exists():
         return []
     return sorted(str(p.relative_to(path)) for p in path.rglob("*") if not p.is_dir())
+
+
+def backup(source):
+    """Back up `source` through its job (`source.job`) with the backups app's own code path;
+    the run must succeed."""
+    run = backup_now(source.job)
+    assert run.status == "succeeded", run.error
+    return run
