@@ -129,7 +129,12 @@ def source_edit(request, pk):
 def destination_list(request):
     destinations = list(
         Destination.objects.annotate(
-            live_copies=Count("copies", filter=Q(copies__ok=True, copies__deleted_at__isnull=True)),
+            # Two joins (copies, jobs) multiply rows: both counts must be distinct.
+            live_copies=Count(
+                "copies",
+                filter=Q(copies__ok=True, copies__deleted_at__isnull=True),
+                distinct=True,
+            ),
             job_count=Count("jobs", distinct=True),
         ).order_by("name")
     )
