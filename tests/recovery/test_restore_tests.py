@@ -251,3 +251,25 @@ def test_failed_restore_test_raises_alert_and_pass_recovers_it(pg_source, work_d
     process_events()
     alert.refresh_from_db()
     assert alert.recovered is not None
+
+
+def test_rto_ends_when_the_checks_pass_not_after_the_cleanup(pg_source, work_dir, monkeypatch):
+    """Issue 18: dropping the scratch database was 1.6 s of a 2.0 s RTO."""
+    import time
+
+    from recovery.engine import verify
+
+    drop = verify.drop_database
+
+    def slow_drop(*args, **kwargs):
+        time.sleep(1.5)
+        return drop(*args, **kwargs)
+
+    monkeypatch.setattr(verify, "drop_database", slow_drop)
+    backup(pg_source)
+    test = run_test(pg_source)
+    assert test.status == "succeeded", test.error
+    cleanup = sum(p["seconds"] for p in test.phases if p["name"] == "cleanup")
+    assert cleanup >= 1.5
+    wall = (test.finished - test.started).total_seconds()
+    assert test.rto.total_seconds() + cleanup <= wall + 0.1  # the cleanup is not in the RTO
