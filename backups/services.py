@@ -267,7 +267,9 @@ def _outcome(run: BackupRun, result, secrets: list[str]) -> tuple[str, str]:
 def _record(run: BackupRun, result, stored, by_name, status: str, error: str, manifest: dict):
     """The copies and the run's end in one transaction: the catalog never holds copies of a
     run that did not finish, nor a finished run without the copies it stored."""
-    ratio = round(result.bytes_read / result.bytes_stored, 3) if result.bytes_stored else None
+    # "Stored" is what the run kept: a run that kept no copy (cancelled, failed) stored nothing.
+    kept_bytes = result.bytes_stored if stored else 0
+    ratio = round(result.bytes_read / kept_bytes, 3) if kept_bytes else None
     with transaction.atomic():
         for copy in stored:
             BackupCopy.objects.create(
@@ -282,9 +284,7 @@ def _record(run: BackupRun, result, stored, by_name, status: str, error: str, ma
         lines = [f"stored at {c.destination}: {c.location}" for c in stored]
         if error:
             lines.append(error)
-        lines.append(
-            f"{status}: read {result.bytes_read} bytes, stored {result.bytes_stored} bytes"
-        )
+        lines.append(f"{status}: read {result.bytes_read} bytes, stored {kept_bytes} bytes")
         for line in lines:
             run.append_log(line)
         run.finish(
@@ -292,7 +292,7 @@ def _record(run: BackupRun, result, stored, by_name, status: str, error: str, ma
             error,
             only_if=Q(worker=run.worker),
             bytes_read=result.bytes_read,
-            bytes_stored=result.bytes_stored,
+            bytes_stored=kept_bytes,
             compression_ratio=ratio,
             sha256=result.sha256 or "",
             data_taken_at=result.data_taken_at,

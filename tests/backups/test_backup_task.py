@@ -188,5 +188,6 @@ def test_cancel_requested_stops_the_worker_and_keeps_no_copy(job, tmp_path):
     assert run.status == RunStatus.CANCELLED
     assert "cancelled" in run.error
     assert not run.copies.exists()
+    assert run.bytes_stored == 0 and run.compression_ratio is None  # it kept nothing
     assert not list((tmp_path / "dest-a").glob("**/*.drpa"))
     assert BackupJob.objects.get(pk=job.pk).locked_by_run_id is None
