@@ -1,5 +1,7 @@
 """Runbook pages, starting runs, live progress, manual confirmation, cancel, printable run."""
 
+from collections import Counter
+
 from django.contrib import messages
 from django.db.models import Count, Exists, OuterRef, Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
@@ -185,8 +187,20 @@ def start_run(request, pk):
 
 def _run_context(run):
     step_runs = list(run.step_runs.select_related("confirmed_by"))
-    done = sum(1 for s in step_runs if s.status not in ("pending", "running", "waiting"))
-    return {"run": run, "step_runs": step_runs, "done_count": done, "total": len(step_runs)}
+    counts = Counter(s.status for s in step_runs)
+    # Steps that really ran; skipped (test mode), not run and cancelled ones are said apart.
+    ran = sum(
+        counts[s]
+        for s in (StepRun.Status.SUCCEEDED, StepRun.Status.FAILED, StepRun.Status.TIMED_OUT)
+    )
+    return {
+        "run": run,
+        "step_runs": step_runs,
+        "ran_count": ran,
+        "total": len(step_runs),
+        "skipped_count": counts[StepRun.Status.SKIPPED],
+        "not_run_count": counts[StepRun.Status.NOT_RUN] + counts[StepRun.Status.CANCELLED],
+    }
 
 
 @role_required(VIEWER)

@@ -305,3 +305,17 @@ def test_runbook_page_warns_when_its_steps_could_outlast_the_task_timeout(viewer
 def test_start_page_warns_that_an_unverified_runbook_was_never_tested(manager_client, runbook):
     html = manager_client.get(url("start_run", runbook.pk)).content.decode()
     assert "has not passed a run yet" in html
+
+
+def test_progress_counts_only_the_steps_that_ran(viewer_client, tmp_path):
+    """Issue 18: "Progress 5 of 5" was shown when one step ran and the rest never did."""
+    runbook = RunbookFactory(
+        steps=[
+            {"name": "fails", "kind": "command", "params": {"args": ["false"]}},
+            *({"name": f"after {i}", "kind": "wait", "params": {"seconds": 0}} for i in range(4)),
+        ]
+    )
+    run = run_inline(runbook, mode="live")
+    assert run.status == "failed"
+    html = viewer_client.get(url("run", run.pk)).content.decode()
+    assert "1 of 5 steps ran" in html and "4 not run" in html
