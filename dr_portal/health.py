@@ -16,11 +16,10 @@ from django.db.migrations.executor import MigrationExecutor
 from django_q.brokers import get_broker
 
 from backups import health as backups_health
-from dr_portal.lib.queue import worker_last_seen
+from dr_portal.lib.queue import WORKER_WINDOW_S, worker_last_seen
 from recovery import health as recovery_health
 
 log = logging.getLogger(__name__)
-WORKER_WINDOW_S = 60
 READY_CACHE_KEY = "dr:health:ready"
 READY_CACHE_S = 5
 # The reachability page waits this long in all for its probes; slower ones say so.

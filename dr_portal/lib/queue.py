@@ -45,6 +45,9 @@ def drop_schedule(name: str):
     Schedule.objects.filter(name=name).delete()
 
 
+WORKER_WINDOW_S = 60  # a cluster not seen for longer is reported down (health, dashboard)
+
+
 def worker_last_seen() -> float | None:
     """Epoch seconds a django-q2 cluster was last seen (cluster stats expire after seconds)."""
     if Stat.get_all():

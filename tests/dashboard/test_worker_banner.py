@@ -1,0 +1,37 @@
+"""A dead worker is visible on the dashboard: for how long, and what waits for one."""
+
+import time
+
+from django.core.cache import cache
+
+from backups.models import BackupRun
+from dr_portal.lib.queue import WORKER_SEEN_KEY
+from tests.factories import BackupJobFactory, BackupRunFactory
+
+
+def _dashboard(client) -> str:
+    response = client.get("/")
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_banner_names_how_long_and_what_waits(viewer_client):
+    job = BackupJobFactory()
+    BackupRunFactory(job=job, source=job.source, status="queued")
+    BackupRunFactory(job=job, source=job.source, status="queued")
+    cache.set(WORKER_SEEN_KEY, time.time() - 200, None)
+    body = _dashboard(viewer_client)
+    assert 'id="worker-warning"' in body and "No worker is running" in body
+    assert "3m" in body  # seen 200 s ago
+    assert "2 backup runs" in body
+    assert BackupRun.objects.filter(status="queued").count() == 2
+
+
+def test_banner_when_no_worker_was_ever_seen(viewer_client):
+    cache.delete(WORKER_SEEN_KEY)
+    assert "None has been seen since the portal started" in _dashboard(viewer_client)
+
+
+def test_no_banner_while_a_worker_beats(viewer_client):
+    cache.set(WORKER_SEEN_KEY, time.time() - 5, None)
+    assert 'id="worker-warning"' not in _dashboard(viewer_client)
