@@ -34,7 +34,9 @@ from backups.models import (
     BackupRun,
     Destination,
     Source,
+    missing_key_summary,
 )
+from dr_portal.lib import keyring
 from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration as fd
 from dr_portal.runs import RunStatus
@@ -59,7 +61,7 @@ COPY_FRESHNESS = timedelta(days=8)
 # recounts them every minute (dashboard.tasks.refresh_dashboard_figures); a render recounts
 # them itself only when that count is older than SLOW_FIGURES_MAX_AGE (worker down).
 SLOW_FIGURES_MAX_AGE = 120
-SLOW_FIGURES_KEY = "dr:dashboard:slow-figures"
+SLOW_FIGURES_KEY = "dr:dashboard:slow-figures:2"  # :2 holds missing_key too
 KIND_LABEL = {"local": "local disk", "s3": "S3"}
 
 
@@ -575,6 +577,16 @@ def storage() -> list[dict]:
     ]
 
 
+def missing_key() -> dict:
+    """Live copies sealed with keys no longer in the ring (the same figure as check E002):
+    a grouped read of every live copy, so it is counted with the other slow figures."""
+    try:
+        copies, key_ids = missing_key_summary()
+    except keyring.KeyRingError:
+        return {"copies": 0, "key_ids": []}  # check E001 and the start-up say why
+    return {"copies": copies, "key_ids": key_ids}
+
+
 def slow_figures(sources, now) -> dict:
     """3-2-1 copies and storage as last counted, recounted here if that count is too old."""
 
@@ -599,6 +611,7 @@ def count_slow_figures(sources=None, now=None) -> dict:
         "at": now,
         "copies": copies_by_source(sources, now),
         "storage": storage(),
+        "missing_key": missing_key(),
     }
     cache.set(SLOW_FIGURES_KEY, fresh, SLOW_FIGURES_MAX_AGE)
     return fresh
@@ -725,6 +738,7 @@ def build(now=None, charts=True) -> dict:
         "incidents": incidents_card(now),
         "destinations": _destinations(slow, now),
         "slow_figures_age": age(slow["at"], now),
+        "missing_key": slow["missing_key"],
         "plans_without_systems": [p for p in plans if not p.systems.all()],
     }
     if charts:

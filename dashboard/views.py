@@ -16,10 +16,9 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from backups.models import BackupRun, System, missing_key_summary
+from backups.models import BackupRun, System
 from dashboard import board, compliance, metrics
 from dr_portal import audit
-from dr_portal.lib import keyring
 from dr_portal.lib.queue import WORKER_WINDOW_S, worker_last_seen
 from dr_portal.lib.roles import MANAGER, VIEWER, role_required
 from dr_portal.models import KeyEscrow
@@ -29,15 +28,6 @@ from recovery.failover.models import FailoverRun
 from recovery.models import Restore, RestoreTest
 
 MAX_PERIOD = timedelta(days=3 * 366)
-
-
-def missing_key() -> dict:
-    """Live copies sealed with keys no longer in the ring (the same figure as check E002)."""
-    try:
-        copies, key_ids = missing_key_summary()
-    except keyring.KeyRingError:
-        return {"copies": 0, "key_ids": []}
-    return {"copies": copies, "key_ids": key_ids}
 
 
 def worker_down() -> dict:
@@ -66,7 +56,6 @@ def dashboard(request):
     context = {
         "worker_down": worker_down(),
         "unescrowed_keys": KeyEscrow.unconfirmed_key_ids(),
-        "missing_key": missing_key(),
         **board.build(),
     }
     return render(request, "dashboard/dashboard.html", context)

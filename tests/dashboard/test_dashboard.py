@@ -361,7 +361,7 @@ def test_worker_recount_spares_the_page_the_sums(viewer_client, dests):
             or 'FROM "backups_backupcopy" INNER JOIN' in q["sql"]
         ]
 
-    assert len(sums(recounting)) == 2
+    assert len(sums(recounting)) == 3  # storage, 3-2-1 copies, copies per master key
     assert sums(reading) == []
     assert [d["used"] for d in counted["storage"] if d["name"] == "local"] == [1_000_005]
     assert f"<strong>{filesize(1_000_005)}</strong> in 2 copies" in html
