@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 
 from backups.models import Destination
+from dr_portal.lib import paths
 from dr_portal.lib.roles import MANAGER, has_role
 
 SYSTEM_DATABASES = ("postgres", "template0", "template1")
@@ -69,12 +70,9 @@ def _overlaps(a: Path, b: Path) -> bool:
 
 
 def protected_paths() -> list[Path]:
-    """The portal's own files: its var dir (key ring, secret key) and its SQLite database."""
-    paths = [Path(settings.VAR_DIR).resolve()]
-    db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3"):
-        paths.append(Path(str(db["NAME"])).resolve())
-    return paths
+    """The portal's own files: its whole var dir, and the files no source may read either
+    (key ring, secret key, the SQLite database with its -wal/-shm/-journal)."""
+    return [Path(settings.VAR_DIR).resolve(), *paths.protected_paths()]
 
 
 def path_conflict(path: Path, sources) -> str:
