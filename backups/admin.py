@@ -3,8 +3,16 @@
 from django import forms
 from django.contrib import admin, messages
 
-from backups.forms import DestinationForm, SecretField, SecretsMixin, SourceForm
-from backups.models import BackupCopy, BackupJob, BackupRun, Destination, Source, System
+from backups.forms import DestinationForm, JobMethodMixin, SecretField, SecretsMixin, SourceForm
+from backups.models import (
+    BackupCopy,
+    BackupJob,
+    BackupRun,
+    Destination,
+    PitrWindow,
+    Source,
+    System,
+)
 
 
 class SourceAdminForm(SecretsMixin, forms.ModelForm):
@@ -37,10 +45,18 @@ class SystemAdmin(admin.ModelAdmin):
 @admin.register(Source)
 class SourceAdmin(ClearedSecretsMessage, admin.ModelAdmin):
     form = SourceAdminForm
-    list_display = ["name", "system", "kind", "data_class", "is_portal_db", "heartbeat_enabled"]
-    list_filter = ["kind", "data_class", "system"]
+    list_display = [
+        "name",
+        "system",
+        "kind",
+        "data_class",
+        "pitr",
+        "is_portal_db",
+        "heartbeat_enabled",
+    ]
+    list_filter = ["kind", "data_class", "pitr", "system"]
     search_fields = ["name"]
-    readonly_fields = ["config_changed_at", "created"]
+    readonly_fields = ["pitr_key_id", "config_changed_at", "created"]
     list_select_related = ["system"]
 
 
@@ -52,10 +68,39 @@ class DestinationAdmin(ClearedSecretsMessage, admin.ModelAdmin):
     search_fields = ["name", "bucket", "path"]
 
 
+class BackupJobAdminForm(JobMethodMixin, forms.ModelForm):
+    class Meta:
+        model = BackupJob
+        fields = [
+            "name",
+            "source",
+            "destinations",
+            "schedule",
+            "timezone",
+            "method",
+            "backup_type",
+            "compression",
+            "compression_level",
+            "encrypt",
+            "enabled",
+        ]
+
+
 @admin.register(BackupJob)
 class BackupJobAdmin(admin.ModelAdmin):
-    list_display = ["name", "source", "schedule", "timezone", "compression", "encrypt", "enabled"]
-    list_filter = ["enabled", "compression"]
+    form = BackupJobAdminForm
+    list_display = [
+        "name",
+        "source",
+        "method",
+        "backup_type",
+        "schedule",
+        "timezone",
+        "compression",
+        "encrypt",
+        "enabled",
+    ]
+    list_filter = ["enabled", "method", "compression"]
     search_fields = ["name"]
     filter_horizontal = ["destinations"]
     readonly_fields = ["config_changed_at", "created", "locked_by_run"]
@@ -131,4 +176,28 @@ class BackupCopyAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in BackupCopy._meta.fields]
 
     def has_add_permission(self, request):
+        return False
+
+
+@admin.register(PitrWindow)
+class PitrWindowAdmin(admin.ModelAdmin):
+    """Read-only: the window is what pgBackRest's repository shows, refreshed by a task."""
+
+    list_display = ["source", "oldest", "newest", "newest_segment", "missing_segment", "checked_at"]
+    list_select_related = ["source"]
+    readonly_fields = [
+        "source",
+        "oldest",
+        "newest",
+        "newest_segment",
+        "gap_after",
+        "missing_segment",
+        "checked_at",
+        "error",
+    ]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False

@@ -22,7 +22,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from backups import validators
+from backups import pitr, validators
 from backups.models import BackupJob, Destination, Source, System, reveal
 from dr_portal import audit
 from dr_portal.lib import strict_yaml
@@ -54,6 +54,8 @@ SOURCE_FIELDS = [
     "exclude",
     "restore_test_schedule",
     "restore_test_after_backup",
+    "pitr",
+    "data_directory",
 ]
 # YAML name -> model field where they differ
 SOURCE_RENAMES = {
@@ -61,9 +63,12 @@ SOURCE_RENAMES = {
     "heartbeat": "heartbeat_enabled",
     "portal_db": "is_portal_db",
     "globals": "backup_globals",
+    "pitr_host": "pitr_pg_host",
+    "pitr_host_user": "pitr_pg_host_user",
+    "archive_timeout": "archive_timeout_s",
 }
-JOB_FIELDS = ["schedule", "timezone", "compression", "encrypt", "enabled"]
-JOB_RENAMES = {"level": "compression_level"}
+JOB_FIELDS = ["schedule", "timezone", "method", "compression", "encrypt", "enabled"]
+JOB_RENAMES = {"level": "compression_level", "type": "backup_type"}
 
 # The YAML type every key must have. A lenient bool("false") is True: a quoted "false"
 # once turned portal_db on and backed up the portal instead of the configured file.
@@ -97,10 +102,15 @@ KEY_TYPES = {
                 "restore_test_schedule",
                 "password",
                 "password_env",
+                "data_directory",
+                "pitr_host",
+                "pitr_host_user",
             ],
             TEXT,
         ),
         "port": WHOLE,
+        "archive_timeout": WHOLE,
+        "pitr": FLAG,
         "exclude": LIST,
         "verify": LIST,
         "heartbeat": FLAG,
@@ -109,7 +119,9 @@ KEY_TYPES = {
         "restore_test_after_backup": FLAG,
     },
     "jobs": {
-        **dict.fromkeys(["name", "source", "schedule", "timezone", "compression"], TEXT),
+        **dict.fromkeys(
+            ["name", "source", "schedule", "timezone", "method", "type", "compression"], TEXT
+        ),
         "destinations": LIST,
         "level": WHOLE,
         "encrypt": FLAG,
@@ -177,7 +189,7 @@ def load_text(text: str) -> dict:
 
 
 # model field -> the YAML key the person wrote, for error places
-_YAML_NAMES = {field: key for key, field in SOURCE_RENAMES.items()}
+_YAML_NAMES = {field: key for key, field in (*SOURCE_RENAMES.items(), *JOB_RENAMES.items())}
 
 
 def _messages(exc: ValidationError, where: str) -> list[str]:
@@ -251,38 +263,54 @@ def plan(data: dict, *, other_sections=()) -> list[_Planned]:
     source_names = _names(sections["sources"], "source") | set(
         Source.objects.values_list("name", flat=True)
     )
+    refs = {
+        "systems": system_names,
+        "destinations": destination_names,
+        "sources": source_names,
+        "pending": {},  # (section, name) -> the file's object, as it will be saved
+        "places": {},  # job name -> its place in the file
+    }
     planned: list[_Planned] = []
-    handlers = {
+    for section in SECTIONS:
+        planned += _plan_section(section, sections[section], problems, refs)
+    if not problems:
+        _shared_repositories(planned, refs["places"], problems)
+    if problems:
+        raise ConfigError(problems)
+    return planned
+
+
+def _plan_section(section: str, items: list, problems: list[str], refs: dict) -> list[_Planned]:
+    handler = {
         "systems": _plan_system,
         "destinations": _plan_destination,
         "sources": _plan_source,
         "jobs": _plan_job,
-    }
-    refs = {"systems": system_names, "destinations": destination_names, "sources": source_names}
-    for section in SECTIONS:
-        seen = set()
-        for i, item in enumerate(sections[section]):
-            where = f"{section}[{i}]"
-            if not isinstance(item, dict):
-                problems.append(f"{where}: must be a mapping")
-                continue
-            wrong_types = type_problems(item, section, where)
-            if wrong_types:
-                problems.extend(wrong_types)
-                continue
-            name = item.get("name")
-            if not isinstance(name, str) or not name.strip():
-                problems.append(f"{where}.name: required")
-                continue
-            if name in seen:
-                problems.append(f"{where}.name: {name} appears twice in {section}")
-                continue
-            seen.add(name)
-            result = handlers[section](item, where, problems, refs)
-            if result is not None:
-                planned.append(result)
-    if problems:
-        raise ConfigError(problems)
+    }[section]
+    planned, seen = [], set()
+    for i, item in enumerate(items):
+        where = f"{section}[{i}]"
+        if not isinstance(item, dict):
+            problems.append(f"{where}: must be a mapping")
+            continue
+        wrong_types = type_problems(item, section, where)
+        if wrong_types:
+            problems.extend(wrong_types)
+            continue
+        name = item.get("name")
+        if not isinstance(name, str) or not name.strip():
+            problems.append(f"{where}.name: required")
+            continue
+        if name in seen:
+            problems.append(f"{where}.name: {name} appears twice in {section}")
+            continue
+        seen.add(name)
+        result = handler(item, where, problems, refs)
+        if result is not None:
+            planned.append(result)
+            refs["pending"][(section, name)] = result.instance
+            if section == "jobs":
+                refs["places"][name] = where
     return planned
 
 
@@ -375,6 +403,8 @@ SOURCE_DEFAULTS = {
     "data_class": "important",
     "restore_test_schedule": "0 3 * * 0",
     "restore_test_after_backup": False,
+    "pitr": False,
+    "data_directory": "",
 }
 
 
@@ -414,6 +444,10 @@ def _plan_source(item, where, problems, refs):
     values["heartbeat_enabled"] = item.get("heartbeat") or False
     values["backup_globals"] = item.get("globals") or False
     values["is_portal_db"] = item.get("portal_db") or False
+    values["pitr_pg_host"] = item.get("pitr_host") or ""
+    values["pitr_pg_host_user"] = item.get("pitr_host_user") or ""
+    timeout = item.get("archive_timeout")
+    values["archive_timeout_s"] = 60 if timeout is None else timeout
     if values["is_portal_db"] and "kind" not in item:
         values["kind"] = instance.kind or "sqlite"
     changed = _apply_fields(instance, values, where, problems, exclude=["system"])
@@ -447,21 +481,11 @@ def _plan_job(item, where, problems, refs):
         if name not in refs["destinations"]:
             problems.append(f"{where}.destinations[{j}]: unknown destination {name}")
     instance = BackupJob.objects.filter(name=item["name"]).first() or BackupJob(name=item["name"])
-    defaults = {
-        "schedule": "",
-        "timezone": "UTC",
-        "compression": "zstd",
-        "encrypt": True,
-        "enabled": True,
-    }
-    values = {}
-    for name in JOB_FIELDS:
-        values[name] = item.get(name, defaults[name])
-        if values[name] is None:
-            values[name] = defaults[name]
-    values["compression_level"] = item.get("level")
+    values = _job_values(item)
     changed = _apply_fields(instance, values, where, problems, exclude=["source"])
     if changed is None:
+        return None
+    if not _method_fits(instance, source, destinations, where, problems, refs):
         return None
     if source and (instance.pk is None or instance.source.name != source):
         changed.append("source")
@@ -471,6 +495,71 @@ def _plan_job(item, where, problems, refs):
             changed.append("destinations")
     change = _change("job", instance, changed)
     return _Planned(change, instance, destinations=list(destinations), source=source)
+
+
+JOB_DEFAULTS = {
+    "schedule": "",
+    "timezone": "UTC",
+    "method": "logical",
+    "compression": "zstd",
+    "encrypt": True,
+    "enabled": True,
+}
+
+
+def _job_values(item) -> dict:
+    """The job's plain fields from the file: given values, else the defaults."""
+    values = {}
+    for name in JOB_FIELDS:
+        value = item.get(name)
+        values[name] = JOB_DEFAULTS[name] if value is None else value
+    values["compression_level"] = item.get("level")
+    values["backup_type"] = item.get("type") or "full"
+    return values
+
+
+def _method_fits(job, source_name, destination_names, where, problems, refs) -> bool:
+    """A physical job against its source and destinations as the file leaves them (the file's
+    unsaved objects first, else the database's). Jobs sharing a stanza: _shared_repositories."""
+    if job.method != BackupJob.Method.PHYSICAL:
+        return True
+    pending = refs["pending"]
+    source = (
+        pending.get(("sources", source_name)) or Source.objects.filter(name=source_name).first()
+    )
+    destinations = [
+        pending.get(("destinations", name)) or Destination.objects.filter(name=name).first()
+        for name in destination_names
+    ]
+    errors = pitr.physical_job_errors(job, source, [d for d in destinations if d], ())
+    for name, message in errors.items():
+        problems.append(f"{where}.{_YAML_NAMES.get(name, name)}: {message}")
+    return not errors
+
+
+def _shared_repositories(planned: list[_Planned], places: dict, problems: list[str]) -> None:
+    """All enabled physical jobs of one source write to the same destinations (one stanza):
+    the file's jobs as planned, the others as stored."""
+    jobs = {}  # name -> (source name, destination names)
+    stored = BackupJob.objects.filter(method=BackupJob.Method.PHYSICAL, enabled=True)
+    for job in stored.select_related("source").prefetch_related("destinations"):
+        jobs[job.name] = (job.source.name, {d.name for d in job.destinations.all()})
+    for p in planned:
+        if isinstance(p.instance, BackupJob):
+            job = p.instance
+            jobs.pop(job.name, None)
+            if job.method == BackupJob.Method.PHYSICAL and job.enabled:
+                jobs[job.name] = (p.source, set(p.destinations or []))
+    first = {}  # source name -> (job name, destinations) of the first job seen
+    for name in sorted(jobs, key=lambda n: (n not in places, n)):
+        source, destinations = jobs[name]
+        other = first.setdefault(source, (name, destinations))
+        if other[1] != destinations and name in places:
+            problems.append(
+                f"{places[name]}.destinations: all physical jobs of a source share one stanza "
+                f"and its repositories: job {other[0]} writes to {', '.join(sorted(other[1]))}; "
+                "use the same destinations (or disable that job)"
+            )
 
 
 def apply(data: dict, *, dry_run=False) -> list:
@@ -565,6 +654,17 @@ def _export_source(s: Source) -> dict:
         "globals": s.backup_globals,
     }
     item.update({key: True for key, on in flags.items() if on})
+    if s.pitr:
+        item["pitr"] = True
+    # Also while pitr is off: the settings are kept for turning it on again.
+    pitr_values = {
+        "data_directory": s.data_directory,
+        "pitr_host": s.pitr_pg_host,
+        "pitr_host_user": s.pitr_pg_host_user,
+    }
+    item.update({key: value for key, value in pitr_values.items() if value})
+    if s.archive_timeout_s != 60:
+        item["archive_timeout"] = s.archive_timeout_s
     item["restore_test_schedule"] = s.restore_test_schedule
     if s.restore_test_after_backup:
         item["restore_test_after_backup"] = True
@@ -578,8 +678,10 @@ def _export_job(j: BackupJob) -> dict:
         "destinations": sorted(d.name for d in j.destinations.all()),
         "schedule": j.schedule,
         "timezone": j.timezone,
-        "compression": j.compression,
     }
+    if j.method == BackupJob.Method.PHYSICAL:
+        item.update(method=j.method, type=j.backup_type)
+    item["compression"] = j.compression
     if j.compression_level is not None:
         item["level"] = j.compression_level
     item["encrypt"] = j.encrypt

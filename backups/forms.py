@@ -1,5 +1,6 @@
 """Forms for managers: sources, destinations, jobs. Secrets are write-only."""
 
+import copy
 import json
 from datetime import timedelta
 
@@ -132,8 +133,13 @@ class SourceForm(SecretsMixin, forms.ModelForm):
             "restore_test_schedule",
             "restore_test_after_backup",
             "backup_globals",
+            "pitr",
+            "data_directory",
+            "pitr_pg_host",
+            "pitr_pg_host_user",
+            "archive_timeout_s",
         ]
-        widgets = {"path": WIDE, "host": WIDE}
+        widgets = {"path": WIDE, "host": WIDE, "data_directory": WIDE}
 
     def clean_checks(self):
         checks = self.cleaned_data["checks"]
@@ -176,7 +182,25 @@ class DestinationForm(SecretsMixin, forms.ModelForm):
         widgets = {"path": WIDE, "bucket": WIDE}
 
 
-class JobForm(forms.ModelForm):
+class JobMethodMixin:
+    """Refuses a physical job its source or destinations cannot take (the portal and the admin)."""
+
+    def clean(self):
+        cleaned = super().clean()
+        source, destinations = cleaned.get("source"), cleaned.get("destinations")
+        if source is not None and destinations is not None:
+            # The instance takes the form's values only after clean(): judge a copy that has them.
+            job = copy.copy(self.instance)
+            for name in ("method", "backup_type", "enabled"):
+                if name in cleaned:
+                    setattr(job, name, cleaned[name])
+            for name, message in job.method_problems(source, destinations).items():
+                if name in self.fields and name not in self.errors:
+                    self.add_error(name, message)
+        return cleaned
+
+
+class JobForm(JobMethodMixin, forms.ModelForm):
     class Meta:
         model = BackupJob
         fields = [
@@ -185,11 +209,18 @@ class JobForm(forms.ModelForm):
             "destinations",
             "schedule",
             "timezone",
+            "method",
+            "backup_type",
             "compression",
             "compression_level",
             "encrypt",
             "enabled",
         ]
+        help_texts = {
+            "compression": "Logical backups only: pgBackRest compresses its repository itself.",
+            "encrypt": "Logical backups only: a physical job's repository is always encrypted "
+            "with a passphrase derived from the key ring (pgBackRest repo-cipher-type).",
+        }
         widgets = {
             "destinations": forms.CheckboxSelectMultiple,
             "schedule": forms.TextInput(attrs={"placeholder": "0 2 * * *"}),

@@ -13,9 +13,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.timezone import now as _now
 
-from backups import validators
+from backups import pitr, validators
 from backups.engine import DestinationSpec, SourceSpec
 from backups.engine.destinations import check_artifact_key
+from backups.engine.pgbackrest import Repo, Stanza, Window
 from backups.leftovers import discard_partial_artifacts
 from backups.schedules import drop_job_schedule, sync_job_schedule
 from dr_portal import audit
@@ -154,6 +155,11 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
         "exclude",
         "is_portal_db",
         "checks",
+        # A restore test of another cluster, or through another host, proves nothing about this one.
+        "pitr",
+        "data_directory",
+        "pitr_pg_host",
+        "pitr_pg_host_user",
     )
 
     system = models.ForeignKey(System, on_delete=models.PROTECT, related_name="sources")
@@ -205,6 +211,44 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
         help_text="PostgreSQL: also back up the server's roles, memberships and tablespaces "
         "(pg_dumpall --globals-only, without password hashes) with every backup.",
     )
+    pitr = models.BooleanField(
+        "point-in-time recovery",
+        default=False,
+        help_text="PostgreSQL: archive WAL continuously and take base backups with pgBackRest "
+        "(physical jobs), so the source can be restored to any second of its window.",
+    )
+    data_directory = models.CharField(
+        max_length=1024,
+        blank=True,
+        validators=[validate_single_line],
+        help_text="With point-in-time recovery: the cluster's data directory "
+        "(SHOW data_directory), e.g. /var/lib/postgresql/15/main.",
+    )
+    pitr_pg_host = models.CharField(
+        "database host for pgBackRest",
+        max_length=253,
+        blank=True,
+        validators=[validate_single_line],
+        help_text="pgBackRest's pg1-host when PostgreSQL runs on another host (reached over "
+        "SSH, pgBackRest installed there). Blank: this host.",
+    )
+    pitr_pg_host_user = models.CharField(
+        "database host OS user",
+        max_length=32,
+        blank=True,
+        validators=[validate_single_line],
+        help_text="The OS account pgBackRest logs in as on the database host (pg1-host-user).",
+    )
+    archive_timeout_s = models.PositiveIntegerField(
+        "archive timeout (s)",
+        default=60,
+        validators=[MinValueValidator(1), MaxValueValidator(3600)],
+        help_text="archive_timeout that pitr_setup prints: a WAL segment is archived at least "
+        "this often, so the archive is never older than this on a quiet database.",
+    )
+    # The key ring key the repository passphrase is derived from, fixed when the stanza is
+    # first built: rotating the ring must never change the passphrase of an existing repository.
+    pitr_key_id = models.CharField(max_length=32, blank=True, editable=False)
     config_changed_at = models.DateTimeField(default=timezone.now)
     created = models.DateTimeField(default=timezone.now)
 
@@ -238,8 +282,31 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
             errors["exclude"] = "Exclude patterns only apply to a files source."
         if self.backup_globals and self.kind != self.Kind.POSTGRESQL:
             errors["backup_globals"] = "Only a PostgreSQL server has roles and tablespaces."
+        errors.update(pitr.source_errors(self))
+        errors.update(self._pitr_change_errors())
         if errors:
             raise ValidationError(errors)
+
+    def _pitr_change_errors(self) -> dict:
+        """Changes that would orphan a stanza or its physical jobs."""
+        if not self.pk:
+            return {}
+        errors = {}
+        stored = Source.objects.filter(pk=self.pk).values("name", "pitr_key_id").first()
+        if stored and stored["pitr_key_id"] and stored["name"] != self.name:
+            errors["name"] = (
+                f"{stored['name']} is a pgBackRest stanza with a repository: renaming the source "
+                "would leave that repository behind. Add a new source instead."
+            )
+        if not self.pitr:
+            physical = self.jobs.filter(method=BackupJob.Method.PHYSICAL, enabled=True)
+            names = sorted(physical.values_list("name", flat=True))
+            if names:
+                errors["pitr"] = (
+                    f"Job {', '.join(names)} takes physical backups of this source: disable or "
+                    "delete it before turning point-in-time recovery off."
+                )
+        return errors
 
     def _connection_errors(self) -> dict:
         """What is wrong with where this source reads from, by field."""
@@ -312,6 +379,45 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
         return SourceSpec(
             self.kind,
             {"path": self.path, "exclude": list(self.exclude or []), "protected": protected},
+        )
+
+    def physical_destinations(self) -> list["Destination"]:
+        """The repositories of this source's stanza: the destinations of its enabled physical jobs."""
+        return list(
+            Destination.objects.filter(
+                jobs__source=self, jobs__method=BackupJob.Method.PHYSICAL, jobs__enabled=True
+            )
+            .distinct()
+            .order_by("pk")  # creation order: a destination added later becomes the next repo
+        )
+
+    def to_stanza(self, repos=None) -> Stanza:
+        """The pgBackRest stanza of a PITR source; holds the repository passphrase and the
+        destinations' credentials, so never log, render or pass it to a task.
+
+        repos: destinations (or engine Repos) to use instead of the physical jobs' ones.
+        The passphrase is derived from the key the source was first given (pitr_key_id), set
+        here to the newest key of the ring the first time.
+        """
+        if not self.pitr_key_id:
+            newest = keyring.newest()
+            if Source.objects.filter(pk=self.pk, pitr_key_id="").update(pitr_key_id=newest.key_id):
+                audit.record("pgbackrest key fixed", self, detail=f"master key {newest.key_id}")
+            # Of two concurrent first calls, the row keeps one key: read it back.
+            self.pitr_key_id = (
+                Source.objects.filter(pk=self.pk).values_list("pitr_key_id", flat=True).first()
+                or newest.key_id
+            )
+        key = keyring.by_id(self.pitr_key_id)
+        chosen = self.physical_destinations() if repos is None else repos
+        engine_repos = [
+            r if isinstance(r, Repo) else pitr.repo_for(r, r.to_spec().secrets) for r in chosen
+        ]
+        return pitr.stanza_for(
+            self,
+            engine_repos,
+            passphrase=pitr.cipher_pass(key, self.name),
+            config_dir=str(settings.VAR_DIR / "pgbackrest"),
         )
 
     def describe(self) -> str:
@@ -394,6 +500,14 @@ class Destination(SecretEndpointMixin, models.Model):
                 errors["prefix"] = "An S3 prefix does not start with a slash."
         if self.keep_last < 1:
             errors["keep_last"] = "Keep at least the newest backup."
+        if self.pk and self.is_archive:
+            physical = self.jobs.filter(method=BackupJob.Method.PHYSICAL)
+            names = sorted(physical.values_list("name", flat=True))
+            if names:
+                errors["storage_class"] = (
+                    f"Physical job {', '.join(names)} keeps a pgBackRest repository here, which "
+                    "pgBackRest cannot read from an archive class."
+                )
         if errors:
             raise ValidationError(errors)
 
@@ -447,7 +561,23 @@ class Compression(models.TextChoices):
 class BackupJob(ChangeStampMixin, models.Model):
     """A source backed up to one or more destinations on a cron schedule."""
 
-    CONFIG_FIELDS = ("source", "compression", "compression_level", "encrypt")
+    CONFIG_FIELDS = (
+        "source",
+        "compression",
+        "compression_level",
+        "encrypt",
+        "method",
+        "backup_type",
+    )
+
+    class Method(models.TextChoices):
+        LOGICAL = "logical", "Logical (pg_dump, SQLite online backup, tar)"
+        PHYSICAL = "physical", "Physical (pgBackRest base backup, with the WAL archive)"
+
+    class BackupType(models.TextChoices):
+        FULL = "full", "Full"
+        DIFF = "diff", "Differential (changes since the last full)"
+        INCR = "incr", "Incremental (changes since the last backup)"
 
     name = models.CharField(max_length=100, unique=True, validators=[validate_single_line])
     source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="jobs")
@@ -466,6 +596,20 @@ class BackupJob(ChangeStampMixin, models.Model):
         null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(22)]
     )
     encrypt = models.BooleanField(default=True)
+    method = models.CharField(
+        max_length=8,
+        choices=Method.choices,
+        default=Method.LOGICAL,
+        help_text="Physical: a pgBackRest base backup of a source with point-in-time recovery; "
+        "pgBackRest compresses and encrypts its repository itself, so the compression and "
+        "encryption settings below apply to logical backups only.",
+    )
+    backup_type = models.CharField(
+        max_length=4,
+        choices=BackupType.choices,
+        default=BackupType.FULL,
+        help_text="Physical backups only.",
+    )
     enabled = models.BooleanField(default=True)
     config_changed_at = models.DateTimeField(default=_now)
     created = models.DateTimeField(default=_now)
@@ -514,8 +658,25 @@ class BackupJob(ChangeStampMixin, models.Model):
                     errors["compression_level"] = (
                         f"{self.compression} levels go from {low} to {high}."
                     )
+        # A physical job against its source and destinations: method_problems(), which the
+        # form and dr_apply call with the values about to be saved.
+        if self.method == self.Method.LOGICAL and self.backup_type != self.BackupType.FULL:
+            errors["backup_type"] = "Differential and incremental backups are physical only."
         if errors:
             raise ValidationError(errors)
+
+    def method_problems(self, source, destinations) -> dict[str, str]:
+        """What is wrong with this job's method against `source` and `destinations` (the ones it
+        is about to have): the form and dr_apply ask before the many-to-many is saved."""
+        siblings = []
+        if source is not None and source.pk:
+            others = (
+                BackupJob.objects.filter(source=source, method=self.Method.PHYSICAL, enabled=True)
+                .exclude(pk=self.pk)
+                .prefetch_related("destinations")
+            )
+            siblings = [(job.name, {d.name for d in job.destinations.all()}) for job in others]
+        return pitr.physical_job_errors(self, source, destinations, siblings)
 
     # --- the lock -----------------------------------------------------------
     def acquire_lock(self, run) -> bool:
@@ -737,6 +898,57 @@ class BackupCopy(models.Model):
 
             audit.record("backup copy lost", self.run, detail=f"{self.destination_id}: {reason}")
         return bool(changed)
+
+
+class PitrWindow(models.Model):
+    """The points in time a PITR source can be restored to, as its repositories last showed.
+
+    One row per source, replaced by each refresh (record_window). Readiness reads it for
+    "RPO now": the age of the newest archived WAL, not of the newest base backup. No index
+    beyond the one-to-one's unique one: readiness reads the rows of the sources it judges
+    (source_id IN …).
+    """
+
+    source = models.OneToOneField(Source, on_delete=models.CASCADE, related_name="pitr_window")
+    oldest = models.DateTimeField(null=True, blank=True)  # the oldest backup's stop time
+    newest = models.DateTimeField(null=True, blank=True)  # end of the newest archived segment
+    newest_segment = models.CharField(max_length=40, blank=True)
+    gap_after = models.CharField(max_length=40, blank=True)  # the last segment before a gap
+    missing_segment = models.CharField(max_length=40, blank=True)
+    checked_at = models.DateTimeField(default=timezone.now)
+    error = models.TextField(blank=True)
+
+    audit = False  # refreshed every minute by a task; the alerts record what matters
+
+    def __str__(self):
+        return f"recoverable window of {self.source_id}"
+
+    @property
+    def wal_gap(self) -> bool:
+        return bool(self.missing_segment)
+
+    @classmethod
+    def record_window(cls, source: Source, window: Window) -> "PitrWindow":
+        """Store what the engine found (replacing the previous row); the error as given,
+        which the engine writes without secrets."""
+        row, _ = cls.objects.update_or_create(
+            source=source,
+            defaults={
+                "oldest": window.oldest,
+                "newest": window.newest,
+                "newest_segment": window.newest_segment[:40],
+                "gap_after": window.gap_after[:40],
+                "missing_segment": window.missing_segment[:40],
+                "checked_at": window.checked_at or timezone.now(),
+                "error": (window.error or "")[:2000],
+            },
+        )
+        return row
+
+
+def record_window(source: Source, window: Window) -> PitrWindow:
+    """Upsert the source's recoverable window from the engine's `Window`."""
+    return PitrWindow.record_window(source, window)
 
 
 def live_copies_by_key() -> dict[str, int]:
