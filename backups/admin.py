@@ -3,7 +3,14 @@
 from django import forms
 from django.contrib import admin, messages
 
-from backups.forms import DestinationForm, JobMethodMixin, SecretField, SecretsMixin, SourceForm
+from backups.forms import (
+    ArchiveTimeoutMixin,
+    DestinationForm,
+    JobMethodMixin,
+    SecretField,
+    SecretsMixin,
+    SourceForm,
+)
 from backups.models import (
     BackupCopy,
     BackupJob,
@@ -15,7 +22,7 @@ from backups.models import (
 )
 
 
-class SourceAdminForm(SecretsMixin, forms.ModelForm):
+class SourceAdminForm(ArchiveTimeoutMixin, SecretsMixin, forms.ModelForm):
     """The admin edits exclude patterns and checks as JSON, unlike the portal's form."""
 
     SECRET_FIELDS = {"new_password": "password"}

@@ -551,7 +551,9 @@ def _shared_repositories(planned: list[_Planned], places: dict, problems: list[s
             if job.method == BackupJob.Method.PHYSICAL and job.enabled:
                 jobs[job.name] = (p.source, set(p.destinations or []))
     first = {}  # source name -> (job name, destinations) of the first job seen
-    for name in sorted(jobs, key=lambda n: (n not in places, n)):
+    # Stored jobs first, then the file's in its order: the file's job that differs is named.
+    order = {name: i for i, name in enumerate(places)}
+    for name in sorted(jobs, key=lambda n: (n in order, order.get(n, 0), n)):
         source, destinations = jobs[name]
         other = first.setdefault(source, (name, destinations))
         if other[1] != destinations and name in places:

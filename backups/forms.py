@@ -97,7 +97,19 @@ class JSONListField(forms.CharField):
         return data
 
 
-class SourceForm(SecretsMixin, forms.ModelForm):
+class ArchiveTimeoutMixin:
+    """A blank archive timeout keeps the stored one (a new source's: 60 s)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["archive_timeout_s"].required = False
+
+    def clean_archive_timeout_s(self):
+        value = self.cleaned_data.get("archive_timeout_s")
+        return self.instance.archive_timeout_s if value is None else value
+
+
+class SourceForm(ArchiveTimeoutMixin, SecretsMixin, forms.ModelForm):
     SECRET_FIELDS = {"new_password": "password"}
 
     new_password = SecretField(label="Password")
@@ -183,7 +195,22 @@ class DestinationForm(SecretsMixin, forms.ModelForm):
 
 
 class JobMethodMixin:
-    """Refuses a physical job its source or destinations cannot take (the portal and the admin)."""
+    """Refuses a physical job its source or destinations cannot take (the portal and the admin).
+
+    Method and type may be left out of a post (a form saved before they existed): they keep
+    the job's value, a new job's default (logical, full)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in ("method", "backup_type"):
+            if name in self.fields:
+                self.fields[name].required = False
+
+    def clean_method(self):
+        return self.cleaned_data.get("method") or self.instance.method
+
+    def clean_backup_type(self):
+        return self.cleaned_data.get("backup_type") or self.instance.backup_type
 
     def clean(self):
         cleaned = super().clean()
