@@ -31,6 +31,7 @@ KINDS = {
     "backup_failed": "Backup failed",
     "backup_partial": "Backup partial",
     "rpo_breached": "RPO target breached",
+    "wal_gap": "WAL gap in the archive",
     "restore_test_failed": "Restore test failed",
     "drill_overdue": "Drill overdue",
     "failover_started": "Failover started",

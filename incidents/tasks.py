@@ -186,9 +186,11 @@ def prune_notifications(days: int = 180) -> int:
 
 
 def check_rpo_targets() -> int:
-    """Raise an rpo_breached alert per source whose RPO is over its target; recover the rest."""
-    # Inside the function like this module's other tasks: the worker imports tasks lazily.
+    """Raise an rpo_breached alert per source whose RPO is over its target; recover the rest.
 
+    RPO is readiness's "RPO now": for a point-in-time recovery source the age of its newest
+    archived WAL, so an archive older than the target raises this alert too. A WAL gap in a
+    PITR source's archive raises its own alert (check_wal_gap)."""
     breached = 0
     sources = list(Source.objects.all())
     for source_id, r in source_readiness(sources).items():
@@ -205,7 +207,32 @@ def check_rpo_targets() -> int:
             )
         else:
             recover(key, title=f"RPO of {r.source_name} back within its target")
+        if r.pitr:
+            check_wal_gap(r)
     return breached
+
+
+def check_wal_gap(r) -> None:
+    """Alert while a PITR source's archive misses a segment; recover once it is whole again.
+
+    A window that could not be read says nothing about the gap: the alert is left as it is."""
+    if r.window_error:
+        return
+    key = f"wal_gap:{r.source_id}"
+    if r.wal_gap:
+        alert(
+            key,
+            "wal_gap",
+            f"WAL gap in the archive of {r.source_name}: segment {r.missing_segment} is missing",
+            detail=(
+                f"The archive holds no {r.missing_segment}: a restore cannot replay past "
+                f"{r.gap_after or 'the segment before it'}. Check archive_command and the "
+                "PostgreSQL log of the source, then take a new full backup."
+            ),
+            url=reverse("backups:source_detail", args=[r.source_id]),
+        )
+    else:
+        recover(key, title=f"WAL archive of {r.source_name} has no gap any more")
 
 
 def process_run_events() -> int:

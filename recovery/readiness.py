@@ -6,7 +6,10 @@ One place computes these for the recovery pages, `dr_status` and the dashboard.
 
 How the figures are measured:
 - RPO now: now − data timestamp of the newest good backup (succeeded or partial,
-  restorable, with at least one intact copy).
+  restorable, with at least one intact copy). For a point-in-time recovery source with a
+  recoverable window (backups.PitrWindow, refreshed from pgBackRest's repository): now − the
+  window's newest point, the end of the newest archived WAL segment; without a window, or
+  when reading it failed, the newest good backup as for any source, with the reason shown.
 - Verified RPO: now − the data moment proven by the newest passed, still-current
   restore test: the heartbeat read from the restored data when there is one, else the
   tested backup's data timestamp.
@@ -24,7 +27,7 @@ from croniter import croniter
 from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 
-from backups.models import BackupJob, BackupRun, Source
+from backups.models import BackupJob, BackupRun, PitrWindow, Source
 from dr_portal.lib.durations import format_duration as fd
 from dr_portal.runs import DONE, RunStatus
 from recovery.models import RestoreTest
@@ -71,6 +74,17 @@ class Readiness:
     test_overdue: bool = False
     verdict: str = OK
     reasons: list[str] = field(default_factory=list)
+    # Point-in-time recovery: the window pgBackRest's repository allows (PitrWindow).
+    pitr: bool = False
+    recoverable_from: datetime | None = None
+    recoverable_to: datetime | None = None
+    newest_segment: str = ""
+    wal_gap: bool = False
+    gap_after: str = ""
+    missing_segment: str = ""
+    window_checked_at: datetime | None = None
+    window_error: str = ""
+    window_note: str = ""  # why RPO now comes from the newest base backup instead
 
     @property
     def rpo_state(self) -> str:
@@ -118,7 +132,19 @@ class Readiness:
             "last_test_status": self.last_test_status,
             "needs_verification": self.needs_verification,
             "test_overdue": self.test_overdue,
+            "pitr": self.pitr,
+            "rpo_s": secs(self.rpo_now),
+            "recoverable_from": _iso(self.recoverable_from),
+            "recoverable_to": _iso(self.recoverable_to),
+            "wal_gap": self.wal_gap,
+            "missing_segment": self.missing_segment,
+            "window_checked_at": _iso(self.window_checked_at),
+            "window_error": self.window_error,
         }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 def _state(value, target, missing=""):
@@ -211,6 +237,44 @@ def _set_backup(r: Readiness, backup: dict | None, now) -> None:
         r.rpo_now = max(timedelta(0), now - backup["data_taken_at"])
 
 
+def _windows(sources) -> dict[int, dict]:
+    """{source_id: window row} of the PITR sources: one query, none when no source has PITR."""
+    ids = [s.pk for s in sources if s.pitr]
+    if not ids:
+        return {}
+    fields = ["oldest", "newest", "newest_segment", "gap_after", "missing_segment"]
+    rows = PitrWindow.objects.filter(source_id__in=ids).values(
+        "source_id", *fields, "checked_at", "error"
+    )
+    return {row["source_id"]: row for row in rows}
+
+
+def _set_window(r: Readiness, window: dict | None, now) -> None:
+    """RPO now from the archive (the window's newest point) when the window can be trusted."""
+    r.pitr = True
+    if window is None:
+        r.window_note = "no recoverable window read from pgBackRest yet: RPO from the newest backup"
+        return
+    r.window_checked_at = window["checked_at"]
+    r.window_error = window["error"]
+    if window["error"]:
+        r.window_note = (
+            f"recoverable window unreadable ({window['error']}): RPO from the newest backup"
+        )
+        return
+    r.recoverable_from, r.recoverable_to = window["oldest"], window["newest"]
+    r.newest_segment = window["newest_segment"]
+    r.gap_after, r.missing_segment = window["gap_after"], window["missing_segment"]
+    r.wal_gap = bool(window["missing_segment"])
+    if window["oldest"] is None:  # WAL without a base backup to replay it onto
+        r.window_note = "no base backup in the pgBackRest repository: RPO from the newest backup"
+        return
+    if window["newest"] is None:
+        r.window_note = "no WAL archived yet: RPO from the newest backup"
+        return
+    r.rpo_now = max(timedelta(0), now - window["newest"])
+
+
 def _set_last_test(r: Readiness, last: dict | None) -> None:
     if last:
         r.last_test_id = last["pk"]
@@ -264,6 +328,7 @@ def source_readiness(sources, now=None) -> dict[int, Readiness]:
     rto_target = restore_rto_target()
     job_changes = _job_changes(ids)
     picked = _newest_per_source(ids, _picks())
+    windows = _windows(sources)
 
     out = {}
     intervals: dict[str, timedelta | None] = {}
@@ -272,6 +337,8 @@ def source_readiness(sources, now=None) -> dict[int, Readiness]:
         r.rpo_target = rpo_by_class.get(source.data_class)
         r.rto_target = rto_target
         _set_backup(r, picked["backup"].get(source.pk), now)
+        if source.pitr:
+            _set_window(r, windows.get(source.pk), now)
         _set_last_test(r, picked["last_test"].get(source.pk))
         changed = max(
             [t for t in (source.config_changed_at, job_changes.get(source.pk)) if t], default=None
@@ -295,6 +362,13 @@ def _judge(r: Readiness):
         breached.append(f"RPO {fd(r.rpo_now)} exceeds its target {fd(r.rpo_target)}")
     elif at_risk(r.rpo_now, r.rpo_target):
         risk.append(f"RPO {fd(r.rpo_now)} is over {PERCENT}% of its target {fd(r.rpo_target)}")
+    if r.wal_gap:
+        risk.append(
+            f"WAL gap: segment {r.missing_segment} is missing from the archive; the window "
+            f"cannot be replayed past {r.gap_after}"
+        )
+    if r.window_note:
+        risk.append(r.window_note)
     if r.last_test_status == RunStatus.FAILED:
         breached.append(f"newest restore test #{r.last_test_id} failed")
     if judge(r.last_rto, r.rto_target) == Verdict.MISSED:

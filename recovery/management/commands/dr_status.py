@@ -18,6 +18,16 @@ EXIT = {"ok": 0, "at_risk": 1, "breached": 2}
 LABEL = {"ok": "OK", "at_risk": "AT RISK", "breached": "BREACHED"}
 
 
+def _window(r) -> str:
+    """A PITR source's recoverable window, in UTC."""
+    if not (r.recoverable_from and r.recoverable_to):
+        return ""
+    return (
+        f", recoverable {r.recoverable_from:%Y-%m-%d %H:%M:%S} to "
+        f"{r.recoverable_to:%Y-%m-%d %H:%M:%S} UTC"
+    )
+
+
 class Command(BaseCommand):
     help = "Recovery readiness of every source. Exit 0 ok, 1 at risk, 2 breached."
 
@@ -39,6 +49,7 @@ class Command(BaseCommand):
                     f"{LABEL[r.verdict]:8s} {r.source_name}: RPO {fd(r.rpo_now)}/{fd(r.rpo_target)}"
                     f", verified RPO {fd(r.verified_rpo)}, RTO {fd(r.last_rto)}/{fd(r.rto_target)}"
                     f", forecast {fd(r.rto_forecast)}"
+                    + _window(r)
                     + (f" — {'; '.join(r.reasons)}" if r.reasons else "")
                 )
             self.stdout.write(
