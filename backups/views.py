@@ -10,7 +10,15 @@ from django_q.models import Schedule
 from backups import retention, services
 from backups.engine import open_destination
 from backups.forms import DestinationForm, JobForm, RunFilterForm, SourceForm
-from backups.models import GOOD_STATUSES, BackupCopy, BackupJob, BackupRun, Destination, Source
+from backups.models import (
+    GOOD_STATUSES,
+    BackupCopy,
+    BackupJob,
+    BackupRun,
+    Destination,
+    PitrWindow,
+    Source,
+)
 from dr_portal import audit
 from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration
@@ -90,8 +98,11 @@ def source_detail(request, pk):
     source = get_object_or_404(Source.objects.select_related("system"), pk=pk)
     jobs = source.jobs.prefetch_related("destinations").order_by("name")
     runs = source.runs.defer(*RUN_LIST_FIELDS_DEFERRED).order_by("-queued", "-pk")[:20]
+    window = PitrWindow.objects.filter(source=source).first() if source.pitr else None
     return render(
-        request, "backups/source_detail.html", {"source": source, "jobs": jobs, "runs": runs}
+        request,
+        "backups/source_detail.html",
+        {"source": source, "jobs": jobs, "runs": runs, "window": window},
     )
 
 

@@ -268,9 +268,23 @@ def _url(name, *args) -> str:
 
 
 def _rpo_figure(source, r, interval) -> Figure:
-    """RPO now: the newest good backup; amber at best when its job's schedule was missed."""
+    """RPO now: the newest good backup; amber at best when its job's schedule was missed.
+
+    A PITR source with a window: the newest archived WAL, with the window it can be
+    restored to (amber at best with a WAL gap); the backup schedule does not bound it."""
     colour = target_colour(r.rpo_now, r.rpo_target)
     note = f"target {fd(r.rpo_target)}" if r.rpo_target else "no target"
+    if r.recoverable_to is not None:
+        note += (
+            f"; WAL archive, recoverable {r.recoverable_from:%Y-%m-%d %H:%M}"
+            f" to {r.recoverable_to:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        if r.wal_gap:
+            colour = at_best_amber(colour)
+            note += f"; WAL gap: {r.missing_segment} missing"
+        return Figure(
+            fd(r.rpo_now), colour, _url("backups:source_detail", source.pk), r.rpo_now, note
+        )
     if r.rpo_now is not None and interval and r.rpo_now > interval + SCHEDULE_GRACE:
         colour = at_best_amber(colour)
         note += f"; older than its schedule (every {fd(interval)})"

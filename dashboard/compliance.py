@@ -47,6 +47,7 @@ from dr_portal.lib.pdf import url_fetcher
 from dr_portal.runs import RunStatus
 from drills.models import DrillRun
 from incidents.models import FollowUp, Incident, IncidentLink, Severity
+from recovery import readiness
 from recovery.models import FailoverRun, Restore, RestoreTest, ServiceLevel
 from recovery.targets import Verdict, judge, restore_rto_target, rpo_targets
 
@@ -475,12 +476,36 @@ def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
 
 
 def stamp(data: dict, user_name: str, now=None) -> dict:
-    """What a rendering adds around the data: hash, when, by whom (not part of the hash)."""
+    """What a rendering adds around the data: hash, when, by whom, and the recoverable window
+    of each point-in-time recovery source at that moment (not part of the hash: it moves
+    every minute, while the hash must stay the same for the same recorded period)."""
+    now = now or timezone.now()
     return {
         "sha256": digest(data),
-        "produced_at": _ts(now or timezone.now()),
+        "produced_at": _ts(now),
         "produced_by": user_name,
+        "pitr_windows": pitr_windows([b["source"] for b in data["backups"]["sources"]], now),
     }
+
+
+def pitr_windows(source_names: list[str], now) -> list[dict]:
+    """The recoverable window of the named PITR sources now, from recovery.readiness."""
+    sources = list(Source.objects.filter(name__in=source_names, pitr=True).order_by("name"))
+    ready = readiness.source_readiness(sources, now=now)
+    return [
+        {
+            "source": r.source_name,
+            "recoverable_from": _ts(r.recoverable_from),
+            "recoverable_to": _ts(r.recoverable_to),
+            "rpo_s": _s(r.rpo_now),
+            "rpo_target_s": _s(r.rpo_target),
+            "wal_gap": r.wal_gap,
+            "missing_segment": r.missing_segment,
+            "checked_at": _ts(r.window_checked_at),
+            "error": r.window_error,
+        }
+        for r in ready.values()
+    ]
 
 
 def render_pdf(data: dict, produced: dict, base_url: str = "http://localhost/") -> bytes:

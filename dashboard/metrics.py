@@ -182,6 +182,28 @@ SOURCE_GAUGES = [
 ]
 
 
+# Per PITR source: (metric, help, value from its readiness `r`).
+PITR_GAUGES = [
+    (
+        "dr_pitr_recoverable_from_seconds",
+        "Oldest point a PITR source can be restored to: its oldest base backup's end (Unix time).",
+        lambda r: r.recoverable_from.timestamp() if r.recoverable_from else None,
+    ),
+    (
+        "dr_pitr_recoverable_to_seconds",
+        "Newest point a PITR source can be restored to: end of its newest archived WAL "
+        "segment (Unix time).",
+        lambda r: r.recoverable_to.timestamp() if r.recoverable_to else None,
+    ),
+    (
+        "dr_pitr_wal_gap",
+        "1 if a WAL segment is missing from a PITR source's archive, 0 if not; NaN while its "
+        "window has not been read.",
+        lambda r: None if r.window_checked_at is None or r.window_error else r.wal_gap,
+    ),
+]
+
+
 def _add_sources(out: Exposition, now) -> None:
     """The per-source gauges and the overall verdict, from recovery.readiness."""
     sources = list(Source.objects.select_related("system").order_by("name"))
@@ -201,6 +223,9 @@ def _add_sources(out: Exposition, now) -> None:
         test = last_tests.get(r.last_test_id)
         for metric, help_text, value in SOURCE_GAUGES:
             out.add(metric, "gauge", help_text, value(r, test), labels)
+        if r.pitr:
+            for metric, help_text, value in PITR_GAUGES:
+                out.add(metric, "gauge", help_text, value(r), labels)
     out.add(
         "dr_readiness_overall",
         "gauge",

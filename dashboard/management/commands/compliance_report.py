@@ -70,5 +70,11 @@ class Command(BaseCommand):
             f"{data['incidents']['count']}, availability {a['achieved_percent']} % / {a['target_percent']} %, "
             f"open follow-ups {data['followups']['open_at_end']}"
         )
+        for w in produced["pitr_windows"]:
+            gap = f", WAL gap: {w['missing_segment']} missing" if w["wal_gap"] else ""
+            self.stdout.write(
+                f"recoverable window of {w['source']}: {w['recoverable_from'] or '—'} to "
+                f"{w['recoverable_to'] or '—'}{gap}"
+            )
         if pdf:
             self.stdout.write(f"PDF written to {pdf}")
