@@ -73,6 +73,8 @@ def test_docs_config_examples_apply_and_are_idempotent(tmp_path, settings, monke
     assert "create source toolhub-db" in first
     assert len(Source.objects.get(name="toolhub-db").checks) == 2
     assert Source.objects.get(name="toolhub-pg").backup_globals
+    assert Source.objects.get(name="toolhub-pg-pitr").pitr
+    assert BackupJob.objects.get(name="toolhub-pg-incr").backup_type == "incr"
     assert set(BackupJob.objects.values_list("name", flat=True)) >= {
         "toolhub-db-daily",
         "toolhub-config-weekly",

@@ -1,7 +1,7 @@
 """manage.py dr_status [--json]: recovery readiness per source, with monitoring-plugin exit codes.
 
 Exit 0: every source within its targets. 1: a target at risk (over 80 % used, needs
-verification, or no restore test within its schedule). 2: a target breached or the
+verification, no restore test within its schedule, a WAL gap or an unread PITR window). 2: a target breached or the
 newest restore test failed.
 """
 
