@@ -292,13 +292,15 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
         if not self.pk:
             return {}
         errors = {}
-        stored = Source.objects.filter(pk=self.pk).values("name", "pitr_key_id").first()
-        if stored and stored["pitr_key_id"] and stored["name"] != self.name:
+        stored = Source.objects.filter(pk=self.pk).values("name", "pitr", "pitr_key_id").first()
+        if not stored:
+            return {}
+        if stored["pitr_key_id"] and stored["name"] != self.name:
             errors["name"] = (
                 f"{stored['name']} is a pgBackRest stanza with a repository: renaming the source "
                 "would leave that repository behind. Add a new source instead."
             )
-        if not self.pitr:
+        if stored["pitr"] and not self.pitr:
             physical = self.jobs.filter(method=BackupJob.Method.PHYSICAL, enabled=True)
             names = sorted(physical.values_list("name", flat=True))
             if names:

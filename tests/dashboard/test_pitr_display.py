@@ -156,3 +156,33 @@ def test_compliance_report_lists_the_window_outside_the_hash(pg, viewer_client, 
     out = capsys.readouterr().out
     assert "recoverable window of pg-main: 2026-06-01T07:00:00Z to 2026-06-01T11:59:55Z" in out
     assert f"WAL gap: {GAP} missing" in out
+
+
+@pytest.mark.parametrize("persona", ["viewer_client", "operator_client", "manager_client"])
+def test_every_role_sees_the_window_and_none_the_passphrase(request, persona, pg):
+    client = request.getfixturevalue(persona)
+    window(pg, gap=True)
+    for url in (f"/backups/sources/{pg.pk}/", f"/recovery/sources/{pg.pk}/", "/"):
+        html = page(client, url)
+        assert GAP in html, url
+        assert pg.passphrase not in html, url
+
+
+def test_manager_forms_offer_pitr_and_refuse_a_physical_job_without_it(manager_client, pg):
+    assert "data_directory" in page(manager_client, f"/backups/sources/{pg.pk}/edit/")
+    assert 'name="backup_type"' in page(manager_client, "/backups/jobs/new/")
+    plain = SourceFactory(postgresql=True, name="plain-pg")
+    response = manager_client.post(
+        "/backups/jobs/new/",
+        {
+            "name": "plain-base",
+            "source": plain.pk,
+            "destinations": [DestinationFactory().pk],
+            "timezone": "UTC",
+            "method": "physical",
+            "backup_type": "full",
+            "compression": "zstd",
+        },
+    )
+    assert response.status_code == 400
+    assert "turn pitr on for plain-pg" in response.content.decode()
