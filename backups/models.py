@@ -401,6 +401,8 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
         The passphrase is derived from the key the source was first given (pitr_key_id), set
         here to the newest key of the ring the first time.
         """
+        if not (self.pitr and self.kind == self.Kind.POSTGRESQL):
+            raise ValueError(f"{self.name} does not have point-in-time recovery turned on")
         if not self.pitr_key_id:
             newest = keyring.newest()
             if Source.objects.filter(pk=self.pk, pitr_key_id="").update(pitr_key_id=newest.key_id):

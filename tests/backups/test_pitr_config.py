@@ -269,6 +269,12 @@ def test_to_stanza_reads_owner_and_version_of_a_local_data_directory(db, tmp_pat
     assert pitr.pg_bin_dir(str(datadir), root=tmp_path / "pg") == ""
 
 
+def test_no_stanza_without_pitr(db):
+    with pytest.raises(ValueError, match="does not have point-in-time recovery"):
+        SourceFactory(postgresql=True, name="plain").to_stanza(repos=[])
+    assert Source.objects.get(name="plain").pitr_key_id == ""
+
+
 def test_a_remote_cluster_is_reached_through_its_host(db):
     source = _pitr_source(pitr_pg_host="db1.example.com", pitr_pg_host_user="postgres")
     stanza = source.to_stanza(repos=[])
