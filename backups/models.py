@@ -16,6 +16,12 @@ from django.utils.timezone import now as _now
 from backups import validators
 from backups.engine import DestinationSpec, SourceSpec
 from backups.engine.destinations import check_artifact_key
+from backups.engine.destinations.s3_options import (
+    MAX_PART_SIZE,
+    MIB,
+    MIN_PART_SIZE,
+    resolve_checksums,
+)
 from backups.leftovers import discard_partial_artifacts
 from backups.schedules import drop_job_schedule, sync_job_schedule
 from dr_portal import audit
@@ -328,12 +334,19 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
 class Destination(SecretEndpointMixin, models.Model):
     """Where artifacts are written: a local directory or an S3 bucket, with its retention rule."""
 
-    ENDPOINT_FIELDS = ("kind", "bucket", "region", "endpoint_url")
+    # path_style decides the host a request goes to (bucket.endpoint or endpoint/bucket).
+    ENDPOINT_FIELDS = ("kind", "bucket", "region", "endpoint_url", "path_style")
     SECRET_FIELDS = ("access_key_id", "secret_access_key")
 
     class Kind(models.TextChoices):
         LOCAL = "local", "Local directory"
         S3 = "s3", "S3 or S3-compatible"
+
+    class Checksums(models.TextChoices):
+        AUTO = "auto", "Auto: full checksums on AWS, Content-MD5 elsewhere"
+        SHA256 = "sha256", "SHA-256 per part"
+        CRC32 = "crc32", "CRC32 per part"
+        NONE = "none", "None beyond Content-MD5"
 
     name = models.CharField(max_length=100, unique=True, validators=[validate_single_line])
     kind = models.CharField(max_length=8, choices=Kind.choices)
@@ -344,6 +357,29 @@ class Destination(SecretEndpointMixin, models.Model):
     endpoint_url = models.URLField(blank=True, help_text="Only for S3-compatible stores.")
     storage_class = models.CharField(
         max_length=16, choices=StorageClass.choices, default=StorageClass.STANDARD
+    )
+    # --- S3-compatible stores (engine: backups/engine/destinations/s3_options.py) ---
+    checksums = models.CharField(
+        max_length=8,
+        choices=Checksums.choices,
+        default=Checksums.AUTO,
+        help_text="Checksum headers sent with uploads. Some S3-compatible stores refuse them "
+        "(x-amz-checksum-*): auto sends them to AWS only.",
+    )
+    part_size_mb = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[
+            MinValueValidator(MIN_PART_SIZE // MIB),
+            MaxValueValidator(MAX_PART_SIZE // MIB),
+        ],
+        help_text="Multipart part size in MiB, 5 to 5120 (blank: from the previous backup's "
+        "size x 1.5 so it fits in 10,000 parts, else 64 MiB).",
+    )
+    path_style = models.BooleanField(
+        default=False,
+        help_text="Path-style addressing (endpoint/bucket/key), as MinIO and most self-hosted "
+        "stores need; off: virtual-hosted (bucket.endpoint/key).",
     )
     access_key_id = EncryptedTextField()
     secret_access_key = EncryptedTextField()
@@ -377,6 +413,11 @@ class Destination(SecretEndpointMixin, models.Model):
     def is_archive(self) -> bool:
         return self.kind == self.Kind.S3 and self.storage_class in ARCHIVE_CLASSES
 
+    @property
+    def effective_checksums(self) -> str:
+        """What uploads send: sha256, crc32 or none ("auto" resolved for this endpoint)."""
+        return resolve_checksums(self.checksums, self.endpoint_url)
+
     def clean(self):
         errors = {}
         if self.kind == self.Kind.LOCAL:
@@ -403,10 +444,11 @@ class Destination(SecretEndpointMixin, models.Model):
         where = f"s3://{self.bucket}/{self.prefix}"
         return f"{where} ({self.endpoint_url})" if self.endpoint_url else where
 
-    def to_spec(self, *, quick: bool = False):
+    def to_spec(self, *, quick: bool = False, previous_size: int | None = None):
         """The engine's DestinationSpec; reveals credentials, so never log or render it.
 
         quick: short timeouts and no retries, for a probe a person is waiting for.
+        previous_size: bytes of the job's previous artifact, to size the parts (auto).
         """
         if self.kind == self.Kind.LOCAL:
             return DestinationSpec(self.name, self.kind, {"path": self.path}, {})
@@ -416,6 +458,10 @@ class Destination(SecretEndpointMixin, models.Model):
             "region": self.region,
             "endpoint_url": self.endpoint_url,
             "storage_class": self.storage_class,
+            "checksums": self.checksums,
+            "addressing_style": "path" if self.path_style else "virtual",
+            "part_size": self.part_size_mb * MIB if self.part_size_mb else None,
+            "previous_size": previous_size,
         }
         if quick:
             config.update(max_attempts=1, connect_timeout=3, read_timeout=10)
