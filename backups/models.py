@@ -740,6 +740,10 @@ class BackupCopy(models.Model):
     # Found missing or unreadable (restore test, verify_backup, retention): `ok` is cleared
     # too, so every "live copy" filter (ok, not deleted) leaves it out of RPO and readiness.
     lost_at = models.DateTimeField(null=True, blank=True)
+    # The scrub (backups/scrub.py): when this copy was last read back and verified in full
+    # (archive classes: its metadata found), and why the last attempt did not prove it.
+    proven_at = models.DateTimeField(null=True, blank=True)
+    proof_error = models.TextField(blank=True)
 
     objects = BackupCopyQuerySet.as_manager()
 
@@ -754,6 +758,12 @@ class BackupCopy(models.Model):
             # Retention: live copies at one destination, newest first.
             models.Index(
                 fields=["destination", "deleted_at", "-created"], name="backupcopy_ret_idx"
+            ),
+            # The scrub's queue: live copies at one destination, proven longest ago first.
+            models.Index(
+                fields=["destination", "proven_at"],
+                condition=models.Q(ok=True, deleted_at__isnull=True),
+                name="backupcopy_scrub_idx",
             ),
             # Dashboard: storage used per destination (live copies only).
             models.Index(

@@ -32,6 +32,7 @@ KINDS = {
     "backup_partial": "Backup partial",
     "rpo_breached": "RPO target breached",
     "restore_test_failed": "Restore test failed",
+    "copy_lost": "Backup copy lost",
     "drill_overdue": "Drill overdue",
     "failover_started": "Failover started",
     "failover_finished": "Failover finished",
