@@ -20,9 +20,10 @@ get every pass's result.
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import F
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from backups.engine import ArtifactError, EngineError, open_destination, unpack_artifact
@@ -196,3 +197,20 @@ def _record(copy: BackupCopy, proof: CopyProof) -> None:
     BackupCopy.objects.filter(pk=copy.pk).update(proof_error=proof.detail[:2000])
     if proof.outcome == "lost":
         copy.mark_lost(f"scrub: {proof.detail}")
+
+
+def proven_within(now=None, days: int | None = None) -> dict[int, dict]:
+    """{destination id: {"live", "proven", "days"}}: live copies, and those the scrub proved
+    in the last `days` (DR_PROVEN_WITHIN_DAYS). The one figure of the dashboard and the
+    compliance report; one grouped query over the live copies."""
+    days = settings.DR_PROVEN_WITHIN_DAYS if days is None else days
+    since = (now or timezone.now()) - timedelta(days=days)
+    rows = (
+        BackupCopy.objects.live()
+        .values("destination_id")
+        .annotate(live=Count("pk"), proven=Count("pk", filter=Q(proven_at__gte=since)))
+        .order_by()
+    )
+    return {
+        r["destination_id"]: {"live": r["live"], "proven": r["proven"], "days": days} for r in rows
+    }

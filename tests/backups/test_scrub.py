@@ -133,3 +133,34 @@ def test_scrub_command_json_and_exit_status(job, capsys):
     assert "LOST run #" in capsys.readouterr().out
     with pytest.raises(CommandError, match="no destination named nope"):
         call_command("scrub", "--destination", "nope")
+
+
+def test_dashboard_and_compliance_count_copies_proven_in_the_last_n_days(
+    two_site_job, settings, manager_client
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from dashboard import board, compliance
+
+    settings.DR_PROVEN_WITHIN_DAYS = 30
+    runs = [_backup(two_site_job) for _ in range(2)]
+    scrub.scrub()
+    # One copy proven long ago no longer counts as proven within 30 days.
+    old = runs[0].copies.get(destination__name="second")
+    BackupCopy.objects.filter(pk=old.pk).update(proven_at=timezone.now() - timedelta(days=31))
+
+    figures = {d["name"]: (d["copy_count"], d["proven"]) for d in board.storage()}
+    assert figures == {"local": (2, 2), "second": (2, 1)}
+    now = timezone.now()
+    report = compliance.build(now - timedelta(days=7), now + timedelta(minutes=1))
+    assert report["copies_proven"] == {
+        "within_days": 30,
+        "destinations": [
+            {"destination": "local", "live": 2, "proven": 2},
+            {"destination": "second", "live": 2, "proven": 1},
+        ],
+    }
+    body = manager_client.get("/").content.decode()
+    assert "1 proven in the last 30 days" in body and "2 proven in the last 30 days" in body
