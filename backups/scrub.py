@@ -18,6 +18,7 @@ get every pass's result.
 """
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -53,8 +54,9 @@ class DestinationScrub:
     budget: int
     bytes_read: int = 0
     proofs: list[CopyProof] = field(default_factory=list)
-    left: int = 0  # live copies this pass did not reach (budget, or the store failed)
+    left: int = 0  # live copies this pass did not reach (budget, time, or the store failed)
     error: str = ""
+    out_of_time: bool = False
 
     def count(self, outcome: str) -> int:
         return sum(p.outcome == outcome for p in self.proofs)
@@ -90,6 +92,12 @@ def register_scrub_listener(listener: Callable[[ScrubResult], None]) -> None:
         _listeners.append(listener)
 
 
+def pass_deadline() -> float:
+    """time.monotonic() by which a pass stops starting copies: well inside the task timeout,
+    so a slow store leaves copies for the next pass instead of a killed task."""
+    return time.monotonic() + 0.75 * settings.Q_TIMEOUT
+
+
 def pass_budget() -> int:
     """Bytes one pass may read per destination: the hourly cap over the pass interval."""
     return int(settings.DR_SCRUB_BYTES_PER_HOUR * settings.DR_SCRUB_EVERY_HOURS)
@@ -109,6 +117,7 @@ def scrub(names: list[str] | None = None, *, budget: int | None = None) -> Scrub
         destinations.filter(name__in=names) if names else destinations.filter(enabled=True)
     )
     budget = pass_budget() if budget is None else budget
+    deadline = pass_deadline()
     try:
         keys = keyring.ring()
     except keyring.KeyRingError as exc:
@@ -118,7 +127,7 @@ def scrub(names: list[str] | None = None, *, budget: int | None = None) -> Scrub
         if keys is None:
             result.destinations.append(DestinationScrub(destination.name, budget, error=key_error))
             continue
-        result.destinations.append(scrub_destination(destination, budget, keys))
+        result.destinations.append(scrub_destination(destination, budget, keys, deadline))
     for listener in _listeners:
         try:
             listener(result)
@@ -137,7 +146,9 @@ def queue(destination: Destination):
     )
 
 
-def scrub_destination(destination: Destination, budget: int, keys) -> DestinationScrub:
+def scrub_destination(
+    destination: Destination, budget: int, keys, deadline: float = float("inf")
+) -> DestinationScrub:
     out = DestinationScrub(destination.name, budget)
     secrets = destination.secret_values()
     copies = list(queue(destination))
@@ -150,6 +161,9 @@ def scrub_destination(destination: Destination, budget: int, keys) -> Destinatio
         size = copy.bytes_stored or copy.run.bytes_stored
         if out.proofs and out.bytes_read + size > budget:
             out.left = len(copies) - index
+            break
+        if time.monotonic() > deadline:
+            out.left, out.out_of_time = len(copies) - index, True
             break
         proof = prove_copy(store, destination, copy, keys, secrets)
         out.proofs.append(proof)

@@ -164,3 +164,11 @@ def test_dashboard_and_compliance_count_copies_proven_in_the_last_n_days(
     }
     body = manager_client.get("/").content.decode()
     assert "1 proven in the last 30 days" in body and "2 proven in the last 30 days" in body
+
+
+def test_a_pass_out_of_time_leaves_the_rest_for_the_next(job, settings):
+    runs = [_backup(job) for _ in range(2)]
+    settings.Q_TIMEOUT = -1  # the deadline has passed before the first copy
+    [local] = scrub.scrub().destinations
+    assert local.out_of_time and local.left == 2 and local.proofs == []
+    assert not any(r.copies.get().proven_at for r in runs)
