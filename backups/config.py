@@ -38,6 +38,9 @@ DESTINATION_FIELDS = [
     "region",
     "endpoint_url",
     "storage_class",
+    "checksums",
+    "part_size_mb",
+    "path_style",
     "keep_days",
     "keep_last",
     "enabled",
@@ -78,8 +81,20 @@ KEY_TYPES = {
     "destinations": {
         "name": TEXT,
         **dict.fromkeys(
-            ["kind", "path", "bucket", "prefix", "region", "endpoint_url", "storage_class"], TEXT
+            [
+                "kind",
+                "path",
+                "bucket",
+                "prefix",
+                "region",
+                "endpoint_url",
+                "storage_class",
+                "checksums",
+            ],
+            TEXT,
         ),
+        "part_size_mb": WHOLE,
+        "path_style": FLAG,
         "keep_days": WHOLE,
         "keep_last": WHOLE,
         "enabled": FLAG,
@@ -369,7 +384,18 @@ def _plan_destination(item, where, problems, refs):
     instance = Destination.objects.filter(name=item["name"]).first() or Destination(
         name=item["name"]
     )
-    defaults = {"prefix": "", "region": "", "endpoint_url": "", "path": "", "bucket": ""}
+    defaults = {
+        "prefix": "",
+        "region": "",
+        "endpoint_url": "",
+        "path": "",
+        "bucket": "",
+        "checksums": Destination.Checksums.AUTO,
+        "part_size_mb": None,
+        # boto3 addressed custom endpoints path-style before this key existed: unchanged files
+        # keep doing so (and keep their credentials, which an addressing change clears).
+        "path_style": bool(item.get("endpoint_url")),
+    }
     values = {}
     for name in DESTINATION_FIELDS:
         if name in item:
@@ -632,6 +658,12 @@ def _export_destination(d: Destination) -> dict:
         if d.endpoint_url:
             item["endpoint_url"] = d.endpoint_url
         item["storage_class"] = d.storage_class
+        if d.checksums != Destination.Checksums.AUTO:
+            item["checksums"] = d.checksums
+        if d.part_size_mb:
+            item["part_size_mb"] = d.part_size_mb
+        if d.path_style != bool(d.endpoint_url):
+            item["path_style"] = d.path_style
     item.update(keep_days=d.keep_days, keep_last=d.keep_last)
     if not d.enabled:
         item["enabled"] = False

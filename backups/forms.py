@@ -175,6 +175,12 @@ class DestinationForm(SecretsMixin, forms.ModelForm):
     )
     new_access_key_id = SecretField(label="Access key id")
     new_secret_access_key = SecretField(label="Secret access key")
+    checksums = forms.ChoiceField(
+        choices=Destination.Checksums.choices,
+        required=False,
+        initial=Destination.Checksums.AUTO,
+        help_text=Destination._meta.get_field("checksums").help_text,
+    )
 
     class Meta:
         model = Destination
@@ -186,12 +192,19 @@ class DestinationForm(SecretsMixin, forms.ModelForm):
             "prefix",
             "region",
             "endpoint_url",
+            "path_style",
             "storage_class",
+            "checksums",
+            "part_size_mb",
             "keep_days",
             "keep_last",
             "enabled",
         ]
         widgets = {"path": WIDE, "bucket": WIDE}
+
+    def clean_checksums(self):
+        # Irrelevant to a local destination, so a form may leave it out: auto.
+        return self.cleaned_data["checksums"] or Destination.Checksums.AUTO
 
 
 class JobMethodMixin:

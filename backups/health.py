@@ -1,15 +1,36 @@
-"""Reachability of the enabled destinations, for /health/destinations: short timeouts, no secrets."""
+"""The destination test, and reachability of the enabled destinations for /health/destinations:
+short timeouts, no secrets."""
 
 import os
 from functools import partial
 from pathlib import Path
 
-import boto3
-from botocore.config import Config
+from backups.engine import open_destination
+from backups.models import Destination
+from dr_portal.lib.redact import redact
 
-from backups.models import Destination, reveal
+S3_DONE = (
+    "CreateMultipartUpload, UploadPart, CompleteMultipartUpload, PutObject, GetObject "
+    "(same bytes) and DeleteObject succeeded"
+)
 
-S3_TIMEOUT_S = 3
+
+def test_destination(destination: Destination) -> tuple[bool, str]:
+    """What a backup does, on a throwaway object, with short timeouts: (ok, detail).
+
+    S3: multipart create, upload a part, complete, put an object as the manifest is put,
+    read back and compare, delete, with this destination's checksum and addressing
+    settings; the detail names the first operation that failed and the store's error
+    code. Local: write, read back, delete. Never a credential in the detail.
+    """
+    secrets = destination.secret_values()
+    try:
+        open_destination(destination.to_spec(quick=True)).probe()
+    except Exception as exc:  # DestinationError or anything else: a detail, never a 500
+        return False, redact(str(exc) or type(exc).__name__, secrets)
+    if destination.kind == Destination.Kind.S3:
+        return True, f"{S3_DONE} (checksums: {destination.effective_checksums})"
+    return True, "wrote, read back and deleted a probe file"
 
 
 def _local(destination):
@@ -22,28 +43,10 @@ def _local(destination):
 
 
 def _s3(destination):
-    config = Config(
-        connect_timeout=S3_TIMEOUT_S, read_timeout=S3_TIMEOUT_S, retries={"max_attempts": 1}
-    )
-    kwargs = {"config": config}
-    if destination.region:
-        kwargs["region_name"] = destination.region
-    if destination.endpoint_url:
-        kwargs["endpoint_url"] = destination.endpoint_url
-    if destination.access_key_id:
-        kwargs["aws_access_key_id"] = reveal(destination.access_key_id)
-        kwargs["aws_secret_access_key"] = reveal(destination.secret_access_key)
-    client = boto3.client("s3", **kwargs)
-    try:
-        client.head_bucket(Bucket=destination.bucket)
-    except Exception as exc:  # the detail names the failure kind only, never a credential
-        code = (
-            getattr(exc, "response", {}).get("Error", {}).get("Code")
-            if hasattr(exc, "response")
-            else None
-        )
-        return False, f"bucket not reachable ({code or type(exc).__name__})"
-    return True, "bucket reachable"
+    # The same test as the button: a bucket that answers HEAD but refuses the upload's
+    # headers (checksums, addressing) must not look healthy.
+    ok, detail = test_destination(destination)
+    return ok, ("upload, read back and delete work" if ok else detail)
 
 
 def probes() -> dict:

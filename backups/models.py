@@ -16,6 +16,12 @@ from django.utils.timezone import now as _now
 from backups import pitr, validators
 from backups.engine import DestinationSpec, SourceSpec
 from backups.engine.destinations import check_artifact_key
+from backups.engine.destinations.s3_options import (
+    MAX_PART_SIZE,
+    MIB,
+    MIN_PART_SIZE,
+    resolve_checksums,
+)
 from backups.engine.pgbackrest import Repo, Stanza, Window
 from backups.leftovers import discard_partial_artifacts
 from backups.schedules import drop_job_schedule, sync_job_schedule
@@ -438,12 +444,19 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
 class Destination(SecretEndpointMixin, models.Model):
     """Where artifacts are written: a local directory or an S3 bucket, with its retention rule."""
 
-    ENDPOINT_FIELDS = ("kind", "bucket", "region", "endpoint_url")
+    # path_style decides the host a request goes to (bucket.endpoint or endpoint/bucket).
+    ENDPOINT_FIELDS = ("kind", "bucket", "region", "endpoint_url", "path_style")
     SECRET_FIELDS = ("access_key_id", "secret_access_key")
 
     class Kind(models.TextChoices):
         LOCAL = "local", "Local directory"
         S3 = "s3", "S3 or S3-compatible"
+
+    class Checksums(models.TextChoices):
+        AUTO = "auto", "Auto: full checksums on AWS, Content-MD5 elsewhere"
+        SHA256 = "sha256", "SHA-256 per part"
+        CRC32 = "crc32", "CRC32 per part"
+        NONE = "none", "None beyond Content-MD5"
 
     name = models.CharField(max_length=100, unique=True, validators=[validate_single_line])
     kind = models.CharField(max_length=8, choices=Kind.choices)
@@ -454,6 +467,29 @@ class Destination(SecretEndpointMixin, models.Model):
     endpoint_url = models.URLField(blank=True, help_text="Only for S3-compatible stores.")
     storage_class = models.CharField(
         max_length=16, choices=StorageClass.choices, default=StorageClass.STANDARD
+    )
+    # --- S3-compatible stores (engine: backups/engine/destinations/s3_options.py) ---
+    checksums = models.CharField(
+        max_length=8,
+        choices=Checksums.choices,
+        default=Checksums.AUTO,
+        help_text="Checksum headers sent with uploads. Some S3-compatible stores refuse them "
+        "(x-amz-checksum-*): auto sends them to AWS only.",
+    )
+    part_size_mb = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[
+            MinValueValidator(MIN_PART_SIZE // MIB),
+            MaxValueValidator(MAX_PART_SIZE // MIB),
+        ],
+        help_text="Multipart part size in MiB, 5 to 5120 (blank: from the previous backup's "
+        "size x 1.5 so it fits in 10,000 parts, else 64 MiB).",
+    )
+    path_style = models.BooleanField(
+        default=False,
+        help_text="Path-style addressing (endpoint/bucket/key), as MinIO and most self-hosted "
+        "stores need; off: virtual-hosted (bucket.endpoint/key).",
     )
     access_key_id = EncryptedTextField()
     secret_access_key = EncryptedTextField()
@@ -486,6 +522,11 @@ class Destination(SecretEndpointMixin, models.Model):
     @property
     def is_archive(self) -> bool:
         return self.kind == self.Kind.S3 and self.storage_class in ARCHIVE_CLASSES
+
+    @property
+    def effective_checksums(self) -> str:
+        """What uploads send: sha256, crc32 or none ("auto" resolved for this endpoint)."""
+        return resolve_checksums(self.checksums, self.endpoint_url)
 
     def clean(self):
         errors = {}
@@ -521,10 +562,11 @@ class Destination(SecretEndpointMixin, models.Model):
         where = f"s3://{self.bucket}/{self.prefix}"
         return f"{where} ({self.endpoint_url})" if self.endpoint_url else where
 
-    def to_spec(self, *, quick: bool = False):
+    def to_spec(self, *, quick: bool = False, previous_size: int | None = None):
         """The engine's DestinationSpec; reveals credentials, so never log or render it.
 
         quick: short timeouts and no retries, for a probe a person is waiting for.
+        previous_size: bytes of the job's previous artifact, to size the parts (auto).
         """
         if self.kind == self.Kind.LOCAL:
             return DestinationSpec(self.name, self.kind, {"path": self.path}, {})
@@ -534,6 +576,10 @@ class Destination(SecretEndpointMixin, models.Model):
             "region": self.region,
             "endpoint_url": self.endpoint_url,
             "storage_class": self.storage_class,
+            "checksums": self.checksums,
+            "addressing_style": "path" if self.path_style else "virtual",
+            "part_size": self.part_size_mb * MIB if self.part_size_mb else None,
+            "previous_size": previous_size,
         }
         if quick:
             config.update(max_attempts=1, connect_timeout=3, read_timeout=10)
@@ -859,6 +905,10 @@ class BackupCopy(models.Model):
     # Found missing or unreadable (restore test, verify_backup, retention): `ok` is cleared
     # too, so every "live copy" filter (ok, not deleted) leaves it out of RPO and readiness.
     lost_at = models.DateTimeField(null=True, blank=True)
+    # The scrub (backups/scrub.py): when this copy was last read back and verified in full
+    # (archive classes: its metadata found), and why the last attempt did not prove it.
+    proven_at = models.DateTimeField(null=True, blank=True)
+    proof_error = models.TextField(blank=True)
 
     objects = BackupCopyQuerySet.as_manager()
 
@@ -873,6 +923,12 @@ class BackupCopy(models.Model):
             # Retention: live copies at one destination, newest first.
             models.Index(
                 fields=["destination", "deleted_at", "-created"], name="backupcopy_ret_idx"
+            ),
+            # The scrub's queue: live copies at one destination, proven longest ago first.
+            models.Index(
+                fields=["destination", "proven_at"],
+                condition=models.Q(ok=True, deleted_at__isnull=True),
+                name="backupcopy_scrub_idx",
             ),
             # Dashboard: storage used per destination (live copies only).
             models.Index(

@@ -5,6 +5,9 @@ so we set `next_run` ourselves (croniter in the job's time zone) when the job is
 again each time the scheduled task starts (backups.tasks.scheduled_backup).
 """
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -51,6 +54,7 @@ def drop_job_schedule(job):
 
 RETENTION_SCHEDULE = "system: apply backup retention"
 ADOPT_SCHEDULE = "system: adopt artifacts missing from the catalog"
+SCRUB_SCHEDULE = "system: scrub stored copies"
 
 
 def ensure_system_schedules():
@@ -67,3 +71,14 @@ def ensure_system_schedules():
         "backups.tasks.adopt_orphan_artifacts",
         schedule_type=Schedule.HOURLY,
     )
+    hours = settings.DR_SCRUB_EVERY_HOURS
+    if hours:
+        ensure_schedule(
+            SCRUB_SCHEDULE,
+            "backups.tasks.scrub_task",
+            schedule_type=Schedule.MINUTES,
+            minutes=hours * 60,
+            next_run=timezone.now() + timedelta(hours=1),  # not at once after a deploy
+        )
+    else:
+        drop_schedule(SCRUB_SCHEDULE)

@@ -189,6 +189,16 @@ def _backup(run: BackupRun, job: BackupJob, secrets: list[str]):
         _abandon(run, stored, by_name, f"{exc}")
 
 
+def _previous_size(job: BackupJob) -> int | None:
+    """Bytes the job's newest artifact took: S3 part sizes plan for it x 1.5 (s3_options)."""
+    return (
+        job.runs.filter(status__in=GOOD_STATUSES, bytes_stored__gt=0)
+        .order_by("-finished")
+        .values_list("bytes_stored", flat=True)
+        .first()
+    )
+
+
 def _plan(run: BackupRun, job: BackupJob, secrets: list[str]) -> _Plan | None:
     """The specs and options of this backup; None (the run failed, saying why) when unusable."""
     source = job.source
@@ -203,7 +213,8 @@ def _plan(run: BackupRun, job: BackupJob, secrets: list[str]) -> _Plan | None:
     run.beat("preparing")
     try:
         source_spec = source.to_spec()
-        dest_specs = [d.to_spec() for d in enabled]
+        previous = _previous_size(job)
+        dest_specs = [d.to_spec(previous_size=previous) for d in enabled]
         master_keys = keyring.ring() if job.encrypt else []
     except keyring.KeyRingError as exc:
         _fail(run, f"cannot read stored credentials: {exc}")

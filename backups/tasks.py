@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 from django.db import IntegrityError, transaction
 
-from backups import retention, services
+from backups import retention, scrub, services
 from backups.catalog import adopt_orphans
 from backups.models import BackupJob, BackupRun, Trigger
 from backups.schedules import set_next_run
@@ -97,3 +97,9 @@ def apply_retention_task():
 def adopt_orphan_artifacts():
     """Hourly: artifacts published without their catalog row (a killed worker) are adopted."""
     return adopt_orphans()
+
+
+def scrub_task():
+    """The scheduled scrub pass: every enabled destination, within its byte budget."""
+    result = scrub.scrub()
+    return {"copies_lost": result.lost, "destinations": len(result.destinations)}

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from html import escape  # plain str → str: Django's lazy-aware wrapper costs 3× per call
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Max, Min, OuterRef, Subquery, Sum
 from django.db.models.functions import TruncDate
@@ -27,6 +28,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
+from backups import scrub
 from backups.models import (
     GOOD_STATUSES,
     BackupCopy,
@@ -585,8 +587,14 @@ def storage() -> list[dict]:
     }
     destinations = Destination.objects.order_by("name").values("pk", "name", "kind", "enabled")
     empty = {"used": None, "copy_count": 0, "newest": None}
+    proven = scrub.proven_within()
     return [
-        {**d, **{k: live.get(d["pk"], empty)[k] for k in ("used", "copy_count", "newest")}}
+        {
+            **d,
+            **{k: live.get(d["pk"], empty)[k] for k in ("used", "copy_count", "newest")},
+            "proven": proven.get(d["pk"], {}).get("proven", 0),
+            "proven_days": settings.DR_PROVEN_WITHIN_DAYS,
+        }
         for d in destinations
     ]
 

@@ -37,12 +37,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from backups.models import BackupRun, Source, System
+from backups import scrub
+from backups.models import BackupRun, Destination, Source, System
 from dr_portal.lib.pdf import url_fetcher
 from dr_portal.runs import RunStatus
 from drills.models import DrillRun
@@ -248,6 +250,20 @@ def _backups(scope: Scope, sources) -> dict:
         "runs": sum(totals.values()),
         **_status_counts(totals),
         "sources_with_gaps": sum(1 for r in rows if r["gaps"]),
+    }
+
+
+def _copies_proven(scope: Scope) -> dict:
+    """Per destination: the copies live now, and those the scrub read back and verified in
+    the N days (DR_PROVEN_WITHIN_DAYS) before the end of the period (or now)."""
+    days = settings.DR_PROVEN_WITHIN_DAYS
+    counts = scrub.proven_within(scope.horizon, days)
+    return {
+        "within_days": days,
+        "destinations": [
+            {"destination": name, **{k: counts.get(pk, {}).get(k, 0) for k in ("live", "proven")}}
+            for pk, name in Destination.objects.order_by("name").values_list("pk", "name")
+        ],
     }
 
 
@@ -467,6 +483,7 @@ def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
             "rpo_s": _s(sla.rpo),
         },
         "backups": _backups(scope, sources),
+        "copies_proven": _copies_proven(scope),
         "restore_tests": _restore_tests(scope, [s.pk for s in sources]),
         "drills": _drills(scope),
         "incidents": {"count": len(incidents.items), "items": incidents.items},

@@ -237,6 +237,15 @@ except ValueError as exc:
     raise ImproperlyConfigured(f"DR_OUTBOUND_ALLOW: {exc}") from None
 # A running run whose worker has not beaten for this long is failed as "worker lost".
 DR_REAP_AFTER_S = env.int("DR_REAP_AFTER_S", default=120)
+# The scrub reads every live copy back: a pass every DR_SCRUB_EVERY_HOURS (0: no schedule),
+# reading at most DR_SCRUB_BYTES_PER_HOUR x DR_SCRUB_EVERY_HOURS per destination per pass.
+DR_SCRUB_EVERY_HOURS = env.int("DR_SCRUB_EVERY_HOURS", default=24)
+DR_SCRUB_BYTES_PER_HOUR = env.int("DR_SCRUB_BYTES_PER_HOUR", default=20 * 1024**3)
+# "Copies proven in the last N days" (dashboard, compliance report).
+DR_PROVEN_WITHIN_DAYS = env.int("DR_PROVEN_WITHIN_DAYS", default=30)
+for _name in ("DR_SCRUB_EVERY_HOURS", "DR_SCRUB_BYTES_PER_HOUR", "DR_PROVEN_WITHIN_DAYS"):
+    if globals()[_name] < (0 if _name == "DR_SCRUB_EVERY_HOURS" else 1):
+        raise ImproperlyConfigured(f"{_name} must be a positive whole number")
 
 # --- i18n, static ----------------------------------------------------------
 LANGUAGE_CODE = "en-gb"

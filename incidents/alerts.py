@@ -33,6 +33,7 @@ KINDS = {
     "rpo_breached": "RPO target breached",
     "wal_gap": "WAL gap in the archive",
     "restore_test_failed": "Restore test failed",
+    "copy_lost": "Backup copy lost",
     "drill_overdue": "Drill overdue",
     "failover_started": "Failover started",
     "failover_finished": "Failover finished",

@@ -13,6 +13,14 @@ class DestinationError(EngineError):
     """A destination could not be reached, written, read or cleaned up."""
 
 
+class StoreOperationError(DestinationError):
+    """A store refused or did not answer one S3 operation; names it and the store's code."""
+
+    def __init__(self, message: str, operation: str, code: str):
+        super().__init__(message)
+        self.operation, self.code = operation, code
+
+
 class ArtifactError(EngineError):
     """A stored artifact failed verification or cannot be decoded; the message names the cause."""
 

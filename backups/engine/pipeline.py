@@ -351,6 +351,8 @@ class _Run:
                         destination=copy.spec.name,
                         location=copy.location,
                         storage_class=getattr(copy.writer, "storage_class", "") or "",
+                        # how this copy was uploaded (S3: upload_checksums, part_size)
+                        **getattr(copy.writer, "manifest_fields", {}),
                     )
                 )
             except Exception as exc:  # noqa: BLE001 - the artifact without manifest is removed

@@ -34,7 +34,10 @@ def test_backup_to_s3_and_local_at_once(s3, source_dir, tmp_path, keys, storage_
     server, bucket = s3
     result = run_backup(
         SourceSpec("files", {"path": str(source_dir)}),
-        [local_spec(tmp_path / "dest"), server.spec(bucket, storage_class=storage_class)],
+        [
+            local_spec(tmp_path / "dest"),
+            server.spec(bucket, storage_class=storage_class, checksums="sha256"),
+        ],
         BackupOptions("toolhub-config/run7", master_keys=keys, manifest_extra={"run": 7}),
     )
     assert result.status == "succeeded", result.error
@@ -122,7 +125,7 @@ def test_manifest_checksum_matches_sha256_of_parts(s3, source_dir, keys):
     server, bucket = s3
     result = run_backup(
         SourceSpec("files", {"path": str(source_dir)}),
-        [server.spec(bucket)],
+        [server.spec(bucket, checksums="sha256")],
         BackupOptions("x/run1", master_keys=keys),
     )
     assert result.status == "succeeded", result.error

@@ -1,14 +1,14 @@
-"""S3 or an S3-compatible store: our own multipart upload with per-part SHA-256 checksums.
+"""S3 or an S3-compatible store: our own multipart upload, checksums as the store accepts them.
 
-Parts are 64 MiB by default (`part_size` in the config), so a stream of unknown length
-can reach 10,000 x 64 MiB = 625 GiB. The upload is completed only after the source and
-every byte verified; on failure it is aborted. The manifest object is written last, in
-STANDARD class, so the catalog can be rebuilt without restoring archived objects.
+Parts are one size per upload (s3_options: explicit, or from the previous artifact's size,
+else 64 MiB, so a stream of unknown length can reach 10,000 x 64 MiB = 625 GiB). Checksum
+headers go only where the destination's mode says (s3_options.resolve_checksums); Content-MD5
+otherwise. The upload is completed only after the source and every byte verified; on
+failure it is aborted. The manifest object is written last, in STANDARD class, so the
+catalog can be rebuilt without restoring archived objects.
 """
 
-import base64
 import datetime as dt
-import hashlib
 import json
 import secrets
 from collections.abc import Iterator
@@ -20,14 +20,26 @@ from botocore.exceptions import ClientError
 
 from dr_portal.lib.redact import redact
 
-from ..errors import DestinationError
+from ..errors import DestinationError, StoreOperationError
 from ..specs import STORAGE_CLASSES, DestinationSpec
 from . import ARTIFACT_SUFFIX, MANIFEST_SUFFIX, check_artifact_key
+from .s3_options import (
+    MAX_PARTS,
+    MIB,
+    auto_part_size,
+    completed_part,
+    part_checksum,
+    resolve_checksums,
+    upload_checksum_args,
+)
 
-DEFAULT_PART_SIZE = 64 * 1024 * 1024
+# Where the destination test writes its throwaway objects (never a manifest: the catalog
+# rebuild lists *.manifest.json under the prefix).
+PROBE_PREFIX = ".dr-portal-test/"
+PROBE_BYTES = 64 * 1024
 
 
-def _client(spec: DestinationSpec):
+def _client(spec: DestinationSpec, checksums: str):
     # Imported and created per call: workers are forked, clients are not fork-safe.
 
     options = {
@@ -35,8 +47,10 @@ def _client(spec: DestinationSpec):
         "connect_timeout": float(spec.config.get("connect_timeout", 10)),
         "read_timeout": float(spec.config.get("read_timeout", 120)),
     }
-    if spec.config.get("endpoint_url"):
-        # S3-compatible stores often reject the checksums boto3 >= 1.36 sends by default.
+    if checksums == "none":
+        # boto3 >= 1.36 adds CRC32 headers to every upload and asks for checksums on every
+        # read (x-amz-checksum-mode) unless told "when_required"; those headers are what
+        # stores without flexible checksums refuse.
         options.update(
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
@@ -62,31 +76,37 @@ class S3Writer:
         self._parts: list[dict] = []
         self._completed = False
         self._manifest_key = self.key + MANIFEST_SUFFIX
-        with dest.errors(f"starting upload of {self.key}"):
+        # What the manifest of this copy records about how it was uploaded.
+        self.manifest_fields = {"upload_checksums": dest.checksums, "part_size": dest.part_size}
+        with dest.errors(f"starting upload of {self.key}", "CreateMultipartUpload"):
             self._upload_id = dest.client.create_multipart_upload(
                 Bucket=dest.bucket,
                 Key=self.key,
                 StorageClass=self.storage_class,
-                ChecksumAlgorithm="SHA256",
                 ContentType="application/octet-stream",
+                **upload_checksum_args(dest.checksums),
             )["UploadId"]
 
     def _send_part(self, data: bytearray) -> None:
         number = len(self._parts) + 1
-        checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
-        with self.dest.errors(f"uploading part {number} of {self.key}"):
+        if number > MAX_PARTS:
+            size = self.dest.part_size
+            raise DestinationError(
+                f"S3 destination {self.dest.name}: the artifact outgrew {MAX_PARTS} parts of "
+                f"{size // MIB} MiB ({size * MAX_PARTS / 1024**3:.0f} GiB); set a larger "
+                "part size (part_size_mb)"
+            )
+        checksum = part_checksum(self.dest.checksums, data)
+        with self.dest.errors(f"uploading part {number} of {self.key}", "UploadPart"):
             response = self.dest.client.upload_part(
                 Bucket=self.dest.bucket,
                 Key=self.key,
                 UploadId=self._upload_id,
                 PartNumber=number,
                 Body=data,
-                ChecksumAlgorithm="SHA256",
-                ChecksumSHA256=checksum,
+                **checksum,
             )
-        self._parts.append(
-            {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": checksum}
-        )
+        self._parts.append(completed_part(number, response["ETag"], checksum))
 
     def write(self, data: bytes) -> None:
         self._buffer += data
@@ -102,7 +122,7 @@ class S3Writer:
         if self._buffer or not self._parts:
             part, self._buffer = self._buffer, bytearray()
             self._send_part(part)
-        with self.dest.errors(f"completing upload of {self.key}"):
+        with self.dest.errors(f"completing upload of {self.key}", "CompleteMultipartUpload"):
             self.dest.client.complete_multipart_upload(
                 Bucket=self.dest.bucket,
                 Key=self.key,
@@ -114,15 +134,7 @@ class S3Writer:
 
     def write_manifest(self, manifest: dict) -> str:
         body = json.dumps(manifest, indent=2, sort_keys=True).encode()
-        with self.dest.errors(f"writing manifest {self._manifest_key}"):
-            self.dest.client.put_object(
-                Bucket=self.dest.bucket,
-                Key=self._manifest_key,
-                Body=body,
-                ContentType="application/json",
-                StorageClass="STANDARD",
-                ChecksumSHA256=base64.b64encode(hashlib.sha256(body).digest()).decode(),
-            )
+        self.dest.put_small(self._manifest_key, body, f"writing manifest {self._manifest_key}")
         return self.dest.location(self._manifest_key)
 
     def abort(self) -> None:
@@ -141,8 +153,8 @@ class S3Writer:
 class _Errors:
     """Context manager turning boto errors into DestinationError without secrets."""
 
-    def __init__(self, dest: "S3Destination", doing: str):
-        self.dest, self.doing = dest, doing
+    def __init__(self, dest: "S3Destination", doing: str, operation: str):
+        self.dest, self.doing, self.operation = dest, doing, operation
 
     def __enter__(self):
         return self
@@ -152,9 +164,21 @@ class _Errors:
             return False
         if not isinstance(exc, Exception):
             return False
-        message = redact(f"{exc}", list(self.dest.secret_values))
-        raise DestinationError(
-            f"S3 destination {self.dest.name}: {self.doing} failed: {message}"
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            code = str(
+                error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            )
+            detail = str(error.get("Message") or "")
+        else:  # no answer: connection refused, timeout, DNS
+            code, detail = type(exc).__name__, str(exc)
+        detail = redact(detail, list(self.dest.secret_values))
+        raise StoreOperationError(
+            f"S3 destination {self.dest.name}: {self.operation} failed ({code})"
+            + (f": {detail}" if detail else "")
+            + f", {self.doing}",
+            self.operation,
+            code,
         ) from None
 
 
@@ -172,7 +196,11 @@ class S3Destination:
             raise DestinationError(
                 f"destination {spec.name}: unknown storage class {self.storage_class}"
             )
-        self.part_size = int(config.get("part_size") or DEFAULT_PART_SIZE)
+        self.part_size = int(config.get("part_size") or auto_part_size(config.get("previous_size")))
+        try:
+            self.checksums = resolve_checksums(config.get("checksums"), config.get("endpoint_url"))
+        except ValueError as exc:
+            raise DestinationError(f"destination {spec.name}: {exc}") from None
         self.secret_values = [v for v in spec.secrets.values() if v]
         self.spec = spec
         self._client = None
@@ -180,11 +208,23 @@ class S3Destination:
     @property
     def client(self):
         if self._client is None:
-            self._client = _client(self.spec)
+            self._client = _client(self.spec, self.checksums)
         return self._client
 
-    def errors(self, doing: str) -> _Errors:
-        return _Errors(self, doing)
+    def errors(self, doing: str, operation: str) -> _Errors:
+        return _Errors(self, doing, operation)
+
+    def put_small(self, key: str, body: bytes, doing: str) -> None:
+        """One PutObject in STANDARD class, proven the way this destination's parts are."""
+        with self.errors(doing, "PutObject"):
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentType="application/json",
+                StorageClass="STANDARD",
+                **part_checksum(self.checksums, body),
+            )
 
     def location(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -198,31 +238,51 @@ class S3Destination:
         return location
 
     def probe(self) -> None:
-        key = f"{self.prefix}.dr-portal-probe-{secrets.token_hex(6)}"
-        payload = secrets.token_bytes(64)
-        with self.errors(f"probe of s3://{self.bucket}/{self.prefix}"):
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=payload)
-            try:
-                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-            finally:
-                self.client.delete_object(Bucket=self.bucket, Key=key)
-        if body != payload:
-            raise DestinationError(
-                f"S3 destination {self.name}: the probe object read back differently"
-            )
+        """What a backup does, on a small throwaway artifact: CreateMultipartUpload,
+        UploadPart, CompleteMultipartUpload, PutObject (as the manifest is written), GetObject
+        and compare, DeleteObject. Raises StoreOperationError naming the first operation the
+        store refused, with its error code."""
+        artifact = f"{PROBE_PREFIX}{secrets.token_hex(6)}"
+        payload = secrets.token_bytes(PROBE_BYTES)
+        writer = self.open_write(artifact)
+        try:
+            writer.write(payload)
+            location = writer.commit()
+            self.put_small(writer.key + ".json", b"{}", f"writing {writer.key}.json")
+        except BaseException:
+            writer.abort()
+            self._delete_quietly(writer.key + ".json")
+            raise
+        try:
+            with self.errors(f"reading back {location}", "GetObject"):
+                body = self.client.get_object(Bucket=self.bucket, Key=writer.key)["Body"].read()
+            if body != payload:
+                raise DestinationError(
+                    f"S3 destination {self.name}: the test object read back differently"
+                )
+        finally:
+            for key in (writer.key, writer.key + ".json"):
+                with self.errors(f"deleting {self.location(key)}", "DeleteObject"):
+                    self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def _delete_quietly(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except Exception:  # noqa: BLE001 - cleanup after a failure already being reported
+            pass
 
     def open_write(self, artifact_key: str) -> S3Writer:
         return S3Writer(self, artifact_key)
 
     def open_read(self, location: str) -> BinaryIO:
-        with self.errors(f"reading {location}"):
+        with self.errors(f"reading {location}", "GetObject"):
             return self.client.get_object(Bucket=self.bucket, Key=self._key(location))["Body"]
 
     def discard_partial(self, artifact_key: str) -> list[str]:
         """Abort the multipart uploads an unfinished write of this artifact left (a dead worker)."""
         key = self.prefix + check_artifact_key(artifact_key) + ARTIFACT_SUFFIX
         aborted = []
-        with self.errors(f"aborting unfinished uploads of {key}"):
+        with self.errors(f"aborting unfinished uploads of {key}", "AbortMultipartUpload"):
             uploads = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
             for upload in uploads.get("Uploads", []):
                 if upload["Key"] == key:
@@ -240,7 +300,7 @@ class S3Destination:
         """
         cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=older_than_s)
         aborted = []
-        with self.errors("aborting stale multipart uploads"):
+        with self.errors("aborting stale multipart uploads", "AbortMultipartUpload"):
             pages = self.client.get_paginator("list_multipart_uploads")
             for page in pages.paginate(Bucket=self.bucket, Prefix=self.prefix):
                 for upload in page.get("Uploads", []):
@@ -253,7 +313,7 @@ class S3Destination:
 
     def delete(self, location: str) -> None:
         key = self._key(location)
-        with self.errors(f"deleting {location}"):
+        with self.errors(f"deleting {location}", "DeleteObject"):
             self.client.delete_object(Bucket=self.bucket, Key=key)
             self.client.delete_object(Bucket=self.bucket, Key=key + MANIFEST_SUFFIX)
 
@@ -270,7 +330,7 @@ class S3Destination:
             ) from None
 
     def iter_manifests(self) -> Iterator[tuple[str, dict]]:
-        with self.errors(f"listing s3://{self.bucket}/{self.prefix}"):
+        with self.errors(f"listing s3://{self.bucket}/{self.prefix}", "ListObjectsV2"):
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=self.prefix
             )
@@ -281,7 +341,7 @@ class S3Destination:
                 if item["Key"].endswith(MANIFEST_SUFFIX)
             ]
         for key in sorted(keys):
-            with self.errors(f"reading {key}"):
+            with self.errors(f"reading {key}", "GetObject"):
                 body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
             try:
                 yield self.location(key), json.loads(body)
