@@ -7,6 +7,8 @@ queued; the base template shows this on every page (dr_portal.context_processors
 import time
 from datetime import timedelta
 
+from django.db.models import CharField, Count, Value
+
 from backups.models import BackupRun
 from dr_portal.lib.queue import WORKER_WINDOW_S, worker_last_seen
 from dr_portal.runs import RunStatus
@@ -28,10 +30,22 @@ def worker_down() -> dict:
     silent = None if seen is None else time.time() - seen
     if silent is not None and silent <= WORKER_WINDOW_S:
         return {}
-    waiting = [
-        (label, model.objects.filter(status=RunStatus.QUEUED).count()) for label, model in QUEUED
-    ]
     return {
         "silent": timedelta(seconds=int(silent)) if silent is not None else None,
-        "waiting": [(label, n) for label, n in waiting if n],
+        "waiting": [(label, n) for label, n in queued_counts() if n],
     }
+
+
+def queued_counts() -> list[tuple[str, int]]:
+    """How many runs of each kind wait, in one query (the banner is on every page)."""
+    counts = [
+        model.objects.filter(status=RunStatus.QUEUED)
+        .order_by()
+        .annotate(label=Value(label, output_field=CharField()))
+        .values("label")
+        .annotate(n=Count("pk"))
+        .values_list("label", "n")
+        for label, model in QUEUED
+    ]
+    found = dict(counts[0].union(*counts[1:], all=True))
+    return [(label, found.get(label, 0)) for label, _ in QUEUED]
