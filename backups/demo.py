@@ -97,8 +97,13 @@ def load(stdout):
             }
         )
     job_names = [job["name"] for job in data["jobs"]]
+    first_load = not Source.objects.filter(name="toolhub-db").exists()
     missing, present = missing_only(data)
     changes = config.apply(missing)
+    if first_load:
+        # The portal's own database (seeded by a migration) is what a rebuild starts from:
+        # the demo proves it after every backup too, once; a user's later choice stands.
+        Source.objects.filter(is_portal_db=True).update(restore_test_after_backup=True)
     stdout.write(
         f"backups demo: {len(changes)} created, {present} already there (left as they are)"
     )

@@ -3,7 +3,6 @@
 import time
 
 import pytest
-
 from django.core.cache import cache
 
 from backups.models import BackupRun

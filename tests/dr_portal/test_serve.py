@@ -60,7 +60,9 @@ def live(port):
 @contextmanager
 def serving(tmp_path):
     """`manage.py serve` on a fresh embedded database; yields (process, port, output lines)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DATABASE_URL")}
+    # As on a fresh clone: no database URL, no keys (generated into the empty var/).
+    fresh = ("DATABASE_URL", "DR_ENCRYPTION_KEYS", "DJANGO_SECRET_KEY")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(fresh)}
     env.update(DR_VAR_DIR=str(tmp_path), DR_ENV="embedded", PYTHONUNBUFFERED="1")
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     subprocess.run([sys.executable, "manage.py", "createcachetable"], cwd=ROOT, env=env, check=True)
@@ -81,8 +83,17 @@ def serving(tmp_path):
         yield proc, port, lines
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for pid in started_pids(lines):  # whatever outlived a failed test
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         reader.join(timeout=5)
 
 
@@ -97,6 +108,10 @@ def stop_with_ctrl_c(proc, lines):
     wait_for(lambda: not any(alive(pid) for pid in children), timeout=10, message="children gone")
 
 
+def started_pids(lines):
+    return [int(m[1]) for line in lines if (m := re.search(r" started \(pid (\d+)\)", line))]
+
+
 def worker_pids(lines):
     return [int(m[1]) for line in lines if (m := re.match(r"worker started \(pid (\d+)\)", line))]
 
@@ -107,6 +122,15 @@ def test_serve_runs_web_and_worker_and_stops_both_on_ctrl_c(tmp_path):
         login = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
         assert "/accounts/login/" in login.url
         assert len(children_of(proc.pid)) >= 2  # gunicorn and qcluster
+        # The first-start summary comes after the start-up lines, in a box.
+        wait_for(lambda: any(line.startswith("| DR Portal:") for line in lines), timeout=30)
+        box = next(i for i, line in enumerate(lines) if line.startswith("| DR Portal:"))
+        assert f"http://127.0.0.1:{port}/" in lines[box]
+        assert lines[box - 1].startswith("+---") and "Ctrl-C" in "".join(lines[box : box + 9])
+        assert max(i for i, line in enumerate(lines) if " started (pid " in line) < box
+        # The escrow warning is in the box, not repeated by every process's system checks.
+        output = "".join(lines)
+        assert "dr_portal.W001" not in output and output.count("ESCROW IT") == 1
         stop_with_ctrl_c(proc, lines)
         assert "stopped\n" in lines
 
@@ -124,7 +148,7 @@ def test_a_killed_worker_is_started_again_and_the_web_keeps_serving(tmp_path):
         second = worker_pids(lines)[1]
         assert second != first and alive(second)
         assert any(
-            "worker (pid %d) exited with -9; starting it again in 1 s" % first in line
+            f"worker (pid {first}) exited with -9; starting it again in 1 s" in line
             for line in lines
         ), "".join(lines)
         # What the dead cluster left behind is gone, so two clusters never take tasks at once.

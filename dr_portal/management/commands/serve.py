@@ -15,16 +15,20 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+
+from dr_portal import first_start
 
 STOP_GRACE_S = 60
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 60.0
 STABLE_AFTER_S = 60.0  # a child up this long has its back-off reset
 TICK_S = 0.5
+SETTLE_S = 3.0  # the cluster's start-up lines come first, the summary last
 
 
 @dataclass
@@ -40,6 +44,14 @@ class Child:
     restarts: int = 0
 
 
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "health/live", timeout=2) as response:  # noqa: S310 - our own loopback URL
+            return response.status == 200
+    except OSError:
+        return False
+
+
 def reap_group(pgid: int):
     """Kill what an exited child left in its session (a killed qcluster's worker processes
     would otherwise keep taking tasks next to its replacement). Its main process is gone,
@@ -52,6 +64,7 @@ def reap_group(pgid: int):
 
 class Command(BaseCommand):
     help = "Run gunicorn on --bind and a django-q2 cluster until Ctrl-C or SIGTERM."
+    requires_system_checks = []  # run in handle(), without the escrow warning (see there)
 
     def add_arguments(self, parser):
         parser.add_argument("--bind", default="127.0.0.1:8000")
@@ -59,12 +72,17 @@ class Command(BaseCommand):
         parser.add_argument("--no-demo-writer", action="store_true")
 
     def handle(self, *args, bind, web_workers, no_demo_writer, **options):
+        # The key-escrow warning (dr_portal.W001) is in the summary printed last; every
+        # other check runs here, once, and its children skip them.
+        settings.SILENCED_SYSTEM_CHECKS = [*settings.SILENCED_SYSTEM_CHECKS, "dr_portal.W001"]
+        self.check()
         children = [Child(name, argv) for name, argv in self.commands(bind, web_workers).items()]
         if no_demo_writer:
             children = [c for c in children if c.name != "demo-app"]
         for child in children:
             self.start(child)
-        self.stdout.write(f"DR Portal on http://{bind}/ (Ctrl-C stops the portal and its worker)")
+        url = f"http://{bind}/"
+        summary_due = time.monotonic() + SETTLE_S
         stopping = False
 
         def stop(signum, frame):
@@ -77,6 +95,9 @@ class Command(BaseCommand):
         while not stopping:
             if not self.supervise(children):
                 exit_code, stopping = 1, True
+            if summary_due and time.monotonic() >= summary_due and answers(url):
+                self.stdout.write(first_start.summary(url))
+                summary_due = None
             time.sleep(TICK_S)
         self.stop_all(children)
         sys.exit(exit_code)
@@ -99,10 +120,11 @@ class Command(BaseCommand):
                 "--timeout",
                 "60",
             ],
-            "worker": [python, manage, "qcluster"],
+            # This command ran the system checks once; its children do not repeat them.
+            "worker": [python, manage, "qcluster", "--skip-checks"],
         }
         if (settings.DR_DEMO_DIR / "tool_hub.db").exists():
-            commands["demo-app"] = [python, manage, "demo_writer"]
+            commands["demo-app"] = [python, manage, "demo_writer", "--skip-checks"]
         return commands
 
     def start(self, child: Child):
