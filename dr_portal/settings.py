@@ -237,6 +237,8 @@ except ValueError as exc:
     raise ImproperlyConfigured(f"DR_OUTBOUND_ALLOW: {exc}") from None
 # A running run whose worker has not beaten for this long is failed as "worker lost".
 DR_REAP_AFTER_S = env.int("DR_REAP_AFTER_S", default=120)
+# A new source pages (RPO breached) only after this; 0: its job's first scheduled backup + 1 h.
+DR_NEW_SOURCE_GRACE_S = env.int("DR_NEW_SOURCE_GRACE_S", default=0)
 
 # --- i18n, static ----------------------------------------------------------
 LANGUAGE_CODE = "en-gb"
