@@ -9,6 +9,7 @@ from django.template import loader
 
 log = logging.getLogger(__name__)
 
+
 def forbidden(request, exception=None):
     reason = (
         str(exception) if exception and str(exception) else "You do not have the role this needs."
