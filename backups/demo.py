@@ -3,7 +3,9 @@
 from django.conf import settings
 
 from backups import config, services
-from backups.models import BackupJob, Source, Trigger
+from backups.models import BackupJob, Destination, Source, System, Trigger
+
+MODELS = {"systems": System, "destinations": Destination, "sources": Source, "jobs": BackupJob}
 
 
 def demo_config() -> dict:
@@ -66,12 +68,24 @@ def demo_config() -> dict:
     }
 
 
+def missing_only(data: dict) -> tuple[dict, int]:
+    """The demo config without the objects that exist already (by name), and how many were
+    left out: `make run` loads the demo on every start and must not revert the user's edits."""
+    kept, present = {}, 0
+    for section, items in data.items():
+        names = set(MODELS[section].objects.values_list("name", flat=True))
+        kept[section] = [item for item in items if item["name"] not in names]
+        present += len(items) - len(kept[section])
+    return kept, present
+
+
 def load(stdout):
-    """Idempotent: the same config applied by name; existing objects are only updated."""
+    """Idempotent: creates the demo objects that are missing and leaves existing ones as they
+    are (edited or not)."""
     settings.DR_LOCAL_BACKUP_DIR.mkdir(parents=True, exist_ok=True)
     data = demo_config()
 
-    if not Source.objects.filter(name="portal-db").exists():
+    if not Source.objects.filter(is_portal_db=True).exists():
         data["sources"].append(
             {
                 "name": "portal-db",
@@ -82,10 +96,18 @@ def load(stdout):
                 "restore_test_after_backup": True,
             }
         )
-    changes = config.apply(data)
-    changed = [c for c in changes if c.action != "unchanged"]
-    stdout.write(f"backups demo: {len(changed)} changed, {len(changes) - len(changed)} unchanged")
-    queue_first_backups([job["name"] for job in data["jobs"]], stdout)
+    job_names = [job["name"] for job in data["jobs"]]
+    first_load = not Source.objects.filter(name="toolhub-db").exists()
+    missing, present = missing_only(data)
+    changes = config.apply(missing)
+    if first_load:
+        # The portal's own database (seeded by a migration) is what a rebuild starts from:
+        # the demo proves it after every backup too, once; a user's later choice stands.
+        Source.objects.filter(is_portal_db=True).update(restore_test_after_backup=True)
+    stdout.write(
+        f"backups demo: {len(changes)} created, {present} already there (left as they are)"
+    )
+    queue_first_backups(job_names, stdout)
 
 
 def queue_first_backups(job_names, stdout):

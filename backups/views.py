@@ -388,9 +388,10 @@ def run_cancel(request, pk):
 
 
 def run_progress(request, pk):
-    """htmx fragment polled every 2 s; 286 stops the polling once the run is done."""
+    """htmx fragment polled every 2 s: all of the page that changes while the run runs
+    (status, actions, manifest); 286 stops the polling once the run is done."""
     run = _run(pk)
-    response = render(request, "backups/_run_progress.html", {"run": run})
+    response = render(request, "backups/_run_live.html", {"run": run})
     if run.status in DONE:
         response.status_code = 286
     return response

@@ -6,7 +6,6 @@ auditor — needs the manager role. /metrics is not behind the login: it checks 
 bearer token or address allow-list (dashboard.metrics).
 """
 
-import time
 from datetime import timedelta
 
 from django import forms
@@ -16,45 +15,18 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from backups.models import BackupRun, System
+from backups.models import System
 from dashboard import board, compliance, metrics
 from dr_portal import audit
-from dr_portal.lib.queue import WORKER_WINDOW_S, worker_last_seen
 from dr_portal.lib.roles import MANAGER, VIEWER, role_required
 from dr_portal.models import KeyEscrow
-from dr_portal.runs import RunStatus
 from dr_portal.widgets import DatePicker
-from recovery.failover.models import FailoverRun
-from recovery.models import Restore, RestoreTest
 
 MAX_PERIOD = timedelta(days=3 * 366)
 
 
-def worker_down() -> dict:
-    """No worker cluster seen within the window: for how long, and what waits for one
-    (a dead worker used to be visible only in /health/ready's JSON)."""
-    seen = worker_last_seen()
-    silent = None if seen is None else time.time() - seen
-    if silent is not None and silent <= WORKER_WINDOW_S:
-        return {}
-    queued = (
-        ("backup run", BackupRun),
-        ("restore test", RestoreTest),
-        ("restore", Restore),
-        ("failover run", FailoverRun),
-    )
-    waiting = [
-        (label, model.objects.filter(status=RunStatus.QUEUED).count()) for label, model in queued
-    ]
-    return {
-        "silent": timedelta(seconds=int(silent)) if silent is not None else None,
-        "waiting": [(label, n) for label, n in waiting if n],
-    }
-
-
 def dashboard(request):
     context = {
-        "worker_down": worker_down(),
         "unescrowed_keys": KeyEscrow.unconfirmed_key_ids(),
         **board.build(),
     }

@@ -246,6 +246,8 @@ DR_PROVEN_WITHIN_DAYS = env.int("DR_PROVEN_WITHIN_DAYS", default=30)
 for _name in ("DR_SCRUB_EVERY_HOURS", "DR_SCRUB_BYTES_PER_HOUR", "DR_PROVEN_WITHIN_DAYS"):
     if globals()[_name] < (0 if _name == "DR_SCRUB_EVERY_HOURS" else 1):
         raise ImproperlyConfigured(f"{_name} must be a positive whole number")
+# A new source pages (RPO breached) only after this; 0: its job's first scheduled backup + 1 h.
+DR_NEW_SOURCE_GRACE_S = env.int("DR_NEW_SOURCE_GRACE_S", default=0)
 
 # --- i18n, static ----------------------------------------------------------
 LANGUAGE_CODE = "en-gb"

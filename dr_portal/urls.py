@@ -20,3 +20,4 @@ urlpatterns = [
 ]
 
 handler403 = "dr_portal.errors.forbidden"
+handler500 = "dr_portal.errors.server_error"

@@ -77,10 +77,9 @@ def load(stdout):
             "time_zone": "UTC",
         },
     )
-    plan.systems.add(system)
-    participants = _participants(stdout)
-    if participants:
-        plan.participants.add(*participants)
+    if made:  # later loads leave the plan's systems and participants as the user set them
+        plan.systems.add(system)
+        plan.participants.add(*_participants(stdout))
 
     db = _scenario(
         plan, 1, "Simulate database failure", kind="database_failure",

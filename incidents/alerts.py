@@ -45,14 +45,23 @@ EVENT_KINDS = {"failover_started", "failover_finished", "test"}
 
 
 def alert(
-    key: str, kind: str, title: str, detail: str = "", url: str = "", *, contacts=(), strict=False
+    key: str,
+    kind: str,
+    title: str,
+    detail: str = "",
+    url: str = "",
+    *,
+    contacts=(),
+    strict=False,
+    notify=True,
 ) -> None:
     """Open the alert for `key` and notify the on-call contacts (and `contacts`), once.
 
     strict: let a failure raise (the run-event consumer retries the event) instead of logging it.
+    notify=False: record it (alerts page, digest) without sending anything, e.g. a test run.
     """
     try:
-        _alert(key, kind, title, detail, url, contacts)
+        _alert(key, kind, title, detail, url, contacts if notify else None)
     except Exception:
         if strict:
             raise
@@ -80,7 +89,8 @@ def _alert(key, kind, title, detail, url, contacts):
             obj = Alert.objects.create(
                 key=key, kind=kind, title=title, detail=detail, url=url, event=True, recovered=now
             )
-            _queue_messages(obj, "event", contacts)
+            if contacts is not None:
+                _queue_messages(obj, "event", contacts)
             return
         updated = Alert.objects.filter(key=key, recovered__isnull=True).update(
             last_seen=now, seen_count=_plus_one(), detail=detail
@@ -92,7 +102,8 @@ def _alert(key, kind, title, detail, url, contacts):
                 obj = Alert.objects.create(key=key, kind=kind, title=title, detail=detail, url=url)
         except IntegrityError:
             return  # a concurrent caller opened it first; it sends the message
-        _queue_messages(obj, "alert", contacts)
+        if contacts is not None:
+            _queue_messages(obj, "alert", contacts)
 
 
 def _recover(key, title):

@@ -101,6 +101,7 @@ def failover_started_alert(event, run):
         f"{run} started for {run.system}",
         url=run.get_absolute_url(),
         strict=True,
+        notify=run.mode == "live",  # a test run is recorded, never pages on-call
     )
 
 
@@ -115,6 +116,7 @@ def failover_alert(event, run):
         detail=run.error,
         url=run.get_absolute_url(),
         strict=True,
+        notify=run.mode == "live",
     )
 
 

@@ -13,6 +13,7 @@ from backups.models import Source
 from dr_portal.lib import outbound
 from dr_portal.lib.durations import format_duration
 from dr_portal.lib.redact import redact
+from incidents import grace
 from incidents.alerts import alert, recover
 from incidents.events import process_events
 from incidents.models import Alert, Delivery, DeliveryAttempt, FollowUp, Notification
@@ -193,8 +194,11 @@ def check_rpo_targets() -> int:
     PITR source's archive raises its own alert (check_wal_gap)."""
     breached = 0
     sources = list(Source.objects.all())
+    quiet = grace.sources_in_grace(sources, timezone.now())
     for source_id, r in source_readiness(sources).items():
         key = f"rpo:{source_id}"
+        if source_id in quiet:
+            continue  # new: no job yet, or its first backup has not had its chance
         if r.rpo_state == BREACHED:
             breached += 1
             age = format_duration(r.rpo_now) if r.rpo_now is not None else "no good backup"
@@ -209,6 +213,7 @@ def check_rpo_targets() -> int:
             recover(key, title=f"RPO of {r.source_name} back within its target")
         if r.pitr:
             check_wal_gap(r)
+    grace.close_orphaned_alerts()
     return breached
 
 

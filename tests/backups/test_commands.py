@@ -120,7 +120,7 @@ def test_demo_is_idempotent_and_backs_up(
         call_command("load_demo")
         call_command("load_demo")
     out = capsys.readouterr().out
-    assert "backups demo: 0 changed" in out
+    assert "backups demo: 0 created, 5 already there (left as they are)" in out
     source = Source.objects.get(name="toolhub-db")
     assert source.data_class == "critical" and source.heartbeat_enabled
     assert [c["name"] for c in source.checks] == ["workflows", "executions"]

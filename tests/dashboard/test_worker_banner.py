@@ -1,7 +1,8 @@
-"""A dead worker is visible on the dashboard: for how long, and what waits for one."""
+"""A dead worker is visible on every page: for how long, and what waits for one."""
 
 import time
 
+import pytest
 from django.core.cache import cache
 
 from backups.models import BackupRun
@@ -32,6 +33,34 @@ def test_banner_when_no_worker_was_ever_seen(viewer_client):
     assert "None has been seen since the portal started" in _dashboard(viewer_client)
 
 
+@pytest.mark.parametrize(
+    "path", ["/backups/", "/recovery/", "/drills/", "/incidents/", "/backups/destinations/"]
+)
+def test_banner_on_every_page_not_only_the_dashboard(viewer_client, path):
+    job = BackupJobFactory()
+    BackupRunFactory(job=job, source=job.source, status="queued")
+    cache.set(WORKER_SEEN_KEY, time.time() - 120, None)
+    response = viewer_client.get(path)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'id="worker-warning"' in body and "1 backup run" in body
+
+
+def test_banner_on_a_run_page(viewer_client):
+    job = BackupJobFactory()
+    run = BackupRunFactory(job=job, source=job.source, status="queued")
+    cache.delete(WORKER_SEEN_KEY)
+    body = viewer_client.get(f"/backups/runs/{run.pk}/").content.decode()
+    assert body.count('id="worker-warning"') == 1
+
+
+def test_no_banner_before_sign_in(client, db):
+    cache.delete(WORKER_SEEN_KEY)
+    body = client.get("/accounts/login/").content.decode()
+    assert "worker-warning" not in body
+
+
 def test_no_banner_while_a_worker_beats(viewer_client):
     cache.set(WORKER_SEEN_KEY, time.time() - 5, None)
     assert 'id="worker-warning"' not in _dashboard(viewer_client)
+    assert 'id="worker-warning"' not in viewer_client.get("/backups/").content.decode()
