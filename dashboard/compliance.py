@@ -39,7 +39,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models import Count, F, Max, OuterRef, Q, Subquery
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -258,13 +258,30 @@ def _copies_proven(scope: Scope) -> dict:
     the N days (DR_PROVEN_WITHIN_DAYS) before the end of the period (or now)."""
     days = settings.DR_PROVEN_WITHIN_DAYS
     counts = scrub.proven_within(scope.horizon, days)
+    tested = _restore_tested_from(scope)
     return {
         "within_days": days,
         "destinations": [
-            {"destination": name, **{k: counts.get(pk, {}).get(k, 0) for k in ("live", "proven")}}
+            {
+                "destination": name,
+                **{k: counts.get(pk, {}).get(k, 0) for k in ("live", "proven")},
+                "restore_tested": _ts(tested.get(pk)),
+            }
             for pk, name in Destination.objects.order_by("name").values_list("pk", "name")
         ],
     }
+
+
+def _restore_tested_from(scope: Scope) -> dict[int, datetime]:
+    """{destination id: when a passed restore test of an in-scope source last read its copy
+    there}, up to the end of the period ("last restore-tested from here")."""
+    tests = RestoreTest.objects.filter(
+        status=RunStatus.SUCCEEDED, copy_destination__isnull=False, finished__lt=scope.end
+    )
+    if scope.system_ids:
+        tests = tests.filter(source__system_id__in=scope.system_ids)
+    rows = tests.values("copy_destination").annotate(at=Max("finished")).order_by()
+    return {row["copy_destination"]: row["at"] for row in rows}
 
 
 def _restore_tests(scope: Scope, ids) -> dict:

@@ -246,6 +246,12 @@ DR_PROVEN_WITHIN_DAYS = env.int("DR_PROVEN_WITHIN_DAYS", default=30)
 for _name in ("DR_SCRUB_EVERY_HOURS", "DR_SCRUB_BYTES_PER_HOUR", "DR_PROVEN_WITHIN_DAYS"):
     if globals()[_name] < (0 if _name == "DR_SCRUB_EVERY_HOURS" else 1):
         raise ImproperlyConfigured(f"{_name} must be a positive whole number")
+# Scheduled restore tests rotate over the destinations holding the newest good backup; a
+# (source, destination) copy no passed test read in this many days gets a test of its own
+# (sources with scheduled restore tests; 0: rotation only). See recovery/rotation.py.
+DR_COPY_TEST_EVERY_DAYS = env.int("DR_COPY_TEST_EVERY_DAYS", default=7)
+if DR_COPY_TEST_EVERY_DAYS < 0:
+    raise ImproperlyConfigured("DR_COPY_TEST_EVERY_DAYS must be a whole number of days, 0 or more")
 # A new source pages (RPO breached) only after this; 0: its job's first scheduled backup + 1 h.
 DR_NEW_SOURCE_GRACE_S = env.int("DR_NEW_SOURCE_GRACE_S", default=0)
 

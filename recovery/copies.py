@@ -9,8 +9,10 @@ Plaintext only ever lands in the run's private work directory, 0600.
 import os
 from dataclasses import dataclass
 
+from django.db.models import Exists, OuterRef
+
 from backups.engine import ArtifactError, EngineError, open_destination, unpack_artifact
-from backups.models import BackupCopy, BackupRun, Source
+from backups.models import BackupCopy, BackupRun, Destination, Source
 from dr_portal.lib import keyring
 from dr_portal.lib.redact import redact
 from dr_portal.runs import RunStatus
@@ -20,12 +22,17 @@ from recovery.runner import NeedsRetrieval, RecoveryFailure
 KEY_NOT_IN_RING = "not in the key ring"
 
 
-def good_backups(source: Source):
-    return BackupRun.objects.good().filter(source=source)
+def good_backups(source: Source, destination: Destination | None = None):
+    """Good backups of `source`; with `destination`, only those with a live copy there."""
+    runs = BackupRun.objects.good().filter(source=source)
+    if destination is not None:
+        there = BackupCopy.objects.live().filter(run=OuterRef("pk"), destination=destination)
+        runs = runs.filter(Exists(there))
+    return runs
 
 
-def newest_good_backup(source: Source) -> BackupRun | None:
-    return good_backups(source).order_by("-data_taken_at", "-finished", "-pk").first()
+def newest_good_backup(source: Source, destination: Destination | None = None) -> BackupRun | None:
+    return good_backups(source, destination).order_by("-data_taken_at", "-finished", "-pk").first()
 
 
 def newest_proven_backup(source: Source) -> BackupRun | None:
@@ -52,9 +59,17 @@ def _copy_rank(copy: BackupCopy) -> tuple:
     return (1, copy.pk)
 
 
-def rank_copies(run: BackupRun) -> tuple[list[BackupCopy], list[BackupCopy]]:
-    """(readable copies best first: local, then S3; archive-class copies needing retrieval)."""
-    copies = sorted(run.copies.live().select_related("destination"), key=_copy_rank)
+def rank_copies(
+    run: BackupRun, destination: Destination | None = None
+) -> tuple[list[BackupCopy], list[BackupCopy]]:
+    """(readable copies best first: local, then S3; archive-class copies needing retrieval).
+
+    With `destination` (a test pinned to it: "the local site is lost"), only its copy.
+    """
+    live = run.copies.live().select_related("destination")
+    if destination is not None:
+        live = live.filter(destination=destination)
+    copies = sorted(live, key=_copy_rank)
     readable = [c for c in copies if _copy_rank(c)[0] < 2]
     archived = [c for c in copies if _copy_rank(c)[0] == 2]
     return readable, archived
@@ -95,13 +110,20 @@ class _CopyFailed(Exception):
         self.bad_artifact = bad_artifact
 
 
-def fetch_verified(run: BackupRun, into_dir: str, log_line, secrets: list[str]) -> Fetched:
+def fetch_verified(
+    run: BackupRun,
+    into_dir: str,
+    log_line,
+    secrets: list[str],
+    destination: Destination | None = None,
+) -> Fetched:
     """Stream the best copy through verification into a file; try the next copy on failure.
 
     Raises RecoveryFailure naming every copy's cause. When every copy held a bad artifact
     (not a missing one, not a key missing from the ring) the run is marked not restorable.
+    With `destination`, only that destination's copy is read (never another one).
     """
-    readable = _readable_copies(run)
+    readable = _readable_copies(run, destination)
     try:
         master_keys = keyring.ring()
     except keyring.KeyRingError as exc:
@@ -118,7 +140,7 @@ def fetch_verified(run: BackupRun, into_dir: str, log_line, secrets: list[str]) 
         if os.path.exists(path):
             os.unlink(path)
     message = "; ".join(problems)
-    if bad_artifact == len(readable):
+    if bad_artifact == len(readable) and destination is None:
         BackupRun.objects.filter(pk=run.pk).update(
             restorable=False,
             not_restorable_reason=f"restore test found a bad artifact: {message}"[:2000],
@@ -127,11 +149,16 @@ def fetch_verified(run: BackupRun, into_dir: str, log_line, secrets: list[str]) 
     raise RecoveryFailure(f"no copy of backup run #{run.pk} could be read: {message}")
 
 
-def _readable_copies(run: BackupRun) -> list[BackupCopy]:
+def _readable_copies(run: BackupRun, destination: Destination | None = None) -> list[BackupCopy]:
     """The copies that can be read now; raise when there are none (naming archived ones)."""
-    readable, archived = rank_copies(run)
+    readable, archived = rank_copies(run, destination)
     if readable:
         return readable
+    if destination is not None and not archived:
+        raise RecoveryFailure(
+            f"{destination.name} holds no live copy of backup run #{run.pk}: "
+            "nothing to read there (the test reads no other destination)"
+        )
     if archived:
         where = ", ".join(
             f"{c.destination.name} ({c.storage_class or 'archive'})" for c in archived

@@ -43,7 +43,24 @@ class RestoreTest(RunBase):
         help_text="Empty when queued: the newest good backup of the source is taken at start.",
     )
     trigger = models.CharField(max_length=14, choices=Trigger.choices, default=Trigger.MANUAL)
+    destination = models.ForeignKey(
+        "backups.Destination",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="pinned_restore_tests",
+        help_text="Read only this destination's copy (as if the others were lost); "
+        "empty: the best copy.",
+    )
     copy_used = models.CharField(max_length=300, blank=True)
+    copy_destination = models.ForeignKey(
+        "backups.Destination",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="restore_tests_read",
+        help_text="The destination whose copy the test read.",
+    )
     needs_retrieval = models.BooleanField(
         default=False, help_text="Only archive-class copies exist: they must be retrieved first."
     )
@@ -89,6 +106,10 @@ class RestoreTest(RunBase):
             models.Index(fields=["status", "-finished"], name="restoretest_status_fin_idx"),
             # Readiness: newest finished test per source.
             models.Index(fields=["source", "-finished"], name="restoretest_src_fin_idx"),
+            # Rotation and compliance: newest test that read each destination's copy.
+            models.Index(
+                fields=["copy_destination", "status", "-finished"], name="restoretest_copy_dest_idx"
+            ),
             # Dashboard RTO chart: measured RTO per day, read from the index alone.
             models.Index(
                 fields=["finished"],

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from backups.engine import EngineError, open_destination
 from backups.globals import fetch_globals, globals_info
-from backups.models import BackupCopy, BackupRun, Source
+from backups.models import BackupCopy, BackupRun, Destination, Source
 from dr_portal.lib import keyring
 from dr_portal.lib.queue import enqueue
 from dr_portal.lib.redact import redact
@@ -58,6 +58,7 @@ from recovery.workspace import (
 
 __all__ = [
     "Busy",
+    "NoCopyThere",
     "RestoreTestResult",
     "enqueue_restore_test",
     "execute_restore_test",
@@ -71,6 +72,7 @@ class RestoreTestResult(RunResult):
     """The evidence a restore test records when it finishes (None: not recorded)."""
 
     copy_used: str | None = None
+    copy_destination_id: int | None = None
     bytes_fetched: int | None = None
     needs_retrieval: bool | None = None
     checks: list[dict] | None = None
@@ -85,10 +87,25 @@ class RestoreTestResult(RunResult):
     throughput_bps: float | None = None
 
 
+class NoCopyThere(ValueError):
+    """A test pinned to a destination that holds no copy to read."""
+
+
 def start_restore_test(
-    source: Source, *, backup_run: BackupRun | None = None, trigger=Trigger.MANUAL, user=None
+    source: Source,
+    *,
+    backup_run: BackupRun | None = None,
+    trigger=Trigger.MANUAL,
+    user=None,
+    destination: Destination | None = None,
 ) -> RestoreTest:
-    """Create a queued test unless one of this source is already queued or running."""
+    """Create a queued test unless one of this source is already queued or running.
+
+    destination: read only its copy ("the local site is lost"); NoCopyThere when it holds
+    no live copy of `backup_run` (or of any good backup of the source).
+    """
+    if destination is not None:
+        _check_copy_there(source, backup_run, destination)
     active = RestoreTest.objects.filter(source=source, status__in=list(ACTIVE)).first()
     if active is not None:
         raise Busy(f"restore test #{active.pk} of {source} is already {active.status}")
@@ -98,10 +115,21 @@ def start_restore_test(
                 source=source,
                 backup_run=backup_run,
                 trigger=trigger,
+                destination=destination,
                 requested_by=user if getattr(user, "is_authenticated", False) else None,
             )
     except IntegrityError:
         raise Busy(f"a restore test of {source} is already queued or running") from None
+
+
+def _check_copy_there(source: Source, backup_run: BackupRun | None, destination: Destination):
+    if backup_run is not None:
+        if not backup_run.copies.live().filter(destination=destination).exists():
+            raise NoCopyThere(
+                f"{destination.name} holds no live copy of backup run #{backup_run.pk}"
+            )
+    elif newest_good_backup(source, destination) is None:
+        raise NoCopyThere(f"{destination.name} holds no live copy of a good backup of {source}")
 
 
 def enqueue_restore_test(test: RestoreTest):
@@ -187,10 +215,16 @@ def _restore_test(test: RestoreTest, secrets: list[str]):
 
 def _backup_to_test(test: RestoreTest) -> BackupRun:
     """The backup the test names, or the source's newest good one (pinned on the test)."""
-    source = test.source
+    source, pinned = test.source, test.destination
     run = test.backup_run
+    if pinned is not None:
+        test.append_log(f"reading only the copy at {pinned.name}, as if every other copy were lost")
     if run is None:
-        run = newest_good_backup(source)
+        run = newest_good_backup(source, pinned)
+        if run is None and pinned is not None:
+            raise RecoveryFailure(
+                f"{pinned.name} holds no live copy of a good backup of {source}: nothing to test"
+            )
         if run is None:
             raise RecoveryFailure(f"{source} has no good backup with an intact copy to test")
         test.backup_run = run
@@ -212,6 +246,7 @@ def _restore_into_scratch(run: BackupRun, progress: _Progress, tmp: str, secrets
     if streamed is not None:
         outcome, copy, fetched_bytes = streamed
         progress.result.copy_used = copy_label(copy)
+        progress.result.copy_destination_id = copy.destination_id
         progress.result.bytes_fetched = fetched_bytes
     else:
         outcome = _unpacked_test(run, progress, kind, tmp, secrets)
@@ -277,8 +312,9 @@ def _unpacked_test(run, progress: _Progress, kind: str, tmp: str, secrets) -> Ve
     test, phases = progress.test, progress.phases
     source = test.source
     with phases.phase("fetch and verify"):
-        fetched = fetch_verified(run, tmp, test.append_log, secrets)
+        fetched = fetch_verified(run, tmp, test.append_log, secrets, test.destination)
     progress.result.copy_used = copy_label(fetched.copy)
+    progress.result.copy_destination_id = fetched.copy.destination_id
     progress.result.bytes_fetched = fetched.bytes_fetched
     test.append_log(f"restoring the {kind} artifact into scratch")
     if kind == "postgresql":
@@ -309,7 +345,7 @@ def _streamed_postgres_test(
     it and the scratch database is dropped. Returns (outcome, copy, stored bytes), or None
     when the stream failed on the copy itself, so the copy-by-copy path names the cause.
     """
-    readable, _ = rank_copies(run)
+    readable, _ = rank_copies(run, test.destination)
     if not readable:
         return None
     copy = readable[0]

@@ -60,6 +60,11 @@ def ensure_recovery_schedules():
         minutes=1,
     )
     ensure_schedule(
+        "recovery: restore tests of copies not proven lately",
+        "recovery.tasks.copy_restore_tests",
+        schedule_type=Schedule.HOURLY,
+    )
+    ensure_schedule(
         "recovery: sync restore test schedules, sweep scratch databases",
         "recovery.tasks.housekeeping",
         schedule_type=Schedule.HOURLY,

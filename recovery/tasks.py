@@ -13,7 +13,7 @@ from django.utils import timezone
 from backups.models import BackupRun, Source, Trigger
 from dr_portal.lib.redact import redact
 from dr_portal.runs import ACTIVE, DONE
-from recovery import restore_tests, restores, runner
+from recovery import restore_tests, restores, rotation, runner
 from recovery.cleanup import remove_temporaries
 from recovery.engine import heartbeat
 from recovery.engine.check_role import sweep_check_roles
@@ -35,17 +35,28 @@ def run_restore_test(test_id: int):
 
 
 def scheduled_restore_test(source_id: int):
-    """The weekly (or per-source cron) restore test: create it and run it in this worker."""
+    """The weekly (or per-source cron) restore test: create it and run it in this worker.
+
+    It reads the copy a passed test read longest ago (recovery.rotation), so every
+    destination holding the newest backup takes its turn.
+    """
     source = Source.objects.filter(pk=source_id).first()
     if source is None:
         drop_schedule(restore_test_schedule_name(source_id))
         return
     try:
-        test = restore_tests.start_restore_test(source, trigger=Trigger.SCHEDULED)
-    except runner.Busy as exc:
+        test = restore_tests.start_restore_test(
+            source, trigger=Trigger.SCHEDULED, destination=rotation.next_destination(source)
+        )
+    except (runner.Busy, restore_tests.NoCopyThere) as exc:
         log.info("scheduled restore test skipped: %s", exc)
         return
     restore_tests.execute_restore_test(test)
+
+
+def copy_restore_tests() -> int:
+    """Hourly: a pinned restore test for each copy not proven in DR_COPY_TEST_EVERY_DAYS."""
+    return rotation.queue_overdue()
 
 
 def run_restore(restore_id: int):

@@ -1,12 +1,15 @@
 """Portal pages of the recovery app. Thin: restore tests and restores are enqueued, never run here."""
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.contrib import messages
 from django.db.models import Exists, OuterRef
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from backups.models import GOOD_STATUSES, BackupRun, Source
+from backups.models import GOOD_STATUSES, BackupCopy, BackupRun, Destination, Source
 from dr_portal import audit
 from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration
@@ -20,6 +23,7 @@ from recovery import (
     restore_targets,
     restore_tests,
     restores,
+    rotation,
     runner,
     targeting,
 )
@@ -239,8 +243,30 @@ def source_detail(request, source_id):
             "heartbeat": getattr(source, "heartbeat_state", None)
             if source.heartbeat_enabled
             else None,
+            "copy_rows": _copy_rows(source, now),
+            "copy_test_days": settings.DR_COPY_TEST_EVERY_DAYS,
         },
     )
+
+
+def _copy_rows(source, now) -> list[dict]:
+    """Each destination holding a live copy of a good backup of `source`, with when a passed
+    restore test last read its copy there (the "Test now from …" buttons)."""
+    good = BackupRun.objects.good().filter(source=source)
+    held = BackupCopy.objects.live().filter(run__in=good).values("destination_id")
+    proven = rotation.last_read(source, passed_only=True)
+    days = settings.DR_COPY_TEST_EVERY_DAYS
+    rows = []
+    for destination in Destination.objects.filter(pk__in=held).order_by("name"):
+        last = proven.get(destination.pk)
+        rows.append(
+            {
+                "destination": destination,
+                "last_proven": last,
+                "overdue": bool(days) and (last is None or now - last > timedelta(days=days)),
+            }
+        )
+    return rows
 
 
 @role_required(OPERATOR)
@@ -255,20 +281,39 @@ def run_test(request, source_id):
             pk=request.POST["backup_run"] if request.POST["backup_run"].isdigit() else 0,
             source=source,
         )
+    destination = None
+    asked = request.POST.get("destination", "")
+    if asked:
+        # "Test now from …": read only that destination's copy (as if the others were lost).
+        destination = Destination.objects.filter(pk=int(asked) if asked.isdigit() else 0).first()
+        if destination is None:
+            messages.error(request, "That destination does not exist (any more): nothing queued.")
+            return redirect("recovery:source_detail", source.pk)
     try:
-        test = restore_tests.start_restore_test(source, backup_run=backup_run, user=request.user)
+        test = restore_tests.start_restore_test(
+            source, backup_run=backup_run, user=request.user, destination=destination
+        )
     except runner.Busy as exc:
         messages.warning(request, str(exc))
         return redirect("recovery:source_detail", source.pk)
-    audit.record("run restore test", source, user=request.user, detail=f"restore test #{test.pk}")
+    except restore_tests.NoCopyThere as exc:
+        messages.error(request, f"{exc}: nothing queued.")
+        return redirect("recovery:source_detail", source.pk)
+    where = f" from {destination.name}" if destination else ""
+    audit.record(
+        "run restore test", source, user=request.user, detail=f"restore test #{test.pk}{where}"
+    )
     restore_tests.enqueue_restore_test(test)
-    messages.success(request, f"Restore test #{test.pk} of {source} queued.")
+    messages.success(request, f"Restore test #{test.pk} of {source}{where} queued.")
     return redirect(test)
 
 
 def _test(pk):
     return get_object_or_404(
-        RestoreTest.objects.select_related("source", "backup_run", "requested_by"), pk=pk
+        RestoreTest.objects.select_related(
+            "source", "backup_run", "requested_by", "destination", "copy_destination"
+        ),
+        pk=pk,
     )
 
 

@@ -158,8 +158,8 @@ def test_dashboard_and_compliance_count_copies_proven_in_the_last_n_days(
     assert report["copies_proven"] == {
         "within_days": 30,
         "destinations": [
-            {"destination": "local", "live": 2, "proven": 2},
-            {"destination": "second", "live": 2, "proven": 1},
+            {"destination": "local", "live": 2, "proven": 2, "restore_tested": None},
+            {"destination": "second", "live": 2, "proven": 1, "restore_tested": None},
         ],
     }
     body = manager_client.get("/").content.decode()

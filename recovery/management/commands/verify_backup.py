@@ -1,11 +1,12 @@
-"""manage.py verify_backup (RUN_ID | --latest JOB) [--json]: a restore test in the foreground."""
+"""manage.py verify_backup (RUN_ID | --latest JOB) [--destination NAME] [--json]: a restore
+test in the foreground, optionally reading only one destination's copy."""
 
 import json as jsonlib
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from backups.models import BackupJob, BackupRun, Trigger
+from backups.models import BackupJob, BackupRun, Destination, Trigger
 from dr_portal import audit
 from recovery import copies, restore_tests, runner
 
@@ -19,11 +20,22 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("run", nargs="?", type=int, help="backup run id")
         parser.add_argument("--latest", metavar="JOB", help="the newest good backup of this job")
+        parser.add_argument(
+            "--destination",
+            metavar="NAME",
+            help="read only this destination's copy, as if the others were lost "
+            "(with --latest: the newest good backup it holds)",
+        )
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
-    def handle(self, *args, run=None, latest=None, json=False, **options):
+    def handle(self, *args, run=None, latest=None, json=False, destination=None, **options):
         if (run is None) == (latest is None):
             raise CommandError("give either a backup RUN_ID or --latest JOB")
+        pinned = None
+        if destination is not None:
+            pinned = Destination.objects.filter(name=destination).first()
+            if pinned is None:
+                raise CommandError(f"no destination named {destination}")
         if run is not None:
             backup = BackupRun.objects.select_related("source").filter(pk=run).first()
             if backup is None:
@@ -35,26 +47,30 @@ class Command(BaseCommand):
             if job is None:
                 raise CommandError(f"no backup job named {latest}")
             backup = (
-                copies.good_backups(job.source)
+                copies.good_backups(job.source, pinned)
                 .filter(job=job)
                 .order_by("-data_taken_at", "-pk")
                 .first()
             )
             if backup is None:
-                return self._report(None, json, f"job {job.name} has no good backup to verify")
+                where = f" with a live copy at {pinned.name}" if pinned else ""
+                return self._report(
+                    None, json, f"job {job.name} has no good backup{where} to verify"
+                )
         if backup.source is None:
             raise CommandError(f"backup run #{backup.pk} has no source any more")
         with audit.command_context("verify_backup"):
             try:
                 test = restore_tests.start_restore_test(
-                    backup.source, backup_run=backup, trigger=Trigger.COMMAND
+                    backup.source, backup_run=backup, trigger=Trigger.COMMAND, destination=pinned
                 )
-            except runner.Busy as exc:
+            except (runner.Busy, restore_tests.NoCopyThere) as exc:
                 return self._report(None, json, str(exc))
             audit.record(
                 "run restore test",
                 backup.source,
-                detail=f"restore test #{test.pk} of run #{backup.pk}",
+                detail=f"restore test #{test.pk} of run #{backup.pk}"
+                + (f" from {pinned.name}" if pinned else ""),
             )
             test = restore_tests.execute_restore_test(test)
         return self._report(test, json)
@@ -73,6 +89,7 @@ class Command(BaseCommand):
             result = {
                 "test": test.pk,
                 "backup_run": test.backup_run_id,
+                "copy_read": test.copy_used,
                 "status": "passed" if test.passed else "failed",
                 "checks": [
                     {
@@ -93,6 +110,8 @@ class Command(BaseCommand):
             self.stdout.write(jsonlib.dumps(result))
         else:
             self.stdout.write(f"restore test {result.get('test')}: {result['status']}")
+            if result.get("copy_read"):
+                self.stdout.write(f"  read {result['copy_read']}")
             for check in result["checks"]:
                 self.stdout.write(
                     f"  {check['name']}: {check['outcome']} (observed {check['observed']})"
