@@ -2,6 +2,8 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.shortcuts import redirect
+from django.utils import timezone
 
 from backups.forms import (
     ArchiveTimeoutMixin,
@@ -133,11 +135,46 @@ class BackupCopyInline(admin.TabularInline):
         "created",
         "deleted_at",
         "deleted_reason",
+        "locked_until",
     ]
 
 
+class LockedCopiesGuard:
+    """A copy under S3 Object Lock cannot be deleted before its date, not even from its
+    catalog: the portal refuses (with the date) instead of forgetting a copy that stays."""
+
+    def _locked(self, obj):
+        copies = [obj] if isinstance(obj, BackupCopy) else obj.copies.all()
+        now = timezone.now()
+        return [c for c in copies if c.locked(now)]
+
+    def _refusal(self, obj, locked) -> str:
+        newest = max(c.locked_until for c in locked)
+        return (
+            f"{obj} is immutable until {newest:%Y-%m-%d %H:%M} UTC (S3 Object Lock at "
+            f"{', '.join(sorted({c.destination.name for c in locked}))}): it cannot be deleted "
+            "before then, by the portal or by anyone holding its key."
+        )
+
+    def delete_view(self, request, object_id, extra_context=None):
+        obj = self.get_object(request, object_id)
+        locked = self._locked(obj) if obj is not None else []
+        if locked:
+            self.message_user(request, self._refusal(obj, locked), messages.ERROR)
+            return redirect(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", obj.pk)
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            locked = self._locked(obj)
+            if locked:
+                self.message_user(request, self._refusal(obj, locked), messages.ERROR)
+            else:
+                obj.delete()
+
+
 @admin.register(BackupRun)
-class BackupRunAdmin(admin.ModelAdmin):
+class BackupRunAdmin(LockedCopiesGuard, admin.ModelAdmin):
     list_display = ["pk", "job_name", "source_name", "status", "trigger", "queued", "bytes_stored"]
     list_filter = ["status", "trigger", "restorable"]
     search_fields = ["job_name", "source_name", "sha256"]
@@ -176,7 +213,7 @@ class BackupRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(BackupCopy)
-class BackupCopyAdmin(admin.ModelAdmin):
+class BackupCopyAdmin(LockedCopiesGuard, admin.ModelAdmin):
     list_display = ["run", "destination", "location", "bytes_stored", "ok", "deleted_at"]
     list_filter = ["destination", "ok"]
     list_select_related = ["run", "destination"]

@@ -41,6 +41,8 @@ DESTINATION_FIELDS = [
     "checksums",
     "part_size_mb",
     "path_style",
+    "immutable_days",
+    "lock_mode",
     "keep_days",
     "keep_last",
     "enabled",
@@ -90,10 +92,12 @@ KEY_TYPES = {
                 "endpoint_url",
                 "storage_class",
                 "checksums",
+                "lock_mode",
             ],
             TEXT,
         ),
         "part_size_mb": WHOLE,
+        "immutable_days": WHOLE,
         "path_style": FLAG,
         "keep_days": WHOLE,
         "keep_last": WHOLE,
@@ -392,6 +396,8 @@ def _plan_destination(item, where, problems, refs):
         "bucket": "",
         "checksums": Destination.Checksums.AUTO,
         "part_size_mb": None,
+        "immutable_days": 0,
+        "lock_mode": Destination._meta.get_field("lock_mode").default,
         # boto3 addressed custom endpoints path-style before this key existed: unchanged files
         # keep doing so (and keep their credentials, which an addressing change clears).
         "path_style": bool(item.get("endpoint_url")),
@@ -664,6 +670,8 @@ def _export_destination(d: Destination) -> dict:
             item["part_size_mb"] = d.part_size_mb
         if d.path_style != bool(d.endpoint_url):
             item["path_style"] = d.path_style
+        if d.immutable_days:
+            item.update(immutable_days=d.immutable_days, lock_mode=d.lock_mode)
     item.update(keep_days=d.keep_days, keep_last=d.keep_last)
     if not d.enabled:
         item["enabled"] = False

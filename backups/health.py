@@ -25,12 +25,30 @@ def test_destination(destination: Destination) -> tuple[bool, str]:
     """
     secrets = destination.secret_values()
     try:
-        open_destination(destination.to_spec(quick=True)).probe()
+        store = open_destination(destination.to_spec(quick=True))
+        store.probe()  # a destination with immutable_days first checks the bucket's lock
     except Exception as exc:  # DestinationError or anything else: a detail, never a 500
         return False, redact(str(exc) or type(exc).__name__, secrets)
     if destination.kind == Destination.Kind.S3:
-        return True, f"{S3_DONE} (checksums: {destination.effective_checksums})"
-    return True, "wrote, read back and deleted a probe file"
+        lock = _object_lock(store, destination, secrets)
+        return True, f"{S3_DONE} (checksums: {destination.effective_checksums}); {lock}"
+    return True, (
+        "wrote, read back and deleted a probe file; not immutable: the host can delete it"
+    )
+
+
+def _object_lock(store, destination: Destination, secrets) -> str:
+    """The bucket's Object Lock as the store reports it, and what the portal does with it."""
+    try:
+        state = store.bucket_lock()
+    except Exception as exc:  # a store without the API: say so, the test itself passed
+        return f"Object Lock: the store did not say ({redact(str(exc), secrets)[:200]})"
+    if destination.immutable:
+        return (
+            f"Object Lock {state}: copies locked {destination.lock_mode.lower()} for "
+            f"{destination.immutable_days} days"
+        )
+    return f"Object Lock {state}; copies not locked (immutable_days is 0)"
 
 
 def _local(destination):

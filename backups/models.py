@@ -441,6 +441,16 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
         return self.path
 
 
+class LockMode(models.TextChoices):
+    GOVERNANCE = "GOVERNANCE", "Governance (a key allowed to bypass can delete early)"
+    COMPLIANCE = "COMPLIANCE", "Compliance (nobody can delete early)"
+
+
+# A compliance lock cannot be shortened by anyone: a compromised manager account setting a
+# century would bill the storage for a century. Ten years covers every retention law we know.
+MAX_IMMUTABLE_DAYS = 3650
+
+
 class Destination(SecretEndpointMixin, models.Model):
     """Where artifacts are written: a local directory or an S3 bucket, with its retention rule."""
 
@@ -491,6 +501,21 @@ class Destination(SecretEndpointMixin, models.Model):
         help_text="Path-style addressing (endpoint/bucket/key), as MinIO and most self-hosted "
         "stores need; off: virtual-hosted (bucket.endpoint/key).",
     )
+    # --- immutability (engine: backups/engine/destinations/s3_lock.py) ---
+    immutable_days = models.PositiveIntegerField(
+        default=0,
+        validators=[MaxValueValidator(MAX_IMMUTABLE_DAYS)],
+        help_text="S3 Object Lock: each artifact and manifest cannot be deleted for this many "
+        "days after upload, by the portal or anyone holding its key (0: off). The bucket "
+        "must have Object Lock enabled.",
+    )
+    lock_mode = models.CharField(
+        max_length=10,
+        choices=LockMode.choices,
+        default=LockMode.GOVERNANCE,
+        help_text="Governance: only a key allowed s3:BypassGovernanceRetention (never the "
+        "portal's) can delete early. Compliance: nobody can, not even the account's root.",
+    )
     access_key_id = EncryptedTextField()
     secret_access_key = EncryptedTextField()
     keep_days = models.PositiveIntegerField(
@@ -524,6 +549,11 @@ class Destination(SecretEndpointMixin, models.Model):
         return self.kind == self.Kind.S3 and self.storage_class in ARCHIVE_CLASSES
 
     @property
+    def immutable(self) -> bool:
+        """Copies written here cannot be deleted by the portal's credentials for a while."""
+        return self.kind == self.Kind.S3 and self.immutable_days > 0
+
+    @property
     def effective_checksums(self) -> str:
         """What uploads send: sha256, crc32 or none ("auto" resolved for this endpoint)."""
         return resolve_checksums(self.checksums, self.endpoint_url)
@@ -538,6 +568,12 @@ class Destination(SecretEndpointMixin, models.Model):
                     check_allowed_path(self.path)
                 except ValidationError as exc:
                     errors["path"] = exc.messages
+            if self.immutable_days:
+                errors["immutable_days"] = (
+                    "The host can delete a local directory whatever the portal does: "
+                    "immutability needs an S3 bucket with Object Lock (or a second host "
+                    "the portal cannot reach)."
+                )
         elif self.kind == self.Kind.S3:
             if not self.bucket:
                 errors["bucket"] = "Required for an S3 destination."
@@ -580,6 +616,8 @@ class Destination(SecretEndpointMixin, models.Model):
             "addressing_style": "path" if self.path_style else "virtual",
             "part_size": self.part_size_mb * MIB if self.part_size_mb else None,
             "previous_size": previous_size,
+            "lock_days": self.immutable_days,
+            "lock_mode": self.lock_mode,
         }
         if quick:
             config.update(max_attempts=1, connect_timeout=3, read_timeout=10)
@@ -909,6 +947,8 @@ class BackupCopy(models.Model):
     # (archive classes: its metadata found), and why the last attempt did not prove it.
     proven_at = models.DateTimeField(null=True, blank=True)
     proof_error = models.TextField(blank=True)
+    # S3 Object Lock: neither the portal nor its key can delete the copy before this.
+    locked_until = models.DateTimeField(null=True, blank=True)
 
     objects = BackupCopyQuerySet.as_manager()
 
@@ -944,6 +984,9 @@ class BackupCopy(models.Model):
     @property
     def is_live(self) -> bool:
         return self.ok and self.deleted_at is None
+
+    def locked(self, now=None) -> bool:
+        return self.locked_until is not None and self.locked_until > (now or timezone.now())
 
     def mark_lost(self, reason: str) -> bool:
         """The artifact is gone or unreadable: this copy no longer counts; True if newly lost."""

@@ -5,7 +5,9 @@ the newest `keep_last` copies there, and none of these protect it:
 - it belongs to the newest good backup of its source (a new backup must complete first);
 - it belongs to the newest backup of its source that passed a restore test;
 - a restore or restore test is reading it right now;
-- its S3 storage class bills a minimum duration that has not passed (GLACIER 90 d, ...).
+- its S3 storage class bills a minimum duration that has not passed (GLACIER 90 d, ...);
+- it is under S3 Object Lock (the destination's immutable_days): retention waits for the
+  lock to end and says when, rather than asking the store to refuse.
 `plan()` is the pure policy; `apply()` reads the catalog, deletes and records.
 """
 
@@ -35,6 +37,7 @@ class Item:
     source_id: int | None
     created: datetime
     storage_class: str = ""
+    locked_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,17 @@ def plan(
                 decisions.append(Decision(item, False, "being read by a restore or restore test"))
             elif item.run_id in protected:
                 decisions.append(Decision(item, False, protected[item.run_id]))
+            elif item.locked_until and item.locked_until > now:
+                until = item.locked_until
+                decisions.append(
+                    Decision(
+                        item,
+                        False,
+                        f"immutable (S3 Object Lock) until {until:%Y-%m-%d %H:%M} UTC: "
+                        "deletable from then",
+                        not_before=until,
+                    )
+                )
             elif policy.minimum_storage and age < policy.minimum_storage:
                 until = item.created + policy.minimum_storage
                 decisions.append(
@@ -173,7 +187,14 @@ def preview(destination, *, source_ids=None, now=None) -> list[Decision]:
     copies = list(copies)
     by_id = {c.pk: c for c in copies}
     items = [
-        Item(c.pk, c.run_id, c.run.source_id, c.run.finished or c.created, c.storage_class)
+        Item(
+            c.pk,
+            c.run_id,
+            c.run.source_id,
+            c.run.finished or c.created,
+            c.storage_class,
+            c.locked_until,
+        )
         for c in copies
     ]
     policy = Policy(destination.keep_days, destination.keep_last, destination.minimum_storage)

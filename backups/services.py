@@ -290,6 +290,7 @@ def _record(run: BackupRun, result, stored, by_name, status: str, error: str, ma
                 manifest_location=copy.manifest_location,
                 bytes_stored=copy.bytes_stored,
                 storage_class=copy.storage_class,
+                locked_until=copy.locked_until,
                 ok=True,
             )
         lines = [f"stored at {c.destination}: {c.location}" for c in stored]

@@ -585,7 +585,9 @@ def storage() -> list[dict]:
         .annotate(used=Sum("bytes_stored"), copy_count=Count("pk"), newest=Max("created"))
         .order_by()
     }
-    destinations = Destination.objects.order_by("name").values("pk", "name", "kind", "enabled")
+    destinations = Destination.objects.order_by("name").values(
+        "pk", "name", "kind", "enabled", "immutable_days", "lock_mode"
+    )
     empty = {"used": None, "copy_count": 0, "newest": None}
     proven = scrub.proven_within()
     return [
@@ -594,6 +596,8 @@ def storage() -> list[dict]:
             **{k: live.get(d["pk"], empty)[k] for k in ("used", "copy_count", "newest")},
             "proven": proven.get(d["pk"], {}).get("proven", 0),
             "proven_days": settings.DR_PROVEN_WITHIN_DAYS,
+            # S3 Object Lock only: a local directory is the host's to delete.
+            "immutable": d["kind"] == Destination.Kind.S3 and d["immutable_days"] > 0,
         }
         for d in destinations
     ]

@@ -110,6 +110,7 @@ class _Copy:
             bytes_stored=self.bytes,
             error=self.error,
             storage_class=getattr(self.writer, "storage_class", "") or "",
+            locked_until=getattr(self.writer, "locked_until", None) if not self.error else None,
         )
 
 

@@ -8,6 +8,7 @@ COMPRESSIONS = ("zstd", "gzip", "none")
 SOURCE_KINDS = ("postgresql", "sqlite", "files")
 DESTINATION_KINDS = ("local", "s3")
 STORAGE_CLASSES = ("STANDARD", "STANDARD_IA", "GLACIER", "DEEP_ARCHIVE")
+LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")  # S3 Object Lock retention modes
 
 
 @dataclass
@@ -53,6 +54,8 @@ class CopyResult:
     bytes_stored: int = 0
     error: str = ""
     storage_class: str = ""
+    # S3 Object Lock: the artifact and its manifest cannot be deleted before this moment.
+    locked_until: datetime | None = None
 
 
 @dataclass

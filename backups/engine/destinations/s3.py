@@ -22,7 +22,7 @@ from dr_portal.lib.redact import redact
 
 from ..errors import DestinationError, StoreOperationError
 from ..specs import STORAGE_CLASSES, DestinationSpec
-from . import ARTIFACT_SUFFIX, MANIFEST_SUFFIX, check_artifact_key
+from . import ARTIFACT_SUFFIX, MANIFEST_SUFFIX, check_artifact_key, s3_lock
 from .s3_options import (
     MAX_PARTS,
     MIB,
@@ -68,7 +68,7 @@ def _client(spec: DestinationSpec, checksums: str):
 
 
 class S3Writer:
-    def __init__(self, dest: "S3Destination", artifact_key: str):
+    def __init__(self, dest: "S3Destination", artifact_key: str, *, lock: bool = True):
         self.dest = dest
         self.key = dest.prefix + check_artifact_key(artifact_key) + ARTIFACT_SUFFIX
         self.storage_class = dest.storage_class
@@ -76,8 +76,16 @@ class S3Writer:
         self._parts: list[dict] = []
         self._completed = False
         self._manifest_key = self.key + MANIFEST_SUFFIX
+        # Object Lock: the artifact and its manifest are kept at least until this moment.
+        self.locked_until = (
+            s3_lock.retain_until(dest.lock_days) if lock and dest.lock_days else None
+        )
         # What the manifest of this copy records about how it was uploaded.
         self.manifest_fields = {"upload_checksums": dest.checksums, "part_size": dest.part_size}
+        if self.locked_until:
+            self.manifest_fields.update(
+                lock_mode=dest.lock_mode, locked_until=self.locked_until.isoformat()
+            )
         with dest.errors(f"starting upload of {self.key}", "CreateMultipartUpload"):
             self._upload_id = dest.client.create_multipart_upload(
                 Bucket=dest.bucket,
@@ -85,6 +93,7 @@ class S3Writer:
                 StorageClass=self.storage_class,
                 ContentType="application/octet-stream",
                 **upload_checksum_args(dest.checksums),
+                **s3_lock.lock_args(dest.lock_mode, self.locked_until),
             )["UploadId"]
 
     def _send_part(self, data: bytearray) -> None:
@@ -130,11 +139,18 @@ class S3Writer:
                 MultipartUpload={"Parts": self._parts},
             )
         self._completed = True
+        if self.locked_until:
+            s3_lock.ensure_locked(self.dest, self.key, self.dest.lock_mode, self.locked_until)
         return self.dest.location(self.key)
 
     def write_manifest(self, manifest: dict) -> str:
         body = json.dumps(manifest, indent=2, sort_keys=True).encode()
-        self.dest.put_small(self._manifest_key, body, f"writing manifest {self._manifest_key}")
+        self.dest.put_small(
+            self._manifest_key,
+            body,
+            f"writing manifest {self._manifest_key}",
+            locked_until=self.locked_until,
+        )
         return self.dest.location(self._manifest_key)
 
     def abort(self) -> None:
@@ -201,6 +217,11 @@ class S3Destination:
             self.checksums = resolve_checksums(config.get("checksums"), config.get("endpoint_url"))
         except ValueError as exc:
             raise DestinationError(f"destination {spec.name}: {exc}") from None
+        self.lock_days = int(config.get("lock_days") or 0)
+        try:
+            self.lock_mode = s3_lock.check_mode(config.get("lock_mode") or "GOVERNANCE")
+        except ValueError as exc:
+            raise DestinationError(f"destination {spec.name}: {exc}") from None
         self.secret_values = [v for v in spec.secrets.values() if v]
         self.spec = spec
         self._client = None
@@ -214,8 +235,9 @@ class S3Destination:
     def errors(self, doing: str, operation: str) -> _Errors:
         return _Errors(self, doing, operation)
 
-    def put_small(self, key: str, body: bytes, doing: str) -> None:
-        """One PutObject in STANDARD class, proven the way this destination's parts are."""
+    def put_small(self, key: str, body: bytes, doing: str, locked_until=None) -> None:
+        """One PutObject in STANDARD class, proven the way this destination's parts are
+        (and locked until `locked_until`, when given)."""
         with self.errors(doing, "PutObject"):
             self.client.put_object(
                 Bucket=self.bucket,
@@ -224,7 +246,10 @@ class S3Destination:
                 ContentType="application/json",
                 StorageClass="STANDARD",
                 **part_checksum(self.checksums, body),
+                **s3_lock.lock_args(self.lock_mode, locked_until),
             )
+        if locked_until:
+            s3_lock.ensure_locked(self, key, self.lock_mode, locked_until)
 
     def location(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -242,9 +267,12 @@ class S3Destination:
         UploadPart, CompleteMultipartUpload, PutObject (as the manifest is written), GetObject
         and compare, DeleteObject. Raises StoreOperationError naming the first operation the
         store refused, with its error code."""
+        if self.lock_days:
+            self.check_bucket_lock()
         artifact = f"{PROBE_PREFIX}{secrets.token_hex(6)}"
         payload = secrets.token_bytes(PROBE_BYTES)
-        writer = self.open_write(artifact)
+        # Never locked: a locked probe object could not be deleted for lock_days.
+        writer = S3Writer(self, artifact, lock=False)
         try:
             writer.write(payload)
             location = writer.commit()
@@ -264,6 +292,32 @@ class S3Destination:
             for key in (writer.key, writer.key + ".json"):
                 with self.errors(f"deleting {self.location(key)}", "DeleteObject"):
                     self.client.delete_object(Bucket=self.bucket, Key=key)
+                if self.lock_days:  # a versioned bucket keeps the probe behind a marker
+                    self._delete_versions_quietly(key)
+
+    def bucket_lock(self) -> str:
+        """The bucket's Object Lock state, as s3_lock.bucket_lock words it."""
+        return s3_lock.bucket_lock(self)
+
+    def check_bucket_lock(self) -> None:
+        """A destination asked to lock its copies needs a bucket with Object Lock enabled."""
+        state = self.bucket_lock()
+        if not state.startswith("enabled"):
+            raise StoreOperationError(
+                f"S3 destination {self.name}: GetObjectLockConfiguration says bucket "
+                f"{self.bucket} does not have Object Lock "
+                f"enabled, so copies cannot be made immutable for {self.lock_days} days; "
+                "create the bucket with Object Lock (it cannot be turned on for every store "
+                "afterwards) or set immutable_days to 0",
+                "GetObjectLockConfiguration",
+                "ObjectLockNotEnabled",
+            )
+
+    def _delete_versions_quietly(self, key: str) -> None:
+        try:
+            s3_lock.delete_all_versions(self, key)
+        except DestinationError:  # a bucket default retention locked it: it expires there
+            pass
 
     def _delete_quietly(self, key: str) -> None:
         try:
@@ -275,8 +329,25 @@ class S3Destination:
         return S3Writer(self, artifact_key)
 
     def open_read(self, location: str) -> BinaryIO:
+        key = self._key(location)
         with self.errors(f"reading {location}", "GetObject"):
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(location))["Body"]
+            try:
+                return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            except ClientError as exc:
+                version = self._behind_delete_marker(key, exc)
+                if version is None:
+                    raise
+                return self.client.get_object(Bucket=self.bucket, Key=key, VersionId=version)[
+                    "Body"
+                ]
+
+    def _behind_delete_marker(self, key: str, exc: ClientError) -> str | None:
+        """On a locked destination, the newest real version of a key a DeleteObject (an
+        intruder's, say) hid behind a delete marker: the data is still there, so read it."""
+        code = exc.response.get("Error", {}).get("Code")
+        if not self.lock_days or code not in ("404", "NoSuchKey", "NotFound"):
+            return None
+        return s3_lock.newest_version(self, key)
 
     def discard_partial(self, artifact_key: str) -> list[str]:
         """Abort the multipart uploads an unfinished write of this artifact left (a dead worker)."""
@@ -312,7 +383,13 @@ class S3Destination:
         return aborted
 
     def delete(self, location: str) -> None:
+        """Delete the artifact and its manifest. A locked destination deletes every version
+        (a plain delete would only add a delete marker) and refuses while one is locked."""
         key = self._key(location)
+        if self.lock_days:
+            s3_lock.delete_all_versions(self, key)
+            s3_lock.delete_all_versions(self, key + MANIFEST_SUFFIX)
+            return
         with self.errors(f"deleting {location}", "DeleteObject"):
             self.client.delete_object(Bucket=self.bucket, Key=key)
             self.client.delete_object(Bucket=self.bucket, Key=key + MANIFEST_SUFFIX)
@@ -323,7 +400,7 @@ class S3Destination:
             return True
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
+                return self._behind_delete_marker(self._key(location), exc) is not None
             raise DestinationError(
                 f"S3 destination {self.name}: checking {location} failed: "
                 + redact(str(exc), self.secret_values)
