@@ -1,7 +1,9 @@
 """Sources, destinations, jobs and the runs and copies they produce."""
 
+import os
 from collections.abc import Callable
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -20,6 +22,7 @@ from backups.engine.destinations.s3_options import (
     MAX_PART_SIZE,
     MIB,
     MIN_PART_SIZE,
+    is_aws_endpoint,
     resolve_checksums,
 )
 from backups.engine.pgbackrest import Repo, Stanza, Window
@@ -441,6 +444,20 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
         return self.path
 
 
+def site_key(kind: str, *, endpoint_url: str = "", bucket: str = "", path: str = "") -> str:
+    """Where a destination's copies physically are, for 3-2-1: two destinations with one key
+    (one S3 endpoint and bucket, whatever their prefixes; one local path) are one copy place,
+    not two. Every AWS endpoint is one (bucket names are global there)."""
+    if kind == Destination.Kind.S3:
+        if is_aws_endpoint(endpoint_url):
+            where = "aws"
+        else:
+            parts = urlsplit(endpoint_url.strip())
+            where = f"{parts.scheme.lower()}://{(parts.netloc or parts.path).lower()}"
+        return f"s3:{where.rstrip('/')}/{bucket.strip()}"
+    return f"{kind}:{os.path.normpath(path) if path else ''}"
+
+
 class LockMode(models.TextChoices):
     GOVERNANCE = "GOVERNANCE", "Governance (a key allowed to bypass can delete early)"
     COMPLIANCE = "COMPLIANCE", "Compliance (nobody can delete early)"
@@ -547,6 +564,13 @@ class Destination(SecretEndpointMixin, models.Model):
     @property
     def is_archive(self) -> bool:
         return self.kind == self.Kind.S3 and self.storage_class in ARCHIVE_CLASSES
+
+    @property
+    def site(self) -> str:
+        """This destination's site_key(): where its copies physically are."""
+        return site_key(
+            self.kind, endpoint_url=self.endpoint_url, bucket=self.bucket, path=self.path
+        )
 
     @property
     def immutable(self) -> bool:

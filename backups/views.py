@@ -160,10 +160,13 @@ def destination_detail(request, pk):
         .order_by("-created")[:50]
     )
     jobs = destination.jobs.select_related("source").order_by("name")
+    # Same endpoint and bucket (or path): one site for 3-2-1, whatever the prefixes.
+    candidates = Destination.objects.filter(kind=destination.kind).exclude(pk=destination.pk)
+    same_site = [d.name for d in candidates.order_by("name") if d.site == destination.site]
     return render(
         request,
         "backups/destination_detail.html",
-        {"destination": destination, "copies": copies, "jobs": jobs},
+        {"destination": destination, "copies": copies, "jobs": jobs, "same_site": same_site},
     )
 
 

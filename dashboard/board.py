@@ -37,6 +37,7 @@ from backups.models import (
     Destination,
     Source,
     missing_key_summary,
+    site_key,
 )
 from dr_portal.lib import keyring
 from dr_portal.lib.charts import line_chart
@@ -188,7 +189,23 @@ def rule_321(copies: list[dict]) -> tuple[bool, bool, bool]:
     local directory never does, even if it is a mount the portal cannot see through.
     """
     kinds = {c["kind"] for c in copies}
-    return len(copies) >= 3, len(kinds) >= 2, "s3" in kinds
+    return len(sites(copies)) >= 3, len(kinds) >= 2, "s3" in kinds
+
+
+def sites(copies: list[dict]) -> dict[str, list[str]]:
+    """{site: destination names}: destinations sharing an S3 endpoint and bucket (or a local
+    path) are one site, so two prefixes in one bucket never make two copies for 3-2-1. An
+    entry without a "site" counts on its own."""
+    found: dict[str, list[str]] = {}
+    for index, copy in enumerate(copies):
+        key = copy.get("site") or f"#{index}"
+        found.setdefault(key, []).append(copy.get("name", ""))
+    return found
+
+
+def shared_sites(copies: list[dict]) -> list[list[str]]:
+    """The groups of destinations counted as one site (two or more names each)."""
+    return [sorted(names) for names in sites(copies).values() if len(names) > 1]
 
 
 def copies_by_source(sources, now=None) -> dict[int, list[dict]]:
@@ -212,7 +229,15 @@ def copies_by_source(sources, now=None) -> dict[int, list[dict]]:
             run__status__in=GOOD_STATUSES,
             run__restorable=True,
         )
-        .values("run__source_id", "destination_id", "destination__name", "destination__kind")
+        .values(
+            "run__source_id",
+            "destination_id",
+            "destination__name",
+            "destination__kind",
+            "destination__endpoint_url",
+            "destination__bucket",
+            "destination__path",
+        )
         .annotate(newest=Max("run__data_taken_at"))
         .order_by("run__source_id", "destination__name")
     )
@@ -223,6 +248,12 @@ def copies_by_source(sources, now=None) -> dict[int, list[dict]]:
                 "destination_id": row["destination_id"],
                 "name": row["destination__name"],
                 "kind": row["destination__kind"],
+                "site": site_key(
+                    row["destination__kind"],
+                    endpoint_url=row["destination__endpoint_url"],
+                    bucket=row["destination__bucket"],
+                    path=row["destination__path"],
+                ),
                 "newest": row["newest"],
             }
         )
@@ -383,17 +414,17 @@ def _rule_321_figure(source, copies, now) -> Figure:
         colour, value = RED, "no copy"
     else:
         colour = GREEN if (three and two and one) else AMBER
+        count = len(sites(copies))
         value = (
-            f"{len(copies)} cop{'y' if len(copies) == 1 else 'ies'}, "
+            f"{count} cop{'y' if count == 1 else 'ies'}, "
             f"{len({c['kind'] for c in copies})} kind(s), {'off-site' if one else 'no off-site'}"
         )
     newest_copy = max((c["newest"] for c in copies if c["newest"]), default=None)
+    note = "3-2-1 met" if colour == GREEN else "3-2-1 not met"
+    for names in shared_sites(copies):
+        note += f"; {' and '.join(names)} share one bucket or path: counted once"
     return Figure(
-        value,
-        colour,
-        _url("backups:source_detail", source.pk),
-        age(newest_copy, now),
-        "3-2-1 met" if colour == GREEN else "3-2-1 not met",
+        value, colour, _url("backups:source_detail", source.pk), age(newest_copy, now), note
     )
 
 
@@ -585,9 +616,25 @@ def storage() -> list[dict]:
         .annotate(used=Sum("bytes_stored"), copy_count=Count("pk"), newest=Max("created"))
         .order_by()
     }
-    destinations = Destination.objects.order_by("name").values(
-        "pk", "name", "kind", "enabled", "immutable_days", "lock_mode"
+    destinations = list(
+        Destination.objects.order_by("name").values(
+            "pk",
+            "name",
+            "kind",
+            "enabled",
+            "immutable_days",
+            "lock_mode",
+            "endpoint_url",
+            "bucket",
+            "path",
+        )
     )
+    site_of = {
+        d["pk"]: site_key(
+            d["kind"], endpoint_url=d["endpoint_url"], bucket=d["bucket"], path=d["path"]
+        )
+        for d in destinations
+    }
     empty = {"used": None, "copy_count": 0, "newest": None}
     proven = scrub.proven_within()
     return [
@@ -598,6 +645,12 @@ def storage() -> list[dict]:
             "proven_days": settings.DR_PROVEN_WITHIN_DAYS,
             # S3 Object Lock only: a local directory is the host's to delete.
             "immutable": d["kind"] == Destination.Kind.S3 and d["immutable_days"] > 0,
+            # Other destinations at the same endpoint and bucket (or path): one site for 3-2-1.
+            "same_site": [
+                o["name"]
+                for o in destinations
+                if o["pk"] != d["pk"] and site_of[o["pk"]] == site_of[d["pk"]]
+            ],
         }
         for d in destinations
     ]
