@@ -131,14 +131,20 @@ def write_config(stanza: Stanza) -> str:
 
 
 def _ensure_config(stanza: Stanza) -> None:
-    """Rewrite the file only when the stanza changed (a key ring or destination edit)."""
+    """Write the file on first use, and again when the stanza changed (a destination or S3
+    key edit) — but never over a different encryption passphrase: archive_command reads
+    this file, and a key ring that no longer matches the repository must show up as a
+    failing check (every call passes the stanza's passphrase in its environment), not
+    silently break archiving while WAL piles up on the database server."""
     try:
         with open(config_path(stanza)) as fh:
-            if fh.read() == conf.render(stanza):
-                return
+            current = fh.read()
     except FileNotFoundError:
-        pass
-    write_config(stanza)
+        write_config(stanza)
+        return
+    wanted = conf.render(stanza)
+    if current != wanted and conf.cipher_passes(current) == conf.cipher_passes(wanted):
+        write_config(stanza)
 
 
 def archive_command(stanza: Stanza) -> str:

@@ -51,7 +51,7 @@ def _match(field: str, value: str, pattern: re.Pattern, what: str) -> str:
     return value
 
 
-def _abs_path(field: str, value: str) -> str:
+def check_path(field: str, value: str) -> str:
     # pgBackRest writes paths unquoted into restore_command, which a shell runs: keep them
     # to characters no shell treats specially.
     path = _plain(field, value)
@@ -66,13 +66,13 @@ def _abs_path(field: str, value: str) -> str:
 def validate(stanza: "Stanza") -> None:
     """Raise ConfigError naming the first field that could not be written safely."""
     _match("stanza name", stanza.name, STANZA_NAME, "use letters, digits, '.', '_' and '-'")
-    _abs_path("data directory", stanza.pg_data)
-    _abs_path("config directory", stanza.config_dir)
+    check_path("data directory", stanza.pg_data)
+    check_path("config directory", stanza.config_dir)
     if not 1 <= int(stanza.pg_port) <= 65535:
         raise ConfigError(f"PostgreSQL port {stanza.pg_port} is not between 1 and 65535")
     _match("PostgreSQL user", stanza.pg_user, _ROLE, "letters, digits, '_', '.', '@', '-'")
     if stanza.pg_socket_dir:
-        _abs_path("socket directory", stanza.pg_socket_dir)
+        check_path("socket directory", stanza.pg_socket_dir)
     if stanza.pg_host:
         _match("pgBackRest host", stanza.pg_host, _HOST, "a host name or address")
     if stanza.pg_host_user:
@@ -80,7 +80,7 @@ def validate(stanza: "Stanza") -> None:
     if stanza.os_user:
         _match("OS user", stanza.os_user, _OS_USER, "an OS user name")
     if stanza.pg_bin_dir:
-        _abs_path("server binaries directory", stanza.pg_bin_dir)
+        check_path("server binaries directory", stanza.pg_bin_dir)
     if stanza.cipher_pass:
         _match("encryption passphrase", stanza.cipher_pass, _KEY, "printable, no spaces")
     if not stanza.repos:
@@ -94,7 +94,7 @@ def validate(stanza: "Stanza") -> None:
 def _validate_repo(index: int, repo: "Repo") -> None:
     name = f"repository {index}"
     if repo.kind == "local":
-        _abs_path(f"{name} path", repo.path)
+        check_path(f"{name} path", repo.path)
         return
     if repo.kind != "s3":
         raise ConfigError(f"{name}: pgBackRest repositories are local directories or S3")
@@ -107,7 +107,7 @@ def _validate_repo(index: int, repo: "Repo") -> None:
     if repo.endpoint_url:
         _endpoint(name, repo.endpoint_url)
     if repo.ca_file:
-        _abs_path(f"{name} CA file", repo.ca_file)
+        check_path(f"{name} CA file", repo.ca_file)
 
 
 def _endpoint(name: str, url: str) -> tuple[str, int | None]:
@@ -258,3 +258,21 @@ def archive_command_for(stanza: "Stanza") -> str:
         return f"pgbackrest --stanza={stanza.name} archive-push %p"
     conf = os.path.join(os.path.normpath(stanza.config_dir), f"{stanza.name}.conf")
     return f"pgbackrest --config={shell_word(conf)} --stanza={stanza.name} archive-push %p"
+
+
+def cipher_passes(text: str) -> set[str]:
+    """The passphrases a rendered configuration holds (compared, never shown)."""
+    return set(re.findall(r"^repo\d+-cipher-pass=(.*)$", text, re.MULTILINE))
+
+
+def secret_env(stanza: "Stanza") -> dict:
+    """The stanza's passphrase for every repository, for a child's environment (pgBackRest
+    takes it over the file), so a call always uses the key the portal holds now."""
+    env = {}
+    for index in range(1, len(stanza.repos) + 1):
+        if stanza.cipher_pass:
+            env[f"PGBACKREST_REPO{index}_CIPHER_TYPE"] = "aes-256-cbc"
+            env[f"PGBACKREST_REPO{index}_CIPHER_PASS"] = stanza.cipher_pass
+        else:
+            env[f"PGBACKREST_REPO{index}_CIPHER_TYPE"] = "none"
+    return env

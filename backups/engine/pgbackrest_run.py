@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from dr_portal.lib.redact import redact
 
 from .errors import Cancelled, PgBackRestError
-from .pgbackrest_conf import archive_command_for, conf_quote
+from .pgbackrest_conf import archive_command_for, conf_quote, secret_env
 
 if TYPE_CHECKING:
     from .pgbackrest import Stanza
@@ -84,9 +84,11 @@ def execute(
     cancel: threading.Event | None = None,
     on_line: Callable[[str], None] | None = None,
     env: dict | None = None,
+    kill_group: bool = True,
 ) -> tuple[int, str, str]:
     """Run argv; return (exit code, stdout, stderr). Raises Cancelled or PgBackRestError on
-    a cancel or a timeout, after killing the child's process group."""
+    a cancel or a timeout, after killing the child's process group. `kill_group=False`
+    leaves the group alone after a normal exit (pg_ctl's server must outlive it)."""
     name = os.path.basename(argv[0])
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(  # noqa: S603 - argument list, no shell
@@ -102,10 +104,12 @@ def execute(
         out: list[str] = []
         reader = threading.Thread(target=_read_lines, args=(proc.stdout, out, on_line))
         reader.start()
+        code = None
         try:
             code = _wait(proc, name, timeout, cancel)
         finally:
-            kill_group(proc)
+            if kill_group or code is None:
+                stop_group(proc)
             reader.join(timeout=10)
         err.seek(0)
         return code, "".join(out), err.read()[-20000:].decode("utf-8", "replace")
@@ -135,7 +139,7 @@ def _wait(proc, name: str, timeout: float | None, cancel: threading.Event | None
                 raise PgBackRestError(f"{name} did not finish within {timeout:.0f} s") from None
 
 
-def kill_group(proc: subprocess.Popen) -> None:
+def stop_group(proc: subprocess.Popen) -> None:
     """SIGTERM the child's group (pgBackRest then releases its locks), SIGKILL what stays."""
     for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
         try:
@@ -167,7 +171,12 @@ def run(
     from_conf = config or os.path.join(stanza.config_dir, f"{stanza.name}.conf")
     argv = [PGBACKREST, f"--config={from_conf}", f"--stanza={stanza.name}", *options, command]
     code, out, err = execute(
-        [*argv, *args], os_user=stanza.os_user, timeout=timeout, cancel=cancel, on_line=on_line
+        [*argv, *args],
+        os_user=stanza.os_user,
+        timeout=timeout,
+        cancel=cancel,
+        on_line=on_line,
+        env={**child_env(), **secret_env(stanza)},
     )
     if code != 0:
         raise PgBackRestError(explain(stanza, command, code, err or out))
