@@ -3,6 +3,7 @@ real clusters archiving into a real repository (check, backups, window, cipher, 
 
 import os
 import stat
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -11,6 +12,7 @@ from psycopg import sql
 
 from backups.engine import pgbackrest
 from backups.engine import pgbackrest_wal as wal
+from backups.engine.errors import Cancelled
 from backups.engine.pgbackrest_run import explain
 from tests.marks import needs
 from tests.support.pitr import Writer, pitr_cluster, wait_until
@@ -364,3 +366,30 @@ def test_a_deleted_wal_segment_ends_the_window_before_the_gap(cluster):
     assert win.gap_after == win.newest_segment == kept.name[:24]
     assert win.newest == datetime.fromtimestamp(int(kept.stat().st_mtime), UTC)
     assert win.newest < datetime.fromtimestamp(int(later.stat().st_mtime) + 1, UTC)
+
+
+def test_a_cancelled_backup_stops_and_releases_its_lock(cluster):
+    cancel = threading.Event()
+
+    def on_phase(phase):
+        cancel.set()
+
+    with pytest.raises(Cancelled):
+        pgbackrest.backup(cluster.stanza, "full", cancel=cancel, progress=on_phase)
+    assert not [p for p in pgbackrest_pids("pgbackrest")], "pgBackRest still runs after a cancel"
+    labels = [b.label for b in pgbackrest.backups(cluster.stanza)]
+    assert pgbackrest.backup(cluster.stanza, "incr").label not in labels
+
+
+def pgbackrest_pids(name: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    argv = fh.read().split(b"\0")
+            except OSError:
+                continue
+            if argv and os.path.basename(argv[0]) == name.encode() and b"--stanza=pitrtest" in argv:
+                found.append(int(entry))
+    return found

@@ -195,3 +195,28 @@ def test_expiring_an_older_full_keeps_the_newer_chain_restorable(source, scratch
         with got.connect() as conn:
             count = conn.execute("SELECT count(*) FROM pitr_rows").fetchone()[0]
     assert got.label == new_full.label and count >= len(rows)
+
+
+def test_a_point_past_the_last_archived_commit_replays_to_the_end(source, scratch_parent):
+    """Last: stops the writer. The window's end is the last segment's archive time, later
+    than its last commit; PostgreSQL then stops short of the target, and the restore goes
+    on to the end of the archive, saying so."""
+    source.writer.stop()
+    with source.connect() as conn:
+        rows = commit_times(conn)
+    time.sleep(1.2)  # archive times have whole seconds: archive after the last commit's second
+    last = source.sql("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
+    wait_until(
+        lambda: pgbackrest.window(source.stanza).newest_segment >= last,
+        ARCHIVE_TIMEOUT_S + 30,
+        what="the last commit to be archived",
+    )
+    target = pgbackrest.window(source.stanza).newest
+    assert target > rows[-1][1]
+    with pitr.ScratchRestore(source.stanza, str(scratch_parent), at=target) as got:
+        with got.connect() as conn:
+            count = conn.execute("SELECT count(*) FROM pitr_rows").fetchone()[0]
+        log = Path(got.log_path).read_text()
+    assert pitr.server.NOT_REACHED in log
+    assert got.replayed_to_end and count == len(rows)
+    assert got.recovered_to is not None and got.recovered_to <= target

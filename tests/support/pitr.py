@@ -144,6 +144,7 @@ def pitr_cluster(*, archiving: bool = True, name: str = "pitrtest", cipher: bool
             "fsync = off",
             "shared_buffers = 16MB",
             "track_commit_timestamp = on",  # the tests compare rows by their commit time
+            "autovacuum = off",  # no commits but the writer's: the tests pick points between
         ]
         if archiving:
             lines += cluster.archive_lines()
