@@ -15,7 +15,6 @@ import os
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from . import pgbackrest_conf as conf
@@ -23,6 +22,7 @@ from . import pgbackrest_wal as wal
 from .errors import Cancelled, PgBackRestError
 from .pgbackrest_conf import ConfigError
 from .pgbackrest_run import CIPHER_MISMATCH, explain, run
+from .pgbackrest_types import BackupSet, Repo, Stanza, Window
 
 __all__ = [
     "BACKUP_TYPES",
@@ -37,73 +37,6 @@ __all__ = [
 ]
 
 BACKUP_TYPES = ("full", "diff", "incr")
-
-
-@dataclass(frozen=True)
-class Repo:
-    """One repository: a local directory (the repo lives in `<path>/pgbackrest`) or S3."""
-
-    kind: str  # "local" | "s3"
-    path: str = ""
-    bucket: str = ""
-    prefix: str = ""
-    endpoint_url: str = ""
-    region: str = ""
-    storage_class: str = "STANDARD"
-    access_key_id: str = field(default="", repr=False)
-    secret_access_key: str = field(default="", repr=False)
-    ca_file: str = ""  # a private CA for an S3-compatible store's TLS certificate
-
-
-@dataclass(frozen=True)
-class Stanza:
-    """A PostgreSQL cluster under pgBackRest, and where the portal keeps its files."""
-
-    name: str  # the source's name; letters, digits, '.', '_' and '-'
-    pg_data: str  # the cluster's data directory
-    pg_port: int = 5432
-    pg_user: str = "postgres"
-    pg_socket_dir: str = ""  # blank: libpq's default
-    pg_host: str = ""  # blank: the cluster is on this host; else pgBackRest's pg1-host
-    pg_host_user: str = ""
-    repos: tuple[Repo, ...] = ()
-    cipher_pass: str = field(default="", repr=False)  # blank: the repositories are not encrypted
-    config_dir: str = ""  # holds <name>.conf (0600), log/, lock/, spool/
-    os_user: str = ""  # run pgBackRest as this OS user (the data directory's owner) when root
-    pg_bin_dir: str = ""  # the server binaries of the cluster's major version
-    archive_timeout_s: int = 60
-    process_max: int = 1  # pgBackRest's parallel processes for backup and restore
-    wal_segment_size: int = wal.DEFAULT_SEGMENT_SIZE  # initdb --wal-segsize, in bytes
-
-
-@dataclass(frozen=True)
-class BackupSet:
-    """One base backup in the repository (`pgbackrest info`)."""
-
-    label: str
-    kind: str  # full | diff | incr
-    prior: str | None  # the label this diff/incr depends on
-    started: datetime
-    stopped: datetime  # the earliest point a restore from this backup can reach
-    wal_start: str
-    wal_stop: str
-    size: int  # database bytes
-    repo_size: int  # bytes stored in the repository
-    repo_delta: int  # bytes this backup added to the repository
-    repo: int = 1
-
-
-@dataclass(frozen=True)
-class Window:
-    """The points in time a stanza can be restored to, as its repository stands."""
-
-    oldest: datetime | None  # the oldest backup's stop time
-    newest: datetime | None  # end of the newest archived WAL segment of the unbroken run
-    newest_segment: str = ""
-    gap_after: str = ""  # the last segment before a missing one ("" when none is missing)
-    missing_segment: str = ""
-    checked_at: datetime | None = None
-    error: str = ""
 
 
 def config_path(stanza: Stanza) -> str:

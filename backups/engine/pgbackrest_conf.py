@@ -10,13 +10,10 @@ import pwd
 import re
 import shlex
 import tempfile
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .errors import PgBackRestError
-
-if TYPE_CHECKING:  # the dataclasses live in pgbackrest.py, which imports this module
-    from .pgbackrest import Repo, Stanza
+from .pgbackrest_types import Repo, Stanza
 
 STANZA_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -63,7 +60,7 @@ def check_path(field: str, value: str) -> str:
     return os.path.normpath(path)
 
 
-def validate(stanza: "Stanza") -> None:
+def validate(stanza: Stanza) -> None:
     """Raise ConfigError naming the first field that could not be written safely."""
     _match("stanza name", stanza.name, STANZA_NAME, "use letters, digits, '.', '_' and '-'")
     check_path("data directory", stanza.pg_data)
@@ -91,7 +88,7 @@ def validate(stanza: "Stanza") -> None:
         _validate_repo(index, repo)
 
 
-def _validate_repo(index: int, repo: "Repo") -> None:
+def _validate_repo(index: int, repo: Repo) -> None:
     name = f"repository {index}"
     if repo.kind == "local":
         check_path(f"{name} path", repo.path)
@@ -123,7 +120,7 @@ def _endpoint(name: str, url: str) -> tuple[str, int | None]:
     return parts.hostname, port
 
 
-def render(stanza: "Stanza") -> str:
+def render(stanza: Stanza) -> str:
     """The text of `<config_dir>/<name>.conf` (validated first)."""
     validate(stanza)
     lines = ["# Written by DR Portal; edits are overwritten. Holds secrets: keep it 0600.", ""]
@@ -136,7 +133,7 @@ def render(stanza: "Stanza") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _global_options(stanza: "Stanza") -> list[tuple[str, str]]:
+def _global_options(stanza: Stanza) -> list[tuple[str, str]]:
     base = os.path.normpath(stanza.config_dir)
     return [
         ("log-path", f"{base}/log"),
@@ -148,7 +145,7 @@ def _global_options(stanza: "Stanza") -> list[tuple[str, str]]:
     ]
 
 
-def _repo_options(stanza: "Stanza", repo: "Repo") -> list[tuple[str, str]]:
+def _repo_options(stanza: Stanza, repo: Repo) -> list[tuple[str, str]]:
     if repo.kind == "local":
         options = [("path", f"{os.path.normpath(repo.path)}/pgbackrest")]
     else:
@@ -162,7 +159,7 @@ def _repo_options(stanza: "Stanza", repo: "Repo") -> list[tuple[str, str]]:
     return options
 
 
-def _s3_options(repo: "Repo") -> list[tuple[str, str]]:
+def _s3_options(repo: Repo) -> list[tuple[str, str]]:
     prefix = repo.prefix.strip("/")
     options = [
         ("type", "s3"),
@@ -187,7 +184,7 @@ def _s3_options(repo: "Repo") -> list[tuple[str, str]]:
     return options
 
 
-def _pg_options(stanza: "Stanza") -> list[tuple[str, str]]:
+def _pg_options(stanza: Stanza) -> list[tuple[str, str]]:
     options = [
         ("path", os.path.normpath(stanza.pg_data)),
         ("port", str(int(stanza.pg_port))),
@@ -248,7 +245,7 @@ def shell_word(value: str) -> str:
     return shlex.quote(value)
 
 
-def archive_command_for(stanza: "Stanza") -> str:
+def archive_command_for(stanza: Stanza) -> str:
     """What PostgreSQL runs for each WAL segment (through `sh -c`, hence the quoting).
 
     A cluster on another host pushes with that host's own pgBackRest configuration
@@ -265,7 +262,7 @@ def cipher_passes(text: str) -> set[str]:
     return set(re.findall(r"^repo\d+-cipher-pass=(.*)$", text, re.MULTILINE))
 
 
-def secret_env(stanza: "Stanza") -> dict:
+def secret_env(stanza: Stanza) -> dict:
     """The stanza's passphrase for every repository, for a child's environment (pgBackRest
     takes it over the file), so a call always uses the key the portal holds now."""
     env = {}

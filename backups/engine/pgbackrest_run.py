@@ -17,15 +17,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 from dr_portal.lib.redact import redact
 
 from .errors import Cancelled, PgBackRestError
 from .pgbackrest_conf import archive_command_for, conf_quote, secret_env
-
-if TYPE_CHECKING:
-    from .pgbackrest import Stanza
+from .pgbackrest_types import Stanza
 
 PGBACKREST = "pgbackrest"
 DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
@@ -34,7 +31,7 @@ _ERROR_LINE = re.compile(r"^(?:[\d-]+ [\d:.]+ P\d+\s+)?ERROR: \[(\d+)\]: (.*)$")
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e\t]")
 
 
-def secrets_of(stanza: "Stanza") -> list[str]:
+def secrets_of(stanza: Stanza) -> list[str]:
     values = [stanza.cipher_pass]
     for repo in stanza.repos:
         values += [repo.secret_access_key, repo.access_key_id]
@@ -158,7 +155,7 @@ def stop_group(proc: subprocess.Popen) -> None:
 
 
 def run(
-    stanza: "Stanza",
+    stanza: Stanza,
     command: str,
     *args: str,
     options: Sequence[str] = (),
@@ -183,7 +180,7 @@ def run(
     return out
 
 
-def explain(stanza: "Stanza", command: str, code: int, text: str) -> str:
+def explain(stanza: Stanza, command: str, code: int, text: str) -> str:
     """The first line in plain words, then pgBackRest's own error lines (cleaned)."""
     detail = clean(text, secrets_of(stanza)).strip()
     lines = detail.splitlines()
@@ -204,7 +201,7 @@ CIPHER_MISMATCH = (
 )
 
 
-def plain_words(stanza: "Stanza", code: str, detail: str) -> str:  # noqa: C901 - one table
+def plain_words(stanza: Stanza, code: str, detail: str) -> str:  # noqa: C901 - one table
     """The common failures, said so an operator knows what to change; "" when unknown."""
     text = detail.lower()
     conf_line = f"archive_command = {conf_quote(archive_command_for(stanza))}"
