@@ -171,9 +171,19 @@ def backup(
         raise PgBackRestError(f"backup type {kind!r} is not one of {', '.join(BACKUP_TYPES)}")
     _ensure_config(stanza)
     watcher = _Progress(progress)
-    options = [f"--type={kind}", f"--repo={repo}", "--log-level-console=detail"]
+    # detail: a line per file copied, with the share done so far (only to report progress)
+    level = "detail" if progress is not None else "info"
+    options = [f"--type={kind}", f"--repo={repo}", f"--log-level-console={level}"]
     options.append("--start-fast" if start_fast else "--no-start-fast")
-    run(stanza, "backup", options=options, timeout=timeout_s, cancel=cancel, on_line=watcher)
+    run(
+        stanza,
+        "backup",
+        options=options,
+        timeout=timeout_s,
+        cancel=cancel,
+        on_line=watcher,
+        keep_lines=200,
+    )
     sets = [b for b in backups(stanza) if b.repo == repo]
     for found in sets:
         if found.label == watcher.label:

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from dr_portal.lib.redact import redact
@@ -82,10 +83,12 @@ def execute(
     on_line: Callable[[str], None] | None = None,
     env: dict | None = None,
     kill_group: bool = True,
+    keep_lines: int | None = None,
 ) -> tuple[int, str, str]:
     """Run argv; return (exit code, stdout, stderr). Raises Cancelled or PgBackRestError on
     a cancel or a timeout, after killing the child's process group. `kill_group=False`
-    leaves the group alone after a normal exit (pg_ctl's server must outlive it)."""
+    leaves the group alone after a normal exit (pg_ctl's server must outlive it);
+    `keep_lines` keeps only that many last lines of stdout (a backup's per-file lines)."""
     name = os.path.basename(argv[0])
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(  # noqa: S603 - argument list, no shell
@@ -98,7 +101,7 @@ def execute(
             start_new_session=True,
             **user_kwargs(os_user),
         )
-        out: list[str] = []
+        out = deque(maxlen=keep_lines) if keep_lines else []
         reader = threading.Thread(target=_read_lines, args=(proc.stdout, out, on_line))
         reader.start()
         code = None
@@ -112,7 +115,7 @@ def execute(
         return code, "".join(out), err.read()[-20000:].decode("utf-8", "replace")
 
 
-def _read_lines(stream, out: list[str], on_line) -> None:
+def _read_lines(stream, out, on_line) -> None:
     for raw in iter(stream.readline, b""):
         line = raw.decode("utf-8", "replace")
         out.append(line)
@@ -163,6 +166,7 @@ def run(
     cancel: threading.Event | None = None,
     on_line: Callable[[str], None] | None = None,
     config: str = "",
+    keep_lines: int | None = None,
 ) -> str:
     """Run `pgbackrest --config=… --stanza=… [options] command [args]`; return stdout."""
     from_conf = config or os.path.join(stanza.config_dir, f"{stanza.name}.conf")
@@ -174,6 +178,7 @@ def run(
         cancel=cancel,
         on_line=on_line,
         env={**child_env(), **secret_env(stanza)},
+        keep_lines=keep_lines,
     )
     if code != 0:
         raise PgBackRestError(explain(stanza, command, code, err or out))
