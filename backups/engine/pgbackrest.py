@@ -15,7 +15,7 @@ import os
 import re
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from . import pgbackrest_conf as conf
 from . import pgbackrest_wal as wal
@@ -291,6 +291,11 @@ def _archive_id(data: dict, repo: int) -> str:
     return f"{current['version']}-{current['id']}"
 
 
+# pgBackRest records a backup's stop time in whole seconds (rounded down) and restores to a
+# time only from a backup that stopped before it: the first safe point is a second later.
+STOP_ROUNDING = timedelta(seconds=1)
+
+
 def _window_from(sets: list[BackupSet], listing: dict, segment_size: int, checked) -> Window:
     """Each backup restores up to the end of the unbroken run of WAL from its start; the
     window is the stretch reaching furthest, from the oldest backup that reaches it."""
@@ -318,7 +323,7 @@ def _window_from(sets: list[BackupSet], listing: dict, segment_size: int, checke
     stretch = [(b, r) for b, r in usable if r.last == end]
     gap = stretch[0][1] if stretch[0][1].missing else (gaps[-1] if gaps else None)
     return Window(
-        oldest=min(b.stopped for b, _ in stretch),
+        oldest=min(b.stopped for b, _ in stretch) + STOP_ROUNDING,
         newest=datetime.fromtimestamp(segments[end], UTC),
         newest_segment=end.name(spl),
         gap_after=gap.last.name(spl) if gap and gap.last else "",

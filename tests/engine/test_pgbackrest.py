@@ -6,7 +6,7 @@ import re
 import stat
 import threading
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from psycopg import sql
@@ -253,7 +253,7 @@ def test_the_window_ends_before_a_missing_segment():
     assert win.newest_segment == win.gap_after == "000000010000000000000004"
     assert win.missing_segment == "000000010000000000000005"
     assert win.newest == datetime.fromtimestamp(1001, UTC)
-    assert win.oldest == datetime.fromtimestamp(900, UTC)
+    assert win.oldest == datetime.fromtimestamp(901, UTC)  # whole seconds, rounded up
 
 
 def test_a_newer_backup_past_a_gap_carries_the_window_and_the_gap_stays_reported():
@@ -267,7 +267,7 @@ def test_a_newer_backup_past_a_gap_carries_the_window_and_the_gap_stays_reported
     win = pgbackrest._window_from(
         [old, new], listing(*map(stored, names)), wal.DEFAULT_SEGMENT_SIZE, None
     )
-    assert win.oldest == datetime.fromtimestamp(950, UTC)
+    assert win.oldest == datetime.fromtimestamp(951, UTC)
     assert win.newest_segment == "000000010000000000000007"
     assert win.missing_segment == "000000010000000000000005"
 
@@ -329,7 +329,7 @@ def test_full_then_incremental_backup(cluster):
     ]
     win = pgbackrest.window(cluster.stanza)
     assert win.error == "" and win.missing_segment == ""
-    assert win.oldest == full.stopped and win.newest >= incr.stopped
+    assert win.oldest == full.stopped + timedelta(seconds=1) and win.newest >= incr.stopped
     assert win.newest_segment >= incr.wal_stop
 
 

@@ -21,6 +21,8 @@ from tests.support.pitr import (
     pitr_cluster,
     wait_until,
 )
+from tests.support.s3 import ACCESS_KEY, SECRET_KEY, MotoS3
+from tests.support.s3_tls import TlsProxy, write_certificate
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +190,7 @@ def test_expiring_an_older_full_keeps_the_newer_chain_restorable(source, scratch
     segments = sorted(p.name[:24] for p in source.repo_dir.rglob("0000000*-*"))
     assert segments[0] >= new_full.wal_start  # the WAL only the expired chain needed is gone
     win = pgbackrest.window(source.stanza)
-    assert win.oldest == new_full.stopped and win.missing_segment == ""
+    assert win.oldest == new_full.stopped + timedelta(seconds=1) and win.missing_segment == ""
 
     rows = rows_committed_since_backup(source, 0)
     archived = [i for i, t in rows if t <= pgbackrest.window(source.stanza).newest]
@@ -222,3 +224,66 @@ def test_a_point_past_the_last_archived_commit_replays_to_the_end(source, scratc
     assert pitr.server.NOT_REACHED in log
     assert got.replayed_to_end and count == len(rows)
     assert got.recovered_to is not None and got.recovered_to <= target
+
+
+@pytest.fixture
+@needs("postgres", "slow")
+def s3_source(tmp_path):
+    """A cluster whose only repository is S3 (moto behind a TLS proxy, trusted by ca_file)."""
+    cert_dir = owned_tempdir("dr-pitr-ca-")
+    cert, key = write_certificate(cert_dir)
+    moto = MotoS3().start()
+    proxy = TlsProxy(moto.port, cert, key).start()
+    try:
+        moto.client().create_bucket(Bucket="dr-pitr")
+        repo = pgbackrest.Repo(
+            kind="s3",
+            bucket="dr-pitr",
+            prefix="dr/",
+            endpoint_url=proxy.endpoint,
+            region="us-east-1",
+            access_key_id=ACCESS_KEY,
+            secret_access_key=SECRET_KEY,
+            ca_file=str(cert),
+        )
+        with pitr_cluster(repos=(repo,), name="pitrs3") as cluster:
+            cluster.moto = moto
+            yield cluster
+    finally:
+        proxy.stop()
+        moto.stop()
+        shutil.rmtree(cert_dir, ignore_errors=True)
+
+
+def test_an_s3_repository_backs_up_lists_its_window_and_restores_to_a_point(
+    s3_source, scratch_parent
+):
+    assert "archived and found in repo1" in pgbackrest.check(s3_source.stanza)
+    s3_source.sql("CREATE TABLE pitr_rows (id int PRIMARY KEY)")
+    full = pgbackrest.backup(s3_source.stanza, "full")
+    time.sleep(1.1)  # past the backup's (whole-second) stop time: the window starts there
+    for i in range(1, 6):
+        s3_source.sql(f"INSERT INTO pitr_rows VALUES ({i})")
+        time.sleep(0.05)
+    with s3_source.connect() as conn:
+        rows = conn.execute(
+            "SELECT id, pg_xact_commit_timestamp(xmin) FROM pitr_rows ORDER BY id"
+        ).fetchall()
+    time.sleep(1.1)
+    last = s3_source.sql("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
+    wait_until(
+        lambda: pgbackrest.window(s3_source.stanza).newest_segment >= last,
+        30,
+        what="WAL to reach S3",
+    )
+    keys = s3_source.moto.objects("dr-pitr")
+    assert any(k.startswith("dr/pgbackrest/archive/pitrs3/15-1/") for k in keys)
+    assert any(k.startswith(f"dr/pgbackrest/backup/pitrs3/{full.label}/") for k in keys)
+    win = pgbackrest.window(s3_source.stanza)
+    assert win.oldest == full.stopped + timedelta(seconds=1) and win.error == ""
+
+    target = rows[2][1]
+    with pitr.ScratchRestore(s3_source.stanza, str(scratch_parent), at=target) as got:
+        with got.connect() as conn:
+            restored = [r[0] for r in conn.execute("SELECT id FROM pitr_rows ORDER BY id")]
+    assert restored == [1, 2, 3] and got.label == full.label

@@ -108,14 +108,16 @@ class Cluster:
         return pgbackrest.postgresql_conf_lines(self.stanza)
 
 
-def make_stanza(base: Path, port: int, name: str = "pitrtest", cipher: bool = True):
+def make_stanza(
+    base: Path, port: int, name: str = "pitrtest", cipher: bool = True, repos: tuple = ()
+):
     return pgbackrest.Stanza(
         name=name,
         pg_data=str(base / "data"),
         pg_port=port,
         pg_user="postgres",
         pg_socket_dir=str(base / "sock"),
-        repos=(pgbackrest.Repo(kind="local", path=str(base / "repo")),),
+        repos=repos or (pgbackrest.Repo(kind="local", path=str(base / "repo")),),
         cipher_pass=CIPHER_PASS if cipher else "",
         config_dir=str(base / "conf"),
         os_user=OS_USER if os.geteuid() == 0 else "",
@@ -125,11 +127,14 @@ def make_stanza(base: Path, port: int, name: str = "pitrtest", cipher: bool = Tr
 
 
 @contextmanager
-def pitr_cluster(*, archiving: bool = True, name: str = "pitrtest", cipher: bool = True):
-    """A running cluster; with `archiving`, its archive lines in effect and the stanza made."""
+def pitr_cluster(
+    *, archiving: bool = True, name: str = "pitrtest", cipher: bool = True, repos: tuple = ()
+):
+    """A running cluster; with `archiving`, its archive lines in effect and the stanza made.
+    `repos` replaces the default local repository (in the cluster's temporary directory)."""
     base = owned_tempdir("dr-pitr-test-")
     port = free_port()
-    cluster = Cluster(base, port, make_stanza(base, port, name, cipher))
+    cluster = Cluster(base, port, make_stanza(base, port, name, cipher, repos))
     try:
         (base / "sock").mkdir(mode=0o700)
         if os.geteuid() == 0:
