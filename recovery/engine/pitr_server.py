@@ -155,13 +155,18 @@ def postmaster_pid(data_dir: str) -> int | None:
 
 def wait_for_postmaster(data_dir: str, log_path: str, offset: int, within: float = 30) -> None:
     """pg_ctl -W returns before postmaster.pid exists: wait until it does, or until the log
-    (past `offset`, where this start began writing) says the server already stopped."""
+    (past `offset`, where this start began writing) shows the server already gave up."""
     deadline = time.monotonic() + within
     while postmaster_pid(data_dir) is None:
-        if "database system is shut down" in _log_since(log_path, offset):
-            return
+        said = _log_since(log_path, offset)
+        if "database system is shut down" in said or "FATAL:" in said:
+            if postmaster_pid(data_dir) is None:
+                return  # the caller finds it dead and reports the log
         if time.monotonic() > deadline:
-            raise RestoreServerError("the restored server did not start within 30 s")
+            raise RestoreServerError(
+                f"the restored server did not start within {within:.0f} s; its log ends:\n"
+                + log_tail(log_path, [], offset)
+            )
         time.sleep(0.1)
 
 

@@ -399,3 +399,26 @@ def pgbackrest_pids(name: str) -> list[int]:
             if argv and os.path.basename(argv[0]) == name.encode() and b"--stanza=pitrtest" in argv:
                 found.append(int(entry))
     return found
+
+
+def test_a_second_backup_while_one_runs_is_refused_in_plain_words(cluster):
+    copying = threading.Event()
+    first: dict = {}
+
+    def take_first():
+        try:
+            first["set"] = pgbackrest.backup(
+                cluster.stanza, "full", progress=lambda p: p == "copying files" and copying.set()
+            )
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            first["error"] = exc
+
+    runner = threading.Thread(target=take_first)
+    runner.start()
+    try:
+        assert copying.wait(30), "the first backup never started copying"
+        with pytest.raises(pgbackrest.PgBackRestError, match="is already running"):
+            pgbackrest.backup(cluster.stanza, "incr")
+    finally:
+        runner.join(60)
+    assert "error" not in first and first["set"].kind == "full"

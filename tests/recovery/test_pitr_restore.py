@@ -287,3 +287,13 @@ def test_an_s3_repository_backs_up_lists_its_window_and_restores_to_a_point(
         with got.connect() as conn:
             restored = [r[0] for r in conn.execute("SELECT id FROM pitr_rows ORDER BY id")]
     assert restored == [1, 2, 3] and got.label == full.label
+
+
+def test_a_copy_that_cannot_start_reports_its_log_and_leaves_nothing(source, scratch_parent):
+    settings = {"shared_preload_libraries": "no_such_library_dr"}
+    with pytest.raises(pitr.PitrError, match="stopped during recovery") as failed:
+        with pitr.ScratchRestore(source.stanza, str(scratch_parent), at=None, settings=settings):
+            pass
+    assert 'could not access file "no_such_library_dr"' in str(failed.value)
+    assert source.stanza.cipher_pass not in str(failed.value)
+    assert os.listdir(scratch_parent) == []
