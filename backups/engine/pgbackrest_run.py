@@ -260,6 +260,8 @@ def plain_words(stanza: Stanza, code: str, detail: str) -> str:  # noqa: C901 - 
         return f"PostgreSQL could not be reached on port {stanza.pg_port}" + (
             f" through socket directory {stanza.pg_socket_dir}" if stanza.pg_socket_dir else ""
         )
+    if "no backup set found" in text or "unable to find backup set" in text:
+        return f"the repository holds no backup of stanza {stanza.name} to restore from that point"
     if code == "055" and "archive.info" in text:
         return "the repository holds no archive for this stanza: run stanza-create"
     return ""

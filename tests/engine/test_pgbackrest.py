@@ -168,6 +168,7 @@ def test_postgresql_conf_lines_quote_the_archive_command():
             "FileMissingError: unable to open missing file\nHINT: has a stanza-create been performed?",
             "does not exist in the repository",
         ),
+        ("ERROR: [075]: no backup set found to restore", "the repository holds no backup"),
         ("ERROR: [049]: HostConnectError: unable to connect to 's3.x:443'", "could not be reached"),
         (
             "ERROR: [095]: unable to load info file\nCryptoError: unable to flush\n"
