@@ -210,6 +210,9 @@ def test_a_point_past_the_last_archived_commit_replays_to_the_end(source, scratc
     with source.connect() as conn:
         rows = commit_times(conn)
     time.sleep(1.2)  # archive times have whole seconds: archive after the last commit's second
+    # A checkpoint writes WAL (and commits nothing), so the switch below always closes a
+    # segment now, even if archive_timeout closed the one holding the last commit already.
+    source.sql("CHECKPOINT")
     last = source.sql("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
     wait_until(
         lambda: pgbackrest.window(source.stanza).newest_segment >= last,
@@ -271,6 +274,7 @@ def test_an_s3_repository_backs_up_lists_its_window_and_restores_to_a_point(
             "SELECT id, pg_xact_commit_timestamp(xmin) FROM pitr_rows ORDER BY id"
         ).fetchall()
     time.sleep(1.1)
+    s3_source.sql("CHECKPOINT")  # WAL to switch away from, whatever archive_timeout did
     last = s3_source.sql("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
     wait_until(
         lambda: pgbackrest.window(s3_source.stanza).newest_segment >= last,
