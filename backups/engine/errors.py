@@ -27,3 +27,7 @@ class ArtifactError(EngineError):
 
 class Cancelled(EngineError):
     """The caller set the cancel event."""
+
+
+class PgBackRestError(EngineError):
+    """pgBackRest failed or is not set up; the message names what is missing, never a secret."""
