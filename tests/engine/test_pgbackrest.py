@@ -383,12 +383,14 @@ def test_a_cancelled_backup_stops_and_releases_its_lock(cluster):
 
     with pytest.raises(Cancelled):
         pgbackrest.backup(cluster.stanza, "full", cancel=cancel, progress=on_phase)
-    assert not [p for p in pgbackrest_pids("pgbackrest")], "pgBackRest still runs after a cancel"
+    still = pgbackrest_pids(pgbackrest.config_path(cluster.stanza))
+    assert not still, "pgBackRest still runs after a cancel"
     labels = [b.label for b in pgbackrest.backups(cluster.stanza)]
     assert pgbackrest.backup(cluster.stanza, "incr").label not in labels
 
 
-def pgbackrest_pids(name: str) -> list[int]:
+def pgbackrest_pids(config: str) -> list[int]:
+    """pgBackRest processes reading this test's configuration (not another test's cluster)."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -397,7 +399,11 @@ def pgbackrest_pids(name: str) -> list[int]:
                     argv = fh.read().split(b"\0")
             except OSError:
                 continue
-            if argv and os.path.basename(argv[0]) == name.encode() and b"--stanza=pitrtest" in argv:
+            if (
+                argv
+                and os.path.basename(argv[0]) == b"pgbackrest"
+                and f"--config={config}".encode() in argv
+            ):
                 found.append(int(entry))
     return found
 
