@@ -6,7 +6,8 @@ from functools import partial
 from pathlib import Path
 
 from backups.engine import open_destination
-from backups.models import Destination
+from backups.engine.probe import probe_source
+from backups.models import Destination, Source
 from dr_portal.lib.redact import redact
 
 S3_DONE = (
@@ -31,6 +32,15 @@ def test_destination(destination: Destination) -> tuple[bool, str]:
     if destination.kind == Destination.Kind.S3:
         return True, f"{S3_DONE} (checksums: {destination.effective_checksums})"
     return True, "wrote, read back and deleted a probe file"
+
+
+def test_source(source: Source) -> tuple[bool, str]:
+    """'Test connection' of a source (saved or not): can a backup read it? (ok, detail)."""
+    spec = source.to_spec()
+    try:
+        return True, probe_source(spec)
+    except Exception as exc:  # SourceError, a refused path, anything: a detail, never a 500
+        return False, redact(str(exc) or type(exc).__name__, [spec.password])
 
 
 def _local(destination):

@@ -1,4 +1,4 @@
-"""Accessibility and small screens, in Chromium against gunicorn:
+"""Accessibility, small screens and the kind-specific source form, in Chromium against gunicorn:
 
 - axe-core (vendored in tests/support/axe, MPL-2.0) finds no serious or critical violation
   on the main pages, as a manager (who sees every form and button);
@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from incidents.models import Alert, IncidentLink, MaintenanceWindow
 from tests.e2e.conftest import ARTIFACTS, log_in
@@ -27,6 +28,7 @@ from tests.factories import (
     UserFactory,
 )
 from tests.failover.runs import run_inline
+from tests.support import data
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -202,3 +204,32 @@ def test_pages_fit_the_screen_without_sideways_scrolling(browser, servers, estat
             assert box and box["x"] + box["width"] <= width + 1
     finally:
         context.close()
+
+
+def test_source_form_shows_only_the_chosen_kinds_fields_and_tests_the_connection(page, tmp_path):
+    """Choose SQLite: the PostgreSQL fields go, the path comes; "Test connection" answers
+    on the page without saving or reloading it."""
+    SystemFactory(name="Tool Hub")
+    UserFactory(username="maria", role="manager")
+    db = tmp_path / "tool_hub.db"
+    data.small_sqlite(db)
+    log_in(page, "maria", PASSWORD)
+    page.goto("/backups/sources/new/")
+    host = page.locator("[data-kinds] input[name=host]")
+    path = page.locator("[data-kinds] input[name=path]")
+    page.select_option("select[name=kind]", "postgresql")
+    expect(host).to_be_visible()
+    expect(path).to_be_hidden()
+    page.select_option("select[name=kind]", "sqlite")
+    expect(host).to_be_hidden()
+    expect(path).to_be_visible()
+    expect(page.locator("input[name=new_password]")).to_be_hidden()
+    page.select_option("select[name=system]", label="Tool Hub")
+    page.fill("input[name=name]", "toolhub-db")
+    path.fill(str(db))
+    page.evaluate("window.__notReloaded = true")
+    page.click("button:has-text('Test connection')")
+    expect(page.locator("#source-test-result")).to_contain_text("Connection test passed")
+    assert page.evaluate("window.__notReloaded === true")
+    assert "/backups/sources/new/" in page.url
+    page.shot("source-form-tested")
