@@ -109,8 +109,44 @@ class ArchiveTimeoutMixin:
         return self.instance.archive_timeout_s if value is None else value
 
 
-class SourceForm(ArchiveTimeoutMixin, SecretsMixin, forms.ModelForm):
+class KindFieldsMixin:
+    """Which fields belong to which kind, so the page shows only the chosen kind's fields
+    (portal.js hides the others; without JavaScript all show). Validation is the model's
+    and does not depend on what was shown."""
+
+    KIND_FIELDS: dict[str, tuple[str, ...]] = {}
+
+    def rows(self):
+        """(bound field, "kind kind…" it belongs to, or "" for every kind)."""
+        owners: dict[str, list[str]] = {}
+        for kind, names in self.KIND_FIELDS.items():
+            for name in names:
+                owners.setdefault(name, []).append(kind)
+        return [(field, " ".join(owners.get(field.name, []))) for field in self]
+
+
+PG_FIELDS = (
+    "host",
+    "port",
+    "database",
+    "user",
+    "new_password",
+    "backup_globals",
+    "pitr",
+    "data_directory",
+    "pitr_pg_host",
+    "pitr_pg_host_user",
+    "archive_timeout_s",
+)
+
+
+class SourceForm(KindFieldsMixin, ArchiveTimeoutMixin, SecretsMixin, forms.ModelForm):
     SECRET_FIELDS = {"new_password": "password"}
+    KIND_FIELDS = {
+        "postgresql": PG_FIELDS,
+        "sqlite": ("path",),
+        "files": ("path", "exclude"),
+    }
 
     new_password = SecretField(label="Password")
     exclude = JSONListField(lines=True, label="Exclude patterns", help_text="One glob per line.")
@@ -161,7 +197,22 @@ class SourceForm(ArchiveTimeoutMixin, SecretsMixin, forms.ModelForm):
         return validators.normalise_checks(checks)
 
 
-class DestinationForm(SecretsMixin, forms.ModelForm):
+class DestinationForm(KindFieldsMixin, SecretsMixin, forms.ModelForm):
+    KIND_FIELDS = {
+        "local": ("path",),
+        "s3": (
+            "bucket",
+            "prefix",
+            "region",
+            "endpoint_url",
+            "path_style",
+            "storage_class",
+            "checksums",
+            "part_size_mb",
+            "new_access_key_id",
+            "new_secret_access_key",
+        ),
+    }
     SECRET_FIELDS = {
         "new_access_key_id": "access_key_id",
         "new_secret_access_key": "secret_access_key",

@@ -6,7 +6,8 @@ from functools import partial
 from pathlib import Path
 
 from backups.engine import open_destination
-from backups.models import Destination
+from backups.engine.probe import probe_source
+from backups.models import Destination, Source
 from dr_portal.lib.redact import redact
 
 S3_DONE = (
@@ -49,6 +50,15 @@ def _object_lock(store, destination: Destination, secrets) -> str:
             f"{destination.immutable_days} days"
         )
     return f"Object Lock {state}; copies not locked (immutable_days is 0)"
+
+
+def test_source(source: Source) -> tuple[bool, str]:
+    """'Test connection' of a source (saved or not): can a backup read it? (ok, detail)."""
+    spec = source.to_spec()
+    try:
+        return True, probe_source(spec)
+    except Exception as exc:  # SourceError, a refused path, anything: a detail, never a 500
+        return False, redact(str(exc) or type(exc).__name__, [spec.password])
 
 
 def _local(destination):

@@ -44,7 +44,7 @@ from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration as fd
 from dr_portal.runs import RunStatus
 from drills.models import DrillPlan, DrillRun
-from incidents.models import FollowUp, Incident, IncidentStatus, Severity
+from incidents.models import FollowUp, Incident, IncidentStatus, MaintenanceWindow, Severity
 from recovery import charts, readiness
 from recovery.models import RestoreTest
 from recovery.targets import Verdict, at_risk, judge, restore_rto_target
@@ -788,6 +788,18 @@ def _destinations(slow, now) -> list[dict]:
     ]
 
 
+MAINTENANCE_AHEAD = timedelta(days=7)
+
+
+def maintenance_windows(now) -> list:
+    """Windows going on now or starting within a week: their systems' alerts are held."""
+    rows = MaintenanceWindow.objects.filter(ends__gt=now, starts__lt=now + MAINTENANCE_AHEAD)
+    windows = list(rows.select_related("system").order_by("starts"))
+    for window in windows:
+        window.active = window.is_active(now)
+    return windows
+
+
 def build(now=None, charts=True) -> dict:
     """Everything the dashboard shows, with a number of queries independent of the history."""
 
@@ -819,6 +831,7 @@ def build(now=None, charts=True) -> dict:
         "slow_figures_age": age(slow["at"], now),
         "missing_key": slow["missing_key"],
         "plans_without_systems": [p for p in plans if not p.systems.all()],
+        "maintenance": maintenance_windows(now),
     }
     if charts:
         context["rpo_charts"] = rpo_charts(rows, now)

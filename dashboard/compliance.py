@@ -7,7 +7,9 @@ fingerprint is the SHA-256 of the *canonical JSON* of that data:
 
 The data holds no time of production and no user, so the page, the PDF and
 `manage.py compliance_report` print the same hash for the same period and systems as long as
-the recorded evidence for that period is unchanged. The PDF embeds the canonical JSON as the
+the recorded evidence for that period is unchanged. A period that includes now is reported
+up to a stated cut-off, the newest finished evidence (`period.evidence_until`), not up to
+the second the report was made: the page and a PDF made minutes later agree. The PDF embeds the canonical JSON as the
 attachment compliance-data.json: `sha256sum` of it equals the printed hash. The production
 time and user are printed beside the hash, outside what is hashed.
 
@@ -44,7 +46,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from backups import scrub
-from backups.models import BackupRun, Destination, Source, System
+from backups.models import BackupCopy, BackupRun, Destination, Source, System
 from dr_portal.lib.pdf import url_fetcher
 from dr_portal.runs import RunStatus
 from drills.models import DrillRun
@@ -473,13 +475,43 @@ def _followups(scope: Scope) -> dict:
     return {"open_at_end": len(items), "items": items}
 
 
+def evidence_cutoff(start: datetime, now: datetime) -> datetime:
+    """For a period that includes now: the moment the newest finished evidence was recorded
+    (a backup, restore test, restore, failover or drill that finished, a copy the scrub
+    proved), never before the period's start. Figures that run "up to now" (gaps, incident
+    time, availability) run up to it, so the hash stays the same while nothing new finishes."""
+    latest = [start]
+    for model, field in (
+        (BackupRun, "finished"),
+        (RestoreTest, "finished"),
+        (Restore, "finished"),
+        (FailoverRun, "finished"),
+        (DrillRun, "ended_at"),
+        (BackupCopy, "proven_at"),
+    ):
+        found = (
+            model.objects.filter(**{f"{field}__gte": start, f"{field}__lte": now})
+            .aggregate(m=Max(field))
+            .get("m")
+        )
+        if found:
+            latest.append(found)
+    # Whole seconds: the report shows and hashes seconds.
+    return max(latest).replace(microsecond=0)
+
+
 def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
-    """The report for [start, end) over `systems` (System objects; None or empty: all)."""
+    """The report for [start, end) over `systems` (System objects; None or empty: all).
+
+    A period that has ended is reported to its end. A period that includes now is reported
+    up to evidence_cutoff(), which the report states (period.evidence_until)."""
 
     if end <= start:
         raise ValueError("the period ends before it starts")
     system_ids = sorted(s.pk for s in systems) if systems else None
-    scope = Scope(start, end, system_ids, now or timezone.now())
+    now = now or timezone.now()
+    until = evidence_cutoff(start, now) if end > now else None
+    scope = Scope(start, end, system_ids, until or now)
     system_names = (
         sorted(System.objects.filter(pk__in=system_ids).values_list("name", flat=True))
         if system_ids
@@ -492,7 +524,13 @@ def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
     return {
         "report": "DR Portal compliance report",
         "format": FORMAT,
-        "period": {"from": _ts(start), "to": _ts(end), "observed_s": _s(scope.horizon - start)},
+        "period": {
+            "from": _ts(start),
+            "to": _ts(end),
+            "observed_s": _s(scope.horizon - start),
+            # Only a period that includes now has it: past periods keep their hashes.
+            **({"evidence_until": _ts(until)} if until else {}),
+        },
         "systems": system_names or ["all"],
         "sla": {
             "availability_percent": str(target_pct),

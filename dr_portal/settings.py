@@ -254,6 +254,10 @@ if DR_COPY_TEST_EVERY_DAYS < 0:
     raise ImproperlyConfigured("DR_COPY_TEST_EVERY_DAYS must be a whole number of days, 0 or more")
 # A new source pages (RPO breached) only after this; 0: its job's first scheduled backup + 1 h.
 DR_NEW_SOURCE_GRACE_S = env.int("DR_NEW_SOURCE_GRACE_S", default=0)
+# An open alert nobody acknowledged or snoozed is sent again this often; 0: never.
+DR_ALERT_REPEAT_S = env.int("DR_ALERT_REPEAT_S", default=4 * 3600)
+if DR_ALERT_REPEAT_S < 0:
+    raise ImproperlyConfigured("DR_ALERT_REPEAT_S must be 0 (never) or a number of seconds")
 
 # --- i18n, static ----------------------------------------------------------
 LANGUAGE_CODE = "en-gb"

@@ -2,7 +2,8 @@
 
 Evidence is a drill scenario (its failure type and systems), a restore test (database
 failure of its source's system) or a failover run (its runbook's failure type and system).
-An empty cell was never exercised; a stale one not within STALE_AFTER. Those are what the
+An empty cell was never exercised; a stale one not within STALE_AFTER; a partial one only
+by a test run that skipped side-effect steps (rehearsed, not proven). Those are what the
 next drill should cover.
 """
 
@@ -23,7 +24,7 @@ class Cell:
     label: str = ""
     url: str = ""
     at: datetime | None = None
-    verdict: str = ""  # passed / failed
+    verdict: str = ""  # passed / partial (a test run that skipped steps) / failed
     now: datetime | None = None  # when the grid was built
 
     @property
@@ -44,7 +45,24 @@ class Cell:
             return "cell-empty"
         if self.stale:
             return "cell-stale"
-        return "cell-passed" if self.verdict == "passed" else "cell-failed"
+        return {"passed": "cell-passed", "partial": "cell-partial"}.get(self.verdict, "cell-failed")
+
+
+def _failover_verdict(run) -> str:
+    """A test run that skipped side-effect steps rehearsed the failover; it did not pass it."""
+    if run.status != RunStatus.SUCCEEDED:
+        return "failed"
+    return "partial" if run.rehearsed else "passed"
+
+
+def _scenario_cell(srun) -> Cell:
+    run = getattr(srun, "failover_run", None)
+    verdict = srun.status
+    label = f"Drill #{srun.drill_id}: {srun.title}"
+    if run is not None and verdict == ScenarioStatus.PASSED and run.rehearsed:
+        verdict = "partial"
+        label += f" (test mode: {run.not_exercised})"
+    return Cell(label=label, url=srun.drill.get_absolute_url(), at=srun.finished, verdict=verdict)
 
 
 def _offer(grid, system_id, failure_type, cell):
@@ -63,17 +81,12 @@ def build():
             status__in=[ScenarioStatus.PASSED, ScenarioStatus.FAILED], finished__isnull=False
         )
         .exclude(failure_type="")
-        .select_related("drill")
+        .select_related("drill", *(["failover_run"] if failover_ready() else []))
         .prefetch_related("systems")
         .order_by("-finished")[:500]
     )
     for srun in scenario_runs:
-        cell = Cell(
-            label=f"Drill #{srun.drill_id}: {srun.title}",
-            url=srun.drill.get_absolute_url(),
-            at=srun.finished,
-            verdict=srun.status,
-        )
+        cell = _scenario_cell(srun)
         for system in srun.systems.all():
             _offer(grid, system.pk, srun.failure_type, cell)
     # Newest finished restore test per source: the last proof per system.
@@ -106,7 +119,7 @@ def build():
                 label=f"Failover run #{run.pk}: {run.runbook.name} ({run.mode})",
                 url=run.get_absolute_url(),
                 at=run.finished,
-                verdict="passed" if run.status == RunStatus.SUCCEEDED else "failed",
+                verdict=_failover_verdict(run),
             )
             _offer(grid, run.system_id, run.runbook.failure_type, cell)
     now = timezone.now()

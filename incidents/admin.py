@@ -10,6 +10,7 @@ from incidents.models import (
     Incident,
     IncidentLink,
     IncidentSequence,
+    MaintenanceWindow,
     Notification,
     TimelineEntry,
     Webhook,
@@ -124,3 +125,10 @@ class AlertAdmin(admin.ModelAdmin):
 class DeliveryAttemptAdmin(admin.ModelAdmin):
     list_display = ["at", "notification", "ok", "detail"]
     list_select_related = ["notification"]
+
+
+@admin.register(MaintenanceWindow)
+class MaintenanceWindowAdmin(admin.ModelAdmin):
+    list_display = ("system", "starts", "ends", "reason", "created_by")
+    list_select_related = ("system", "created_by")
+    raw_id_fields = ("created_by",)

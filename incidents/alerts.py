@@ -12,17 +12,26 @@ A condition key has at most one open alert: raising it again while open only cou
 Neither function ever raises into its caller and neither sends anything inline: they
 record Alert and Notification rows and enqueue incidents.tasks.deliver_notification
 after the caller's transaction commits.
+
+What keeps alerts switched on (docs/incidents.md#acknowledge-snooze-maintenance):
+- an open alert nobody acknowledged is sent again every DR_ALERT_REPEAT_S (remind());
+- acknowledge (until it recovers) or snooze (until a time) stops those reminders; an alert
+  that gets worse (a partial backup job now fails) or whose snooze ends is sent again;
+- during a maintenance window of its system an alert is recorded, not sent; if it is still
+  open when the window ends, it is sent then.
 """
 
 import logging
 import os
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from dr_portal.lib.queue import enqueue
+from incidents.maintenance import in_maintenance, system_for_key, systems_in_maintenance
 from incidents.models import Alert, Channel, Contact, Notification, OnCall, Webhook
 
 log = logging.getLogger(__name__)
@@ -42,6 +51,9 @@ KINDS = {
     "test": "Test notification",
 }
 EVENT_KINDS = {"failover_started", "failover_finished", "test"}
+# Conditions of one key that can get worse: the same job going from unusual to partly
+# failing to failing sends the alert again, even when acknowledged or snoozed.
+SEVERITY = {"backup_anomaly": 1, "backup_partial": 2, "backup_failed": 3}
 
 
 def alert(
@@ -87,23 +99,70 @@ def _alert(key, kind, title, detail, url, contacts):
             if Alert.objects.filter(key=key, kind=kind).exists():
                 return  # an event is sent once, even if the task raising it runs twice
             obj = Alert.objects.create(
-                key=key, kind=kind, title=title, detail=detail, url=url, event=True, recovered=now
+                key=key,
+                kind=kind,
+                title=title,
+                detail=detail,
+                url=url,
+                event=True,
+                recovered=now,
+                system_id=system_for_key(key),
+                notify=contacts is not None,
             )
             if contacts is not None:
-                _queue_messages(obj, "event", contacts)
+                _send(obj, "event", contacts, now)
             return
         updated = Alert.objects.filter(key=key, recovered__isnull=True).update(
             last_seen=now, seen_count=_plus_one(), detail=detail
         )
         if updated:
+            _worse(key, kind, title, now)
             return
         try:
             with transaction.atomic():
-                obj = Alert.objects.create(key=key, kind=kind, title=title, detail=detail, url=url)
+                obj = Alert.objects.create(
+                    key=key,
+                    kind=kind,
+                    title=title,
+                    detail=detail,
+                    url=url,
+                    system_id=system_for_key(key),
+                    notify=contacts is not None,
+                )
         except IntegrityError:
             return  # a concurrent caller opened it first; it sends the message
         if contacts is not None:
-            _queue_messages(obj, "alert", contacts)
+            _send(obj, "alert", contacts, now)
+
+
+def _worse(key, kind, title, now):
+    """The open alert of `key` moves to a more severe kind: lift its silence, send it again."""
+    milder = [k for k, level in SEVERITY.items() if level < SEVERITY.get(kind, 0)]
+    if not milder:
+        return
+    rows = Alert.objects.filter(key=key, recovered__isnull=True, kind__in=milder)
+    if rows.update(kind=kind, title=title, **UNSILENCED):
+        obj = Alert.objects.get(key=key, recovered__isnull=True)
+        if obj.notify:
+            _send(obj, "worse", (), now)
+
+
+UNSILENCED = {
+    "silenced_at": None,
+    "silenced_by": None,
+    "silenced_until": None,
+    "silence_reason": "",
+}
+
+
+def _send(obj, message, contacts, now, title=""):
+    """Queue the messages unless the alert's system is in maintenance (then it waits)."""
+    if in_maintenance(obj.system_id, now):
+        return False
+    _queue_messages(obj, message, contacts, title=title)
+    Alert.objects.filter(pk=obj.pk).update(last_notified=now)
+    obj.last_notified = now
+    return True
 
 
 def _recover(key, title):
@@ -116,7 +175,55 @@ def _recover(key, title):
         if not Alert.objects.filter(pk=obj.pk, recovered__isnull=True).update(recovered=now):
             return
         obj.recovered = now
-        _queue_messages(obj, "recovered", (), title=_one_line(title))
+        # Nobody was told (recorded only, or held by maintenance): nobody needs the all-clear.
+        if obj.notify and obj.last_notified is not None:
+            _send(obj, "recovered", (), now, title=_one_line(title))
+
+
+def remind(now=None) -> int:
+    """Every minute: send what is due. A snooze that ended lifts; an alert held by a
+    maintenance window that is over goes out; an open alert nobody acknowledged is sent
+    again every DR_ALERT_REPEAT_S (0: never). Returns how many alerts were sent."""
+    now = now or timezone.now()
+    ended = Alert.objects.filter(
+        recovered__isnull=True, silenced_until__isnull=False, silenced_until__lte=now
+    )
+    snooze_ended = list(ended.values_list("pk", flat=True))
+    ended.update(**UNSILENCED)
+    repeat = getattr(settings, "DR_ALERT_REPEAT_S", 0)
+    due = Q(last_notified__isnull=True) | Q(pk__in=snooze_ended)
+    if repeat:
+        due |= Q(last_notified__lte=now - timedelta(seconds=repeat))
+    held = systems_in_maintenance(now)
+    sent = 0
+    candidates = Alert.objects.filter(
+        due, recovered__isnull=True, event=False, notify=True, silenced_at__isnull=True
+    )
+    for obj in candidates.exclude(system_id__in=held)[:200]:
+        message = "alert" if obj.last_notified is None else "reminder"
+        with transaction.atomic():
+            # Of two sweeps at once only one sends: the row must still be as it was read.
+            claimed = Alert.objects.filter(
+                pk=obj.pk, last_notified=obj.last_notified, silenced_at__isnull=True
+            ).update(last_notified=now)
+            if claimed:
+                _queue_messages(obj, message, ())
+                sent += 1
+    return sent
+
+
+def silence(obj: Alert, user, reason: str, until=None) -> None:
+    """Acknowledge (until=None: until it recovers) or snooze (until a time): no reminders."""
+    now = timezone.now()
+    Alert.objects.filter(pk=obj.pk, recovered__isnull=True).update(
+        silenced_at=now, silenced_by=user, silenced_until=until, silence_reason=reason[:300]
+    )
+    obj.refresh_from_db()
+
+
+def unsilence(obj: Alert) -> None:
+    Alert.objects.filter(pk=obj.pk).update(**UNSILENCED)
+    obj.refresh_from_db()
 
 
 def _plus_one():
@@ -154,6 +261,13 @@ def compose(obj, message: str, title: str = "") -> tuple[str, str]:
         subject = title or f"Recovered: {obj.title}"
         lines = [subject, "", f"The condition ({label}) has cleared."]
         lines.append(f"Open since {obj.opened:%Y-%m-%d %H:%M} UTC, seen {obj.seen_count} time(s).")
+    elif message in ("reminder", "worse"):
+        subject = f"{'Still open' if message == 'reminder' else 'Worse'}: {obj.title}"
+        lines = [subject, "", f"Kind: {label}", f"Open since {obj.opened:%Y-%m-%d %H:%M} UTC"]
+        lines.append(f"Seen {obj.seen_count} time(s), last at {obj.last_seen:%Y-%m-%d %H:%M} UTC.")
+        lines.append("Acknowledge or snooze it on the alerts page to stop the reminders.")
+        if obj.detail:
+            lines += ["", obj.detail.strip()]
     else:
         subject = obj.title
         lines = [obj.title, "", f"Kind: {label}", f"At: {obj.opened:%Y-%m-%d %H:%M:%S} UTC"]

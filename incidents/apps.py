@@ -7,10 +7,13 @@ class IncidentsConfig(AppConfig):
 
     def ready(self):
         from backups.scrub import register_scrub_listener
+        from dr_portal import related
         from incidents import schedules
+        from incidents.related import incidents_linking
         from incidents.scrub_alerts import scrub_alerts
 
         register_scrub_listener(scrub_alerts)
+        related.register(incidents_linking)  # run pages list the incidents linking to them
 
         post_migrate.connect(
             schedules.after_migrate, sender=self, dispatch_uid="incidents_after_migrate"

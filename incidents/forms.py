@@ -1,5 +1,7 @@
 """Forms of the incidents app; messages are written for the person on call."""
 
+from datetime import timedelta
+
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
@@ -8,7 +10,15 @@ from django.utils import timezone
 from dr_portal.lib import outbound
 from dr_portal.widgets import DatePicker, DateTimePicker
 from incidents.links import linkable_choices
-from incidents.models import COMMON_ROLES, Contact, FollowUp, Incident, TimelineEntry, Webhook
+from incidents.models import (
+    COMMON_ROLES,
+    Contact,
+    FollowUp,
+    Incident,
+    MaintenanceWindow,
+    TimelineEntry,
+    Webhook,
+)
 
 
 def _localize(value):
@@ -248,3 +258,48 @@ class WebhookForm(forms.ModelForm):
 
 class ContactImportForm(forms.Form):
     file = forms.FileField(label="CSV file")
+
+
+SNOOZE_CHOICES = [
+    ("", "Acknowledge (no reminders until it recovers or gets worse)"),
+    ("1", "Snooze 1 hour"),
+    ("4", "Snooze 4 hours"),
+    ("24", "Snooze 1 day"),
+    ("72", "Snooze 3 days"),
+]
+
+
+class SilenceForm(forms.Form):
+    """Acknowledge or snooze an open alert: who and why go to the audit log."""
+
+    snooze = forms.ChoiceField(choices=SNOOZE_CHOICES, required=False, label="For how long")
+    reason = forms.CharField(
+        max_length=300,
+        label="Reason",
+        help_text="e.g. 'disk replaced, re-running the backup' — shown to the next on-call",
+    )
+
+    def clean_reason(self):
+        reason = " ".join(self.cleaned_data["reason"].split())
+        if not reason:
+            raise forms.ValidationError("Say why, for the next person on call.")
+        return reason
+
+    def until(self):
+        hours = self.cleaned_data.get("snooze")
+        return timezone.now() + timedelta(hours=int(hours)) if hours else None
+
+
+class MaintenanceWindowForm(forms.ModelForm):
+    class Meta:
+        model = MaintenanceWindow
+        fields = ["system", "starts", "ends", "reason"]
+        widgets = {"starts": DateTimePicker(), "ends": DateTimePicker()}
+        labels = {"starts": "Starts (UTC)", "ends": "Ends (UTC)"}
+
+    def clean(self):
+        data = super().clean()
+        ends = data.get("ends")
+        if ends and ends <= timezone.now():
+            self.add_error("ends", "This window would already be over.")
+        return data

@@ -1,5 +1,7 @@
 """Incidents, their timeline and follow-ups; the contacts directory; alerts and their notifications."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelation
 from django.contrib.contenttypes.models import ContentType
@@ -416,8 +418,25 @@ class Alert(models.Model):
     last_seen = models.DateTimeField(default=timezone.now)
     seen_count = models.PositiveIntegerField(default=1)
     recovered = models.DateTimeField(null=True, blank=True)
+    # The system its source, job or failover belongs to (maintenance windows hold its messages).
+    system = models.ForeignKey(
+        "backups.System", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    notify = models.BooleanField(
+        default=True, help_text="False: recorded only, never sent (a test-mode failover)."
+    )
+    last_notified = models.DateTimeField(
+        null=True, blank=True, help_text="When its last alert, reminder or 'worse' went out."
+    )
+    # Acknowledged (until empty) or snoozed (until a time): no reminders meanwhile.
+    silenced_at = models.DateTimeField(null=True, blank=True)
+    silenced_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    silenced_until = models.DateTimeField(null=True, blank=True)
+    silence_reason = models.CharField(max_length=300, blank=True)
 
-    audit = False  # the alert table is itself the history
+    audit = False  # the alert table is itself the history; ack and snooze are audited by views
 
     class Meta:
         ordering = ["-opened", "-pk"]
@@ -438,6 +457,60 @@ class Alert(models.Model):
     @property
     def is_open(self):
         return self.recovered is None and not self.event
+
+    @property
+    def silence(self) -> str:
+        """'acknowledged', 'snoozed' or ''."""
+        if self.silenced_at is None:
+            return ""
+        return "snoozed" if self.silenced_until else "acknowledged"
+
+
+class MaintenanceQuerySet(models.QuerySet):
+    def active_at(self, when):
+        return self.filter(starts__lte=when, ends__gt=when)
+
+
+class MaintenanceWindow(models.Model):
+    """Planned work on a system: its alerts are recorded but not sent between start and end."""
+
+    MAX_LENGTH = timedelta(days=14)
+
+    system = models.ForeignKey(
+        "backups.System", on_delete=models.CASCADE, related_name="maintenance_windows"
+    )
+    starts = models.DateTimeField()
+    ends = models.DateTimeField()
+    reason = models.CharField(max_length=300, validators=[validate_single_line])
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now)
+
+    objects = MaintenanceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["starts", "pk"]
+        indexes = [
+            # alerts: is this system in maintenance now? dashboard: windows not yet over
+            models.Index(fields=["system", "ends"], name="maintenance_system_end_idx"),
+        ]
+
+    def __str__(self):
+        return f"Maintenance of {self.system} {self.starts:%Y-%m-%d %H:%M}–{self.ends:%H:%M}"
+
+    def clean(self):
+        if self.starts and self.ends:
+            if self.ends <= self.starts:
+                raise ValidationError({"ends": "The window must end after it starts."})
+            if self.ends - self.starts > self.MAX_LENGTH:
+                raise ValidationError(
+                    {"ends": "A maintenance window lasts at most 14 days; alerts would go unseen."}
+                )
+
+    def is_active(self, when=None) -> bool:
+        when = when or timezone.now()
+        return self.starts <= when < self.ends
 
 
 class Channel(models.TextChoices):

@@ -14,6 +14,12 @@ def ensure_schedules():
         minutes=1,
     )
     ensure_schedule(
+        "system: alert reminders and snoozes",
+        "incidents.tasks.remind_alerts",
+        schedule_type=Schedule.MINUTES,
+        minutes=1,
+    )
+    ensure_schedule(
         "system: process run events",
         "incidents.tasks.process_run_events",
         schedule_type=Schedule.MINUTES,

@@ -14,7 +14,7 @@ from dr_portal.lib import outbound
 from dr_portal.lib.durations import format_duration
 from dr_portal.lib.redact import redact
 from incidents import grace
-from incidents.alerts import alert, recover
+from incidents.alerts import alert, recover, remind
 from incidents.events import process_events
 from incidents.models import Alert, Delivery, DeliveryAttempt, FollowUp, Notification
 from recovery.readiness import BREACHED, source_readiness
@@ -238,6 +238,12 @@ def check_wal_gap(r) -> None:
         )
     else:
         recover(key, title=f"WAL archive of {r.source_name} has no gap any more")
+
+
+def remind_alerts() -> int:
+    """Every minute: snoozes that ended, alerts held by a finished maintenance window, and
+    reminders of open alerts nobody acknowledged (incidents.alerts.remind)."""
+    return remind()
 
 
 def process_run_events() -> int:

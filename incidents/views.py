@@ -4,6 +4,9 @@ Viewers read; operators write incidents, timeline entries, follow-ups and links;
 managers manage contacts, webhooks and the CSV import.
 """
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
@@ -18,15 +21,17 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from dr_portal import audit
 from dr_portal.lib.pdf import pdf_response
-from dr_portal.lib.roles import MANAGER, OPERATOR, VIEWER, role_required
+from dr_portal.lib.roles import MANAGER, OPERATOR, VIEWER, has_role, role_required
 from incidents import contacts_csv
-from incidents.alerts import alert, recover
+from incidents.alerts import alert, recover, remind, silence, unsilence
 from incidents.forms import (
     ContactForm,
     ContactImportForm,
     FollowUpForm,
     IncidentForm,
     LinkForm,
+    MaintenanceWindowForm,
+    SilenceForm,
     TimelineEntryForm,
     WebhookForm,
 )
@@ -39,6 +44,7 @@ from incidents.models import (
     Incident,
     IncidentLink,
     IncidentStatus,
+    MaintenanceWindow,
     Notification,
     TimelineEntry,
     Webhook,
@@ -475,7 +481,9 @@ def webhook_delete(request, pk):
 @require_GET
 @role_required(VIEWER)
 def alerts(request):
-    open_alerts = Alert.objects.filter(recovered__isnull=True, event=False)
+    open_alerts = Alert.objects.filter(recovered__isnull=True, event=False).select_related(
+        "system", "silenced_by"
+    )
     recent = Alert.objects.filter(Q(recovered__isnull=False) | Q(event=True))[:50]
     notifications = Notification.objects.select_related("alert")[:100]
     no_recipients = not (
@@ -490,8 +498,109 @@ def alerts(request):
             "recent": recent,
             "notifications": notifications,
             "no_recipients": no_recipients,
+            "silence_form": SilenceForm(),
+            "repeat": timedelta(seconds=settings.DR_ALERT_REPEAT_S),
+            "in_maintenance": set(
+                MaintenanceWindow.objects.active_at(timezone.now()).values_list(
+                    "system_id", flat=True
+                )
+            ),
         },
     )
+
+
+@require_POST
+@role_required(OPERATOR)
+def alert_silence(request, pk):
+    """Acknowledge (until it recovers) or snooze (until a time) an open alert; audited."""
+    obj = get_object_or_404(Alert, pk=pk, recovered__isnull=True, event=False)
+    form = SilenceForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _errors(form))
+        return redirect("incidents:alerts")
+    until = form.until()
+    silence(obj, request.user, form.cleaned_data["reason"], until)
+    action = "snooze alert" if until else "acknowledge alert"
+    shown = f"until {until:%Y-%m-%d %H:%M} UTC" if until else "until it recovers"
+    audit.record(
+        action,
+        obj,
+        user=request.user,
+        detail=f"{obj.key}, {shown}: {form.cleaned_data['reason']}",
+    )
+    verb = "Snoozed" if until else "Acknowledged"
+    messages.success(request, f"{verb} {shown}: no reminders meanwhile, unless it gets worse.")
+    return redirect("incidents:alerts")
+
+
+@require_POST
+@role_required(OPERATOR)
+def alert_unsilence(request, pk):
+    obj = get_object_or_404(Alert, pk=pk, recovered__isnull=True, event=False)
+    unsilence(obj)
+    audit.record("unsnooze alert", obj, user=request.user, detail=obj.key)
+    messages.success(request, "Reminders are on again for this alert.")
+    return redirect("incidents:alerts")
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(VIEWER)
+def maintenance(request):
+    """Maintenance windows: current and upcoming, the last ten past; operators add them."""
+    form = None
+    if has_role(request.user, OPERATOR):
+        form = MaintenanceWindowForm(request.POST or None)
+    if request.method == "POST":
+        if form is None:
+            return HttpResponse(status=403)
+        if form.is_valid():
+            window = form.save(commit=False)
+            window.created_by = request.user
+            window.save()
+            audit.record(
+                "add maintenance window",
+                window,
+                user=request.user,
+                detail=f"{window.starts:%Y-%m-%d %H:%M}–{window.ends:%Y-%m-%d %H:%M}: "
+                f"{window.reason}",
+            )
+            messages.success(request, f"{window} added: its alerts are recorded, not sent.")
+            return redirect("incidents:maintenance")
+    now = timezone.now()
+    windows = MaintenanceWindow.objects.select_related("system", "created_by")
+    return render(
+        request,
+        "incidents/maintenance.html",
+        {
+            "form": form,
+            "now": now,
+            "current": windows.filter(ends__gt=now),
+            "past": windows.filter(ends__lte=now).order_by("-ends")[:10],
+        },
+        status=400 if form is not None and form.errors else 200,
+    )
+
+
+@require_POST
+@role_required(OPERATOR)
+def maintenance_end(request, pk):
+    """End a window now (one that has not started yet is removed)."""
+    window = get_object_or_404(MaintenanceWindow.objects.select_related("system"), pk=pk)
+    now = timezone.now()
+    if window.ends <= now:
+        messages.info(request, "That window is already over.")
+    elif window.starts > now:
+        audit.record("remove maintenance window", window, user=request.user, detail=window.reason)
+        window.delete()
+        messages.success(request, "The planned window was removed.")
+    else:
+        MaintenanceWindow.objects.filter(pk=window.pk).update(ends=now)
+        audit.record("end maintenance window", window, user=request.user, detail=window.reason)
+        remind(now)  # what the window held goes out now, not at the next minute's sweep
+        messages.success(
+            request, "Maintenance ended: alerts of the system that are still open go out now."
+        )
+    return redirect("incidents:maintenance")
 
 
 @require_POST

@@ -2,6 +2,7 @@ from django.contrib import admin
 
 from recovery.forms import RestoreTargetForm
 from recovery.models import (
+    CanaryBaseline,
     HeartbeatState,
     Restore,
     RestoreTarget,
@@ -74,6 +75,20 @@ class RestoreAdmin(ReadOnlyRunAdmin):
 @admin.register(HeartbeatState)
 class HeartbeatStateAdmin(ReadOnlyRunAdmin):
     list_display = ("source", "last_written_at", "last_error")
+
+
+@admin.register(CanaryBaseline)
+class CanaryBaselineAdmin(admin.ModelAdmin):
+    """Read-only: a baseline is accepted on the restore test page (audited), nowhere else."""
+
+    list_display = ("source", "check_name", "value", "restore_test", "accepted_by", "accepted_at")
+    list_select_related = ("source", "accepted_by")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 from recovery.failover import admin as _failover_admin  # noqa: E402,F401

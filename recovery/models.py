@@ -1,5 +1,6 @@
 """Recovery targets, restore tests and restores: the evidence that backups come back."""
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -397,6 +398,42 @@ class HeartbeatState(models.Model):
 
     def __str__(self):
         return f"heartbeat of {self.source}"
+
+
+class CanaryBaseline(models.Model):
+    """A failed data-loss canary's observed value, accepted as the new baseline (audited).
+
+    After an intentional bulk delete, "not below 90% of previous" would fail forever; a
+    manager accepts the value a test observed, and the next test compares with it."""
+
+    source = models.ForeignKey(
+        "backups.Source", on_delete=models.CASCADE, related_name="canary_baselines"
+    )
+    restore_test = models.ForeignKey(
+        RestoreTest, on_delete=models.CASCADE, related_name="accepted_baselines"
+    )
+    check_name = models.CharField(max_length=120)
+    value = models.CharField(max_length=100)
+    reason = models.CharField(max_length=300)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    accepted_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-accepted_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["restore_test", "check_name"], name="one_baseline_per_test_check"
+            )
+        ]
+        indexes = [
+            # previous_observations(): the accepted values of one source
+            models.Index(fields=["source", "restore_test"], name="canary_baseline_source_idx"),
+        ]
+
+    def __str__(self):
+        return f"baseline {self.check_name} = {self.value} (test #{self.restore_test_id})"
 
 
 from recovery.failover.models import *  # noqa: E402,F401,F403

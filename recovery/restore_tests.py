@@ -39,7 +39,7 @@ from recovery.engine.verify import (
     verify_postgres,
     verify_sqlite,
 )
-from recovery.models import DataBasis, RestoreTest, Trigger
+from recovery.models import CanaryBaseline, DataBasis, RestoreTest, Trigger
 from recovery.runner import (
     Busy,
     NeedsRetrieval,
@@ -142,17 +142,22 @@ def execute_restore_test(test: RestoreTest) -> RestoreTest:
 
 
 def previous_observations(source: Source, before_pk: int | None = None) -> dict[str, str]:
-    """For the canary: each check's newest observed value from a test where it passed."""
+    """For the canary: each check's newest observed value from a test where it passed, or
+    where a manager accepted it as the new baseline (CanaryBaseline)."""
     found: dict[str, str] = {}
     tests = RestoreTest.objects.filter(
         source=source, status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED]
     )
     if before_pk:
         tests = tests.exclude(pk=before_pk)
-    for checks in tests.order_by("-finished", "-pk").values_list("checks", flat=True)[:50]:
+    accepted = set(
+        CanaryBaseline.objects.filter(source=source).values_list("restore_test_id", "check_name")
+    )
+    for pk, checks in tests.order_by("-finished", "-pk").values_list("pk", "checks")[:50]:
         for check in checks or []:
             name = check.get("name")
-            if name and name not in found and check.get("outcome") == Outcome.PASSED:
+            good = check.get("outcome") == Outcome.PASSED or (pk, name) in accepted
+            if name and name not in found and good:
                 found[name] = check.get("observed")
     return found
 

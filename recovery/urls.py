@@ -19,6 +19,7 @@ urlpatterns = [
     path("sources/<int:source_id>/restore/", views.restore_new, name="restore_new"),
     path("tests/<int:pk>/", views.test_detail, name="test_detail"),
     path("tests/<int:pk>/progress/", views.test_progress, name="test_progress"),
+    path("tests/<int:pk>/accept-baseline/", views.accept_baseline, name="accept_baseline"),
     path("restores/<int:pk>/", views.restore_detail, name="restore_detail"),
     path("restores/<int:pk>/progress/", views.restore_progress, name="restore_progress"),
     path("failover/", include("recovery.failover.urls")),

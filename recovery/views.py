@@ -17,6 +17,7 @@ from dr_portal.lib.roles import MANAGER, OPERATOR, has_role, role_required
 from dr_portal.runs import DONE, RunStatus
 from dr_portal.templatetags.portal import filesize
 from recovery import (
+    baselines,
     charts,
     copies,
     readiness,
@@ -317,15 +318,46 @@ def _test(pk):
     )
 
 
+def _test_context(request, test):
+    acceptable = set()
+    if test.status in DONE and has_role(request.user, MANAGER):
+        acceptable = baselines.acceptable_checks(test)
+    return {
+        "test": test,
+        "acceptable": acceptable,
+        "accepted": list(test.accepted_baselines.select_related("accepted_by")),
+    }
+
+
 def test_detail(request, pk):
     test = _test(pk)
-    return render(request, "recovery/test_detail.html", {"test": test})
+    return render(request, "recovery/test_detail.html", _test_context(request, test))
+
+
+@require_POST
+@role_required(MANAGER)
+def accept_baseline(request, pk):
+    """A failed data-loss canary: accept the observed value as the new baseline (audited)."""
+    test = _test(pk)
+    try:
+        baselines.accept(
+            test, request.POST.get("check", ""), request.user, request.POST.get("reason", "")
+        )
+    except baselines.BaselineRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request,
+            "New baseline accepted: the next restore test compares with this value. "
+            "The alert closes when that test passes.",
+        )
+    return redirect(test)
 
 
 def test_progress(request, pk):
     """htmx fragment polled every 2 s; 286 stops the polling once the test is done."""
     test = _test(pk)
-    response = render(request, "recovery/_test_progress.html", {"test": test})
+    response = render(request, "recovery/_test_progress.html", _test_context(request, test))
     if test.status in DONE:
         response.status_code = 286
     return response

@@ -4,6 +4,7 @@ from django import template
 
 from dr_portal.lib import roles
 from dr_portal.lib.durations import format_duration
+from dr_portal.related import related
 
 register = template.Library()
 
@@ -38,3 +39,9 @@ def has_role(user, role):
 @register.inclusion_tag("dr_portal/_status.html")
 def status_badge(status):
     return {"status": status}
+
+
+@register.inclusion_tag("dr_portal/_related.html")
+def related_links(obj):
+    """The records of other apps that belong to obj (restore tests, incidents…), linked."""
+    return {"groups": related(obj)}

@@ -152,19 +152,43 @@ class Runbook(models.Model):
         return dropped
 
     # --- verification ----------------------------------------------------------
+    def _passed_runs(self):
+        return self.runs.filter(status=RunStatus.SUCCEEDED, config_hash=self.config_hash)
+
     def last_verifying_run(self):
-        return (
-            self.runs.filter(status=RunStatus.SUCCEEDED, config_hash=self.config_hash)
-            .order_by("-finished")
-            .first()
-        )
+        """The newest run of the current steps that succeeded with every step exercised."""
+        return self._passed_runs().filter(EXERCISED).order_by("-finished").first()
+
+    def last_rehearsal(self):
+        """The newest test run of the current steps that succeeded with steps not exercised."""
+        return self._passed_runs().exclude(EXERCISED).order_by("-finished").first()
+
+    def verification(self) -> tuple[str, str]:
+        """(badge state, badge text): verified; verified in test mode, saying what that run
+        did not exercise; or needs verification. List pages annotate verified_runs,
+        rehearsal_effects and rehearsal_unproven (see views.runbook_list)."""
+        if hasattr(self, "verified_runs"):
+            verified = self.verified_runs
+            rehearsal = None
+            if self.rehearsal_effects is not None:
+                rehearsal = FailoverRun(
+                    skipped_effects=self.rehearsal_effects,
+                    unproven_checks=self.rehearsal_unproven,
+                )
+        else:
+            verified = self.last_verifying_run() is not None
+            rehearsal = None if verified else self.last_rehearsal()
+        if verified:
+            return "succeeded", "verified"
+        if rehearsal is not None:
+            return "partial", f"verified in test mode — {rehearsal.not_exercised}"
+        return "needs_verification", "needs verification"
 
     @property
     def needs_verification(self) -> bool:
-        """True until a run of the current step definitions succeeded."""
-        if hasattr(self, "verified_runs"):  # annotated on list pages
-            return not self.verified_runs
-        return self.last_verifying_run() is None
+        """True until a run of the current step definitions succeeded (a rehearsal counts,
+        its badge saying what it did not exercise)."""
+        return self.verification()[0] == "needs_verification"
 
     @property
     def rto_target(self):
@@ -290,6 +314,10 @@ class RunMode(models.TextChoices):
     LIVE = "live", "Live"
 
 
+# A run whose every step was exercised: nothing skipped in test mode, no check left unproven.
+EXERCISED = Q(skipped_effects=0, unproven_checks=0)
+
+
 class FailoverRun(RunBase):
     """One execution of a runbook, test or live, timed from the declared failure."""
 
@@ -307,6 +335,13 @@ class FailoverRun(RunBase):
     automated_time = models.DurationField(null=True, blank=True)
     people_time = models.DurationField(null=True, blank=True)
     retry_time = models.DurationField(null=True, blank=True)
+    # Test mode's honesty: what the run did not exercise (see docs/failover.md).
+    skipped_effects = models.PositiveSmallIntegerField(
+        default=0, help_text="side-effect steps shown in test mode, not performed"
+    )
+    unproven_checks = models.PositiveSmallIntegerField(
+        default=0, help_text="checks that could pass only after a skipped step, and did not"
+    )
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -401,6 +436,25 @@ class FailoverRun(RunBase):
             return "requested"
         return "done"
 
+    @property
+    def rehearsed(self) -> bool:
+        """Succeeded in test mode without exercising every step: evidence, but partial."""
+        return self.status == RunStatus.SUCCEEDED and bool(
+            self.skipped_effects or self.unproven_checks
+        )
+
+    @property
+    def not_exercised(self) -> str:
+        """'2 side-effect steps not exercised, 1 check not proven', or ''."""
+        parts = []
+        if self.skipped_effects:
+            n = self.skipped_effects
+            parts.append(f"{n} side-effect step{'s' if n != 1 else ''} not exercised")
+        if self.unproven_checks:
+            n = self.unproven_checks
+            parts.append(f"{n} check{'s' if n != 1 else ''} not proven")
+        return ", ".join(parts)
+
     def on_finished(self):
         StepRun.objects.filter(run=self, status__in=[StepRun.Status.PENDING]).update(
             status=StepRun.Status.NOT_RUN
@@ -440,6 +494,7 @@ class StepRun(models.Model):
         FAILED = "failed", "Failed"
         TIMED_OUT = "timed_out", "Timed out"
         SKIPPED = "skipped", "Skipped (test mode)"
+        UNPROVEN = "unproven", "Not proven (needs a skipped step)"
         CANCELLED = "cancelled", "Cancelled"
         NOT_RUN = "not_run", "Not run"
 

@@ -222,6 +222,8 @@ def record(run: FailoverRun, result):
         "automated_time": timedelta(seconds=result.automated_s),
         "people_time": timedelta(seconds=result.people_s),
         "retry_time": timedelta(seconds=result.retry_s),
+        "skipped_effects": result.skipped_effects,
+        "unproven_checks": result.unproven_checks,
     }
     if result.status in ("succeeded", "partial") and result.verified_at:
         rto = result.verified_at - run.declared_at

@@ -3,7 +3,7 @@
 from collections import Counter
 
 from django.contrib import messages
-from django.db.models import Count, Exists, OuterRef, Prefetch
+from django.db.models import Count, Exists, OuterRef, Prefetch, Subquery
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -14,6 +14,7 @@ from dr_portal.runs import RunStatus
 from recovery.failover.builtin import TEMPLATES, create_from_template
 from recovery.failover.forms import RunbookForm, StartRunForm, StepForm, TemplateForm
 from recovery.failover.models import (
+    EXERCISED,
     FailoverRun,
     LiveRunExists,
     Runbook,
@@ -38,12 +39,18 @@ def _run(pk) -> FailoverRun:
 
 @role_required(VIEWER)
 def runbook_list(request):
-    verified = FailoverRun.objects.filter(
+    passed = FailoverRun.objects.filter(
         runbook=OuterRef("pk"), status=RunStatus.SUCCEEDED, config_hash=OuterRef("config_hash")
     )
+    rehearsal = passed.exclude(EXERCISED).order_by("-finished")
     runbooks = (
         Runbook.objects.select_related("system")
-        .annotate(step_count=Count("steps"), verified_runs=Exists(verified))
+        .annotate(
+            step_count=Count("steps"),
+            verified_runs=Exists(passed.filter(EXERCISED)),
+            rehearsal_effects=Subquery(rehearsal.values("skipped_effects")[:1]),
+            rehearsal_unproven=Subquery(rehearsal.values("unproven_checks")[:1]),
+        )
         .order_by("system__name", "name")
     )
     recent = FailoverRun.objects.select_related("runbook", "system").defer("log")[:10]
@@ -69,6 +76,7 @@ def runbook_detail(request, pk):
             "steps": steps,
             "runs": runs,
             "verifying_run": runbook.last_verifying_run(),
+            "rehearsal": runbook.last_rehearsal(),
             "kinds": KINDS,
         },
     )
@@ -191,7 +199,12 @@ def _run_context(run):
     # Steps that really ran; skipped (test mode), not run and cancelled ones are said apart.
     ran = sum(
         counts[s]
-        for s in (StepRun.Status.SUCCEEDED, StepRun.Status.FAILED, StepRun.Status.TIMED_OUT)
+        for s in (
+            StepRun.Status.SUCCEEDED,
+            StepRun.Status.FAILED,
+            StepRun.Status.TIMED_OUT,
+            StepRun.Status.UNPROVEN,
+        )
     )
     return {
         "run": run,

@@ -5,8 +5,30 @@
 //   <form data-confirm-restore data-source="name">  the restore question, built from the form
 //   <button data-print>                  prints the page
 //   <select data-autosubmit>             submits its form on change
+//   <form data-kind-form>                shows only the fields whose data-kinds lists the
+//                                        chosen kind (select name=kind); others stay hidden
 (function () {
   "use strict";
+
+  function showKindFields(form) {
+    var select = form.elements.namedItem("kind");
+    if (!select) return;
+    var kind = select.value;
+    form.querySelectorAll("[data-kinds]").forEach(function (row) {
+      var kinds = row.getAttribute("data-kinds").split(" ");
+      // No kind chosen yet: show everything rather than an empty form.
+      row.hidden = Boolean(kind) && kinds.indexOf(kind) === -1;
+    });
+  }
+
+  function initKindForms() {
+    document.querySelectorAll("form[data-kind-form]").forEach(showKindFields);
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", initKindForms);
+  } else {
+    initKindForms();
+  }
 
   function restoreQuestion(form) {
     var fields = form.elements;
@@ -44,6 +66,9 @@
     var field = event.target;
     if (field.hasAttribute && field.hasAttribute("data-autosubmit") && field.form) {
       field.form.submit();
+    }
+    if (field.name === "kind" && field.form && field.form.hasAttribute("data-kind-form")) {
+      showKindFields(field.form);
     }
   });
 })();

@@ -340,3 +340,62 @@ def test_period_fields_show_their_dates_in_the_browsers_date_picker(viewer_clien
     assert 'type="date" name="date_from" value="2026-08-29"' in html
     assert 'type="date" name="date_to" value="2026-11-26"' in html
     assert 'name="date_from" value="2026-10-01"' in again and "2026-10-31" in again
+
+
+JUNE = "date_from=2026-06-01&date_to=2026-06-30"
+
+
+def build_june(systems, now):
+    start, end = compliance.period(date(2026, 6, 1), date(2026, 6, 30))
+    with time_machine.travel(now, tick=False):
+        return compliance.build(start, end, systems)
+
+
+@pytest.fixture
+def june(tmp_path):
+    """A period that includes NOW (2026-06-10 09:00): a backup finished on the 9th at 10:01,
+    an outage that began on the 9th and is not resolved."""
+    dests = data.destinations(tmp_path)
+    src = data.source("toolhub-pg", created=at(1))
+    data.backup(src, at(9, 10, month=6), [dests[0]])
+    IncidentFactory(
+        title="Outage",
+        severity="sev1",
+        started_at=at(9, 12, month=6),
+        detected_at=at(9, 12, month=6),
+        services_down="api",
+    )
+    return src, dests
+
+
+def test_hash_of_a_period_including_today_is_stable_until_new_evidence_finishes(june):
+    src, dests = june
+    first = build_june([src.system], NOW)
+    assert first["period"]["evidence_until"] == "2026-06-09T10:01:00Z"
+    # 7 seconds and 2 hours later, with nothing new finished: the same report.
+    for later in (NOW + timedelta(seconds=7), NOW + timedelta(hours=2)):
+        assert compliance.digest(build_june([src.system], later)) == compliance.digest(first)
+    # The open outage and the gaps run to the cut-off, not to the second of the report.
+    assert first["period"]["observed_s"] == (at(9, 10, 1, month=6) - at(1, month=6)).total_seconds()
+    # A backup that finishes moves the cut-off and so the hash.
+    data.backup(src, at(10, 8, month=6), [dests[0]])
+    moved = build_june([src.system], NOW)
+    assert moved["period"]["evidence_until"] == "2026-06-10T08:01:00Z"
+    assert compliance.digest(moved) != compliance.digest(first)
+
+
+def test_a_past_period_has_no_cutoff_and_keeps_its_hash(may):
+    src, _ = may
+    report = build([src.system])
+    assert "evidence_until" not in report["period"]
+
+
+def test_page_and_pdf_made_seconds_apart_agree_for_a_period_including_today(june, manager_client):
+    src, _ = june
+    query = f"/compliance/?{JUNE}&systems={src.system.pk}"
+    with time_machine.travel(NOW, tick=False):
+        page = manager_client.get(query).content.decode()
+    with time_machine.travel(NOW + timedelta(seconds=7), tick=False):
+        pdf = manager_client.get(query.replace("/compliance/?", "/compliance/pdf?"))
+    assert pdf["X-Report-SHA256"] in page
+    assert "Period includes today:" in page and "2026-06-09T10:01:00Z" in page

@@ -171,6 +171,48 @@ def test_promotion_is_refused_when_the_primary_still_answers(pg_pair):
     assert os.path.isdir(pg_pair["standby"])
 
 
+def test_test_run_of_the_promotion_runbook_is_a_rehearsal_not_a_failure(pg_pair):
+    """Test mode skips the promotion: "out of recovery" cannot pass on the standby and is
+    not proven (not failed); "data is there" runs on the standby and proves it; the
+    precondition runs against its test target."""
+    runbook = create_from_template(
+        SystemFactory(name="tool-hub"),
+        "pg_standby_promotion",
+        variables={
+            "primary_host": "127.0.0.1",
+            "primary_port": pg_pair["primary_port"],
+            "standby_host": "127.0.0.1",
+            "standby_port": pg_pair["standby_port"],
+            "check_query": "SELECT count(*) FROM failover_probe",
+            "check_expect": "= 101",
+        },
+    )
+    # The primary stays up (the next test needs it); the precondition's test target is a
+    # closed port, as a rehearsal on a test pair would point it at a stopped primary.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    runbook.steps.filter(name="Primary is truly down").update(
+        retries=0, test_params={"port": closed}
+    )
+
+    run = run_inline(runbook, mode="test")
+
+    statuses = {s.name: s.status for s in run.step_runs.all()}
+    assert run.status == "succeeded", (run.error, statuses)
+    assert statuses == {
+        "Primary is truly down": "succeeded",
+        "Standby accepts connections": "succeeded",
+        "Promote the standby": "skipped",
+        "New primary is out of recovery": "unproven",
+        "Data is there": "succeeded",
+    }
+    assert (run.skipped_effects, run.unproven_checks) == (1, 1)
+    assert runbook.verification()[0] == "partial"
+    with _connect(pg_pair["standby_port"]) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is True
+
+
 def test_standby_promotion_runbook_promotes_the_real_standby(pg_pair):
     runbook = create_from_template(
         SystemFactory(name="tool-hub"),

@@ -64,6 +64,11 @@ class Command(BaseCommand):
         self.stdout.write(
             f"period {data['period']['from']} – {data['period']['to']}, systems: {', '.join(data['systems'])}"
         )
+        if data["period"].get("evidence_until"):
+            self.stdout.write(
+                f"period includes today: evidence up to {data['period']['evidence_until']} "
+                "(the newest finished run or proof)"
+            )
         self.stdout.write(
             f"backups {b['runs']} (success {b['success_rate']} %), restore tests {t['count']} "
             f"(pass {t['pass_rate']} %), drills {data['drills']['count']}, incidents "

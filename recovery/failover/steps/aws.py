@@ -7,6 +7,8 @@ key for params.access_key_id; without them boto3's usual chain (role, env) appli
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import boto3
 from botocore.config import Config
 
@@ -52,6 +54,13 @@ def client(service: str, params, ctx: Context):
     return boto3.client(service, **kwargs)
 
 
+def _checks_host(check, host: str) -> bool:
+    """Is `check` an HTTP check of a URL on `host` (a DNS name, trailing dot or not)?"""
+    if check.kind != "http_check":
+        return False
+    return (urlsplit(check.params.get("url", "")).hostname or "") == host.rstrip(".").lower()
+
+
 def _fqdn(name: str) -> str:
     return name if name.endswith(".") else name + "."
 
@@ -72,6 +81,9 @@ class DnsUpdate(Kind):
         "wait": Param((bool,), True, help="wait until Route53 reports INSYNC"),
         **AWS,
     }
+
+    def affects(self, params, check):
+        return _checks_host(check, params.get("name", ""))
 
     def describe(self, params):
         return (
@@ -161,6 +173,11 @@ class LbSwap(Kind):
         "register": Param((list,), None, _check_targets),
         **AWS,
     }
+
+    def affects(self, params, check):
+        # Which URL the load balancer serves is not in its parameters: every later HTTP
+        # check that proves recovery is taken to need the new targets.
+        return check.kind == "http_check" and check.verification
 
     def validate(self, params):
         if not params.get("deregister") and not params.get("register"):

@@ -85,6 +85,9 @@ class Kind:
     side_effects = False  # the kind always changes something (see has_side_effects)
     skipped_in_test = False  # never run in test mode, not even with test_params
     verification = False  # default: does passing this step prove the service is back?
+    # A check proves something (an answer, a query result) and changes nothing; in test mode
+    # a failing check that a skipped step affects (see affects) is "not proven", not failed.
+    is_check = False
     secret_label = ""  # what the step's secret is used for; "" = no secret
     # Where the secret goes: changing one of these (in params or test_params) without
     # entering the secret again drops the stored secret, so it never follows a new address.
@@ -108,6 +111,12 @@ class Kind:
         """Does a step of this kind with these parameters change something? No option may
         turn this off: a definition can only add the flag."""
         return self.side_effects
+
+    def affects(self, params: dict, check: StepSpec) -> bool:
+        """Can the later `check` pass only once this step took effect? Inferred from the
+        kinds (a promotion and checks of the same server, a DNS change and checks of that
+        name). Test mode skips this step, so such a check failing proves nothing."""
+        return False
 
     def side_effects_reason(self, params: dict) -> str:
         return f"a {self.name} step always has side effects"

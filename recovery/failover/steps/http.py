@@ -60,6 +60,7 @@ class HttpCheck(Kind):
     name = "http_check"
     title = "HTTP check"
     verification = True
+    is_check = True
     secret_label = "bearer token (optional)"
     endpoint_params = ("url",)
     default_timeout = 60.0

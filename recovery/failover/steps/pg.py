@@ -76,6 +76,7 @@ class PgReady(Kind):
     name = "pg_ready"
     title = "PostgreSQL accepting connections"
     verification = True
+    is_check = True
     secret_label = "password (optional)"
     endpoint_params = ("host", "port")
     default_timeout = 30.0
@@ -109,6 +110,14 @@ class PgPromote(Kind):
     endpoint_params = ("host", "port")
     default_timeout = 120.0
     params = dict(CONN)
+
+    def affects(self, params, check):
+        # After a promotion, checks of the same server expect a primary (out of recovery,
+        # writable); in test mode it is still a standby.
+        return check.kind in ("pg_ready", "sql_check") and (
+            check.params.get("host"),
+            check.params.get("port"),
+        ) == (params.get("host"), params.get("port"))
 
     def describe(self, params):
         return f"promote the standby at {where(params)} (SELECT pg_promote()) and wait until it leaves recovery"
@@ -244,6 +253,7 @@ class SqlCheck(Kind):
     name = "sql_check"
     title = "SQL check"
     verification = True
+    is_check = True
     secret_label = "password (optional)"
     endpoint_params = ("host", "port")
     default_timeout = 60.0

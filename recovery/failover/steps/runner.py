@@ -22,6 +22,9 @@ SUCCEEDED, FAILED, TIMED_OUT, SKIPPED, CANCELLED = (
     "skipped",
     "cancelled",
 )
+# Test mode: a check that could pass only after a skipped side-effect step, and did not.
+# It proves nothing either way, so it neither fails the run nor counts as evidence.
+NOT_PROVEN = "unproven"
 OUTPUT_LIMIT = 20_000
 
 
@@ -45,7 +48,7 @@ class Outcome:
 
     @property
     def ok(self):
-        return self.status in (SUCCEEDED, SKIPPED)
+        return self.status in (SUCCEEDED, SKIPPED, NOT_PROVEN)
 
 
 @dataclass
@@ -57,6 +60,16 @@ class RunResult:
     automated_s: float = 0.0
     people_s: float = 0.0
     retry_s: float = 0.0
+
+    @property
+    def skipped_effects(self) -> int:
+        """Test mode: side-effect steps shown ("would …"), not performed."""
+        return sum(1 for o in self.outcomes if o.rollback_of is None and o.status == SKIPPED)
+
+    @property
+    def unproven_checks(self) -> int:
+        """Test mode: checks that could not pass without a skipped step."""
+        return sum(1 for o in self.outcomes if o.status == NOT_PROVEN)
 
 
 @dataclass
@@ -108,6 +121,7 @@ class Runner:
         self.secrets = [s for s in secrets if s]
         self.ignore_cancel = False
         self.lost_reason = ""
+        self.skipped: list[StepSpec] = []  # side-effect steps test mode skipped
 
     def clean(self, text: str) -> str:
         text = redact(text or "", self.secrets)
@@ -133,11 +147,27 @@ class Runner:
         """(parameters to run with, output prefix); None when test mode skips the step."""
         # The kind has the last word: a stored flag can add side effects, never remove them.
         side_effects = spec.side_effects or kind.has_side_effects(spec.params)
-        if not (self.test_mode and side_effects):
+        if not self.test_mode:
             return spec.params, ""
-        if not spec.test_params or kind.skipped_in_test:
+        if spec.test_params and not kind.skipped_in_test:
+            # also a check's: post-promotion checks can run against the test standby
+            return {**spec.params, **spec.test_params}, "test mode, test environment parameters: "
+        if side_effects:
             return None, ""
-        return {**spec.params, **spec.test_params}, "test mode, test environment parameters: "
+        return spec.params, ""
+
+    def _depends_on_skipped(self, spec: StepSpec, kind, rollback_of) -> list[str]:
+        """Test mode: the skipped steps this check could pass only after (inferred from kinds).
+
+        A check with test_params runs against its test target and is judged as usual; a
+        precondition (expect: down) never depends on a later effect."""
+        if not self.test_mode or rollback_of is not None or spec.test_params:
+            return []
+        if not kind.is_check or spec.side_effects or kind.has_side_effects(spec.params):
+            return []
+        if spec.params.get("expect") == "down":
+            return []
+        return [s.name for s in self.skipped if KINDS[s.kind].affects(s.params, spec)]
 
     def _skipped(self, spec: StepSpec, kind, outcome: Outcome, rollback_of) -> Outcome:
         outcome.status = SKIPPED
@@ -173,10 +203,9 @@ class Runner:
             return False
         return True
 
-    def _attempts(self, spec, kind, params, ctx, outcome, prefix, clock) -> tuple[list, bool]:
-        """Run up to 1 + retries attempts; (output lines, whether the last one succeeded)."""
+    def _attempts(self, spec, kind, params, ctx, outcome, prefix, clock, attempts):
+        """Run up to `attempts` attempts; (output lines, whether the last one succeeded)."""
         lines = []
-        attempts = 1 + max(0, spec.retries)
         for attempt in range(1, attempts + 1):
             outcome.attempts = attempt
             self.hooks.started(spec, attempt, outcome.rollback_of)
@@ -200,7 +229,12 @@ class Runner:
         outcome = Outcome(spec, SUCCEEDED, started=now(), rollback_of=rollback_of)
         params, prefix = self._params(spec, kind)
         if params is None:
+            if rollback_of is None:
+                self.skipped.append(spec)
             return self._skipped(spec, kind, outcome, rollback_of)
+        depends_on = self._depends_on_skipped(spec, kind, rollback_of)
+        # Retrying a check that cannot pass yet only costs time: one attempt.
+        attempts = 1 if depends_on else 1 + max(0, spec.retries)
 
         clock = _StepClock(time.monotonic())
 
@@ -221,9 +255,16 @@ class Runner:
             wait_for_person=wait_for_person,
             log=lambda line: self.hooks.log(self.clean(line)),
         )
-        lines, ok = self._attempts(spec, kind, params, ctx, outcome, prefix, clock)
+        lines, ok = self._attempts(spec, kind, params, ctx, outcome, prefix, clock, attempts)
         if outcome.status == SUCCEEDED and not ok:
             outcome.status = FAILED
+        if depends_on and outcome.status in (FAILED, TIMED_OUT):
+            outcome.status = NOT_PROVEN
+            names = ", ".join(repr(n) for n in depends_on)
+            lines.append(
+                f"test mode: not proven — it can pass only after {names}, which test mode "
+                "skipped; not counted as a failure, nor as evidence"
+            )
         clock.settle(outcome)
         outcome.finished = now()
         outcome.output = self.clean("\n".join(lines))
@@ -250,6 +291,8 @@ class Runner:
             done.append(spec)  # a skipped step's rollback shows as "would …" in test mode
             if spec.verification and outcome.status == SUCCEEDED:
                 result.verified_at = outcome.finished
+        elif outcome.status == NOT_PROVEN:
+            self.hooks.log(f"step {spec.name!r} not proven in test mode; continuing")
         elif outcome.status == CANCELLED:
             result.status = CANCELLED
             return "cancelled"
