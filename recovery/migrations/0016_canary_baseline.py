@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('backups', '0012_copy_proof'),
-        ('recovery', '0014_failover_test_mode_evidence'),
+        ('recovery', '0015_failover_test_mode_evidence'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

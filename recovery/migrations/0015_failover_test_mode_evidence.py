@@ -24,7 +24,7 @@ def count_skipped_effects(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('recovery', '0013_one_trigger_one_verdict'),
+        ('recovery', '0014_restore_test_destinations'),
     ]
 
     operations = [
