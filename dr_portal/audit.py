@@ -40,6 +40,12 @@ def use_context(ctx: AuditContext):
         _current.reset(token)
 
 
+def replace_context(ctx: AuditContext) -> None:
+    """Swap the context inside an enclosing use_context() block (which restores the outer
+    one at its end): the API names its caller only once the token has been read."""
+    _current.set(ctx)
+
+
 def command_context(command: str):
     try:
         user = getpass.getuser()
