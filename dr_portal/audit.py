@@ -61,7 +61,7 @@ def record(action: str, obj=None, *, changes: dict | None = None, user=None, det
 
     ctx = current()
     actor_id, actor_name = ctx.actor_id, ctx.actor_name
-    if user is not None and getattr(user, "is_authenticated", False):
+    if user is not None and getattr(user, "is_authenticated", False) and user.pk != actor_id:
         actor_id, actor_name = user.pk, user.get_username()
     object_type = object_id = object_repr = ""
     if obj is not None:

@@ -18,7 +18,9 @@ class TokenInfo(serializers.Serializer):
 
 class MeSerializer(serializers.Serializer):
     username = serializers.CharField()
-    role = serializers.CharField(help_text="The role of this call: min(token ceiling, user's role).")
+    role = serializers.CharField(
+        help_text="The role of this call: min(token ceiling, user's role)."
+    )
     token = TokenInfo(allow_null=True)
 
 

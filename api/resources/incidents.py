@@ -1,6 +1,5 @@
 """Incidents (read; declare one: operator) and follow-ups (read)."""
 
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers
 from rest_framework.response import Response
@@ -44,11 +43,19 @@ class IncidentViewSet(mixins.CreateModelMixin, ReadViewSet):
         body = s.IncidentCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         values = {k: v for k, v in body.validated_data.items() if v not in (None, "")}
-        values.setdefault("detected_at", timezone.now())
-        form = IncidentForm(values)
+        form = IncidentForm(_with_defaults(values))
         check_form(form)
         incident = form.declare(request.user)
         return Response(s.IncidentDetailSerializer(incident).data, status=201)
+
+
+def _with_defaults(values: dict) -> dict:
+    """What the page's form starts with (status open, detected now, …) where not given."""
+    for name in IncidentForm.Meta.fields:
+        field = Incident._meta.get_field(name)
+        if name not in values and field.has_default():
+            values[name] = field.get_default()
+    return values
 
 
 class FollowUpFilters(serializers.Serializer):

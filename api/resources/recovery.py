@@ -116,10 +116,14 @@ class RestoreTestViewSet(mixins.CreateModelMixin, ReadViewSet):
                     {"backup_run": [f"No backup run with this id belongs to {source}."]}
                 )
         try:
-            test = restore_tests.start_restore_test(source, backup_run=backup_run, user=request.user)
+            test = restore_tests.start_restore_test(
+                source, backup_run=backup_run, user=request.user
+            )
         except runner.Busy as exc:
             raise Conflict(str(exc)) from None
-        audit.record("run restore test", source, user=request.user, detail=f"restore test #{test.pk}")
+        audit.record(
+            "run restore test", source, user=request.user, detail=f"restore test #{test.pk}"
+        )
         restore_tests.enqueue_restore_test(test)
         return accepted(s.RestoreTestSerializer, test)
 
@@ -259,4 +263,3 @@ def _start(source, run, data, user) -> Restore:
         raise exceptions.PermissionDenied(str(exc)) from None
     except runner.Busy as exc:
         raise Conflict(str(exc)) from None
-
