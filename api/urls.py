@@ -43,5 +43,11 @@ urlpatterns = [
     path("v1/", include(v1)),
     path("schema/", SchemaView.as_view(), name="schema"),
     # The doc page is for people: signed in through the portal's login page.
-    path("docs/", login_required(SpectacularRedocView.as_view(url_name="api:schema")), name="docs"),
+    path(
+        "docs/",
+        login_required(
+            SpectacularRedocView.as_view(url_name="api:schema", template_name="api/redoc.html")
+        ),
+        name="docs",
+    ),
 ]

@@ -280,6 +280,7 @@ SPECTACULAR_SETTINGS = {
     "Authenticate with 'Authorization: Bearer <token>' (a token from Account > API tokens).",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["api.permissions.HasRole"],
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
     # Served from the drf-spectacular-sidecar package: no CDN.
