@@ -92,7 +92,9 @@ class DestinationSerializer(serializers.ModelSerializer):
 
 class JobSerializer(serializers.ModelSerializer):
     source_name = serializers.CharField(source="source.name", read_only=True)
-    running_run = serializers.IntegerField(source="locked_by_run_id", read_only=True)
+    running_run = serializers.IntegerField(
+        source="locked_by_run_id", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = BackupJob

@@ -1,12 +1,12 @@
 """/api/: v1 resources, the OpenAPI schema and its doc page."""
 
 from django.contrib.auth.decorators import login_required
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 from rest_framework.routers import DefaultRouter
 
 from api.resources import account, backups, failover, incidents, recovery
-from api.resources.base import Audited
+from api.resources.base import Audited, NotFoundView
 
 
 class SchemaView(Audited, SpectacularAPIView):
@@ -50,4 +50,6 @@ urlpatterns = [
         ),
         name="docs",
     ),
+    # Last: a wrong path or id under /api/ answers JSON (signed-in callers get 404).
+    re_path(r"^", NotFoundView.as_view()),
 ]

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from api import serializers as s
 from api.permissions import needs
 from api.resources.base import Conflict, ReadViewSet, accepted, query_filters
+from api.schema import ErrorSerializer
 from backups import services
 from backups.models import BackupJob, BackupRun, Destination, Source, System
 from dr_portal import audit
@@ -42,7 +43,7 @@ class JobViewSet(ReadViewSet):
         request=None,
         responses={
             202: s.BackupRunSerializer,
-            409: OpenApiResponse(description="The job already has a queued or running run."),
+            409: OpenApiResponse(ErrorSerializer, "The job already has a queued or running run."),
         },
         summary="Run a backup now (operator)",
     )

@@ -27,6 +27,7 @@ class ReadViewSet(Audited, viewsets.ReadOnlyModelViewSet):
     """List (cursor-paged, newest first) and detail; write actions add @action methods."""
 
     detail_serializer_class = None
+    lookup_value_regex = r"[0-9]+"  # anything else is the JSON 404 of NotFoundView
 
     def get_serializer_class(self):
         if self.action != "list" and self.detail_serializer_class is not None:
@@ -58,3 +59,13 @@ def query_filters(serializer_class, request) -> dict:
     params = serializer_class(data=request.query_params)
     params.is_valid(raise_exception=True)
     return {k: v for k, v in params.validated_data.items() if v not in (None, "")}
+
+
+class NotFoundView(ApiView):
+    """Any other path under /api/: a JSON 404, not the portal's HTML page."""
+
+    schema = None  # not an operation
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)  # authenticated, allowed, throttled first
+        raise exceptions.NotFound("No such API resource.")

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from api import serializers as s
 from api.permissions import needs
 from api.resources.base import Conflict, ReadViewSet, accepted, check_form
+from api.schema import ErrorSerializer
 from dr_portal import audit
 from dr_portal.lib.roles import MANAGER, OPERATOR, has_role
 from recovery.failover.forms import StartRunForm
@@ -38,7 +39,7 @@ class RunbookViewSet(ReadViewSet):
         request=StartFailover,
         responses={
             202: s.FailoverRunSerializer,
-            409: OpenApiResponse(description="A live run of this system is already active."),
+            409: OpenApiResponse(ErrorSerializer, "A live run of this system is already active."),
         },
         summary="Start a test (operator) or live (manager, confirmed) failover run",
     )

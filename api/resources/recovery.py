@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from api import serializers as s
 from api.permissions import needs
 from api.resources.base import ApiView, Conflict, ReadViewSet, accepted, check_form
+from api.schema import ErrorSerializer
 from backups.models import BackupRun, Source
 from dr_portal import audit
 from dr_portal.lib.roles import MANAGER, OPERATOR, has_role
@@ -96,7 +97,9 @@ class RestoreTestViewSet(mixins.CreateModelMixin, ReadViewSet):
         request=StartRestoreTest,
         responses={
             202: s.RestoreTestSerializer,
-            409: OpenApiResponse(description="A restore test of this source is already active."),
+            409: OpenApiResponse(
+                ErrorSerializer, "A restore test of this source is already active."
+            ),
         },
         summary="Start a restore test (operator)",
     )
@@ -173,7 +176,7 @@ class RestoreViewSet(mixins.CreateModelMixin, ReadViewSet):
         request=StartRestore,
         responses={
             202: s.RestoreSerializer,
-            409: OpenApiResponse(description="A restore of this source or target is active."),
+            409: OpenApiResponse(ErrorSerializer, "A restore of this source or target is active."),
         },
         summary="Start a restore (manager, confirmed by the source's name)",
     )

@@ -47,9 +47,7 @@ def test_failed_sign_in_and_refusals_are_audited(api_as, viewer, client):
     assert denied.actor == viewer and "-> 403" in denied.detail
 
 
-def test_a_token_over_its_rate_gets_429_and_another_token_does_not(
-    operator, viewer, monkeypatch
-):
+def test_a_token_over_its_rate_gets_429_and_another_token_does_not(operator, viewer, monkeypatch):
     monkeypatch.setattr(CallThrottle, "THROTTLE_RATES", {"call": "3/minute", "write": "1/minute"})
     api = Api(token_for(operator))
     codes = [api.get("/api/v1/systems/").status_code for _ in range(4)]
