@@ -134,3 +134,28 @@ def test_a_superuser_token_is_capped_too(superuser):
     api = Api(token_for(superuser, role="viewer"))
     assert api.get(ME).json()["role"] == "viewer"
     assert api.post(f"/api/v1/jobs/{job.pk}/run/").status_code == 403
+
+
+def test_session_calls_need_the_csrf_token_for_writes(operator):
+    from django.test import Client
+
+    job = BackupJobFactory()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(operator)
+    assert client.get("/api/v1/jobs/").status_code == 200
+    response = client.post(f"/api/v1/jobs/{job.pk}/run/")
+    assert response.status_code == 403 and "CSRF" in response.json()["detail"]
+    assert not job.runs.exists()
+
+
+def test_a_superuser_revokes_any_token_in_the_admin(operator, superuser_client):
+    token = ApiToken.issue(operator, name="leaked", role="viewer", days=5)[0]
+    listing = superuser_client.get("/admin/api/apitoken/")
+    assert listing.status_code == 200 and token.prefix in listing.content.decode()
+    assert token.digest not in listing.content.decode()
+    response = superuser_client.post(
+        "/admin/api/apitoken/", {"action": "revoke", "_selected_action": [token.pk]}
+    )
+    assert response.status_code == 302
+    token.refresh_from_db()
+    assert token.revoked_at is not None
