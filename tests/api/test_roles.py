@@ -297,3 +297,10 @@ def test_lists_are_cursor_paged(api_as, viewer):
         page = api_as(viewer).client.get(page["next"]).json()
         seen += [r["id"] for r in page["results"]]
     assert seen == sorted(seen, reverse=True) and len(seen) == 5
+
+
+def test_the_browsable_pages_render_for_a_signed_in_person(manager_client, world):
+    for path in [*READS, f"/api/v1/runbooks/{world['runbook'].pk}/"]:
+        response = manager_client.get(path, HTTP_ACCEPT="text/html")
+        assert response.status_code == 200, path
+        assert response["Content-Type"].startswith("text/html")
