@@ -52,7 +52,8 @@ def rows(tmp_path):
     IncidentFactory(title="Disk full")
 
 
-def schemathesis(base: str, token: str) -> subprocess.CompletedProcess:
+def schemathesis(base: str, token: str, cwd: Path) -> subprocess.CompletedProcess:
+    """One run; its cache (.schemathesis/) goes to `cwd`, not into the repository."""
     return subprocess.run(
         [
             str(SCHEMATHESIS),
@@ -79,10 +80,11 @@ def schemathesis(base: str, token: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=cwd,
     )
 
 
-def test_schemathesis_as_every_role_finds_no_500_and_no_answer_outside_the_schema(rows):
+def test_schemathesis_as_every_role_finds_no_500_and_no_answer_outside_the_schema(rows, tmp_path):
     tokens = {role: token_for(UserFactory(role=role)) for role in ("viewer", "operator", "manager")}
     # Fuzzing is not the throttle's test (test_audit_and_throttling): lift the rates.
     with running_portal(
@@ -90,7 +92,7 @@ def test_schemathesis_as_every_role_finds_no_500_and_no_answer_outside_the_schem
     ) as portal:
         for role, token in tokens.items():
             started = time.monotonic()
-            result = schemathesis(portal.base_url, token)
+            result = schemathesis(portal.base_url, token, tmp_path)
             output = result.stdout[-8000:] + result.stderr[-2000:]
             assert result.returncode == 0, f"as {role}:\n{output}"
             # Every operation of the schema was exercised, with generated cases.
