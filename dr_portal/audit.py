@@ -40,6 +40,12 @@ def use_context(ctx: AuditContext):
         _current.reset(token)
 
 
+def replace_context(ctx: AuditContext) -> None:
+    """Swap the context inside an enclosing use_context() block (which restores the outer
+    one at its end): the API names its caller only once the token has been read."""
+    _current.set(ctx)
+
+
 def command_context(command: str):
     try:
         user = getpass.getuser()
@@ -55,7 +61,7 @@ def record(action: str, obj=None, *, changes: dict | None = None, user=None, det
 
     ctx = current()
     actor_id, actor_name = ctx.actor_id, ctx.actor_name
-    if user is not None and getattr(user, "is_authenticated", False):
+    if user is not None and getattr(user, "is_authenticated", False) and user.pk != actor_id:
         actor_id, actor_name = user.pk, user.get_username()
     object_type = object_id = object_repr = ""
     if obj is not None:

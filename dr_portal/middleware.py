@@ -13,7 +13,16 @@ from dr_portal.lib import roles
 # Anonymous: the probes (/metrics checks its own bearer token) and the login pages.
 PUBLIC_PATHS = ("/health/live", "/health/ready", "/metrics")
 # /drills/ack/: call-out acknowledgement links, authenticated by their signed token.
-PUBLIC_PREFIXES = ("/accounts/login/", "/admin/login/", "/static/", "/drills/ack/")
+# /api/v1/ and /api/schema/: the API authenticates (token or session) and answers 401/403
+# itself, as JSON; its doc page (/api/docs/) sends people to the login page like any other.
+PUBLIC_PREFIXES = (
+    "/accounts/login/",
+    "/admin/login/",
+    "/static/",
+    "/drills/ack/",
+    "/api/v1/",
+    "/api/schema/",
+)
 # Logged in but role-less: they may still leave, and staff keep the admin (it checks is_staff).
 NO_ROLE_PREFIXES = ("/accounts/logout/", "/admin/")
 

@@ -58,12 +58,16 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_q",
     "axes",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "dr_portal",
     "backups",
     "recovery",
     "drills",
     "incidents",
     "dashboard",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -258,6 +262,49 @@ DR_NEW_SOURCE_GRACE_S = env.int("DR_NEW_SOURCE_GRACE_S", default=0)
 DR_ALERT_REPEAT_S = env.int("DR_ALERT_REPEAT_S", default=4 * 3600)
 if DR_ALERT_REPEAT_S < 0:
     raise ImproperlyConfigured("DR_ALERT_REPEAT_S must be 0 (never) or a number of seconds")
+
+# --- REST API (api/, docs/api.md) ------------------------------------------------
+# Calls per minute per token (or per signed-in user), and writes per minute among them.
+DR_API_RATE = env.str("DR_API_RATE", default="600/minute")
+DR_API_WRITE_RATE = env.str("DR_API_WRITE_RATE", default="30/minute")
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.auth.BearerTokenAuthentication",
+        "api.auth.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.HasRole"],
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.NewestFirst",
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.CallThrottle", "api.throttling.WriteThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"call": DR_API_RATE, "write": DR_API_WRITE_RATE},
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "api.schema.AutoSchema",
+    "DEFAULT_VERSIONING_CLASS": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "DR Portal API",
+    "DESCRIPTION": "Backups, restore tests, restores, failovers, readiness and incidents. "
+    "Authenticate with 'Authorization: Bearer <token>' (a token from Account > API tokens).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["api.permissions.HasRole"],
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Served from the drf-spectacular-sidecar package: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "dr_portal.runs.RunStatus",
+        "StepStatusEnum": "recovery.failover.models.StepRun.Status",
+        "IncidentStatusEnum": "incidents.models.IncidentStatus",
+        "RunVerdictEnum": "recovery.targets.Verdict",
+        "ReadinessVerdictEnum": [("ok", "ok"), ("at_risk", "at_risk"), ("breached", "breached")],
+    },
+}
 
 # --- i18n, static ----------------------------------------------------------
 LANGUAGE_CODE = "en-gb"

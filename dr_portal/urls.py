@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from api import views as api_views
 from dr_portal import views
 
 urlpatterns = [
@@ -12,6 +13,9 @@ urlpatterns = [
     path("health/destinations", views.health_destinations, name="health_destinations"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/tokens/", api_views.token_list, name="api_tokens"),
+    path("accounts/tokens/<int:pk>/revoke/", api_views.token_revoke, name="api_token_revoke"),
+    path("api/", include("api.urls")),
     path("backups/", include("backups.urls")),
     path("recovery/", include("recovery.urls")),
     path("drills/", include("drills.urls")),

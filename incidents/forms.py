@@ -61,6 +61,21 @@ class IncidentForm(forms.ModelForm):
             self.initial[name] = _localize(self.initial.get(name) or getattr(self.instance, name))
         self.fields["detected_at"].initial = timezone.localtime().replace(second=0, microsecond=0)
 
+    def declare(self, user) -> Incident:
+        """Save a new incident by `user` with its first timeline entry (page and API)."""
+        incident = self.save(commit=False)
+        incident.created_by = user
+        incident.save()
+        TimelineEntry.objects.create(
+            incident=incident,
+            at=incident.detected_at,
+            text="Incident declared",
+            author=user,
+            author_name=user.get_username(),
+            automatic=True,
+        )
+        return incident
+
     def clean_title(self):
         title = " ".join(self.cleaned_data["title"].split())
         if not title:

@@ -100,17 +100,7 @@ def index(request):
 def incident_new(request):
     form = IncidentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        incident = form.save(commit=False)
-        incident.created_by = request.user
-        incident.save()
-        TimelineEntry.objects.create(
-            incident=incident,
-            at=incident.detected_at,
-            text="Incident declared",
-            author=request.user,
-            author_name=request.user.get_username(),
-            automatic=True,
-        )
+        incident = form.declare(request.user)
         messages.success(request, f"{incident.identifier} opened.")
         return redirect(incident)
     return render(request, "incidents/form.html", {"form": form, "incident": None})

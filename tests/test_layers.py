@@ -13,7 +13,7 @@ from pathlib import Path
 from tests.dashboard.test_layering import imported_modules
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("dr_portal", "backups", "recovery", "drills", "incidents", "dashboard")
+PACKAGES = ("dr_portal", "backups", "recovery", "drills", "incidents", "dashboard", "api")
 KNOWN_CYCLES: list[list[str]] = []  # none: keep it that way
 
 

@@ -8,6 +8,8 @@ from django.urls import URLPattern, URLResolver, get_resolver
 PUBLIC = {"/health/live", "/health/ready", "/accounts/login/", "/admin/login/", "/metrics"}
 # A drill call-out's acknowledgement link: the signed token in it is the credential.
 SIGNED_LINKS = {"/drills/ack/x/"}
+# The REST API authenticates itself (bearer token or session) and answers 401 as JSON.
+API_PREFIXES = ("/api/v1/", "/api/schema/")
 
 
 def walk(patterns, prefix=""):
@@ -44,9 +46,10 @@ def test_every_route_requires_login_except_health(client):
         if path in SIGNED_LINKS:
             assert client.get(path).status_code == 404  # a forged token opens nothing
             continue
+        refused = (401,) if path.startswith(API_PREFIXES) else (302, 403)
         for method in ("get", "post"):
             response = getattr(client, method)(path)
-            assert response.status_code in (302, 403), (
+            assert response.status_code in refused, (
                 f"{method.upper()} {path} -> {response.status_code}"
             )
             if response.status_code == 302:

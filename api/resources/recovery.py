@@ -1,0 +1,268 @@
+"""Readiness (the figures of dr_status --json), restore tests and restores: the portal's
+own services (recovery.restore_tests, recovery.restores) behind the same rules."""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, mixins, serializers
+from rest_framework.response import Response
+
+from api import serializers as s
+from api.permissions import needs
+from api.resources.base import ApiView, Conflict, ReadViewSet, accepted, check_form
+from api.schema import ErrorSerializer
+from backups.models import BackupRun, Source
+from dr_portal import audit
+from dr_portal.lib.roles import MANAGER, OPERATOR, has_role
+from recovery import copies, readiness, restore_targets, restore_tests, restores, runner, targeting
+from recovery.forms import RestoreForm
+from recovery.models import FailureType, Restore, RestoreTarget, RestoreTest
+from recovery.views import restore_how
+
+RUN_DEFERRED = ("log",)
+
+
+class ReadinessSerializer(serializers.Serializer):
+    """One source's readiness: the keys of dr_status --json, plus the source's id."""
+
+    source_id = serializers.IntegerField()
+    source = serializers.CharField()
+    data_class = serializers.CharField()
+    verdict = serializers.ChoiceField(choices=["ok", "at_risk", "breached"])
+    reasons = serializers.ListField(child=serializers.CharField())
+    rpo_now_s = serializers.FloatField(allow_null=True)
+    rpo_target_s = serializers.FloatField(allow_null=True)
+    verified_rpo_s = serializers.FloatField(allow_null=True)
+    verified_basis = serializers.CharField(allow_blank=True)
+    last_rto_s = serializers.FloatField(allow_null=True)
+    rto_target_s = serializers.FloatField(allow_null=True)
+    rto_forecast_s = serializers.FloatField(allow_null=True)
+    last_test = serializers.IntegerField(allow_null=True)
+    last_test_status = serializers.CharField(allow_blank=True)
+    needs_verification = serializers.BooleanField()
+    test_overdue = serializers.BooleanField()
+    pitr = serializers.BooleanField()
+    rpo_s = serializers.FloatField(allow_null=True)
+    recoverable_from = serializers.DateTimeField(allow_null=True)
+    recoverable_to = serializers.DateTimeField(allow_null=True)
+    wal_gap = serializers.BooleanField()
+    missing_segment = serializers.CharField(allow_blank=True)
+    window_checked_at = serializers.DateTimeField(allow_null=True)
+    window_error = serializers.CharField(allow_blank=True)
+
+
+class ReadinessReportSerializer(serializers.Serializer):
+    verdict = serializers.ChoiceField(choices=["ok", "at_risk", "breached"])
+    sources = ReadinessSerializer(many=True)
+
+
+def _as_dict(r) -> dict:
+    return {"source_id": r.source_id, **r.as_dict()}
+
+
+class ReadinessView(ApiView):
+    @extend_schema(responses=ReadinessReportSerializer, summary="Readiness of every source")
+    def get(self, request):
+        """The same figures and verdict as `manage.py dr_status --json` and the dashboard."""
+        ready = readiness.source_readiness(Source.objects.order_by("name"))
+        return Response(
+            {"verdict": readiness.overall(ready), "sources": [_as_dict(r) for r in ready.values()]}
+        )
+
+
+class SourceReadinessView(ApiView):
+    @extend_schema(responses=ReadinessSerializer, summary="Readiness of one source")
+    def get(self, request, pk):
+        source = get_object_or_404(Source, pk=pk)
+        return Response(_as_dict(readiness.source_readiness([source])[source.pk]))
+
+
+class StartRestoreTest(serializers.Serializer):
+    source = serializers.IntegerField(min_value=1)
+    backup_run = serializers.IntegerField(
+        min_value=1, required=False, allow_null=True, help_text="Default: the newest good backup."
+    )
+
+
+class RestoreTestViewSet(mixins.CreateModelMixin, ReadViewSet):
+    serializer_class = s.RestoreTestSerializer
+    detail_serializer_class = s.RestoreTestDetailSerializer
+
+    def get_queryset(self):
+        tests = RestoreTest.objects.select_related("source", "requested_by").defer(*RUN_DEFERRED)
+        if self.action == "list":
+            return tests.defer("phases", "checks")
+        return tests
+
+    @extend_schema(
+        request=StartRestoreTest,
+        responses={
+            202: s.RestoreTestSerializer,
+            409: OpenApiResponse(
+                ErrorSerializer, "A restore test of this source is already active."
+            ),
+        },
+        summary="Start a restore test (operator)",
+    )
+    @needs(OPERATOR)
+    def create(self, request, *args, **kwargs):
+        """Restore a backup into scratch and check it, as the portal's "Test restore" does."""
+        data = StartRestoreTest(data=request.data)
+        data.is_valid(raise_exception=True)
+        source = _source(data.validated_data["source"])
+        backup_run = None
+        if data.validated_data.get("backup_run"):
+            backup_run = BackupRun.objects.filter(
+                pk=data.validated_data["backup_run"], source=source
+            ).first()
+            if backup_run is None:
+                raise serializers.ValidationError(
+                    {"backup_run": [f"No backup run with this id belongs to {source}."]}
+                )
+        try:
+            test = restore_tests.start_restore_test(
+                source, backup_run=backup_run, user=request.user
+            )
+        except runner.Busy as exc:
+            raise Conflict(str(exc)) from None
+        audit.record(
+            "run restore test", source, user=request.user, detail=f"restore test #{test.pk}"
+        )
+        restore_tests.enqueue_restore_test(test)
+        return accepted(s.RestoreTestSerializer, test)
+
+
+def _source(pk) -> Source:
+    source = Source.objects.select_related("system").filter(pk=pk).first()
+    if source is None:
+        raise serializers.ValidationError({"source": ["No source with this id."]})
+    return source
+
+
+class StartRestore(serializers.Serializer):
+    """A restore, as the portal's form takes it; `confirm` must be the source's name."""
+
+    source = serializers.IntegerField(min_value=1)
+    backup_run = serializers.IntegerField(
+        min_value=1,
+        required=False,
+        allow_null=True,
+        help_text="Default: the newest backup that passed a restore test.",
+    )
+    failure_type = serializers.ChoiceField(
+        choices=FailureType.choices, default=FailureType.DATABASE_FAILURE
+    )
+    declared_at = serializers.DateTimeField(required=False, allow_null=True)
+    restore_target = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    database_name = serializers.CharField(required=False, allow_blank=True, max_length=63)
+    onto_source = serializers.BooleanField(default=False)
+    target = serializers.CharField(required=False, allow_blank=True, max_length=1024)
+    overwrite = serializers.BooleanField(default=False)
+    confirm = serializers.CharField(
+        max_length=100, help_text="The source's name, typed exactly: what the portal asks for."
+    )
+
+
+class RestoreViewSet(mixins.CreateModelMixin, ReadViewSet):
+    serializer_class = s.RestoreSerializer
+    detail_serializer_class = s.RestoreDetailSerializer
+
+    def get_queryset(self):
+        found = Restore.objects.select_related("source", "requested_by").defer(*RUN_DEFERRED)
+        if self.action == "list":
+            return found.defer("phases", "checks")
+        return found
+
+    @extend_schema(
+        request=StartRestore,
+        responses={
+            202: s.RestoreSerializer,
+            409: OpenApiResponse(ErrorSerializer, "A restore of this source or target is active."),
+        },
+        summary="Start a restore (manager, confirmed by the source's name)",
+    )
+    @needs(MANAGER)
+    def create(self, request, *args, **kwargs):
+        """Restore a backup to a registered target (or, as in the portal, a free-form target
+        or onto the source): validated by the portal's restore form and started by
+        recovery.restores.start_restore."""
+        data = StartRestore(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        source = _source(values["source"])
+        if values["confirm"].strip() != source.name:
+            raise serializers.ValidationError(
+                {"confirm": [f"Type {source.name} exactly to confirm."]}
+            )
+        run = _backup_to_restore(source, values.get("backup_run"))
+        form = RestoreForm(
+            {**_form_data(values), "backup_run": run.pk},
+            source=source,
+            runs=[run],
+            can_overwrite=has_role(request.user, MANAGER),
+            targets=RestoreTarget.objects.compatible_with(source, targeting.source_kind(source)),
+        )
+        check_form(form)
+        restore = _start(source, run, form.cleaned_data, request.user)
+        audit.record(
+            "restore",
+            source,
+            user=request.user,
+            detail=f"restore #{restore.pk} of run #{run.pk} to {restore.target}"
+            + restore_how(restore)
+            + " (API)",
+        )
+        restores.enqueue_restore(restore)
+        return accepted(s.RestoreSerializer, restore)
+
+
+def _form_data(values: dict) -> dict:
+    """The validated body as the portal's form receives a POST (empty means not given)."""
+    data = {
+        k: values.get(k)
+        for k in ("failure_type", "declared_at", "restore_target", "database_name", "target")
+    }
+    data = {k: v for k, v in data.items() if v not in (None, "")}
+    for flag in ("onto_source", "overwrite"):
+        if values.get(flag):
+            data[flag] = "on"
+    data["confirm"] = values["confirm"]
+    return data
+
+
+def _backup_to_restore(source: Source, pk) -> BackupRun:
+    if pk:
+        run = copies.good_backups(source).filter(pk=pk).first()
+        if run is None:
+            raise serializers.ValidationError(
+                {"backup_run": [f"No good backup of {source} with this id (with a live copy)."]}
+            )
+        return run
+    run = copies.newest_proven_backup(source)
+    if run is None:
+        raise serializers.ValidationError(
+            {"backup_run": [f"No backup of {source} passed a restore test yet: name one."]}
+        )
+    return run
+
+
+def _start(source, run, data, user) -> Restore:
+    try:
+        return restores.start_restore(
+            source,
+            target=(data.get("target") or "").strip(),
+            restore_target=data["restore_target"],
+            database_name=(data.get("database_name") or "").strip(),
+            onto_source=data["onto_source"],
+            backup_run=run,
+            failure_type=data["failure_type"],
+            declared_at=data.get("declared_at"),
+            overwrite=data["overwrite"],
+            user=user,
+        )
+    except ValueError as exc:
+        field = "restore_target" if data["restore_target"] else "target"
+        raise serializers.ValidationError({field: [str(exc)]}) from None
+    except restore_targets.NotAllowed as exc:
+        raise exceptions.PermissionDenied(str(exc)) from None
+    except runner.Busy as exc:
+        raise Conflict(str(exc)) from None
