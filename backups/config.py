@@ -43,11 +43,17 @@ DESTINATION_FIELDS = [
     "path_style",
     "immutable_days",
     "lock_mode",
+    "portal_cannot_delete",
     "keep_days",
     "keep_last",
     "enabled",
 ]
-DESTINATION_SECRETS = ["access_key_id", "secret_access_key"]
+DESTINATION_SECRETS = [
+    "access_key_id",
+    "secret_access_key",
+    "delete_access_key_id",
+    "delete_secret_access_key",
+]
 SOURCE_FIELDS = [
     "kind",
     "data_class",
@@ -99,11 +105,12 @@ KEY_TYPES = {
         "part_size_mb": WHOLE,
         "immutable_days": WHOLE,
         "path_style": FLAG,
+        "portal_cannot_delete": FLAG,
         "keep_days": WHOLE,
         "keep_last": WHOLE,
         "enabled": FLAG,
         **dict.fromkeys(
-            ["access_key_id", "access_key_id_env", "secret_access_key", "secret_access_key_env"],
+            [name + env for name in DESTINATION_SECRETS for env in ("", "_env")],
             TEXT,
         ),
     },
@@ -398,6 +405,7 @@ def _plan_destination(item, where, problems, refs):
         "part_size_mb": None,
         "immutable_days": 0,
         "lock_mode": Destination._meta.get_field("lock_mode").default,
+        "portal_cannot_delete": False,
         # boto3 addressed custom endpoints path-style before this key existed: unchanged files
         # keep doing so (and keep their credentials, which an addressing change clears).
         "path_style": bool(item.get("endpoint_url")),
@@ -672,6 +680,8 @@ def _export_destination(d: Destination) -> dict:
             item["path_style"] = d.path_style
         if d.immutable_days:
             item.update(immutable_days=d.immutable_days, lock_mode=d.lock_mode)
+        if d.portal_cannot_delete:
+            item["portal_cannot_delete"] = True
     item.update(keep_days=d.keep_days, keep_last=d.keep_last)
     if not d.enabled:
         item["enabled"] = False

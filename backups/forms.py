@@ -165,6 +165,8 @@ class DestinationForm(SecretsMixin, forms.ModelForm):
     SECRET_FIELDS = {
         "new_access_key_id": "access_key_id",
         "new_secret_access_key": "secret_access_key",
+        "new_delete_access_key_id": "delete_access_key_id",
+        "new_delete_secret_access_key": "delete_secret_access_key",
     }
 
     endpoint_url = forms.URLField(
@@ -175,6 +177,8 @@ class DestinationForm(SecretsMixin, forms.ModelForm):
     )
     new_access_key_id = SecretField(label="Access key id")
     new_secret_access_key = SecretField(label="Secret access key")
+    new_delete_access_key_id = SecretField(label="Delete credential: access key id")
+    new_delete_secret_access_key = SecretField(label="Delete credential: secret access key")
     checksums = forms.ChoiceField(
         choices=Destination.Checksums.choices,
         required=False,
@@ -198,6 +202,7 @@ class DestinationForm(SecretsMixin, forms.ModelForm):
             "part_size_mb",
             "immutable_days",
             "lock_mode",
+            "portal_cannot_delete",
             "keep_days",
             "keep_last",
             "enabled",
@@ -221,6 +226,20 @@ class DestinationForm(SecretsMixin, forms.ModelForm):
 
     def clean_lock_mode(self):
         return self.cleaned_data.get("lock_mode") or self.instance.lock_mode
+
+    def clean(self):
+        cleaned = super().clean()
+        # Stored or given anew: a delete credential is a pair.
+        has = [
+            bool(cleaned.get(f"new_{name}") or getattr(self.instance, name))
+            for name in ("delete_access_key_id", "delete_secret_access_key")
+        ]
+        if has[0] != has[1]:
+            self.add_error(
+                "new_delete_secret_access_key",
+                "A delete credential needs both its access key id and its secret.",
+            )
+        return cleaned
 
 
 class JobMethodMixin:

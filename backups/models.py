@@ -473,7 +473,12 @@ class Destination(SecretEndpointMixin, models.Model):
 
     # path_style decides the host a request goes to (bucket.endpoint or endpoint/bucket).
     ENDPOINT_FIELDS = ("kind", "bucket", "region", "endpoint_url", "path_style")
-    SECRET_FIELDS = ("access_key_id", "secret_access_key")
+    SECRET_FIELDS = (
+        "access_key_id",
+        "secret_access_key",
+        "delete_access_key_id",
+        "delete_secret_access_key",
+    )
 
     class Kind(models.TextChoices):
         LOCAL = "local", "Local directory"
@@ -535,6 +540,15 @@ class Destination(SecretEndpointMixin, models.Model):
     )
     access_key_id = EncryptedTextField()
     secret_access_key = EncryptedTextField()
+    # --- deletion without the everyday key (engine: S3Destination.delete_client) ---
+    portal_cannot_delete = models.BooleanField(
+        default=False,
+        help_text="The portal's key has no s3:DeleteObject*: retention and deletes use the "
+        "delete credential below or, without one, leave old copies to the bucket's "
+        "lifecycle rule. The destination test checks that the key really cannot delete.",
+    )
+    delete_access_key_id = EncryptedTextField()
+    delete_secret_access_key = EncryptedTextField()
     keep_days = models.PositiveIntegerField(
         default=7,
         validators=[MaxValueValidator(36500)],
@@ -576,6 +590,17 @@ class Destination(SecretEndpointMixin, models.Model):
     def immutable(self) -> bool:
         """Copies written here cannot be deleted by the portal's credentials for a while."""
         return self.kind == self.Kind.S3 and self.immutable_days > 0
+
+    @property
+    def deletes_left_to(self) -> str:
+        """Why retention does not delete here ("" when it does)."""
+        if (
+            self.kind == self.Kind.S3
+            and self.portal_cannot_delete
+            and not (self.delete_access_key_id and self.delete_secret_access_key)
+        ):
+            return "left to the bucket's lifecycle rule (the portal's key cannot delete)"
+        return ""
 
     @property
     def effective_checksums(self) -> str:
@@ -642,20 +667,19 @@ class Destination(SecretEndpointMixin, models.Model):
             "previous_size": previous_size,
             "lock_days": self.immutable_days,
             "lock_mode": self.lock_mode,
+            "portal_cannot_delete": self.portal_cannot_delete,
         }
         if quick:
             config.update(max_attempts=1, connect_timeout=3, read_timeout=10)
-        secrets = {}
-        if self.access_key_id:
-            secrets["access_key_id"] = reveal(self.access_key_id)
-        if self.secret_access_key:
-            secrets["secret_access_key"] = reveal(self.secret_access_key)
-        return DestinationSpec(self.name, self.kind, config, secrets)
+        secrets = {name: reveal(getattr(self, name)) for name in self.SECRET_FIELDS}
+        return DestinationSpec(
+            self.name, self.kind, config, {k: v for k, v in secrets.items() if v}
+        )
 
     def secret_values(self) -> list[str]:
         """Plaintext secrets, only to redact them from messages."""
         values = []
-        for field in (self.access_key_id, self.secret_access_key):
+        for field in (getattr(self, name) for name in self.SECRET_FIELDS):
             try:
                 if field:
                     values.append(reveal(field))
