@@ -44,6 +44,7 @@ DESTINATION_FIELDS = [
     "immutable_days",
     "lock_mode",
     "portal_cannot_delete",
+    "append_only",
     "keep_days",
     "keep_last",
     "enabled",
@@ -106,6 +107,7 @@ KEY_TYPES = {
         "immutable_days": WHOLE,
         "path_style": FLAG,
         "portal_cannot_delete": FLAG,
+        "append_only": FLAG,
         "keep_days": WHOLE,
         "keep_last": WHOLE,
         "enabled": FLAG,
@@ -406,6 +408,7 @@ def _plan_destination(item, where, problems, refs):
         "immutable_days": 0,
         "lock_mode": Destination._meta.get_field("lock_mode").default,
         "portal_cannot_delete": False,
+        "append_only": False,
         # boto3 addressed custom endpoints path-style before this key existed: unchanged files
         # keep doing so (and keep their credentials, which an addressing change clears).
         "path_style": bool(item.get("endpoint_url")),
@@ -667,6 +670,8 @@ def _export_destination(d: Destination) -> dict:
     item = {"name": d.name, "kind": d.kind}
     if d.kind == Destination.Kind.LOCAL:
         item["path"] = d.path
+        if d.append_only:
+            item["append_only"] = True
     else:
         item.update(bucket=d.bucket, prefix=d.prefix, region=d.region)
         if d.endpoint_url:

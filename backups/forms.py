@@ -203,6 +203,7 @@ class DestinationForm(SecretsMixin, forms.ModelForm):
             "immutable_days",
             "lock_mode",
             "portal_cannot_delete",
+            "append_only",
             "keep_days",
             "keep_last",
             "enabled",

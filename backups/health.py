@@ -36,6 +36,8 @@ def test_destination(destination: Destination) -> tuple[bool, str]:
             done = f"{S3_DONE.removesuffix(' and DeleteObject succeeded')} succeeded; "
             done += store.probe_report
         return True, f"{done} (checksums: {destination.effective_checksums}); {lock}"
+    if store.probe_report:  # append-only
+        return True, f"wrote, read back and deleted a probe file; {store.probe_report}"
     return True, (
         "wrote, read back and deleted a probe file; not immutable: the host can delete it"
     )

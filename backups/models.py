@@ -549,6 +549,12 @@ class Destination(SecretEndpointMixin, models.Model):
     )
     delete_access_key_id = EncryptedTextField()
     delete_secret_access_key = EncryptedTextField()
+    append_only = models.BooleanField(
+        default=False,
+        help_text="Local directories: each copy made read-only and, where the file system "
+        "and a root portal allow, immutable (chattr +i). The portal then never deletes here: "
+        "the host removes old copies itself.",
+    )
     keep_days = models.PositiveIntegerField(
         default=7,
         validators=[MaxValueValidator(36500)],
@@ -594,6 +600,8 @@ class Destination(SecretEndpointMixin, models.Model):
     @property
     def deletes_left_to(self) -> str:
         """Why retention does not delete here ("" when it does)."""
+        if self.kind == self.Kind.LOCAL and self.append_only:
+            return "append-only: the portal deletes nothing here, the host removes old copies"
         if (
             self.kind == self.Kind.S3
             and self.portal_cannot_delete
@@ -624,10 +632,7 @@ class Destination(SecretEndpointMixin, models.Model):
                     "the portal cannot reach)."
                 )
         elif self.kind == self.Kind.S3:
-            if not self.bucket:
-                errors["bucket"] = "Required for an S3 destination."
-            if self.prefix.startswith("/"):
-                errors["prefix"] = "An S3 prefix does not start with a slash."
+            errors.update(self._s3_errors())
         if self.keep_last < 1:
             errors["keep_last"] = "Keep at least the newest backup."
         if self.pk and self.is_archive:
@@ -640,6 +645,19 @@ class Destination(SecretEndpointMixin, models.Model):
                 )
         if errors:
             raise ValidationError(errors)
+
+    def _s3_errors(self) -> dict:
+        errors = {}
+        if not self.bucket:
+            errors["bucket"] = "Required for an S3 destination."
+        if self.prefix.startswith("/"):
+            errors["prefix"] = "An S3 prefix does not start with a slash."
+        if self.append_only:
+            errors["append_only"] = (
+                "Append-only is for local directories; for S3 use immutable days (Object "
+                "Lock) or a key that cannot delete (portal cannot delete)."
+            )
+        return errors
 
     def describe(self) -> str:
         if self.kind == self.Kind.LOCAL:
@@ -654,7 +672,8 @@ class Destination(SecretEndpointMixin, models.Model):
         previous_size: bytes of the job's previous artifact, to size the parts (auto).
         """
         if self.kind == self.Kind.LOCAL:
-            return DestinationSpec(self.name, self.kind, {"path": self.path}, {})
+            config = {"path": self.path, "append_only": self.append_only}
+            return DestinationSpec(self.name, self.kind, config, {})
         config = {
             "bucket": self.bucket,
             "prefix": self.prefix,
