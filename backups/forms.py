@@ -8,7 +8,7 @@ from django import forms
 from django.utils import timezone
 
 from backups import validators
-from backups.models import BackupJob, Destination, Source
+from backups.models import ArchiveRestore, BackupJob, Destination, Source
 from dr_portal import audit
 from dr_portal.runs import RunStatus
 
@@ -241,6 +241,13 @@ class DestinationForm(SecretsMixin, forms.ModelForm):
                 "A delete credential needs both its access key id and its secret.",
             )
         return cleaned
+
+
+class ArchiveRestoreForm(forms.Form):
+    """Tier and days of a restore of an archived copy (S3 RestoreObject)."""
+
+    tier = forms.ChoiceField(choices=ArchiveRestore.Tier.choices, initial="Bulk")
+    days = forms.IntegerField(min_value=1, max_value=30, initial=3)
 
 
 class JobMethodMixin:

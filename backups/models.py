@@ -1070,6 +1070,41 @@ class BackupCopy(models.Model):
         return bool(changed)
 
 
+class ArchiveRestore(models.Model):
+    """A request for a temporary readable copy of an archived copy (S3 RestoreObject)."""
+
+    class Tier(models.TextChoices):
+        BULK = "Bulk", "Bulk (cheapest; 5-12 h, DEEP_ARCHIVE up to 48 h)"
+        STANDARD = "Standard", "Standard (3-5 h, DEEP_ARCHIVE up to 12 h)"
+        EXPEDITED = "Expedited", "Expedited (minutes; GLACIER only, costly)"
+
+    class State(models.TextChoices):
+        IN_PROGRESS = "in progress", "in progress"
+        AVAILABLE = "available", "available"
+        EXPIRED = "expired", "expired"
+        FAILED = "failed", "failed"
+
+    OPEN = {State.IN_PROGRESS, State.AVAILABLE}
+
+    copy = models.ForeignKey(BackupCopy, on_delete=models.CASCADE, related_name="archive_restores")
+    tier = models.CharField(max_length=10, choices=Tier.choices, default=Tier.BULK)
+    days = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(30)]
+    )
+    state = models.CharField(max_length=12, choices=State.choices)
+    requested_at = models.DateTimeField(default=timezone.now)
+    requested_by = models.CharField(max_length=150, blank=True)
+    available_until = models.DateTimeField(null=True, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-pk"]
+
+    def __str__(self):
+        return f"restore of {self.copy} ({self.state})"
+
+
 class PitrWindow(models.Model):
     """The points in time a PITR source can be restored to, as its repositories last showed.
 

@@ -22,7 +22,7 @@ from dr_portal.lib.redact import redact
 
 from ..errors import DeletionRefused, DestinationError, StoreOperationError
 from ..specs import STORAGE_CLASSES, DestinationSpec
-from . import ARTIFACT_SUFFIX, MANIFEST_SUFFIX, check_artifact_key, s3_lock
+from . import ARTIFACT_SUFFIX, MANIFEST_SUFFIX, check_artifact_key, s3_archive, s3_lock
 from .s3_options import (
     MAX_PARTS,
     MIB,
@@ -458,6 +458,14 @@ class S3Destination:
         with self.errors(f"deleting {location}", "DeleteObject"):
             self.delete_client.delete_object(Bucket=self.bucket, Key=key)
             self.delete_client.delete_object(Bucket=self.bucket, Key=key + MANIFEST_SUFFIX)
+
+    def request_restore(self, location: str, tier: str, days: int) -> str:
+        """Ask for a temporary readable copy of an archived artifact (s3_archive)."""
+        return s3_archive.request_restore(self, self._key(location), tier, days)
+
+    def restore_state(self, location: str):
+        """("not requested" | "in progress" | "available", until) of an archived artifact."""
+        return s3_archive.head_restore(self, self._key(location))
 
     def exists(self, location: str) -> bool:
         try:
