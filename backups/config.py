@@ -45,6 +45,7 @@ DESTINATION_FIELDS = [
     "lock_mode",
     "portal_cannot_delete",
     "append_only",
+    "site",
     "keep_days",
     "keep_last",
     "enabled",
@@ -100,6 +101,7 @@ KEY_TYPES = {
                 "storage_class",
                 "checksums",
                 "lock_mode",
+                "site",
             ],
             TEXT,
         ),
@@ -409,6 +411,7 @@ def _plan_destination(item, where, problems, refs):
         "lock_mode": Destination._meta.get_field("lock_mode").default,
         "portal_cannot_delete": False,
         "append_only": False,
+        "site": "",
         # boto3 addressed custom endpoints path-style before this key existed: unchanged files
         # keep doing so (and keep their credentials, which an addressing change clears).
         "path_style": bool(item.get("endpoint_url")),
@@ -687,6 +690,8 @@ def _export_destination(d: Destination) -> dict:
             item.update(immutable_days=d.immutable_days, lock_mode=d.lock_mode)
         if d.portal_cannot_delete:
             item["portal_cannot_delete"] = True
+    if d.site:
+        item["site"] = d.site
     item.update(keep_days=d.keep_days, keep_last=d.keep_last)
     if not d.enabled:
         item["enabled"] = False

@@ -204,6 +204,7 @@ class DestinationForm(SecretsMixin, forms.ModelForm):
             "lock_mode",
             "portal_cannot_delete",
             "append_only",
+            "site",
             "keep_days",
             "keep_last",
             "enabled",

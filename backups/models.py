@@ -444,10 +444,15 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
         return self.path
 
 
-def site_key(kind: str, *, endpoint_url: str = "", bucket: str = "", path: str = "") -> str:
-    """Where a destination's copies physically are, for 3-2-1: two destinations with one key
-    (one S3 endpoint and bucket, whatever their prefixes; one local path) are one copy place,
-    not two. Every AWS endpoint is one (bucket names are global there)."""
+def site_key(
+    kind: str, *, endpoint_url: str = "", bucket: str = "", path: str = "", site: str = ""
+) -> str:
+    """Where a destination's copies physically are, for 3-2-1: the site recorded on the
+    destination (case and spacing aside), else one S3 endpoint and bucket, whatever their
+    prefixes, or one local path. Two destinations with one key are one copy place, not two.
+    Every AWS endpoint is one (bucket names are global there)."""
+    if site and site.strip():
+        return "site:" + " ".join(site.split()).casefold()
     if kind == Destination.Kind.S3:
         if is_aws_endpoint(endpoint_url):
             where = "aws"
@@ -565,6 +570,14 @@ class Destination(SecretEndpointMixin, models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(10000)],
         help_text="…and always the newest this many.",
     )
+    site = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[validate_single_line],
+        help_text="Where the copies physically are: provider and site (e.g. 'AWS eu-central-1', "
+        "'Hetzner FSN1', 'office NAS'). Destinations with the same site count once for 3-2-1. "
+        "Blank: the endpoint and bucket (S3) or the path (local).",
+    )
     enabled = models.BooleanField(default=True)
     created = models.DateTimeField(default=timezone.now)
 
@@ -586,10 +599,26 @@ class Destination(SecretEndpointMixin, models.Model):
         return self.kind == self.Kind.S3 and self.storage_class in ARCHIVE_CLASSES
 
     @property
-    def site(self) -> str:
-        """This destination's site_key(): where its copies physically are."""
+    def place(self) -> str:
+        """site_key() without the recorded site: the endpoint and bucket, or the path."""
         return site_key(
             self.kind, endpoint_url=self.endpoint_url, bucket=self.bucket, path=self.path
+        )
+
+    def same_site_as(self, other: "Destination") -> bool:
+        """One site for 3-2-1: the same recorded site, or the same bucket or path whatever
+        the labels say (a label never splits one bucket into two sites)."""
+        return self.copy_site == other.copy_site or self.place == other.place
+
+    @property
+    def copy_site(self) -> str:
+        """This destination's site_key(): where its copies physically are."""
+        return site_key(
+            self.kind,
+            endpoint_url=self.endpoint_url,
+            bucket=self.bucket,
+            path=self.path,
+            site=self.site,
         )
 
     @property

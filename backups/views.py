@@ -162,9 +162,9 @@ def destination_detail(request, pk):
     if destination.kind == Destination.Kind.S3:  # archived copies show their restores
         copies = copies.prefetch_related("archive_restores")
     jobs = destination.jobs.select_related("source").order_by("name")
-    # Same endpoint and bucket (or path): one site for 3-2-1, whatever the prefixes.
-    candidates = Destination.objects.filter(kind=destination.kind).exclude(pk=destination.pk)
-    same_site = [d.name for d in candidates.order_by("name") if d.site == destination.site]
+    # Same recorded site, or same endpoint and bucket (or path): one site for 3-2-1.
+    candidates = Destination.objects.exclude(pk=destination.pk)
+    same_site = [d.name for d in candidates.order_by("name") if d.same_site_as(destination)]
     return render(
         request,
         "backups/destination_detail.html",

@@ -256,6 +256,7 @@ def test_config_as_code_takes_the_delete_credential_from_the_environment(db, mon
                     "kind": "s3",
                     "bucket": "b",
                     "portal_cannot_delete": True,
+                    "site": "AWS eu-central-1",
                     "delete_access_key_id_env": "DR_TEST_DELETE_KEY",
                     "delete_secret_access_key_env": "DR_TEST_DELETE_SECRET",
                 }
@@ -267,3 +268,4 @@ def test_config_as_code_takes_the_delete_credential_from_the_environment(db, mon
     assert vault.to_spec().secrets["delete_secret_access_key"] == "delete-secret-value-0123"
     exported = json.dumps(export_config())
     assert '"portal_cannot_delete": true' in exported and "delete-secret-value" not in exported
+    assert '"site": "AWS eu-central-1"' in exported and vault.copy_site == "site:aws eu-central-1"
