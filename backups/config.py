@@ -43,11 +43,19 @@ DESTINATION_FIELDS = [
     "path_style",
     "immutable_days",
     "lock_mode",
+    "portal_cannot_delete",
+    "append_only",
+    "site",
     "keep_days",
     "keep_last",
     "enabled",
 ]
-DESTINATION_SECRETS = ["access_key_id", "secret_access_key"]
+DESTINATION_SECRETS = [
+    "access_key_id",
+    "secret_access_key",
+    "delete_access_key_id",
+    "delete_secret_access_key",
+]
 SOURCE_FIELDS = [
     "kind",
     "data_class",
@@ -93,17 +101,20 @@ KEY_TYPES = {
                 "storage_class",
                 "checksums",
                 "lock_mode",
+                "site",
             ],
             TEXT,
         ),
         "part_size_mb": WHOLE,
         "immutable_days": WHOLE,
         "path_style": FLAG,
+        "portal_cannot_delete": FLAG,
+        "append_only": FLAG,
         "keep_days": WHOLE,
         "keep_last": WHOLE,
         "enabled": FLAG,
         **dict.fromkeys(
-            ["access_key_id", "access_key_id_env", "secret_access_key", "secret_access_key_env"],
+            [name + env for name in DESTINATION_SECRETS for env in ("", "_env")],
             TEXT,
         ),
     },
@@ -398,6 +409,9 @@ def _plan_destination(item, where, problems, refs):
         "part_size_mb": None,
         "immutable_days": 0,
         "lock_mode": Destination._meta.get_field("lock_mode").default,
+        "portal_cannot_delete": False,
+        "append_only": False,
+        "site": "",
         # boto3 addressed custom endpoints path-style before this key existed: unchanged files
         # keep doing so (and keep their credentials, which an addressing change clears).
         "path_style": bool(item.get("endpoint_url")),
@@ -659,6 +673,8 @@ def _export_destination(d: Destination) -> dict:
     item = {"name": d.name, "kind": d.kind}
     if d.kind == Destination.Kind.LOCAL:
         item["path"] = d.path
+        if d.append_only:
+            item["append_only"] = True
     else:
         item.update(bucket=d.bucket, prefix=d.prefix, region=d.region)
         if d.endpoint_url:
@@ -672,6 +688,10 @@ def _export_destination(d: Destination) -> dict:
             item["path_style"] = d.path_style
         if d.immutable_days:
             item.update(immutable_days=d.immutable_days, lock_mode=d.lock_mode)
+        if d.portal_cannot_delete:
+            item["portal_cannot_delete"] = True
+    if d.site:
+        item["site"] = d.site
     item.update(keep_days=d.keep_days, keep_last=d.keep_last)
     if not d.enabled:
         item["enabled"] = False

@@ -8,7 +8,7 @@ from django import forms
 from django.utils import timezone
 
 from backups import validators
-from backups.models import BackupJob, Destination, Source
+from backups.models import ArchiveRestore, BackupJob, Destination, Source
 from dr_portal import audit
 from dr_portal.runs import RunStatus
 
@@ -216,6 +216,8 @@ class DestinationForm(KindFieldsMixin, SecretsMixin, forms.ModelForm):
     SECRET_FIELDS = {
         "new_access_key_id": "access_key_id",
         "new_secret_access_key": "secret_access_key",
+        "new_delete_access_key_id": "delete_access_key_id",
+        "new_delete_secret_access_key": "delete_secret_access_key",
     }
 
     endpoint_url = forms.URLField(
@@ -226,6 +228,8 @@ class DestinationForm(KindFieldsMixin, SecretsMixin, forms.ModelForm):
     )
     new_access_key_id = SecretField(label="Access key id")
     new_secret_access_key = SecretField(label="Secret access key")
+    new_delete_access_key_id = SecretField(label="Delete credential: access key id")
+    new_delete_secret_access_key = SecretField(label="Delete credential: secret access key")
     checksums = forms.ChoiceField(
         choices=Destination.Checksums.choices,
         required=False,
@@ -249,6 +253,9 @@ class DestinationForm(KindFieldsMixin, SecretsMixin, forms.ModelForm):
             "part_size_mb",
             "immutable_days",
             "lock_mode",
+            "portal_cannot_delete",
+            "append_only",
+            "site",
             "keep_days",
             "keep_last",
             "enabled",
@@ -272,6 +279,27 @@ class DestinationForm(KindFieldsMixin, SecretsMixin, forms.ModelForm):
 
     def clean_lock_mode(self):
         return self.cleaned_data.get("lock_mode") or self.instance.lock_mode
+
+    def clean(self):
+        cleaned = super().clean()
+        # Stored or given anew: a delete credential is a pair.
+        has = [
+            bool(cleaned.get(f"new_{name}") or getattr(self.instance, name))
+            for name in ("delete_access_key_id", "delete_secret_access_key")
+        ]
+        if has[0] != has[1]:
+            self.add_error(
+                "new_delete_secret_access_key",
+                "A delete credential needs both its access key id and its secret.",
+            )
+        return cleaned
+
+
+class ArchiveRestoreForm(forms.Form):
+    """Tier and days of a restore of an archived copy (S3 RestoreObject)."""
+
+    tier = forms.ChoiceField(choices=ArchiveRestore.Tier.choices, initial="Bulk")
+    days = forms.IntegerField(min_value=1, max_value=30, initial=3)
 
 
 class JobMethodMixin:

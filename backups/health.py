@@ -32,7 +32,13 @@ def test_destination(destination: Destination) -> tuple[bool, str]:
         return False, redact(str(exc) or type(exc).__name__, secrets)
     if destination.kind == Destination.Kind.S3:
         lock = _object_lock(store, destination, secrets)
-        return True, f"{S3_DONE} (checksums: {destination.effective_checksums}); {lock}"
+        done = S3_DONE
+        if store.probe_report:  # the portal's key cannot delete; a delete credential may
+            done = f"{S3_DONE.removesuffix(' and DeleteObject succeeded')} succeeded; "
+            done += store.probe_report
+        return True, f"{done} (checksums: {destination.effective_checksums}); {lock}"
+    if store.probe_report:  # append-only
+        return True, f"wrote, read back and deleted a probe file; {store.probe_report}"
     return True, (
         "wrote, read back and deleted a probe file; not immutable: the host can delete it"
     )

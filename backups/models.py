@@ -444,10 +444,15 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
         return self.path
 
 
-def site_key(kind: str, *, endpoint_url: str = "", bucket: str = "", path: str = "") -> str:
-    """Where a destination's copies physically are, for 3-2-1: two destinations with one key
-    (one S3 endpoint and bucket, whatever their prefixes; one local path) are one copy place,
-    not two. Every AWS endpoint is one (bucket names are global there)."""
+def site_key(
+    kind: str, *, endpoint_url: str = "", bucket: str = "", path: str = "", site: str = ""
+) -> str:
+    """Where a destination's copies physically are, for 3-2-1: the site recorded on the
+    destination (case and spacing aside), else one S3 endpoint and bucket, whatever their
+    prefixes, or one local path. Two destinations with one key are one copy place, not two.
+    Every AWS endpoint is one (bucket names are global there)."""
+    if site and site.strip():
+        return "site:" + " ".join(site.split()).casefold()
     if kind == Destination.Kind.S3:
         if is_aws_endpoint(endpoint_url):
             where = "aws"
@@ -473,7 +478,12 @@ class Destination(SecretEndpointMixin, models.Model):
 
     # path_style decides the host a request goes to (bucket.endpoint or endpoint/bucket).
     ENDPOINT_FIELDS = ("kind", "bucket", "region", "endpoint_url", "path_style")
-    SECRET_FIELDS = ("access_key_id", "secret_access_key")
+    SECRET_FIELDS = (
+        "access_key_id",
+        "secret_access_key",
+        "delete_access_key_id",
+        "delete_secret_access_key",
+    )
 
     class Kind(models.TextChoices):
         LOCAL = "local", "Local directory"
@@ -535,6 +545,21 @@ class Destination(SecretEndpointMixin, models.Model):
     )
     access_key_id = EncryptedTextField()
     secret_access_key = EncryptedTextField()
+    # --- deletion without the everyday key (engine: S3Destination.delete_client) ---
+    portal_cannot_delete = models.BooleanField(
+        default=False,
+        help_text="The portal's key has no s3:DeleteObject*: retention and deletes use the "
+        "delete credential below or, without one, leave old copies to the bucket's "
+        "lifecycle rule. The destination test checks that the key really cannot delete.",
+    )
+    delete_access_key_id = EncryptedTextField()
+    delete_secret_access_key = EncryptedTextField()
+    append_only = models.BooleanField(
+        default=False,
+        help_text="Local directories: each copy made read-only and, where the file system "
+        "and a root portal allow, immutable (chattr +i). The portal then never deletes here: "
+        "the host removes old copies itself.",
+    )
     keep_days = models.PositiveIntegerField(
         default=7,
         validators=[MaxValueValidator(36500)],
@@ -544,6 +569,14 @@ class Destination(SecretEndpointMixin, models.Model):
         default=3,
         validators=[MinValueValidator(1), MaxValueValidator(10000)],
         help_text="…and always the newest this many.",
+    )
+    site = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[validate_single_line],
+        help_text="Where the copies physically are: provider and site (e.g. 'AWS eu-central-1', "
+        "'Hetzner FSN1', 'office NAS'). Destinations with the same site count once for 3-2-1. "
+        "Blank: the endpoint and bucket (S3) or the path (local).",
     )
     enabled = models.BooleanField(default=True)
     created = models.DateTimeField(default=timezone.now)
@@ -566,16 +599,45 @@ class Destination(SecretEndpointMixin, models.Model):
         return self.kind == self.Kind.S3 and self.storage_class in ARCHIVE_CLASSES
 
     @property
-    def site(self) -> str:
-        """This destination's site_key(): where its copies physically are."""
+    def place(self) -> str:
+        """site_key() without the recorded site: the endpoint and bucket, or the path."""
         return site_key(
             self.kind, endpoint_url=self.endpoint_url, bucket=self.bucket, path=self.path
+        )
+
+    def same_site_as(self, other: "Destination") -> bool:
+        """One site for 3-2-1: the same recorded site, or the same bucket or path whatever
+        the labels say (a label never splits one bucket into two sites)."""
+        return self.copy_site == other.copy_site or self.place == other.place
+
+    @property
+    def copy_site(self) -> str:
+        """This destination's site_key(): where its copies physically are."""
+        return site_key(
+            self.kind,
+            endpoint_url=self.endpoint_url,
+            bucket=self.bucket,
+            path=self.path,
+            site=self.site,
         )
 
     @property
     def immutable(self) -> bool:
         """Copies written here cannot be deleted by the portal's credentials for a while."""
         return self.kind == self.Kind.S3 and self.immutable_days > 0
+
+    @property
+    def deletes_left_to(self) -> str:
+        """Why retention does not delete here ("" when it does)."""
+        if self.kind == self.Kind.LOCAL and self.append_only:
+            return "append-only: the portal deletes nothing here, the host removes old copies"
+        if (
+            self.kind == self.Kind.S3
+            and self.portal_cannot_delete
+            and not (self.delete_access_key_id and self.delete_secret_access_key)
+        ):
+            return "left to the bucket's lifecycle rule (the portal's key cannot delete)"
+        return ""
 
     @property
     def effective_checksums(self) -> str:
@@ -599,10 +661,7 @@ class Destination(SecretEndpointMixin, models.Model):
                     "the portal cannot reach)."
                 )
         elif self.kind == self.Kind.S3:
-            if not self.bucket:
-                errors["bucket"] = "Required for an S3 destination."
-            if self.prefix.startswith("/"):
-                errors["prefix"] = "An S3 prefix does not start with a slash."
+            errors.update(self._s3_errors())
         if self.keep_last < 1:
             errors["keep_last"] = "Keep at least the newest backup."
         if self.pk and self.is_archive:
@@ -615,6 +674,19 @@ class Destination(SecretEndpointMixin, models.Model):
                 )
         if errors:
             raise ValidationError(errors)
+
+    def _s3_errors(self) -> dict:
+        errors = {}
+        if not self.bucket:
+            errors["bucket"] = "Required for an S3 destination."
+        if self.prefix.startswith("/"):
+            errors["prefix"] = "An S3 prefix does not start with a slash."
+        if self.append_only:
+            errors["append_only"] = (
+                "Append-only is for local directories; for S3 use immutable days (Object "
+                "Lock) or a key that cannot delete (portal cannot delete)."
+            )
+        return errors
 
     def describe(self) -> str:
         if self.kind == self.Kind.LOCAL:
@@ -629,7 +701,8 @@ class Destination(SecretEndpointMixin, models.Model):
         previous_size: bytes of the job's previous artifact, to size the parts (auto).
         """
         if self.kind == self.Kind.LOCAL:
-            return DestinationSpec(self.name, self.kind, {"path": self.path}, {})
+            config = {"path": self.path, "append_only": self.append_only}
+            return DestinationSpec(self.name, self.kind, config, {})
         config = {
             "bucket": self.bucket,
             "prefix": self.prefix,
@@ -642,20 +715,19 @@ class Destination(SecretEndpointMixin, models.Model):
             "previous_size": previous_size,
             "lock_days": self.immutable_days,
             "lock_mode": self.lock_mode,
+            "portal_cannot_delete": self.portal_cannot_delete,
         }
         if quick:
             config.update(max_attempts=1, connect_timeout=3, read_timeout=10)
-        secrets = {}
-        if self.access_key_id:
-            secrets["access_key_id"] = reveal(self.access_key_id)
-        if self.secret_access_key:
-            secrets["secret_access_key"] = reveal(self.secret_access_key)
-        return DestinationSpec(self.name, self.kind, config, secrets)
+        secrets = {name: reveal(getattr(self, name)) for name in self.SECRET_FIELDS}
+        return DestinationSpec(
+            self.name, self.kind, config, {k: v for k, v in secrets.items() if v}
+        )
 
     def secret_values(self) -> list[str]:
         """Plaintext secrets, only to redact them from messages."""
         values = []
-        for field in (self.access_key_id, self.secret_access_key):
+        for field in (getattr(self, name) for name in self.SECRET_FIELDS):
             try:
                 if field:
                     values.append(reveal(field))
@@ -1025,6 +1097,41 @@ class BackupCopy(models.Model):
 
             audit.record("backup copy lost", self.run, detail=f"{self.destination_id}: {reason}")
         return bool(changed)
+
+
+class ArchiveRestore(models.Model):
+    """A request for a temporary readable copy of an archived copy (S3 RestoreObject)."""
+
+    class Tier(models.TextChoices):
+        BULK = "Bulk", "Bulk (cheapest; 5-12 h, DEEP_ARCHIVE up to 48 h)"
+        STANDARD = "Standard", "Standard (3-5 h, DEEP_ARCHIVE up to 12 h)"
+        EXPEDITED = "Expedited", "Expedited (minutes; GLACIER only, costly)"
+
+    class State(models.TextChoices):
+        IN_PROGRESS = "in progress", "in progress"
+        AVAILABLE = "available", "available"
+        EXPIRED = "expired", "expired"
+        FAILED = "failed", "failed"
+
+    OPEN = {State.IN_PROGRESS, State.AVAILABLE}
+
+    copy = models.ForeignKey(BackupCopy, on_delete=models.CASCADE, related_name="archive_restores")
+    tier = models.CharField(max_length=10, choices=Tier.choices, default=Tier.BULK)
+    days = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(30)]
+    )
+    state = models.CharField(max_length=12, choices=State.choices)
+    requested_at = models.DateTimeField(default=timezone.now)
+    requested_by = models.CharField(max_length=150, blank=True)
+    available_until = models.DateTimeField(null=True, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-pk"]
+
+    def __str__(self):
+        return f"restore of {self.copy} ({self.state})"
 
 
 class PitrWindow(models.Model):

@@ -8,6 +8,9 @@ the newest `keep_last` copies there, and none of these protect it:
 - its S3 storage class bills a minimum duration that has not passed (GLACIER 90 d, ...);
 - it is under S3 Object Lock (the destination's immutable_days): retention waits for the
   lock to end and says when, rather than asking the store to refuse.
+Where the portal may not delete (Destination.deletes_left_to: an S3 key that cannot, an
+append-only directory) nothing is deleted: copies past retention leave the catalog, left to
+the bucket's lifecycle rule or the host.
 `plan()` is the pure policy; `apply()` reads the catalog, deletes and records.
 """
 
@@ -215,6 +218,9 @@ def apply(destination, *, source_ids=None, dry_run=False, now=None, stdout=None)
     doomed = [d for d in decisions if d.delete]
     if dry_run or not doomed:
         return decisions
+    if destination.deletes_left_to:
+        _release_without_deleting(destination, doomed, now=now, stdout=stdout)
+        return decisions
     store = open_destination(destination.to_spec())
     for decision in doomed:
         copy = decision.copy
@@ -248,6 +254,29 @@ def apply(destination, *, source_ids=None, dry_run=False, now=None, stdout=None)
         if stdout is not None:
             stdout.write(f"deleted {destination.name}: {copy.location} ({decision.reason})")
     return decisions
+
+
+def _release_without_deleting(destination, doomed, *, now=None, stdout=None) -> None:
+    """The portal does not delete here (a key that cannot, an append-only directory): nothing
+    is deleted. A copy past retention leaves the catalog (no longer restorable, counted or
+    checked), so that the lifecycle rule or the host removing it later is not taken for a
+    loss; its bytes stay until then."""
+    deleted_at = now or timezone.now()
+    for decision in doomed:
+        copy = decision.copy
+        decision.delete = False
+        decision.reason = f"{decision.reason}: {destination.deletes_left_to}"
+        type(copy).objects.filter(pk=copy.pk, deleted_at__isnull=True).update(
+            deleted_at=deleted_at, deleted_reason=decision.reason[:300]
+        )
+        copy.deleted_at = deleted_at
+        audit.record(
+            "retention released, not deleted",
+            copy.run,
+            detail=f"{destination.name}: {copy.location} ({decision.reason})",
+        )
+        if stdout is not None:
+            stdout.write(f"released {destination.name}: {copy.location} ({decision.reason})")
 
 
 def find_lost_copies(destination) -> list:

@@ -3,7 +3,9 @@
 A copy is proven by streaming it through unpack_artifact (the same path a restore takes:
 every chunk's authentication when encrypted, the codec's checksum, and the SHA-256 of the
 stored bytes against the run's manifest) into nothing. Copies in an archive class (GLACIER,
-DEEP_ARCHIVE) cannot be read without a retrieval: they get a metadata check (HEAD) only.
+DEEP_ARCHIVE) cannot be read without a retrieval: they get a metadata check (HEAD) only,
+unless a restore was asked for (backups.archive) and its temporary copy is available: then
+they are read through like the others.
 
 Order: the copies proven longest ago (never proven first), oldest first. Each pass reads at
 most DR_SCRUB_BYTES_PER_HOUR x DR_SCRUB_EVERY_HOURS per destination, so over time no
@@ -27,8 +29,9 @@ from django.conf import settings
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
+from backups import archive
 from backups.engine import ArtifactError, EngineError, open_destination, unpack_artifact
-from backups.models import ARCHIVE_CLASSES, BackupCopy, Destination
+from backups.models import ARCHIVE_CLASSES, ArchiveRestore, BackupCopy, Destination
 from dr_portal.lib import keyring
 from dr_portal.lib.redact import redact
 
@@ -182,8 +185,8 @@ def prove_copy(store, destination: Destination, copy: BackupCopy, keys, secrets)
     try:
         if not store.exists(copy.location):
             proof.outcome, proof.detail = "lost", f"missing at {destination.name}"
-        elif archived:
-            proof.detail = "archive class: the object's metadata is present (not read)"
+        elif archived and (note := _unread_archive(store, copy)):
+            proof.detail = note
         else:
             reader = store.open_read(copy.location)
             try:
@@ -201,6 +204,20 @@ def prove_copy(store, destination: Destination, copy: BackupCopy, keys, secrets)
         proof.outcome, proof.detail = "error", redact(str(exc), secrets) or type(exc).__name__
     _record(copy, proof)
     return proof
+
+
+def _unread_archive(store, copy: BackupCopy) -> str:
+    """Why an archived copy is only looked at, or "" when a restore made it readable."""
+    restore = archive.refresh(store, copy)
+    if restore is not None and restore.state == ArchiveRestore.State.AVAILABLE:
+        return ""
+    note = "archive class: the object's metadata is present (not read)"
+    if restore is not None:
+        note += (
+            f"; restore requested {restore.requested_at:%Y-%m-%d %H:%M} UTC "
+            f"({restore.tier}), {restore.state}"
+        )
+    return note
 
 
 def _record(copy: BackupCopy, proof: CopyProof) -> None:

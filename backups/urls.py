@@ -16,6 +16,11 @@ urlpatterns = [
     path("destinations/<int:pk>/", views.destination_detail, name="destination_detail"),
     path("destinations/<int:pk>/edit/", views.destination_edit, name="destination_edit"),
     path("destinations/<int:pk>/test/", views.destination_test, name="destination_test"),
+    path(
+        "copies/<int:pk>/restore-archive/",
+        views.copy_restore_archive,
+        name="copy_restore_archive",
+    ),
     path("jobs/", views.job_list, name="job_list"),
     path("jobs/new/", views.job_create, name="job_create"),
     path("jobs/<int:pk>/", views.job_detail, name="job_detail"),

@@ -7,8 +7,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 from django_q.models import Schedule
 
-from backups import retention, services
-from backups.forms import DestinationForm, JobForm, RunFilterForm, SourceForm
+from backups import archive, retention, services
+from backups.forms import ArchiveRestoreForm, DestinationForm, JobForm, RunFilterForm, SourceForm
 from backups.health import test_destination, test_source
 from backups.models import (
     GOOD_STATUSES,
@@ -191,15 +191,51 @@ def destination_detail(request, pk):
         .defer("run__log", "run__manifest")
         .order_by("-created")[:50]
     )
+    if destination.kind == Destination.Kind.S3:  # archived copies show their restores
+        copies = copies.prefetch_related("archive_restores")
     jobs = destination.jobs.select_related("source").order_by("name")
-    # Same endpoint and bucket (or path): one site for 3-2-1, whatever the prefixes.
-    candidates = Destination.objects.filter(kind=destination.kind).exclude(pk=destination.pk)
-    same_site = [d.name for d in candidates.order_by("name") if d.site == destination.site]
+    # Same recorded site, or same endpoint and bucket (or path): one site for 3-2-1.
+    candidates = Destination.objects.exclude(pk=destination.pk)
+    same_site = [d.name for d in candidates.order_by("name") if d.same_site_as(destination)]
     return render(
         request,
         "backups/destination_detail.html",
-        {"destination": destination, "copies": copies, "jobs": jobs, "same_site": same_site},
+        {
+            "destination": destination,
+            "copies": copies,
+            "jobs": jobs,
+            "same_site": same_site,
+            "restore_form": ArchiveRestoreForm(),
+        },
     )
+
+
+@require_POST
+@role_required(OPERATOR)
+def copy_restore_archive(request, pk):
+    """Ask the store for a temporary readable copy of an archived copy (backups.archive)."""
+    copy = get_object_or_404(BackupCopy.objects.select_related("destination", "run"), pk=pk)
+    form = ArchiveRestoreForm(request.POST)
+    if not form.is_valid():
+        problems = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
+        messages.error(request, f"No restore requested: {problems}")
+        return redirect(copy.destination)
+    try:
+        row = archive.request(
+            copy, form.cleaned_data["tier"], form.cleaned_data["days"], by=request.user.username
+        )
+    except archive.RestoreRefused as exc:
+        messages.error(request, f"No restore requested: {exc}")
+        return redirect(copy.destination)
+    if row.state == row.State.FAILED:
+        messages.error(request, f"The restore request for {copy.location} failed: {row.error}")
+    else:
+        messages.success(
+            request,
+            f"Restore of {copy.location} ({row.tier}, {row.days} days): {row.state}. The "
+            "scrub reads it through once the store has made it available.",
+        )
+    return redirect(copy.destination)
 
 
 @role_required(MANAGER)

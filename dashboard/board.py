@@ -193,13 +193,21 @@ def rule_321(copies: list[dict]) -> tuple[bool, bool, bool]:
 
 
 def sites(copies: list[dict]) -> dict[str, list[str]]:
-    """{site: destination names}: destinations sharing an S3 endpoint and bucket (or a local
-    path) are one site, so two prefixes in one bucket never make two copies for 3-2-1. An
-    entry without a "site" counts on its own."""
+    """{site: destination names}: destinations with the same recorded site, or sharing an S3
+    endpoint and bucket (or a local path) whatever their recorded sites ("place"), are one
+    site, so two prefixes in one bucket never make two copies for 3-2-1. An entry without a
+    "site" counts on its own."""
     found: dict[str, list[str]] = {}
+    alias: dict[str, str] = {}  # a place or recorded site -> the group it joined
     for index, copy in enumerate(copies):
-        key = copy.get("site") or f"#{index}"
-        found.setdefault(key, []).append(copy.get("name", ""))
+        keys = [k for k in (copy.get("site"), copy.get("place")) if k] or [f"#{index}"]
+        groups = {alias[k] for k in keys if k in alias}
+        group = min(groups) if groups else keys[0]
+        for other in groups - {group}:  # this copy joins two groups: merge them
+            found.setdefault(group, []).extend(found.pop(other))
+            alias.update({k: group for k, v in alias.items() if v == other})
+        alias.update(dict.fromkeys(keys, group))
+        found.setdefault(group, []).append(copy.get("name", ""))
     return found
 
 
@@ -237,6 +245,7 @@ def copies_by_source(sources, now=None) -> dict[int, list[dict]]:
             "destination__endpoint_url",
             "destination__bucket",
             "destination__path",
+            "destination__site",
         )
         .annotate(newest=Max("run__data_taken_at"))
         .order_by("run__source_id", "destination__name")
@@ -249,6 +258,13 @@ def copies_by_source(sources, now=None) -> dict[int, list[dict]]:
                 "name": row["destination__name"],
                 "kind": row["destination__kind"],
                 "site": site_key(
+                    row["destination__kind"],
+                    endpoint_url=row["destination__endpoint_url"],
+                    bucket=row["destination__bucket"],
+                    path=row["destination__path"],
+                    site=row["destination__site"],
+                ),
+                "place": site_key(
                     row["destination__kind"],
                     endpoint_url=row["destination__endpoint_url"],
                     bucket=row["destination__bucket"],
@@ -422,7 +438,9 @@ def _rule_321_figure(source, copies, now) -> Figure:
     newest_copy = max((c["newest"] for c in copies if c["newest"]), default=None)
     note = "3-2-1 met" if colour == GREEN else "3-2-1 not met"
     for names in shared_sites(copies):
-        note += f"; {' and '.join(names)} share one bucket or path: counted once"
+        note += (
+            f"; {' and '.join(names)} share one site (bucket, path or recorded site): counted once"
+        )
     return Figure(
         value, colour, _url("backups:source_detail", source.pk), age(newest_copy, now), note
     )
@@ -627,14 +645,15 @@ def storage() -> list[dict]:
             "endpoint_url",
             "bucket",
             "path",
+            "site",
         )
     )
-    site_of = {
-        d["pk"]: site_key(
-            d["kind"], endpoint_url=d["endpoint_url"], bucket=d["bucket"], path=d["path"]
-        )
-        for d in destinations
-    }
+
+    def keys(d):
+        where = {"endpoint_url": d["endpoint_url"], "bucket": d["bucket"], "path": d["path"]}
+        return {site_key(d["kind"], **where, site=d["site"]), site_key(d["kind"], **where)}
+
+    site_of = {d["pk"]: keys(d) for d in destinations}
     empty = {"used": None, "copy_count": 0, "newest": None}
     proven = scrub.proven_within()
     return [
@@ -649,7 +668,7 @@ def storage() -> list[dict]:
             "same_site": [
                 o["name"]
                 for o in destinations
-                if o["pk"] != d["pk"] and site_of[o["pk"]] == site_of[d["pk"]]
+                if o["pk"] != d["pk"] and site_of[o["pk"]] & site_of[d["pk"]]
             ],
         }
         for d in destinations

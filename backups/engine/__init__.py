@@ -5,7 +5,14 @@ See FORMAT.md for the artifact format and the no-portal restore command.
 
 from .crypto import FORMAT_VERSION
 from .destinations import ARTIFACT_SUFFIX, MANIFEST_SUFFIX, open_destination
-from .errors import ArtifactError, Cancelled, DestinationError, EngineError, SourceError
+from .errors import (
+    ArtifactError,
+    Cancelled,
+    DeletionRefused,
+    DestinationError,
+    EngineError,
+    SourceError,
+)
 from .manifest import tool_versions
 from .pipeline import run_backup
 from .specs import (
@@ -34,6 +41,7 @@ __all__ = [
     "BackupResult",
     "Cancelled",
     "CopyResult",
+    "DeletionRefused",
     "DestinationError",
     "DestinationSpec",
     "EngineError",

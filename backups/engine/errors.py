@@ -21,6 +21,11 @@ class StoreOperationError(DestinationError):
         self.operation, self.code = operation, code
 
 
+class DeletionRefused(DestinationError):
+    """The destination is configured so that the portal does not delete there (a key without
+    s3:DeleteObject and no delete credential; an append-only directory)."""
+
+
 class ArtifactError(EngineError):
     """A stored artifact failed verification or cannot be decoded; the message names the cause."""
 

@@ -51,7 +51,10 @@ def test_two_prefixes_in_one_bucket_are_one_copy(tmp_path, viewer_client):
         html = viewer_client.get("/").content.decode()
     assert colour_of(html, f"source-{src.pk}", RULE) == AMBER
     assert "2 copies, 2 kind(s), off-site" in html
-    assert "offsite-daily and offsite-weekly share one bucket or path: counted once" in html
+    assert (
+        "offsite-daily and offsite-weekly share one site (bucket, path or recorded site): counted once"
+        in html
+    )
     assert "same endpoint and bucket as offsite-weekly: one site for 3-2-1" in html
     page = viewer_client.get(f"/backups/destinations/{daily.pk}/").content.decode()
     assert "one site" in page and "offsite-weekly" in page
@@ -69,3 +72,41 @@ def test_one_bucket_name_at_two_endpoints_is_two_sites(tmp_path, viewer_client):
         html = viewer_client.get("/").content.decode()
     assert colour_of(html, f"source-{src.pk}", RULE) == GREEN
     assert "one site for 3-2-1" not in html
+
+
+def test_a_recorded_site_joins_two_endpoints_into_one(tmp_path, viewer_client):
+    local = Destination.objects.create(name="local", kind="local", path=str(tmp_path))
+    here = _s3("fsn-a", "dr", endpoint_url="http://minio-a.lan:9000")
+    there = _s3("fsn-b", "dr", endpoint_url="http://minio-b.lan:9000")
+    here.site, there.site = "Hetzner FSN1", "hetzner  fsn1"  # case and spacing aside
+    here.save()
+    there.save()
+    assert site_key("s3", bucket="x", site="Hetzner FSN1") == here.copy_site == there.copy_site
+    with time_machine.travel(T0, tick=False):
+        src = data.source("db", created=T0 - timedelta(days=30))
+        data.backup(src, T0 - timedelta(minutes=20), [local, here, there])
+        assert board.rule_321(board.copies_by_source([src])[src.pk]) == (False, True, True)
+        board.count_slow_figures()
+        html = viewer_client.get("/").content.decode()
+    assert colour_of(html, f"source-{src.pk}", RULE) == AMBER
+    assert "same recorded site as fsn-b: one site for 3-2-1" in html
+    page = viewer_client.get(f"/backups/destinations/{here.pk}/").content.decode()
+    assert "Hetzner FSN1" in page and "the same recorded site" in page
+
+
+def test_a_label_never_splits_one_bucket_into_two_sites(tmp_path):
+    local = Destination.objects.create(name="local", kind="local", path=str(tmp_path))
+    first = _s3("label-a", "one-bucket", prefix="a/")
+    second = _s3("label-b", "one-bucket", prefix="b/")
+    first.site, second.site = "Frankfurt", "Dublin"
+    first.save()
+    second.save()
+    assert first.same_site_as(second)
+    with time_machine.travel(T0, tick=False):
+        src = data.source("db", created=T0 - timedelta(days=30))
+        data.backup(src, T0 - timedelta(minutes=20), [local, first, second])
+        copies = board.copies_by_source([src])[src.pk]
+    assert board.rule_321(copies) == (False, True, True)
+    assert board.shared_sites(copies) == [["label-a", "label-b"]]
+    # A third label that shares a bucket with one of them joins the same group.
+    assert len(board.sites([*copies, {"name": "x", "site": "site:dublin", "place": "s3:z"}])) == 2

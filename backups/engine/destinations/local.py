@@ -1,16 +1,84 @@
-"""A directory on a local or mounted disk: temp name, fsync, atomic rename, manifest last."""
+"""A directory on a local or mounted disk: temp name, fsync, atomic rename, manifest last.
 
+Append-only (config "append_only"): each artifact and manifest is made read-only (0444) and,
+where the file system and the process allow it (root with CAP_LINUX_IMMUTABLE; ext4, xfs,
+btrfs, tmpfs do, overlayfs and NFS do not), immutable (the FS_IMMUTABLE_FL of `chattr +i`):
+then not even root unlinks it without first running `chattr -i`. The portal never deletes
+there; the host's own job (or a person) does.
+"""
+
+import errno
+import fcntl
 import json
 import os
 import secrets
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import DestinationError
+from ..errors import DeletionRefused, DestinationError
 from ..specs import DestinationSpec
 from . import ARTIFACT_SUFFIX, MANIFEST_SUFFIX, check_artifact_key
+
+# linux/fs.h: the flags ioctls take an int, whatever their name says.
+FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IMMUTABLE_FL = 0x80086601, 0x40086602, 0x10
+
+
+def _set_flag(path: Path, on: bool) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        (flags,) = struct.unpack("i", fcntl.ioctl(fd, FS_IOC_GETFLAGS, struct.pack("i", 0)))
+        wanted = flags | FS_IMMUTABLE_FL if on else flags & ~FS_IMMUTABLE_FL
+        if wanted != flags:
+            fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("i", wanted))
+    finally:
+        os.close(fd)
+
+
+def set_immutable(path: Path) -> str:
+    """`chattr +i path`: "" when set, else why it is not, in words for the operator."""
+    if os.geteuid() != 0:
+        return "immutable flag not supported here: the portal does not run as root"
+    try:
+        _set_flag(path, True)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTTY, errno.EOPNOTSUPP, errno.EINVAL):
+            return "immutable flag not supported here: the file system has no chattr +i"
+        if exc.errno == errno.EPERM:
+            return "immutable flag not supported here: no CAP_LINUX_IMMUTABLE (a container?)"
+        return f"immutable flag not set: {exc.strerror or exc}"
+    return ""
+
+
+def is_immutable(path: Path) -> bool:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        (flags,) = struct.unpack("i", fcntl.ioctl(fd, FS_IOC_GETFLAGS, struct.pack("i", 0)))
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return bool(flags & FS_IMMUTABLE_FL)
+
+
+def protect(path: Path) -> str:
+    """Read-only (0444) and, where possible, immutable; says what was done."""
+    os.chmod(path, 0o444)
+    why_not = set_immutable(path)
+    return (
+        f"read-only (0444); {why_not}" if why_not else "read-only (0444) and immutable (chattr +i)"
+    )
+
+
+def unprotect(path: Path) -> None:
+    """Undo protect() for the writer's own unfinished copy (or a test's probe)."""
+    try:
+        if os.geteuid() == 0:
+            _set_flag(path, False)
+    except OSError:
+        pass
 
 
 def _fsync_dir(path: Path) -> None:
@@ -38,7 +106,9 @@ def _write_atomic(final: Path, data: bytes) -> None:
 class LocalWriter:
     storage_class = ""
 
-    def __init__(self, root: Path, artifact_key: str):
+    def __init__(self, root: Path, artifact_key: str, *, append_only: bool = False):
+        self.append_only = append_only
+        self.manifest_fields: dict = {}
         self.final = root / (check_artifact_key(artifact_key) + ARTIFACT_SUFFIX)
         self.manifest_path = self.final.with_name(self.final.name + MANIFEST_SUFFIX)
         self.tmp = self.final.with_name(f".{self.final.name}.tmp-{secrets.token_hex(4)}")
@@ -80,6 +150,8 @@ class LocalWriter:
             self._publish()
             self._committed = True
             _fsync_dir(self.final.parent)
+            if self.append_only:
+                self.manifest_fields = {"append_only": protect(self.final)}
         except FileExistsError:
             raise DestinationError(f"{self.final} already exists") from None
         except OSError as exc:
@@ -93,6 +165,8 @@ class LocalWriter:
             _write_atomic(
                 self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode()
             )
+            if self.append_only:
+                protect(self.manifest_path)
         except OSError as exc:
             raise DestinationError(
                 f"writing manifest {self.manifest_path} failed: {exc.strerror or exc}"
@@ -106,6 +180,7 @@ class LocalWriter:
             pass
         self.tmp.unlink(missing_ok=True)
         if self._committed:
+            unprotect(self.final)
             self.final.unlink(missing_ok=True)
             self.manifest_path.unlink(missing_ok=True)
 
@@ -117,8 +192,12 @@ class LocalDestination:
         if not path:
             raise DestinationError(f"destination {spec.name}: no path configured")
         self.root = Path(path)
+        self.append_only = bool(spec.config.get("append_only"))
+        self.probe_report = ""
 
     def probe(self) -> None:
+        """Write, read back and delete a probe file; append-only: protect it first (the
+        report says whether the immutable flag took) and undo that to delete it."""
         probe = self.root / f".dr-portal-probe-{secrets.token_hex(6)}"
         payload = secrets.token_bytes(64)
         try:
@@ -126,16 +205,20 @@ class LocalDestination:
             _write_atomic(probe, payload)
             if probe.read_bytes() != payload:
                 raise DestinationError(f"{self.root}: the probe file read back differently")
+            if self.append_only:
+                self.probe_report = "append-only: files made " + protect(probe)
         except OSError as exc:
             raise DestinationError(f"cannot write to {self.root}: {exc.strerror or exc}") from None
         finally:
             try:
+                if probe.exists():
+                    unprotect(probe)
                 probe.unlink(missing_ok=True)
             except OSError:
                 pass
 
     def open_write(self, artifact_key: str) -> LocalWriter:
-        return LocalWriter(self.root, artifact_key)
+        return LocalWriter(self.root, artifact_key, append_only=self.append_only)
 
     def _path(self, location: str) -> Path:
         path = Path(location)
@@ -174,6 +257,10 @@ class LocalDestination:
         return removed
 
     def delete(self, location: str) -> None:
+        if self.append_only:
+            raise DeletionRefused(
+                f"destination {self.name} is append-only: the portal does not delete {location}"
+            )
         path = self._path(location)
         try:
             path.unlink(missing_ok=True)

@@ -20,9 +20,9 @@ from botocore.exceptions import ClientError
 
 from dr_portal.lib.redact import redact
 
-from ..errors import DestinationError, StoreOperationError
+from ..errors import DeletionRefused, DestinationError, StoreOperationError
 from ..specs import STORAGE_CLASSES, DestinationSpec
-from . import ARTIFACT_SUFFIX, MANIFEST_SUFFIX, check_artifact_key, s3_lock
+from . import ARTIFACT_SUFFIX, MANIFEST_SUFFIX, check_artifact_key, s3_archive, s3_lock
 from .s3_options import (
     MAX_PARTS,
     MIB,
@@ -39,8 +39,10 @@ PROBE_PREFIX = ".dr-portal-test/"
 PROBE_BYTES = 64 * 1024
 
 
-def _client(spec: DestinationSpec, checksums: str):
-    # Imported and created per call: workers are forked, clients are not fork-safe.
+def _client(spec: DestinationSpec, checksums: str, *, for_deletes: bool = False):
+    # Created per destination object: workers are forked, clients are not fork-safe.
+    # for_deletes: the separate delete credential (delete_access_key_id), never the everyday key.
+    prefix = "delete_" if for_deletes else ""
 
     options = {
         "retries": {"max_attempts": int(spec.config.get("max_attempts", 5)), "mode": "standard"},
@@ -61,8 +63,8 @@ def _client(spec: DestinationSpec, checksums: str):
         "s3",
         region_name=spec.config.get("region") or "us-east-1",
         endpoint_url=spec.config.get("endpoint_url") or None,
-        aws_access_key_id=spec.secrets.get("access_key_id") or None,
-        aws_secret_access_key=spec.secrets.get("secret_access_key") or None,
+        aws_access_key_id=spec.secrets.get(f"{prefix}access_key_id") or None,
+        aws_secret_access_key=spec.secrets.get(f"{prefix}secret_access_key") or None,
         config=Config(**options),
     )
 
@@ -155,13 +157,16 @@ class S3Writer:
 
     def abort(self) -> None:
         self._buffer.clear()
-        client, bucket = self.dest.client, self.dest.bucket
+        bucket = self.dest.bucket
         try:
             if self._completed:
-                client.delete_object(Bucket=bucket, Key=self.key)
-                client.delete_object(Bucket=bucket, Key=self._manifest_key)
+                deleter = self.dest.delete_client
+                deleter.delete_object(Bucket=bucket, Key=self.key)
+                deleter.delete_object(Bucket=bucket, Key=self._manifest_key)
             else:
-                client.abort_multipart_upload(Bucket=bucket, Key=self.key, UploadId=self._upload_id)
+                self.dest.client.abort_multipart_upload(
+                    Bucket=bucket, Key=self.key, UploadId=self._upload_id
+                )
         except Exception:  # noqa: BLE001 - best effort; a lifecycle rule cleans the rest
             pass
 
@@ -225,12 +230,41 @@ class S3Destination:
         self.secret_values = [v for v in spec.secrets.values() if v]
         self.spec = spec
         self._client = None
+        # The everyday key may lack s3:DeleteObject* (a compromised portal then cannot delete
+        # copies): deletes go through the separate delete credential, or nowhere.
+        self.portal_cannot_delete = bool(config.get("portal_cannot_delete"))
+        self.has_delete_credential = bool(
+            spec.secrets.get("delete_access_key_id")
+            and spec.secrets.get("delete_secret_access_key")
+        )
+        self._delete_client = None
+        self.probe_report = ""
 
     @property
     def client(self):
         if self._client is None:
             self._client = _client(self.spec, self.checksums)
         return self._client
+
+    @property
+    def can_delete(self) -> bool:
+        return self.has_delete_credential or not self.portal_cannot_delete
+
+    @property
+    def delete_client(self):
+        """The client every Delete* call goes through: the delete credential's when one is
+        given, else the everyday key's, unless that key is declared unable to delete."""
+        if self._delete_client is None:
+            if self.has_delete_credential:
+                self._delete_client = _client(self.spec, self.checksums, for_deletes=True)
+            elif self.portal_cannot_delete:
+                raise DeletionRefused(
+                    f"S3 destination {self.name}: the portal's key cannot delete and no delete "
+                    "credential is set: old copies are left to the bucket's lifecycle rule"
+                )
+            else:
+                self._delete_client = self.client
+        return self._delete_client
 
     def errors(self, doing: str, operation: str) -> _Errors:
         return _Errors(self, doing, operation)
@@ -289,11 +323,42 @@ class S3Destination:
                     f"S3 destination {self.name}: the test object read back differently"
                 )
         finally:
-            for key in (writer.key, writer.key + ".json"):
-                with self.errors(f"deleting {self.location(key)}", "DeleteObject"):
-                    self.client.delete_object(Bucket=self.bucket, Key=key)
-                if self.lock_days:  # a versioned bucket keeps the probe behind a marker
-                    self._delete_versions_quietly(key)
+            self.probe_report = self._remove_probe((writer.key, writer.key + ".json"))
+
+    def _remove_probe(self, keys: tuple[str, ...]) -> str:
+        """Delete the probe's objects the way retention deletes; say how it went."""
+        report = ""
+        if self.portal_cannot_delete:
+            self._check_key_cannot_delete(keys[0])
+            report = "DeleteObject refused to the portal's key, as declared"
+        if not self.can_delete:
+            return report + "; test objects left under .dr-portal-test/ to the lifecycle rule"
+        for key in keys:
+            with self.errors(f"deleting {self.location(key)}", "DeleteObject"):
+                self.delete_client.delete_object(Bucket=self.bucket, Key=key)
+            if self.lock_days:  # a versioned bucket keeps the probe behind a marker
+                self._delete_versions_quietly(key)
+        if self.has_delete_credential:
+            return (report + "; " if report else "") + "deleted with the delete credential"
+        return report
+
+    def _check_key_cannot_delete(self, key: str) -> None:
+        """A destination declared portal_cannot_delete proves it: the everyday key's
+        DeleteObject of the throwaway object must be refused (the one Delete* it sends)."""
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("AccessDenied", "403"):
+                return
+            with self.errors(f"deleting {self.location(key)}", "DeleteObject"):
+                raise
+        raise StoreOperationError(
+            f"S3 destination {self.name}: the portal's key deleted the test object, yet the "
+            "destination says the portal cannot delete: remove s3:DeleteObject and "
+            "s3:DeleteObjectVersion from that key's policy",
+            "DeleteObject",
+            "KeyCanDelete",
+        )
 
     def bucket_lock(self) -> str:
         """The bucket's Object Lock state, as s3_lock.bucket_lock words it."""
@@ -321,7 +386,7 @@ class S3Destination:
 
     def _delete_quietly(self, key: str) -> None:
         try:
-            self.client.delete_object(Bucket=self.bucket, Key=key)
+            self.delete_client.delete_object(Bucket=self.bucket, Key=key)
         except Exception:  # noqa: BLE001 - cleanup after a failure already being reported
             pass
 
@@ -391,8 +456,16 @@ class S3Destination:
             s3_lock.delete_all_versions(self, key + MANIFEST_SUFFIX)
             return
         with self.errors(f"deleting {location}", "DeleteObject"):
-            self.client.delete_object(Bucket=self.bucket, Key=key)
-            self.client.delete_object(Bucket=self.bucket, Key=key + MANIFEST_SUFFIX)
+            self.delete_client.delete_object(Bucket=self.bucket, Key=key)
+            self.delete_client.delete_object(Bucket=self.bucket, Key=key + MANIFEST_SUFFIX)
+
+    def request_restore(self, location: str, tier: str, days: int) -> str:
+        """Ask for a temporary readable copy of an archived artifact (s3_archive)."""
+        return s3_archive.request_restore(self, self._key(location), tier, days)
+
+    def restore_state(self, location: str):
+        """("not requested" | "in progress" | "available", until) of an archived artifact."""
+        return s3_archive.head_restore(self, self._key(location))
 
     def exists(self, location: str) -> bool:
         try:

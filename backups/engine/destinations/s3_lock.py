@@ -130,4 +130,6 @@ def delete_all_versions(dest, key: str, now: dt.datetime | None = None) -> None:
             )
     for version in found + markers:
         with dest.errors(f"deleting {dest.location(key)}", "DeleteObject"):
-            dest.client.delete_object(Bucket=dest.bucket, Key=key, VersionId=version["VersionId"])
+            dest.delete_client.delete_object(
+                Bucket=dest.bucket, Key=key, VersionId=version["VersionId"]
+            )
