@@ -9,6 +9,7 @@ urlpatterns = [
     path("sources/new/", views.source_create, name="source_create"),
     path("sources/<int:pk>/", views.source_detail, name="source_detail"),
     path("sources/<int:pk>/edit/", views.source_edit, name="source_edit"),
+    path("sources/<int:pk>/pitr-check/", views.source_pitr_check, name="source_pitr_check"),
     path("destinations/", views.destination_list, name="destination_list"),
     path("destinations/new/", views.destination_create, name="destination_create"),
     path("destinations/<int:pk>/", views.destination_detail, name="destination_detail"),
