@@ -180,16 +180,23 @@ def test_pitr_setup_names_archive_mode_on_a_cluster_without_the_lines(system, ca
 
 
 def test_the_window_task_records_newest_within_a_minute_with_the_writer_running(source, cluster):
-    pgbackrest.backup(cluster.stanza, "full")
+    full = pgbackrest.backup(cluster.stanza, "full")
     writer = Writer(cluster)
     writer.start()
     try:
+
         def fresh():
             refresh_pitr_windows()
             row = PitrWindow.objects.get(source=source)
-            return row.newest and timezone.now() - row.newest < timedelta(seconds=60)
+            return (
+                row.newest
+                # WAL the writer filled after the backup, archived by archive_timeout …
+                and row.newest >= full.stopped + timedelta(seconds=2 * ARCHIVE_TIMEOUT_S)
+                # … and read by the task within a minute of now
+                and timezone.now() - row.newest < timedelta(seconds=60)
+            )
 
-        wait_until(fresh, ARCHIVE_TIMEOUT_S + 30, every=2, what="a window newer than a minute")
+        wait_until(fresh, 4 * ARCHIVE_TIMEOUT_S + 30, every=2, what="a window newer than a minute")
     finally:
         writer.stop()
     row = PitrWindow.objects.get(source=source)
