@@ -14,13 +14,18 @@ from django.core.management import call_command
 from django.test import override_settings
 from django.utils import timezone
 
-from backups import physical, pitr, services
+from backups import physical, pitr, retention, services
 from backups.engine import pgbackrest
 from backups.models import BackupJob, BackupRun, PitrWindow
 from backups.tasks import refresh_pitr_windows
 from dr_portal.lib import keyring
 from dr_portal.runs import RunStatus
-from tests.factories import BackupJobFactory, DestinationFactory, SourceFactory
+from tests.factories import (
+    BackupJobFactory,
+    DestinationFactory,
+    RestoreTestFactory,
+    SourceFactory,
+)
 from tests.marks import needs
 from tests.support.pitr import (
     ARCHIVE_TIMEOUT_S,
@@ -211,3 +216,31 @@ def test_one_sources_failure_does_not_stop_the_window_task(source, cluster, syst
     assert "no repository" in PitrWindow.objects.get(source=broken).error
     assert results[NAME] and PitrWindow.objects.get(source=source).error == ""
 
+
+
+def test_retention_expires_whole_chains_but_never_the_verified_or_the_newest(source, cluster):
+    source.repo.keep_last, source.repo.keep_days = 1, 1
+    source.repo.save()
+    source.job.backup_type = BackupJob.BackupType.FULL
+    source.job.save()
+    fulls = []
+    for _ in range(3):
+        run = services.backup_now(source.job)  # retention after each: all younger than a day
+        assert run.status == RunStatus.SUCCEEDED, run.log
+        fulls.append(run)
+    oldest, middle, newest = fulls
+    RestoreTestFactory(source=source, backup_run=oldest, status=RunStatus.SUCCEEDED)
+    later = timezone.now() + timedelta(days=2)
+
+    retention.apply(source.repo, source_ids=[source.pk], now=later)
+
+    labels = {b.label for b in pgbackrest.backups(cluster.stanza)}
+    assert middle.artifact_key not in labels
+    assert {oldest.artifact_key, newest.artifact_key} <= labels
+    gone = middle.copies.get()
+    assert gone.deleted_at is not None and gone.deleted_reason.startswith(
+        f"pgbackrest expire {middle.artifact_key}"
+    )
+    assert oldest.copies.get().is_live and newest.copies.get().is_live
+    # the WAL the kept backups need is still there: the window still starts at the oldest
+    assert physical.refresh_window(source).oldest == oldest.data_taken_at + timedelta(seconds=1)
