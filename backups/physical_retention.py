@@ -40,7 +40,9 @@ def chain_of(label: str) -> str:
     return label.split("_", 1)[0]
 
 
-def plan_chains(copies, destination, *, protected, in_use, now) -> list[tuple[str, list, bool, str]]:
+def plan_chains(
+    copies, destination, *, protected, in_use, now
+) -> list[tuple[str, list, bool, str]]:
     """[(full label, copies, drop?, reason)] for one destination, newest chain first."""
     chains: dict[tuple[int, str], list] = {}
     for copy in copies:
@@ -61,7 +63,9 @@ def plan_chains(copies, destination, *, protected, in_use, now) -> list[tuple[st
             if index < keep_last:
                 decisions.append((full, members, False, f"one of the newest {keep_last} chains"))
             elif now - newest <= max_age:
-                decisions.append((full, members, False, f"younger than {destination.keep_days} days"))
+                decisions.append(
+                    (full, members, False, f"younger than {destination.keep_days} days")
+                )
             elif run_ids & in_use:
                 decisions.append((full, members, False, "being read by a restore or restore test"))
             elif reasons:
@@ -79,7 +83,11 @@ def apply(destination, *, protected, in_use, source_ids=None, dry_run=False, now
     """Expire the chains the policy drops; returns plan_chains()'s decisions."""
     now = now or timezone.now()
     decisions = plan_chains(
-        physical_copies(destination, source_ids), destination, protected=protected, in_use=in_use, now=now
+        physical_copies(destination, source_ids),
+        destination,
+        protected=protected,
+        in_use=in_use,
+        now=now,
     )
     if dry_run:
         return decisions
@@ -99,13 +107,21 @@ def _expire(destination, full, members, reason, now, stdout):
     except (PgBackRestError, ValueError, keyring.KeyRingError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         log.warning("retention at %s: chain %s of %s kept: %s", destination, full, source, message)
-        audit.record("retention delete failed", members[0].run, detail=f"{destination.name}: {full}: {message}")
+        audit.record(
+            "retention delete failed",
+            members[0].run,
+            detail=f"{destination.name}: {full}: {message}",
+        )
         return
     BackupCopy.objects.filter(pk__in=[c.pk for c in members]).update(
         deleted_at=now, deleted_reason=f"pgbackrest expire {full}: {reason}"[:300]
     )
     for copy in members:
-        audit.record("retention delete", copy.run, detail=f"{destination.name}: {copy.location} ({reason})")
+        audit.record(
+            "retention delete", copy.run, detail=f"{destination.name}: {copy.location} ({reason})"
+        )
     log.info("retention expired chain %s of %s at %s (%s)", full, source, destination, reason)
     if stdout is not None:
-        stdout.write(f"expired {destination.name}: {full} and {len(members) - 1} dependent backups ({reason})")
+        stdout.write(
+            f"expired {destination.name}: {full} and {len(members) - 1} dependent backups ({reason})"
+        )

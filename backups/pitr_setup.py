@@ -71,7 +71,11 @@ def differences(stanza: pgbackrest.Stanza, current: dict[str, tuple[str, bool]])
         problems.append(
             "archive_command is not the line pitr_setup prints"
             + (f" (it is {command!r})" if command and "pgbackrest" not in command else "")
-            + (" (the server has an older or other pgbackrest command)" if "pgbackrest" in command else "")
+            + (
+                " (the server has an older or other pgbackrest command)"
+                if "pgbackrest" in command
+                else ""
+            )
         )
     timeout = current.get("archive_timeout", ("0", False))[0]
     if timeout != str(int(stanza.archive_timeout_s)):
@@ -90,7 +94,10 @@ def run_setup(source: Source) -> SetupResult:
     except (keyring.KeyRingError, ValueError) as exc:
         result.problems.append(str(exc))
         return result
-    secrets = [stanza.cipher_pass, *(k for r in stanza.repos for k in (r.access_key_id, r.secret_access_key) if k)]
+    secrets = [
+        stanza.cipher_pass,
+        *(k for r in stanza.repos for k in (r.access_key_id, r.secret_access_key) if k),
+    ]
     if not stanza.repos:
         result.problems.append(
             f"{source.name} has no enabled physical job: its destinations are the stanza's "
@@ -120,7 +127,9 @@ def run_setup(source: Source) -> SetupResult:
         return result
     result.ok = result.message.startswith("WAL segment")
     if not result.ok:
-        result.problems.append(f"no WAL segment was reported archived and read back ({result.message})")
+        result.problems.append(
+            f"no WAL segment was reported archived and read back ({result.message})"
+        )
     return result
 
 

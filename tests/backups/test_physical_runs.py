@@ -217,7 +217,6 @@ def test_one_sources_failure_does_not_stop_the_window_task(source, cluster, syst
     assert results[NAME] and PitrWindow.objects.get(source=source).error == ""
 
 
-
 def test_retention_expires_whole_chains_but_never_the_verified_or_the_newest(source, cluster):
     source.repo.keep_last, source.repo.keep_days = 1, 1
     source.repo.save()
