@@ -258,6 +258,10 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
     # The key ring key the repository passphrase is derived from, fixed when the stanza is
     # first built: rotating the ring must never change the passphrase of an existing repository.
     pitr_key_id = models.CharField(max_length=32, blank=True, editable=False)
+    # The last "Check archiving" (pitr_setup's check run from the source page, as a task).
+    pitr_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    pitr_check_ok = models.BooleanField(default=False, editable=False)
+    pitr_check_message = models.TextField(blank=True, editable=False)
     config_changed_at = models.DateTimeField(default=timezone.now)
     created = models.DateTimeField(default=timezone.now)
 

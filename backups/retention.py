@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from backups import physical_retention
 from backups.engine import DestinationError, open_destination
 from backups.globals import delete_globals
 from backups.models import BackupCopy, BackupRun, Destination
@@ -182,6 +183,7 @@ def preview(destination, *, source_ids=None, now=None) -> list[Decision]:
     copies = (
         BackupCopy.objects.live()
         .filter(destination=destination, run__status__in=list(DONE))
+        .exclude(location__startswith=physical_retention.PREFIX)  # whole chains: see below
         .select_related("run")
         .order_by("-created")
     )
@@ -214,6 +216,15 @@ def apply(destination, *, source_ids=None, dry_run=False, now=None, stdout=None)
 
     A copy whose storage delete fails stays in the catalog (and is retried next time).
     """
+    physical_retention.apply(
+        destination,
+        protected=protected_runs(source_ids),
+        in_use=runs_in_use(),
+        source_ids=source_ids,
+        dry_run=dry_run,
+        now=now,
+        stdout=stdout,
+    )
     decisions = preview(destination, source_ids=source_ids, now=now)
     doomed = [d for d in decisions if d.delete]
     if dry_run or not doomed:
@@ -287,7 +298,11 @@ def find_lost_copies(destination) -> list:
     """
     store = open_destination(destination.to_spec())
     lost = []
-    live = BackupCopy.objects.live().filter(destination=destination)
+    live = (
+        BackupCopy.objects.live()
+        .filter(destination=destination)
+        .exclude(location__startswith=physical_retention.PREFIX)  # pgBackRest's, not files
+    )
     for copy in live.exclude(location="").select_related("run"):
         try:
             missing = not store.exists(copy.location)

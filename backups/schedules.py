@@ -55,6 +55,7 @@ def drop_job_schedule(job):
 RETENTION_SCHEDULE = "system: apply backup retention"
 ADOPT_SCHEDULE = "system: adopt artifacts missing from the catalog"
 SCRUB_SCHEDULE = "system: scrub stored copies"
+PITR_WINDOW_SCHEDULE = "system: refresh recoverable windows (PITR)"
 
 
 def ensure_system_schedules():
@@ -70,6 +71,13 @@ def ensure_system_schedules():
         ADOPT_SCHEDULE,
         "backups.tasks.adopt_orphan_artifacts",
         schedule_type=Schedule.HOURLY,
+    )
+    # "RPO now" of a PITR source is the age of its newest archived WAL: read every minute.
+    ensure_schedule(
+        PITR_WINDOW_SCHEDULE,
+        "backups.tasks.refresh_pitr_windows",
+        schedule_type=Schedule.MINUTES,
+        minutes=1,
     )
     hours = settings.DR_SCRUB_EVERY_HOURS
     if hours:

@@ -144,6 +144,7 @@ def queue(destination: Destination):
     return (
         BackupCopy.objects.live()
         .filter(destination=destination)
+        .exclude(location__startswith="pgbackrest:")  # pgBackRest's sets: restore tests prove them
         .select_related("run")
         .order_by(F("proven_at").asc(nulls_first=True), "created", "pk")
     )

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django_q.tasks import async_task
 
-from backups import engine, retention
+from backups import engine, physical, retention
 from backups.engine import open_destination
 from backups.globals import backup_globals
 from backups.leftovers import artifact_key
@@ -152,6 +152,11 @@ class _Plan:
 
 
 def _backup(run: BackupRun, job: BackupJob, secrets: list[str]):
+    if job.method == BackupJob.Method.PHYSICAL:
+        cancel = threading.Event()
+        progress = _throttled_progress(run, cancel)
+        physical.run_physical(run, job, secrets, cancel=cancel, progress=lambda p: progress(p))
+        return
     plan = _plan(run, job, secrets)
     if plan is None:
         return

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 from django.db import IntegrityError, transaction
 
-from backups import retention, scrub, services
+from backups import physical, pitr_setup, retention, scrub, services
 from backups.catalog import adopt_orphans
 from backups.models import BackupJob, BackupRun, Trigger
 from backups.schedules import set_next_run
@@ -103,3 +103,14 @@ def scrub_task():
     """The scheduled scrub pass: every enabled destination, within its byte budget."""
     result = scrub.scrub()
     return {"copies_lost": result.lost, "destinations": len(result.destinations)}
+
+
+def refresh_pitr_windows():
+    """Every minute: each PITR source's recoverable window (an error is kept on its row)."""
+    return physical.refresh_all_windows()
+
+
+def pitr_check_task(source_id: int):
+    """The source page's "Check archiving" button; the outcome is stored on the source."""
+    result = pitr_setup.check_and_store(source_id)
+    return None if result is None else result.ok

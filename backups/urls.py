@@ -11,6 +11,7 @@ urlpatterns = [
     path("sources/<int:pk>/edit/", views.source_edit, name="source_edit"),
     path("sources/test/", views.source_test, name="source_test_new"),
     path("sources/<int:pk>/test/", views.source_test, name="source_test"),
+    path("sources/<int:pk>/pitr-check/", views.source_pitr_check, name="source_pitr_check"),
     path("destinations/", views.destination_list, name="destination_list"),
     path("destinations/new/", views.destination_create, name="destination_create"),
     path("destinations/<int:pk>/", views.destination_detail, name="destination_detail"),

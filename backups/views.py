@@ -1,11 +1,13 @@
 """Portal pages of the backups app. Thin: long work is enqueued, never done here."""
 
 from django.contrib import messages
+from django.db import transaction
 from django.db.models import Count, OuterRef, Prefetch, Q, Subquery
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 from django_q.models import Schedule
+from django_q.tasks import async_task
 
 from backups import archive, retention, services
 from backups.forms import ArchiveRestoreForm, DestinationForm, JobForm, RunFilterForm, SourceForm
@@ -103,6 +105,32 @@ def source_detail(request, pk):
         "backups/source_detail.html",
         {"source": source, "jobs": jobs, "runs": runs, "window": window},
     )
+
+
+@require_POST
+@role_required(OPERATOR)
+def source_pitr_check(request, pk):
+    """pitr_setup's check (stanza-create, archive a WAL segment and read it back) as a task:
+    it can take minutes. The outcome is stored on the source and shown on its page."""
+    source = get_object_or_404(Source, pk=pk)
+    if not source.pitr:
+        messages.error(request, f"{source} does not have point-in-time recovery on.")
+        return redirect(source)
+    audit.record("check pitr archiving", source, user=request.user, detail="queued")
+    transaction.on_commit(
+        lambda: async_task(
+            "backups.tasks.pitr_check_task",
+            source.pk,
+            group=f"pitr check {source.pk}",
+            task_name=f"pitr check of source {source.pk}",
+        )
+    )
+    messages.success(
+        request,
+        f"Archiving check of {source} queued: a WAL segment is archived and read back; "
+        "reload this page in a minute for the result.",
+    )
+    return redirect(source)
 
 
 def _edit(request, form_class, instance, template_name, what):

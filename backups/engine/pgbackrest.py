@@ -80,6 +80,12 @@ def _ensure_config(stanza: Stanza) -> None:
         write_config(stanza)
 
 
+def ensure_config(stanza: Stanza) -> str:
+    """Write the file unless it exists with a different passphrase (see _ensure_config)."""
+    _ensure_config(stanza)
+    return config_path(stanza)
+
+
 def archive_command(stanza: Stanza) -> str:
     conf.validate(stanza)
     return conf.archive_command_for(stanza)

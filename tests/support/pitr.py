@@ -128,13 +128,20 @@ def make_stanza(
 
 @contextmanager
 def pitr_cluster(
-    *, archiving: bool = True, name: str = "pitrtest", cipher: bool = True, repos: tuple = ()
+    *,
+    archiving: bool = True,
+    name: str = "pitrtest",
+    cipher: bool = True,
+    repos: tuple = (),
+    stanza=None,
 ):
     """A running cluster; with `archiving`, its archive lines in effect and the stanza made.
-    `repos` replaces the default local repository (in the cluster's temporary directory)."""
+    `repos` replaces the default local repository (in the cluster's temporary directory);
+    `stanza(base, port)`, when given, builds the whole stanza (a portal source's)."""
     base = owned_tempdir("dr-pitr-test-")
     port = free_port()
-    cluster = Cluster(base, port, make_stanza(base, port, name, cipher, repos))
+    made = stanza(base, port) if stanza else make_stanza(base, port, name, cipher, repos)
+    cluster = Cluster(base, port, made)
     try:
         (base / "sock").mkdir(mode=0o700)
         if os.geteuid() == 0:
