@@ -87,10 +87,13 @@ def _check_target(stanza: Stanza, at: datetime | None) -> pgbackrest.Window | No
     return win
 
 
-def _prepare_dir(stanza: Stanza, data_dir: str) -> tuple[int, int] | None:
-    """The target must be empty and not a running cluster's; create it for the OS user."""
+def _prepare_dir(stanza: Stanza, data_dir: str, onto_source: bool) -> tuple[int, int] | None:
+    """The target must be empty and not a running cluster's; create it for the OS user.
+    `onto_source`: the caller moved the stopped source's directory aside, so its path is
+    free to restore into."""
     check_path("restore data directory", data_dir)
-    if os.path.normpath(data_dir) == os.path.normpath(stanza.pg_data):
+    same = os.path.normpath(data_dir) == os.path.normpath(stanza.pg_data)
+    if same and not onto_source:
         raise PitrError(
             f"{data_dir} is the source's own data directory: stop the server and move it aside "
             "first (the portal never restores over a live cluster)"
@@ -145,6 +148,7 @@ def restore(
     on_phase: Callable[[str], None] | None = None,
     socket_dir: str = "",
     settings: dict | None = None,
+    onto_source: bool = False,
 ) -> RestoreResult:
     """Restore `stanza` into the empty `data_dir` up to `at` (None: the end of the archive).
 
@@ -157,7 +161,7 @@ def restore(
         raise PitrError(f"port {port} is not between 1 and 65535")
     deadline = time.monotonic() + timeout_s
     win = _check_target(stanza, at)
-    ids = _prepare_dir(stanza, data_dir)
+    ids = _prepare_dir(stanza, data_dir, onto_source)
     _phase(on_phase, "fetch")
     began = time.monotonic()
     used = fetch(stanza, data_dir, at=at, label=label, timeout_s=timeout_s, cancel=cancel)
