@@ -109,7 +109,12 @@ class Cluster:
 
 
 def make_stanza(
-    base: Path, port: int, name: str = "pitrtest", cipher: bool = True, repos: tuple = ()
+    base: Path,
+    port: int,
+    name: str = "pitrtest",
+    cipher: bool = True,
+    repos: tuple = (),
+    cipher_pass: str = "",
 ):
     return pgbackrest.Stanza(
         name=name,
@@ -118,7 +123,7 @@ def make_stanza(
         pg_user="postgres",
         pg_socket_dir=str(base / "sock"),
         repos=repos or (pgbackrest.Repo(kind="local", path=str(base / "repo")),),
-        cipher_pass=CIPHER_PASS if cipher else "",
+        cipher_pass=(cipher_pass or CIPHER_PASS) if cipher else "",
         config_dir=str(base / "conf"),
         os_user=OS_USER if os.geteuid() == 0 else "",
         pg_bin_dir=str(BIN),
@@ -128,13 +133,19 @@ def make_stanza(
 
 @contextmanager
 def pitr_cluster(
-    *, archiving: bool = True, name: str = "pitrtest", cipher: bool = True, repos: tuple = ()
+    *,
+    archiving: bool = True,
+    name: str = "pitrtest",
+    cipher: bool = True,
+    repos: tuple = (),
+    cipher_pass: str = "",
 ):
     """A running cluster; with `archiving`, its archive lines in effect and the stanza made.
-    `repos` replaces the default local repository (in the cluster's temporary directory)."""
+    `repos` replaces the default local repository (in the cluster's temporary directory);
+    `cipher_pass` the test passphrase (a portal source's derived one, for Source.to_stanza)."""
     base = owned_tempdir("dr-pitr-test-")
     port = free_port()
-    cluster = Cluster(base, port, make_stanza(base, port, name, cipher, repos))
+    cluster = Cluster(base, port, make_stanza(base, port, name, cipher, repos, cipher_pass))
     try:
         (base / "sock").mkdir(mode=0o700)
         if os.geteuid() == 0:
