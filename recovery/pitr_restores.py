@@ -45,7 +45,7 @@ from recovery.models import (
     RTOTarget,
     TargetKind,
 )
-from recovery.restore_tests import previous_observations
+from recovery.observations import previous_observations
 from recovery.runner import Busy, RecoveryFailure, execute
 
 __all__ = [

@@ -13,9 +13,9 @@ from django.utils import timezone
 from backups.models import BackupRun, Source, Trigger
 from dr_portal.lib.redact import redact
 from dr_portal.runs import ACTIVE, DONE
-from recovery import pitr_restores, restore_tests, restores, rotation, runner
+from recovery import pitr_restores, pitr_tests, restore_tests, restores, rotation, runner
 from recovery.cleanup import remove_temporaries
-from recovery.engine import heartbeat
+from recovery.engine import heartbeat, pitr
 from recovery.engine.check_role import sweep_check_roles
 from recovery.engine.pg import PgServer, RestoreError, sweep_scratch
 from recovery.engine.staging import staging_leftovers
@@ -160,6 +160,13 @@ def housekeeping(now: float | None = None) -> dict:
                 removed.append(str(path))
         except OSError:
             continue
+    try:  # scratch data directories of PITR restore tests (their servers stopped first)
+        removed += [
+            str(Path(pitr_tests.scratch_parent()) / name)
+            for name in pitr.sweep(pitr_tests.scratch_parent(), older_than_s=max_age)
+        ]
+    except OSError as exc:
+        failed.append(f"PITR scratch sweep: {exc}")
     for path in _restore_staging_leftovers(max_age, now):
         shutil.rmtree(path, ignore_errors=True)
         removed.append(str(path))
