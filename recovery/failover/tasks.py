@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from dr_portal.runs import IllegalTransition, LeaseLost, survives_disconnects
 from recovery.failover.models import FailoverRun, RunbookStep, StepRun
+from recovery.failover.pitr_step import run_pitr_step
 from recovery.failover.steps import KINDS, Hooks, StepCancelled, StepTimedOut, parse_step, run_steps
 from recovery.failover.steps.runner import Outcome
 from recovery.targets import judge
@@ -139,6 +140,9 @@ class RunHooks(Hooks):
 
     def log(self, line):
         self.run.append_log(line)
+
+    def pitr_restore(self, params, ctx):
+        return run_pitr_step(params, ctx, self.run)
 
 
 def _describe(spec):

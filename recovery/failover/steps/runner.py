@@ -135,6 +135,8 @@ class Runner:
         side_effects = spec.side_effects or kind.has_side_effects(spec.params)
         if not (self.test_mode and side_effects):
             return spec.params, ""
+        if kind.runs_in_test:
+            return spec.params, "test mode, into scratch: "
         if not spec.test_params or kind.skipped_in_test:
             return None, ""
         return {**spec.params, **spec.test_params}, "test mode, test environment parameters: "
@@ -220,6 +222,8 @@ class Runner:
             cancelled=self.cancelled,
             wait_for_person=wait_for_person,
             log=lambda line: self.hooks.log(self.clean(line)),
+            test_mode=self.test_mode,
+            pitr_restore=getattr(self.hooks, "pitr_restore", None),
         )
         lines, ok = self._attempts(spec, kind, params, ctx, outcome, prefix, clock)
         if outcome.status == SUCCEEDED and not ok:
