@@ -29,7 +29,8 @@ class RecoveryConfig(AppConfig):
         # Models exist only once apps are loaded: imported here, not at the top.
         from backups.models import register_rpo_target_lookup
         from backups.retention import register_recovery_lookups
-        from recovery import hooks
+        from recovery import hooks, pitr_step
+        from recovery.failover.services import register_pitr_restore
         from recovery.targets import rpo_targets
 
         # backups shows each source's RPO target and keeps the backups restore tests proved
@@ -38,6 +39,7 @@ class RecoveryConfig(AppConfig):
         register_recovery_lookups(
             protected=hooks.protected_backup_runs, in_use=hooks.backup_runs_in_use
         )
+        register_pitr_restore(pitr_step.run_pitr_step)
         # Receivers only: schedules are created by them, never here (NOTES-django-q2).
         post_save.connect(
             _source_saved, sender="backups.Source", dispatch_uid="recovery-source-saved"

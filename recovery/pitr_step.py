@@ -1,5 +1,6 @@
 """What a pitr_restore failover step does, with the portal's models (the step kind itself,
-recovery.failover.steps.pitr, knows no Django).
+recovery.failover.steps.pitr, knows no Django; RecoveryConfig.ready() registers this with
+recovery.failover.services, as the failover package may not import recovery's models).
 
 Live: a point-in-time restore into a new directory under a registered data directory
 target, on a port of its range, started when asked; its Restore row carries the failover's
