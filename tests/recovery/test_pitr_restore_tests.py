@@ -13,8 +13,10 @@ from dr_portal.lib import keyring
 from recovery import pitr_tests, restore_tests
 from recovery.cleanup import after_lost
 from recovery.engine import pitr
-from recovery.models import PitrPoint, RestoreTest
+from recovery.models import PitrPoint, Restore, RestoreTarget, RestoreTest
 from tests.environment import TEST_MASTER_KEY
+from tests.factories import RestoreTargetFactory, RunbookFactory
+from tests.failover.runs import run_inline
 from tests.marks import needs
 from tests.support.pitr import ARCHIVE_TIMEOUT_S, Writer, owned_tempdir, pitr_cluster
 from tests.support.pitr_portal import call, make_portal_source, portal_passphrase, wait_for_archive
@@ -141,3 +143,66 @@ def test_the_reaper_stops_and_removes_a_dead_workers_scratch_copy(source, scratc
         )
     test.refresh_from_db()
     assert test.temporaries == []
+
+
+def _runbook(source, target_name, port, directory="failover-copy"):
+    return RunbookFactory(
+        failure_type="database_failure",
+        steps=[
+            {
+                "name": "Restore to a point",
+                "kind": "pitr_restore",
+                "verification": True,
+                "timeout": 600,
+                "params": {
+                    "source": source.name,
+                    "at": "latest",
+                    "target": target_name,
+                    "directory": directory,
+                    "port": port,
+                },
+            }
+        ],
+    )
+
+
+def test_failover_step_in_test_mode_restores_into_scratch_and_removes_it(source, scratch):
+    runbook = _runbook(source, "nowhere", pitr.free_port())  # test mode never writes a target
+
+    run = run_inline(runbook, mode="test")
+
+    assert run.status == "succeeded", run.error
+    step = run.step_runs.get()
+    assert step.status == "succeeded" and "in scratch" in step.output, step.output
+    assert run.rto is not None  # measured, though nothing was put in service
+    test = RestoreTest.objects.get(source=source)
+    assert test.passed and test.pitr_point == PitrPoint.NEWEST
+    assert os.listdir(scratch) == [] and servers_under(scratch) == []
+    assert Restore.objects.count() == 0
+
+
+def test_failover_step_live_restores_into_the_target_and_starts_it(source):
+    parent = owned_tempdir("dr-pitr-failover-")
+    RestoreTargetFactory(
+        name="restored clusters",
+        kind=RestoreTarget.Kind.DATADIR,
+        path=str(parent),
+        port=1024,
+        port_max=65535,
+        host="",
+        user="",
+        database="",
+    )
+    port = pitr.free_port()
+    try:
+        run = run_inline(_runbook(source, "restored clusters", port), mode="live")
+
+        assert run.status == "succeeded", run.error
+        assert run.rto is not None
+        restore = Restore.objects.get(source=source)
+        assert restore.status == "succeeded" and restore.declared_at == run.declared_at
+        assert restore.target == str(parent / "failover-copy")
+        assert servers_under(parent)  # started, and left running for service
+    finally:
+        pitr.stop_and_remove(str(parent / "failover-copy"))
+        parent.rmdir()
