@@ -99,7 +99,7 @@ def check_point(source: Source, at: datetime | None, stanza=None) -> pgbackrest.
     return win
 
 
-def _listening(host: str, port: int) -> bool:
+def listening(host: str, port: int) -> bool:
     """Does something accept connections on host:port (a socket directory or a host)?"""
     if host.startswith("/"):
         family, address = socket.AF_UNIX, os.path.join(host, f".s.PGSQL.{port}")
@@ -123,7 +123,7 @@ def source_running(source: Source) -> str:
         return f"its postmaster (pid {pid}) is running on {source.data_directory}"
     hosts = [source.host] if source.host else ["/var/run/postgresql", "127.0.0.1"]
     for host in hosts:
-        if _listening(host, source.port or 5432):
+        if listening(host, source.port or 5432):
             return f"a server answers on {host} port {source.port or 5432}"
     return ""
 
@@ -157,7 +157,7 @@ def resolve_datadir(source, data_dir: str, port: int, restore_target=None):
         raise ValueError(conflict)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise ValueError(f"{path} already exists and is not empty: choose a new directory")
-    if _listening("127.0.0.1", int(port)):
+    if listening("127.0.0.1", int(port)):
         raise ValueError(f"port {port} is in use on this host: choose another")
     return target, False
 
