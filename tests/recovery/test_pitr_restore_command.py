@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from django.core.management.base import CommandError
+from django.urls import reverse
 
 from backups.engine import pgbackrest
 from recovery.engine import pitr
@@ -154,6 +155,33 @@ def test_a_directory_outside_registered_targets_is_refused(source, parent):
     code, out = restore(source, "latest", parent / "unregistered", pitr.free_port(), "--yes")
     assert code == 1 and "not directly under a registered data directory target" in out["error"]
     assert not (parent / "unregistered").exists() and Restore.objects.count() == 0
+
+
+def test_the_portal_form_restores_to_the_chosen_point(
+    cluster, source, target, parent, manager_client, sync_queue
+):
+    wait_for_archive(cluster, 4)
+    point = pgbackrest.window(cluster.stanza).newest - timedelta(seconds=2)
+    port = pitr.free_port()
+    data = {
+        "at": point.strftime("%Y-%m-%dT%H:%M:%S"),
+        "restore_target": target.pk,
+        "directory": "from-portal",
+        "port": port,
+        "failure_type": "database_failure",
+        "confirm": source.name,
+    }
+    url = reverse("recovery:pitr_restore_new", args=[source.pk])
+
+    page = sync_queue(manager_client.post, url, data)
+
+    restore = Restore.objects.get()
+    assert page.status_code == 302 and page.url == restore.get_absolute_url()
+    assert restore.status == "succeeded", restore.error
+    assert restore.target_time == point.replace(microsecond=0) >= restore.recovered_to
+    shown = manager_client.get(page.url).content.decode()
+    assert "Recovered to" in shown and f"{restore.recovered_to:%Y-%m-%d %H:%M:%S}" in shown
+    assert "Measured RTO" in shown and "stopped and ready to start" in shown
 
 
 def test_onto_the_source_refused_while_running_then_done_when_stopped(cluster, source):
