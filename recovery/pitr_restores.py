@@ -292,6 +292,7 @@ def _pitr_restore(restore: Restore, secrets: list[str]):
         RecoveryFailure,
         RestoreError,
         keyring.KeyRingError,
+        OSError,
     ) as exc:
         message = redact(str(exc), secrets)
         if run.phases and not run.phases[-1]["ok"]:
@@ -300,6 +301,9 @@ def _pitr_restore(restore: Restore, secrets: list[str]):
         restore.append_log(message)
         restore.finish(RunStatus.FAILED, message[:5000], phases=run.phases, **run.fields)
         return
+    except BaseException:  # lease lost, a bug: no copy left running, the source put back
+        restore.append_log(_undo(restore, run, stanza.pg_bin_dir if stanza else "", "stopped"))
+        raise
     restore.finish(
         RunStatus.SUCCEEDED if checks_ok else RunStatus.FAILED,
         "" if checks_ok else run.fields.pop("error"),
@@ -339,6 +343,8 @@ def _undo(restore: Restore, run: _Run, preferred_bin: str, message: str) -> str:
     if os.path.isdir(data_dir) and os.path.exists(os.path.join(data_dir, "PG_VERSION")):
         server.stop(data_dir, preferred_bin)
     if not run.aside:
+        if os.path.isdir(data_dir):
+            return f"{message}; the partial restore is left at {data_dir} for inspection"
         return message
     failed = f"{data_dir}.failed-restore-{_stamp()}"
     try:

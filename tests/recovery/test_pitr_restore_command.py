@@ -5,7 +5,7 @@ the old directory aside."""
 
 import os
 import shutil
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -14,6 +14,7 @@ from django.core.management.base import CommandError
 from django.urls import reverse
 
 from backups.engine import pgbackrest
+from recovery import pitr_restores
 from recovery.engine import pitr
 from recovery.models import Restore, RestoreTarget
 from tests.factories import RestoreTargetFactory
@@ -184,6 +185,21 @@ def test_the_portal_form_restores_to_the_chosen_point(
     assert "Measured RTO" in shown and "stopped and ready to start" in shown
 
 
+def _a_failed_restore_puts_the_source_back(source, data, port):
+    """The window moved on between queueing and running (retention expired the point): the
+    restore fails after the directory was moved aside, so the old one must come back."""
+    before = sorted(os.listdir(data))
+    queued = pitr_restores.start_pitr_restore(source, at=None, data_dir=str(data), port=port)
+    Restore.objects.filter(pk=queued.pk).update(target_time=datetime(2001, 1, 1, tzinfo=UTC))
+
+    failed = pitr_restores.execute_pitr_restore(Restore.objects.get(pk=queued.pk))
+
+    assert failed.status == "failed" and "outside the recoverable window" in failed.error
+    assert "the previous data directory was put back" in failed.error
+    assert sorted(os.listdir(data)) == before and failed.kept_aside == ""
+    assert not [p for p in data.parent.iterdir() if ".before-restore-" in p.name]
+
+
 def test_onto_the_source_refused_while_running_then_done_when_stopped(cluster, source):
     """Last in the module: it replaces the source cluster's data directory."""
     data = Path(cluster.data)
@@ -201,6 +217,7 @@ def test_onto_the_source_refused_while_running_then_done_when_stopped(cluster, s
     cluster.sql("SELECT pg_switch_wal()")
     wait_until(lambda: pgbackrest.window(cluster.stanza).newest >= point, 30, what="archive")
     cluster.stop()
+    _a_failed_restore_puts_the_source_back(source, data, cluster.port)
 
     code, out = restore(source, point.isoformat(), data, cluster.port, "--start", "--yes")
     cluster.started = True  # the restored source runs now: teardown stops it
