@@ -110,10 +110,12 @@ def run_pitr_test(test: RestoreTest, secrets: list[str]):
     phases = _Phases(test)
     fields: dict = {}
     try:
-        repos = [test.destination] if test.destination else None
-        stanza = source.to_stanza(repos)
+        # All repositories in the stanza (its configuration is the one archive_command
+        # reads, so it is never rewritten with fewer); a pinned test reads only its own.
+        stanza = source.to_stanza()
         secrets.extend(secrets_of(stanza))
-        win = pgbackrest.window(stanza)
+        repo = _repo_number(test, source)
+        win = pgbackrest.window(stanza, repo=repo or 1)
         if win.error or win.oldest is None or win.newest is None:
             raise RecoveryFailure(f"no recoverable window: {win.error or 'no base backup yet'}")
         kind, target, at = _choose(test, win, started)
@@ -123,7 +125,7 @@ def run_pitr_test(test: RestoreTest, secrets: list[str]):
             f"restoring {source.name} to {_describe(kind, target)} into scratch "
             f"(window {win.oldest.isoformat()} to {win.newest.isoformat()})"
         )
-        checks = _restore_and_check(test, stanza, at, target, phases, fields, secrets)
+        checks = _restore_and_check(test, stanza, at, repo, target, phases, fields)
     except (
         pitr.PitrError,
         PgBackRestError,
@@ -161,9 +163,21 @@ def _repository(test: RestoreTest, source) -> dict:
     return {"copy_destination_id": first.pk} if first else {}
 
 
-def _restore_and_check(test, stanza, at, target, phases: _Phases, fields: dict, secrets):
+def _repo_number(test: RestoreTest, source) -> int:
+    """pgBackRest's number of the pinned destination's repository (0: not pinned)."""
+    if not test.destination_id:
+        return 0
+    ids = [d.pk for d in source.physical_destinations()]
+    if test.destination_id not in ids:
+        raise RecoveryFailure(
+            f"{test.destination.name} holds no pgBackRest repository of {source.name}"
+        )
+    return ids.index(test.destination_id) + 1
+
+
+def _restore_and_check(test, stanza, at, repo: int, target, phases: _Phases, fields: dict):
     source = test.source
-    scratch = pitr.ScratchRestore(stanza, scratch_parent(), at=at)
+    scratch = pitr.ScratchRestore(stanza, scratch_parent(), at=at, repo=repo)
 
     def on_phase(name: str):
         if name == "fetch":  # ScratchRestore named its directory: record it before the copy

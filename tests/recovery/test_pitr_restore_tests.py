@@ -15,7 +15,7 @@ from recovery.cleanup import after_lost
 from recovery.engine import pitr
 from recovery.models import PitrPoint, Restore, RestoreTarget, RestoreTest
 from tests.environment import TEST_MASTER_KEY
-from tests.factories import RestoreTargetFactory, RunbookFactory
+from tests.factories import DestinationFactory, RestoreTargetFactory, RunbookFactory
 from tests.failover.runs import run_inline
 from tests.marks import needs
 from tests.support.pitr import ARCHIVE_TIMEOUT_S, Writer, owned_tempdir, pitr_cluster
@@ -105,6 +105,22 @@ def test_a_given_point(source, scratch):
     assert code == 0, out
     assert out["point"] == "given" and out["target"] == at.isoformat()
     assert out["recovered_to"] <= out["target"]
+
+
+def test_a_test_pinned_to_the_repository_reads_it_and_others_are_refused(source, scratch):
+    repo = source.physical_destinations()[0]
+    conf = os.path.join(str(source.to_stanza().config_dir), f"{source.name}.conf")
+    before = open(conf).read()
+
+    test = restore_tests.execute_restore_test(
+        restore_tests.start_restore_test(source, destination=repo)
+    )
+
+    assert test.passed, test.error
+    assert test.destination == repo and test.copy_destination == repo
+    assert open(conf).read() == before  # archive_command's configuration is left whole
+    with pytest.raises(restore_tests.NoCopyThere, match="no pgBackRest repository"):
+        restore_tests.start_restore_test(source, destination=DestinationFactory())
 
 
 def test_a_failing_check_fails_the_test_and_cleans_up(source, scratch):
