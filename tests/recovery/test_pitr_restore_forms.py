@@ -1,6 +1,7 @@
 """Restore to a point without a cluster: the page, the form's refusals, data directory
 targets' validation, the point parser and the failover step's parameters."""
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,8 +13,9 @@ from backups.models import record_window
 from recovery import pitr_restores
 from recovery.failover.builtin import TEMPLATES
 from recovery.failover.steps import parse_step, parse_steps
-from recovery.models import Restore, RestoreTarget
-from tests.factories import RestoreTargetFactory, SourceFactory
+from recovery.models import PitrPoint, Restore, RestoreTarget
+from recovery.tasks import housekeeping, leftover_age_s
+from tests.factories import RestoreTargetFactory, RestoreTestFactory, SourceFactory
 
 pytestmark = pytest.mark.django_db
 NEWEST = datetime(2026, 6, 1, 12, 0, 5, tzinfo=UTC)
@@ -161,3 +163,34 @@ def test_pitr_restore_step_parameters(params, message):
 def test_the_scenario_a_template_is_valid():
     specs = parse_steps(TEMPLATES["database_point_in_time"].definitions(), allow_command=False)
     assert [s.kind for s in specs] == ["manual", "pitr_restore", "manual"]
+
+
+def test_housekeeping_removes_old_pitr_scratch_directories(settings, tmp_path):
+    settings.DR_PITR_SCRATCH_DIR = str(tmp_path)
+    old = tmp_path / f"dr_pitr_{int(time.time() - leftover_age_s() - 60)}_0123abcd"
+    fresh = tmp_path / f"dr_pitr_{int(time.time())}_4567cdef"
+    for path in (old, fresh):
+        (path / "data").mkdir(parents=True)
+
+    result = housekeeping()
+
+    assert str(old) in result["dirs_removed"] and not old.exists() and fresh.exists()
+
+
+def test_the_test_page_shows_the_point_recovered_to_and_rpo_proven(viewer_client, source):
+    test = RestoreTestFactory(
+        source=source,
+        status="succeeded",
+        pitr_point=PitrPoint.RANDOM,
+        target_time=NEWEST,
+        recovered_to=NEWEST - timedelta(seconds=1),
+        data_at=NEWEST - timedelta(seconds=1),
+        data_basis="replay",
+        data_age=timedelta(seconds=1),
+        phases=[{"name": "replay", "ok": True, "seconds": 2.5, "detail": ""}],
+    )
+    text = viewer_client.get(test.get_absolute_url()).content.decode()
+    assert "Point restored" in text and "2026-06-01 12:00:05 UTC" in text
+    assert "random point inside the window" in text
+    assert "Recovered to" in text and "2026-06-01 12:00:04" in text
+    assert "RPO proven" in text and "replay" in text
