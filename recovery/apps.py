@@ -30,7 +30,8 @@ class RecoveryConfig(AppConfig):
         from backups.models import register_rpo_target_lookup
         from backups.retention import register_recovery_lookups
         from dr_portal import related
-        from recovery import hooks
+        from recovery import hooks, pitr_step
+        from recovery.failover.services import register_pitr_restore
         from recovery.related import backup_run_related
         from recovery.targets import rpo_targets
 
@@ -41,6 +42,7 @@ class RecoveryConfig(AppConfig):
             protected=hooks.protected_backup_runs, in_use=hooks.backup_runs_in_use
         )
         related.register(backup_run_related)  # the backup run page lists its restore tests
+        register_pitr_restore(pitr_step.run_pitr_step)
         # Receivers only: schedules are created by them, never here (NOTES-django-q2).
         post_save.connect(
             _source_saved, sender="backups.Source", dispatch_uid="recovery-source-saved"

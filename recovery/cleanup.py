@@ -12,6 +12,7 @@ import shutil
 import socket
 
 from dr_portal.lib.redact import redact
+from recovery.engine import pitr
 from recovery.engine.pg import PgServer, database_exists, drop_database
 from recovery.workspace import scratch_server
 
@@ -44,6 +45,11 @@ def _remove(run, entry) -> bool:
             _interrupted_swap(run, name)
             return False
         drop_database(server, name)
+        return True
+    if kind == "pitr_scratch":  # a scratch data directory: stop its server, then remove it
+        if entry.get("host") and entry["host"] != socket.gethostname():
+            return False
+        pitr.stop_and_remove(entry["path"])
         return True
     if kind == "path":
         if entry.get("host") and entry["host"] != socket.gethostname():

@@ -111,6 +111,7 @@ class RestoreTargetForm(SecretsMixin, forms.ModelForm):
             "kind",
             "host",
             "port",
+            "port_max",
             "user",
             "database",
             "path",

@@ -27,6 +27,13 @@ from recovery.targets import (  # noqa: F401 (the target models belong to this a
 class DataBasis(models.TextChoices):
     HEARTBEAT = "heartbeat", "Heartbeat read from the restored data"
     BACKUP = "backup", "Backup's data timestamp"
+    REPLAY = "replay", "Last commit replayed from the WAL archive"
+
+
+class PitrPoint(models.TextChoices):
+    NEWEST = "newest", "Newest recoverable point"
+    RANDOM = "random", "Random point inside the window"
+    GIVEN = "given", "A point given by hand"
 
 
 class RestoreTest(RunBase):
@@ -81,6 +88,17 @@ class RestoreTest(RunBase):
     bytes_fetched = models.BigIntegerField(default=0)
     bytes_restored = models.BigIntegerField(default=0)
     throughput_bps = models.FloatField(null=True, blank=True)
+    # Point-in-time restore tests (PITR sources): the point asked for, and the one reached.
+    pitr_point = models.CharField(
+        max_length=8,
+        choices=PitrPoint.choices,
+        blank=True,
+        help_text="Empty: a test of one backup. Otherwise which point of the window was restored.",
+    )
+    target_time = models.DateTimeField(null=True, blank=True)
+    recovered_to = models.DateTimeField(
+        null=True, blank=True, help_text="The last commit the restored copy replayed."
+    )
 
     class Meta:
         ordering = ["-queued", "-pk"]
@@ -147,6 +165,7 @@ class TargetKind(models.TextChoices):
     DATABASE = "database", "PostgreSQL database"
     FILE = "file", "SQLite file"
     DIRECTORY = "directory", "Directory"
+    DATADIR = "datadir", "PostgreSQL data directory"
 
 
 # One line of letters, digits and a few separators: names appear in logs and audit lines.
@@ -175,6 +194,9 @@ class RestoreTarget(SecretEndpointMixin, models.Model):
         POSTGRESQL = "postgresql", "PostgreSQL database"
         SQLITE = "sqlite", "SQLite file"
         FILES = "files", "Directory (files backups)"
+        # Not a source kind: point-in-time restores of PITR sources create a data directory
+        # under `path` and run it on a port between `port` and `port_max`.
+        DATADIR = "pg_datadir", "PostgreSQL data directory (point-in-time restores)"
 
     # The stored password was entered for this endpoint: changing any of these clears it.
     ENDPOINT_FIELDS = ("kind", "host", "port")
@@ -185,6 +207,13 @@ class RestoreTarget(SecretEndpointMixin, models.Model):
     host = models.CharField(max_length=255, blank=True)
     port = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    port_max = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(65535)],
+        help_text="Data directory targets: the highest port a restored server may use "
+        "(the lowest is the port).",
     )
     user = models.CharField(max_length=63, blank=True)
     password = EncryptedTextField()
@@ -231,6 +260,8 @@ class RestoreTarget(SecretEndpointMixin, models.Model):
         """Where it writes, without secrets."""
         if self.kind == self.Kind.POSTGRESQL:
             return f"postgresql://{self.user or 'postgres'}@{self.host}:{self.port or 5432}/{self.database}"
+        if self.kind == self.Kind.DATADIR:
+            return f"{self.path} (ports {self.port}-{self.port_max})"
         return self.path
 
     def clean(self):
@@ -239,6 +270,8 @@ class RestoreTarget(SecretEndpointMixin, models.Model):
             errors = self._database_errors(sources)
         elif self.kind in (self.Kind.SQLITE, self.Kind.FILES):
             errors = self._path_errors(sources)
+        elif self.kind == self.Kind.DATADIR:
+            errors = self._datadir_errors(sources)
         else:
             errors = {}
         if errors:
@@ -274,6 +307,35 @@ class RestoreTarget(SecretEndpointMixin, models.Model):
         self.path = str(path)
         problem = restore_targets.path_conflict(path, sources) or self._path_shape_problem(path)
         return {**errors, "path": problem} if problem else errors
+
+    def _datadir_errors(self, sources) -> dict:
+        """A parent directory for new data directories, and a port range to run them on."""
+        errors = {
+            name: "A data directory target has no such setting."
+            for name in ("host", "user", "database")
+            if getattr(self, name)
+        }
+        if not self.port or not self.port_max:
+            errors["port"] = "Give the range of ports a restored server may use (port to port_max)."
+        elif self.port > self.port_max:
+            errors["port_max"] = "The highest port must not be below the lowest."
+        elif self.port < 1024:
+            errors["port"] = "Use unprivileged ports (1024 or above)."
+        try:
+            path = check_allowed_path(self.path)
+        except ValidationError as exc:
+            return {**errors, "path": exc.messages}
+        self.path = str(path)
+        problem = restore_targets.path_conflict(path, sources)
+        if not problem and not path.is_dir():
+            problem = f"{path} is not an existing directory (new data directories go under it)."
+        return {**errors, "path": problem} if problem else errors
+
+    def ports(self) -> range:
+        """The ports a data directory target allows (empty for other kinds)."""
+        if self.kind != self.Kind.DATADIR or not self.port or not self.port_max:
+            return range(0)
+        return range(self.port, self.port_max + 1)
 
     def _path_shape_problem(self, path) -> str:
         if self.kind == self.Kind.SQLITE and path.is_dir():
@@ -323,6 +385,13 @@ class Restore(RunBase):
     )
     copy_used = models.CharField(max_length=300, blank=True)
     kept_aside = models.CharField(max_length=1024, blank=True)
+    # Point-in-time restores (PITR sources): the point asked for (None: the newest), the
+    # last commit replayed, the port the restored server runs on, and whether it was started.
+    pitr = models.BooleanField(default=False)
+    target_time = models.DateTimeField(null=True, blank=True)
+    recovered_to = models.DateTimeField(null=True, blank=True)
+    port = models.PositiveIntegerField(null=True, blank=True)
+    start_server = models.BooleanField(default=False)
     warnings = models.JSONField(
         default=list,
         blank=True,

@@ -84,6 +84,9 @@ def path_conflict(path: Path, sources) -> str:
         kind, own = _source_location(source)
         if kind != "postgresql" and own and _overlaps(path, Path(own).resolve()):
             return f"{path} overlaps the data of source {source.name}"
+        data_dir = getattr(source, "data_directory", "")
+        if data_dir and _overlaps(path, Path(data_dir).resolve()):
+            return f"{path} overlaps the data directory of source {source.name}"
 
     for dest in Destination.objects.filter(kind="local").only("name", "path"):
         if dest.path and _overlaps(path, Path(dest.path).resolve()):

@@ -39,7 +39,9 @@ from recovery.engine.verify import (
     verify_postgres,
     verify_sqlite,
 )
-from recovery.models import CanaryBaseline, DataBasis, RestoreTest, Trigger
+from recovery.models import DataBasis, PitrPoint, RestoreTest, Trigger
+from recovery.observations import previous_observations
+from recovery.pitr_tests import run_pitr_test
 from recovery.runner import (
     Busy,
     NeedsRetrieval,
@@ -98,13 +100,21 @@ def start_restore_test(
     trigger=Trigger.MANUAL,
     user=None,
     destination: Destination | None = None,
+    at: datetime | None = None,
 ) -> RestoreTest:
     """Create a queued test unless one of this source is already queued or running.
 
     destination: read only its copy ("the local site is lost"); NoCopyThere when it holds
-    no live copy of `backup_run` (or of any good backup of the source).
+    no live copy of `backup_run` (or of any good backup of the source). For a PITR source
+    the copy is its pgBackRest repository there, and `at` a point to restore to (default:
+    alternately the newest recoverable point and a random one).
     """
-    if destination is not None:
+    if at is not None and not source.pitr:
+        raise ValueError(f"{source.name} has no point-in-time recovery: test one backup instead")
+    if destination is not None and source.pitr:
+        if destination not in source.physical_destinations():
+            raise NoCopyThere(f"{destination.name} holds no pgBackRest repository of {source}")
+    elif destination is not None:
         _check_copy_there(source, backup_run, destination)
     active = RestoreTest.objects.filter(source=source, status__in=list(ACTIVE)).first()
     if active is not None:
@@ -116,6 +126,8 @@ def start_restore_test(
                 backup_run=backup_run,
                 trigger=trigger,
                 destination=destination,
+                pitr_point=PitrPoint.GIVEN if at is not None else "",
+                target_time=at,
                 requested_by=user if getattr(user, "is_authenticated", False) else None,
             )
     except IntegrityError:
@@ -138,28 +150,7 @@ def enqueue_restore_test(test: RestoreTest):
 
 def execute_restore_test(test: RestoreTest) -> RestoreTest:
     """Run a queued restore test to its end; safe to call twice (the claim decides)."""
-    return execute(test, _restore_test)
-
-
-def previous_observations(source: Source, before_pk: int | None = None) -> dict[str, str]:
-    """For the canary: each check's newest observed value from a test where it passed, or
-    where a manager accepted it as the new baseline (CanaryBaseline)."""
-    found: dict[str, str] = {}
-    tests = RestoreTest.objects.filter(
-        source=source, status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED]
-    )
-    if before_pk:
-        tests = tests.exclude(pk=before_pk)
-    accepted = set(
-        CanaryBaseline.objects.filter(source=source).values_list("restore_test_id", "check_name")
-    )
-    for pk, checks in tests.order_by("-finished", "-pk").values_list("pk", "checks")[:50]:
-        for check in checks or []:
-            name = check.get("name")
-            good = check.get("outcome") == Outcome.PASSED or (pk, name) in accepted
-            if name and name not in found and good:
-                found[name] = check.get("observed")
-    return found
+    return execute(test, run_pitr_test if test.source.pitr else _restore_test)
 
 
 @dataclass

@@ -32,7 +32,7 @@ from recovery.engine.pg import PgServer, RestoreError
 from recovery.engine.sqlite_restore import restore_sqlite
 from recovery.engine.verify import Phases
 from recovery.models import DataBasis, FailureType, Restore, RestoreTarget, RTOTarget, TargetKind
-from recovery.restore_tests import previous_observations
+from recovery.observations import previous_observations
 from recovery.runner import Busy, RecoveryFailure, RunResult, execute, fenced_phases
 from recovery.targeting import resolve_target, source_kind, target_kind_for
 from recovery.workspace import make_work_dir, record_database, restore_jobs, sqlite_busy_timeout

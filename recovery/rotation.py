@@ -34,7 +34,10 @@ RETRY_AFTER = timedelta(days=1)
 
 
 def readable_destinations(source: Source) -> list[Destination]:
-    """Enabled destinations holding a readable (not archive-class) copy of the newest good backup."""
+    """Enabled destinations holding a readable (not archive-class) copy of the newest good
+    backup; for a point-in-time source, those holding its pgBackRest repository."""
+    if source.pitr:
+        return [d for d in source.physical_destinations() if d.enabled]
     run = newest_good_backup(source)
     if run is None:
         return []

@@ -13,9 +13,9 @@ from django.utils import timezone
 from backups.models import BackupRun, Source, Trigger
 from dr_portal.lib.redact import redact
 from dr_portal.runs import ACTIVE, DONE
-from recovery import restore_tests, restores, rotation, runner
+from recovery import pitr_restores, pitr_tests, restore_tests, restores, rotation, runner
 from recovery.cleanup import remove_temporaries
-from recovery.engine import heartbeat
+from recovery.engine import heartbeat, pitr
 from recovery.engine.check_role import sweep_check_roles
 from recovery.engine.pg import PgServer, RestoreError, sweep_scratch
 from recovery.engine.staging import staging_leftovers
@@ -63,7 +63,10 @@ def run_restore(restore_id: int):
     restore = Restore.objects.select_related("source", "backup_run").filter(pk=restore_id).first()
     if restore is None:
         return
-    restores.execute_restore(restore)
+    if restore.pitr:
+        pitr_restores.execute_pitr_restore(restore)
+    else:
+        restores.execute_restore(restore)
 
 
 def tests_after_backups(window_hours: int = 24) -> int:
@@ -157,6 +160,13 @@ def housekeeping(now: float | None = None) -> dict:
                 removed.append(str(path))
         except OSError:
             continue
+    try:  # scratch data directories of PITR restore tests (their servers stopped first)
+        removed += [
+            str(Path(pitr_tests.scratch_parent()) / name)
+            for name in pitr.sweep(pitr_tests.scratch_parent(), older_than_s=max_age)
+        ]
+    except OSError as exc:
+        failed.append(f"PITR scratch sweep: {exc}")
     for path in _restore_staging_leftovers(max_age, now):
         shutil.rmtree(path, ignore_errors=True)
         removed.append(str(path))
@@ -173,7 +183,7 @@ def housekeeping(now: float | None = None) -> dict:
 def _restore_staging_leftovers(max_age: float, now: float) -> list:
     """Private staging directories that killed SQLite/files restores left beside their
     targets (targets with a restore still active are left alone)."""
-    restores = Restore.objects.exclude(target_kind=TargetKind.DATABASE)
+    restores = Restore.objects.exclude(target_kind__in=[TargetKind.DATABASE, TargetKind.DATADIR])
     busy = set(restores.filter(status__in=list(ACTIVE)).values_list("target", flat=True))
     targets = set(restores.values_list("target", flat=True)) - busy
     return staging_leftovers(sorted(targets), max_age, now)

@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from recovery import views
+from recovery import pitr_views, views
 
 app_name = "recovery"
 urlpatterns = [
@@ -17,6 +17,11 @@ urlpatterns = [
     path("sources/<int:source_id>/", views.source_detail, name="source_detail"),
     path("sources/<int:source_id>/test/", views.run_test, name="run_test"),
     path("sources/<int:source_id>/restore/", views.restore_new, name="restore_new"),
+    path(
+        "sources/<int:source_id>/restore-to-point/",
+        pitr_views.pitr_restore_new,
+        name="pitr_restore_new",
+    ),
     path("tests/<int:pk>/", views.test_detail, name="test_detail"),
     path("tests/<int:pk>/progress/", views.test_progress, name="test_progress"),
     path("tests/<int:pk>/accept-baseline/", views.accept_baseline, name="accept_baseline"),

@@ -68,12 +68,12 @@ def _phase(on_phase, name: str) -> None:
         on_phase(name)
 
 
-def _check_target(stanza: Stanza, at: datetime | None) -> pgbackrest.Window | None:
+def _check_target(stanza: Stanza, at: datetime | None, repo: int = 0) -> pgbackrest.Window | None:
     if at is None:
         return None
     if at.tzinfo is None:
         raise PitrError("the point to restore to needs a time zone (for example +00:00)")
-    win = pgbackrest.window(stanza)
+    win = pgbackrest.window(stanza, repo=repo or 1)
     if win.error or win.oldest is None or win.newest is None:
         raise PitrError(
             f"stanza {stanza.name} has no recoverable window: {win.error or 'no backup yet'}"
@@ -87,10 +87,13 @@ def _check_target(stanza: Stanza, at: datetime | None) -> pgbackrest.Window | No
     return win
 
 
-def _prepare_dir(stanza: Stanza, data_dir: str) -> tuple[int, int] | None:
-    """The target must be empty and not a running cluster's; create it for the OS user."""
+def _prepare_dir(stanza: Stanza, data_dir: str, onto_source: bool) -> tuple[int, int] | None:
+    """The target must be empty and not a running cluster's; create it for the OS user.
+    `onto_source`: the caller moved the stopped source's directory aside, so its path is
+    free to restore into."""
     check_path("restore data directory", data_dir)
-    if os.path.normpath(data_dir) == os.path.normpath(stanza.pg_data):
+    same = os.path.normpath(data_dir) == os.path.normpath(stanza.pg_data)
+    if same and not onto_source:
         raise PitrError(
             f"{data_dir} is the source's own data directory: stop the server and move it aside "
             "first (the portal never restores over a live cluster)"
@@ -117,9 +120,12 @@ def _prepare_socket_dir(socket_dir: str, port: int, ids) -> str:
     return socket_dir
 
 
-def fetch(stanza: Stanza, data_dir: str, *, at, label, timeout_s, cancel) -> str:
-    """`pgbackrest restore` into data_dir; return the backup set it used."""
+def fetch(stanza: Stanza, data_dir: str, *, at, label, timeout_s, cancel, repo: int = 0) -> str:
+    """`pgbackrest restore` into data_dir (from repository `repo`; 0: pgBackRest's choice,
+    the first that has the backup); return the backup set it used."""
     options = [f"--pg1-path={data_dir}", "--archive-mode=off", "--log-level-console=info"]
+    if repo:
+        options.append(f"--repo={int(repo)}")
     if at is not None:
         target = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
         options += ["--type=time", f"--target={target}", "--target-action=promote"]
@@ -145,6 +151,8 @@ def restore(
     on_phase: Callable[[str], None] | None = None,
     socket_dir: str = "",
     settings: dict | None = None,
+    onto_source: bool = False,
+    repo: int = 0,
 ) -> RestoreResult:
     """Restore `stanza` into the empty `data_dir` up to `at` (None: the end of the archive).
 
@@ -156,11 +164,13 @@ def restore(
     if not 1 <= int(port) <= 65535:
         raise PitrError(f"port {port} is not between 1 and 65535")
     deadline = time.monotonic() + timeout_s
-    win = _check_target(stanza, at)
-    ids = _prepare_dir(stanza, data_dir)
+    win = _check_target(stanza, at, repo)
+    ids = _prepare_dir(stanza, data_dir, onto_source)
     _phase(on_phase, "fetch")
     began = time.monotonic()
-    used = fetch(stanza, data_dir, at=at, label=label, timeout_s=timeout_s, cancel=cancel)
+    used = fetch(
+        stanza, data_dir, at=at, label=label, timeout_s=timeout_s, cancel=cancel, repo=repo
+    )
     phases = {"fetch": round(time.monotonic() - began, 3)}
     result = RestoreResult(
         target=at,

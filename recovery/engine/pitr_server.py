@@ -93,6 +93,59 @@ def write_overrides(data_dir: str, *, port: int, socket_dir: str, settings: dict
         _write(conf, "# the source's postgresql.conf was outside its data directory\n", uid_gid)
 
 
+IN_SERVICE_BEGIN = "# --- DR Portal: restored to a point, settings for service"
+IN_SERVICE_END = "# --- end of DR Portal service settings"
+
+
+def put_in_service(data_dir: str, *, port: int, settings: dict) -> list[str]:
+    """Replace the private restore overrides by the settings the copy runs with from now
+    on: its port, plus `settings` (a copy beside its source keeps archive_mode off, so it
+    never archives into the source's repository). The server must be stopped. Returns notes
+    on what was changed besides (a pg_hba.conf written when the source kept it outside)."""
+    path = os.path.join(data_dir, "postgresql.auto.conf")
+    with open(path) as fh:
+        text = fh.read()
+    for begin, end in ((OVERRIDES_BEGIN, OVERRIDES_END), (IN_SERVICE_BEGIN, IN_SERVICE_END)):
+        text = re.sub(rf"\n?{re.escape(begin)}\n.*?{re.escape(end)}\n", "\n", text, flags=re.S)
+    body = "\n".join(f"{k} = {quote(str(v))}" for k, v in {"port": port, **settings}.items())
+    ids = _ids(data_dir)
+    _write(path, f"{text.rstrip()}\n{IN_SERVICE_BEGIN}\n{body}\n{IN_SERVICE_END}\n", ids)
+    notes = []
+    try:
+        os.unlink(os.path.join(data_dir, HBA_NAME))
+    except FileNotFoundError:
+        pass
+    if not os.path.exists(os.path.join(data_dir, "pg_hba.conf")):
+        # Debian keeps pg_hba.conf in /etc: without one the server would not start.
+        _write(os.path.join(data_dir, "pg_hba.conf"), "local all all peer\n", ids)
+        notes.append(
+            "the source's pg_hba.conf was outside its data directory: the copy got one "
+            "allowing local peer logins only (edit it before giving others access)"
+        )
+    return notes
+
+
+def start_in_service(data_dir: str, log_path: str, preferred_bin: str = "") -> None:
+    """Start the copy with its service settings and wait until it accepts connections."""
+    code, text = pg_ctl(
+        data_dir,
+        "start",
+        "-w",
+        "-t",
+        "120",
+        "-s",
+        "-l",
+        log_path,
+        preferred_bin=preferred_bin,
+        timeout=180,
+    )
+    if code != 0:
+        raise RestoreServerError(
+            f"pg_ctl could not start the restored server: {text}; its log ends:\n"
+            + log_tail(log_path, [])
+        )
+
+
 def drop_recovery_target(data_dir: str) -> None:
     """Comment out recovery_target_* so a restart replays to the end of the archive."""
     path = os.path.join(data_dir, "postgresql.auto.conf")

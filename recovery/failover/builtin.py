@@ -267,6 +267,58 @@ def network_outage(v):
     ]
 
 
+def database_point_in_time(v):
+    """Scenario A (database responding but corrupted), with point-in-time recovery: the
+    restore replays to a point before the damage and runs the source's checks on the copy."""
+    steps = [
+        {
+            "name": "Stop the application",
+            "kind": "manual",
+            "timeout": 1800,
+            "params": {
+                "instruction": f"Stop the application ({v['stop_command']}) so nothing writes "
+                "to the damaged database, then confirm."
+            },
+        },
+        {
+            "name": "Restore the database to a point",
+            "kind": "pitr_restore",
+            "verification": True,  # the source's checks pass on the restored copy
+            "timeout": int(v["restore_timeout_s"]),
+            "params": {
+                "source": v["source"],
+                "at": v["at"],
+                "target": v["target"],
+                "directory": v["directory"],
+                "port": int(v["port"]),
+                "start": True,
+            },
+        },
+        {
+            "name": "Point the application at the restored database and start it",
+            "kind": "manual",
+            "timeout": 1800,
+            "params": {
+                "instruction": f"Point the application at port {v['port']} (the restored "
+                f"copy) and start it ({v['start_command']}), then confirm."
+            },
+        },
+    ]
+    if v["app_health_url"]:
+        steps.append(
+            {
+                "name": "Application is healthy",
+                "kind": "http_check",
+                "verification": True,
+                "timeout": 120,
+                "retries": 5,
+                "retry_delay": 10,
+                "params": {"url": v["app_health_url"]},
+            }
+        )
+    return steps
+
+
 TEMPLATES = {
     t.key: t
     for t in [
@@ -336,6 +388,27 @@ TEMPLATES = {
                 "resume_url": ("", "empty = APP_URL/api/executions/resume"),
             },
             network_outage,
+        ),
+        Template(
+            "database_point_in_time",
+            "Database failure, scenario A: restore to a point",
+            "database_failure",
+            "Seed: Database Failure, scenario A (responding but corrupted), with point-in-time "
+            "recovery: stop the application, restore the PITR source to a point before the "
+            "damage into a registered data directory target and start it, run the source's "
+            "checks on it, start the application against it. Test mode restores into scratch.",
+            {
+                "source": ("tool-hub-db", "the point-in-time source"),
+                "at": ("latest", "'latest' or an ISO-8601 point before the damage (UTC)"),
+                "target": ("restored-clusters", "a registered data directory target"),
+                "directory": ("tool-hub-restored", "the new data directory's name under it"),
+                "port": (5433, "a port of the target's range"),
+                "restore_timeout_s": (6 * 3600, "how long the restore may take"),
+                "stop_command": ("sudo systemctl stop tool-hub", ""),
+                "start_command": ("sudo systemctl start tool-hub", ""),
+                "app_health_url": ("", "optional: an application health check at the end"),
+            },
+            database_point_in_time,
         ),
     ]
 }

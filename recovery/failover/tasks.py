@@ -8,6 +8,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from dr_portal.runs import IllegalTransition, LeaseLost, survives_disconnects
+from recovery.failover import services
 from recovery.failover.models import FailoverRun, RunbookStep, StepRun
 from recovery.failover.steps import KINDS, Hooks, StepCancelled, StepTimedOut, parse_step, run_steps
 from recovery.failover.steps.runner import Outcome
@@ -139,6 +140,15 @@ class RunHooks(Hooks):
 
     def log(self, line):
         self.run.append_log(line)
+
+    def pitr_restore(self, params, ctx):
+        run_pitr_step = services.pitr_restore()
+        if run_pitr_step is None:
+            return (
+                False,
+                "point-in-time restores are not available (the recovery app is not loaded)",
+            )
+        return run_pitr_step(params, ctx, self.run)
 
 
 def _describe(spec):

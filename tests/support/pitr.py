@@ -109,7 +109,12 @@ class Cluster:
 
 
 def make_stanza(
-    base: Path, port: int, name: str = "pitrtest", cipher: bool = True, repos: tuple = ()
+    base: Path,
+    port: int,
+    name: str = "pitrtest",
+    cipher: bool = True,
+    repos: tuple = (),
+    cipher_pass: str = "",
 ):
     return pgbackrest.Stanza(
         name=name,
@@ -118,7 +123,7 @@ def make_stanza(
         pg_user="postgres",
         pg_socket_dir=str(base / "sock"),
         repos=repos or (pgbackrest.Repo(kind="local", path=str(base / "repo")),),
-        cipher_pass=CIPHER_PASS if cipher else "",
+        cipher_pass=(cipher_pass or CIPHER_PASS) if cipher else "",
         config_dir=str(base / "conf"),
         os_user=OS_USER if os.geteuid() == 0 else "",
         pg_bin_dir=str(BIN),
@@ -134,13 +139,17 @@ def pitr_cluster(
     cipher: bool = True,
     repos: tuple = (),
     stanza=None,
+    cipher_pass: str = "",
 ):
     """A running cluster; with `archiving`, its archive lines in effect and the stanza made.
     `repos` replaces the default local repository (in the cluster's temporary directory);
+    `cipher_pass` the test passphrase (a portal source's derived one, for Source.to_stanza);
     `stanza(base, port)`, when given, builds the whole stanza (a portal source's)."""
     base = owned_tempdir("dr-pitr-test-")
     port = free_port()
-    made = stanza(base, port) if stanza else make_stanza(base, port, name, cipher, repos)
+    made = (
+        stanza(base, port) if stanza else make_stanza(base, port, name, cipher, repos, cipher_pass)
+    )
     cluster = Cluster(base, port, made)
     try:
         (base / "sock").mkdir(mode=0o700)

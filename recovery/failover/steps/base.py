@@ -55,6 +55,9 @@ class Context:
     wait_for_person: Callable[[float], str] | None = None  # deadline -> who confirmed
     log: Callable[[str], None] = lambda line: None
     poll_every: float = 0.5
+    test_mode: bool = False
+    # The portal's point-in-time restore (params, ctx) -> (ok, output); None: not offered.
+    pitr_restore: Callable[[dict, Context], tuple[bool, str]] | None = None
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -84,6 +87,7 @@ class Kind:
     params: dict[str, Param] = {}
     side_effects = False  # the kind always changes something (see has_side_effects)
     skipped_in_test = False  # never run in test mode, not even with test_params
+    runs_in_test = False  # has a test mode of its own (ctx.test_mode): run, not skipped
     verification = False  # default: does passing this step prove the service is back?
     # A check proves something (an answer, a query result) and changes nothing; in test mode
     # a failing check that a skipped step affects (see affects) is "not proven", not failed.

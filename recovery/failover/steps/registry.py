@@ -7,6 +7,7 @@ from .base import Kind, StepSpec, check_params, seconds
 from .http import HttpCheck, Webhook
 from .local import Command, Manual, Wait
 from .pg import PgPromote, PgReady, SqlCheck, SqlWrite
+from .pitr import PitrRestore
 
 KINDS: dict[str, Kind] = {
     k.name: k
@@ -16,6 +17,7 @@ KINDS: dict[str, Kind] = {
         PgPromote(),
         SqlCheck(),
         SqlWrite(),
+        PitrRestore(),
         DnsUpdate(),
         LbSwap(),
         Webhook(),

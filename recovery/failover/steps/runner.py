@@ -149,6 +149,8 @@ class Runner:
         side_effects = spec.side_effects or kind.has_side_effects(spec.params)
         if not self.test_mode:
             return spec.params, ""
+        if side_effects and kind.runs_in_test:
+            return spec.params, "test mode, into scratch: "
         if spec.test_params and not kind.skipped_in_test:
             # also a check's: post-promotion checks can run against the test standby
             return {**spec.params, **spec.test_params}, "test mode, test environment parameters: "
@@ -254,6 +256,8 @@ class Runner:
             cancelled=self.cancelled,
             wait_for_person=wait_for_person,
             log=lambda line: self.hooks.log(self.clean(line)),
+            test_mode=self.test_mode,
+            pitr_restore=getattr(self.hooks, "pitr_restore", None),
         )
         lines, ok = self._attempts(spec, kind, params, ctx, outcome, prefix, clock, attempts)
         if outcome.status == SUCCEEDED and not ok:

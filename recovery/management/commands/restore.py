@@ -1,14 +1,17 @@
-"""manage.py restore RUN_ID (--target NAME | --to TARGET --free-form) --yes [--json]."""
+"""manage.py restore RUN_ID (--target NAME | --to TARGET --free-form) --yes [--json], and
+for a point-in-time source: manage.py restore --source SOURCE --at ISO8601|latest
+--to-datadir DIR --port N [--start] --yes [--json]."""
 
 import json as jsonlib
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from backups.models import BackupRun
+from backups.models import BackupRun, Source
 from dr_portal import audit
-from recovery import restores, runner, targeting
+from recovery import pitr_restores, restores, runner, targeting
 from recovery.models import RestoreTarget
+from recovery.restore_targets import NotAllowed
 
 
 class Command(BaseCommand):
@@ -17,12 +20,24 @@ class Command(BaseCommand):
         "or, with --free-form, to TARGET: a PostgreSQL URL (postgresql://user@host:port/db) for "
         "a PostgreSQL backup, a file path for SQLite, a directory for files (the source's own "
         "URL or path restores onto the source). Data already at the target is kept aside "
-        "first. Exit status 0 when restored and verified, 1 otherwise."
+        "first. Exit status 0 when restored and verified, 1 otherwise. "
+        "A point-in-time source is restored to a point instead: --source SOURCE --at ISO8601 "
+        "(UTC unless it names a zone; 'latest': the end of the archive) --to-datadir DIR "
+        "(a new directory directly under a registered data directory target, or the "
+        "source's own data directory with its server stopped) --port N [--start]."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("run", type=int, help="backup run id")
-        where = parser.add_mutually_exclusive_group(required=True)
+        parser.add_argument("run", type=int, nargs="?", help="backup run id")
+        pitr = parser.add_argument_group("restore a point-in-time source to a point")
+        pitr.add_argument("--source", help="the PITR source")
+        pitr.add_argument("--at", help="ISO-8601 point (UTC unless zoned), or 'latest'")
+        pitr.add_argument("--to-datadir", dest="datadir", help="the new data directory")
+        pitr.add_argument("--port", type=int, help="the port the restored server runs on")
+        pitr.add_argument(
+            "--start", action="store_true", help="start it (default: stopped, ready to start)"
+        )
+        where = parser.add_mutually_exclusive_group()
         where.add_argument("--target", dest="registered", help="a registered restore target")
         where.add_argument("--to", dest="target", help="a free-form target (needs --free-form)")
         parser.add_argument(
@@ -52,6 +67,13 @@ class Command(BaseCommand):
         json=False,
         **o,
     ):
+        if o.get("source") is not None:
+            return self._point_in_time(o, yes=yes, failure_type=failure_type, as_json=json)
+        if run is None or not (target or registered):
+            raise CommandError(
+                "give a backup RUN_ID with --target NAME or --to TARGET, or --source SOURCE "
+                "--at ISO8601 --to-datadir DIR --port N for a point-in-time source"
+            )
         backup = BackupRun.objects.select_related("source").filter(pk=run).first()
         if backup is None:
             raise CommandError(f"no backup run #{run}")
@@ -125,6 +147,80 @@ class Command(BaseCommand):
                 self.stdout.write(f"  RTO {result['rto_s']} s (declared start → checks passed)")
             for warning in result["warnings"]:
                 self.stdout.write(f"  note: {warning}")
+            if result["error"]:
+                self.stdout.write(f"  error: {result['error']}")
+        sys.exit(0 if result["status"] == "succeeded" else 1)
+
+    def _point_in_time(self, o, *, yes, failure_type, as_json):
+        """Restore a PITR source to a point; refusals change nothing and exit 1."""
+        source = Source.objects.filter(name=o["source"]).first()
+        if source is None:
+            raise CommandError(f"no source named {o['source']!r}")
+        missing = [
+            f"--{n}"
+            for n, k in (("at", "at"), ("to-datadir", "datadir"), ("port", "port"))
+            if o.get(k) in (None, "")
+        ]
+        if missing:
+            raise CommandError(f"a point-in-time restore needs {', '.join(missing)}")
+        at_text = o["at"].strip()
+        try:
+            at = None if at_text.lower() == "latest" else pitr_restores.parse_point(at_text)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        if not yes:
+            raise CommandError(
+                f"restoring {source.name} into {o['datadir']} writes a data directory "
+                "(onto the source: replaces its data, the old directory kept aside): add --yes"
+            )
+        with audit.command_context("restore"):
+            try:
+                restore = pitr_restores.start_pitr_restore(
+                    source,
+                    at=at,
+                    data_dir=o["datadir"],
+                    port=o["port"],
+                    start=o["start"],
+                    failure_type=failure_type,
+                )
+            except (ValueError, NotAllowed, runner.Busy) as exc:
+                return self._pitr_report(None, as_json, at, str(exc))
+            audit.record(
+                "restore",
+                source,
+                detail=f"restore #{restore.pk} of {source.name} to "
+                f"{at.isoformat() if at else 'the latest point'} into {restore.target} "
+                f"(port {restore.port}" + (", onto the source)" if restore.onto_source else ")"),
+            )
+            restore = pitr_restores.execute_pitr_restore(restore)
+        return self._pitr_report(restore, as_json, at)
+
+    def _pitr_report(self, restore, as_json, at, error=""):
+        result = {
+            "restore": restore.pk if restore else None,
+            "status": restore.status if restore else "failed",
+            "target": at.isoformat() if at else "latest",
+            "recovered_to": restore.recovered_to.isoformat()
+            if restore and restore.recovered_to
+            else None,
+            "rto_s": round(restore.rto.total_seconds(), 3) if restore and restore.rto else None,
+            "error": restore.error if restore else error,
+            "data_directory": restore.target if restore else None,
+            "port": restore.port if restore else None,
+            "started": bool(restore and restore.start_server and restore.status == "succeeded"),
+            "kept_aside": (restore.kept_aside or None) if restore else None,
+        }
+        if as_json:
+            self.stdout.write(jsonlib.dumps(result))
+        else:
+            self.stdout.write(
+                f"restore {result['restore']}: {result['status']} → {result['data_directory']}"
+                f" (point {result['target']}, recovered to {result['recovered_to']})"
+            )
+            if result["kept_aside"]:
+                self.stdout.write(f"  previous data directory kept aside at {result['kept_aside']}")
+            if result["rto_s"] is not None:
+                self.stdout.write(f"  RTO {result['rto_s']} s (declared start → checks passed)")
             if result["error"]:
                 self.stdout.write(f"  error: {result['error']}")
         sys.exit(0 if result["status"] == "succeeded" else 1)

@@ -1,14 +1,15 @@
-"""manage.py verify_backup (RUN_ID | --latest JOB) [--destination NAME] [--json]: a restore
-test in the foreground, optionally reading only one destination's copy."""
+"""manage.py verify_backup (RUN_ID | --latest JOB | --source SOURCE [--at ISO8601])
+[--destination NAME] [--json]: a restore test in the foreground, optionally reading only
+one destination's copy; --source tests a point-in-time source by restoring to a point."""
 
 import json as jsonlib
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from backups.models import BackupJob, BackupRun, Destination, Trigger
+from backups.models import BackupJob, BackupRun, Destination, Source, Trigger
 from dr_portal import audit
-from recovery import copies, restore_tests, runner
+from recovery import copies, pitr_restores, restore_tests, runner
 
 
 class Command(BaseCommand):
@@ -26,16 +27,25 @@ class Command(BaseCommand):
             help="read only this destination's copy, as if the others were lost "
             "(with --latest: the newest good backup it holds)",
         )
+        parser.add_argument(
+            "--source",
+            metavar="SOURCE",
+            help="a point-in-time source: restore it to a point in scratch (by default "
+            "alternately its newest recoverable point and a random one)",
+        )
+        parser.add_argument(
+            "--at", metavar="ISO8601", help="with --source: the point (UTC unless zoned)"
+        )
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(self, *args, run=None, latest=None, json=False, destination=None, **options):
-        if (run is None) == (latest is None):
-            raise CommandError("give either a backup RUN_ID or --latest JOB")
-        pinned = None
-        if destination is not None:
-            pinned = Destination.objects.filter(name=destination).first()
-            if pinned is None:
-                raise CommandError(f"no destination named {destination}")
+        if sum(x is not None for x in (run, latest, options.get("source"))) != 1:
+            raise CommandError("give one of a backup RUN_ID, --latest JOB or --source SOURCE")
+        if options.get("at") and not options.get("source"):
+            raise CommandError("--at goes with --source (a point-in-time source)")
+        pinned = self._pinned(destination)
+        if options.get("source"):
+            return self._point_in_time(options["source"], options.get("at"), pinned, json)
         if run is not None:
             backup = BackupRun.objects.select_related("source").filter(pk=run).first()
             if backup is None:
@@ -75,6 +85,43 @@ class Command(BaseCommand):
             test = restore_tests.execute_restore_test(test)
         return self._report(test, json)
 
+    def _pinned(self, destination):
+        if destination is None:
+            return None
+        pinned = Destination.objects.filter(name=destination).first()
+        if pinned is None:
+            raise CommandError(f"no destination named {destination}")
+        return pinned
+
+    def _point_in_time(self, name, at_text, pinned, as_json):
+        source = Source.objects.filter(name=name).first()
+        if source is None:
+            raise CommandError(f"no source named {name}")
+        if not source.pitr:
+            raise CommandError(
+                f"{name} has no point-in-time recovery: give a RUN_ID or --latest JOB"
+            )
+        try:
+            at = pitr_restores.parse_point(at_text) if at_text else None
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        with audit.command_context("verify_backup"):
+            try:
+                test = restore_tests.start_restore_test(
+                    source, trigger=Trigger.COMMAND, destination=pinned, at=at
+                )
+            except (runner.Busy, restore_tests.NoCopyThere, ValueError) as exc:
+                return self._report(None, as_json, str(exc))
+            audit.record(
+                "run restore test",
+                source,
+                detail=f"restore test #{test.pk} of {source.name} to "
+                + (at.isoformat() if at else "a point of its window")
+                + (f" from {pinned.name}" if pinned else ""),
+            )
+            test = restore_tests.execute_restore_test(test)
+        return self._report(test, as_json)
+
     def _report(self, test, as_json, error=""):
         if test is None:
             result = {
@@ -103,6 +150,10 @@ class Command(BaseCommand):
                 "rto_s": round(test.rto.total_seconds(), 3) if test.rto else None,
                 "rpo_s": round(test.data_age.total_seconds(), 1) if test.data_age else None,
                 "rpo_basis": test.data_basis,
+                "point": test.pitr_point or None,
+                "target": test.target_time.isoformat() if test.target_time else None,
+                "recovered_to": test.recovered_to.isoformat() if test.recovered_to else None,
+                "phases": {p["name"]: p["seconds"] for p in test.phases or []},
                 "warnings": list(test.warnings or []),
                 "error": test.error,
             }
