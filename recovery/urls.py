@@ -16,6 +16,7 @@ urlpatterns = [
     ),
     path("sources/<int:source_id>/", views.source_detail, name="source_detail"),
     path("sources/<int:source_id>/test/", views.run_test, name="run_test"),
+    path("sources/<int:source_id>/try-checks/", views.try_checks, name="try_checks"),
     path("sources/<int:source_id>/restore/", views.restore_new, name="restore_new"),
     path("tests/<int:pk>/", views.test_detail, name="test_detail"),
     path("tests/<int:pk>/progress/", views.test_progress, name="test_progress"),

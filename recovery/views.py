@@ -19,6 +19,7 @@ from dr_portal.templatetags.portal import filesize
 from recovery import (
     baselines,
     charts,
+    check_trial,
     copies,
     readiness,
     restore_targets,
@@ -327,6 +328,20 @@ def _test_context(request, test):
         "acceptable": acceptable,
         "accepted": list(test.accepted_baselines.select_related("accepted_by")),
     }
+
+
+@require_POST
+@role_required(MANAGER)
+def try_checks(request, source_id):
+    """'Try on the latest restore' on the source form (htmx): the typed checks, not saved."""
+    source = get_object_or_404(Source, pk=source_id)
+    trial = check_trial.try_checks(source, request.POST)
+    audit.record("try verification checks", source, user=request.user, detail=trial.summary)
+    return render(
+        request,
+        "recovery/_check_try.html",
+        {"trial": trial, "source": source, "can_test": has_role(request.user, OPERATOR)},
+    )
 
 
 def test_detail(request, pk):
