@@ -49,33 +49,46 @@ def _filesize(num):
 
 
 def index(request):
+    """Readiness of every source, the targets, the recent tests and restores.
+
+    The dashboard's figures link here filtered: ?verdict=ok|at_risk|breached narrows the
+    sources; ?tests=failed_or_partial&since=24h lists the restore tests behind the
+    dashboard's failure count."""
     sources = list(Source.objects.select_related("system").order_by("system__name", "name"))
     ready = readiness.source_readiness(sources)
-    rows = [(source, ready[source.pk]) for source in sources]
-    recent_tests = list(
-        RestoreTest.objects.select_related("source")
-        .defer(*LIST_DEFERRED)
-        .order_by("-queued", "-pk")[:15]
-    )
-    recent_restores = list(
-        Restore.objects.select_related("source")
-        .defer(*LIST_DEFERRED)
-        .order_by("-queued", "-pk")[:10]
-    )
+    verdict = request.GET.get("verdict", "")
+    verdict = verdict if verdict in readiness.VERDICT_ORDER else ""
+    rows = [(s, ready[s.pk]) for s in sources if not verdict or ready[s.pk].verdict == verdict]
+    failed_only = request.GET.get("tests") == "failed_or_partial"
     return render(
         request,
         "recovery/index.html",
         {
             "rows": rows,
+            "verdict": verdict,
+            "failed_only": failed_only,
             "overall": readiness.overall(ready),
             "rto_targets": RTOTarget.objects.all(),
             "rpo_targets": RPOTarget.objects.all(),
             "sla": ServiceLevel.current(),
             "restore_rto_target": restore_rto_target(),
-            "recent_tests": recent_tests,
-            "recent_restores": recent_restores,
+            "recent_tests": _listed_tests(failed_only, request.GET.get("since") == "24h"),
+            "recent_restores": list(
+                Restore.objects.select_related("source")
+                .defer(*LIST_DEFERRED)
+                .order_by("-queued", "-pk")[:10]
+            ),
         },
     )
+
+
+def _listed_tests(failed_only: bool, last_day: bool) -> list:
+    tests = RestoreTest.objects.select_related("source").defer(*LIST_DEFERRED)
+    if failed_only:
+        tests = tests.filter(status__in=[RunStatus.FAILED, RunStatus.PARTIAL])
+    if last_day:
+        tests = tests.filter(finished__gte=timezone.now() - timedelta(hours=24))
+    return list(tests.order_by("-queued", "-pk")[: 50 if failed_only else 15])
 
 
 @role_required(MANAGER)
