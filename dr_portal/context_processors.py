@@ -17,4 +17,5 @@ def portal(request):
         "worker_down": SimpleLazyObject(worker_down) if signed_in else {},
         # Beside it: destinations a backup, scrub or test found failing in the last hour.
         "destinations_failing": SimpleLazyObject(failing_destinations) if signed_in else [],
+        "banner_poll_s": settings.DR_BANNER_POLL_S,
     }
