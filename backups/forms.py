@@ -8,6 +8,7 @@ from django import forms
 from django.utils import timezone
 
 from backups import validators
+from backups.check_editor import CheckRowsField
 from backups.models import ArchiveRestore, BackupJob, Destination, Source
 from dr_portal import audit
 from dr_portal.runs import RunStatus
@@ -150,12 +151,13 @@ class SourceForm(KindFieldsMixin, ArchiveTimeoutMixin, SecretsMixin, forms.Model
 
     new_password = SecretField(label="Password")
     exclude = JSONListField(lines=True, label="Exclude patterns", help_text="One glob per line.")
-    checks = JSONListField(
+    checks = CheckRowsField(
         label="Verification checks",
-        help_text='JSON list, e.g. [{"name": "workflows", "sql": "SELECT COUNT(*) FROM workflows", '
-        '"expect": "> 0"}]. Each sql is one read-only query (SELECT, WITH ... SELECT, VALUES or '
-        "TABLE) whose first value is a number or a boolean; it runs on the restored copy as an "
-        "unprivileged role. Expect: " + validators.EXPECT_HELP + ".",
+        help_text="One row per check: a name, one read-only query (SELECT, WITH ... SELECT, "
+        "VALUES or TABLE) whose first value is a number or a boolean, and what to expect of "
+        "it. It runs on the restored copy as an unprivileged role. Expect: "
+        + validators.EXPECT_HELP
+        + ". Leave a row empty to drop it.",
     )
 
     def __init__(self, *args, **kwargs):

@@ -32,7 +32,7 @@ from dr_portal import audit
 from dr_portal.fields import EncryptedTextField, SecretEndpointMixin
 from dr_portal.lib import keyring
 from dr_portal.lib.paths import check_allowed_path, protected_paths, protected_problem
-from dr_portal.lib.text import validate_single_line
+from dr_portal.lib.text import validate_host, validate_single_line
 from dr_portal.runs import ACTIVE, DONE, RunBase, RunStatus
 
 
@@ -177,7 +177,7 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
     data_class = models.CharField(
         max_length=12, choices=DataClass.choices, default=DataClass.IMPORTANT
     )
-    host = models.CharField(max_length=255, blank=True, validators=[validate_single_line])
+    host = models.CharField(max_length=255, blank=True, validators=[validate_host])
     port = models.PositiveIntegerField(null=True, blank=True, validators=[validators.validate_port])
     database = models.CharField(max_length=255, blank=True, validators=[validate_single_line])
     user = models.CharField(max_length=255, blank=True, validators=[validate_single_line])
@@ -237,7 +237,7 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
         "database host for pgBackRest",
         max_length=253,
         blank=True,
-        validators=[validate_single_line],
+        validators=[validate_host],
         help_text="pgBackRest's pg1-host when PostgreSQL runs on another host (reached over "
         "SSH, pgBackRest installed there). Blank: this host.",
     )

@@ -586,6 +586,8 @@ def failures_24h(now):
         "total": total,
         "failed": sum(n for (_, s), n in counts.items() if s == RunStatus.FAILED),
         "partial": sum(n for (_, s), n in counts.items() if s == RunStatus.PARTIAL),
+        "backups": sum(n for (k, _), n in counts.items() if k == "backup"),
+        "tests": sum(n for (k, _), n in counts.items() if k == "test"),
         "per_source": per_source,
         "colour": RED
         if any(s == RunStatus.FAILED for (_, s) in counts)

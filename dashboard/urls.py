@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("metrics", views.metrics_view, name="metrics"),
     path("dashboard/fragment", views.dashboard_fragment, name="dashboard_fragment"),
+    path("banners", views.banners, name="banners"),
     path("compliance/", views.compliance_page, name="compliance"),
     path("compliance/pdf", views.compliance_pdf, name="compliance_pdf"),
 ]

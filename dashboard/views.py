@@ -42,6 +42,14 @@ def dashboard_fragment(request):
 
 @require_GET
 @never_cache
+def banners(request):
+    """The worker and destination banners alone: every open page re-reads them (htmx every
+    DR_BANNER_POLL_S), so a worker that stops while a page is open shows up on it."""
+    return render(request, "dashboard/_banners.html")
+
+
+@require_GET
+@never_cache
 def metrics_view(request):
     refused = metrics.check_access(request)
     if refused:

@@ -10,7 +10,7 @@ from datetime import timedelta
 from django.db.models import CharField, Count, Value
 
 from backups.models import BackupRun
-from dr_portal.lib.queue import WORKER_WINDOW_S, worker_last_seen
+from dr_portal.lib.queue import worker_last_seen, worker_window_s
 from dr_portal.runs import RunStatus
 from recovery.failover.models import FailoverRun
 from recovery.models import Restore, RestoreTest
@@ -28,7 +28,7 @@ def worker_down() -> dict:
     (None: not since the cache was last cleared) and how many runs wait for one."""
     seen = worker_last_seen()
     silent = None if seen is None else time.time() - seen
-    if silent is not None and silent <= WORKER_WINDOW_S:
+    if silent is not None and silent <= worker_window_s():
         return {}
     return {
         "silent": timedelta(seconds=int(silent)) if silent is not None else None,

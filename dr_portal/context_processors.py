@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.utils.functional import SimpleLazyObject
 
+from dashboard.destination_health import failing_destinations
 from dashboard.worker_health import worker_down
 from dr_portal.lib import roles
 
@@ -14,4 +15,7 @@ def portal(request):
         # Every signed-in page shows the dead-worker banner (base.html); lazy, so htmx
         # fragments and pages that do not render the base pay nothing for it.
         "worker_down": SimpleLazyObject(worker_down) if signed_in else {},
+        # Beside it: destinations a backup, scrub or test found failing in the last hour.
+        "destinations_failing": SimpleLazyObject(failing_destinations) if signed_in else [],
+        "banner_poll_s": settings.DR_BANNER_POLL_S,
     }

@@ -16,7 +16,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django_q.brokers import get_broker
 
 from backups import health as backups_health
-from dr_portal.lib.queue import WORKER_WINDOW_S, worker_last_seen
+from dr_portal.lib.queue import worker_last_seen, worker_window_s
 from recovery import health as recovery_health
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def check_workers():
     if seen is None:
         return False, "no worker cluster has been seen"
     age = time.time() - seen
-    if age > WORKER_WINDOW_S:
+    if age > worker_window_s():
         return False, f"no worker seen for {int(age)} s"
     return True, f"worker seen {int(age)} s ago"
 

@@ -232,6 +232,13 @@ DR_TRUSTED_PROXIES = env.int("DR_TRUSTED_PROXIES", default=0)
 if DR_TRUSTED_PROXIES < 0:
     raise ImproperlyConfigured("DR_TRUSTED_PROXIES must be 0 or a positive number of proxies")
 DR_SCRATCH_DATABASE_URL = env.str("DR_SCRATCH_DATABASE_URL", default="")
+# A worker cluster not seen for longer than this is reported down (/health/ready, the banner
+# on every page); open pages re-check the banners every DR_BANNER_POLL_S seconds.
+DR_WORKER_WINDOW_S = env.int("DR_WORKER_WINDOW_S", default=60)
+DR_BANNER_POLL_S = env.int("DR_BANNER_POLL_S", default=15)
+for _name in ("DR_WORKER_WINDOW_S", "DR_BANNER_POLL_S"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be a whole number of seconds, 1 or more")
 # Outbound requests users configure (http_check and webhook steps, notification webhooks) may
 # reach internal addresses (loopback, private, link-local, ...) only when listed here:
 # comma-separated CIDRs, addresses and host names ("*.corp.example" covers subdomains).

@@ -16,11 +16,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from dr_portal.lib.text import validate_single_line
+from dr_portal.lib.text import LONG_TEXT, validate_single_line
 from drills import schedule as sched
 from recovery.targets import FailureType, Verdict
 
@@ -66,7 +67,9 @@ class DrillPlan(models.Model):
     """A recurring exercise: systems, participants, ordered scenarios, time budget, schedule."""
 
     name = models.CharField(max_length=120, unique=True, validators=[validate_single_line])
-    description = models.TextField(blank=True)
+    description = models.TextField(
+        blank=True, max_length=LONG_TEXT, validators=[MaxLengthValidator(LONG_TEXT)]
+    )
     systems = models.ManyToManyField("backups.System", blank=True, related_name="drill_plans")
     participants = models.ManyToManyField(
         "incidents.Contact", blank=True, related_name="drill_plans"
@@ -202,7 +205,12 @@ class Scenario(models.Model):
     order = models.PositiveIntegerField(default=1)
     kind = models.CharField(max_length=20, choices=ScenarioKind.choices)
     title = models.CharField(max_length=120, validators=[validate_single_line])
-    instructions = models.TextField(blank=True, help_text="What to simulate and how to validate.")
+    instructions = models.TextField(
+        blank=True,
+        max_length=LONG_TEXT,
+        validators=[MaxLengthValidator(LONG_TEXT)],
+        help_text="What to simulate and how to validate.",
+    )
     failure_type = models.CharField(
         max_length=20,
         choices=failure_type_choices,
@@ -224,7 +232,10 @@ class Scenario(models.Model):
         default=False, help_text="Run the runbook live (only against a test environment)."
     )
     checklist = models.TextField(
-        blank=True, help_text="Manual scenarios: one instruction per line, ticked off in order."
+        blank=True,
+        max_length=LONG_TEXT,
+        validators=[MaxLengthValidator(LONG_TEXT)],
+        help_text="Manual scenarios: one instruction per line, ticked off in order.",
     )
 
     class Meta:
@@ -353,7 +364,9 @@ class DrillRun(models.Model):
         max_length=10, choices=CleanupState.choices, blank=True, default=""
     )
     cleanup_checked_at = models.DateTimeField(null=True, blank=True)
-    notes = models.TextField(blank=True)
+    notes = models.TextField(
+        blank=True, max_length=LONG_TEXT, validators=[MaxLengthValidator(LONG_TEXT)]
+    )
 
     audit = False  # the drill's own event rows are its history; actions are audited explicitly
 
@@ -611,7 +624,7 @@ class Finding(models.Model):
     scenario_run = models.ForeignKey(
         ScenarioRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="findings"
     )
-    text = models.TextField()
+    text = models.TextField(max_length=LONG_TEXT, validators=[MaxLengthValidator(LONG_TEXT)])
     severity = models.CharField(max_length=8, choices=Severity.choices, default=Severity.MEDIUM)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -24,19 +24,22 @@ def report_context(drill: DrillRun) -> dict:
         for reason in srun.reasons or []:
             issues.append(f"{srun.title}: {reason}")
     actions = list(followups(drill))
-    for srun in scenario_runs:
-        srun.issue_list = list(srun.reasons or []) + [
-            f.text for f in findings if f.scenario_run_id == srun.pk
-        ]
     general = [f.text for f in findings if f.scenario_run_id is None]
-    for srun in scenario_runs:
-        srun.issue_text = "; ".join(srun.issue_list + general) or "none"
     action_text = "; ".join(
         a.text
         + (f" (owner {a.owner_name})" if a.owner_name else "")
         + (f" (due {a.due:%Y-%m-%d})" if a.due else "")
         for a in actions
     )
+    # Follow-ups and findings without a scenario belong to the whole drill: with one scenario
+    # they go in its block, with several in one "whole drill" block, never under each.
+    alone = len(scenario_runs) == 1
+    for srun in scenario_runs:
+        srun.issue_list = list(srun.reasons or []) + [
+            f.text for f in findings if f.scenario_run_id == srun.pk
+        ]
+        srun.issue_text = "; ".join(srun.issue_list + (general if alone else [])) or "none"
+        srun.action_text = (action_text or "none") if alone else ""
     return {
         "drill": drill,
         "plan": drill.plan,
@@ -47,6 +50,7 @@ def report_context(drill: DrillRun) -> dict:
         "actions": actions,
         "general_issues": general,
         "action_text": action_text or "none",
+        "whole_drill_block": not alone,
         "events": list(drill.events.order_by("at", "pk")),
         "cleanup_checks": list(drill.cleanup_checks.all()),
         "participants": list(drill.plan.participants.all()),

@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 
+from dr_portal.lib.text import LONG_TEXT, validate_phone
 from incidents.models import Contact, OnCall
 
 COLUMNS = ["role", "name", "phone", "email", "on_call", "notes"]
@@ -103,18 +104,32 @@ def _field_problems(row: dict) -> list[str]:
         problems.append("role is longer than 60 characters")
     if len(row["name"]) > 120:
         problems.append("name is longer than 120 characters")
-    if len(row["phone"]) > 40:
-        problems.append("phone is longer than 40 characters")
-    if row["email"]:
-        try:
-            validate_email(row["email"])
-        except ValidationError:
-            problems.append(f"email {row['email']!r} is not an email address")
+    problems += _contact_problems(row)
     row["on_call"] = row["on_call"].lower()
     if row["on_call"] in ("no", "none", "-"):
         row["on_call"] = ""
     if row["on_call"] not in ("", OnCall.PRIMARY, OnCall.SECONDARY):
         problems.append(f"on_call must be empty, primary or secondary, not {row['on_call']!r}")
+    return problems
+
+
+def _contact_problems(row: dict) -> list[str]:
+    """Phone, email and notes: the same limits as the contact form."""
+    problems = []
+    if len(row["phone"]) > 40:
+        problems.append("phone is longer than 40 characters")
+    else:
+        try:
+            validate_phone(row["phone"])
+        except ValidationError as exc:
+            problems.append(exc.messages[0])
+    if row["email"]:
+        try:
+            validate_email(row["email"])
+        except ValidationError:
+            problems.append(f"email {row['email']!r} is not an email address")
+    if len(row["notes"]) > LONG_TEXT:
+        problems.append(f"notes are longer than {LONG_TEXT:,} characters")
     return problems
 
 

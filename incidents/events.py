@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from backups import anomalies
 from backups.models import BackupRun
+from dr_portal.lib.durations import format_duration
 from dr_portal.models import RunEvent
 from dr_portal.runs import RunStatus
 from incidents import alerts
@@ -108,7 +109,7 @@ def failover_started_alert(event, run):
 def failover_alert(event, run):
     title = f"{run}: {run.get_status_display().lower()}"
     if run.rto is not None:
-        title += f", RTO {run.rto}"
+        title += f", RTO {format_duration(run.rto)}"
     alerts.alert(
         f"failover:run:{run.pk}:finished",
         "failover_finished",

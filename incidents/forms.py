@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from dr_portal.lib import outbound
 from dr_portal.widgets import DatePicker, DateTimePicker
-from incidents.links import linkable_choices
+from incidents.links import linkable_choices, recent_choices
 from incidents.models import (
     COMMON_ROLES,
     Contact,
@@ -151,18 +151,38 @@ class FollowUpForm(forms.ModelForm):
 
 
 class LinkForm(forms.Form):
-    content_type = forms.TypedChoiceField(label="Kind", coerce=int)
-    object_id = forms.IntegerField(label="Number (#)", min_value=1)
-    note = forms.CharField(max_length=200, required=False)
+    """Link a run, test, failover… to the incident: picked from the recent ones, or an
+    older one by kind and number."""
+
+    run = forms.ChoiceField(
+        label="Run, test or failover",
+        required=False,
+        error_messages={
+            "invalid_choice": "That one is no longer among the recent ones: link it by number."
+        },
+    )
+    content_type = forms.TypedChoiceField(label="Kind", coerce=int, required=False)
+    object_id = forms.IntegerField(label="Number (#)", min_value=1, required=False)
+    note = forms.CharField(
+        max_length=200,
+        required=False,
+        widget=forms.TextInput(attrs={"placeholder": "note (optional)"}),
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["content_type"].choices = linkable_choices()
+        self.fields["run"].choices = [("", "pick a recent one…"), *recent_choices()]
+        self.fields["content_type"].choices = [("", "kind…"), *linkable_choices()]
 
     def clean(self):
         data = super().clean()
         if self.errors:
             return data
+        if data.get("run"):
+            ct_id, _, pk = data["run"].partition(":")
+            data["content_type"], data["object_id"] = int(ct_id), int(pk)
+        elif not (data.get("content_type") and data.get("object_id")):
+            raise forms.ValidationError("Pick a run, or give a kind and a number.")
         ct = ContentType.objects.get_for_id(data["content_type"])
         model = ct.model_class()
         if model is None or not model._default_manager.filter(pk=data["object_id"]).exists():

@@ -34,6 +34,46 @@ def linkable_choices():
     ]
 
 
+RECENT = 15  # per kind in the link picker; an older one is linked by its number
+_SHOWN_RELATIONS = ("source", "runbook", "system", "job", "plan")  # what the names read
+_WHEN = ("declared_at", "queued", "started", "created")
+
+
+def _recent(model):
+    names = {f.name for f in model._meta.get_fields()}
+    qs = model._default_manager.order_by("-pk")
+    related = [n for n in _SHOWN_RELATIONS if n in names and model._meta.get_field(n).many_to_one]
+    if related:
+        qs = qs.select_related(*related)
+    if "log" in names:
+        qs = qs.defer("log")
+    return list(qs[:RECENT])
+
+
+def _picker_label(obj) -> str:
+    parts = [describe(obj)]
+    if hasattr(obj, "get_status_display"):
+        parts.append(obj.get_status_display().lower())
+    when = next((getattr(obj, n) for n in _WHEN if getattr(obj, n, None)), None)
+    if when is not None:
+        parts.append(f"{timezone.localtime(when):%Y-%m-%d %H:%M}")
+    return " · ".join(parts)
+
+
+def recent_choices():
+    """Grouped choices for the link picker: the newest runs, tests, failovers… of each kind,
+    as ("<content type id>:<pk>", label). One query per kind."""
+    models = linkable_models()
+    types = ContentType.objects.get_for_models(*models) if models else {}
+    groups = []
+    for model in models:
+        rows = [(f"{types[model].pk}:{obj.pk}", _picker_label(obj)) for obj in _recent(model)]
+        if rows:
+            kind = f"{model._meta.app_config.verbose_name} · {model._meta.verbose_name}"
+            groups.append((kind, rows))
+    return groups
+
+
 def describe(obj) -> str:
     if obj is None:
         return "(deleted)"

@@ -6,13 +6,14 @@ from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelation
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator
 from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
 from dr_portal.fields import EncryptedTextField
-from dr_portal.lib.text import validate_single_line
+from dr_portal.lib.text import LONG_TEXT, validate_phone, validate_single_line
 
 # --- Contacts ---------------------------------------------------------------
 
@@ -33,9 +34,11 @@ class Contact(models.Model):
         max_length=60, help_text="On-Call, DBA, Infrastructure, Manager or any other."
     )
     name = models.CharField(max_length=120, validators=[validate_single_line])
-    phone = models.CharField(max_length=40, blank=True)
+    phone = models.CharField(max_length=40, blank=True, validators=[validate_phone])
     email = models.EmailField(blank=True)
-    notes = models.TextField(blank=True)
+    notes = models.TextField(
+        blank=True, max_length=LONG_TEXT, validators=[MaxLengthValidator(LONG_TEXT)]
+    )
     on_call = models.CharField(
         max_length=10, choices=OnCall.choices, default=OnCall.NONE, blank=True
     )
@@ -151,15 +154,29 @@ class Incident(models.Model):
     )
     detected_at = models.DateTimeField(default=timezone.now)
     resolved_at = models.DateTimeField(null=True, blank=True)
-    root_cause = models.TextField(blank=True)
+    root_cause = models.TextField(
+        blank=True, max_length=LONG_TEXT, validators=[MaxLengthValidator(LONG_TEXT)]
+    )
     users_affected = models.PositiveIntegerField(null=True, blank=True)
     data_loss = models.CharField(
         max_length=200, blank=True, help_text='For example "0" or "15 min of executions".'
     )
     services_down = models.CharField(max_length=200, blank=True)
-    recovery_actions = models.TextField(blank=True, help_text="One action per line, in order.")
-    preventive_measures = models.TextField(blank=True, help_text="One measure per line.")
-    lessons_learned = models.TextField(blank=True)
+    recovery_actions = models.TextField(
+        blank=True,
+        max_length=LONG_TEXT,
+        validators=[MaxLengthValidator(LONG_TEXT)],
+        help_text="One action per line, in order.",
+    )
+    preventive_measures = models.TextField(
+        blank=True,
+        max_length=LONG_TEXT,
+        validators=[MaxLengthValidator(LONG_TEXT)],
+        help_text="One measure per line.",
+    )
+    lessons_learned = models.TextField(
+        blank=True, max_length=LONG_TEXT, validators=[MaxLengthValidator(LONG_TEXT)]
+    )
     # Deleting an incident deletes its follow-ups (they are generic, so say it here).
     followup_items = GenericRelation("FollowUp")
     created_by = models.ForeignKey(
@@ -294,7 +311,7 @@ class TimelineEntry(models.Model):
 
     incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="timeline")
     at = models.DateTimeField(default=timezone.now)
-    text = models.TextField()
+    text = models.TextField(max_length=LONG_TEXT, validators=[MaxLengthValidator(LONG_TEXT)])
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

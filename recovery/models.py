@@ -12,6 +12,7 @@ from backups.models import Source, Trigger
 from dr_portal import audit
 from dr_portal.fields import EncryptedTextField, SecretEndpointMixin
 from dr_portal.lib.paths import check_allowed_path
+from dr_portal.lib.text import validate_host
 from dr_portal.runs import RunBase, RunStatus
 from recovery import restore_targets
 from recovery.cleanup import after_lost
@@ -204,7 +205,7 @@ class RestoreTarget(SecretEndpointMixin, models.Model):
 
     name = models.CharField(max_length=100, unique=True, validators=[NAME_VALIDATOR])
     kind = models.CharField(max_length=12, choices=Kind.choices)
-    host = models.CharField(max_length=255, blank=True)
+    host = models.CharField(max_length=255, blank=True, validators=[validate_host])
     port = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(65535)]
     )

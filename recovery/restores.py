@@ -19,6 +19,7 @@ from django.utils import timezone
 from backups.globals import globals_info
 from backups.models import BackupRun, Source
 from dr_portal.lib import keyring
+from dr_portal.lib.durations import format_duration
 from dr_portal.lib.queue import enqueue
 from dr_portal.lib.redact import redact
 from dr_portal.runs import ACTIVE, RunStatus
@@ -214,7 +215,7 @@ def _finish(restore: Restore, result: RestoreResult):
         restore.append_log(message)
         restore.finish(RunStatus.FAILED, message, **result.as_fields())
         return
-    restore.append_log(f"verified on the target; RTO {result.rto}")
+    restore.append_log(f"verified on the target; RTO {format_duration(result.rto)}")
     restore.finish(RunStatus.SUCCEEDED, "", **result.as_fields())
 
 

@@ -16,6 +16,7 @@ urlpatterns = [
     ),
     path("sources/<int:source_id>/", views.source_detail, name="source_detail"),
     path("sources/<int:source_id>/test/", views.run_test, name="run_test"),
+    path("sources/<int:source_id>/try-checks/", views.try_checks, name="try_checks"),
     path("sources/<int:source_id>/restore/", views.restore_new, name="restore_new"),
     path(
         "sources/<int:source_id>/restore-to-point/",

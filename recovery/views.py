@@ -19,6 +19,7 @@ from dr_portal.templatetags.portal import filesize
 from recovery import (
     baselines,
     charts,
+    check_trial,
     copies,
     readiness,
     restore_targets,
@@ -48,33 +49,46 @@ def _filesize(num):
 
 
 def index(request):
+    """Readiness of every source, the targets, the recent tests and restores.
+
+    The dashboard's figures link here filtered: ?verdict=ok|at_risk|breached narrows the
+    sources; ?tests=failed_or_partial&since=24h lists the restore tests behind the
+    dashboard's failure count."""
     sources = list(Source.objects.select_related("system").order_by("system__name", "name"))
     ready = readiness.source_readiness(sources)
-    rows = [(source, ready[source.pk]) for source in sources]
-    recent_tests = list(
-        RestoreTest.objects.select_related("source")
-        .defer(*LIST_DEFERRED)
-        .order_by("-queued", "-pk")[:15]
-    )
-    recent_restores = list(
-        Restore.objects.select_related("source")
-        .defer(*LIST_DEFERRED)
-        .order_by("-queued", "-pk")[:10]
-    )
+    verdict = request.GET.get("verdict", "")
+    verdict = verdict if verdict in readiness.VERDICT_ORDER else ""
+    rows = [(s, ready[s.pk]) for s in sources if not verdict or ready[s.pk].verdict == verdict]
+    failed_only = request.GET.get("tests") == "failed_or_partial"
     return render(
         request,
         "recovery/index.html",
         {
             "rows": rows,
+            "verdict": verdict,
+            "failed_only": failed_only,
             "overall": readiness.overall(ready),
             "rto_targets": RTOTarget.objects.all(),
             "rpo_targets": RPOTarget.objects.all(),
             "sla": ServiceLevel.current(),
             "restore_rto_target": restore_rto_target(),
-            "recent_tests": recent_tests,
-            "recent_restores": recent_restores,
+            "recent_tests": _listed_tests(failed_only, request.GET.get("since") == "24h"),
+            "recent_restores": list(
+                Restore.objects.select_related("source")
+                .defer(*LIST_DEFERRED)
+                .order_by("-queued", "-pk")[:10]
+            ),
         },
     )
+
+
+def _listed_tests(failed_only: bool, last_day: bool) -> list:
+    tests = RestoreTest.objects.select_related("source").defer(*LIST_DEFERRED)
+    if failed_only:
+        tests = tests.filter(status__in=[RunStatus.FAILED, RunStatus.PARTIAL])
+    if last_day:
+        tests = tests.filter(finished__gte=timezone.now() - timedelta(hours=24))
+    return list(tests.order_by("-queued", "-pk")[: 50 if failed_only else 15])
 
 
 @role_required(MANAGER)
@@ -327,6 +341,20 @@ def _test_context(request, test):
         "acceptable": acceptable,
         "accepted": list(test.accepted_baselines.select_related("accepted_by")),
     }
+
+
+@require_POST
+@role_required(MANAGER)
+def try_checks(request, source_id):
+    """'Try on the latest restore' on the source form (htmx): the typed checks, not saved."""
+    source = get_object_or_404(Source, pk=source_id)
+    trial = check_trial.try_checks(source, request.POST)
+    audit.record("try verification checks", source, user=request.user, detail=trial.summary)
+    return render(
+        request,
+        "recovery/_check_try.html",
+        {"trial": trial, "source": source, "can_test": has_role(request.user, OPERATOR)},
+    )
 
 
 def test_detail(request, pk):

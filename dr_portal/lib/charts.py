@@ -15,14 +15,22 @@ from django.utils.safestring import SafeString, mark_safe
 
 COLOURS = ["#2b5cab", "#1a7f37", "#8e44ad", "#b7791f", "#555"]
 BAD = "#c62828"
+LEGEND_CHAR_W = 7  # px per character at font-size 11, generously
 
 
 def _x_value(x):
     return x.timestamp() if isinstance(x, datetime) else float(x)
 
 
-def _x_label(x):
-    return x.strftime("%d %b") if isinstance(x, datetime) else f"{x:g}"
+def _x_label(x, fmt="%d %b"):
+    return x.strftime(fmt) if isinstance(x, datetime) else f"{x:g}"
+
+
+def _x_format(first, last) -> str:
+    """Dates; with the time of day when the points are less than two days apart."""
+    if isinstance(first, datetime) and (last - first).total_seconds() < 2 * 86400:
+        return "%d %b %H:%M"
+    return "%d %b"
 
 
 @dataclass(frozen=True)
@@ -61,8 +69,8 @@ def _frame(points, target, title: str, width: int, height: int) -> _Frame:
 
 
 def _grid(f: _Frame, y_format) -> list[str]:
-    """Three horizontal grid lines (0, half, top) with their values."""
-    parts = []
+    """Three horizontal grid lines (0, half, top), each value written once."""
+    parts, shown = [], set()
     for frac in (0, 0.5, 1):
         value = f.y_min + frac * (f.y_max - f.y_min)
         y = f.sy(value)
@@ -70,21 +78,28 @@ def _grid(f: _Frame, y_format) -> list[str]:
             f'<line x1="{f.pad_l}" x2="{f.width - f.pad_r}" y1="{y:.1f}" y2="{y:.1f}" '
             'stroke="#e3e6ee"/>'
         )
-        parts.append(
-            f'<text x="{f.pad_l - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#667">'
-            f"{escape(y_format(value))}</text>"
-        )
+        text = y_format(value)
+        if text not in shown:  # tiny ranges round to the same text ("<1ms" twice)
+            shown.add(text)
+            parts.append(
+                f'<text x="{f.pad_l - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#667">'
+                f"{escape(text)}</text>"
+            )
     return parts
 
 
 def _x_labels(f: _Frame, points) -> list[str]:
-    """The first and last x values under the axis."""
-    first = min(points, key=lambda p: _x_value(p[0]))
-    last = max(points, key=lambda p: _x_value(p[0]))
+    """The first and last x values under the axis; one label, centred, for a single x."""
+    first = min(points, key=lambda p: _x_value(p[0]))[0]
+    last = max(points, key=lambda p: _x_value(p[0]))[0]
+    fmt = _x_format(first, last)
+    labels = ((first, "start"), (last, "end"))
+    if _x_value(first) == _x_value(last) or _x_label(first, fmt) == _x_label(last, fmt):
+        labels = ((first, "middle"),)
     return [
         f'<text x="{f.sx(x):.1f}" y="{f.height - 8}" text-anchor="{anchor}" fill="#667">'
-        f"{escape(_x_label(x))}</text>"
-        for x, anchor in ((first[0], "start"), (last[0], "end"))
+        f"{escape(_x_label(x, fmt))}</text>"
+        for x, anchor in labels
     ]
 
 
@@ -98,7 +113,7 @@ def _target_line(f: _Frame, target: float, target_label: str, y_format) -> str:
     )
 
 
-def _series(f: _Frame, index: int, label: str, pts, target, y_format) -> list[str]:
+def _series(f: _Frame, index: int, label: str, pts, target, y_format, legend_x) -> list[str]:
     """One series: its line, its dots (over the target in the bad colour) and its legend."""
     parts = []
     colour = COLOURS[index % len(COLOURS)]
@@ -113,8 +128,7 @@ def _series(f: _Frame, index: int, label: str, pts, target, y_format) -> list[st
             f"<title>{escape(label)}: {escape(y_format(y))} ({escape(_x_label(x))})</title></circle>"
         )
     parts.append(
-        f'<text x="{f.pad_l + 8 + index * 150}" y="{f.pad_t + 12}" fill="{colour}">'
-        f"{escape(label)}</text>"
+        f'<text x="{legend_x:.0f}" y="{f.pad_t + 12}" fill="{colour}">{escape(label)}</text>'
     )
     return parts
 
@@ -149,7 +163,9 @@ def line_chart(
     parts += _x_labels(f, points)
     if target is not None:
         parts.append(_target_line(f, target, target_label, y_format))
+    legend_x = f.pad_l + 8
     for index, (label, pts) in enumerate(series):
-        parts += _series(f, index, label, pts, target, y_format)
+        parts += _series(f, index, label, pts, target, y_format, legend_x)
+        legend_x += max(150, len(label) * LEGEND_CHAR_W + 24)  # long names push the next one
     parts.append("</svg>")
     return mark_safe("".join(parts))

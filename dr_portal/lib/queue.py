@@ -2,6 +2,7 @@
 
 import time
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django_q.models import Schedule
@@ -45,7 +46,9 @@ def drop_schedule(name: str):
     Schedule.objects.filter(name=name).delete()
 
 
-WORKER_WINDOW_S = 60  # a cluster not seen for longer is reported down (health, dashboard)
+def worker_window_s() -> int:
+    """Seconds without a cluster before it is reported down (health, the banner)."""
+    return settings.DR_WORKER_WINDOW_S
 
 
 def worker_last_seen() -> float | None:

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator
 from django.db import IntegrityError, models, transaction
 from django.db.models import Q, Value
 from django.db.models.functions import Concat
@@ -52,7 +53,9 @@ class Runbook(models.Model):
     system = models.ForeignKey("backups.System", on_delete=models.CASCADE, related_name="runbooks")
     name = models.CharField(max_length=120, validators=[validate_single_line])
     failure_type = models.CharField(max_length=40, choices=failure_type_choices)
-    description = models.TextField(blank=True)
+    description = models.TextField(
+        blank=True, max_length=2000, validators=[MaxLengthValidator(2000)]
+    )
     template = models.CharField(
         max_length=60, blank=True, help_text="built-in template it came from"
     )

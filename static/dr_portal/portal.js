@@ -7,6 +7,8 @@
 //   <select data-autosubmit>             submits its form on change
 //   <form data-kind-form>                shows only the fields whose data-kinds lists the
 //                                        chosen kind (select name=kind); others stay hidden
+//   <table data-check-rows="checks"> + <button data-add-check>
+//                                        the check editor: the button adds a blank row
 (function () {
   "use strict";
 
@@ -23,6 +25,31 @@
 
   function initKindForms() {
     document.querySelectorAll("form[data-kind-form]").forEach(showKindFields);
+    document.querySelectorAll("[data-add-check]").forEach(function (b) {
+      b.hidden = false; // without JavaScript the blank rows are there to type into
+    });
+  }
+
+  // A blank copy of the last row, numbered after the highest row index in the table.
+  function addCheckRow(button) {
+    var table = button.parentNode.querySelector("table[data-check-rows]");
+    if (!table) return;
+    var name = table.getAttribute("data-check-rows");
+    var rows = table.querySelectorAll("tr[data-check-row]");
+    var last = rows[rows.length - 1];
+    var next = 0;
+    table.querySelectorAll("[name^='" + name + "-']").forEach(function (field) {
+      next = Math.max(next, parseInt(field.name.split("-")[1], 10) + 1);
+    });
+    var row = last.cloneNode(true);
+    row.querySelectorAll("input, textarea").forEach(function (field) {
+      var part = field.name.split("-")[2];
+      field.name = name + "-" + next + "-" + part;
+      field.value = "";
+      field.setAttribute("aria-label", field.getAttribute("aria-label").replace(/\d+/, next + 1));
+    });
+    last.parentNode.appendChild(row);
+    row.querySelector("input").focus();
   }
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", initKindForms);
@@ -59,6 +86,11 @@
     if (button) {
       event.preventDefault();
       window.print();
+    }
+    var add = event.target.closest && event.target.closest("[data-add-check]");
+    if (add) {
+      event.preventDefault();
+      addCheckRow(add);
     }
   });
 

@@ -357,11 +357,12 @@ def many(job, sqlite_source, local_dest, second_dest):
 @pytest.mark.parametrize(
     "page,limit",
     [
-        ("index", 12),
+        # Every page: one query for the destination banner (dashboard.destination_health).
+        ("index", 13),
         ("job_list", 9),
         ("source_list", 8),
         ("destination_list", 8),
-        ("retention", 17),  # 14 + the worker banner: two cache reads, one count (no worker)
+        ("retention", 18),  # 14 + the worker banner: two cache reads, one count (no worker)
     ],
 )
 def test_list_pages_pin_their_query_count(viewer, many, page, limit, django_assert_max_num_queries):

@@ -64,3 +64,21 @@ def test_no_banner_while_a_worker_beats(viewer_client):
     cache.set(WORKER_SEEN_KEY, time.time() - 5, None)
     assert 'id="worker-warning"' not in _dashboard(viewer_client)
     assert 'id="worker-warning"' not in viewer_client.get("/backups/").content.decode()
+
+
+def test_pages_re_read_the_banners_and_the_fragment_has_them(viewer_client, settings):
+    settings.DR_BANNER_POLL_S = 7
+    cache.set(WORKER_SEEN_KEY, time.time() - 120, None)
+    page = viewer_client.get("/backups/").content.decode()
+    assert 'hx-get="/banners" hx-trigger="every 7s"' in page
+    fragment = viewer_client.get("/banners").content.decode()
+    assert fragment.startswith('<div id="health-banners"') and 'id="worker-warning"' in fragment
+    cache.set(WORKER_SEEN_KEY, time.time(), None)
+    assert 'id="worker-warning"' not in viewer_client.get("/banners").content.decode()
+
+
+def test_the_window_is_a_setting(viewer_client, settings):
+    cache.set(WORKER_SEEN_KEY, time.time() - 30, None)
+    assert 'id="worker-warning"' not in _dashboard(viewer_client)  # 30 s < 60 s
+    settings.DR_WORKER_WINDOW_S = 20
+    assert 'id="worker-warning"' in _dashboard(viewer_client)

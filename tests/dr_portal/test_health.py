@@ -70,9 +70,9 @@ def test_a_viewer_sees_the_details_but_never_the_exception_text(viewer_client, m
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_ready_follows_a_real_worker_starting_and_stopping(viewer_client, monkeypatch):
+def test_ready_follows_a_real_worker_starting_and_stopping(viewer_client, settings):
     client = viewer_client
-    monkeypatch.setattr(health, "WORKER_WINDOW_S", 4)
+    settings.DR_WORKER_WINDOW_S = 4
     with running_cluster(workers=1) as proc:
         wait_for(lambda: ready(client)[0] == 200, timeout=60, message="ready with a worker")
         status, body = ready(client)

@@ -124,3 +124,13 @@ def test_finding_added_through_the_view_lands_in_its_scenario_block(running_dril
         follow=True,
     )  # fmt: skip
     assert "Describe the issue found." in empty.content.decode()
+
+
+def test_a_drill_follow_up_appears_once_not_under_every_scenario(ended_drill, viewer_client):
+    """Two scenarios, one drill-wide follow-up and finding: one 'whole drill' block has them."""
+    body = viewer_client.get(reverse("drills:report", args=[ended_drill.pk])).content.decode()
+    results = body.split("<h2>Document Results</h2>")[1].split("<h2>Issues</h2>")[0]
+    assert results.count("Scenario: ") == 3  # two scenarios and the whole drill
+    assert results.count("Add the DNS TTL step to the runbook") == 1
+    assert results.count("Runbook lacks the DNS TTL step") == 1
+    assert "Scenario: whole drill (2 scenarios)" in results

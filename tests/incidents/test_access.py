@@ -174,7 +174,7 @@ def test_list_pages_pin_query_counts(viewer_client, db, name, django_assert_max_
     for k in range(10):
         ContactFactory(role="Other", name=f"c{k}")
     assert _count(viewer_client, url, django_assert_max_num_queries) == few
-    assert few <= 12
+    assert few <= 13  # 12 + the destination banner's one query
 
 
 def test_detail_page_query_count_does_not_grow(viewer_client, db):

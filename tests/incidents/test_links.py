@@ -8,6 +8,8 @@ from django.urls import reverse
 from dr_portal.runs import RunStatus, run_models
 from incidents.links import linkable_models, note_run_transition
 from incidents.models import IncidentLink, TimelineEntry
+from tests.factories import BackupRunFactory, RestoreTestFactory, SourceFactory
+from tests.support.forms import form_data
 
 
 def _some_run():
@@ -90,3 +92,35 @@ def test_linking_twice_is_refused_and_unlink_works(operator_client, make_inciden
     assert f"#{run.pk}" in page
     operator_client.post(reverse("incidents:link_remove", args=[incident.identifier, link.pk]))
     assert not IncidentLink.objects.exists()
+
+
+def test_runs_are_picked_from_a_list_of_recent_ones_not_typed(
+    operator_client, make_incident, system
+):
+    """The link form lists the newest runs, tests and failovers of each kind; picking one
+    links it (issue 18: incidents linked runs by typed numbers)."""
+    incident = make_incident()
+    source = SourceFactory(system=system, name="toolhub")
+    runs = [BackupRunFactory(source=source, source_name="toolhub") for _ in range(20)]
+    test = RestoreTestFactory(source=source)
+    page = operator_client.get(incident.get_absolute_url()).content.decode()
+    backup_ct = ContentType.objects.get_for_model(type(runs[0]))
+    newest, oldest = runs[-1], runs[0]
+    assert f'value="{backup_ct.pk}:{newest.pk}"' in page
+    assert f"backup run #{newest.pk} of toolhub · queued · " in page
+    assert f'value="{backup_ct.pk}:{oldest.pk}"' not in page  # only the 15 newest per kind
+    test_ct = ContentType.objects.get_for_model(type(test))
+    assert f'value="{test_ct.pk}:{test.pk}"' in page
+    data = form_data(page, "run")
+    data["run"] = f"{backup_ct.pk}:{newest.pk}"
+    url = reverse("incidents:link_add", args=[incident.identifier])
+    assert operator_client.post(url, data).status_code == 302
+    assert IncidentLink.objects.get().target == newest
+    # A value not offered (an old run, or a forged one) is refused; nothing is linked.
+    data["run"] = f"{backup_ct.pk}:{oldest.pk}"
+    response = operator_client.post(url, data, follow=True)
+    assert "link it by number" in response.content.decode()
+    assert IncidentLink.objects.count() == 1
+    # Nothing picked and no number: a clear message.
+    response = operator_client.post(url, {"run": "", "note": ""}, follow=True)
+    assert "Pick a run, or give a kind and a number." in response.content.decode()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from dr_portal.lib import hostnames
 from dr_portal.lib.durations import parse_duration
 
 MISSING = object()
@@ -160,6 +161,11 @@ def port(value) -> str | None:
 
 def non_empty(value) -> str | None:
     return None if value else "must not be empty"
+
+
+def pg_host(value) -> str | None:
+    """A host name, an IP address or a socket directory, never anything else."""
+    return non_empty(value) or hostnames.host_problem(value, socket_dir=True)
 
 
 def str_list(value) -> str | None:

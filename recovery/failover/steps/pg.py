@@ -22,10 +22,20 @@ import time
 
 import psycopg
 
-from .base import Context, Kind, Param, StepResult, StepTimedOut, non_empty, one_of, port, positive
+from .base import (
+    Context,
+    Kind,
+    Param,
+    StepResult,
+    StepTimedOut,
+    one_of,
+    pg_host,
+    port,
+    positive,
+)
 
 CONN = {
-    "host": Param((str,), check=non_empty),
+    "host": Param((str,), check=pg_host),
     "port": Param((int,), 5432, port),
     "dbname": Param((str,), "postgres"),
     "user": Param((str,), "postgres"),
