@@ -4,13 +4,14 @@
 
 Creates a PostgreSQL 15 cluster of its own (initdb as the postgres OS user, on a free
 loopback port) with the archive lines `pitr_setup` prints, a local pgBackRest repository
-(zstd, AES-256-CBC, the configuration the portal writes) and ~1 GB of pgbench data
+(AES-256-CBC; the configuration, passphrase and stanza `Source.to_stanza()` builds,
+used by both legs) and ~1 GB of pgbench data
 (`--scale 68`), then times, alternating the order each round:
   backup   plain:  `pgbackrest --config=… --stanza=… --type=full --start-fast backup`
            portal: the physical backup run as the worker executes it — `backup_now JOB`'s
-                   code path (backups.physical via services.execute: claim, lease,
-                   heartbeat, config rewrite, pgBackRest, read-back, copies, run event) when
-                   Django is importable with a database, else the engine call alone
+                   code path (services.execute → backups.physical: claim, job lock, lease,
+                   heartbeat, config check, pgBackRest, read-back, copies, run event, window
+                   refresh), on a throw-away SQLite portal database and var dir
   restore  plain:  `pgbackrest restore --set=L` into an empty directory, a port and a
                    socket in postgresql.auto.conf, `pg_ctl -w start`, wait until
                    pg_is_in_recovery() is false, stop, remove
@@ -32,14 +33,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backups.engine import pgbackrest  # noqa: E402 - after the path set-up
+import django  # noqa: E402 - after the path set-up
+from django.core.management import call_command  # noqa: E402
+
+from backups.engine import pgbackrest  # noqa: E402
 from recovery.engine import pitr  # noqa: E402
 from tests.support.pitr import (  # noqa: E402
     BIN,
     Cluster,
     as_postgres,
     free_port,
-    make_stanza,
     owned_tempdir,  # noqa: E402
 )
 
@@ -57,14 +60,44 @@ def wait_idle(limit: float, max_wait_s: float) -> str:
     return f"{now:.2f}" + ("" if now < limit else f" (not under {limit}: machine busy)")
 
 
-def make_cluster(scale: int) -> Cluster:
+def portal_rows(base: Path, port: int):
+    """The portal's rows for the bench cluster, in a throw-away database and var dir: a PITR
+    source, a local repository destination and a physical full job (retention keeps all)."""
+    var = owned_tempdir("dr-bench-pitr-var-")
+    os.environ["DR_VAR_DIR"] = str(var)
+    os.environ["DATABASE_URL"] = f"sqlite:///{var / 'bench.sqlite3'}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dr_portal.settings")
+    django.setup()
+    call_command("migrate", verbosity=0)
+    from backups.models import BackupJob, Destination, Source, System  # noqa: PLC0415 - after setup
+
+    system = System.objects.create(name="bench")
+    repo = Destination.objects.create(
+        name="bench-repo", kind="local", path=str(base / "repo"), keep_days=365, keep_last=100
+    )
+    source = Source.objects.create(
+        system=system, name="benchpitr", kind="postgresql", host=str(base / "sock"), port=port,
+        database="postgres", user="postgres", pitr=True, data_directory=str(base / "data"),
+        archive_timeout_s=60,
+    )  # fmt: skip
+    job = BackupJob.objects.create(
+        name="benchpitr-full", source=source, method="physical", backup_type="full"
+    )
+    job.destinations.set([repo])
+    return source, job
+
+
+def make_cluster(scale: int):
     base = owned_tempdir("dr-bench-pitr-")
     port = free_port()
-    cluster = Cluster(base, port, make_stanza(base, port, name="benchpitr"))
     (base / "sock").mkdir(mode=0o700)
+    (base / "repo").mkdir()
     if os.geteuid() == 0:
         shutil.chown(base / "sock", "postgres", "postgres")
-    as_postgres(BIN / "initdb", "-D", cluster.data, "-U", "postgres", "-A", "trust")
+        shutil.chown(base / "repo", "postgres", "postgres")
+    as_postgres(BIN / "initdb", "-D", base / "data", "-U", "postgres", "-A", "trust")
+    source, job = portal_rows(base, port)
+    cluster = Cluster(base, port, source.to_stanza())  # the stanza the portal runs with
     lines = [
         "listen_addresses = '127.0.0.1'",
         f"port = {port}",
@@ -83,7 +116,7 @@ def make_cluster(scale: int) -> Cluster:
                 timeout=3600)  # fmt: skip
     size = cluster.sql("SELECT pg_database_size('postgres')")[0][0]
     print(f"database: {size / 1e6:.0f} MB", flush=True)
-    return cluster
+    return cluster, job
 
 
 def write_wal(cluster: Cluster, megabytes: int) -> int:
@@ -114,8 +147,12 @@ def plain_backup(cluster: Cluster) -> None:
     plain(cluster, "--type=full", "--start-fast", "backup")
 
 
-def portal_backup(cluster: Cluster) -> None:
-    pgbackrest.backup(cluster.stanza, "full")
+def portal_backup(job) -> None:
+    from backups import services  # noqa: PLC0415 - Django is set up by then
+
+    run = services.execute(services.start_run(job, "command"))
+    if run.status != "succeeded":
+        raise SystemExit(f"portal backup run #{run.pk} {run.status}: {run.error}")
 
 
 def plain_restore(cluster: Cluster, label: str, parent: Path) -> None:
@@ -179,11 +216,11 @@ def main():
     parser.add_argument("--max-wait", type=float, default=120, help="seconds to wait for idle")
     args = parser.parse_args()
 
-    cluster = make_cluster(args.scale)
+    cluster, job = make_cluster(args.scale)
     try:
         backups = leg(
             "backup",
-            {"plain": (plain_backup, cluster), "portal": (portal_backup, cluster)},
+            {"plain": (plain_backup, cluster), "portal": (portal_backup, job)},
             args.repeat,
             args.idle,
             args.max_wait,
@@ -206,6 +243,7 @@ def main():
     finally:
         cluster.stop()
         shutil.rmtree(cluster.base, ignore_errors=True)
+        shutil.rmtree(os.environ["DR_VAR_DIR"], ignore_errors=True)
     print("\nmedian seconds       plain   portal   portal/plain")
     for name, medians in (("backup", backups), ("restore", restores)):
         ratio = medians["portal"] / medians["plain"]
