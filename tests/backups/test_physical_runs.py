@@ -20,6 +20,8 @@ from backups.models import BackupJob, BackupRun, PitrWindow
 from backups.tasks import refresh_pitr_windows
 from dr_portal.lib import keyring
 from dr_portal.runs import RunStatus
+from incidents.models import Alert
+from incidents.tasks import check_rpo_targets
 from tests.factories import (
     BackupJobFactory,
     DestinationFactory,
@@ -245,3 +247,33 @@ def test_retention_expires_whole_chains_but_never_the_verified_or_the_newest(sou
     # verified backup (earlier tests of this module may have left older sets in the repo)
     window = physical.refresh_window(source)
     assert window.error == "" and window.oldest <= oldest.data_taken_at + timedelta(seconds=1)
+
+
+def test_a_lost_wal_segment_ends_the_window_and_raises_the_gap_alert_once(source, cluster):
+    """End to end: a segment deleted from the repository → the window task records the gap
+    → the periodic RPO check raises one wal_gap alert naming the segment. Last in the module:
+    the gap stays in this repository."""
+    switched = []
+    for _ in range(3):
+        cluster.sql("CREATE TABLE IF NOT EXISTS t_gap (id int); INSERT INTO t_gap VALUES (1)")
+        switched.append(cluster.sql("SELECT pg_walfile_name(pg_switch_wal())")[0][0])
+    wait_until(
+        lambda: pgbackrest.window(cluster.stanza).newest_segment >= switched[-1],
+        30,
+        what="the switched segments to be archived",
+    )
+    victim = switched[1]
+    lost = list(cluster.repo_dir.rglob(f"{victim}-*"))
+    assert lost, f"segment {victim} is not in the repository"
+    for path in lost:
+        path.unlink()
+
+    refresh_pitr_windows()
+    row = PitrWindow.objects.get(source=source)
+    assert row.missing_segment == victim and row.gap_after < victim
+    assert row.newest_segment < victim  # the window ends before the gap
+    check_rpo_targets()
+    check_rpo_targets()  # deduplicated: still one open alert
+    alerts = Alert.objects.filter(key=f"wal_gap:{source.pk}", recovered__isnull=True)
+    assert alerts.count() == 1
+    assert victim in f"{alerts[0].title} {alerts[0].detail}"
