@@ -253,6 +253,9 @@ def test_a_lost_wal_segment_ends_the_window_and_raises_the_gap_alert_once(source
     """End to end: a segment deleted from the repository → the window task records the gap
     → the periodic RPO check raises one wal_gap alert naming the segment. Last in the module:
     the gap stays in this repository."""
+    # The database is emptied between tests: give the source its history back (a source
+    # that never ran a backup is new, and new sources do not page before their first slot).
+    services.backup_now(source.job)
     switched = []
     for _ in range(3):
         cluster.sql("CREATE TABLE IF NOT EXISTS t_gap (id int); INSERT INTO t_gap VALUES (1)")
