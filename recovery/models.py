@@ -506,4 +506,25 @@ class CanaryBaseline(models.Model):
         return f"baseline {self.check_name} = {self.value} (test #{self.restore_test_id})"
 
 
+class BackupContents(models.Model):
+    """What one backup holds (recovery.contents), read once from its verified artifact.
+
+    `items` is the listing (tables with dump bytes and rows, or files with sizes, modes and
+    mtimes); a backup never changes, so the cache never goes stale."""
+
+    run = models.OneToOneField("backups.BackupRun", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=12)
+    items = models.JSONField(default=list)
+    summary = models.JSONField(default=dict)
+    detail = models.JSONField(default=dict, blank=True)  # database name, archive format, ...
+    copy_used = models.CharField(max_length=300, blank=True)
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "backup contents"
+
+    def __str__(self):
+        return f"contents of backup run #{self.run_id}"
+
+
 from recovery.failover.models import *  # noqa: E402,F401,F403
