@@ -135,3 +135,36 @@ def test_run_page_shows_searchable_tree_once_read(pg_source, work_dir, operator_
     assert "workflows_id_seq" in text and "<code>executions</code>" not in text
     assert 'type="search"' in text and "matching" in text
     assert b"run-contents" in operator_client.get(run.get_absolute_url()).content
+
+
+def test_compare_finds_the_backup_where_a_table_lost_its_rows(pg_source, work_dir, viewer_client):
+    before = backup(pg_source)
+    with pg_source.db.connect() as conn:
+        conn.execute("DELETE FROM executions WHERE id > 100")
+        conn.execute("CREATE TABLE notes (body text)")
+    after = backup(pg_source)
+    out = StringIO()
+    call_command(
+        "backup_contents", str(after.pk), "--compare", str(before.pk), "--json", stdout=out
+    )
+    rows = json.loads(out.getvalue())["items"]
+    first = rows[0]
+    assert first["name"] == "public.executions" and first["state"] == "changed"
+    assert (first["rows_before"], first["rows_after"], first["rows_delta"]) == (500, 100, -400)
+    assert first["bytes_delta"] < 0
+    states = {r["name"]: r["state"] for r in rows}
+    assert states == {
+        "public.executions": "changed",
+        "public.notes": "added",
+        "public.workflows": "same",
+    }
+    page = viewer_client.get(f"/recovery/runs/{after.pk}/compare/{before.pk}/")
+    assert page.status_code == 200 and b"-400" in page.content
+
+
+def test_compare_refuses_backups_of_different_sources(pg_source, sqlite_source, work_dir):
+    from django.core.management.base import CommandError
+
+    one, other = backup(pg_source), backup(sqlite_source)
+    with pytest.raises(CommandError, match="not backups of the same source"):
+        call_command("backup_contents", str(one.pk), "--compare", str(other.pk))
