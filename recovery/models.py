@@ -406,6 +406,12 @@ class Restore(RunBase):
     data_at = models.DateTimeField(null=True, blank=True)
     data_basis = models.CharField(max_length=10, choices=DataBasis.choices, blank=True)
     bytes_fetched = models.BigIntegerField(default=0)
+    # Partial restores: chosen tables (into an existing database, under a schema or with a
+    # name suffix) or chosen paths of a files backup; empty for a full restore.
+    tables = models.JSONField(default=list, blank=True)
+    table_schema = models.CharField(max_length=63, blank=True)
+    table_suffix = models.CharField(max_length=30, blank=True)
+    paths = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-queued", "-pk"]

@@ -103,6 +103,15 @@ def _data_sizes(path: str, toc: pgarchive.Toc) -> dict[int, tuple[int, int | Non
         return {dump_id: (size, rows) for dump_id, size, rows in _Blocks(fh, toc)}
 
 
+def table_rows(path: str, toc: pgarchive.Toc) -> dict[int, int | None]:
+    """TABLE dump id → rows in the dump (None where they cannot be counted)."""
+    sizes = _data_sizes(path, toc)
+    return {
+        owner: (sizes.get(data) or (None, None))[1]
+        for data, owner in _owner_of(toc.entries).items()
+    }
+
+
 def _owner_of(entries) -> dict[int, int]:
     """TABLE DATA dump id → its TABLE's dump id (the data entry depends on the table)."""
     by_id = {e.dump_id: e for e in entries}
