@@ -187,3 +187,34 @@ def test_a_directory_restored_into_a_registered_target(tmp_path, local_destinati
     assert code == 1 and "not a path inside the backup" in result["error"]
     with pytest.raises(CommandError):
         call_command("restore", str(run.pk), "--paths", "app", "--yes")
+
+
+def test_identity_column_and_a_view_reported_and_all_or_nothing(pg_source, work_dir):
+    with pg_source.db.connect() as conn:
+        conn.execute("CREATE TYPE mood AS ENUM ('ok', 'sad')")
+        conn.execute(
+            "CREATE TABLE events (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+            " at timestamptz DEFAULT now(), CHECK (id > 0))"
+        )
+        conn.execute("INSERT INTO events DEFAULT VALUES")
+        conn.execute("INSERT INTO events DEFAULT VALUES")
+        conn.execute("CREATE VIEW recent_events AS SELECT * FROM events")
+        conn.execute("CREATE TABLE moods (m mood)")
+    run = backup(pg_source)
+    with temp_database() as target_db:
+        url = f"postgresql://postgres@127.0.0.1:5432/{target_db.dbname}"
+        # moods needs the type mood, which the target lacks: neither table may arrive
+        code, result = restore(
+            run.pk, "--to", url, "--free-form", "--tables", "events,moods", "--suffix", "_r"
+        )
+        assert code == 1 and "mood" in result["error"]
+        assert relations(target_db) == set()
+        code, result = restore(
+            run.pk, "--to", url, "--free-form", "--tables", "events", "--suffix", "_r"
+        )
+        assert code == 0, result
+        assert any("view public.recent_events" in w for w in result["warnings"])
+        assert {"events_r", "events_id_seq_r", "events_pkey_r"} <= relations(target_db)
+        with target_db.connect() as conn:
+            new_id = conn.execute("INSERT INTO events_r DEFAULT VALUES RETURNING id").fetchone()
+        assert new_id == (3,)
