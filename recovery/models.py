@@ -406,6 +406,12 @@ class Restore(RunBase):
     data_at = models.DateTimeField(null=True, blank=True)
     data_basis = models.CharField(max_length=10, choices=DataBasis.choices, blank=True)
     bytes_fetched = models.BigIntegerField(default=0)
+    # Partial restores: chosen tables (into an existing database, under a schema or with a
+    # name suffix) or chosen paths of a files backup; empty for a full restore.
+    tables = models.JSONField(default=list, blank=True)
+    table_schema = models.CharField(max_length=63, blank=True)
+    table_suffix = models.CharField(max_length=30, blank=True)
+    paths = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-queued", "-pk"]
@@ -504,6 +510,27 @@ class CanaryBaseline(models.Model):
 
     def __str__(self):
         return f"baseline {self.check_name} = {self.value} (test #{self.restore_test_id})"
+
+
+class BackupContents(models.Model):
+    """What one backup holds (recovery.contents), read once from its verified artifact.
+
+    `items` is the listing (tables with dump bytes and rows, or files with sizes, modes and
+    mtimes); a backup never changes, so the cache never goes stale."""
+
+    run = models.OneToOneField("backups.BackupRun", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=12)
+    items = models.JSONField(default=list)
+    summary = models.JSONField(default=dict)
+    detail = models.JSONField(default=dict, blank=True)  # database name, archive format, ...
+    copy_used = models.CharField(max_length=300, blank=True)
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "backup contents"
+
+    def __str__(self):
+        return f"contents of backup run #{self.run_id}"
 
 
 from recovery.failover.models import *  # noqa: E402,F401,F403

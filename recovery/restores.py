@@ -23,6 +23,7 @@ from dr_portal.lib.durations import format_duration
 from dr_portal.lib.queue import enqueue
 from dr_portal.lib.redact import redact
 from dr_portal.runs import ACTIVE, RunStatus
+from recovery import partial as partial_restore
 from recovery import restore_targets
 from recovery.copies import artifact_kind, copy_label, fetch_verified, newest_proven_backup
 from recovery.engine import files as file_engine
@@ -34,11 +35,19 @@ from recovery.engine.sqlite_restore import restore_sqlite
 from recovery.engine.verify import Phases
 from recovery.models import DataBasis, FailureType, Restore, RestoreTarget, RTOTarget, TargetKind
 from recovery.observations import previous_observations
+from recovery.partial import Partial
 from recovery.runner import Busy, RecoveryFailure, RunResult, execute, fenced_phases
 from recovery.targeting import resolve_target, source_kind, target_kind_for
 from recovery.workspace import make_work_dir, record_database, restore_jobs, sqlite_busy_timeout
 
-__all__ = ["Busy", "RestoreResult", "enqueue_restore", "execute_restore", "start_restore"]
+__all__ = [
+    "Busy",
+    "Partial",
+    "RestoreResult",
+    "enqueue_restore",
+    "execute_restore",
+    "start_restore",
+]
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +82,20 @@ def start_restore(
     declared_at=None,
     overwrite: bool = False,
     user=None,
+    partial: "Partial | None" = None,
 ) -> Restore:
     """Validate and create a queued restore; raise ValueError (bad input), NotAllowed or Busy.
 
     One of: `restore_target` (registered; `database_name` for a pattern), a free-form
     `target` (URL or path), or `onto_source`. `user` is the person asking, held to
     recovery.restore_targets.check_allowed; None is a trusted caller (manage.py restore).
+    `partial`: only chosen tables or paths (recovery.partial), written beside what exists.
     """
+    if partial is not None:
+        partial.validate(backup_run and artifact_kind(backup_run) or source_kind(source))
+        # chosen tables never replace anything (they get new names); chosen paths replace
+        # existing ones (kept aside) only when confirmed
+        overwrite = overwrite and bool(partial.paths)
     if sum(bool(x) for x in (target, restore_target, onto_source)) > 1:
         raise ValueError("choose one: a registered target, a free-form target or the source")
     restore_targets.check_allowed(
@@ -113,9 +129,10 @@ def start_restore(
                 target_password=password or "",
                 restore_target=restore_target,
                 onto_source=onto_source,
-                overwrite_confirmed=overwrite or onto_source,
+                overwrite_confirmed=overwrite or (onto_source and partial is None),
                 rto_target=RTOTarget.for_failure(failure_type),
                 requested_by=user if getattr(user, "is_authenticated", False) else None,
+                **(partial.fields() if partial else {}),
             )
     except IntegrityError:
         raise Busy(f"a restore of {source} or to {target} is already queued or running") from None
@@ -181,6 +198,17 @@ def _prepare_target(restore: Restore, secrets: list[str]) -> str:
     secrets.append(password)
     if restore.restore_target_id:
         _reach_registered_target(restore, password)
+    if restore.tables:
+        if not _target_exists(restore, password):
+            raise RecoveryFailure(
+                f"{restore.target} does not exist: chosen tables are restored into an "
+                "existing database (beside its tables, under new names)"
+            )
+        return password
+    if restore.paths:
+        if not os.path.isdir(restore.target):
+            raise RecoveryFailure(f"{restore.target} is not a directory: paths go into one")
+        return password  # each chosen path is checked on its own (recovery.engine.file_paths)
     if not restore.overwrite_confirmed and _target_exists(restore, password):
         raise RecoveryFailure(
             f"{restore.target} already exists and overwriting it was not confirmed: "
@@ -194,7 +222,9 @@ def _restore_artifact(restore, run, path: str, password: str, phases, result: Re
     if target_kind_for(kind) != restore.target_kind:
         raise RecoveryFailure(f"a {kind} backup cannot be restored to a {restore.target_kind}")
     previous = previous_observations(restore.source)
-    if kind == "postgresql":
+    if restore.tables or restore.paths:
+        done = partial_restore.restore_chosen(restore, path, password, phases)
+    elif kind == "postgresql":
         done = _restore_postgres(restore, path, password, phases, previous)
     elif kind == "sqlite":
         done = _restore_sqlite(restore, path, phases, previous)

@@ -13,6 +13,7 @@ from django.utils import timezone
 from backups.models import BackupRun, Source, Trigger
 from dr_portal.lib.redact import redact
 from dr_portal.runs import ACTIVE, DONE
+from recovery import contents as backup_contents
 from recovery import pitr_restores, pitr_tests, restore_tests, restores, rotation, runner
 from recovery.cleanup import remove_temporaries
 from recovery.engine import heartbeat, pitr
@@ -187,3 +188,14 @@ def _restore_staging_leftovers(max_age: float, now: float) -> list:
     busy = set(restores.filter(status__in=list(ACTIVE)).values_list("target", flat=True))
     targets = set(restores.values_list("target", flat=True)) - busy
     return staging_leftovers(sorted(targets), max_age, now)
+
+
+def read_backup_contents(run_id: int):
+    """Read and cache what a backup holds (the run page's "Read contents")."""
+    run = BackupRun.objects.filter(pk=run_id).first()
+    if run is None:
+        return
+    try:
+        backup_contents.contents_for(run)
+    except (runner.RecoveryFailure, runner.NeedsRetrieval) as exc:
+        log.warning("contents of backup run #%s: %s", run_id, exc)

@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from recovery import pitr_views, views
+from recovery import contents_views, pitr_views, views
 
 app_name = "recovery"
 urlpatterns = [
@@ -28,5 +28,8 @@ urlpatterns = [
     path("tests/<int:pk>/accept-baseline/", views.accept_baseline, name="accept_baseline"),
     path("restores/<int:pk>/", views.restore_detail, name="restore_detail"),
     path("restores/<int:pk>/progress/", views.restore_progress, name="restore_progress"),
+    path("runs/<int:pk>/contents/", contents_views.run_contents, name="run_contents"),
+    path("runs/<int:pk>/contents/read/", contents_views.read_contents, name="read_contents"),
+    path("runs/<int:pk>/compare/<int:other>/", contents_views.compare_runs, name="compare_runs"),
     path("failover/", include("recovery.failover.urls")),
 ]

@@ -42,6 +42,8 @@ class TocEntry:
     namespace: str
     owner: str
     defn: str
+    deps: tuple[int, ...] = ()
+    has_data: bool = False  # a data block follows in the archive (TABLE DATA, BLOBS, ...)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class Toc:
     dbname: str
     version: tuple[int, int, int]
     entries: tuple[TocEntry, ...]
+    data_start: int = 0  # where the data blocks begin (just after the TOC)
+    int_size: int = 4
+    compression: int = 0  # 0 none, 1 gzip, 2 lz4, 3 zstd (pg_dump 16's numbering)
 
 
 class _Reader:
@@ -94,9 +99,9 @@ def read_toc(data: bytes) -> Toc:
     if r.byte() != 1:  # archCustom
         raise ArchiveFormatError("not a custom-format archive")
     if version >= (1, 15, 0):
-        r.byte()  # compression algorithm
+        compression = r.byte()  # compression algorithm
     else:
-        r.int()  # compression level
+        compression = 1 if r.int() != 0 else 0  # a zlib level
     for _ in range(7):  # creation time: sec, min, hour, mday, mon, year, isdst
         r.int()
     dbname = r.str() or ""
@@ -122,11 +127,14 @@ def read_toc(data: bytes) -> Toc:
             r.int()  # relkind
         owner = r.str() or ""
         r.str()  # "with oids" (always false)
-        while r.str() is not None:  # dependencies
-            pass
-        r.take(1 + r.off_size)  # custom format: data state and offset
-        entries.append(TocEntry(dump_id, desc, tag, namespace, owner, defn))
-    return Toc(dbname, version, tuple(entries))
+        deps = []
+        while (dep := r.str()) is not None:
+            deps.append(int(dep) if dep.isdigit() else 0)
+        state = r.byte()  # custom format: data state (3: no data) and offset
+        r.take(r.off_size)
+        entry = TocEntry(dump_id, desc, tag, namespace, owner, defn, tuple(deps), state != 3)
+        entries.append(entry)
+    return Toc(dbname, version, tuple(entries), r.pos, r.int_size, compression)
 
 
 def read_toc_file(path: str) -> Toc:

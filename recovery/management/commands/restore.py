@@ -53,6 +53,16 @@ class Command(BaseCommand):
             "--failure-type", default="database_failure", help="declared failure type (RTO target)"
         )
         parser.add_argument("--json", action="store_true", help="print one JSON object")
+        part = parser.add_argument_group("restore only part of a backup")
+        part.add_argument("--tables", default="", help="schema.table,... of a PostgreSQL backup")
+        part.add_argument("--schema", default="", help="restore the tables into this schema")
+        part.add_argument("--suffix", default="", help="... or beside them, names + SUFFIX")
+        part.add_argument("--paths", default="", help="dir/file,... of a files backup")
+        part.add_argument(
+            "--replace",
+            action="store_true",
+            help="with --paths: replace paths that exist (kept aside as .before_restore_<ts>)",
+        )
 
     def handle(
         self,
@@ -93,6 +103,11 @@ class Command(BaseCommand):
         if not yes:
             raise CommandError(f"restoring to {shown} may replace data there: add --yes to confirm")
         onto_source = bool(target) and targeting.is_source_target(backup.source, target)
+        partial = None
+        if o.get("tables") or o.get("paths"):
+            partial = restores.Partial(
+                tables=o["tables"], schema=o["schema"], suffix=o["suffix"], paths=o["paths"]
+            )
         with audit.command_context("restore"):
             try:
                 restore = restores.start_restore(
@@ -103,7 +118,10 @@ class Command(BaseCommand):
                     onto_source=onto_source,
                     backup_run=backup,
                     failure_type=failure_type,
-                    overwrite=True,  # --yes confirms replacing what is there (kept aside)
+                    # --yes confirms replacing what is there (kept aside); for chosen paths
+                    # --replace does, and chosen tables never replace anything
+                    overwrite=bool(o.get("replace")) if partial else True,
+                    partial=partial,
                 )
             except (ValueError, runner.Busy) as exc:
                 return self._report(None, json, shown, str(exc))
@@ -117,7 +135,8 @@ class Command(BaseCommand):
             audit.record(
                 "restore",
                 backup.source,
-                detail=f"restore #{restore.pk} of run #{backup.pk} to {restore.target}{how}",
+                detail=f"restore #{restore.pk} of run #{backup.pk}{_what(restore)} to "
+                f"{restore.target}{how}",
             )
             restore = restores.execute_restore(restore)
         return self._report(restore, json, restore.target)
@@ -132,6 +151,9 @@ class Command(BaseCommand):
             "error": restore.error if restore else error,
             "warnings": list(restore.warnings or []) if restore else [],
         }
+        if restore and (restore.tables or restore.paths):
+            result["tables"] = restore.tables
+            result["paths"] = restore.paths
         if restore:
             result["checks"] = [
                 {"name": c["name"], "passed": c["outcome"] == "passed", "observed": c["observed"]}
@@ -224,3 +246,13 @@ class Command(BaseCommand):
             if result["error"]:
                 self.stdout.write(f"  error: {result['error']}")
         sys.exit(0 if result["status"] == "succeeded" else 1)
+
+
+def _what(restore) -> str:
+    if restore.tables:
+        where = restore.table_schema and f"schema {restore.table_schema}"
+        where = where or f"suffix {restore.table_suffix}"
+        return f" (tables {', '.join(restore.tables)}, {where})"
+    if restore.paths:
+        return f" (paths {', '.join(restore.paths)})"
+    return ""
