@@ -92,6 +92,7 @@ class BackupJobAdminForm(JobMethodMixin, forms.ModelForm):
             "compression_level",
             "encrypt",
             "enabled",
+            "ping_url",
         ]
 
 
@@ -206,6 +207,7 @@ class BackupRunAdmin(LockedCopiesGuard, admin.ModelAdmin):
         "manifest",
         "anomalies",
         "task_id",
+        "ping_outcome",
     ]
 
     def has_add_permission(self, request):

@@ -352,6 +352,7 @@ class JobForm(JobMethodMixin, forms.ModelForm):
             "compression_level",
             "encrypt",
             "enabled",
+            "ping_url",
         ]
         help_texts = {
             "compression": "Logical backups only: pgBackRest compresses its repository itself.",

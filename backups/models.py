@@ -30,7 +30,7 @@ from backups.leftovers import discard_partial_artifacts
 from backups.schedules import drop_job_schedule, sync_job_schedule
 from dr_portal import audit
 from dr_portal.fields import EncryptedTextField, SecretEndpointMixin
-from dr_portal.lib import keyring
+from dr_portal.lib import keyring, outbound
 from dr_portal.lib.paths import check_allowed_path, protected_paths, protected_problem
 from dr_portal.lib.text import validate_host, validate_single_line
 from dr_portal.runs import ACTIVE, DONE, RunBase, RunStatus
@@ -799,6 +799,17 @@ class BackupJob(ChangeStampMixin, models.Model):
         help_text="Physical backups only.",
     )
     enabled = models.BooleanField(default=True)
+    # A healthchecks.io-style dead-man's switch: <url>/start, <url>, <url>/fail. A capability
+    # URL (whoever knows it can ping), so viewers and logs see it masked (outbound.mask_url).
+    ping_url = models.CharField(
+        "ping URL",
+        max_length=validators.MAX_URL,
+        blank=True,
+        validators=[validators.validate_outbound_url],
+        help_text="Optional, e.g. https://hc-ping.com/<uuid>: pinged with /start when a run "
+        "starts, bare on success, /fail with the error otherwise, so the portal's own death is "
+        "noticed by something outside it.",
+    )
     config_changed_at = models.DateTimeField(default=_now)
     created = models.DateTimeField(default=_now)
     # The job lock: set by a conditional update when a run starts, cleared when it finishes.
@@ -828,6 +839,10 @@ class BackupJob(ChangeStampMixin, models.Model):
     def delete(self, *args, **kwargs):
         drop_job_schedule(self)
         return super().delete(*args, **kwargs)
+
+    @property
+    def ping_url_masked(self) -> str:
+        return outbound.mask_url(self.ping_url)
 
     @property
     def schedule_name(self) -> str:
@@ -962,6 +977,8 @@ class BackupRun(RunBase):
     scheduled_for = models.DateTimeField(null=True, blank=True)
     # Set by "Cancel" on a running run; the worker polls it and stops the engine.
     cancel_requested = models.BooleanField(default=False)
+    # What the job's ping URL answered ("start: HTTP 200; success: HTTP 200"), never the URL.
+    ping_outcome = models.CharField(max_length=500, blank=True)
 
     objects = BackupRunQuerySet.as_manager()
 

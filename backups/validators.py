@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from croniter import croniter
 from django.core.exceptions import ValidationError
 
-from dr_portal.lib import check_sql
+from dr_portal.lib import check_sql, outbound
 from dr_portal.lib.text import has_control_chars
 
 
@@ -221,3 +221,18 @@ MAX_CHECKS = 50
 MAX_CHECK_SQL = check_sql.MAX_LENGTH
 MAX_CHECK_NAME = 100
 MAX_EXPECT = 100
+
+
+# --- URLs the server will call (pings, hooks) ---------------------------------
+MAX_URL = 500
+
+
+def validate_outbound_url(value: str):
+    """An http(s) URL the outbound guard will accept (checked again when it is called)."""
+    if not value:
+        return
+    if len(value) > MAX_URL or has_control_chars(value) or " " in value:
+        raise ValidationError(f"A URL is one line of at most {MAX_URL} characters, no spaces.")
+    why = outbound.obvious_refusal(value)
+    if why:
+        raise ValidationError(why[0].upper() + why[1:] + ".")
