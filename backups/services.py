@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django_q.tasks import async_task
 
-from backups import engine, physical, pings, retention
+from backups import engine, hooks, physical, pings, retention
 from backups.engine import open_destination
 from backups.globals import backup_globals
 from backups.leftovers import artifact_key
@@ -124,7 +124,11 @@ def execute(run: BackupRun) -> BackupRun:
     pings.ping_start(run)
     try:
         with run.heartbeat():
-            _backup(run, job, secrets)
+            refusal = hooks.run_pre_hooks(run, job)
+            if refusal:
+                _fail(run, refusal)
+            else:
+                _backup(run, job, secrets)
     except Exception as exc:
         run.fail_unexpectedly(exc, secrets)
         raise
@@ -133,6 +137,7 @@ def execute(run: BackupRun) -> BackupRun:
         shutil.rmtree(settings.VAR_DIR / "scratch" / f"backup-run-{run.pk}", ignore_errors=True)
         run.refresh_from_db()
         pings.ping_outcome(run)
+        hooks.run_post_hooks(run, job)
     if run.status in GOOD_STATUSES:
         _retention_after(run)
     return run

@@ -236,3 +236,24 @@ def validate_outbound_url(value: str):
     why = outbound.obvious_refusal(value)
     if why:
         raise ValidationError(why[0].upper() + why[1:] + ".")
+
+
+MAX_ARGV = 50
+MAX_ARG = 1000
+
+
+def validate_hook_command(argv):
+    """A command hook's argv: a list of strings, the program an absolute path (no shell runs
+    it, and no PATH lookup decides which program that is)."""
+    if argv in (None, []):
+        return
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        raise ValidationError(
+            'Give the command as a JSON list of strings, e.g. ["/usr/local/bin/quiesce", "--app", "toolhub"].'
+        )
+    if len(argv) > MAX_ARGV or any(len(a) > MAX_ARG or "\x00" in a for a in argv):
+        raise ValidationError(f"At most {MAX_ARGV} arguments of at most {MAX_ARG} characters each.")
+    if not argv[0].startswith("/"):
+        raise ValidationError(
+            f"The program must be an absolute path (not {argv[0][:100]!r}): no shell and no PATH lookup run it."
+        )
