@@ -125,3 +125,12 @@ def test_signal_url_keeps_a_query_at_the_end():
     url = "https://hc-ping.com/ping/key/slug?create=1"
     assert pings.signal_url(url, "start") == "https://hc-ping.com/ping/key/slug/start?create=1"
     assert pings.signal_url(url, "success") == "https://hc-ping.com/ping/key/slug?create=1"
+
+
+def test_the_run_page_shows_what_the_ping_answered_never_the_url(job, server, viewer_client):
+    job.ping_url = f"{server.url}/ping/{TOKEN}"
+    job.save()
+    run = _run(job)
+    page = viewer_client.get(reverse("backups:run_detail", args=[run.pk])).content.decode()
+    assert "Ping: start: HTTP 200; success: HTTP 200" in page
+    assert TOKEN not in page
