@@ -1,6 +1,8 @@
 """dr_apply / dr_export of a job's ping URL and hooks: secrets from the environment, command
 hooks only with --as SUPERUSER, every problem named by its place."""
 
+# ruff: noqa: F811 (the fixtures config and env are imported from the dr_apply tests)
+
 import yaml
 from django.core.management import call_command
 
@@ -12,7 +14,7 @@ PRE = "https://hooks.example.org/pre"
 POST = "https://hooks.example.org/post"
 
 
-def _with_hooks(config, **pre_extra):  # noqa: F811
+def _with_hooks(config, **pre_extra):
     job = config["jobs"][0]
     job["ping_url"] = PING
     job["hooks"] = {
@@ -30,7 +32,7 @@ def test_apply_sets_ping_and_hooks_and_a_second_apply_changes_nothing(
     config,
     env,
     monkeypatch,
-    capsys,  # noqa: F811
+    capsys,
 ):
     monkeypatch.setenv("DR_TEST_PRE_SECRET", "pre-secret-from-env-0123")
     path = _write(tmp_path, _with_hooks(config))
@@ -51,7 +53,7 @@ def test_export_writes_the_hooks_without_secrets_and_round_trips(
     config,
     env,
     monkeypatch,
-    capsys,  # noqa: F811
+    capsys,
 ):
     monkeypatch.setenv("DR_TEST_PRE_SECRET", "pre-secret-from-env-0123")
     call_command("dr_apply", str(_write(tmp_path, _with_hooks(config))))
@@ -80,7 +82,7 @@ def test_a_command_hook_needs_a_superuser(
     env,
     monkeypatch,
     capsys,
-    superuser,  # noqa: F811
+    superuser,
 ):
     monkeypatch.setenv("DR_TEST_PRE_SECRET", "pre-secret-from-env-0123")
     path = _write(tmp_path, _with_hooks(config, command=["/usr/local/bin/quiesce", "toolhub"]))
@@ -99,7 +101,7 @@ def test_a_command_hook_needs_a_superuser(
     assert BackupJob.objects.get().pre_hook_command[0] == "/usr/local/bin/quiesce"
 
 
-def test_bad_hooks_are_named_by_their_place(db, tmp_path, config, env, capsys):  # noqa: F811
+def test_bad_hooks_are_named_by_their_place(db, tmp_path, config, env, capsys):
     job = config["jobs"][0]
     job["ping_url"] = "http://127.0.0.1:8000/ping"
     job["hooks"] = {"pre": {"url": PRE, "shell": "rm -rf /"}, "timeout": "soon"}
