@@ -6,8 +6,11 @@ from django.shortcuts import redirect
 from django.utils import timezone
 
 from backups.forms import (
+    HOOK_FIELDS,
     ArchiveTimeoutMixin,
+    ArgvField,
     DestinationForm,
+    JobHooksMixin,
     JobMethodMixin,
     SecretField,
     SecretsMixin,
@@ -77,7 +80,12 @@ class DestinationAdmin(ClearedSecretsMessage, admin.ModelAdmin):
     search_fields = ["name", "bucket", "path"]
 
 
-class BackupJobAdminForm(JobMethodMixin, forms.ModelForm):
+class BackupJobAdminForm(JobHooksMixin, JobMethodMixin, forms.ModelForm):
+    new_pre_hook_secret = SecretField(label="Pre-hook secret")
+    new_post_hook_secret = SecretField(label="Post-hook secret")
+    pre_hook_command = ArgvField()
+    post_hook_command = ArgvField()
+
     class Meta:
         model = BackupJob
         fields = [
@@ -92,6 +100,10 @@ class BackupJobAdminForm(JobMethodMixin, forms.ModelForm):
             "compression_level",
             "encrypt",
             "enabled",
+            "ping_url",
+            *HOOK_FIELDS,
+            "new_pre_hook_secret",
+            "new_post_hook_secret",
         ]
 
 
@@ -114,6 +126,11 @@ class BackupJobAdmin(admin.ModelAdmin):
     filter_horizontal = ["destinations"]
     readonly_fields = ["config_changed_at", "created", "locked_by_run"]
     list_select_related = ["source"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        # The saving user decides whether command hooks may change (JobHooksMixin).
+        return type(form.__name__, (form,), {"user": request.user})
 
     def delete_queryset(self, request, queryset):
         for job in queryset:  # one by one, so each job's schedule goes with it
@@ -206,6 +223,8 @@ class BackupRunAdmin(LockedCopiesGuard, admin.ModelAdmin):
         "manifest",
         "anomalies",
         "task_id",
+        "ping_outcome",
+        "hook_outcome",
     ]
 
     def has_add_permission(self, request):

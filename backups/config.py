@@ -22,7 +22,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from backups import pitr, validators
+from backups import config_hooks, pitr, validators
 from backups.models import BackupJob, Destination, Source, System, reveal
 from dr_portal import audit
 from dr_portal.lib import strict_yaml
@@ -85,7 +85,7 @@ JOB_RENAMES = {"level": "compression_level", "type": "backup_type"}
 
 # The YAML type every key must have. A lenient bool("false") is True: a quoted "false"
 # once turned portal_db on and backed up the portal instead of the configured file.
-TEXT, WHOLE, FLAG, LIST = "text", "a whole number", "true or false", "a list"
+TEXT, WHOLE, FLAG, LIST, MAP = "text", "a whole number", "true or false", "a list", "a mapping"
 KEY_TYPES = {
     "systems": {"name": TEXT, "description": TEXT},
     "destinations": {
@@ -156,9 +156,11 @@ KEY_TYPES = {
         "level": WHOLE,
         "encrypt": FLAG,
         "enabled": FLAG,
+        "ping_url": TEXT,
+        "hooks": MAP,  # its keys: backups.config_hooks
     },
 }
-_PYTHON_TYPES = {TEXT: (str,), WHOLE: (int,), FLAG: (bool,), LIST: (list,)}
+_PYTHON_TYPES = {TEXT: (str,), WHOLE: (int,), FLAG: (bool,), LIST: (list,), MAP: (dict,)}
 
 
 def type_problems(item: dict, section: str, where: str) -> list[str]:
@@ -219,7 +221,10 @@ def load_text(text: str) -> dict:
 
 
 # model field -> the YAML key the person wrote, for error places
-_YAML_NAMES = {field: key for key, field in (*SOURCE_RENAMES.items(), *JOB_RENAMES.items())}
+_YAML_NAMES = {
+    **{field: key for key, field in (*SOURCE_RENAMES.items(), *JOB_RENAMES.items())},
+    **config_hooks.YAML_NAMES,
+}
 
 
 def _messages(exc: ValidationError, where: str) -> list[str]:
@@ -269,10 +274,11 @@ def new_system_names(data: dict) -> set:
     return {i.get("name") for i in data.get("systems") or [] if isinstance(i, dict)}
 
 
-def plan(data: dict, *, other_sections=()) -> list[_Planned]:
+def plan(data: dict, *, other_sections=(), allow_command=False) -> list[_Planned]:
     """Validate everything and compute the changes; raises ConfigError with every problem.
 
-    `other_sections` are the top-level keys other apps own (validated by them)."""
+    `other_sections` are the top-level keys other apps own (validated by them);
+    `allow_command`: a superuser is named (dr_apply --as), so jobs' command hooks may change."""
     problems: list[str] = []
     known = SECTIONS + tuple(other_sections)
     for key in sorted(set(data) - set(known)):
@@ -299,6 +305,7 @@ def plan(data: dict, *, other_sections=()) -> list[_Planned]:
         "sources": source_names,
         "pending": {},  # (section, name) -> the file's object, as it will be saved
         "places": {},  # job name -> its place in the file
+        "allow_command": allow_command,
     }
     planned: list[_Planned] = []
     for section in SECTIONS:
@@ -512,7 +519,7 @@ def _plan_source(item, where, problems, refs):
 
 
 def _plan_job(item, where, problems, refs):
-    allowed = {"name", "source", "destinations", *JOB_FIELDS, *JOB_RENAMES}
+    allowed = {"name", "source", "destinations", "ping_url", "hooks", *JOB_FIELDS, *JOB_RENAMES}
     _check_keys(item, allowed, where, problems)
     source = item.get("source")
     if not source:
@@ -528,6 +535,11 @@ def _plan_job(item, where, problems, refs):
             problems.append(f"{where}.destinations[{j}]: unknown destination {name}")
     instance = BackupJob.objects.filter(name=item["name"]).first() or BackupJob(name=item["name"])
     values = _job_values(item)
+    hooks = _job_hooks(item, instance, where, problems, refs)
+    if hooks is None:
+        return None
+    values.update(hooks[0])
+    secrets = hooks[1]
     changed = _apply_fields(instance, values, where, problems, exclude=["source"])
     if changed is None:
         return None
@@ -539,8 +551,34 @@ def _plan_job(item, where, problems, refs):
         current = sorted(instance.destinations.values_list("name", flat=True))
         if current != sorted(destinations):
             changed.append("destinations")
-    change = _change("job", instance, changed)
-    return _Planned(change, instance, destinations=list(destinations), source=source)
+    change = _change("job", instance, changed + list(secrets))
+    return _Planned(
+        change, instance, secrets=secrets, destinations=list(destinations), source=source
+    )
+
+
+def _job_hooks(item, instance, where, problems, refs) -> tuple[dict, dict] | None:
+    """The job's ping and hook fields, and the hook secrets that changed (set on the instance
+    already: the model's clean() asks a hook URL for its secret)."""
+    hooks = config_hooks.plan_hooks(
+        item,
+        instance,
+        where,
+        problems,
+        allow_command=refs["allow_command"],
+        read_secret=lambda spec, name, place: _secret_from(spec, name, place, problems),
+    )
+    if hooks is None:
+        return None
+    values, given = hooks
+    secrets = {
+        name: value
+        for name, value in given.items()
+        if _secret_differs(getattr(instance, name), value)
+    }
+    for name, value in secrets.items():
+        setattr(instance, name, value)
+    return values, secrets
 
 
 JOB_DEFAULTS = {
@@ -610,9 +648,9 @@ def _shared_repositories(planned: list[_Planned], places: dict, problems: list[s
             )
 
 
-def apply(data: dict, *, dry_run=False) -> list:
+def apply(data: dict, *, dry_run=False, allow_command=False) -> list:
     """Validate, then create/update by name in one transaction; return the changes."""
-    planned = plan(data)
+    planned = plan(data, allow_command=allow_command)
     if dry_run:
         return [p.change for p in planned]
     with transaction.atomic():
@@ -749,6 +787,7 @@ def _export_job(j: BackupJob) -> dict:
     item["encrypt"] = j.encrypt
     if not j.enabled:
         item["enabled"] = False
+    item.update(config_hooks.export_hooks(j))
     return item
 
 

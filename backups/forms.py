@@ -337,7 +337,97 @@ class JobMethodMixin:
         return cleaned
 
 
-class JobForm(JobMethodMixin, forms.ModelForm):
+class ArgvField(forms.CharField):
+    """A command as a JSON list of strings (an argv: no shell ever parses it)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("widget", forms.TextInput(attrs={"size": 60}))
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        return json.dumps(value) if isinstance(value, list) and value else (value or "")
+
+    def to_python(self, value):
+        value = (value or "").strip()
+        if not value:
+            return []
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
+
+
+HOOK_FIELDS = [
+    "pre_hook_url",
+    "pre_hook_required",
+    "post_hook_url",
+    "pre_hook_command",
+    "post_hook_command",
+    "hook_timeout_s",
+]
+COMMAND_FIELDS = ("pre_hook_command", "post_hook_command")
+ONLY_SUPERUSER = (
+    "Only a superuser may set or change a command hook: it runs a program on the worker. "
+    "Leave it as it is, or use a webhook."
+)
+
+
+class JobHooksMixin:
+    """Hook secrets write-only (blank keeps them); command hooks changed by superusers only.
+
+    `user` is the person saving (the view and the admin pass it); without one, no command
+    hook may change."""
+
+    SECRET_FIELDS = {
+        "new_pre_hook_secret": "pre_hook_secret",
+        "new_post_hook_secret": "post_hook_secret",
+    }
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user if user is not None else getattr(self, "user", None)
+        if "hook_timeout_s" in self.fields:  # left out of a post: the job's (or the default)
+            self.fields["hook_timeout_s"].required = False
+        for name in COMMAND_FIELDS:
+            if name in self.fields:
+                self.fields[name].help_text = (
+                    'Superusers only. A JSON argv, e.g. ["/usr/local/bin/quiesce", "toolhub"]: no '
+                    "shell; the run's facts arrive as DR_* environment variables."
+                )
+
+    def _clean_command(self, name):
+        value = self.cleaned_data.get(name) or []
+        stored = getattr(self.instance, name) or []
+        if value != stored and not getattr(self.user, "is_superuser", False):
+            raise forms.ValidationError(ONLY_SUPERUSER)
+        return value
+
+    def clean_hook_timeout_s(self):
+        value = self.cleaned_data.get("hook_timeout_s")
+        return self.instance.hook_timeout_s if value is None else value
+
+    def clean_pre_hook_command(self):
+        return self._clean_command("pre_hook_command")
+
+    def clean_post_hook_command(self):
+        return self._clean_command("post_hook_command")
+
+    def _post_clean(self):
+        # Secrets onto the instance before the model's clean() asks for them.
+        for form_name, model_name in self.SECRET_FIELDS.items():
+            value = self.cleaned_data.get(form_name)
+            if value:
+                setattr(self.instance, model_name, value)
+        super()._post_clean()
+
+
+class JobForm(JobHooksMixin, JobMethodMixin, forms.ModelForm):
+    new_pre_hook_secret = SecretField(label="Pre-hook secret", help_text=f"{KEEP} HMAC key.")
+    new_post_hook_secret = SecretField(label="Post-hook secret", help_text=f"{KEEP} HMAC key.")
+    pre_hook_command = ArgvField()
+    post_hook_command = ArgvField()
+
     class Meta:
         model = BackupJob
         fields = [
@@ -352,6 +442,8 @@ class JobForm(JobMethodMixin, forms.ModelForm):
             "compression_level",
             "encrypt",
             "enabled",
+            "ping_url",
+            *HOOK_FIELDS,
         ]
         help_texts = {
             "compression": "Logical backups only: pgBackRest compresses its repository itself.",

@@ -30,7 +30,7 @@ from backups.leftovers import discard_partial_artifacts
 from backups.schedules import drop_job_schedule, sync_job_schedule
 from dr_portal import audit
 from dr_portal.fields import EncryptedTextField, SecretEndpointMixin
-from dr_portal.lib import keyring
+from dr_portal.lib import keyring, outbound
 from dr_portal.lib.paths import check_allowed_path, protected_paths, protected_problem
 from dr_portal.lib.text import validate_host, validate_single_line
 from dr_portal.runs import ACTIVE, DONE, RunBase, RunStatus
@@ -799,6 +799,56 @@ class BackupJob(ChangeStampMixin, models.Model):
         help_text="Physical backups only.",
     )
     enabled = models.BooleanField(default=True)
+    # A healthchecks.io-style dead-man's switch: <url>/start, <url>, <url>/fail. A capability
+    # URL (whoever knows it can ping), so viewers and logs see it masked (outbound.mask_url).
+    ping_url = models.CharField(
+        "ping URL",
+        max_length=validators.MAX_URL,
+        blank=True,
+        validators=[validators.validate_outbound_url],
+        help_text="Optional, e.g. https://hc-ping.com/<uuid>: pinged with /start when a run "
+        "starts, bare on success, /fail with the error otherwise, so the portal's own death is "
+        "noticed by something outside it.",
+    )
+    # Hooks (backups/hooks.py). Webhooks: signed POSTs, settable by whoever edits the job.
+    pre_hook_url = models.CharField(
+        "pre-hook URL",
+        max_length=validators.MAX_URL,
+        blank=True,
+        validators=[validators.validate_outbound_url],
+        help_text="Optional: POSTed a signed JSON payload before the run touches any data.",
+    )
+    pre_hook_secret = EncryptedTextField(
+        help_text="Key of the HMAC-SHA256 signature (X-DR-Signature) of the pre-hook's body."
+    )
+    post_hook_url = models.CharField(
+        "post-hook URL",
+        max_length=validators.MAX_URL,
+        blank=True,
+        validators=[validators.validate_outbound_url],
+        help_text="Optional: POSTed a signed JSON payload with the run's outcome when it ends "
+        "(retried with back-off).",
+    )
+    post_hook_secret = EncryptedTextField(
+        help_text="Key of the HMAC-SHA256 signature (X-DR-Signature) of the post-hook's body."
+    )
+    pre_hook_required = models.BooleanField(
+        default=True,
+        help_text="A failing pre-hook fails the run before it reads anything; off: a warning.",
+    )
+    # Command hooks run a program on the worker: only a superuser sets them (forms, dr_apply).
+    pre_hook_command = models.JSONField(
+        default=list, blank=True, validators=[validators.validate_hook_command]
+    )
+    post_hook_command = models.JSONField(
+        default=list, blank=True, validators=[validators.validate_hook_command]
+    )
+    hook_timeout_s = models.PositiveIntegerField(
+        "hook timeout (s)",
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(3600)],
+        help_text="Per hook call: a command is killed, a webhook given up, after this long.",
+    )
     config_changed_at = models.DateTimeField(default=_now)
     created = models.DateTimeField(default=_now)
     # The job lock: set by a conditional update when a run starts, cleared when it finishes.
@@ -830,6 +880,18 @@ class BackupJob(ChangeStampMixin, models.Model):
         return super().delete(*args, **kwargs)
 
     @property
+    def ping_url_masked(self) -> str:
+        return outbound.mask_url(self.ping_url)
+
+    @property
+    def pre_hook_url_masked(self) -> str:
+        return outbound.mask_url(self.pre_hook_url)
+
+    @property
+    def post_hook_url_masked(self) -> str:
+        return outbound.mask_url(self.post_hook_url)
+
+    @property
     def schedule_name(self) -> str:
         return f"backup job {self.pk}"
 
@@ -850,6 +912,11 @@ class BackupJob(ChangeStampMixin, models.Model):
         # form and dr_apply call with the values about to be saved.
         if self.method == self.Method.LOGICAL and self.backup_type != self.BackupType.FULL:
             errors["backup_type"] = "Differential and incremental backups are physical only."
+        for phase in ("pre", "post"):
+            if getattr(self, f"{phase}_hook_url") and not getattr(self, f"{phase}_hook_secret"):
+                errors[f"{phase}_hook_url"] = (
+                    f"A {phase}-hook URL needs a secret: the receiver checks the signature with it."
+                )
         if errors:
             raise ValidationError(errors)
 
@@ -962,6 +1029,10 @@ class BackupRun(RunBase):
     scheduled_for = models.DateTimeField(null=True, blank=True)
     # Set by "Cancel" on a running run; the worker polls it and stops the engine.
     cancel_requested = models.BooleanField(default=False)
+    # What the job's ping URL answered ("start: HTTP 200; success: HTTP 200"), never the URL.
+    ping_outcome = models.CharField(max_length=500, blank=True)
+    # What the job's hooks did ("pre webhook: HTTP 200; post command: exit 0"), never a URL.
+    hook_outcome = models.TextField(blank=True)
 
     objects = BackupRunQuerySet.as_manager()
 

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django_q.tasks import async_task
 
-from backups import engine, physical, retention
+from backups import engine, hooks, physical, pings, retention
 from backups.engine import open_destination
 from backups.globals import backup_globals
 from backups.leftovers import artifact_key
@@ -121,16 +121,23 @@ def execute(run: BackupRun) -> BackupRun:
         run.finish(RunStatus.CANCELLED, reason)
         return run
     secrets: list[str] = []
+    pings.ping_start(run)
     try:
         with run.heartbeat():
-            _backup(run, job, secrets)
+            refusal = hooks.run_pre_hooks(run, job)
+            if refusal:
+                _fail(run, refusal)
+            else:
+                _backup(run, job, secrets)
     except Exception as exc:
         run.fail_unexpectedly(exc, secrets)
         raise
     finally:
         job.release_lock(run)
         shutil.rmtree(settings.VAR_DIR / "scratch" / f"backup-run-{run.pk}", ignore_errors=True)
-    run.refresh_from_db()
+        run.refresh_from_db()
+        pings.ping_outcome(run)
+        hooks.run_post_hooks(run, job)
     if run.status in GOOD_STATUSES:
         _retention_after(run)
     return run

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from croniter import croniter
 from django.core.exceptions import ValidationError
 
-from dr_portal.lib import check_sql
+from dr_portal.lib import check_sql, outbound
 from dr_portal.lib.text import has_control_chars
 
 
@@ -221,3 +221,39 @@ MAX_CHECKS = 50
 MAX_CHECK_SQL = check_sql.MAX_LENGTH
 MAX_CHECK_NAME = 100
 MAX_EXPECT = 100
+
+
+# --- URLs the server will call (pings, hooks) ---------------------------------
+MAX_URL = 500
+
+
+def validate_outbound_url(value: str):
+    """An http(s) URL the outbound guard will accept (checked again when it is called)."""
+    if not value:
+        return
+    if len(value) > MAX_URL or has_control_chars(value) or " " in value:
+        raise ValidationError(f"A URL is one line of at most {MAX_URL} characters, no spaces.")
+    why = outbound.obvious_refusal(value)
+    if why:
+        raise ValidationError(why[0].upper() + why[1:] + ".")
+
+
+MAX_ARGV = 50
+MAX_ARG = 1000
+
+
+def validate_hook_command(argv):
+    """A command hook's argv: a list of strings, the program an absolute path (no shell runs
+    it, and no PATH lookup decides which program that is)."""
+    if argv in (None, []):
+        return
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        raise ValidationError(
+            'Give the command as a JSON list of strings, e.g. ["/usr/local/bin/quiesce", "--app", "toolhub"].'
+        )
+    if len(argv) > MAX_ARGV or any(len(a) > MAX_ARG or "\x00" in a for a in argv):
+        raise ValidationError(f"At most {MAX_ARGV} arguments of at most {MAX_ARG} characters each.")
+    if not argv[0].startswith("/"):
+        raise ValidationError(
+            f"The program must be an absolute path (not {argv[0][:100]!r}): no shell and no PATH lookup run it."
+        )

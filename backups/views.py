@@ -133,8 +133,8 @@ def source_pitr_check(request, pk):
     return redirect(source)
 
 
-def _edit(request, form_class, instance, template_name, what):
-    form = form_class(request.POST or None, instance=instance)
+def _edit(request, form_class, instance, template_name, what, **form_kwargs):
+    form = form_class(request.POST or None, instance=instance, **form_kwargs)
     if request.method == "POST" and form.is_valid():
         obj = form.save()
         messages.success(request, f"{what} {obj} saved.")
@@ -414,13 +414,14 @@ def job_detail(request, pk):
 @role_required(MANAGER)
 @require_http_methods(["GET", "POST"])
 def job_create(request):
-    return _edit(request, JobForm, None, "job", "Job")
+    return _edit(request, JobForm, None, "job", "Job", user=request.user)
 
 
 @role_required(MANAGER)
 @require_http_methods(["GET", "POST"])
 def job_edit(request, pk):
-    return _edit(request, JobForm, get_object_or_404(BackupJob, pk=pk), "job", "Job")
+    job = get_object_or_404(BackupJob, pk=pk)
+    return _edit(request, JobForm, job, "job", "Job", user=request.user)
 
 
 @require_POST

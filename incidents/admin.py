@@ -88,7 +88,7 @@ class ContactAdmin(admin.ModelAdmin):
 @admin.register(Webhook)
 class WebhookAdmin(admin.ModelAdmin):
     form = WebhookForm
-    list_display = ["name", "active"]
+    list_display = ["name", "kind", "active"]
 
 
 class AttemptInline(admin.TabularInline):

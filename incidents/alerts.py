@@ -247,7 +247,7 @@ def recipients(extra_contacts=()):
     return contacts, list(Webhook.objects.filter(active=True))
 
 
-def _absolute(url: str) -> str:
+def absolute_url(url: str) -> str:
     base = getattr(settings, "DR_PORTAL_URL", "") or os.environ.get("DR_PORTAL_URL", "")
     if url.startswith("/") and base:
         return base.rstrip("/") + url
@@ -274,7 +274,7 @@ def compose(obj, message: str, title: str = "") -> tuple[str, str]:
         if obj.detail:
             lines += ["", obj.detail.strip()]
     if obj.url:
-        lines += ["", _absolute(obj.url)]
+        lines += ["", absolute_url(obj.url)]
     lines += ["", f"-- DR Portal (alert key {obj.key})"]
     return f"[DR Portal] {subject}"[:300], "\n".join(lines)
 

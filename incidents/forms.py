@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from dr_portal.lib import outbound
 from dr_portal.widgets import DatePicker, DateTimePicker
+from incidents import formats
 from incidents.links import linkable_choices, recent_choices
 from incidents.models import (
     COMMON_ROLES,
@@ -18,6 +19,7 @@ from incidents.models import (
     MaintenanceWindow,
     TimelineEntry,
     Webhook,
+    WebhookKind,
 )
 
 
@@ -266,26 +268,55 @@ class WebhookForm(forms.ModelForm):
         assume_scheme="https",
         label="URL",
         widget=forms.PasswordInput(render_value=False),
-        help_text="Stored encrypted and never shown again.",
+        help_text="Stored encrypted and never shown again. PagerDuty: "
+        f"{formats.PAGERDUTY_ENDPOINT}; Opsgenie: {formats.OPSGENIE_ENDPOINT} "
+        "(EU: https://api.eu.opsgenie.com/v2/alerts).",
+    )
+    api_key = forms.CharField(
+        required=False,
+        max_length=200,
+        strip=True,
+        label="Routing / API key",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="PagerDuty: the integration's routing key; Opsgenie: an API integration key. "
+        "Stored encrypted and never shown again.",
     )
 
     class Meta:
         model = Webhook
-        fields = ["name", "active"]
+        fields = ["name", "kind", "active"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._stored_url = self.instance.url  # the admin may copy an empty field onto it
+        self._stored_key = self.instance.api_key
+        self.fields["kind"].required = False  # left out of a post: the webhook's own format
         if self.instance.pk and self.instance.url:
             self.fields["url"].required = False
             self.fields["url"].help_text = "A URL is set (not shown); leave empty to keep it."
+        if self.instance.pk and self.instance.api_key:
+            self.fields["api_key"].help_text = "A key is set (not shown); leave empty to keep it."
 
     def clean_url(self):
         return _outbound_url(self.cleaned_data.get("url"))
 
+    def clean_kind(self):
+        return self.cleaned_data.get("kind") or self.instance.kind
+
+    def clean(self):
+        cleaned = super().clean()
+        kind = cleaned.get("kind")
+        if kind and kind != WebhookKind.GENERIC:
+            if not (cleaned.get("api_key") or self._stored_key):
+                self.add_error(
+                    "api_key", f"{WebhookKind(kind).label} needs its routing or API key."
+                )
+        return cleaned
+
     def save(self, commit=True):
         hook = super().save(commit=False)
         hook.url = self.cleaned_data.get("url") or self._stored_url
+        hook.api_key = self.cleaned_data.get("api_key") or self._stored_key
         if commit:
             hook.save()
         return hook

@@ -81,11 +81,24 @@ def seed_order(contacts) -> list:
     )
 
 
+class WebhookKind(models.TextChoices):
+    """The payload a global webhook receives (incidents/formats.py)."""
+
+    GENERIC = "generic", 'Slack-compatible JSON {"text": …}'
+    PAGERDUTY = "pagerduty", "PagerDuty Events API v2"
+    OPSGENIE = "opsgenie", "Opsgenie Alert API"
+
+
 class Webhook(models.Model):
-    """A global webhook (Slack-compatible JSON {"text": ...}) that receives every alert."""
+    """A global webhook that receives every alert: Slack-compatible, PagerDuty or Opsgenie."""
 
     name = models.CharField(max_length=80, unique=True, validators=[validate_single_line])
+    kind = models.CharField(max_length=10, choices=WebhookKind.choices, default=WebhookKind.GENERIC)
     url = EncryptedTextField(help_text="Incoming webhook URL (kept encrypted, never shown back).")
+    # PagerDuty: the integration's routing key (in the body); Opsgenie: the API key (header).
+    api_key = EncryptedTextField(
+        help_text="PagerDuty routing key or Opsgenie API key (kept encrypted, never shown back)."
+    )
     active = models.BooleanField(default=True)
 
     class Meta:

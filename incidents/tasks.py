@@ -1,6 +1,5 @@
 """django-q2 entry points: deliver notifications (with retries), raise follow-up alerts."""
 
-import json
 import logging
 from datetime import timedelta
 
@@ -13,10 +12,18 @@ from backups.models import Source
 from dr_portal.lib import outbound
 from dr_portal.lib.durations import format_duration
 from dr_portal.lib.redact import redact
-from incidents import grace
-from incidents.alerts import alert, recover, remind
+from incidents import formats, grace
+from incidents.alerts import absolute_url, alert, recover, remind
 from incidents.events import process_events
-from incidents.models import Alert, Delivery, DeliveryAttempt, FollowUp, Notification
+from incidents.formats import slack_escape  # noqa: F401 (kept importable from here)
+from incidents.models import (
+    Alert,
+    Delivery,
+    DeliveryAttempt,
+    FollowUp,
+    Notification,
+    WebhookKind,
+)
 from recovery.readiness import BREACHED, source_readiness
 
 log = logging.getLogger(__name__)
@@ -47,16 +54,18 @@ def deliver_notification(notification_id: int) -> str:
     ).update(status=Delivery.SENDING, next_attempt=now + SENDING_LEASE)
     if not claimed:
         return "not due"  # delivered already, given up, or another worker has it
-    note = Notification.objects.select_related("contact", "webhook").get(pk=notification_id)
+    note = Notification.objects.select_related("contact", "webhook", "alert", "alert__system").get(
+        pk=notification_id
+    )
     attempt = note.attempts + 1
     secrets = []
     try:
         if note.channel == "email":
             _send_email(note)
         else:
-            url = _webhook_url(note)
-            secrets.append(url)
-            _post_webhook(url, note)
+            url, kind, api_key = _webhook_target(note)
+            secrets.extend(v for v in (url, api_key) if v)
+            _post_webhook(url, note, kind=kind, api_key=api_key)
     except Exception as exc:  # any failure of the channel is recorded, never raised
         detail = redact(f"{type(exc).__name__}: {exc}", secrets)[:500]
         give_up = attempt >= MAX_ATTEMPTS or isinstance(exc, NotConfigured)
@@ -96,32 +105,36 @@ def _send_email(note):
     message.send(fail_silently=False)
 
 
-def _webhook_url(note) -> str:
+def _webhook_target(note) -> tuple[str, str, str]:
+    """(URL, format, API key) of the notification's webhook, revealed for this delivery only."""
+    kind, api_key = WebhookKind.GENERIC, ""
     if note.webhook_id:
         secret = note.webhook.url
+        kind = note.webhook.kind
+        if kind != WebhookKind.GENERIC:
+            api_key = note.webhook.api_key.reveal() if note.webhook.api_key else ""
+            if not api_key:
+                raise NotConfigured(f"the {note.webhook.get_kind_display()} key was removed")
     elif note.contact_id:
         secret = note.contact.webhook_url
     else:
         secret = None
     if not secret:
         raise NotConfigured("the webhook URL was removed")
-    return secret.reveal()
+    return secret.reveal(), kind, api_key
 
 
-def slack_escape(text: str) -> str:
-    """Slack-style receivers read <...> as links and mentions (<!channel>): keep user text text."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _post_webhook(url: str, note):
+def _post_webhook(url: str, note, *, kind=WebhookKind.GENERIC, api_key=""):
     """POST through the outbound guard: internal addresses refused, a redirect is not followed."""
-    payload = json.dumps({"text": slack_escape(f"{note.subject}\n{note.body}")}).encode()
+    request = formats.outgoing(
+        note, url, kind=kind, api_key=api_key, link=absolute_url(note.alert.url)
+    )
     try:
         response = outbound.request(
             "POST",
-            url,
-            body=payload,
-            headers={"Content-Type": "application/json"},
+            request.url,
+            body=request.body,
+            headers=request.headers,
             timeout=WEBHOOK_TIMEOUT,
             max_body=0,
         )

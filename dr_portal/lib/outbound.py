@@ -283,3 +283,18 @@ def request(
         )
     finally:
         conn.close()
+
+
+def mask_url(url: str) -> str:
+    """The URL with everything after the host hidden: ping and hook URLs are capabilities
+    (whoever knows the path can ping or post), so pages for viewers and logs show only this."""
+    try:
+        parts = urlsplit(url or "")
+        port = parts.port
+    except ValueError:
+        return "(not a valid URL)"
+    if not parts.scheme or not parts.hostname:
+        return ""
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    shown = f"{parts.scheme}://{host}{f':{port}' if port else ''}"
+    return f"{shown}/…" if (parts.path.strip("/") or parts.query) else shown

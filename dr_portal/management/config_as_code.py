@@ -20,12 +20,15 @@ OTHER_SECTIONS = ("runbooks",)
 def apply(data: dict, *, dry_run=False, allow_command=False) -> list:
     """Validate every section, then create/update by name; return the changes.
 
-    `command` steps in runbooks need `allow_command` (a superuser named with dr_apply --as).
+    `command` steps in runbooks and jobs' command hooks need `allow_command` (a superuser
+    named with dr_apply --as).
     """
     new_systems = backups_config.new_system_names(data)
     problems = []
     try:
-        planned = backups_config.plan(data, other_sections=OTHER_SECTIONS)
+        planned = backups_config.plan(
+            data, other_sections=OTHER_SECTIONS, allow_command=allow_command
+        )
     except ConfigError as exc:
         planned, problems = [], list(exc.problems)
     if data.get("runbooks"):

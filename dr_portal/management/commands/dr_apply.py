@@ -14,7 +14,8 @@ class Command(ApplyYamlCommand):
     config = config
     audit_name = "dr_apply"
     as_help = (
-        "a superuser on whose authority `command` and `sql_write` runbook steps may be written"
+        "a superuser on whose authority `command` and `sql_write` runbook steps and jobs' "
+        "command hooks may be written"
     )
 
     def allow_command(self, user) -> bool:
