@@ -351,6 +351,34 @@ def _drills(scope: Scope) -> dict:
     return {"count": len(drills), "verdicts": verdicts, "runs": drills}
 
 
+def _failovers(scope: Scope) -> dict:
+    """Failover runs declared in the period: mode, result, RTO and the data lost at promotion."""
+    runs_qs = FailoverRun.objects.filter(
+        declared_at__gte=scope.start, declared_at__lt=scope.end
+    ).select_related("runbook", "system")
+    if scope.system_ids:
+        runs_qs = runs_qs.filter(system__in=scope.system_ids)
+    runs = [
+        {
+            "id": f.pk,
+            "system": f.system.name,
+            "runbook": f.runbook.name,
+            "mode": f.mode,
+            "declared_at": _ts(f.declared_at),
+            "status": f.status,
+            "verdict": f.verdict,
+            "rto_s": _s(f.rto),
+            "rto_target_s": _s(f.rto_target),
+            "rpo_s": _s(f.rpo),
+            "lag_at_promotion_bytes": f.promotion_lag_bytes,
+            "not_exercised": f.not_exercised,
+        }
+        for f in runs_qs.order_by("declared_at", "pk")
+    ]
+    live = sum(1 for f in runs if f["mode"] == "live")
+    return {"count": len(runs), "live": live, "test": len(runs) - live, "runs": runs}
+
+
 @dataclass
 class IncidentFigures:
     items: list[dict]
@@ -541,6 +569,7 @@ def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
         "copies_proven": _copies_proven(scope),
         "restore_tests": _restore_tests(scope, [s.pk for s in sources]),
         "drills": _drills(scope),
+        "failovers": _failovers(scope),
         "incidents": {"count": len(incidents.items), "items": incidents.items},
         "availability": _availability(scope, _downtime(incidents.down), target_pct),
         "followups": _followups(scope),

@@ -338,6 +338,19 @@ class FailoverRun(RunBase):
     automated_time = models.DurationField(null=True, blank=True)
     people_time = models.DurationField(null=True, blank=True)
     retry_time = models.DurationField(null=True, blank=True)
+    # Data lost at promotion, measured: the newest heartbeat the promoted standby held.
+    newest_heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="newest heartbeat on the new primary after promotion"
+    )
+    rpo = models.DurationField(
+        null=True, blank=True, help_text="data lost: declared failure − newest heartbeat"
+    )
+    promotion_lag_bytes = models.BigIntegerField(
+        null=True, blank=True, help_text="WAL received but not replayed when promoted"
+    )
+    promotion_lag = models.DurationField(
+        null=True, blank=True, help_text="age of the newest replayed transaction when promoted"
+    )
     # Test mode's honesty: what the run did not exercise (see docs/failover.md).
     skipped_effects = models.PositiveSmallIntegerField(
         default=0, help_text="side-effect steps shown in test mode, not performed"

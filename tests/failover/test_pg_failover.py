@@ -11,7 +11,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from django.utils import timezone
 
+from recovery.engine import heartbeat
+from recovery.engine.pg import PgServer
 from recovery.failover.builtin import create_from_template
 from tests.factories import SystemFactory
 from tests.failover.runs import run_inline
@@ -19,6 +22,7 @@ from tests.marks import needs
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow, pytest.mark.postgres]
 BIN = Path("/usr/lib/postgresql/15/bin")
+WRITES_STOPPED_S = 4  # the source's last write before the outage, in seconds
 
 
 def _free_port():
@@ -231,10 +235,23 @@ def test_standby_promotion_runbook_promotes_the_real_standby(pg_pair):
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("INSERT INTO failover_probe VALUES (500, 'refused on a standby')")
 
+    # The portal's heartbeat on the primary, then writes stop N s before the outage.
+    for _ in range(5):
+        last_beat = heartbeat.write_pg(PgServer("127.0.0.1", pg_pair["primary_port"]))
+        time.sleep(0.1)
+
+    def beat_replayed():
+        with _connect(pg_pair["standby_port"]) as conn:
+            return heartbeat.read_pg(conn) == last_beat
+
+    _wait_for(beat_replayed, what="the standby to replay the last heartbeat")
+    time.sleep(WRITES_STOPPED_S)
+
     # The failure: the primary dies.
     _as_postgres(_binary("pg_ctl"), "-D", pg_pair["primary"], "-m", "immediate", "stop")
+    declared = timezone.now()
 
-    run = run_inline(runbook, mode="live")
+    run = run_inline(runbook, mode="live", declared_at=declared)
 
     assert run.status == "succeeded", (
         run.error,
@@ -247,6 +264,11 @@ def test_standby_promotion_runbook_promotes_the_real_standby(pg_pair):
     assert run.rto is not None and 0 < run.rto.total_seconds() < 120
     assert run.rto_target is not None and run.verdict == "met"
     assert run.automated_time is not None and run.people_time.total_seconds() == 0
+    # Data lost at promotion, measured from the newest heartbeat on the new primary.
+    assert run.newest_heartbeat_at == last_beat
+    assert abs(run.rpo.total_seconds() - WRITES_STOPPED_S) < 2, run.rpo
+    assert run.promotion_lag_bytes == 0 and run.promotion_lag is not None
+    assert "newest heartbeat on the new primary" in promote.output
     # The standby is now a primary: it accepts writes and holds every row.
     with _connect(pg_pair["standby_port"]) as conn:
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False

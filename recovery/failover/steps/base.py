@@ -30,6 +30,8 @@ class StepResult:
     ok: bool
     output: str = ""
     timed_out: bool = False
+    # Measurements the run records beside its RTO (a promotion's newest heartbeat, lag).
+    facts: dict = field(default_factory=dict)
 
 
 @dataclass
