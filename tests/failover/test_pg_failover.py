@@ -13,9 +13,12 @@ import psycopg
 import pytest
 from django.utils import timezone
 
+from incidents import lag_alerts
+from incidents.models import Alert
 from recovery.engine import heartbeat
 from recovery.engine.pg import PgServer
 from recovery.failover.builtin import create_from_template
+from recovery.failover.models import ReplicationLagSample
 from tests.factories import SystemFactory
 from tests.failover.runs import run_inline
 from tests.marks import needs
@@ -215,6 +218,64 @@ def test_test_run_of_the_promotion_runbook_is_a_rehearsal_not_a_failure(pg_pair)
     assert runbook.verification()[0] == "partial"
     with _connect(pg_pair["standby_port"]) as conn:
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is True
+
+
+def _pair_runbook(pg_pair):
+    return create_from_template(
+        SystemFactory(name="tool-hub"),
+        "pg_standby_promotion",
+        variables={
+            "primary_host": "127.0.0.1",
+            "primary_port": pg_pair["primary_port"],
+            "standby_host": "127.0.0.1",
+            "standby_port": pg_pair["standby_port"],
+        },
+    )
+
+
+def test_replication_lag_is_sampled_charted_and_alerted(pg_pair, settings, viewer_client):
+    """The standby the runbook promotes is sampled against the primary: caught up, then
+    behind while its replay is paused (an alert over the byte threshold), then caught up
+    again (the alert recovers)."""
+    settings.DR_LAG_ALERT_BYTES = 64 * 1024
+    runbook = _pair_runbook(pg_pair)
+    assert lag_alerts.sample_replication_lag() == 0
+    first = ReplicationLagSample.objects.get(runbook=runbook)
+    assert first.error == "" and first.from_primary
+    assert first.lag_bytes == 0 and first.lag.total_seconds() == 0
+    assert first.standby == f"127.0.0.1:{pg_pair['standby_port']}/postgres"
+
+    with _connect(pg_pair["standby_port"]) as standby:
+        standby.execute("SELECT pg_wal_replay_pause()")
+        try:
+            with _connect(pg_pair["primary_port"]) as primary:
+                primary.execute(
+                    "CREATE TABLE lag_filler AS SELECT g, repeat('x', 200) AS pad "
+                    "FROM generate_series(1, 2000) g"
+                )
+            time.sleep(1.1)  # the standby receives the WAL but does not replay it
+            assert lag_alerts.sample_replication_lag() == 1
+        finally:
+            standby.execute("SELECT pg_wal_replay_resume()")
+    behind = ReplicationLagSample.objects.filter(runbook=runbook).order_by("-sampled_at")[0]
+    assert behind.from_primary and behind.lag_bytes > 64 * 1024, behind.lag_bytes
+    assert behind.lag.total_seconds() >= 1
+    open_alert = Alert.objects.get(kind="replication_lag", recovered__isnull=True)
+    assert "lagging" in open_alert.title and open_alert.system_id == runbook.system_id
+
+    page = viewer_client.get(runbook.get_absolute_url())
+    assert b"Standby replication lag" in page.content and b"<polyline" in page.content
+
+    def caught_up():
+        with _connect(pg_pair["standby_port"]) as conn:
+            return conn.execute("SELECT count(*) FROM lag_filler").fetchone()[0] == 2000
+
+    _wait_for(caught_up, what="the standby to catch up")
+    assert lag_alerts.sample_replication_lag() == 0
+    open_alert.refresh_from_db()
+    assert open_alert.recovered is not None
+    with _connect(pg_pair["primary_port"]) as primary:
+        primary.execute("DROP TABLE lag_filler")
 
 
 def test_standby_promotion_runbook_promotes_the_real_standby(pg_pair):
