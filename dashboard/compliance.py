@@ -52,6 +52,7 @@ from dr_portal.runs import RunStatus
 from drills.models import DrillRun
 from incidents.models import FollowUp, Incident, IncidentLink, Severity
 from recovery import readiness
+from recovery.failover import proof as failover_readiness
 from recovery.models import FailoverRun, Restore, RestoreTest, ServiceLevel
 from recovery.targets import Verdict, judge, restore_rto_target, rpo_targets
 
@@ -586,7 +587,18 @@ def stamp(data: dict, user_name: str, now=None) -> dict:
         "produced_at": _ts(now),
         "produced_by": user_name,
         "pitr_windows": pitr_windows([b["source"] for b in data["backups"]["sources"]], now),
+        "failover_readiness": failover_at(data["systems"], now),
     }
+
+
+def failover_at(system_names: list[str], now) -> list[dict]:
+    """Failover readiness of the report's systems now (recovery.failover.proof)."""
+    systems = (
+        System.objects.all()
+        if system_names == ["all"]
+        else System.objects.filter(name__in=system_names)
+    )
+    return [r.as_dict() for r in failover_readiness.system_readiness(systems, now=now)]
 
 
 def pitr_windows(source_names: list[str], now) -> list[dict]:

@@ -282,6 +282,10 @@ for _name in ("DR_LAG_ALERT_S", "DR_LAG_ALERT_BYTES", "DR_LAG_KEEP_DAYS", "DR_LA
         raise ImproperlyConfigured(
             f"{_name} must be a whole number, 0 or more (days, timeout: 1 or more)"
         )
+# A failover runbook's proving run older than this makes its readiness "stale".
+DR_FAILOVER_PROOF_DAYS = env.int("DR_FAILOVER_PROOF_DAYS", default=90)
+if DR_FAILOVER_PROOF_DAYS < 1:
+    raise ImproperlyConfigured("DR_FAILOVER_PROOF_DAYS must be a whole number of days, 1 or more")
 
 # --- REST API (api/, docs/api.md) ------------------------------------------------
 # Calls per minute per token (or per signed-in user), and writes per minute among them.

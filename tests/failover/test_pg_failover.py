@@ -1,25 +1,29 @@
 """A real PostgreSQL primary and standby on loopback ports: the failure is the primary stopping,
 the "PostgreSQL standby promotion" runbook promotes the standby through the task function."""
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from io import StringIO
 from pathlib import Path
 
 import psycopg
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
+from dashboard import board
 from incidents import lag_alerts
 from incidents.models import Alert
 from recovery.engine import heartbeat
 from recovery.engine.pg import PgServer
 from recovery.failover.builtin import create_from_template
 from recovery.failover.models import ReplicationLagSample
-from tests.factories import SystemFactory
+from tests.factories import SourceFactory, SystemFactory
 from tests.failover.runs import run_inline
 from tests.marks import needs
 
@@ -330,6 +334,20 @@ def test_standby_promotion_runbook_promotes_the_real_standby(pg_pair):
     assert abs(run.rpo.total_seconds() - WRITES_STOPPED_S) < 2, run.rpo
     assert run.promotion_lag_bytes == 0 and run.promotion_lag is not None
     assert "newest heartbeat on the new primary" in promote.output
+    # Readiness: the live run proves the runbook, on the dashboard and in dr_status.
+    SourceFactory(system=runbook.system)
+    block = next(b for b in board.build(charts=False)["systems"] if b.system == runbook.system)
+    assert (block.failover.value, block.failover.note) == ("verified", "live run, RTO met")
+    out = StringIO()
+    with pytest.raises(SystemExit):
+        call_command("dr_status", "--json", stdout=out)
+    status = {s["system"]: s for s in json.loads(out.getvalue())["failover"]}["tool-hub"]
+    assert (status["state"], status["mode"], status["last_verified_run"]) == (
+        "verified",
+        "live",
+        run.pk,
+    )
+    assert abs(status["runbooks"][0]["rpo_s"] - WRITES_STOPPED_S) < 2
     # The standby is now a primary: it accepts writes and holds every row.
     with _connect(pg_pair["standby_port"]) as conn:
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False
