@@ -150,6 +150,12 @@ class RunHooks(Hooks):
             )
         return run_pitr_step(params, ctx, self.run)
 
+    def restore(self, params, ctx):
+        run_restore_step = services.restore()
+        if run_restore_step is None:
+            return False, "restores are not available (the recovery app is not loaded)"
+        return run_restore_step(params, ctx, self.run)
+
 
 def _describe(spec):
     return KINDS[spec.kind].describe(spec.params)

@@ -23,7 +23,7 @@ from recovery.failover.models import (
     RunMode,
     StepRun,
 )
-from recovery.failover.steps import KINDS, SUPERUSER_ONLY
+from recovery.failover.steps import KINDS, superuser_only
 
 STOP_POLLING = 286  # htmx stops polling on this status
 
@@ -165,7 +165,7 @@ def step_edit(request, pk, step_pk=None):
 def step_delete(request, pk, step_pk):
     runbook = _runbook(pk)
     step = get_object_or_404(RunbookStep, pk=step_pk, runbook=runbook)
-    if step.kind in SUPERUSER_ONLY and not request.user.is_superuser:
+    if superuser_only(step.kind, step.params, step.test_params) and not request.user.is_superuser:
         messages.error(request, f"Only superusers may create or edit {step.kind} steps.")
         return redirect(runbook)
     step.delete()

@@ -269,6 +269,7 @@ class Runner:
             log=lambda line: self.hooks.log(self.clean(line)),
             test_mode=self.test_mode,
             pitr_restore=getattr(self.hooks, "pitr_restore", None),
+            restore=getattr(self.hooks, "restore", None),
         )
         lines, ok = self._attempts(spec, kind, params, ctx, outcome, prefix, clock, attempts)
         if outcome.status == SUCCEEDED and not ok:
