@@ -236,13 +236,16 @@ class FailoverRunSerializer(serializers.ModelSerializer):
     automated_time_s = Seconds(source="automated_time")
     people_time_s = Seconds(source="people_time")
     retry_time_s = Seconds(source="retry_time")
+    rpo_s = Seconds(source="rpo", help_text="data lost at promotion")
+    promotion_lag_s = Seconds(source="promotion_lag")
 
     class Meta:
         model = FailoverRun
         fields = [
             *RUN_FIELDS, "runbook", "system", "mode", "declared_at", "config_hash", "rto_s",
             "rto_target_s", "verdict", "automated_time_s", "people_time_s", "retry_time_s",
-            "cancel_requested_at",
+            "cancel_requested_at", "rpo_s", "newest_heartbeat_at", "promotion_lag_bytes",
+            "promotion_lag_s",
         ]  # fmt: skip
 
 

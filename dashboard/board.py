@@ -46,6 +46,7 @@ from dr_portal.runs import RunStatus
 from drills.models import DrillPlan, DrillRun
 from incidents.models import FollowUp, Incident, IncidentStatus, MaintenanceWindow, Severity
 from recovery import charts, readiness
+from recovery.failover import proof as failover_readiness
 from recovery.models import RestoreTest
 from recovery.targets import Verdict, at_risk, judge, restore_rto_target
 
@@ -170,6 +171,7 @@ class SystemBlock:
     rows: list = field(default_factory=list)
     drill: Figure | None = None
     next_drill: Figure | None = None
+    failover: Figure | None = None
 
     @property
     def colour(self) -> str:
@@ -798,6 +800,38 @@ def _system_blocks(sources, ready, now, copies, plans, failures) -> list[SystemB
     return list(blocks.values())
 
 
+FAILOVER_COLOUR = {
+    failover_readiness.VERIFIED: GREEN,
+    failover_readiness.REHEARSED: AMBER,
+    failover_readiness.STALE: AMBER,
+    failover_readiness.NEEDS_VERIFICATION: RED,
+    failover_readiness.NO_RUNBOOK: GREY,
+}
+
+
+def failover_figure(ready) -> Figure:
+    """A system's failover readiness: its least ready runbook's state, the newest proving run."""
+    colour = FAILOVER_COLOUR[ready.state]
+    last = ready.last
+    if last is None:
+        return Figure(ready.label, colour, _url("recovery:failover:index"))
+    if last.verdict == "missed":
+        colour = RED
+    rto = {"met": "RTO met", "missed": "RTO missed"}.get(last.verdict, "no RTO measured")
+    note = f"{last.mode} run, {rto}"
+    return Figure(
+        ready.label, colour, _url("recovery:failover:run", last.run_id), age=last.age, note=note
+    )
+
+
+def _add_failover(blocks: list[SystemBlock], now) -> None:
+    ready = {
+        r.system_id: r for r in failover_readiness.system_readiness([b.system for b in blocks], now)
+    }
+    for block in blocks:
+        block.failover = failover_figure(ready[block.system.pk])
+
+
 def _destinations(slow, now) -> list[dict]:
     return [
         {
@@ -836,6 +870,7 @@ def build(now=None, charts=True) -> dict:
     failures = failures_24h(now)
     plans = drill_plans(now)
     systems = _system_blocks(sources, ready, now, slow["copies"], plans, failures)
+    _add_failover(systems, now)
 
     verdict = readiness.overall(ready)
     rows = [row for block in systems for row in block.rows]

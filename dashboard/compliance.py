@@ -52,6 +52,7 @@ from dr_portal.runs import RunStatus
 from drills.models import DrillRun
 from incidents.models import FollowUp, Incident, IncidentLink, Severity
 from recovery import readiness
+from recovery.failover import proof as failover_readiness
 from recovery.models import FailoverRun, Restore, RestoreTest, ServiceLevel
 from recovery.targets import Verdict, judge, restore_rto_target, rpo_targets
 
@@ -351,6 +352,34 @@ def _drills(scope: Scope) -> dict:
     return {"count": len(drills), "verdicts": verdicts, "runs": drills}
 
 
+def _failovers(scope: Scope) -> dict:
+    """Failover runs declared in the period: mode, result, RTO and the data lost at promotion."""
+    runs_qs = FailoverRun.objects.filter(
+        declared_at__gte=scope.start, declared_at__lt=scope.end
+    ).select_related("runbook", "system")
+    if scope.system_ids:
+        runs_qs = runs_qs.filter(system__in=scope.system_ids)
+    runs = [
+        {
+            "id": f.pk,
+            "system": f.system.name,
+            "runbook": f.runbook.name,
+            "mode": f.mode,
+            "declared_at": _ts(f.declared_at),
+            "status": f.status,
+            "verdict": f.verdict,
+            "rto_s": _s(f.rto),
+            "rto_target_s": _s(f.rto_target),
+            "rpo_s": _s(f.rpo),
+            "lag_at_promotion_bytes": f.promotion_lag_bytes,
+            "not_exercised": f.not_exercised,
+        }
+        for f in runs_qs.order_by("declared_at", "pk")
+    ]
+    live = sum(1 for f in runs if f["mode"] == "live")
+    return {"count": len(runs), "live": live, "test": len(runs) - live, "runs": runs}
+
+
 @dataclass
 class IncidentFigures:
     items: list[dict]
@@ -541,6 +570,7 @@ def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
         "copies_proven": _copies_proven(scope),
         "restore_tests": _restore_tests(scope, [s.pk for s in sources]),
         "drills": _drills(scope),
+        "failovers": _failovers(scope),
         "incidents": {"count": len(incidents.items), "items": incidents.items},
         "availability": _availability(scope, _downtime(incidents.down), target_pct),
         "followups": _followups(scope),
@@ -557,7 +587,18 @@ def stamp(data: dict, user_name: str, now=None) -> dict:
         "produced_at": _ts(now),
         "produced_by": user_name,
         "pitr_windows": pitr_windows([b["source"] for b in data["backups"]["sources"]], now),
+        "failover_readiness": failover_at(data["systems"], now),
     }
+
+
+def failover_at(system_names: list[str], now) -> list[dict]:
+    """Failover readiness of the report's systems now (recovery.failover.proof)."""
+    systems = (
+        System.objects.all()
+        if system_names == ["all"]
+        else System.objects.filter(name__in=system_names)
+    )
+    return [r.as_dict() for r in failover_readiness.system_readiness(systems, now=now)]
 
 
 def pitr_windows(source_names: list[str], now) -> list[dict]:

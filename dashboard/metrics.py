@@ -20,6 +20,7 @@ from backups.models import BackupRun, Source
 from dr_portal.lib.queue import worker_last_seen
 from dr_portal.runs import ACTIVE, DONE, RunStatus
 from recovery import readiness
+from recovery.failover import proof as failover_readiness
 from recovery.models import RestoreTest
 
 log = logging.getLogger(__name__)
@@ -270,6 +271,51 @@ def _add_runs(out: Exposition, now) -> None:
                 )
 
 
+def _add_failover(out: Exposition, now) -> None:
+    """Failover readiness per system (recovery.failover.proof, as on the dashboard)."""
+    states = ", ".join(f"{v} {k}" for k, v in failover_readiness.STATE_VALUE.items())
+    for ready in failover_readiness.system_readiness(now=now):
+        labels = {"system": ready.system}
+        last = ready.last
+        out.add(
+            "dr_failover_readiness",
+            "gauge",
+            f"Failover readiness of a system (its least ready runbook): {states}.",
+            failover_readiness.STATE_VALUE[ready.state],
+            labels,
+        )
+        out.add(
+            "dr_failover_last_proven_timestamp_seconds",
+            "gauge",
+            "When the newest run proving one of the system's runbooks finished (Unix time); "
+            "NaN if none.",
+            last.finished.timestamp() if last else None,
+            labels,
+        )
+        out.add(
+            "dr_failover_last_proven_live",
+            "gauge",
+            "1 if that run was live, 0 if it was a test run; NaN if none.",
+            (last.mode == "live") if last else None,
+            labels,
+        )
+        out.add(
+            "dr_failover_last_rto_met",
+            "gauge",
+            "1 if that run met its RTO target, 0 if it missed it; NaN if none or not measured.",
+            {"met": True, "missed": False}.get(last.verdict) if last else None,
+            labels,
+        )
+        out.add(
+            "dr_failover_last_data_lost_seconds",
+            "gauge",
+            "Data lost at promotion in that run (declared failure − newest heartbeat); NaN "
+            "if not measured.",
+            _seconds(last.rpo) if last else None,
+            labels,
+        )
+
+
 def _add_worker(out: Exposition) -> None:
     seen = worker_last_seen()
     out.add(
@@ -292,5 +338,6 @@ def collect(now=None) -> str:
     now = now or timezone.now()
     _add_sources(out, now)
     _add_runs(out, now)
+    _add_failover(out, now)
     _add_worker(out)
     return out.render()

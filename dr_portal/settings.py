@@ -269,6 +269,23 @@ DR_NEW_SOURCE_GRACE_S = env.int("DR_NEW_SOURCE_GRACE_S", default=0)
 DR_ALERT_REPEAT_S = env.int("DR_ALERT_REPEAT_S", default=4 * 3600)
 if DR_ALERT_REPEAT_S < 0:
     raise ImproperlyConfigured("DR_ALERT_REPEAT_S must be 0 (never) or a number of seconds")
+# Replication lag of the runbooks' standbys (recovery/failover/lag.py), sampled every minute:
+# alert when a standby is more than DR_LAG_ALERT_S seconds or DR_LAG_ALERT_BYTES bytes behind
+# (0: no such threshold); samples are kept DR_LAG_KEEP_DAYS; one measurement waits at most
+# DR_LAG_TIMEOUT_S per server.
+DR_LAG_ALERT_S = env.int("DR_LAG_ALERT_S", default=300)
+DR_LAG_ALERT_BYTES = env.int("DR_LAG_ALERT_BYTES", default=1024**3)
+DR_LAG_KEEP_DAYS = env.int("DR_LAG_KEEP_DAYS", default=14)
+DR_LAG_TIMEOUT_S = env.int("DR_LAG_TIMEOUT_S", default=10)
+for _name in ("DR_LAG_ALERT_S", "DR_LAG_ALERT_BYTES", "DR_LAG_KEEP_DAYS", "DR_LAG_TIMEOUT_S"):
+    if globals()[_name] < (1 if _name in ("DR_LAG_KEEP_DAYS", "DR_LAG_TIMEOUT_S") else 0):
+        raise ImproperlyConfigured(
+            f"{_name} must be a whole number, 0 or more (days, timeout: 1 or more)"
+        )
+# A failover runbook's proving run older than this makes its readiness "stale".
+DR_FAILOVER_PROOF_DAYS = env.int("DR_FAILOVER_PROOF_DAYS", default=90)
+if DR_FAILOVER_PROOF_DAYS < 1:
+    raise ImproperlyConfigured("DR_FAILOVER_PROOF_DAYS must be a whole number of days, 1 or more")
 
 # --- REST API (api/, docs/api.md) ------------------------------------------------
 # Calls per minute per token (or per signed-in user), and writes per minute among them.

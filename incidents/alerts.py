@@ -41,6 +41,7 @@ KINDS = {
     "backup_partial": "Backup partial",
     "rpo_breached": "RPO target breached",
     "wal_gap": "WAL gap in the archive",
+    "replication_lag": "Standby replication lag",
     "restore_test_failed": "Restore test failed",
     "copy_lost": "Backup copy lost",
     "drill_overdue": "Drill overdue",

@@ -8,12 +8,13 @@ import re
 
 from backups.models import BackupJob, Source
 from incidents.models import MaintenanceWindow
-from recovery.failover.models import FailoverRun
+from recovery.failover.models import FailoverRun, Runbook
 
 # key pattern -> how to find the system id from the number in it
 _SOURCE_KEYS = re.compile(r"^(?:rpo|restore-test|wal_gap):(\d+)$")
 _JOB_KEYS = re.compile(r"^backup(?:-anomaly)?:(\d+)$")
 _FAILOVER_KEYS = re.compile(r"^failover:run:(\d+):")
+_RUNBOOK_KEYS = re.compile(r"^replication_lag:(\d+):")
 
 
 def system_for_key(key: str) -> int | None:
@@ -28,6 +29,8 @@ def system_for_key(key: str) -> int | None:
         return (
             FailoverRun.objects.filter(pk=int(match[1])).values_list("system_id", flat=True).first()
         )
+    if match := _RUNBOOK_KEYS.match(key):
+        return Runbook.objects.filter(pk=int(match[1])).values_list("system_id", flat=True).first()
     return None
 
 

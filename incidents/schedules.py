@@ -33,6 +33,12 @@ def ensure_schedules():
         minutes=5,
     )
     ensure_schedule(
+        "system: replication lag of standbys (samples, alerts)",
+        "incidents.lag_alerts.sample_replication_lag",
+        schedule_type=Schedule.MINUTES,
+        minutes=1,
+    )
+    ensure_schedule(
         "system: follow-ups overdue",
         "incidents.tasks.check_overdue_followups",
         schedule_type=Schedule.CRON,

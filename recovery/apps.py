@@ -30,8 +30,8 @@ class RecoveryConfig(AppConfig):
         from backups.models import register_rpo_target_lookup
         from backups.retention import register_recovery_lookups
         from dr_portal import related
-        from recovery import hooks, pitr_step
-        from recovery.failover.services import register_pitr_restore
+        from recovery import hooks, pitr_step, restore_step
+        from recovery.failover.services import register_pitr_restore, register_restore
         from recovery.related import backup_run_related
         from recovery.targets import rpo_targets
 
@@ -43,6 +43,7 @@ class RecoveryConfig(AppConfig):
         )
         related.register(backup_run_related)  # the backup run page lists its restore tests
         register_pitr_restore(pitr_step.run_pitr_step)
+        register_restore(restore_step.run_restore_step)
         # Receivers only: schedules are created by them, never here (NOTES-django-q2).
         post_save.connect(
             _source_saved, sender="backups.Source", dispatch_uid="recovery-source-saved"

@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin
 
 from recovery.failover.models import FailoverRun, Runbook, RunbookStep, StepRun, portal_checks
-from recovery.failover.steps import SUPERUSER_ONLY, parse_step, same_endpoint
+from recovery.failover.steps import parse_step, same_endpoint, superuser_only
 
 
 class StepAdminForm(forms.ModelForm):
@@ -49,7 +49,11 @@ class StepAdminForm(forms.ModelForm):
             return data
         superuser = bool(self.user and self.user.is_superuser)
         was = self.instance.kind if self.instance.pk else None
-        guarded = next((k for k in (data.get("kind"), was) if k in SUPERUSER_ONLY), None)
+        guarded = None
+        if superuser_only(data.get("kind"), data.get("params"), data.get("test_params")):
+            guarded = data.get("kind")
+        elif was and superuser_only(was, self.instance.params, self.instance.test_params):
+            guarded = was
         if not superuser and guarded and self.has_changed():
             raise forms.ValidationError(f"Only superusers may create or edit {guarded} steps.")
         kind = data.get("kind")
@@ -96,7 +100,8 @@ class StepFormSet(forms.BaseInlineFormSet):
         if user and user.is_superuser:
             return
         for form in self.deleted_forms:
-            if form.instance.pk and form.instance.kind in SUPERUSER_ONLY:
+            step = form.instance
+            if step.pk and superuser_only(step.kind, step.params, step.test_params):
                 raise forms.ValidationError(
                     f"Only superusers may delete {form.instance.kind} steps."
                 )

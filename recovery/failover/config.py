@@ -31,7 +31,7 @@ from dr_portal.lib import strict_yaml
 from dr_portal.lib.text import has_control_chars
 from recovery.failover.builtin import TEMPLATES
 from recovery.failover.models import Runbook, failure_type_choices, portal_checks
-from recovery.failover.steps import SUPERUSER_ONLY, parse_step
+from recovery.failover.steps import parse_step, superuser_only
 
 NAME_MAX = 120  # Runbook.name, RunbookStep.name
 RUNBOOK_KEYS = {"system", "name", "failure_type", "description", "template", "vars", "steps"}
@@ -276,7 +276,11 @@ class _Planner:
         if existing is None or self.allow_command:
             return existing
         guarded = sorted(
-            set(existing.steps.filter(kind__in=SUPERUSER_ONLY).values_list("kind", flat=True))
+            {
+                s.kind
+                for s in existing.steps.all()
+                if superuser_only(s.kind, s.params, s.test_params)
+            }
         )
         if guarded and _current(existing) != steps:
             self.problems.append(

@@ -11,7 +11,13 @@ from dr_portal.lib import roles
 from dr_portal.lib.durations import format_duration
 from recovery.failover.builtin import TEMPLATES
 from recovery.failover.models import OnFailure, Runbook, RunbookStep, RunMode, portal_checks
-from recovery.failover.steps import KIND_CHOICES, SUPERUSER_ONLY, parse_step, same_endpoint
+from recovery.failover.steps import (
+    KIND_CHOICES,
+    SUPERUSER_ONLY,
+    parse_step,
+    same_endpoint,
+    superuser_only,
+)
 from recovery.failover.steps.base import seconds
 
 
@@ -155,6 +161,11 @@ class StepForm(forms.ModelForm):
                     raise forms.ValidationError(
                         f"Only superusers may create or edit {guarded} steps."
                     )
+            step = self.instance
+            if step.pk and superuser_only(step.kind, step.params, step.test_params):
+                raise forms.ValidationError(
+                    f"Only superusers may edit {step.kind} steps that run a command."
+                )
         if data.get("rollback_of") and self.instance.pk and self.instance.rollback_steps.exists():
             raise forms.ValidationError(
                 "This step has rollback steps of its own, so it cannot become a rollback step."

@@ -24,7 +24,7 @@ from dr_portal.runs import ACTIVE, RunBase, RunStatus
 from recovery.failover.steps import KIND_CHOICES, KINDS, parse_step, same_endpoint
 from recovery.targets import FailureType, RTOTarget, Verdict
 
-__all__ = ["FailoverRun", "Runbook", "RunbookStep", "StepRun"]
+__all__ = ["FailoverRun", "ReplicationLagSample", "Runbook", "RunbookStep", "StepRun"]
 
 
 def failure_type_choices():
@@ -338,6 +338,19 @@ class FailoverRun(RunBase):
     automated_time = models.DurationField(null=True, blank=True)
     people_time = models.DurationField(null=True, blank=True)
     retry_time = models.DurationField(null=True, blank=True)
+    # Data lost at promotion, measured: the newest heartbeat the promoted standby held.
+    newest_heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="newest heartbeat on the new primary after promotion"
+    )
+    rpo = models.DurationField(
+        null=True, blank=True, help_text="data lost: declared failure − newest heartbeat"
+    )
+    promotion_lag_bytes = models.BigIntegerField(
+        null=True, blank=True, help_text="WAL received but not replayed when promoted"
+    )
+    promotion_lag = models.DurationField(
+        null=True, blank=True, help_text="age of the newest replayed transaction when promoted"
+    )
     # Test mode's honesty: what the run did not exercise (see docs/failover.md).
     skipped_effects = models.PositiveSmallIntegerField(
         default=0, help_text="side-effect steps shown in test mode, not performed"
@@ -546,3 +559,38 @@ class StepRun(models.Model):
         if self.started:
             return timezone.now() - self.started
         return None
+
+
+class ReplicationLagSample(models.Model):
+    """The lag of a runbook's standby (a pg_promote step's server), sampled every minute."""
+
+    runbook = models.ForeignKey(Runbook, on_delete=models.CASCADE, related_name="lag_samples")
+    step = models.ForeignKey(
+        RunbookStep, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    standby = models.CharField(max_length=300, help_text="host:port/dbname")
+    sampled_at = models.DateTimeField(default=timezone.now)
+    lag_bytes = models.BigIntegerField(null=True, blank=True)
+    lag = models.DurationField(null=True, blank=True)
+    from_primary = models.BooleanField(
+        default=False, help_text="bytes against the primary's current WAL position"
+    )
+    error = models.CharField(max_length=500, blank=True)
+
+    audit = False  # measurements, written by a task every minute
+
+    class Meta:
+        ordering = ["-sampled_at"]
+        indexes = [
+            # runbook page chart, the newest sample per runbook, the run page's last sample
+            models.Index(fields=["runbook", "-sampled_at"], name="lag_sample_by_runbook"),
+            # pruning old samples
+            models.Index(fields=["sampled_at"], name="lag_sample_prune_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.standby} at {self.sampled_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def lag_seconds(self) -> float | None:
+        return None if self.lag is None else self.lag.total_seconds()

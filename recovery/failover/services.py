@@ -15,3 +15,16 @@ def register_pitr_restore(fn: Callable) -> None:
 def pitr_restore() -> Callable | None:
     """(params, ctx, failover run) -> (ok, output), or None before the app is ready."""
     return _pitr_restore
+
+
+_restore: Callable | None = None
+
+
+def register_restore(fn: Callable) -> None:
+    global _restore  # noqa: PLW0603 - set once, by RecoveryConfig.ready()
+    _restore = fn
+
+
+def restore() -> Callable | None:
+    """(params, ctx, failover run) -> (ok, output): a restore step, or None before the app is ready."""
+    return _restore

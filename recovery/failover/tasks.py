@@ -150,6 +150,12 @@ class RunHooks(Hooks):
             )
         return run_pitr_step(params, ctx, self.run)
 
+    def restore(self, params, ctx):
+        run_restore_step = services.restore()
+        if run_restore_step is None:
+            return False, "restores are not available (the recovery app is not loaded)"
+        return run_restore_step(params, ctx, self.run)
+
 
 def _describe(spec):
     return KINDS[spec.kind].describe(spec.params)
@@ -226,6 +232,22 @@ def run_failover(run_id: int):
         run.fail_unexpectedly(exc, revealed)
 
 
+def promotion_figures(run: FailoverRun, facts: dict) -> dict:
+    """The run's fields from a promotion's facts: the lag it promoted with, and the data
+    lost (declared failure − newest heartbeat; 0 when a heartbeat is newer than the
+    declaration, as when the failure is declared after the primary went down)."""
+    if not facts:
+        return {}
+    fields = {"promotion_lag_bytes": facts.get("lag_bytes")}
+    if facts.get("lag_seconds") is not None:
+        fields["promotion_lag"] = timedelta(seconds=facts["lag_seconds"])
+    beat = facts.get("newest_heartbeat")
+    if beat is not None:
+        fields["newest_heartbeat_at"] = beat
+        fields["rpo"] = max(timedelta(0), run.declared_at - beat)
+    return fields
+
+
 def record(run: FailoverRun, result):
     """Finish the run with its RTO (declared failure → last verification passed) and split."""
     fields = {
@@ -239,6 +261,7 @@ def record(run: FailoverRun, result):
         rto = result.verified_at - run.declared_at
         fields["rto"] = rto
         fields["verdict"] = judge(rto, run.rto_target)
+    fields.update(promotion_figures(run, result.facts("pg_promote")))
     error = result.error
     if result.status == "cancelled":
         run.refresh_from_db(fields=["cancel_requested_by"])

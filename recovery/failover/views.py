@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 from dr_portal import audit
 from dr_portal.lib.roles import MANAGER, OPERATOR, VIEWER, require_role, role_required
 from dr_portal.runs import RunStatus
+from recovery.failover import lag
 from recovery.failover.builtin import TEMPLATES, create_from_template
 from recovery.failover.forms import RunbookForm, StartRunForm, StepForm, TemplateForm
 from recovery.failover.models import (
@@ -22,7 +23,7 @@ from recovery.failover.models import (
     RunMode,
     StepRun,
 )
-from recovery.failover.steps import KINDS, SUPERUSER_ONLY
+from recovery.failover.steps import KINDS, superuser_only
 
 STOP_POLLING = 286  # htmx stops polling on this status
 
@@ -78,6 +79,9 @@ def runbook_detail(request, pk):
             "verifying_run": runbook.last_verifying_run(),
             "rehearsal": runbook.last_rehearsal(),
             "kinds": KINDS,
+            "has_standby": any(s.kind == "pg_promote" for s in steps),
+            "lag_sample": lag.newest(runbook),
+            "lag_chart": lag.chart(runbook),
         },
     )
 
@@ -161,7 +165,7 @@ def step_edit(request, pk, step_pk=None):
 def step_delete(request, pk, step_pk):
     runbook = _runbook(pk)
     step = get_object_or_404(RunbookStep, pk=step_pk, runbook=runbook)
-    if step.kind in SUPERUSER_ONLY and not request.user.is_superuser:
+    if superuser_only(step.kind, step.params, step.test_params) and not request.user.is_superuser:
         messages.error(request, f"Only superusers may create or edit {step.kind} steps.")
         return redirect(runbook)
     step.delete()
@@ -208,6 +212,8 @@ def _run_context(run):
     )
     return {
         "run": run,
+        # the standby's lag as last sampled before the failure was declared
+        "lag_before": lag.newest(run.runbook, before=run.declared_at),
         "step_runs": step_runs,
         "ran_count": ran,
         "total": len(step_runs),

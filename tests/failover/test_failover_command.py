@@ -55,7 +55,17 @@ def test_a_test_run_prints_json_skips_side_effects_and_exits_0(http):
     code, out, _ = failover("App failover", "--json")
     assert code == 0, out
     result = json.loads(out)
-    assert set(result) == {"run", "status", "mode", "rto_s", "steps", "error"}
+    assert set(result) == {
+        "run",
+        "status",
+        "mode",
+        "rto_s",
+        "rpo_s",
+        "lag_at_promotion_bytes",
+        "steps",
+        "error",
+    }
+    assert result["rpo_s"] is None  # test mode skips the promotion: nothing measured
     run = FailoverRun.objects.get()
     assert run.runbook == runbook and result["run"] == run.pk
     assert (result["status"], result["mode"]) == ("succeeded", "test")

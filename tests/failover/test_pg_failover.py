@@ -1,24 +1,35 @@
 """A real PostgreSQL primary and standby on loopback ports: the failure is the primary stopping,
 the "PostgreSQL standby promotion" runbook promotes the standby through the task function."""
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from io import StringIO
 from pathlib import Path
 
 import psycopg
 import pytest
+from django.core.management import call_command
+from django.utils import timezone
 
+from dashboard import board
+from incidents import lag_alerts
+from incidents.models import Alert
+from recovery.engine import heartbeat
+from recovery.engine.pg import PgServer
 from recovery.failover.builtin import create_from_template
-from tests.factories import SystemFactory
+from recovery.failover.models import ReplicationLagSample
+from tests.factories import SourceFactory, SystemFactory
 from tests.failover.runs import run_inline
 from tests.marks import needs
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow, pytest.mark.postgres]
 BIN = Path("/usr/lib/postgresql/15/bin")
+WRITES_STOPPED_S = 4  # the source's last write before the outage, in seconds
 
 
 def _free_port():
@@ -213,6 +224,64 @@ def test_test_run_of_the_promotion_runbook_is_a_rehearsal_not_a_failure(pg_pair)
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is True
 
 
+def _pair_runbook(pg_pair):
+    return create_from_template(
+        SystemFactory(name="tool-hub"),
+        "pg_standby_promotion",
+        variables={
+            "primary_host": "127.0.0.1",
+            "primary_port": pg_pair["primary_port"],
+            "standby_host": "127.0.0.1",
+            "standby_port": pg_pair["standby_port"],
+        },
+    )
+
+
+def test_replication_lag_is_sampled_charted_and_alerted(pg_pair, settings, viewer_client):
+    """The standby the runbook promotes is sampled against the primary: caught up, then
+    behind while its replay is paused (an alert over the byte threshold), then caught up
+    again (the alert recovers)."""
+    settings.DR_LAG_ALERT_BYTES = 64 * 1024
+    runbook = _pair_runbook(pg_pair)
+    assert lag_alerts.sample_replication_lag() == 0
+    first = ReplicationLagSample.objects.get(runbook=runbook)
+    assert first.error == "" and first.from_primary
+    assert first.lag_bytes == 0 and first.lag.total_seconds() == 0
+    assert first.standby == f"127.0.0.1:{pg_pair['standby_port']}/postgres"
+
+    with _connect(pg_pair["standby_port"]) as standby:
+        standby.execute("SELECT pg_wal_replay_pause()")
+        try:
+            with _connect(pg_pair["primary_port"]) as primary:
+                primary.execute(
+                    "CREATE TABLE lag_filler AS SELECT g, repeat('x', 200) AS pad "
+                    "FROM generate_series(1, 2000) g"
+                )
+            time.sleep(1.1)  # the standby receives the WAL but does not replay it
+            assert lag_alerts.sample_replication_lag() == 1
+        finally:
+            standby.execute("SELECT pg_wal_replay_resume()")
+    behind = ReplicationLagSample.objects.filter(runbook=runbook).order_by("-sampled_at")[0]
+    assert behind.from_primary and behind.lag_bytes > 64 * 1024, behind.lag_bytes
+    assert behind.lag.total_seconds() >= 1
+    open_alert = Alert.objects.get(kind="replication_lag", recovered__isnull=True)
+    assert "lagging" in open_alert.title and open_alert.system_id == runbook.system_id
+
+    page = viewer_client.get(runbook.get_absolute_url())
+    assert b"Standby replication lag" in page.content and b"<polyline" in page.content
+
+    def caught_up():
+        with _connect(pg_pair["standby_port"]) as conn:
+            return conn.execute("SELECT count(*) FROM lag_filler").fetchone()[0] == 2000
+
+    _wait_for(caught_up, what="the standby to catch up")
+    assert lag_alerts.sample_replication_lag() == 0
+    open_alert.refresh_from_db()
+    assert open_alert.recovered is not None
+    with _connect(pg_pair["primary_port"]) as primary:
+        primary.execute("DROP TABLE lag_filler")
+
+
 def test_standby_promotion_runbook_promotes_the_real_standby(pg_pair):
     runbook = create_from_template(
         SystemFactory(name="tool-hub"),
@@ -231,10 +300,23 @@ def test_standby_promotion_runbook_promotes_the_real_standby(pg_pair):
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("INSERT INTO failover_probe VALUES (500, 'refused on a standby')")
 
+    # The portal's heartbeat on the primary, then writes stop N s before the outage.
+    for _ in range(5):
+        last_beat = heartbeat.write_pg(PgServer("127.0.0.1", pg_pair["primary_port"]))
+        time.sleep(0.1)
+
+    def beat_replayed():
+        with _connect(pg_pair["standby_port"]) as conn:
+            return heartbeat.read_pg(conn) == last_beat
+
+    _wait_for(beat_replayed, what="the standby to replay the last heartbeat")
+    time.sleep(WRITES_STOPPED_S)
+
     # The failure: the primary dies.
     _as_postgres(_binary("pg_ctl"), "-D", pg_pair["primary"], "-m", "immediate", "stop")
+    declared = timezone.now()
 
-    run = run_inline(runbook, mode="live")
+    run = run_inline(runbook, mode="live", declared_at=declared)
 
     assert run.status == "succeeded", (
         run.error,
@@ -247,6 +329,25 @@ def test_standby_promotion_runbook_promotes_the_real_standby(pg_pair):
     assert run.rto is not None and 0 < run.rto.total_seconds() < 120
     assert run.rto_target is not None and run.verdict == "met"
     assert run.automated_time is not None and run.people_time.total_seconds() == 0
+    # Data lost at promotion, measured from the newest heartbeat on the new primary.
+    assert run.newest_heartbeat_at == last_beat
+    assert abs(run.rpo.total_seconds() - WRITES_STOPPED_S) < 2, run.rpo
+    assert run.promotion_lag_bytes == 0 and run.promotion_lag is not None
+    assert "newest heartbeat on the new primary" in promote.output
+    # Readiness: the live run proves the runbook, on the dashboard and in dr_status.
+    SourceFactory(system=runbook.system)
+    block = next(b for b in board.build(charts=False)["systems"] if b.system == runbook.system)
+    assert (block.failover.value, block.failover.note) == ("verified", "live run, RTO met")
+    out = StringIO()
+    with pytest.raises(SystemExit):
+        call_command("dr_status", "--json", stdout=out)
+    status = {s["system"]: s for s in json.loads(out.getvalue())["failover"]}["tool-hub"]
+    assert (status["state"], status["mode"], status["last_verified_run"]) == (
+        "verified",
+        "live",
+        run.pk,
+    )
+    assert abs(status["runbooks"][0]["rpo_s"] - WRITES_STOPPED_S) < 2
     # The standby is now a primary: it accepts writes and holds every row.
     with _connect(pg_pair["standby_port"]) as conn:
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False

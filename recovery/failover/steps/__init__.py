@@ -12,6 +12,7 @@ from .registry import (
     parse_step,
     parse_steps,
     same_endpoint,
+    superuser_only,
 )
 from .runner import Hooks, Outcome, RunResult, run_steps
 
@@ -32,4 +33,5 @@ __all__ = [
     "parse_steps",
     "run_steps",
     "same_endpoint",
+    "superuser_only",
 ]

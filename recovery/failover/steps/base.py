@@ -30,6 +30,8 @@ class StepResult:
     ok: bool
     output: str = ""
     timed_out: bool = False
+    # Measurements the run records beside its RTO (a promotion's newest heartbeat, lag).
+    facts: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -59,6 +61,8 @@ class Context:
     test_mode: bool = False
     # The portal's point-in-time restore (params, ctx) -> (ok, output); None: not offered.
     pitr_restore: Callable[[dict, Context], tuple[bool, str]] | None = None
+    # The portal's restore of a backup into a registered target, the same shape.
+    restore: Callable[[dict, Context], tuple[bool, str]] | None = None
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()

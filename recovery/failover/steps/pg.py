@@ -22,6 +22,8 @@ import time
 
 import psycopg
 
+from recovery.engine import heartbeat
+
 from .base import (
     Context,
     Kind,
@@ -119,7 +121,15 @@ class PgPromote(Kind):
     secret_label = "password (optional)"
     endpoint_params = ("host", "port")
     default_timeout = 120.0
-    params = dict(CONN)
+    params = {
+        **CONN,
+        "heartbeat_dbname": Param(
+            (str,),
+            None,
+            help="database holding the portal's heartbeat table (default: dbname); read "
+            "after the promotion to measure the data lost",
+        ),
+    }
 
     def affects(self, params, check):
         # After a promotion, checks of the same server expect a primary (out of recovery,
@@ -142,20 +152,62 @@ class PgPromote(Kind):
                     f"{where(params)} is not a standby (pg_is_in_recovery() is "
                     "false): nothing to promote",
                 )
+            facts = standby_lag(conn)
             started = time.monotonic()
             # wait => false: we poll ourselves so the step deadline and cancel are honoured.
             conn.execute("SELECT pg_promote(wait => false)")
             ctx.log(f"pg_promote() sent to {where(params)}")
-            while True:
-                if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
-                    took = time.monotonic() - started
-                    lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
-                    return StepResult(
-                        True,
-                        f"{where(params)} promoted: out of recovery after "
-                        f"{took:.1f}s, timeline LSN {lsn}",
-                    )
+            while conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
                 ctx.sleep(0.2)
+            took = time.monotonic() - started
+            lsn = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+        lines = [f"{where(params)} promoted: out of recovery after {took:.1f}s, timeline LSN {lsn}"]
+        lines.append(describe_lag(facts))
+        beat, line = newest_heartbeat(params, ctx)
+        facts["newest_heartbeat"] = beat
+        lines.append(line)
+        return StepResult(True, "\n".join(lines), facts=facts)
+
+
+def standby_lag(conn) -> dict:
+    """What the standby had not applied when it was promoted: WAL received but not replayed
+    (bytes), and how old its newest replayed transaction was (seconds; None when nothing
+    was replayed since it started)."""
+    row = conn.execute(
+        "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), "
+        "extract(epoch FROM now() - pg_last_xact_replay_timestamp())"
+    ).fetchone()
+    lag_bytes = max(0, int(row[0])) if row[0] is not None else None
+    lag_s = max(0.0, float(row[1])) if row[1] is not None else None
+    return {"lag_bytes": lag_bytes, "lag_seconds": lag_s}
+
+
+def describe_lag(facts: dict) -> str:
+    n, s = facts.get("lag_bytes"), facts.get("lag_seconds")
+    shown_bytes = (
+        f"{n} bytes of received WAL not yet replayed"
+        if n is not None
+        else "no WAL received by streaming"
+    )
+    shown_s = (
+        f"newest replayed transaction {s:.1f}s old" if s is not None else "no transaction replayed"
+    )
+    return f"at promotion: {shown_bytes}, {shown_s}"
+
+
+def newest_heartbeat(params, ctx):
+    """(newest heartbeat on the new primary or None, a line for the output). Reading it is
+    a measurement: a failure is reported, it does not fail the promotion that happened."""
+    dbname = params.get("heartbeat_dbname") or params["dbname"]
+    try:
+        with connect({**params, "dbname": dbname}, ctx) as conn:
+            beat = heartbeat.read_pg(conn)
+    except (psycopg.Error, StepTimedOut) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return None, f"heartbeat not read from {dbname}: {first}"
+    if beat is None:
+        return None, f"no heartbeat table ({heartbeat.TABLE}) in {dbname}: data lost not measured"
+    return beat, f"newest heartbeat on the new primary: {beat:%Y-%m-%d %H:%M:%S.%f} UTC"
 
 
 _EXPECT = re.compile(r"^\s*(>=|<=|!=|==|=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from .app import AppStart, AppStop
 from .aws import DnsUpdate, LbSwap
 from .base import Kind, StepSpec, check_params, seconds
 from .http import HttpCheck, Webhook
 from .local import Command, Manual, Wait
 from .pg import PgPromote, PgReady, SqlCheck, SqlWrite
 from .pitr import PitrRestore
+from .restore import Restore
 
 KINDS: dict[str, Kind] = {
     k.name: k
@@ -18,6 +20,9 @@ KINDS: dict[str, Kind] = {
         SqlCheck(),
         SqlWrite(),
         PitrRestore(),
+        Restore(),
+        AppStop(),
+        AppStart(),
         DnsUpdate(),
         LbSwap(),
         Webhook(),
@@ -29,6 +34,19 @@ KINDS: dict[str, Kind] = {
 KIND_CHOICES = [(name, kind.title) for name, kind in KINDS.items()]
 # Kinds that run programs or change data wherever they point: a superuser creates them.
 SUPERUSER_ONLY = {"command", "sql_write"}
+# Kinds that run a program only when a definition gives them one (params.command).
+COMMAND_OPTIONAL = {"app_stop", "app_start"}
+
+
+def superuser_only(kind: str | None, params: dict | None = None, test_params=None) -> bool:
+    """Does creating, editing or deleting this step need a superuser?"""
+    if kind in SUPERUSER_ONLY:
+        return True
+    return kind in COMMAND_OPTIONAL and bool(
+        (params or {}).get("command") or (test_params or {}).get("command")
+    )
+
+
 ON_FAILURE = ("stop", "continue")
 FIELDS = {
     "name",
@@ -188,6 +206,11 @@ def parse_step(
     if kind is None:
         return None, errors
     kind_name = defn["kind"]
+    raw_params = defn.get("params") if isinstance(defn.get("params"), dict) else {}
+    raw_test = defn.get("test_params") if isinstance(defn.get("test_params"), dict) else {}
+    if kind_name in COMMAND_OPTIONAL and not allow_command:
+        if superuser_only(kind_name, raw_params, raw_test):
+            errors.append(command_refused(where, f"{kind_name} with a command"))
     params, problems = check_params(kind, defn.get("params") or {})
     errors.extend(f"{where}: {p}" for p in problems)
     test_params = _test_params(defn, kind, problems, where, errors)

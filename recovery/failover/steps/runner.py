@@ -45,6 +45,7 @@ class Outcome:
     automated_s: float = 0.0
     confirmed_by: str = ""
     rollback_of: StepSpec | None = None
+    facts: dict = field(default_factory=dict)  # from the attempt that succeeded
 
     @property
     def ok(self):
@@ -60,6 +61,13 @@ class RunResult:
     automated_s: float = 0.0
     people_s: float = 0.0
     retry_s: float = 0.0
+
+    def facts(self, kind: str) -> dict:
+        """The facts of the last step of `kind` that succeeded (not a rollback), or {}."""
+        for o in reversed(self.outcomes):
+            if o.spec.kind == kind and o.rollback_of is None and o.status == SUCCEEDED:
+                return o.facts
+        return {}
 
     @property
     def skipped_effects(self) -> int:
@@ -216,7 +224,10 @@ class Runner:
                 clock.first_attempt_end = time.monotonic()
             label = f"attempt {attempt}/{attempts}: " if attempts > 1 else ""
             lines.append(prefix + label + (result.output or ("ok" if result.ok else "failed")))
-            if result.ok or outcome.status == CANCELLED:
+            if result.ok:
+                outcome.facts = dict(result.facts or {})
+                break
+            if outcome.status == CANCELLED:
                 break
             if result.timed_out or time.monotonic() >= ctx.deadline:
                 outcome.status = TIMED_OUT
@@ -258,6 +269,7 @@ class Runner:
             log=lambda line: self.hooks.log(self.clean(line)),
             test_mode=self.test_mode,
             pitr_restore=getattr(self.hooks, "pitr_restore", None),
+            restore=getattr(self.hooks, "restore", None),
         )
         lines, ok = self._attempts(spec, kind, params, ctx, outcome, prefix, clock, attempts)
         if outcome.status == SUCCEEDED and not ok:

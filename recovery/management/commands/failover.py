@@ -49,6 +49,9 @@ def summary(run: FailoverRun) -> dict:
         "status": run.status,
         "mode": run.mode,
         "rto_s": round(run.rto.total_seconds(), 3) if run.rto is not None else None,
+        # data lost at promotion (declared failure − newest heartbeat on the new primary)
+        "rpo_s": round(run.rpo.total_seconds(), 3) if run.rpo is not None else None,
+        "lag_at_promotion_bytes": run.promotion_lag_bytes,
         "steps": steps,
         "error": run.error,
     }
@@ -86,6 +89,8 @@ class Command(BaseCommand):
             self.stdout.write(jsonlib.dumps(result))
         else:
             rto = f", RTO {result['rto_s']:g} s" if result["rto_s"] is not None else ""
+            if result["rpo_s"] is not None:
+                rto += f", data lost {result['rpo_s']:g} s"
             self.stdout.write(f"{run}: {run.status}{rto}")
             for step in result["steps"]:
                 took = f" ({step['duration_s']:g} s)" if step["duration_s"] is not None else ""
