@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('recovery', '0019_input_limits'),
+        ('recovery', '0021_partial_restores'),
     ]
 
     operations = [

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('recovery', '0020_failover_rpo'),
+        ('recovery', '0022_failover_rpo'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('recovery', '0021_replication_lag_samples'),
+        ('recovery', '0023_replication_lag_samples'),
     ]
 
     operations = [
