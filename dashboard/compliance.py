@@ -47,6 +47,7 @@ from django.utils import timezone
 
 from backups import scrub
 from backups.models import BackupCopy, BackupRun, Destination, Source, System
+from dr_portal import audit_chain
 from dr_portal.lib.pdf import url_fetcher
 from dr_portal.runs import RunStatus
 from drills.models import DrillRun
@@ -550,13 +551,17 @@ def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
 def stamp(data: dict, user_name: str, now=None) -> dict:
     """What a rendering adds around the data: hash, when, by whom, and the recoverable window
     of each point-in-time recovery source at that moment (not part of the hash: it moves
-    every minute, while the hash must stay the same for the same recorded period)."""
+    every minute, while the hash must stay the same for the same recorded period), and the
+    audit chain's head."""
     now = now or timezone.now()
     return {
         "sha256": digest(data),
         "produced_at": _ts(now),
         "produced_by": user_name,
         "pitr_windows": pitr_windows([b["source"] for b in data["backups"]["sources"]], now),
+        # Where the tamper-evident audit log stood: `manage.py audit_verify` proves the chain
+        # up to this entry still holds (dr_portal.audit_chain).
+        "audit_chain_head": audit_chain.head(),
     }
 
 

@@ -4,6 +4,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.utils import timezone
 
+from dr_portal.audit_chain import GENESIS
 from dr_portal.lib import keyring
 
 
@@ -23,6 +24,10 @@ class AuditEntry(models.Model):
     object_repr = models.CharField(max_length=200, blank=True)
     changes = models.JSONField(default=dict, blank=True)
     detail = models.CharField(max_length=1000, blank=True)
+    # The hash chain (dr_portal.audit_chain): position, the previous entry's hash, this one's.
+    seq = models.PositiveBigIntegerField(null=True, unique=True, editable=False)
+    prev_hash = models.CharField(max_length=64, blank=True, editable=False)
+    entry_hash = models.CharField(max_length=64, blank=True, editable=False)
 
     audit = False
 
@@ -36,6 +41,19 @@ class AuditEntry(models.Model):
 
     def __str__(self):
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor_name} {self.action} {self.object_repr}"
+
+
+class AuditChainHead(models.Model):
+    """The last link of the audit chain (one row, pk 1): appends lock it to stay in line."""
+
+    seq = models.PositiveBigIntegerField(default=0)
+    entry_hash = models.CharField(max_length=64, default=GENESIS)
+    entry_id = models.BigIntegerField(null=True, blank=True)
+
+    audit = False
+
+    def __str__(self):
+        return f"audit chain head: #{self.seq} {self.entry_hash[:12]}"
 
 
 class KeyEscrow(models.Model):
