@@ -47,7 +47,7 @@ from django.utils import timezone
 
 from backups import scrub
 from backups.models import BackupCopy, BackupRun, Destination, Source, System
-from dr_portal import audit_chain
+from dr_portal import audit_chain, signed_reports
 from dr_portal.lib.pdf import url_fetcher
 from dr_portal.runs import RunStatus
 from drills.models import DrillRun
@@ -562,6 +562,8 @@ def stamp(data: dict, user_name: str, now=None) -> dict:
         # Where the tamper-evident audit log stood: `manage.py audit_verify` proves the chain
         # up to this entry still holds (dr_portal.audit_chain).
         "audit_chain_head": audit_chain.head(),
+        # The key the PDF is signed with (a detached .sig beside it: dr_portal.signed_reports).
+        "signer": signed_reports.signer(),
     }
 
 

@@ -56,6 +56,50 @@ class AuditChainHead(models.Model):
         return f"audit chain head: #{self.seq} {self.entry_hash[:12]}"
 
 
+class SignedReport(models.Model):
+    """One signed report PDF as issued: its hash and detached Ed25519 signature, and by whom.
+
+    The register of every compliance, incident and drill PDF the portal handed out; the
+    signature is public (it proves, it does not grant), so it is kept to be downloaded again.
+    """
+
+    class Kind(models.TextChoices):
+        COMPLIANCE = "compliance", "Compliance report"
+        INCIDENT = "incident", "Incident report"
+        DRILL = "drill", "Drill report"
+
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    filename = models.CharField(max_length=200)
+    object_type = models.CharField(max_length=80, blank=True)
+    object_id = models.CharField(max_length=40, blank=True)
+    pdf_sha256 = models.CharField(max_length=64)
+    signature = models.CharField(max_length=128)  # hex of the 64 raw bytes
+    key_fingerprint = models.CharField(max_length=64)
+    produced_at = models.DateTimeField(default=timezone.now)
+    produced_by = models.CharField(max_length=150)
+
+    audit = False  # the export itself is audited, with the PDF's hash
+
+    class Meta:
+        ordering = ["-produced_at", "-pk"]
+        indexes = [
+            # verify_report: the signature of a PDF given only the file.
+            models.Index(fields=["pdf_sha256"], name="signedreport_sha_idx"),
+            # A report page's list of its signed PDFs, newest first.
+            models.Index(
+                fields=["kind", "object_type", "object_id", "-produced_at"],
+                name="signedreport_object_idx",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.filename} signed {self.produced_at:%Y-%m-%d %H:%M} by {self.produced_by}"
+
+    @property
+    def signature_bytes(self) -> bytes:
+        return bytes.fromhex(self.signature)
+
+
 class KeyEscrow(models.Model):
     """A manager's confirmation that a master key is stored away from the backups."""
 
