@@ -29,6 +29,10 @@ Definitions (also in the report):
   With systems chosen, an incident is in scope when it is linked to a run, test, restore,
   failover or drill of one of them, or when it has no links at all (it cannot be attributed,
   so it is never left out).
+- Restores and failover runs: real restores of in-scope sources and failover runs (test and
+  live) of in-scope systems that finished in the period, cancelled included
+  (dashboard/compliance_controls.py, with the controls table mapping SOC 2 and ISO 27001
+  controls to these sections and stating the gaps).
 - Follow-ups: items of in-scope incidents and drill runs that were open at the end of the
   period (created before it, not done by then).
 """
@@ -47,6 +51,7 @@ from django.utils import timezone
 
 from backups import scrub
 from backups.models import BackupCopy, BackupRun, Destination, Source, System
+from dashboard import compliance_controls
 from dr_portal import audit_chain, signed_reports
 from dr_portal.lib.pdf import url_fetcher
 from dr_portal.runs import RunStatus
@@ -56,7 +61,8 @@ from recovery import readiness
 from recovery.models import FailoverRun, Restore, RestoreTest, ServiceLevel
 from recovery.targets import Verdict, judge, restore_rto_target, rpo_targets
 
-FORMAT = 1
+# 2: failover runs, real restores and the controls mapping were added.
+FORMAT = 2
 RATED = (RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.FAILED)
 
 
@@ -522,7 +528,7 @@ def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
     incidents = _incidents(scope)
     sla = ServiceLevel.current()
     target_pct = Decimal(sla.availability_percent).quantize(Decimal("0.001"))
-    return {
+    data = {
         "report": "DR Portal compliance report",
         "format": FORMAT,
         "period": {
@@ -541,11 +547,15 @@ def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
         "backups": _backups(scope, sources),
         "copies_proven": _copies_proven(scope),
         "restore_tests": _restore_tests(scope, [s.pk for s in sources]),
+        "restores": compliance_controls.restores(start, end, [s.pk for s in sources]),
+        "failovers": compliance_controls.failovers(start, end, system_ids),
         "drills": _drills(scope),
         "incidents": {"count": len(incidents.items), "items": incidents.items},
         "availability": _availability(scope, _downtime(incidents.down), target_pct),
         "followups": _followups(scope),
     }
+    data["controls"] = compliance_controls.controls(data)
+    return data
 
 
 def stamp(data: dict, user_name: str, now=None) -> dict:

@@ -409,9 +409,10 @@ class DrillRun(SealedEvidence):
         if not self._close(DrillStatus.ENDED, by=by, at=at, **fields):
             raise DrillTransitionError("This drill was ended by someone else meanwhile.")
 
-    def abort(self, *, by=None, at=None):
-        """running -> aborted; the verdict says so."""
-        if not self._close(DrillStatus.ABORTED, by=by, at=at, verdict=Verdict.ABORTED):
+    def abort(self, *, by=None, at=None, reasons=(), **figures):
+        """running -> aborted; the verdict says so, with the figures of what ran."""
+        fields = {"verdict": Verdict.ABORTED, "verdict_reasons": list(reasons), **figures}
+        if not self._close(DrillStatus.ABORTED, by=by, at=at, **fields):
             raise DrillTransitionError(
                 f"This drill is already {self.get_status_display().lower()}."
             )

@@ -403,3 +403,70 @@ def test_page_and_pdf_made_seconds_apart_agree_for_a_period_including_today(june
         pdf = manager_client.get(query.replace("/compliance/?", "/compliance/pdf?"))
     assert pdf["X-Report-SHA256"] in page
     assert "Period includes today:" in page and "2026-06-09T10:01:00Z" in page
+
+
+def test_restores_failovers_and_the_controls_table(may, manager_client):
+    from recovery.failover.models import FailoverRun
+    from recovery.models import Restore
+    from tests.factories import RunbookFactory
+
+    src, other = may
+    finished = {"status": RunStatus.SUCCEEDED, "started": at(21, 9), "finished": at(21, 10)}
+    restore = Restore.objects.create(
+        source=src,
+        failure_type="data_corruption",
+        target_kind="file",
+        target="/tmp/dr-tests/restored.db",
+        rto=timedelta(minutes=50),
+        rto_target=timedelta(hours=1),
+        **finished,
+    )
+    Restore.objects.create(  # billing: out of tool-hub's scope
+        source=other,
+        failure_type="data_corruption",
+        target_kind="file",
+        target="/tmp/x",
+        **finished,
+    )
+    runbook = RunbookFactory(system=src.system, name="hub failover")
+    failover = FailoverRun.objects.create(
+        runbook=runbook,
+        system=src.system,
+        mode="live",
+        declared_at=at(22, 9),
+        rto=timedelta(hours=2),
+        rto_target=timedelta(hours=1),
+        **(finished | {"finished": at(22, 11)}),
+    )
+    r = build([src.system])
+    assert r["format"] == 2
+    assert [(x["id"], x["within_target"], x["target_kind"]) for x in r["restores"]["items"]] == [
+        (restore.pk, True, "file")
+    ]
+    assert "target" not in r["restores"]["items"][0]  # where it went, by kind only
+    (f,) = r["failovers"]["runs"]
+    assert (f["id"], f["mode"], f["runbook"], f["within_target"]) == (
+        failover.pk,
+        "live",
+        "hub failover",
+        False,
+    )
+    controls = {c["control"]: c for c in r["controls"]}
+    assert list(controls) == ["CC7.5", "A1.2", "A1.3", "A.5.29", "A.5.30", "A.8.13"]
+    assert controls["A.8.13"]["sections"] == [
+        "Backups",
+        "Copies proven",
+        "Restore tests",
+        "Restores",
+    ]
+    # The gaps are stated plainly: a backup gap over the RPO target, a failed restore test.
+    assert (
+        "Backups: 1 source(s) went longer than the RPO target without a good backup"
+        in (controls["A.8.13"]["gaps"])
+    )
+    assert "Restore tests: 1 restore test(s) failed" in controls["A1.3"]["gaps"]
+    assert not any("Failover" in g for g in controls["A1.3"]["gaps"])
+
+    with time_machine.travel(NOW, tick=False):
+        page = manager_client.get(f"/compliance/?{MAY}&systems={src.system.pk}").content.decode()
+    assert "Controls" in page and "hub failover" in page and "A.5.30" in page
