@@ -4,6 +4,7 @@
 import base64
 import io
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -15,6 +16,7 @@ from django.core.management import call_command
 from django.urls import reverse
 from pypdf import PdfReader
 
+from dr_portal import audit_chain
 from dr_portal.lib import paths, signing
 from dr_portal.models import AuditEntry, SignedReport
 from tests.factories import DrillRunFactory, IncidentFactory
@@ -134,6 +136,12 @@ def test_compliance_command_writes_the_sig_beside_the_pdf(db, tmp_path):
         stdout=out,
     )
     assert f"{pdf}.sig" in out.getvalue()
+    # The head as it stood when the report was made (signing it appended entries since).
+    seq, entry_id, entry_hash = re.search(
+        r"audit chain head #(\d+) \(entry id (\d+)\) ([0-9a-f]{64})", out.getvalue()
+    ).groups()
+    assert AuditEntry.objects.get(pk=entry_id).entry_hash == entry_hash
+    assert int(seq) < audit_chain.head()["seq"]
     assert verify(str(pdf))[0] == 0
 
 

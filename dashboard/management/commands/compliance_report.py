@@ -71,6 +71,10 @@ class Command(BaseCommand):
                 )
         b, t, a = data["backups"], data["restore_tests"], data["availability"]
         self.stdout.write(f"SHA-256 {produced['sha256']}")
+        head = produced["audit_chain_head"]
+        self.stdout.write(
+            f"audit chain head #{head['seq']} (entry id {head['entry_id']}) {head['hash']}"
+        )
         if pdf:
             self.stdout.write(
                 f"PDF {pdf} signed: {pdf}.sig (Ed25519 key {produced['signer']['fingerprint']})"
