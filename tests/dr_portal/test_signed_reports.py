@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.urls import reverse
 from pypdf import PdfReader
 
-from dr_portal import audit_chain
+from dr_portal import audit, audit_chain
 from dr_portal.lib import paths, signing
 from dr_portal.models import AuditEntry, SignedReport
 from tests.factories import DrillRunFactory, IncidentFactory
@@ -124,6 +124,7 @@ def test_compliance_pdf_is_signed(manager_client, tmp_path):
 
 def test_compliance_command_writes_the_sig_beside_the_pdf(db, tmp_path):
     pdf = tmp_path / "q2.pdf"
+    audit.record("something happened before the report")
     out = io.StringIO()
     call_command(
         "compliance_report",
