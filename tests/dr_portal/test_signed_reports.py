@@ -17,6 +17,7 @@ from django.urls import reverse
 from pypdf import PdfReader
 
 from dr_portal import audit, audit_chain
+from dr_portal.checks import check_signing_key
 from dr_portal.lib import paths, signing
 from dr_portal.models import AuditEntry, SignedReport
 from tests.factories import DrillRunFactory, IncidentFactory
@@ -161,6 +162,8 @@ def test_key_from_the_environment(settings, db, tmp_path):
     with pytest.raises(signing.SigningKeyError) as caught:
         signing.private_key()
     assert "not-a-key-secret-value" not in str(caught.value)
+    (error,) = check_signing_key(None)
+    assert error.id == "dr_portal.E003" and "not-a-key" not in error.msg
 
 
 def test_generated_key_is_private_and_never_backed_up(settings, tmp_path):
