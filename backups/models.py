@@ -1004,6 +1004,14 @@ class BackupRunQuerySet(models.QuerySet):
 class BackupRun(RunBase):
     """One execution of a backup job: what was read, what was stored where, and how it went."""
 
+    # What the compliance report rests on; `restorable` and `anomalies` move later (retention,
+    # the anomaly check), so they are not sealed.
+    EVIDENCE_FIELDS = (
+        *RunBase.EVIDENCE_FIELDS,
+        *("job", "job_name", "source", "source_name", "trigger", "artifact_key"),
+        *("bytes_read", "bytes_stored", "sha256", "data_taken_at"),
+    )
+
     job = models.ForeignKey(
         BackupJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
     )

@@ -29,6 +29,10 @@ Definitions (also in the report):
   With systems chosen, an incident is in scope when it is linked to a run, test, restore,
   failover or drill of one of them, or when it has no links at all (it cannot be attributed,
   so it is never left out).
+- Restores and failover runs: real restores of in-scope sources and failover runs (test and
+  live) of in-scope systems that finished in the period, cancelled included
+  (dashboard/compliance_controls.py, with the controls table mapping SOC 2 and ISO 27001
+  controls to these sections and stating the gaps).
 - Follow-ups: items of in-scope incidents and drill runs that were open at the end of the
   period (created before it, not done by then).
 """
@@ -47,6 +51,8 @@ from django.utils import timezone
 
 from backups import scrub
 from backups.models import BackupCopy, BackupRun, Destination, Source, System
+from dashboard import compliance_controls
+from dr_portal import audit_chain, signed_reports
 from dr_portal.lib.pdf import url_fetcher
 from dr_portal.runs import RunStatus
 from drills.models import DrillRun
@@ -56,7 +62,8 @@ from recovery.failover import proof as failover_readiness
 from recovery.models import FailoverRun, Restore, RestoreTest, ServiceLevel
 from recovery.targets import Verdict, judge, restore_rto_target, rpo_targets
 
-FORMAT = 1
+# 2: failover runs, real restores and the controls mapping were added.
+FORMAT = 2
 RATED = (RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.FAILED)
 
 
@@ -352,34 +359,6 @@ def _drills(scope: Scope) -> dict:
     return {"count": len(drills), "verdicts": verdicts, "runs": drills}
 
 
-def _failovers(scope: Scope) -> dict:
-    """Failover runs declared in the period: mode, result, RTO and the data lost at promotion."""
-    runs_qs = FailoverRun.objects.filter(
-        declared_at__gte=scope.start, declared_at__lt=scope.end
-    ).select_related("runbook", "system")
-    if scope.system_ids:
-        runs_qs = runs_qs.filter(system__in=scope.system_ids)
-    runs = [
-        {
-            "id": f.pk,
-            "system": f.system.name,
-            "runbook": f.runbook.name,
-            "mode": f.mode,
-            "declared_at": _ts(f.declared_at),
-            "status": f.status,
-            "verdict": f.verdict,
-            "rto_s": _s(f.rto),
-            "rto_target_s": _s(f.rto_target),
-            "rpo_s": _s(f.rpo),
-            "lag_at_promotion_bytes": f.promotion_lag_bytes,
-            "not_exercised": f.not_exercised,
-        }
-        for f in runs_qs.order_by("declared_at", "pk")
-    ]
-    live = sum(1 for f in runs if f["mode"] == "live")
-    return {"count": len(runs), "live": live, "test": len(runs) - live, "runs": runs}
-
-
 @dataclass
 class IncidentFigures:
     items: list[dict]
@@ -550,7 +529,7 @@ def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
     incidents = _incidents(scope)
     sla = ServiceLevel.current()
     target_pct = Decimal(sla.availability_percent).quantize(Decimal("0.001"))
-    return {
+    data = {
         "report": "DR Portal compliance report",
         "format": FORMAT,
         "period": {
@@ -569,18 +548,22 @@ def build(start: datetime, end: datetime, systems=None, now=None) -> dict:
         "backups": _backups(scope, sources),
         "copies_proven": _copies_proven(scope),
         "restore_tests": _restore_tests(scope, [s.pk for s in sources]),
+        "restores": compliance_controls.restores(start, end, [s.pk for s in sources]),
+        "failovers": compliance_controls.failovers(start, end, system_ids),
         "drills": _drills(scope),
-        "failovers": _failovers(scope),
         "incidents": {"count": len(incidents.items), "items": incidents.items},
         "availability": _availability(scope, _downtime(incidents.down), target_pct),
         "followups": _followups(scope),
     }
+    data["controls"] = compliance_controls.controls(data)
+    return data
 
 
 def stamp(data: dict, user_name: str, now=None) -> dict:
     """What a rendering adds around the data: hash, when, by whom, and the recoverable window
     of each point-in-time recovery source at that moment (not part of the hash: it moves
-    every minute, while the hash must stay the same for the same recorded period)."""
+    every minute, while the hash must stay the same for the same recorded period), and the
+    audit chain's head."""
     now = now or timezone.now()
     return {
         "sha256": digest(data),
@@ -588,6 +571,11 @@ def stamp(data: dict, user_name: str, now=None) -> dict:
         "produced_by": user_name,
         "pitr_windows": pitr_windows([b["source"] for b in data["backups"]["sources"]], now),
         "failover_readiness": failover_at(data["systems"], now),
+        # Where the tamper-evident audit log stood: `manage.py audit_verify` proves the chain
+        # up to this entry still holds (dr_portal.audit_chain).
+        "audit_chain_head": audit_chain.head(),
+        # The key the PDF is signed with (a detached .sig beside it: dr_portal.signed_reports).
+        "signer": signed_reports.signer(),
     }
 
 

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET
 
 from backups.models import System
 from dashboard import board, compliance, metrics
-from dr_portal import audit
+from dr_portal import audit, signed_reports
 from dr_portal.lib.roles import MANAGER, VIEWER, role_required
 from dr_portal.models import KeyEscrow
 from dr_portal.widgets import DatePicker
@@ -132,8 +132,10 @@ def compliance_pdf(request):
         detail=f"{data['period']['from']} – {data['period']['to']} "
         f"({', '.join(data['systems'])}) sha256 {produced['sha256']}",
     )
-    response = HttpResponse(pdf, content_type="application/pdf")
     name = f"compliance-{form.cleaned_data['date_from']}-{form.cleaned_data['date_to']}.pdf"
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    report = signed_reports.sign_and_register(
+        pdf, kind="compliance", filename=name, user_name=request.user.get_username()
+    )
+    response = signed_reports.response(pdf, report)
     response["X-Report-SHA256"] = produced["sha256"]
     return response

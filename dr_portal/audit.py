@@ -11,6 +11,7 @@ import contextvars
 import getpass
 from dataclasses import dataclass
 
+from dr_portal import audit_chain
 from dr_portal.fields import EncryptedTextField
 
 AUDITED_APPS = {"backups", "recovery", "drills", "incidents", "dr_portal", "auth"}
@@ -68,17 +69,32 @@ def record(action: str, obj=None, *, changes: dict | None = None, user=None, det
         object_type = f"{obj._meta.app_label}.{obj._meta.model_name}"
         object_id = str(obj.pk or "")
         object_repr = str(obj)[:200]
-    return AuditEntry.objects.create(
+    address = ctx.address or None
+    if address:  # stored normalised: the hash is taken over what the database keeps
+        address = AuditEntry._meta.get_field("address").get_prep_value(address)
+    entry = AuditEntry(
         actor_id=actor_id,
         actor_name=actor_name[:150],
         source=ctx.source,
-        address=ctx.address or None,
+        address=address,
         action=action[:40],
         object_type=object_type,
         object_id=object_id,
         object_repr=object_repr,
         changes=changes or {},
         detail=detail[:1000],
+    )
+    return audit_chain.append(entry)
+
+
+def seal_evidence(instance):
+    """Chain the digest of a run that has just finished, in the transaction that finished it."""
+    instance.refresh_from_db(fields=list(instance.EVIDENCE_FIELDS))
+    return record(
+        audit_chain.SEAL_ACTION,
+        instance,
+        changes={"evidence_sha256": audit_chain.evidence_digest(instance)},
+        detail=f"{instance._meta.verbose_name} finished: its evidence fields are sealed",
     )
 
 

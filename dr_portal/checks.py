@@ -5,7 +5,7 @@ from django.core.checks import Error, Warning, register
 from django.db import DatabaseError
 
 from backups.models import missing_key_summary
-from dr_portal.lib import keyring
+from dr_portal.lib import keyring, signing
 
 
 @register()
@@ -25,6 +25,18 @@ def check_key_ring(app_configs, **kwargs):
             )
         )
     return messages
+
+
+@register()
+def check_signing_key(app_configs, **kwargs):
+    """A DR_SIGNING_KEY that is not an Ed25519 key would fail every report PDF: say so now."""
+    if not settings.DR_SIGNING_KEY:
+        return []  # generated into var/ on the first signed PDF
+    try:
+        signing.private_key()
+    except signing.SigningKeyError as exc:
+        return [Error(str(exc), id="dr_portal.E003")]
+    return []
 
 
 # `manage.py check` (dr_portal/management/commands/check.py) makes a missing key an error;

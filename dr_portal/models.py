@@ -4,6 +4,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.utils import timezone
 
+from dr_portal.audit_chain import GENESIS
 from dr_portal.lib import keyring
 
 
@@ -23,6 +24,10 @@ class AuditEntry(models.Model):
     object_repr = models.CharField(max_length=200, blank=True)
     changes = models.JSONField(default=dict, blank=True)
     detail = models.CharField(max_length=1000, blank=True)
+    # The hash chain (dr_portal.audit_chain): position, the previous entry's hash, this one's.
+    seq = models.PositiveBigIntegerField(null=True, unique=True, editable=False)
+    prev_hash = models.CharField(max_length=64, blank=True, editable=False)
+    entry_hash = models.CharField(max_length=64, blank=True, editable=False)
 
     audit = False
 
@@ -36,6 +41,63 @@ class AuditEntry(models.Model):
 
     def __str__(self):
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor_name} {self.action} {self.object_repr}"
+
+
+class AuditChainHead(models.Model):
+    """The last link of the audit chain (one row, pk 1): appends lock it to stay in line."""
+
+    seq = models.PositiveBigIntegerField(default=0)
+    entry_hash = models.CharField(max_length=64, default=GENESIS)
+    entry_id = models.BigIntegerField(null=True, blank=True)
+
+    audit = False
+
+    def __str__(self):
+        return f"audit chain head: #{self.seq} {self.entry_hash[:12]}"
+
+
+class SignedReport(models.Model):
+    """One signed report PDF as issued: its hash and detached Ed25519 signature, and by whom.
+
+    The register of every compliance, incident and drill PDF the portal handed out; the
+    signature is public (it proves, it does not grant), so it is kept to be downloaded again.
+    """
+
+    class Kind(models.TextChoices):
+        COMPLIANCE = "compliance", "Compliance report"
+        INCIDENT = "incident", "Incident report"
+        DRILL = "drill", "Drill report"
+
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    filename = models.CharField(max_length=200)
+    object_type = models.CharField(max_length=80, blank=True)
+    object_id = models.CharField(max_length=40, blank=True)
+    pdf_sha256 = models.CharField(max_length=64)
+    signature = models.CharField(max_length=128)  # hex of the 64 raw bytes
+    key_fingerprint = models.CharField(max_length=64)
+    produced_at = models.DateTimeField(default=timezone.now)
+    produced_by = models.CharField(max_length=150)
+
+    audit = False  # the export itself is audited, with the PDF's hash
+
+    class Meta:
+        ordering = ["-produced_at", "-pk"]
+        indexes = [
+            # verify_report: the signature of a PDF given only the file.
+            models.Index(fields=["pdf_sha256"], name="signedreport_sha_idx"),
+            # A report page's list of its signed PDFs, newest first.
+            models.Index(
+                fields=["kind", "object_type", "object_id", "-produced_at"],
+                name="signedreport_object_idx",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.filename} signed {self.produced_at:%Y-%m-%d %H:%M} by {self.produced_by}"
+
+    @property
+    def signature_bytes(self) -> bytes:
+        return bytes.fromhex(self.signature)
 
 
 class KeyEscrow(models.Model):

@@ -33,6 +33,8 @@ from django.db import (
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from dr_portal import audit
+from dr_portal.evidence import SealedEvidence
 from dr_portal.lib.durations import format_duration
 from dr_portal.lib.queue import enqueue
 from dr_portal.lib.redact import redact
@@ -109,8 +111,11 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class RunBase(models.Model):
+class RunBase(SealedEvidence):
     """Abstract: status, timings, worker lease and log of one execution."""
+
+    # Sealed at finish (dr_portal.evidence); subclasses add what their evidence is.
+    EVIDENCE_FIELDS = ("status", "queued", "started", "finished", "error", "requested_by")
 
     status = models.CharField(max_length=12, choices=RunStatus.choices, default=RunStatus.QUEUED)
     queued = models.DateTimeField(default=timezone.now)
@@ -132,6 +137,9 @@ class RunBase(models.Model):
         abstract = True
 
     audit = False  # runs are audited by the action that started them, not per save
+
+    def is_sealed(self) -> bool:
+        return self.status in DONE
 
     # --- transitions --------------------------------------------------------
     def claim(self) -> bool:
@@ -173,6 +181,7 @@ class RunBase(models.Model):
             updated = rows.update(status=status, error=error, finished=now, phase="", **fields)
             if updated:
                 RunEvent.record(self, RunEvent.Transition.FINISHED, status)
+                audit.seal_evidence(self)
                 enqueue(PROCESS_EVENTS, group="events")
         if not updated:
             self.refresh_from_db()

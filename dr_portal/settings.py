@@ -221,6 +221,8 @@ DR_ALLOWED_ROOTS = [
     )
 ]
 DR_METRICS_TOKEN = env.str("DR_METRICS_TOKEN", default="")
+# The Ed25519 key that signs report PDFs (dr_portal.lib.signing); generated into var/ if unset.
+DR_SIGNING_KEY = env.str("DR_SIGNING_KEY", default="")
 # The portal's public address, for links in emails, webhooks and call-out messages.
 DR_PORTAL_URL = env.str("DR_PORTAL_URL", default="http://127.0.0.1:8000").rstrip("/")
 # /metrics without a token from these addresses or networks (REMOTE_ADDR only), e.g. 127.0.0.1/32.

@@ -8,6 +8,8 @@ from dr_portal import views
 urlpatterns = [
     path("", include("dashboard.urls")),
     path("escrow/confirm/", views.confirm_escrow, name="confirm_escrow"),
+    path("reports/signatures/<int:pk>.sig", views.report_signature, name="report_signature"),
+    path("reports/signing-key.pem", views.signing_key, name="signing_key"),
     path("health/live", views.health_live, name="health_live"),
     path("health/ready", views.health_ready, name="health_ready"),
     path("health/destinations", views.health_destinations, name="health_destinations"),

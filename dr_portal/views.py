@@ -1,14 +1,15 @@
-"""Portal-wide pages: health probes, key escrow confirmation (the dashboard is in dashboard/)."""
+"""Portal-wide pages: health probes, key escrow confirmation, report signatures (the dashboard
+is in dashboard/)."""
 
 from django.contrib import messages
-from django.http import JsonResponse
-from django.shortcuts import redirect, render
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from dr_portal import audit, health
-from dr_portal.lib import roles
-from dr_portal.models import KeyEscrow
+from dr_portal.lib import roles, signing
+from dr_portal.models import KeyEscrow, SignedReport
 
 
 @require_POST
@@ -27,6 +28,25 @@ def confirm_escrow(request):
         audit.record("confirm_key_escrow", entry, user=request.user)
     messages.success(request, "Key escrow confirmed.")
     return redirect("dashboard")
+
+
+@require_GET
+@roles.role_required(roles.VIEWER)
+def report_signature(request, pk):
+    """The detached Ed25519 signature of one issued report PDF: public, it grants nothing."""
+    report = get_object_or_404(SignedReport, pk=pk)
+    response = HttpResponse(report.signature_bytes, content_type="application/octet-stream")
+    response["Content-Disposition"] = f'attachment; filename="{report.filename}.sig"'
+    return response
+
+
+@require_GET
+@roles.role_required(roles.VIEWER)
+def signing_key(request):
+    """The public half of the report signing key, to check signatures without the portal."""
+    response = HttpResponse(signing.public_pem(), content_type="application/x-pem-file")
+    response["Content-Disposition"] = 'attachment; filename="signing-key.pem"'
+    return response
 
 
 @require_GET

@@ -17,10 +17,12 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from dr_portal import audit
+from dr_portal.evidence import SealedEvidence
 from dr_portal.lib.text import LONG_TEXT, validate_single_line
 from drills import schedule as sched
 from recovery.targets import FailureType, Verdict
@@ -332,8 +334,16 @@ class DrillTransitionError(Exception):
     """A refused move (ending twice, ticking after the end); the message is for people."""
 
 
-class DrillRun(models.Model):
+class DrillRun(SealedEvidence):
     """One execution of a plan, from the declared failure to the verdict."""
+
+    # Sealed when the drill ends or is aborted (dr_portal.evidence); the clean-up check and
+    # the notes come later and are not.
+    EVIDENCE_FIELDS = (
+        *("plan", "plan_name", "status", "declared_at", "started_by", "ended_at", "ended_by"),
+        *("time_budget", "verdict", "verdict_reasons", "rto_achieved", "rpo_achieved"),
+        "rpo_target",
+    )
 
     plan = models.ForeignKey(DrillPlan, on_delete=models.PROTECT, related_name="runs")
     plan_name = models.CharField(max_length=120)
@@ -389,6 +399,9 @@ class DrillRun(models.Model):
     def is_active(self) -> bool:
         return self.status == DrillStatus.RUNNING
 
+    def is_sealed(self) -> bool:
+        return self.status != DrillStatus.RUNNING
+
     # --- transitions: running -> ended | aborted, each one conditional update -----------
     def end(self, verdict: str, *, by=None, at=None, reasons=(), **figures):
         """running -> ended with its verdict, reasons and achieved figures."""
@@ -396,20 +409,24 @@ class DrillRun(models.Model):
         if not self._close(DrillStatus.ENDED, by=by, at=at, **fields):
             raise DrillTransitionError("This drill was ended by someone else meanwhile.")
 
-    def abort(self, *, by=None, at=None):
-        """running -> aborted; the verdict says so."""
-        if not self._close(DrillStatus.ABORTED, by=by, at=at, verdict=Verdict.ABORTED):
+    def abort(self, *, by=None, at=None, reasons=(), **figures):
+        """running -> aborted; the verdict says so, with the figures of what ran."""
+        fields = {"verdict": Verdict.ABORTED, "verdict_reasons": list(reasons), **figures}
+        if not self._close(DrillStatus.ABORTED, by=by, at=at, **fields):
             raise DrillTransitionError(
                 f"This drill is already {self.get_status_display().lower()}."
             )
 
     def _close(self, status, *, by, at, **fields) -> bool:
         """Claim the move with a conditional update (a concurrent end or abort loses)."""
-        moved = (
-            type(self)
-            .objects.filter(pk=self.pk, status=DrillStatus.RUNNING)
-            .update(status=status, ended_at=at or timezone.now(), ended_by=by, **fields)
-        )
+        with transaction.atomic():
+            moved = (
+                type(self)
+                .objects.filter(pk=self.pk, status=DrillStatus.RUNNING)
+                .update(status=status, ended_at=at or timezone.now(), ended_by=by, **fields)
+            )
+            if moved:
+                audit.seal_evidence(self)
         self.refresh_from_db()
         return bool(moved)
 

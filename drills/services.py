@@ -598,7 +598,7 @@ def abort_drill(drill, user=None, reason="") -> DrillRun:
     sync(drill, user)
     now = timezone.now()
     with transaction.atomic():
-        drill.abort(by=_actor(user)[0], at=now)
+        # The drill is closed last, with its figures, in one update: that is what is sealed.
         drill.scenario_runs.filter(status=ScenarioStatus.PENDING).update(
             status=ScenarioStatus.NOT_RUN
         )
@@ -618,8 +618,7 @@ def abort_drill(drill, user=None, reason="") -> DrillRun:
             )
         reasons = ["aborted" + (f": {reason}" if reason else "")]
         _, _, figures = compute_verdict(drill)
-        DrillRun.objects.filter(pk=drill.pk).update(verdict_reasons=reasons, **figures)
-        drill.refresh_from_db()
+        drill.abort(by=_actor(user)[0], at=now, reasons=reasons, **figures)
         event(drill, "Drill aborted" + (f": {reason}" if reason else ""), user, at=now)
         audit.record("drill abort", drill, user=user, detail=reason[:500])
         _note_linked_incidents(drill)

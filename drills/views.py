@@ -17,8 +17,8 @@ from django.views.decorators.http import require_POST
 from dr_portal import audit
 from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration
-from dr_portal.lib.pdf import pdf_response
 from dr_portal.lib.roles import MANAGER, OPERATOR, VIEWER, role_required
+from dr_portal.signed_reports import signed_pdf_response
 from drills import coverage as coverage_grid
 from drills import reports, services
 from drills.callout import read_token
@@ -474,11 +474,13 @@ def run_pdf(request, pk):
     drill = _drill(pk)
     audit.record("drill report pdf", drill, user=request.user)
     context = reports.report_context(drill) | {"pdf": True}
-    return pdf_response(
+    return signed_pdf_response(
         "drills/report.html",
         context,
         f"drill-{drill.pk}-{drill.declared_at:%Y%m%d}.pdf",
         request=request,
+        kind="drill",
+        obj=drill,
     )
 
 

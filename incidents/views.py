@@ -20,8 +20,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from dr_portal import audit
-from dr_portal.lib.pdf import pdf_response
 from dr_portal.lib.roles import MANAGER, OPERATOR, VIEWER, has_role, role_required
+from dr_portal.signed_reports import signed_pdf_response
 from incidents import contacts_csv
 from incidents.alerts import alert, recover, remind, silence, unsilence
 from incidents.forms import (
@@ -307,11 +307,13 @@ def incident_report(request, identifier):
 def incident_pdf(request, identifier):
     incident = _incident(identifier)
     audit.record("export pdf", incident, user=request.user)
-    return pdf_response(
+    return signed_pdf_response(
         "incidents/report_pdf.html",
         _detail_context(incident),
         f"{incident.identifier}.pdf",
         request=request,
+        kind="incident",
+        obj=incident,
     )
 
 

@@ -40,6 +40,12 @@ class PitrPoint(models.TextChoices):
 class RestoreTest(RunBase):
     """One proof that a backup restores: fetched, verified, restored into scratch, checked."""
 
+    EVIDENCE_FIELDS = (
+        *RunBase.EVIDENCE_FIELDS,
+        *("source", "backup_run", "trigger", "copy_used", "checks", "integrity", "rto"),
+        *("data_at", "data_age", "bytes_restored", "pitr_point", "target_time", "recovered_to"),
+    )
+
     source = models.ForeignKey(
         "backups.Source", on_delete=models.CASCADE, related_name="restore_tests"
     )
@@ -350,6 +356,12 @@ class RestoreTarget(SecretEndpointMixin, models.Model):
 
 class Restore(RunBase):
     """A real restore of a backup onto a new target or onto the source itself."""
+
+    EVIDENCE_FIELDS = (
+        *RunBase.EVIDENCE_FIELDS,
+        *("source", "backup_run", "failure_type", "declared_at", "target_kind", "target"),
+        *("onto_source", "copy_used", "checks", "rto", "rto_target", "data_at", "recovered_to"),
+    )
 
     source = models.ForeignKey("backups.Source", on_delete=models.CASCADE, related_name="restores")
     backup_run = models.ForeignKey(

@@ -25,11 +25,11 @@ def check_allowed_path(value: str, *, must_exist: bool = False) -> Path:
 
 
 # --- Files that never leave the host ------------------------------------------
-# The key ring and the secret key generated into var/, and the portal's own SQLite
+# The key ring, the secret key and the report signing key generated into var/, and the portal's own SQLite
 # database: a backup of them in the clear (or even encrypted with the keys it contains)
 # hands an attacker every stored secret. The built-in portal-db source is the one
 # sanctioned way to back up the database.
-KEY_FILES = ("dr_encryption_keys", "django_secret_key")
+KEY_FILES = ("dr_encryption_keys", "django_secret_key", "dr_signing_key")
 SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
 
 
@@ -57,8 +57,8 @@ def protected_problem(value: str, *, include_portal_db: bool = True) -> str:
     for protected in protected_paths(include_portal_db=include_portal_db):
         if resolved == protected or resolved in protected.parents:
             return (
-                f"{value} holds {protected}, the portal's key ring, secret key or database: "
-                "these never leave the host (with or without encryption)."
+                f"{value} holds {protected}, the portal's key ring, secret key, signing key or "
+                "database: these never leave the host (with or without encryption)."
             )
         try:
             same = stat is not None and os.path.samestat(stat, protected.stat())

@@ -5,6 +5,7 @@ from django import template
 from dr_portal.lib import roles
 from dr_portal.lib.durations import format_duration
 from dr_portal.related import related
+from dr_portal.signed_reports import issued
 
 register = template.Library()
 
@@ -45,3 +46,9 @@ def status_badge(status):
 def related_links(obj):
     """The records of other apps that belong to obj (restore tests, incidents…), linked."""
     return {"groups": related(obj)}
+
+
+@register.inclusion_tag("dr_portal/_signed_reports.html")
+def signed_reports(kind, obj=None):
+    """The signed PDFs issued of this report (newest first), each with its .sig."""
+    return {"reports": issued(kind, obj)}

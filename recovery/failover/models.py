@@ -324,6 +324,12 @@ EXERCISED = Q(skipped_effects=0, unproven_checks=0)
 class FailoverRun(RunBase):
     """One execution of a runbook, test or live, timed from the declared failure."""
 
+    EVIDENCE_FIELDS = (
+        *RunBase.EVIDENCE_FIELDS,
+        *("runbook", "system", "mode", "declared_at", "config_hash", "rto", "rto_target"),
+        *("verdict", "automated_time", "people_time", "retry_time"),
+    )
+
     runbook = models.ForeignKey(Runbook, on_delete=models.PROTECT, related_name="runs")
     # Copied from the runbook so the database can hold "one live run per system".
     system = models.ForeignKey("backups.System", on_delete=models.PROTECT, related_name="+")

@@ -5,13 +5,14 @@ systems), a summary, and optionally writes the PDF and the canonical data. An au
 recomputes the hash with:  sha256sum FILE  on the file written by --canonical FILE.
 """
 
+import os
 from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 
 from backups.models import System
 from dashboard import compliance
-from dr_portal import audit
+from dr_portal import audit, signed_reports
 
 
 def _date(text):
@@ -53,14 +54,31 @@ class Command(BaseCommand):
                 with open(canonical, "wb") as handle:
                     handle.write(compliance.canonical(data))
             if pdf:
+                document = compliance.render_pdf(data, produced)
                 with open(pdf, "wb") as handle:
-                    handle.write(compliance.render_pdf(data, produced))
+                    handle.write(document)
+                signed = signed_reports.sign_and_register(
+                    document,
+                    kind="compliance",
+                    filename=os.path.basename(pdf),
+                    user_name=produced["produced_by"],
+                )
+                with open(f"{pdf}.sig", "wb") as handle:
+                    handle.write(signed.signature_bytes)
                 audit.record(
                     "export compliance pdf",
                     detail=f"{data['period']['from']} – {data['period']['to']} sha256 {produced['sha256']}",
                 )
         b, t, a = data["backups"], data["restore_tests"], data["availability"]
         self.stdout.write(f"SHA-256 {produced['sha256']}")
+        head = produced["audit_chain_head"]
+        self.stdout.write(
+            f"audit chain head #{head['seq']} (entry id {head['entry_id']}) {head['hash']}"
+        )
+        if pdf:
+            self.stdout.write(
+                f"PDF {pdf} signed: {pdf}.sig (Ed25519 key {produced['signer']['fingerprint']})"
+            )
         self.stdout.write(
             f"period {data['period']['from']} – {data['period']['to']}, systems: {', '.join(data['systems'])}"
         )
