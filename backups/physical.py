@@ -64,6 +64,13 @@ def run_physical(
     """Take the job's base backup into each of its repositories and finish the run."""
     source = job.source
     run.beat("preparing")
+    if source.pitr_adopted:  # a job made before the adoption; the job form refuses new ones
+        _finish_failed(
+            run,
+            f"{source.name} is an adopted pgBackRest stanza: the portal does not take its "
+            "base backups (its own schedule does); disable this job",
+        )
+        return
     try:
         destinations = source.physical_destinations()
         stanza = source.to_stanza(destinations)
