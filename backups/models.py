@@ -359,8 +359,9 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
         was = stored["pitr_stanza"] or stored["name"]
         if stored["pitr_key_id"] and not stored["pitr_adopted"] and was != self.stanza_name:
             field = "pitr_stanza" if self.pitr_stanza or stored["pitr_stanza"] else "name"
+            what = "renaming the source" if field == "name" else "changing its stanza"
             errors[field] = (
-                f"{was} is a pgBackRest stanza with a repository: renaming it would leave that "
+                f"{was} is a pgBackRest stanza with a repository: {what} would leave that "
                 "repository behind. Add a new source instead."
             )
         if self.pitr_adopted:
