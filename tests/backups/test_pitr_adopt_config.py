@@ -195,3 +195,6 @@ def test_the_form_adopts_with_a_write_only_passphrase_and_needs_repositories(
     page = manager_client.get(reverse("backups:source_edit", args=[source.pk])).content.decode()
     assert "new_pitr_cipher_pass" in page and PASS not in page
     assert source.pitr_cipher_pass.token not in page
+    page = manager_client.get(source.get_absolute_url()).content.decode()
+    assert "pgBackRest stanza <code>main</code> (adopted, read-only" in page
+    assert "the passphrase stored for it" in page and PASS not in page
