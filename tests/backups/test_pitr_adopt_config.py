@@ -2,12 +2,17 @@
 (its own configuration path, the given passphrase, read-only), the engine's refusals, the
 form's write-only passphrase, jobs and retention leaving the source alone."""
 
+from io import StringIO
+
 import pytest
+import yaml
 from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from backups import physical_retention
+from backups import config, physical_retention
+from backups.config import ConfigError
 from backups.engine import pgbackrest
 from backups.forms import SourceForm
 from backups.models import BackupCopy, BackupJob, BackupRun, Source, Trigger
@@ -198,3 +203,93 @@ def test_the_form_adopts_with_a_write_only_passphrase_and_needs_repositories(
     page = manager_client.get(source.get_absolute_url()).content.decode()
     assert "pgBackRest stanza <code>main</code> (adopted, read-only" in page
     assert "the passphrase stored for it" in page and PASS not in page
+
+
+ADOPT_YAML = {
+    "systems": [{"name": "ERP"}],
+    "destinations": [
+        {"name": "dba-repo", "kind": "local", "path": "/tmp/dr-tests/dba-repo"},
+        {"name": "dumps", "kind": "local", "path": "/tmp/dr-tests/dumps"},
+    ],
+    "sources": [
+        {
+            "name": "erp-db",
+            "system": "ERP",
+            "kind": "postgresql",
+            "host": "/var/run/postgresql",
+            "database": "erp",
+            "user": "postgres",
+            "pitr": True,
+            "data_directory": "/var/lib/postgresql/15/main",
+            "adopted": True,
+            "pitr_stanza": "main",
+            "repositories": ["dba-repo"],
+            "pitr_cipher_pass_env": "ERP_REPO_PASS",
+        }
+    ],
+}
+
+
+def test_dr_apply_adopts_exports_without_the_passphrase_and_is_idempotent(
+    db, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("ERP_REPO_PASS", PASS)
+    path = tmp_path / "dr.yaml"
+    path.write_text(yaml.safe_dump(ADOPT_YAML))
+    call_command("dr_apply", str(path))
+    source = Source.objects.get(name="erp-db")
+    assert source.pitr_adopted and source.stanza_name == "main"
+    assert source.pitr_cipher_pass.reveal() == PASS
+    assert [d.name for d in source.physical_destinations()] == ["dba-repo"]
+    out = StringIO()
+    call_command("dr_apply", str(path), "--dry-run", stdout=out)
+    assert "update source erp-db" not in out.getvalue()  # nothing changed the second time
+    exported = StringIO()
+    call_command("dr_export", stdout=exported)
+    item = yaml.safe_load(exported.getvalue())["sources"][0]
+    assert item["adopted"] is True and item["pitr_stanza"] == "main"
+    assert item["repositories"] == ["dba-repo"] and PASS not in exported.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"pitr_cipher_pass": "with a space"}, "printable characters without spaces"),
+        ({"repositories": []}, "name the adopted stanza's repositories"),
+        ({"repositories": ["nowhere"]}, "unknown destination nowhere"),
+        ({"pitr": False}, "needs point-in-time recovery"),
+    ],
+)
+def test_dr_apply_refuses_bad_adoptions_and_changes_nothing(db, tmp_path, change, message):
+    data = {**ADOPT_YAML, "sources": [{**ADOPT_YAML["sources"][0], **change}]}
+    data["sources"][0].pop("pitr_cipher_pass_env")
+    if "pitr_cipher_pass" not in change:
+        data["sources"][0]["pitr_cipher_pass"] = PASS
+    path = tmp_path / "dr.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises((CommandError, SystemExit)):
+        call_command("dr_apply", str(path), stdout=StringIO(), stderr=StringIO())
+    assert not Source.objects.filter(name="erp-db").exists()
+    with pytest.raises(ConfigError) as refused:
+        config.apply(data)
+    assert message in " ".join(refused.value.problems)
+    assert "with a space" not in " ".join(refused.value.problems)
+
+
+def test_dr_apply_refuses_a_physical_job_of_an_adopted_source(db):
+    data = {
+        **ADOPT_YAML,
+        "sources": [{**ADOPT_YAML["sources"][0], "pitr_cipher_pass": PASS}],
+        "jobs": [
+            {
+                "name": "erp-phys",
+                "source": "erp-db",
+                "destinations": ["dumps"],
+                "method": "physical",
+            }
+        ],
+    }
+    data["sources"][0].pop("pitr_cipher_pass_env")
+    with pytest.raises(ConfigError) as refused:
+        config.apply(data)
+    assert "adopted pgBackRest stanza" in " ".join(refused.value.problems)
