@@ -197,9 +197,10 @@ def refresh_window(source: Source, stanza: pgbackrest.Stanza | None = None) -> P
     except (keyring.KeyRingError, ValueError, PgBackRestError) as exc:
         return record_window(source, pgbackrest.Window(None, None, error=str(exc)[:500]))
     if not stanza.repos:
+        why = "no repository named" if source.pitr_adopted else "no physical job"
         return record_window(
             source,
-            pgbackrest.Window(None, None, error="no physical job: the stanza has no repository"),
+            pgbackrest.Window(None, None, error=f"{why}: the stanza has no repository"),
         )
     return record_window(source, pgbackrest.window(stanza))
 
