@@ -32,6 +32,7 @@ from tests.support.pitr import (
     free_port,
     make_stanza,
     owned_tempdir,
+    wait_until,
 )
 from tests.support.pitr_portal import ROWS_CHECK, call
 
@@ -200,9 +201,13 @@ def test_adopted_stanza_is_catalogued_read_and_restored_and_its_repository_left_
     assert BackupRun.objects.filter(source=source).count() == 1
 
     # the window task reads the window of the adopted stanza (and syncs its catalog)
-    refresh_pitr_windows()
-    window = PitrWindow.objects.get(source=source)
-    assert window.error == "" and window.oldest is not None and window.newest > run.data_taken_at
+    def window_past_the_backup():
+        refresh_pitr_windows()
+        row = PitrWindow.objects.get(source=source)
+        assert row.error == "" and row.oldest is not None, row.error
+        return row.newest and row.newest > run.data_taken_at
+
+    wait_until(window_past_the_backup, ARCHIVE_TIMEOUT_S + 30, what="WAL after the backup")
 
     # pitr_setup in adopt mode: no lines to add, what is in effect shown, check passes
     code, setup = call("pitr_setup", source.name, "--json")
