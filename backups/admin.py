@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from backups.forms import (
     HOOK_FIELDS,
+    AdoptedStanzaMixin,
     ArchiveTimeoutMixin,
     ArgvField,
     DestinationForm,
@@ -27,11 +28,12 @@ from backups.models import (
 )
 
 
-class SourceAdminForm(ArchiveTimeoutMixin, SecretsMixin, forms.ModelForm):
+class SourceAdminForm(AdoptedStanzaMixin, ArchiveTimeoutMixin, SecretsMixin, forms.ModelForm):
     """The admin edits exclude patterns and checks as JSON, unlike the portal's form."""
 
-    SECRET_FIELDS = {"new_password": "password"}
+    SECRET_FIELDS = {"new_password": "password", "new_pitr_cipher_pass": "pitr_cipher_pass"}
     new_password = SecretField(label="Password")
+    new_pitr_cipher_pass = SecretField(label="Adopted repository passphrase")
 
     class Meta:
         model = Source

@@ -69,6 +69,7 @@ SOURCE_FIELDS = [
     "restore_test_after_backup",
     "pitr",
     "data_directory",
+    "pitr_stanza",
 ]
 # YAML name -> model field where they differ
 SOURCE_RENAMES = {
@@ -79,6 +80,7 @@ SOURCE_RENAMES = {
     "pitr_host": "pitr_pg_host",
     "pitr_host_user": "pitr_pg_host_user",
     "archive_timeout": "archive_timeout_s",
+    "adopted": "pitr_adopted",
 }
 JOB_FIELDS = ["schedule", "timezone", "method", "compression", "encrypt", "enabled"]
 JOB_RENAMES = {"level": "compression_level", "type": "backup_type"}
@@ -135,9 +137,14 @@ KEY_TYPES = {
                 "data_directory",
                 "pitr_host",
                 "pitr_host_user",
+                "pitr_stanza",
+                "pitr_cipher_pass",
+                "pitr_cipher_pass_env",
             ],
             TEXT,
         ),
+        "adopted": FLAG,
+        "repositories": LIST,
         "port": WHOLE,
         "archive_timeout": WHOLE,
         "pitr": FLAG,
@@ -204,6 +211,7 @@ class _Planned:
     instance: object
     secrets: dict = field(default_factory=dict)  # field -> plaintext to set
     destinations: list[str] | None = None
+    repositories: list[str] | None = None  # an adopted stanza's (Source.pitr_destinations)
     system: str | None = None
     source: str | None = None
 
@@ -458,6 +466,7 @@ SOURCE_DEFAULTS = {
     "restore_test_after_backup": False,
     "pitr": False,
     "data_directory": "",
+    "pitr_stanza": "",
 }
 
 
@@ -473,7 +482,14 @@ def _source_values(item) -> dict:
 
 
 def _plan_source(item, where, problems, refs):
-    allowed = {"name", "system", *SOURCE_FIELDS, *SOURCE_RENAMES, "password", "password_env"}
+    allowed = {
+        "name",
+        "system",
+        *SOURCE_FIELDS,
+        *SOURCE_RENAMES,
+        *(f"{secret}{env}" for secret in SOURCE_SECRETS for env in ("", "_env")),
+        "repositories",
+    }
     _check_keys(item, allowed, where, problems)
     system = item.get("system")
     if not system:
@@ -499,23 +515,70 @@ def _plan_source(item, where, problems, refs):
     values["is_portal_db"] = item.get("portal_db") or False
     values["pitr_pg_host"] = item.get("pitr_host") or ""
     values["pitr_pg_host_user"] = item.get("pitr_host_user") or ""
+    values["pitr_adopted"] = item.get("adopted") or False
     timeout = item.get("archive_timeout")
     values["archive_timeout_s"] = 60 if timeout is None else timeout
     if values["is_portal_db"] and "kind" not in item:
         values["kind"] = instance.kind or "sqlite"
     changed = _apply_fields(instance, values, where, problems, exclude=["system"])
-    secrets = {}
-    value = _secret_from(item, "password", where, problems)
-    if value is not None and (
-        _secret_differs(instance.password, value) or instance.endpoint_changes()
-    ):
-        secrets["password"] = value
-    if changed is None:
+    secrets = _source_secrets(item, instance, where, problems)
+    if changed is None or secrets is None:
         return None
+    repositories = _repositories(item, instance, where, problems, refs)
+    if repositories is None:
+        return None
+    if sorted(repositories) != sorted(_repository_names(instance)):  # numbered by creation
+        changed.append("repositories")
     if system and (instance.pk is None or instance.system.name != system):
         changed.append("system")
     change = _change("source", instance, changed + list(secrets) + _cleared(instance, secrets))
-    return _Planned(change, instance, secrets=secrets, system=system)
+    return _Planned(change, instance, secrets=secrets, system=system, repositories=repositories)
+
+
+SOURCE_SECRETS = ("password", "pitr_cipher_pass")
+
+
+def _source_secrets(item, instance, where, problems) -> dict | None:
+    """The secrets the file sets anew (None: a problem); a value is never in a message."""
+    secrets = {}
+    for secret in SOURCE_SECRETS:
+        value = _secret_from(item, secret, where, problems)
+        if secret == "pitr_cipher_pass" and value and not pitr.CIPHER_PASS.match(value):
+            problems.append(f"{where}.{secret}: printable characters without spaces (at most 256)")
+            return None
+        if value is not None and (
+            _secret_differs(getattr(instance, secret), value) or instance.endpoint_changes()
+        ):
+            secrets[secret] = value
+    return secrets
+
+
+def _repository_names(source) -> list[str]:
+    """An adopted stanza's repositories by name, repo1 first (creation order)."""
+    if source.pk is None:
+        return []
+    return list(source.pitr_destinations.order_by("pk").values_list("name", flat=True))
+
+
+def _repositories(item, instance, where, problems, refs) -> list[str] | None:
+    """The destinations an adopted stanza's repositories are in (None: a problem)."""
+    names = item.get("repositories") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        problems.append(f"{where}.repositories: give a list of destination names")
+        return None
+    unknown = [n for n in names if n not in refs["destinations"]]
+    if unknown:
+        problems.append(f"{where}.repositories: unknown destination {', '.join(unknown)}")
+        return None
+    if instance.pitr_adopted and not names:
+        problems.append(
+            f"{where}.repositories: name the adopted stanza's repositories (destinations)"
+        )
+        return None
+    if len(names) > pitr.MAX_REPOS:
+        problems.append(f"{where}.repositories: pgBackRest keeps at most {pitr.MAX_REPOS}")
+        return None
+    return list(names)
 
 
 def _plan_job(item, where, problems, refs):
@@ -671,6 +734,8 @@ def write(planned: list[_Planned]) -> None:
         if p.source is not None:
             instance.source = Source.objects.get(name=p.source)
         instance.save()
+        if p.repositories is not None:
+            instance.pitr_destinations.set(Destination.objects.filter(name__in=p.repositories))
         if p.destinations is not None:
             before = sorted(instance.destinations.values_list("name", flat=True))
             instance.destinations.set(Destination.objects.filter(name__in=p.destinations))
@@ -761,8 +826,13 @@ def _export_source(s: Source) -> dict:
         "data_directory": s.data_directory,
         "pitr_host": s.pitr_pg_host,
         "pitr_host_user": s.pitr_pg_host_user,
+        "pitr_stanza": s.pitr_stanza,
     }
     item.update({key: value for key, value in pitr_values.items() if value})
+    if s.pitr_adopted:
+        item["adopted"] = True
+    if repositories := _repository_names(s):
+        item["repositories"] = repositories
     if s.archive_timeout_s != 60:
         item["archive_timeout"] = s.archive_timeout_s
     item["restore_test_schedule"] = s.restore_test_schedule

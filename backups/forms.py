@@ -7,7 +7,7 @@ from datetime import timedelta
 from django import forms
 from django.utils import timezone
 
-from backups import validators
+from backups import pitr, validators
 from backups.check_editor import CheckRowsField
 from backups.models import ArchiveRestore, BackupJob, Destination, Source
 from dr_portal import audit
@@ -138,11 +138,44 @@ PG_FIELDS = (
     "pitr_pg_host",
     "pitr_pg_host_user",
     "archive_timeout_s",
+    "pitr_adopted",
+    "pitr_stanza",
+    "new_pitr_cipher_pass",
+    "pitr_destinations",
 )
 
 
-class SourceForm(KindFieldsMixin, ArchiveTimeoutMixin, SecretsMixin, forms.ModelForm):
-    SECRET_FIELDS = {"new_password": "password"}
+class AdoptedStanzaMixin:
+    """The adopted stanza's passphrase and repositories, checked before the save (the model
+    sees neither: the secret is applied and the many-to-many saved after its clean)."""
+
+    def clean_new_pitr_cipher_pass(self):
+        value = self.cleaned_data.get("new_pitr_cipher_pass") or ""
+        if value and not pitr.CIPHER_PASS.match(value):
+            raise forms.ValidationError(
+                "The passphrase must be printable characters without spaces (at most 256)."
+            )
+        return value
+
+    def clean(self):
+        cleaned = super().clean()
+        chosen = list(cleaned.get("pitr_destinations") or [])
+        if cleaned.get("pitr_adopted") and not chosen:
+            self.add_error(
+                "pitr_destinations",
+                "Name the adopted stanza's repositories: the destinations holding them.",
+            )
+        if len(chosen) > pitr.MAX_REPOS:
+            self.add_error(
+                "pitr_destinations", f"pgBackRest keeps at most {pitr.MAX_REPOS} repositories."
+            )
+        return cleaned
+
+
+class SourceForm(
+    KindFieldsMixin, AdoptedStanzaMixin, ArchiveTimeoutMixin, SecretsMixin, forms.ModelForm
+):
+    SECRET_FIELDS = {"new_password": "password", "new_pitr_cipher_pass": "pitr_cipher_pass"}
     KIND_FIELDS = {
         "postgresql": PG_FIELDS,
         "sqlite": ("path",),
@@ -150,6 +183,10 @@ class SourceForm(KindFieldsMixin, ArchiveTimeoutMixin, SecretsMixin, forms.Model
     }
 
     new_password = SecretField(label="Password")
+    new_pitr_cipher_pass = SecretField(
+        label="Adopted repository passphrase",
+        help_text="The existing repository's repo-cipher-pass; never shown. " + KEEP,
+    )
     exclude = JSONListField(lines=True, label="Exclude patterns", help_text="One glob per line.")
     checks = CheckRowsField(
         label="Verification checks",
@@ -188,6 +225,9 @@ class SourceForm(KindFieldsMixin, ArchiveTimeoutMixin, SecretsMixin, forms.Model
             "pitr_pg_host",
             "pitr_pg_host_user",
             "archive_timeout_s",
+            "pitr_adopted",
+            "pitr_stanza",
+            "pitr_destinations",
         ]
         widgets = {"path": WIDE, "host": WIDE, "data_directory": WIDE}
 

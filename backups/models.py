@@ -108,7 +108,7 @@ class ChangeStampMixin:
             value = self.__dict__.get(self._meta.get_field(name).attname)
             if hasattr(value, "token"):
                 value = ("secret", value.token)
-            elif isinstance(value, str) and name == "password" and value:
+            elif isinstance(value, str) and name in getattr(self, "SECRET_FIELDS", ()) and value:
                 value = ("new-secret", id(value))
             values[name] = value
         return values
@@ -146,7 +146,9 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
     """Something to back up: a PostgreSQL database, a SQLite file or a directory."""
 
     ENDPOINT_FIELDS = ("kind", "host", "port", "database", "is_portal_db")
-    SECRET_FIELDS = ("password",)
+    # The adopted repository's passphrase is cleared with the password when the host moves:
+    # re-entering it is cheap, and no stored secret outlives a change of what it is for.
+    SECRET_FIELDS = ("password", "pitr_cipher_pass")
 
     class Kind(models.TextChoices):
         POSTGRESQL = "postgresql", "PostgreSQL (pg_dump custom format)"
@@ -169,6 +171,9 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
         "data_directory",
         "pitr_pg_host",
         "pitr_pg_host_user",
+        "pitr_stanza",
+        "pitr_adopted",
+        "pitr_cipher_pass",
     )
 
     system = models.ForeignKey(System, on_delete=models.PROTECT, related_name="sources")
@@ -255,6 +260,33 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
         help_text="archive_timeout that pitr_setup prints: a WAL segment is archived at least "
         "this often, so the archive is never older than this on a quiet database.",
     )
+    pitr_stanza = models.CharField(
+        "pgBackRest stanza",
+        max_length=100,
+        blank=True,
+        validators=[validate_single_line],
+        help_text="The stanza name in pgBackRest. Blank: the source's name.",
+    )
+    pitr_adopted = models.BooleanField(
+        "adopted stanza",
+        default=False,
+        help_text="The stanza is run by someone else's archive_command and schedule: the "
+        "portal only reads its repository (catalog, window, restores, restore tests).",
+    )
+    pitr_cipher_pass = EncryptedTextField(
+        help_text="The existing repository's encryption passphrase (repo-cipher-pass), when "
+        "it is not the one the portal derives from its key ring. Blank on an adopted stanza: "
+        "the repository is not encrypted."
+    )
+    pitr_destinations = models.ManyToManyField(
+        "Destination",
+        blank=True,
+        related_name="adopted_sources",
+        verbose_name="adopted repositories",
+        help_text="An adopted stanza's repositories, repo1 first (in the order the "
+        "destinations were created); a local destination's path is the parent of the "
+        "repository's pgbackrest directory.",
+    )
     # The key ring key the repository passphrase is derived from, fixed when the stanza is
     # first built: rotating the ring must never change the passphrase of an existing repository.
     pitr_key_id = models.CharField(max_length=32, blank=True, editable=False)
@@ -297,22 +329,49 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
             errors["backup_globals"] = "Only a PostgreSQL server has roles and tablespaces."
         errors.update(pitr.source_errors(self))
         errors.update(self._pitr_change_errors())
+        errors.update(self._stanza_taken_errors())
         if errors:
             raise ValidationError(errors)
+
+    def _stanza_taken_errors(self) -> dict:
+        """Two portal-run stanzas of one name would share one configuration file."""
+        if not self.pitr or self.pitr_adopted or not self.stanza_name:
+            return {}
+        others = Source.objects.filter(pitr=True, pitr_adopted=False).exclude(pk=self.pk)
+        for name, stanza in others.values_list("name", "pitr_stanza"):
+            if (stanza or name) == self.stanza_name:
+                field = "pitr_stanza" if self.pitr_stanza else "name"
+                return {field: f"Source {name} already runs pgBackRest stanza {self.stanza_name}."}
+        return {}
 
     def _pitr_change_errors(self) -> dict:
         """Changes that would orphan a stanza or its physical jobs."""
         if not self.pk:
             return {}
         errors = {}
-        stored = Source.objects.filter(pk=self.pk).values("name", "pitr", "pitr_key_id").first()
+        stored = (
+            Source.objects.filter(pk=self.pk)
+            .values("name", "pitr", "pitr_key_id", "pitr_stanza", "pitr_adopted")
+            .first()
+        )
         if not stored:
             return {}
-        if stored["pitr_key_id"] and stored["name"] != self.name:
-            errors["name"] = (
-                f"{stored['name']} is a pgBackRest stanza with a repository: renaming the source "
-                "would leave that repository behind. Add a new source instead."
+        was = stored["pitr_stanza"] or stored["name"]
+        if stored["pitr_key_id"] and not stored["pitr_adopted"] and was != self.stanza_name:
+            field = "pitr_stanza" if self.pitr_stanza or stored["pitr_stanza"] else "name"
+            what = "renaming the source" if field == "name" else "changing its stanza"
+            errors[field] = (
+                f"{was} is a pgBackRest stanza with a repository: {what} would leave that "
+                "repository behind. Add a new source instead."
             )
+        if self.pitr_adopted:
+            physical = self.jobs.filter(method=BackupJob.Method.PHYSICAL, enabled=True)
+            names = sorted(physical.values_list("name", flat=True))
+            if names:
+                errors["pitr_adopted"] = (
+                    f"Job {', '.join(names)} takes physical backups of this source: an adopted "
+                    "stanza is backed up by its own schedule, so disable or delete the job first."
+                )
         if stored["pitr"] and not self.pitr:
             physical = self.jobs.filter(method=BackupJob.Method.PHYSICAL, enabled=True)
             names = sorted(physical.values_list("name", flat=True))
@@ -396,8 +455,15 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
             {"path": self.path, "exclude": list(self.exclude or []), "protected": protected},
         )
 
+    @property
+    def stanza_name(self) -> str:
+        return self.pitr_stanza or self.name
+
     def physical_destinations(self) -> list["Destination"]:
-        """The repositories of this source's stanza: the destinations of its enabled physical jobs."""
+        """The repositories of this source's stanza: the destinations of its enabled physical
+        jobs, or of an adopted stanza, the destinations named as its repositories."""
+        if self.pitr_adopted:
+            return list(self.pitr_destinations.order_by("pk"))
         return list(
             Destination.objects.filter(
                 jobs__source=self, jobs__method=BackupJob.Method.PHYSICAL, jobs__enabled=True
@@ -416,6 +482,24 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
         """
         if not (self.pitr and self.kind == self.Kind.POSTGRESQL):
             raise ValueError(f"{self.name} does not have point-in-time recovery turned on")
+        chosen = self.physical_destinations() if repos is None else repos
+        engine_repos = [
+            r if isinstance(r, Repo) else pitr.repo_for(r, r.to_spec().secrets) for r in chosen
+        ]
+        given = reveal(self.pitr_cipher_pass)
+        if self.pitr_adopted:
+            # Its own directory: the DBA's configuration is never read or written, and two
+            # adopted stanzas of one name (on two servers) do not share a file.
+            config_dir = settings.VAR_DIR / "pgbackrest" / "adopted" / self.name
+            return pitr.stanza_for(self, engine_repos, passphrase=given, config_dir=str(config_dir))
+        return pitr.stanza_for(
+            self,
+            engine_repos,
+            passphrase=given or self._derived_passphrase(),
+            config_dir=str(settings.VAR_DIR / "pgbackrest"),
+        )
+
+    def _derived_passphrase(self) -> str:
         if not self.pitr_key_id:
             newest = keyring.newest()
             if Source.objects.filter(pk=self.pk, pitr_key_id="").update(pitr_key_id=newest.key_id):
@@ -425,17 +509,7 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
                 Source.objects.filter(pk=self.pk).values_list("pitr_key_id", flat=True).first()
                 or newest.key_id
             )
-        key = keyring.by_id(self.pitr_key_id)
-        chosen = self.physical_destinations() if repos is None else repos
-        engine_repos = [
-            r if isinstance(r, Repo) else pitr.repo_for(r, r.to_spec().secrets) for r in chosen
-        ]
-        return pitr.stanza_for(
-            self,
-            engine_repos,
-            passphrase=pitr.cipher_pass(key, self.name),
-            config_dir=str(settings.VAR_DIR / "pgbackrest"),
-        )
+        return pitr.cipher_pass(keyring.by_id(self.pitr_key_id), self.stanza_name)
 
     def describe(self) -> str:
         """Where the data lives, without secrets."""

@@ -64,6 +64,13 @@ def run_physical(
     """Take the job's base backup into each of its repositories and finish the run."""
     source = job.source
     run.beat("preparing")
+    if source.pitr_adopted:  # a job made before the adoption; the job form refuses new ones
+        _finish_failed(
+            run,
+            f"{source.name} is an adopted pgBackRest stanza: the portal does not take its "
+            "base backups (its own schedule does); disable this job",
+        )
+        return
     try:
         destinations = source.physical_destinations()
         stanza = source.to_stanza(destinations)
@@ -190,9 +197,10 @@ def refresh_window(source: Source, stanza: pgbackrest.Stanza | None = None) -> P
     except (keyring.KeyRingError, ValueError, PgBackRestError) as exc:
         return record_window(source, pgbackrest.Window(None, None, error=str(exc)[:500]))
     if not stanza.repos:
+        why = "no repository named" if source.pitr_adopted else "no physical job"
         return record_window(
             source,
-            pgbackrest.Window(None, None, error="no physical job: the stanza has no repository"),
+            pgbackrest.Window(None, None, error=f"{why}: the stanza has no repository"),
         )
     return record_window(source, pgbackrest.window(stanza))
 

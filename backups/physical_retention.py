@@ -28,6 +28,7 @@ def physical_copies(destination, source_ids=None):
     copies = (
         BackupCopy.objects.live()
         .filter(destination=destination, location__startswith=PREFIX)
+        .exclude(run__source__pitr_adopted=True)  # its DBA's expire keeps that repository
         .select_related("run", "run__source")
     )
     if source_ids is not None:

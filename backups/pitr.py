@@ -50,10 +50,11 @@ def is_hostname(value: str) -> bool:
 def source_errors(source) -> dict[str, str]:
     """What is wrong with a source's PITR settings, by field (empty when pitr is off and clean)."""
     errors = {}
-    for name in ("data_directory", "pitr_pg_host", "pitr_pg_host_user"):
+    for name in ("data_directory", "pitr_pg_host", "pitr_pg_host_user", "pitr_stanza"):
         problem = config_value_problem(getattr(source, name))
         if problem:
             errors[name] = problem
+    errors.update(_adoption_errors(source))
     if not source.pitr:
         return errors
     if source.kind != "postgresql":
@@ -74,6 +75,30 @@ def source_errors(source) -> dict[str, str]:
         problem = config_value_problem(getattr(source, name))
         if problem:
             errors[name] = problem
+    return errors
+
+
+# The characters pgBackRest's configuration writer accepts for a passphrase.
+CIPHER_PASS = re.compile(r"^[\x21-\x7e]{1,256}$")
+
+
+def _adoption_errors(source) -> dict[str, str]:
+    errors = {}
+    if source.pitr_adopted and not source.pitr:
+        errors["pitr_adopted"] = (
+            "Adopting a pgBackRest stanza needs point-in-time recovery on: set pitr too."
+        )
+    if source.pitr_stanza and not STANZA_NAME.match(source.pitr_stanza):
+        errors["pitr_stanza"] = (
+            "A pgBackRest stanza name: letters, digits, '.', '_' and '-' only, starting with a "
+            "letter or digit."
+        )
+    passphrase = source.pitr_cipher_pass
+    if passphrase and not hasattr(passphrase, "reveal") and not CIPHER_PASS.match(passphrase):
+        # Checked when given (a stored one was checked then); the value is never echoed.
+        errors["pitr_cipher_pass"] = (
+            "The passphrase must be printable characters without spaces (at most 256)."
+        )
     return errors
 
 
@@ -118,7 +143,13 @@ def physical_job_errors(job, source, destinations, siblings) -> dict[str, str]:
             return {"backup_type": "Differential and incremental backups are physical only."}
         return {}
     errors = {}
-    if source is not None and not source.pitr:
+    if source is not None and source.pitr_adopted:
+        errors["method"] = (
+            f"{source.name} is an adopted pgBackRest stanza: its base backups are taken by "
+            "its own schedule and the portal only reads the repository. Choose a logical "
+            "backup, or stop adopting the stanza."
+        )
+    elif source is not None and not source.pitr:
         errors["method"] = (
             f"A physical backup needs point-in-time recovery on the source: turn pitr on for "
             f"{source.name} (and run manage.py pitr_setup) or choose a logical backup."
@@ -208,7 +239,7 @@ def stanza_for(source, repos, *, passphrase: str, config_dir: str) -> Stanza:
     remote = bool(source.pitr_pg_host)
     host = source.host or ""
     return Stanza(
-        name=source.name,
+        name=source.stanza_name,
         pg_data=source.data_directory,
         pg_port=source.port or 5432,
         pg_user=source.user or "postgres",
@@ -221,4 +252,5 @@ def stanza_for(source, repos, *, passphrase: str, config_dir: str) -> Stanza:
         os_user="postgres" if remote else local_os_user(source.data_directory),
         pg_bin_dir="" if remote else pg_bin_dir(source.data_directory),
         archive_timeout_s=source.archive_timeout_s,
+        read_only=source.pitr_adopted,
     )

@@ -31,6 +31,8 @@ class SetupResult:
     config: str = ""
     problems: list[str] = field(default_factory=list)
     message: str = ""
+    adopted: bool = False
+    in_effect: list[str] = field(default_factory=list)  # an adopted stanza: the server's lines
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -100,10 +102,15 @@ def run_setup(source: Source) -> SetupResult:
     ]
     if not stanza.repos:
         result.problems.append(
-            f"{source.name} has no enabled physical job: its destinations are the stanza's "
-            "repositories, so add one first"
+            f"{source.name} names no repository: add its destinations to pitr_destinations "
+            "(repo1 first)"
+            if source.pitr_adopted
+            else f"{source.name} has no enabled physical job: its destinations are the "
+            "stanza's repositories, so add one first"
         )
         return result
+    if source.pitr_adopted:
+        return _check_adopted(source, stanza, result, secrets)
     try:
         result.lines = pgbackrest.postgresql_conf_lines(stanza)
         result.config = pgbackrest.ensure_config(stanza)
@@ -121,6 +128,53 @@ def run_setup(source: Source) -> SetupResult:
         return result
     try:
         pgbackrest.stanza_create(stanza)
+        result.message = pgbackrest.check(stanza)
+    except PgBackRestError as exc:
+        result.problems.append(redact(str(exc), secrets))
+        return result
+    result.ok = result.message.startswith("WAL segment")
+    if not result.ok:
+        result.problems.append(
+            f"no WAL segment was reported archived and read back ({result.message})"
+        )
+    return result
+
+
+def adopted_differences(current: dict[str, tuple[str, bool]]) -> list[str]:
+    """What an adopted stanza's server lacks for archiving; its archive_command is its own."""
+    problems = []
+    mode = current.get("archive_mode", ("", False))[0]
+    if mode not in ("on", "always"):
+        problems.append(f"archive_mode is {mode or 'unknown'}, not on")
+    command = current.get("archive_command", ("", False))[0]
+    if "pgbackrest" not in command or "archive-push" not in command:
+        problems.append("archive_command does not push WAL with pgbackrest archive-push")
+    level = current.get("wal_level", ("", False))[0]
+    if level not in ("replica", "logical"):
+        problems.append(f"wal_level is {level or 'unknown'}, not replica")
+    return problems
+
+
+def _check_adopted(source: Source, stanza, result: SetupResult, secrets) -> SetupResult:
+    """Adopt mode: the portal's own configuration file, the lines in effect shown, and
+    `check` only (it archives a WAL segment through the DBA's archive_command and reads it
+    back); never stanza-create."""
+    result.adopted = True
+    try:
+        result.config = pgbackrest.ensure_config(stanza)
+        current = server_settings(source)
+    except PgBackRestError as exc:
+        result.problems.append(redact(str(exc), secrets))
+        return result
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        result.problems.append(f"cannot read the server's settings: {redact(first, secrets)}")
+        return result
+    result.in_effect = [f"{name} = {current[name][0]}" for name in SETTINGS if name in current]
+    result.problems = adopted_differences(current)
+    if result.problems:
+        return result
+    try:
         result.message = pgbackrest.check(stanza)
     except PgBackRestError as exc:
         result.problems.append(redact(str(exc), secrets))

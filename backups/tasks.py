@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 from django.db import IntegrityError, transaction
 
-from backups import physical, pitr_setup, retention, scrub, services
+from backups import physical, pitr_adopt, pitr_setup, retention, scrub, services
 from backups.catalog import adopt_orphans
 from backups.models import BackupJob, BackupRun, Trigger
 from backups.schedules import set_next_run
@@ -106,8 +106,11 @@ def scrub_task():
 
 
 def refresh_pitr_windows():
-    """Every minute: each PITR source's recoverable window (an error is kept on its row)."""
-    return physical.refresh_all_windows()
+    """Every minute: each PITR source's recoverable window (an error is kept on its row),
+    after the catalog of each adopted stanza is brought in line with its repository."""
+    adopted = pitr_adopt.sync_all()
+    windows = physical.refresh_all_windows()
+    return {**windows, **{f"{name} (catalog)": text for name, text in adopted.items()}}
 
 
 def pitr_check_task(source_id: int):

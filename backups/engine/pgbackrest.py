@@ -56,7 +56,7 @@ def write_config(stanza: Stanza) -> str:
     for sub in ("log", "lock", "spool"):
         conf.make_dir(os.path.join(base, sub), ids, 0o700)
     for repo in stanza.repos:
-        if repo.kind == "local":
+        if repo.kind == "local" and not stanza.read_only:
             conf.make_dir(os.path.join(os.path.normpath(repo.path), "pgbackrest"), ids)
     path = config_path(stanza)
     conf.write_atomically(path, text, ids)
@@ -101,7 +101,17 @@ def postgresql_conf_lines(stanza: Stanza) -> list[str]:
     ]
 
 
+def refuse_if_read_only(stanza: Stanza, command: str) -> None:
+    """An adopted stanza belongs to its DBA: the portal never writes to its repository."""
+    if stanza.read_only:
+        raise PgBackRestError(
+            f"stanza {stanza.name} is adopted (read-only): the portal does not run {command} "
+            "on it; its own archive_command and schedule do"
+        )
+
+
 def stanza_create(stanza: Stanza) -> None:
+    refuse_if_read_only(stanza, "stanza-create")
     write_config(stanza)
     run(stanza, "stanza-create", timeout=300)
 
@@ -175,6 +185,7 @@ def backup(
     """
     if kind not in BACKUP_TYPES:
         raise PgBackRestError(f"backup type {kind!r} is not one of {', '.join(BACKUP_TYPES)}")
+    refuse_if_read_only(stanza, "backup")
     _ensure_config(stanza)
     watcher = _Progress(progress)
     # detail: a line per file copied, with the share done so far (only to report progress)
@@ -250,6 +261,7 @@ def expire(stanza: Stanza, label: str, *, repo: int = 1) -> None:
     """
     if not re.fullmatch(r"\d{8}-\d{6}[FDI](?:_\d{8}-\d{6}[DI])?", label or ""):
         raise PgBackRestError(f"{label!r} is not a pgBackRest backup label")
+    refuse_if_read_only(stanza, "expire")
     _ensure_config(stanza)
     run(stanza, "expire", options=[f"--set={label}", f"--repo={repo}"], timeout=3600)
     fulls = sum(1 for b in backups(stanza) if b.repo == repo and b.kind == "full")

@@ -45,6 +45,9 @@ class Stanza:
     archive_timeout_s: int = 60
     process_max: int = 1  # pgBackRest's parallel processes for backup and restore
     wal_segment_size: int = DEFAULT_SEGMENT_SIZE  # initdb --wal-segsize, in bytes
+    # An adopted stanza: someone else's archive_command and schedule write the repository,
+    # so the portal only reads it (no stanza-create, backup or expire; no directory made).
+    read_only: bool = False
 
 
 @dataclass(frozen=True)

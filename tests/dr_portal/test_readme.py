@@ -60,6 +60,7 @@ def test_docs_config_examples_apply_and_are_idempotent(tmp_path, settings, monke
         "S3_SECRET": "example-secret",
         "PGPASSWORD": "pw",
         "TOOLHUB_TOKEN": "example-token",
+        "ERP_REPO_PASS": "example-repository-passphrase",
     }.items():
         monkeypatch.setenv(name, value)
     examples = config_examples()

@@ -21,7 +21,8 @@ class _Forms(HTMLParser):
             self._input(a)
         elif tag == "select":
             self._select = a["name"]
-            self.forms[-1].setdefault(self._select, "")  # multiple: the last selected one
+            if "multiple" not in a:  # a browser posts nothing for a multiple with none chosen
+                self.forms[-1].setdefault(self._select, "")  # multiple: the last selected one
         elif tag == "textarea":
             self._textarea = a["name"]
             self.forms[-1][self._textarea] = ""

@@ -50,6 +50,11 @@ class Command(BaseCommand):
             for line in result.lines:
                 self.stdout.write(f"    {line}")
             self.stdout.write("")
+        if result.in_effect:
+            self.stdout.write("Adopted stanza: its archiving, as the server has it in effect:\n")
+            for line in result.in_effect:
+                self.stdout.write(f"    {line}")
+            self.stdout.write("")
         if result.config:
             self.stdout.write(f"pgBackRest configuration: {result.config}")
         for problem in result.problems:
