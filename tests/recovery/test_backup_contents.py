@@ -64,12 +64,16 @@ def test_postgres_contents_list_tables_rows_sequences_and_are_cached(pg_source, 
 def test_thousand_table_dump_lists_from_cache_in_under_a_second(db, local_destination, work_dir):
     with temp_database() as pg:
         with pg.connect() as conn:
-            conn.execute(
-                "DO $$ BEGIN FOR i IN 1..1000 LOOP EXECUTE format("
-                "'CREATE TABLE t%s (id serial PRIMARY KEY, v text); "
-                "INSERT INTO t%s (v) SELECT ''x'' FROM generate_series(1, %s)', i, i, i % 7);"
-                " END LOOP; END $$"
-            )
+            # 100 tables per transaction: 1,000 in one would need more lock slots than a
+            # default server has (max_locks_per_transaction)
+            for first in range(1, 1001, 100):
+                conn.execute(
+                    f"DO $$ BEGIN FOR i IN {first}..{first + 99} LOOP EXECUTE format("
+                    "'CREATE TABLE t%s (id serial PRIMARY KEY, v text); "
+                    "INSERT INTO t%s (v) SELECT ''x'' FROM generate_series(1, %s)', i, i, i % 7);"
+                    " END LOOP; END $$"
+                )
+                conn.commit()
         source = SourceFactory(
             postgresql=True,
             system__name="wide",
