@@ -6,13 +6,10 @@ from django.shortcuts import redirect
 from django.utils import timezone
 
 from backups.forms import (
-    HOOK_FIELDS,
     AdoptedStanzaMixin,
     ArchiveTimeoutMixin,
-    ArgvField,
     DestinationForm,
-    JobHooksMixin,
-    JobMethodMixin,
+    JobForm,
     SecretField,
     SecretsMixin,
     SourceForm,
@@ -82,31 +79,11 @@ class DestinationAdmin(ClearedSecretsMessage, admin.ModelAdmin):
     search_fields = ["name", "bucket", "path"]
 
 
-class BackupJobAdminForm(JobHooksMixin, JobMethodMixin, forms.ModelForm):
-    new_pre_hook_secret = SecretField(label="Pre-hook secret")
-    new_post_hook_secret = SecretField(label="Post-hook secret")
-    pre_hook_command = ArgvField()
-    post_hook_command = ArgvField()
+class BackupJobAdminForm(JobForm):
+    """The portal's job form in the admin: the same fields, rules and audit."""
 
-    class Meta:
-        model = BackupJob
-        fields = [
-            "name",
-            "source",
-            "destinations",
-            "schedule",
-            "timezone",
-            "method",
-            "backup_type",
-            "compression",
-            "compression_level",
-            "encrypt",
-            "enabled",
-            "ping_url",
-            *HOOK_FIELDS,
-            "new_pre_hook_secret",
-            "new_post_hook_secret",
-        ]
+    class Meta(JobForm.Meta):
+        widgets = {}  # the admin's own (filter_horizontal for destinations)
 
 
 @admin.register(BackupJob)
