@@ -411,6 +411,13 @@ class SsoBackend(OIDCAuthenticationBackend):
         self.OIDC_RP_IDP_SIGN_KEY = None
         return super().authenticate(request, nonce=nonce, code_verifier=code_verifier)
 
+    def get_user(self, user_id):
+        """The session's user; none once deactivated, or once SSO is turned off."""
+        user = super().get_user(user_id)
+        if user is None or not enabled() or not self.user_can_authenticate(user):
+            return None
+        return user
+
     def _verify_jws(self, payload, key):
         """Signature, algorithm, issuer, audience, expiry and issue time, all required."""
         try:

@@ -308,6 +308,19 @@ def test_password_login_off_refuses_everyone_but_superusers(sso_on):
     assert signed_in_user(allowed).username == "otto"
 
 
+def test_deactivating_an_sso_account_ends_its_sessions(sso_on):
+    sso_on.identity = {"sub": "u-k", "preferred_username": "kai", "groups": ["dr-viewers"]}
+    client = Client()
+    sso_login(client, sso_on)
+    assert client.get("/").status_code == 200
+    User.objects.filter(username="kai").update(is_active=False)
+    assert client.get("/")["Location"].startswith("/accounts/login/")
+    client = Client()
+    sso_login(client, sso_on)
+    assert not signed_in_user(client).is_authenticated
+    assert "deactivated" in AuditEntry.objects.get(action="sso_login_refused").detail
+
+
 def test_logout_ends_the_portal_session(sso_on):
     sso_on.identity = {"sub": "u-l", "preferred_username": "lena", "groups": ["dr-viewers"]}
     client = Client()
