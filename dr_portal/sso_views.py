@@ -8,6 +8,7 @@ never reach a page, a log line or the audit log.
 import requests
 from django.contrib import auth, messages
 from django.core.exceptions import SuspiciousOperation
+from django.db import IntegrityError
 from django.http import Http404
 from django.shortcuts import redirect
 from django.urls import path
@@ -68,6 +69,8 @@ class SsoCallbackView(OIDCAuthenticationCallbackView):
             return _refuse(request, str(exc) or "the answer from the provider was not valid")
         except (requests.RequestException, ValueError, KeyError):
             return _refuse(request, "the identity provider could not be reached or answered badly")
+        except IntegrityError:  # two first sign-ins of one identity at once: one made it
+            return _refuse(request, "the account was being created by another sign-in: try again")
 
     def login_failure(self):
         request = self.request

@@ -321,6 +321,36 @@ def test_deactivating_an_sso_account_ends_its_sessions(sso_on):
     assert "deactivated" in AuditEntry.objects.get(action="sso_login_refused").detail
 
 
+def test_next_may_not_lead_off_the_portal(sso_on):
+    sso_on.identity = {"sub": "u-o", "preferred_username": "olga", "groups": ["dr-viewers"]}
+    client = Client()
+    start = client.get("/accounts/oidc/authenticate/?next=https://evil.example/")
+    approved = requests.get(start["Location"], allow_redirects=False, timeout=10)
+    back = urlsplit(approved.headers["Location"])
+    assert client.get(f"{back.path}?{back.query}")["Location"] == "/"
+
+
+def test_an_unreachable_provider_is_a_clear_refusal(db):
+    with OidcProvider() as gone:
+        issuer = gone.issuer  # a loopback port nobody listens on once this block ends
+    sso.forget_provider()
+    with override_settings(DR_OIDC_ISSUER=issuer, DR_OIDC_CLIENT_ID="x", DR_OIDC_CLIENT_SECRET="y"):
+        client = Client()
+        response = client.get("/accounts/oidc/authenticate/")
+        assert response["Location"] == "/accounts/login/"
+        page = client.get("/accounts/login/").content.decode()
+    assert "identity provider could not be reached" in page
+    assert "could not be reached" in AuditEntry.objects.get(action="sso_login_refused").detail
+
+
+def test_a_provider_naming_another_issuer_is_refused(sso_on):
+    with override_settings(DR_OIDC_ISSUER=sso_on.issuer.replace("127.0.0.1", "localhost")):
+        sso.forget_provider()
+        response = Client().get("/accounts/oidc/authenticate/")
+    assert response["Location"] == "/accounts/login/"
+    assert "names another issuer" in AuditEntry.objects.get(action="sso_login_refused").detail
+
+
 def test_logout_ends_the_portal_session(sso_on):
     sso_on.identity = {"sub": "u-l", "preferred_username": "lena", "groups": ["dr-viewers"]}
     client = Client()
