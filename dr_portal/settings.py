@@ -189,6 +189,10 @@ DR_OIDC_ROLE_MAP = env.str("DR_OIDC_ROLE_MAP", default="")  # group=role,group=r
 DR_OIDC_SYSTEM_ROLE_MAP = env.str("DR_OIDC_SYSTEM_ROLE_MAP", default="")  # group=role@system
 DR_OIDC_MFA_AMR = env.list("DR_OIDC_MFA_AMR", default=["mfa", "otp", "hwk"])
 DR_OIDC_PASSWORD_LOGIN = env.bool("DR_OIDC_PASSWORD_LOGIN", default=True)
+# An SSO session ends after this many hours: roles removed at the provider apply by then.
+DR_OIDC_SESSION_HOURS = env.int("DR_OIDC_SESSION_HOURS", default=12)
+if DR_OIDC_SESSION_HOURS < 1:
+    raise ImproperlyConfigured("DR_OIDC_SESSION_HOURS must be a whole number of hours, 1 or more")
 # Lock out one username from one address after this many failures, for this long; a
 # superuser unlocks in the admin (Axes > Access attempts: delete the row) or with
 # `manage.py axes_reset_username NAME`. Each lock-out is in the audit log.

@@ -6,6 +6,7 @@ never reach a page, a log line or the audit log.
 """
 
 import requests
+from django.conf import settings
 from django.contrib import auth, messages
 from django.core.exceptions import SuspiciousOperation
 from django.db import IntegrityError
@@ -88,6 +89,8 @@ class SsoCallbackView(OIDCAuthenticationCallbackView):
         response = super().login_success()
         user, request = self.user, self.request
         mfa = getattr(user, "_dr_sso_mfa", False)
+        # Roles come from the provider at sign-in only: a bounded session re-reads them.
+        request.session.set_expiry(settings.DR_OIDC_SESSION_HOURS * 3600)
         if mfa:
             request.session[MFA_SESSION_KEY] = "sso"
         role = getattr(user, "_dr_sso_role", "")

@@ -81,6 +81,7 @@ def test_sso_login_maps_the_group_claim_to_a_role(sso_on):
     assert roles.top_role(user) == roles.OPERATOR
     assert not user.has_usable_password() and not user.is_superuser and not user.is_staff
     assert SsoIdentity.objects.get(user=user).subject == "u-42"
+    assert client.session.get_expiry_age() == 12 * 3600  # DR_OIDC_SESSION_HOURS
     assert client.get("/").status_code == 200
     assert signed_in_user(client) == user
     entry = AuditEntry.objects.get(action="sso_login")
