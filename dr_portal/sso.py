@@ -351,8 +351,11 @@ def _email(claims: dict) -> str:
 
 def sign_in(claims: dict):
     """The account for verified claims, its roles re-synced from them, everything audited."""
-    role = role_from_claims(claims)
-    system_pairs = system_roles_from_claims(claims)
+    try:
+        role = role_from_claims(claims)
+        system_pairs = system_roles_from_claims(claims)
+    except ValueError as exc:  # also reported by `manage.py check` (dr_portal.E021)
+        raise SsoRefused(f"the portal's role map is not valid: {exc}") from None
     with transaction.atomic():
         user, identity, created = account_for(claims)
         email = _email(claims)

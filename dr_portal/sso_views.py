@@ -5,9 +5,11 @@ sends the person back to the login page with a plain message; tokens and the cli
 never reach a page, a log line or the audit log.
 """
 
+import logging
+
 import requests
 from django.conf import settings
-from django.contrib import auth, messages
+from django.contrib import messages
 from django.core.exceptions import SuspiciousOperation
 from django.db import IntegrityError
 from django.http import Http404
@@ -19,6 +21,8 @@ from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthen
 from dr_portal import audit, sso
 from dr_portal.lib.logsafe import one_line
 
+log = logging.getLogger(__name__)
+
 REFUSED_MESSAGE = "Single sign-on did not sign you in: {reason}."
 
 # The 2FA middleware treats a session with this key as having passed a second factor.
@@ -28,10 +32,19 @@ MFA_SESSION_KEY = "dr_mfa_verified_by"
 def _refuse(request, reason: str, user=None):
     reason = one_line(reason)[:300]
     audit.record("sso_login_refused", user, user=user, detail=reason)
-    if request.user.is_authenticated:
-        auth.logout(request)
     messages.error(request, REFUSED_MESSAGE.format(reason=reason))
     return redirect("login")
+
+
+def _plain(library_message: str) -> str:
+    """mozilla-django-oidc's refusals in words for the person (ours pass through)."""
+    if "state not found" in library_message:
+        return "this browser did not start that sign-in (state not found)"
+    if "Nonce" in library_message:
+        return "the ID token was not issued for this sign-in (nonce verification failed)"
+    if "JWKS" in library_message or "algorithm" in library_message:
+        return f"the ID token was refused: {library_message}"
+    return library_message or "the answer from the provider was not valid"
 
 
 class SsoStartView(OIDCAuthenticationRequestView):
@@ -67,8 +80,9 @@ class SsoCallbackView(OIDCAuthenticationCallbackView):
             return _refuse(request, exc.reason, exc.user)
         except SuspiciousOperation as exc:
             # A state not issued to this browser, a bad token or nonce: say which, no values.
-            return _refuse(request, str(exc) or "the answer from the provider was not valid")
-        except (requests.RequestException, ValueError, KeyError):
+            return _refuse(request, _plain(str(exc)))
+        except (requests.RequestException, ValueError, KeyError) as exc:
+            log.warning("SSO: the provider's answer could not be used: %s", type(exc).__name__)
             return _refuse(request, "the identity provider could not be reached or answered badly")
         except IntegrityError:  # two first sign-ins of one identity at once: one made it
             return _refuse(request, "the account was being created by another sign-in: try again")

@@ -200,7 +200,7 @@ def expired():
         ({"aud": "another-client"}, "Audience doesn't match"),
         ("expired", "Signature has expired"),
         ({"iss": "https://evil.example"}, "Invalid issuer"),
-        ({"nonce": "not-the-nonce"}, "Nonce verification failed"),
+        ({"nonce": "not-the-nonce"}, "nonce verification failed"),
     ],
 )
 def test_a_bad_id_token_is_refused(sso_on, change, why):
