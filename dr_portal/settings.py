@@ -177,6 +177,21 @@ AUTHENTICATION_BACKENDS = [
     # OIDC single sign-on (dr_portal/sso.py, docs/sso.md); inert while DR_OIDC_ISSUER is unset.
     "dr_portal.sso.SsoBackend",
 ]
+# Lock out one username from one address after this many failures, for this long; a
+# superuser unlocks in the admin (Axes > Access attempts: delete the row) or with
+# `manage.py axes_reset_username NAME`. Each lock-out is in the audit log.
+AXES_FAILURE_LIMIT = env.int("DR_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("DR_LOGIN_COOLOFF_MIN", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "dr_portal.middleware.axes_client_address"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
 # --- OIDC single sign-on (docs/sso.md); checked by dr_portal.checks.check_sso -----------------
 # Endpoints come from <issuer>/.well-known/openid-configuration, fetched once an hour.
 DR_OIDC_ISSUER = env.str("DR_OIDC_ISSUER", default="").rstrip("/")
@@ -193,20 +208,6 @@ DR_OIDC_PASSWORD_LOGIN = env.bool("DR_OIDC_PASSWORD_LOGIN", default=True)
 DR_OIDC_SESSION_HOURS = env.int("DR_OIDC_SESSION_HOURS", default=12)
 if DR_OIDC_SESSION_HOURS < 1:
     raise ImproperlyConfigured("DR_OIDC_SESSION_HOURS must be a whole number of hours, 1 or more")
-# Lock out one username from one address after this many failures, for this long; a
-# superuser unlocks in the admin (Axes > Access attempts: delete the row) or with
-# `manage.py axes_reset_username NAME`. Each lock-out is in the audit log.
-AXES_FAILURE_LIMIT = env.int("DR_LOGIN_FAILURE_LIMIT", default=5)
-AXES_COOLOFF_TIME = timedelta(minutes=env.int("DR_LOGIN_COOLOFF_MIN", default=15))
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_CLIENT_IP_CALLABLE = "dr_portal.middleware.axes_client_address"
-AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
-    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
-]
 
 # --- Email -----------------------------------------------------------------
 if env.str("EMAIL_URL", default=""):
