@@ -1,40 +1,28 @@
 """Pre and post hooks of a registered restore target: signed webhooks to a real loopback
 server, real commands, around full, partial, point-in-time and failover restores."""
 
-import hashlib
-import hmac
-import json
 import os
 import sqlite3
 
 import pytest
 from django.urls import reverse
 
-from backups import hooks
 from dr_portal.models import AuditEntry
 from recovery import pitr_restores, restores
 from recovery.forms import RestoreTargetForm
 from recovery.models import Restore, RestoreTarget
 from tests.factories import RestoreTargetFactory, RunbookFactory
 from tests.failover.runs import run_inline
-from tests.failover.servers import start_http_server
 from tests.recovery.pgutil import table_fingerprint, temp_database
+from tests.support import hook_receiver
 from tests.support.data import backup
+from tests.support.hook_receiver import received, verified
 
 pytestmark = pytest.mark.django_db
 
+server = hook_receiver.server  # the fixture
 PRE_SECRET = "restore-pre-secret-0123456789"
 POST_SECRET = "restore-post-secret-9876543210"
-
-
-@pytest.fixture
-def server(settings, monkeypatch):
-    settings.DR_OUTBOUND_ALLOW = ["127.0.0.1"]  # the receiver listens on loopback
-    monkeypatch.setattr(hooks, "POST_BACKOFF_S", [0.05, 0.1])
-    srv = start_http_server()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
 
 
 @pytest.fixture
@@ -71,16 +59,6 @@ def _restore(source, target, run, **kwargs):
     return restores.execute_restore(restore)
 
 
-def _received(server, path):
-    return [(h, b) for _m, p, h, b in server.recorder.requests if p == path]
-
-
-def _verified(headers, body, secret) -> dict:
-    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    assert hmac.compare_digest(headers["X-DR-Signature"], expected)
-    return json.loads(body)
-
-
 def _rows(path) -> list:
     conn = sqlite3.connect(path)
     try:
@@ -95,8 +73,8 @@ def test_webhooks_are_signed_and_carry_the_restore(sqlite_source, target, server
     restore = _restore(sqlite_source, target, run)
     assert restore.status == "succeeded", restore.error
     assert [p for _m, p, _h, _b in server.recorder.requests] == ["/hooks/pre", "/hooks/post"]
-    pre = _verified(*_received(server, "/hooks/pre")[0], PRE_SECRET)
-    post = _verified(*_received(server, "/hooks/post")[0], POST_SECRET)
+    pre = verified(*received(server, "/hooks/pre")[0], PRE_SECRET)
+    post = verified(*received(server, "/hooks/post")[0], POST_SECRET)
     assert pre["event"] == "restore.pre" and pre["outcome"] == "running"
     assert pre["backup_run"] == run.pk and pre["rto_s"] is None
     assert post["event"] == "restore.post" and post["outcome"] == "succeeded"
@@ -106,7 +84,7 @@ def test_webhooks_are_signed_and_carry_the_restore(sqlite_source, target, server
     assert post["rto_s"] == restore.rto.total_seconds() > 0 and post["duration_s"] > 0
     assert post["rto_target_s"] == restore.rto_target.total_seconds()
     with pytest.raises(AssertionError):  # the signature binds body and key
-        _verified(*_received(server, "/hooks/post")[0], PRE_SECRET)
+        verified(*received(server, "/hooks/post")[0], PRE_SECRET)
     assert restore.hook_outcome == "pre-hook webhook: HTTP 200\npost-hook webhook: HTTP 200\n"
     assert _rows(target.path) == [("workflows",)]  # the backup replaced the live data
 
@@ -125,7 +103,7 @@ def test_a_failing_required_pre_hook_fails_the_restore_before_it_touches_the_tar
     assert restore.rto is None and not restore.kept_aside
     assert (os.stat(target.path).st_mtime_ns, open(target.path, "rb").read()) == before  # noqa: SIM115
     assert not [p for p in os.listdir(os.path.dirname(target.path)) if p != "tool_hub.db"]
-    post = _verified(*_received(server, "/hooks/post")[0], POST_SECRET)
+    post = verified(*received(server, "/hooks/post")[0], POST_SECRET)
     assert post["outcome"] == "failed" and post["error"] == restore.error
     assert "pre-hook webhook: HTTP 503" in restore.hook_outcome
 
@@ -241,7 +219,7 @@ def test_the_failover_restore_step_runs_the_targets_hooks(sqlite_source, target,
     step = failover.step_runs.get()
     assert step.status == "failed" and "pre-hook webhook failed (HTTP 500)" in step.output
     assert open(target.path, "rb").read() == before  # noqa: SIM115
-    post = _verified(*_received(server, "/hooks/post")[0], POST_SECRET)
+    post = verified(*received(server, "/hooks/post")[0], POST_SECRET)
     assert post["outcome"] == "failed" and post["restore"] == Restore.objects.get().pk
 
 
