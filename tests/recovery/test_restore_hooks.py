@@ -316,3 +316,20 @@ def test_the_hooks_secret_and_url_never_reach_the_log_or_the_page(
         assert PRE_SECRET not in text and POST_SECRET not in text
         assert "/hooks/pre" not in text and "/hooks/post" not in text
     assert "post-hook webhook: HTTP 500 (after 3 attempts)" in shown.content.decode()
+
+
+def test_manage_py_restore_reports_what_the_hooks_did(sqlite_source, target, tmp_path, work_dir):
+    import json  # noqa: PLC0415
+    from io import StringIO  # noqa: PLC0415
+
+    from django.core.management import call_command  # noqa: PLC0415
+
+    run = backup(sqlite_source)
+    target.pre_hook_command = ["/bin/sh", "-c", "echo quiesced"]
+    target.save()
+    out = StringIO()
+    with pytest.raises(SystemExit) as exit_:
+        call_command("restore", str(run.pk), "--target", target.name, "--yes", "--json", stdout=out)
+    result = json.loads(out.getvalue())
+    assert exit_.value.code == 0, result
+    assert result["hooks"] == ["pre-hook command: exit 0: quiesced"]
