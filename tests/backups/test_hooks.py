@@ -7,10 +7,9 @@ from django.urls import reverse
 
 from backups import services, tasks
 from backups.admin import BackupJobAdminForm
-from backups.models import BackupJob
 from dr_portal.runs import RunStatus
 from tests.support import hook_receiver
-from tests.support.hook_receiver import received, verified
+from tests.support.hook_receiver import received, verified, with_webhooks
 
 server = hook_receiver.server  # the fixture
 PRE_SECRET = "pre-hook-secret-0123456789"
@@ -25,14 +24,7 @@ def _run(job):
 
 
 def _with_webhooks(job, server, **fields):
-    job.pre_hook_url = f"{server.url}/hooks/pre"
-    job.pre_hook_secret = PRE_SECRET
-    job.post_hook_url = f"{server.url}/hooks/post"
-    job.post_hook_secret = POST_SECRET
-    for name, value in fields.items():
-        setattr(job, name, value)
-    job.save()
-    return BackupJob.objects.get(pk=job.pk)
+    return with_webhooks(job, server, (PRE_SECRET, POST_SECRET), **fields)
 
 
 def test_pre_and_post_webhooks_are_signed_and_carry_the_run(job, server):

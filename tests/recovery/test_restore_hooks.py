@@ -16,7 +16,7 @@ from tests.failover.runs import run_inline
 from tests.recovery.pgutil import table_fingerprint, temp_database
 from tests.support import hook_receiver
 from tests.support.data import backup
-from tests.support.hook_receiver import received, verified
+from tests.support.hook_receiver import received, verified, with_webhooks
 
 pytestmark = pytest.mark.django_db
 
@@ -42,14 +42,7 @@ def target(tmp_path):
 
 
 def _with_webhooks(target, server, **fields):
-    target.pre_hook_url = f"{server.url}/hooks/pre"
-    target.pre_hook_secret = PRE_SECRET
-    target.post_hook_url = f"{server.url}/hooks/post"
-    target.post_hook_secret = POST_SECRET
-    for name, value in fields.items():
-        setattr(target, name, value)
-    target.save()
-    return RestoreTarget.objects.get(pk=target.pk)
+    return with_webhooks(target, server, (PRE_SECRET, POST_SECRET), **fields)
 
 
 def _restore(source, target, run, **kwargs):

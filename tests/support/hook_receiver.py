@@ -31,3 +31,14 @@ def verified(headers, body, secret) -> dict:
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(headers["X-DR-Signature"], expected)
     return json.loads(body)
+
+
+def with_webhooks(owner, server, secrets: tuple[str, str], **fields):
+    """`owner` (a job or a restore target) with pre and post webhooks to `server` under the
+    (pre, post) `secrets`, and `fields`; saved and read back."""
+    owner.pre_hook_url, owner.pre_hook_secret = f"{server.url}/hooks/pre", secrets[0]
+    owner.post_hook_url, owner.post_hook_secret = f"{server.url}/hooks/post", secrets[1]
+    for name, value in fields.items():
+        setattr(owner, name, value)
+    owner.save()
+    return type(owner).objects.get(pk=owner.pk)
