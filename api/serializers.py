@@ -135,9 +135,10 @@ class BackupRunSerializer(serializers.ModelSerializer):
 
 class BackupRunDetailSerializer(BackupRunSerializer):
     copies = CopySerializer(many=True, read_only=True)
+    hook_outcome = Redacted(help_text="What the job's hooks did (never a URL or a secret).")
 
     class Meta(BackupRunSerializer.Meta):
-        fields = [*BackupRunSerializer.Meta.fields, "manifest", "copies"]
+        fields = [*BackupRunSerializer.Meta.fields, "manifest", "copies", "hook_outcome"]
 
 
 class RestoreTestSerializer(serializers.ModelSerializer):
@@ -180,8 +181,10 @@ class RestoreSerializer(serializers.ModelSerializer):
 
 
 class RestoreDetailSerializer(RestoreSerializer):
+    hook_outcome = Redacted(help_text="What the target's hooks did (never a URL or a secret).")
+
     class Meta(RestoreSerializer.Meta):
-        fields = [*RestoreSerializer.Meta.fields, "phases", "checks"]
+        fields = [*RestoreSerializer.Meta.fields, "phases", "checks", "hook_outcome"]
 
 
 class RunbookSerializer(serializers.ModelSerializer):

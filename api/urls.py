@@ -35,6 +35,11 @@ v1 = [
         recovery.SourceReadinessView.as_view(),
         name="source-readiness",
     ),
+    path(
+        "systems/<int:pk>/readiness/",
+        recovery.SystemReadinessView.as_view(),
+        name="system-readiness",
+    ),
     *router.urls,
 ]
 

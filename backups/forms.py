@@ -415,6 +415,7 @@ ONLY_SUPERUSER = (
 
 class JobHooksMixin:
     """Hook secrets write-only (blank keeps them); command hooks changed by superusers only.
+    For a job's form and a restore target's (the same hook fields: backups.hook_fields).
 
     `user` is the person saving (the view and the admin pass it); without one, no command
     hook may change."""

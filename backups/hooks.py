@@ -1,5 +1,8 @@
 """Pre and post hooks of a backup job: signed webhooks and (superuser-set) commands.
 
+The calling parts are generic: a restore target has the same hook fields and its restores
+run them with their own payload (recovery/restore_hooks.py).
+
 The pre-hooks run after the run is claimed and before it reads anything, so a hook can
 quiesce an application or refuse the backup: when the job says `pre_hook_required`, a
 failing pre-hook fails the run with its reason; otherwise the run goes on with a warning.
@@ -56,15 +59,16 @@ def payload(run, phase: str) -> dict:
         "error": run.error,
         "bytes_read": run.bytes_read,
         "bytes_stored": run.bytes_stored,
-        "queued": _iso(run.queued),
-        "started": _iso(run.started),
-        "finished": _iso(run.finished),
+        "queued": iso(run.queued),
+        "started": iso(run.started),
+        "finished": iso(run.finished),
         "duration_s": run.duration.total_seconds() if run.finished and run.started else None,
-        "sent_at": _iso(timezone.now()),  # inside the signed body: a receiver can refuse replays
+        "sent_at": iso(timezone.now()),  # inside the signed body: a receiver can refuse replays
     }
 
 
-def _iso(value):
+def iso(value):
+    """An ISO-8601 time for a payload (None stays None)."""
     return value.isoformat() if value else None
 
 
@@ -136,50 +140,52 @@ def _record(run, line: str):
     run.append_log(line)
 
 
-def _calls(job, phase: str) -> list[tuple[str, object]]:
+def _calls(owner, phase: str) -> list[tuple[str, object]]:
     """The hooks of one phase in the order they run: the webhook, then the command."""
     calls = []
-    url = getattr(job, f"{phase}_hook_url")
+    url = getattr(owner, f"{phase}_hook_url")
     if url:
         calls.append(("webhook", url))
-    argv = getattr(job, f"{phase}_hook_command")
+    argv = getattr(owner, f"{phase}_hook_command")
     if argv:
         calls.append(("command", argv))
     return calls
 
 
-def _call(run, job, phase: str, kind: str, target) -> tuple[bool, str]:
-    timeout = float(job.hook_timeout_s)
-    body = payload(run, phase)
+def _call(owner, phase: str, kind: str, target, body: dict) -> tuple[bool, str]:
+    timeout = float(owner.hook_timeout_s)
     if kind == "command":
         return run_command(target, body, timeout=timeout)
     try:
-        secret = getattr(job, f"{phase}_hook_secret").reveal()
+        secret = getattr(owner, f"{phase}_hook_secret").reveal()
     except (AttributeError, keyring.KeyRingError) as exc:
         return False, f"cannot read the hook's secret: {exc}"
     pauses = POST_BACKOFF_S if phase == "post" else ()
     return post_webhook(target, secret, body, timeout=timeout, pauses=pauses)
 
 
-def run_pre_hooks(run, job) -> str:
-    """Call the pre-hooks; the reason to fail the run ("" to go on)."""
-    for kind, target in _calls(job, "pre"):
-        ok, outcome = _call(run, job, "pre", kind, target)
+def run_pre_hooks(
+    run, owner, *, make_payload=payload, untouched="the run did not start reading the source"
+) -> str:
+    """Call the pre-hooks of `owner` (a job, or anything with the same hook fields: a restore
+    target); the reason to fail the run ("" to go on), ending with `untouched`."""
+    for kind, target in _calls(owner, "pre"):
+        ok, outcome = _call(owner, "pre", kind, target, make_payload(run, "pre"))
         _record(run, f"pre-hook {kind}: {outcome}")
-        if not ok and job.pre_hook_required:
-            return f"pre-hook {kind} failed ({outcome}): the run did not start reading the source"
+        if not ok and owner.pre_hook_required:
+            return f"pre-hook {kind} failed ({outcome}): {untouched}"
         if not ok:
             run.append_log(f"warning: pre-hook {kind} failed; going on (pre-hook not required)")
     return ""
 
 
-def run_post_hooks(run, job) -> None:
+def run_post_hooks(run, owner, *, make_payload=payload) -> None:
     """Call the post-hooks with the finished run. Never raises: the run's outcome stands."""
-    if job is None:
+    if owner is None:
         return
-    for kind, target in _calls(job, "post"):
+    for kind, target in _calls(owner, "post"):
         try:
-            ok, outcome = _call(run, job, "post", kind, target)
+            ok, outcome = _call(owner, "post", kind, target, make_payload(run, "post"))
         except Exception as exc:
             ok, outcome = False, f"unexpected {type(exc).__name__}: {exc}"
         _record(run, f"post-hook {kind}: {outcome}")

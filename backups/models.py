@@ -26,6 +26,7 @@ from backups.engine.destinations.s3_options import (
     resolve_checksums,
 )
 from backups.engine.pgbackrest import Repo, Stanza, Window
+from backups.hook_fields import HookSettings
 from backups.leftovers import discard_partial_artifacts
 from backups.schedules import drop_job_schedule, sync_job_schedule
 from dr_portal import audit
@@ -820,7 +821,7 @@ class Compression(models.TextChoices):
     NONE = "none", "none"
 
 
-class BackupJob(ChangeStampMixin, models.Model):
+class BackupJob(ChangeStampMixin, HookSettings):
     """A source backed up to one or more destinations on a cron schedule."""
 
     CONFIG_FIELDS = (
@@ -884,45 +885,6 @@ class BackupJob(ChangeStampMixin, models.Model):
         "starts, bare on success, /fail with the error otherwise, so the portal's own death is "
         "noticed by something outside it.",
     )
-    # Hooks (backups/hooks.py). Webhooks: signed POSTs, settable by whoever edits the job.
-    pre_hook_url = models.CharField(
-        "pre-hook URL",
-        max_length=validators.MAX_URL,
-        blank=True,
-        validators=[validators.validate_outbound_url],
-        help_text="Optional: POSTed a signed JSON payload before the run touches any data.",
-    )
-    pre_hook_secret = EncryptedTextField(
-        help_text="Key of the HMAC-SHA256 signature (X-DR-Signature) of the pre-hook's body."
-    )
-    post_hook_url = models.CharField(
-        "post-hook URL",
-        max_length=validators.MAX_URL,
-        blank=True,
-        validators=[validators.validate_outbound_url],
-        help_text="Optional: POSTed a signed JSON payload with the run's outcome when it ends "
-        "(retried with back-off).",
-    )
-    post_hook_secret = EncryptedTextField(
-        help_text="Key of the HMAC-SHA256 signature (X-DR-Signature) of the post-hook's body."
-    )
-    pre_hook_required = models.BooleanField(
-        default=True,
-        help_text="A failing pre-hook fails the run before it reads anything; off: a warning.",
-    )
-    # Command hooks run a program on the worker: only a superuser sets them (forms, dr_apply).
-    pre_hook_command = models.JSONField(
-        default=list, blank=True, validators=[validators.validate_hook_command]
-    )
-    post_hook_command = models.JSONField(
-        default=list, blank=True, validators=[validators.validate_hook_command]
-    )
-    hook_timeout_s = models.PositiveIntegerField(
-        "hook timeout (s)",
-        default=30,
-        validators=[MinValueValidator(1), MaxValueValidator(3600)],
-        help_text="Per hook call: a command is killed, a webhook given up, after this long.",
-    )
     config_changed_at = models.DateTimeField(default=_now)
     created = models.DateTimeField(default=_now)
     # The job lock: set by a conditional update when a run starts, cleared when it finishes.
@@ -958,14 +920,6 @@ class BackupJob(ChangeStampMixin, models.Model):
         return outbound.mask_url(self.ping_url)
 
     @property
-    def pre_hook_url_masked(self) -> str:
-        return outbound.mask_url(self.pre_hook_url)
-
-    @property
-    def post_hook_url_masked(self) -> str:
-        return outbound.mask_url(self.post_hook_url)
-
-    @property
     def schedule_name(self) -> str:
         return f"backup job {self.pk}"
 
@@ -986,11 +940,7 @@ class BackupJob(ChangeStampMixin, models.Model):
         # form and dr_apply call with the values about to be saved.
         if self.method == self.Method.LOGICAL and self.backup_type != self.BackupType.FULL:
             errors["backup_type"] = "Differential and incremental backups are physical only."
-        for phase in ("pre", "post"):
-            if getattr(self, f"{phase}_hook_url") and not getattr(self, f"{phase}_hook_secret"):
-                errors[f"{phase}_hook_url"] = (
-                    f"A {phase}-hook URL needs a secret: the receiver checks the signature with it."
-                )
+        errors.update(self.hook_errors())
         if errors:
             raise ValidationError(errors)
 

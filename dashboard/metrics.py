@@ -20,6 +20,7 @@ from backups.models import BackupRun, Source
 from dr_portal.lib.queue import worker_last_seen
 from dr_portal.runs import ACTIVE, DONE, RunStatus
 from recovery import readiness
+from recovery.failover import lag as failover_lag
 from recovery.failover import proof as failover_readiness
 from recovery.models import RestoreTest
 
@@ -316,6 +317,41 @@ def _add_failover(out: Exposition, now) -> None:
         )
 
 
+def _add_lag(out: Exposition) -> None:
+    """The newest replication lag sample of each registered standby (recovery.failover.lag)."""
+    seen = set()
+    for sample in failover_lag.newest_per_standby():
+        runbook = sample.runbook
+        labels = {"system": runbook.system.name, "runbook": runbook.name, "standby": sample.standby}
+        key = tuple(labels.values())
+        if key in seen:  # two samples at the same instant: the newest row counts
+            continue
+        seen.add(key)
+        out.add(
+            "dr_replication_lag_bytes",
+            "gauge",
+            "WAL bytes a registered standby is behind, at its newest sample; NaN if not "
+            "measurable.",
+            sample.lag_bytes,
+            labels,
+        )
+        out.add(
+            "dr_replication_lag_seconds",
+            "gauge",
+            "Seconds a registered standby's replay is behind, at its newest sample; NaN if not "
+            "measurable.",
+            sample.lag_seconds,
+            labels,
+        )
+        out.add(
+            "dr_replication_lag_sampled_timestamp_seconds",
+            "gauge",
+            "When that sample was taken (Unix time).",
+            sample.sampled_at.timestamp(),
+            labels,
+        )
+
+
 def _add_worker(out: Exposition) -> None:
     seen = worker_last_seen()
     out.add(
@@ -339,5 +375,6 @@ def collect(now=None) -> str:
     _add_sources(out, now)
     _add_runs(out, now)
     _add_failover(out, now)
+    _add_lag(out)
     _add_worker(out)
     return out.render()

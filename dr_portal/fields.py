@@ -74,6 +74,9 @@ class SecretEndpointMixin:
 
     ENDPOINT_FIELDS: tuple[str, ...] = ()
     SECRET_FIELDS: tuple[str, ...] = ()
+    # A secret bound to its own endpoint instead (a hook's signing key to the hook's URL):
+    # secret -> the fields whose change clears it. Not named here: ENDPOINT_FIELDS.
+    SECRET_ENDPOINTS: dict[str, tuple[str, ...]] = {}
 
     @classmethod
     def from_db(cls, db, field_names, values):
@@ -81,10 +84,13 @@ class SecretEndpointMixin:
         instance._loaded_endpoint = instance._endpoint()
         return instance
 
+    @classmethod
+    def _watched(cls) -> tuple[str, ...]:
+        names = [*cls.ENDPOINT_FIELDS, *(n for f in cls.SECRET_ENDPOINTS.values() for n in f)]
+        return tuple(dict.fromkeys(names))
+
     def _endpoint(self):
-        return tuple(
-            self.__dict__.get(self._meta.get_field(n).attname) for n in self.ENDPOINT_FIELDS
-        )
+        return tuple(self.__dict__.get(self._meta.get_field(n).attname) for n in self._watched())
 
     def endpoint_changes(self) -> list[str]:
         loaded = getattr(self, "_loaded_endpoint", None)
@@ -92,18 +98,21 @@ class SecretEndpointMixin:
             return []
         return [
             n
-            for n, old, new in zip(self.ENDPOINT_FIELDS, loaded, self._endpoint(), strict=True)
+            for n, old, new in zip(self._watched(), loaded, self._endpoint(), strict=True)
             if old != new
         ]
 
     def secrets_to_clear(self) -> list[str]:
         """Stored (not newly given) secrets that saving now would clear."""
-        if not self.endpoint_changes():
+        moved = set(self.endpoint_changes())
+        if not moved:
             return []
         return [
             name
             for name in self.SECRET_FIELDS
-            if isinstance(self.__dict__.get(name), Secret) and self.__dict__[name]
+            if moved & set(self.SECRET_ENDPOINTS.get(name, self.ENDPOINT_FIELDS))
+            and isinstance(self.__dict__.get(name), Secret)
+            and self.__dict__[name]
         ]
 
     def save(self, *args, **kwargs):

@@ -37,6 +37,11 @@ class RestoreTargetAdmin(admin.ModelAdmin):
     list_filter = ("kind",)
     search_fields = ("name", "host", "path")
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        # The saving user decides whether command hooks may change (JobHooksMixin).
+        return type(form.__name__, (form,), {"user": request.user})
+
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         if getattr(obj, "password_cleared", False):

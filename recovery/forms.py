@@ -3,7 +3,14 @@
 from django import forms
 from django.utils import timezone
 
-from backups.forms import SecretField, SecretsMixin
+from backups.forms import (
+    HOOK_FIELDS,
+    KEEP,
+    ArgvField,
+    JobHooksMixin,
+    SecretField,
+    SecretsMixin,
+)
 from dr_portal.lib.durations import format_duration, parse_duration
 from recovery.models import FailureType, RestoreTarget
 
@@ -93,16 +100,25 @@ class TargetsForm(forms.Form):
         return changed
 
 
-class RestoreTargetForm(SecretsMixin, forms.ModelForm):
-    """A manager registers where restores may go; the password is write-only."""
+class RestoreTargetForm(JobHooksMixin, SecretsMixin, forms.ModelForm):
+    """A manager registers where restores may go; the password and hook secrets are
+    write-only; command hooks are changed by a superuser only (`user`: who saves)."""
 
-    SECRET_FIELDS = {"new_password": "password"}
+    SECRET_FIELDS = {"new_password": "password", **JobHooksMixin.SECRET_FIELDS}
 
     new_password = SecretField(
         label="Password",
         help_text="Leave blank to keep the stored password. Changing the kind, host or port "
         "clears it: enter it again for the new server.",
     )
+    new_pre_hook_secret = SecretField(
+        label="Pre-hook secret", help_text=f"{KEEP} HMAC key; a new pre-hook URL needs it again."
+    )
+    new_post_hook_secret = SecretField(
+        label="Post-hook secret", help_text=f"{KEEP} HMAC key; a new post-hook URL needs it again."
+    )
+    pre_hook_command = ArgvField()
+    post_hook_command = ArgvField()
 
     class Meta:
         model = RestoreTarget
@@ -118,7 +134,16 @@ class RestoreTargetForm(SecretsMixin, forms.ModelForm):
             "sources",
             "allow_replace",
             "notes",
+            *HOOK_FIELDS,
         ]
+        help_texts = {
+            "pre_hook_url": "Optional: POSTed a signed JSON payload (restore.pre) before a restore "
+            "writes to this target.",
+            "post_hook_url": "Optional: POSTed a signed JSON payload (restore.post) with the "
+            "restore's outcome when it ends (retried with back-off).",
+            "pre_hook_required": "A failing pre-hook fails the restore before it writes to this "
+            "target; off: a warning and the restore goes on.",
+        }
         widgets = {
             "path": forms.TextInput(attrs={"size": 60}),
             "host": forms.TextInput(attrs={"size": 40}),

@@ -8,6 +8,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from backups.hook_fields import HookSettings
 from backups.models import Source, Trigger
 from dr_portal import audit
 from dr_portal.fields import EncryptedTextField, SecretEndpointMixin
@@ -193,7 +194,7 @@ class RestoreTargetQuerySet(models.QuerySet):
         return targets.filter(Q(sources=None) | Q(sources=source)).distinct().order_by("name")
 
 
-class RestoreTarget(SecretEndpointMixin, models.Model):
+class RestoreTarget(SecretEndpointMixin, HookSettings):
     """A place a manager registered for restores: a PostgreSQL database, a SQLite file or a directory."""
 
     class Kind(models.TextChoices):
@@ -207,7 +208,9 @@ class RestoreTarget(SecretEndpointMixin, models.Model):
 
     # The stored password was entered for this endpoint: changing any of these clears it.
     ENDPOINT_FIELDS = ("kind", "host", "port")
-    SECRET_FIELDS = ("password",)
+    SECRET_FIELDS = ("password", "pre_hook_secret", "post_hook_secret")
+    # A hook's signing key was entered for its URL (recovery/restore_hooks.py runs them).
+    SECRET_ENDPOINTS = {f"{p}_hook_secret": (f"{p}_hook_url",) for p in ("pre", "post")}
 
     name = models.CharField(max_length=100, unique=True, validators=[NAME_VALIDATOR])
     kind = models.CharField(max_length=12, choices=Kind.choices)
@@ -261,7 +264,7 @@ class RestoreTarget(SecretEndpointMixin, models.Model):
         if self.kind != self.Kind.POSTGRESQL:
             self.password = ""  # a path target has no server to send it to
         super().save(*args, **kwargs)
-        self.password_cleared = bool(self.cleared_secrets)
+        self.password_cleared = "password" in self.cleared_secrets
 
     def where(self) -> str:
         """Where it writes, without secrets."""
@@ -281,6 +284,7 @@ class RestoreTarget(SecretEndpointMixin, models.Model):
             errors = self._datadir_errors(sources)
         else:
             errors = {}
+        errors.update(self.hook_errors(cleared=self.secrets_to_clear()))
         if errors:
             raise ValidationError(errors)
 
@@ -424,6 +428,8 @@ class Restore(RunBase):
     table_schema = models.CharField(max_length=63, blank=True)
     table_suffix = models.CharField(max_length=30, blank=True)
     paths = models.JSONField(default=list, blank=True)
+    # What the target's hooks did ("pre-hook webhook: HTTP 200"), never a URL or a secret.
+    hook_outcome = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-queued", "-pk"]

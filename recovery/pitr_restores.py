@@ -31,7 +31,7 @@ from dr_portal.lib import keyring
 from dr_portal.lib.queue import enqueue
 from dr_portal.lib.redact import redact
 from dr_portal.runs import ACTIVE, RunStatus
-from recovery import restore_targets
+from recovery import restore_hooks, restore_targets
 from recovery.engine import pitr
 from recovery.engine import pitr_server as server
 from recovery.engine.check_role import run_confined_checks
@@ -234,7 +234,7 @@ def enqueue_pitr_restore(restore: Restore):
 
 def execute_pitr_restore(restore: Restore) -> Restore:
     """Run a queued point-in-time restore to its end; safe to call twice (the claim decides)."""
-    return execute(restore, _pitr_restore)
+    return execute(restore, _pitr_restore, after=restore_hooks.run_post_hooks)
 
 
 class _Run:
@@ -260,6 +260,11 @@ class _Run:
 
 
 def _pitr_restore(restore: Restore, secrets: list[str]):
+    refusal = restore_hooks.run_pre_hooks(restore)
+    if refusal:  # before the source's directory is moved or anything is written
+        restore.append_log(refusal)
+        restore.finish(RunStatus.FAILED, refusal[:5000])
+        return
     run = _Run(restore)
     source = restore.source
     data_dir = restore.target

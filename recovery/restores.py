@@ -24,7 +24,7 @@ from dr_portal.lib.queue import enqueue
 from dr_portal.lib.redact import redact
 from dr_portal.runs import ACTIVE, RunStatus
 from recovery import partial as partial_restore
-from recovery import restore_targets
+from recovery import restore_hooks, restore_targets
 from recovery.copies import artifact_kind, copy_label, fetch_verified, newest_proven_backup
 from recovery.engine import files as file_engine
 from recovery.engine import heartbeat, pg, pg_swap
@@ -147,7 +147,7 @@ def enqueue_restore(restore: Restore):
 
 def execute_restore(restore: Restore) -> Restore:
     """Run a queued restore to its end; safe to call twice (the claim decides)."""
-    return execute(restore, _restore)
+    return execute(restore, _restore, after=restore_hooks.run_post_hooks)
 
 
 def _restore(restore: Restore, secrets: list[str]):
@@ -156,6 +156,9 @@ def _restore(restore: Restore, secrets: list[str]):
     tmp = make_work_dir(restore, "dr-restore-")
     try:
         run = _backup_to_restore(restore)
+        refusal = restore_hooks.run_pre_hooks(restore)
+        if refusal:
+            raise RecoveryFailure(refusal)
         password = _prepare_target(restore, secrets)
         with phases.phase("fetch and verify"):
             fetched = fetch_verified(run, tmp, restore.append_log, secrets)

@@ -5,7 +5,7 @@ with fenced phases, remove what the run recorded as temporary, whatever happens.
 import logging
 from dataclasses import dataclass, fields
 
-from dr_portal.runs import IllegalTransition, LeaseLost
+from dr_portal.runs import DONE, IllegalTransition, LeaseLost
 from recovery.cleanup import remove_temporaries
 from recovery.engine.verify import Phases
 
@@ -51,12 +51,13 @@ def fenced_phases(run) -> Phases:
     return Phases(on_phase=on_phase)
 
 
-def execute(run, body):
+def execute(run, body, *, after=None):
     """claim → body(run, secrets) under a heartbeat → temporaries removed, whatever happens.
 
     `body` fetches, restores, checks and finishes the run; an unexpected exception fails
     it (secrets redacted), a lost lease leaves it to the reaper. Safe to call twice: the
-    claim decides.
+    claim decides. `after(run)` (a restore target's post-hooks) follows once the run this
+    call claimed has finished, whichever way.
     """
     if not run.claim():
         log.info("%s was already claimed (%s)", run, run.status)
@@ -74,6 +75,8 @@ def execute(run, body):
     finally:
         _remove_temporaries(run)
     run.refresh_from_db()
+    if after is not None and run.status in DONE:
+        after(run)
     return run
 
 

@@ -121,7 +121,7 @@ def restore_target_list(request):
 
 
 def _edit_restore_target(request, instance):
-    form = RestoreTargetForm(request.POST or None, instance=instance)
+    form = RestoreTargetForm(request.POST or None, instance=instance, user=request.user)
     if request.method == "POST" and form.is_valid():
         target = form.save()  # audited by the model signal receivers
         messages.success(request, f"Restore target {target} saved.")

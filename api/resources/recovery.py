@@ -10,12 +10,15 @@ from api import serializers as s
 from api.permissions import needs
 from api.resources.base import ApiView, Conflict, ReadViewSet, accepted, check_form
 from api.schema import ErrorSerializer
-from backups.models import BackupRun, Source
+from backups.models import BackupRun, Source, System
 from dr_portal import audit
 from dr_portal.lib.roles import MANAGER, OPERATOR, has_role
 from recovery import copies, readiness, restore_targets, restore_tests, restores, runner, targeting
+from recovery.failover import proof
+from recovery.failover.models import RunMode
 from recovery.forms import RestoreForm
 from recovery.models import FailureType, Restore, RestoreTarget, RestoreTest
+from recovery.targets import Verdict
 from recovery.views import restore_how
 
 RUN_DEFERRED = ("log",)
@@ -50,22 +53,105 @@ class ReadinessSerializer(serializers.Serializer):
     window_error = serializers.CharField(allow_blank=True)
 
 
+FAILOVER_STATES = proof.STATE_ORDER
+FAILOVER_MODES = RunMode.values
+RTO_VERDICTS = [Verdict.MET.value, Verdict.MISSED.value]
+
+
+class RunbookReadinessSerializer(serializers.Serializer):
+    """One runbook: the run that proves its current steps (recovery.failover.proof)."""
+
+    runbook_id = serializers.IntegerField()
+    runbook = serializers.CharField()
+    failure_type = serializers.CharField()
+    state = serializers.ChoiceField(choices=FAILOVER_STATES[:-1])
+    last_run = serializers.IntegerField(allow_null=True)
+    mode = serializers.ChoiceField(choices=FAILOVER_MODES, allow_blank=True)
+    finished = serializers.DateTimeField(allow_null=True)
+    age_s = serializers.FloatField(allow_null=True)
+    verdict = serializers.ChoiceField(
+        choices=RTO_VERDICTS, allow_blank=True, help_text="The run's RTO verdict; blank: none."
+    )
+    rto_s = serializers.FloatField(allow_null=True)
+    rto_target_s = serializers.FloatField(allow_null=True)
+    rpo_s = serializers.FloatField(allow_null=True, help_text="Data lost at promotion.")
+    all_steps_exercised = serializers.BooleanField()
+
+
+class FailoverReadinessSerializer(serializers.Serializer):
+    """One system's failover readiness: the keys of dr_status --json's `failover`, plus the
+    system's id; as ready as its least ready runbook."""
+
+    system_id = serializers.IntegerField()
+    system = serializers.CharField()
+    state = serializers.ChoiceField(choices=FAILOVER_STATES)
+    last_verified_run = serializers.IntegerField(
+        allow_null=True, help_text="The newest proving failover run over its runbooks."
+    )
+    mode = serializers.ChoiceField(choices=FAILOVER_MODES, allow_blank=True)
+    age_s = serializers.FloatField(allow_null=True)
+    verdict = serializers.ChoiceField(choices=RTO_VERDICTS, allow_blank=True)
+    runbooks = RunbookReadinessSerializer(many=True)
+
+
 class ReadinessReportSerializer(serializers.Serializer):
     verdict = serializers.ChoiceField(choices=["ok", "at_risk", "breached"])
     sources = ReadinessSerializer(many=True)
+    failover = FailoverReadinessSerializer(many=True)
+
+
+class SystemReadinessSerializer(serializers.Serializer):
+    """One system: its sources' readiness and its failover readiness."""
+
+    system_id = serializers.IntegerField()
+    system = serializers.CharField()
+    verdict = serializers.ChoiceField(
+        choices=["ok", "at_risk", "breached"], help_text="The worst of its sources' verdicts."
+    )
+    sources = ReadinessSerializer(many=True)
+    failover = FailoverReadinessSerializer()
 
 
 def _as_dict(r) -> dict:
     return {"source_id": r.source_id, **r.as_dict()}
 
 
+def _failover_dict(r) -> dict:
+    return {"system_id": r.system_id, **r.as_dict()}
+
+
 class ReadinessView(ApiView):
-    @extend_schema(responses=ReadinessReportSerializer, summary="Readiness of every source")
+    @extend_schema(
+        responses=ReadinessReportSerializer, summary="Readiness of every source and system"
+    )
     def get(self, request):
-        """The same figures and verdict as `manage.py dr_status --json` and the dashboard."""
+        """The same figures and verdict as `manage.py dr_status --json` and the dashboard:
+        each source's recovery readiness and each system's failover readiness."""
         ready = readiness.source_readiness(Source.objects.order_by("name"))
         return Response(
-            {"verdict": readiness.overall(ready), "sources": [_as_dict(r) for r in ready.values()]}
+            {
+                "verdict": readiness.overall(ready),
+                "sources": [_as_dict(r) for r in ready.values()],
+                "failover": [_failover_dict(r) for r in proof.system_readiness()],
+            }
+        )
+
+
+class SystemReadinessView(ApiView):
+    @extend_schema(responses=SystemReadinessSerializer, summary="Readiness of one system")
+    def get(self, request, pk):
+        """Its sources' readiness (as /readiness/ gives them) and its failover readiness."""
+        system = get_object_or_404(System, pk=pk)
+        ready = readiness.source_readiness(system.sources.order_by("name"))
+        (failover,) = proof.system_readiness([system])
+        return Response(
+            {
+                "system_id": system.pk,
+                "system": system.name,
+                "verdict": readiness.overall(ready),
+                "sources": [_as_dict(r) for r in ready.values()],
+                "failover": _failover_dict(failover),
+            }
         )
 
 

@@ -6,6 +6,7 @@ DR_LAG_KEEP_DAYS, charted on the runbook page."""
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from dr_portal.lib import charts
@@ -86,6 +87,18 @@ def over_threshold(sample: ReplicationLagSample) -> str:
     if limit_b and sample.lag_bytes is not None and sample.lag_bytes > limit_b:
         reasons.append(f"{sample.lag_bytes} bytes of WAL behind (threshold {limit_b})")
     return "; ".join(reasons)
+
+
+def newest_per_standby() -> list[ReplicationLagSample]:
+    """The newest sample of each standby of each runbook (/metrics), in two queries."""
+    newest_at = ReplicationLagSample.objects.values("runbook_id", "standby").annotate(
+        at=Max("sampled_at")
+    )
+    wanted = Q(pk__in=[])
+    for row in newest_at:
+        wanted |= Q(runbook_id=row["runbook_id"], standby=row["standby"], sampled_at=row["at"])
+    rows = ReplicationLagSample.objects.filter(wanted).select_related("runbook__system")
+    return list(rows.order_by("runbook__system__name", "runbook__name", "standby", "-pk"))
 
 
 def newest(runbook: Runbook, before=None) -> ReplicationLagSample | None:

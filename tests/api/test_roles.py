@@ -68,6 +68,7 @@ def test_every_role_reads_every_list_and_detail(api_as, world, role, django_user
     details = [
         f"/api/v1/sources/{w['source'].pk}/",
         f"/api/v1/sources/{w['source'].pk}/readiness/",
+        f"/api/v1/systems/{w['source'].system_id}/readiness/",
         f"/api/v1/destinations/{w['dest'].pk}/",
         f"/api/v1/jobs/{w['job'].pk}/",
         f"/api/v1/backup-runs/{w['run'].pk}/",

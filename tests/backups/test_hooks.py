@@ -1,31 +1,19 @@
 """Pre and post hooks of a job: signed webhooks to a real loopback server, real commands."""
 
-import hashlib
-import hmac
-import json
 import time
 
 import pytest
 from django.urls import reverse
 
-from backups import hooks, services, tasks
+from backups import services, tasks
 from backups.admin import BackupJobAdminForm
-from backups.models import BackupJob
 from dr_portal.runs import RunStatus
-from tests.failover.servers import start_http_server
+from tests.support import hook_receiver
+from tests.support.hook_receiver import received, verified, with_webhooks
 
+server = hook_receiver.server  # the fixture
 PRE_SECRET = "pre-hook-secret-0123456789"
 POST_SECRET = "post-hook-secret-9876543210"
-
-
-@pytest.fixture
-def server(settings, monkeypatch):
-    settings.DR_OUTBOUND_ALLOW = ["127.0.0.1"]  # the receiver listens on loopback
-    monkeypatch.setattr(hooks, "POST_BACKOFF_S", [0.05, 0.1])
-    srv = start_http_server()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
 
 
 def _run(job):
@@ -36,24 +24,7 @@ def _run(job):
 
 
 def _with_webhooks(job, server, **fields):
-    job.pre_hook_url = f"{server.url}/hooks/pre"
-    job.pre_hook_secret = PRE_SECRET
-    job.post_hook_url = f"{server.url}/hooks/post"
-    job.post_hook_secret = POST_SECRET
-    for name, value in fields.items():
-        setattr(job, name, value)
-    job.save()
-    return BackupJob.objects.get(pk=job.pk)
-
-
-def _received(server, path):
-    return [(h, b) for _m, p, h, b in server.recorder.requests if p == path]
-
-
-def _verified(headers, body, secret) -> dict:
-    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    assert hmac.compare_digest(headers["X-DR-Signature"], expected)
-    return json.loads(body)
+    return with_webhooks(job, server, (PRE_SECRET, POST_SECRET), **fields)
 
 
 def test_pre_and_post_webhooks_are_signed_and_carry_the_run(job, server):
@@ -61,8 +32,8 @@ def test_pre_and_post_webhooks_are_signed_and_carry_the_run(job, server):
     run = _run(job)
     assert run.status == RunStatus.SUCCEEDED, run.error
     assert [p for _m, p, _h, _b in server.recorder.requests] == ["/hooks/pre", "/hooks/post"]
-    pre = _verified(*_received(server, "/hooks/pre")[0], PRE_SECRET)
-    post = _verified(*_received(server, "/hooks/post")[0], POST_SECRET)
+    pre = verified(*received(server, "/hooks/pre")[0], PRE_SECRET)
+    post = verified(*received(server, "/hooks/post")[0], POST_SECRET)
     assert pre["phase"] == "pre" and pre["outcome"] == "running" and pre["bytes_read"] == 0
     assert post["phase"] == "post" and post["outcome"] == "succeeded"
     assert post["run"] == run.pk and post["job"] == "toolhub-hourly"
@@ -71,7 +42,7 @@ def test_pre_and_post_webhooks_are_signed_and_carry_the_run(job, server):
     assert post["duration_s"] > 0 and post["finished"] and post["error"] == ""
     # The wrong secret does not verify: the signature binds body and key.
     with pytest.raises(AssertionError):
-        _verified(*_received(server, "/hooks/post")[0], PRE_SECRET)
+        verified(*received(server, "/hooks/post")[0], PRE_SECRET)
     assert run.hook_outcome == "pre-hook webhook: HTTP 200\npost-hook webhook: HTTP 200\n"
     assert "/hooks/" not in run.log  # the URL is a capability: never in the log
 
@@ -84,7 +55,7 @@ def test_a_failing_required_pre_hook_fails_the_run_before_it_reads(job, server, 
     assert "pre-hook webhook failed (HTTP 503)" in run.error
     assert run.bytes_read == 0 and not run.copies.exists()
     assert not (tmp_path / "dest-a").exists() or not any((tmp_path / "dest-a").rglob("*.dr*"))
-    post = _verified(*_received(server, "/hooks/post")[0], POST_SECRET)
+    post = verified(*received(server, "/hooks/post")[0], POST_SECRET)
     assert post["outcome"] == "failed" and "pre-hook" in post["error"]
 
 
@@ -101,7 +72,7 @@ def test_a_post_webhook_is_retried_with_back_off_and_never_changes_the_run(job, 
     server.recorder.script = [(200, "ok", 0), (500, "a", 0), (502, "b", 0), (500, "c", 0)]
     run = _run(job)
     assert run.status == RunStatus.SUCCEEDED
-    assert len(_received(server, "/hooks/post")) == 3
+    assert len(received(server, "/hooks/post")) == 3
     assert "post-hook webhook: HTTP 500 (after 3 attempts)" in run.hook_outcome
 
 

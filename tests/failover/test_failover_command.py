@@ -57,15 +57,24 @@ def test_a_test_run_prints_json_skips_side_effects_and_exits_0(http):
     result = json.loads(out)
     assert set(result) == {
         "run",
+        "runbook",
+        "system",
         "status",
         "mode",
         "rto_s",
+        "rto_target_s",
+        "verdict",
         "rpo_s",
         "lag_at_promotion_bytes",
+        "lag_at_promotion_s",
+        "all_steps_exercised",
         "steps",
         "error",
     }
     assert result["rpo_s"] is None  # test mode skips the promotion: nothing measured
+    assert result["runbook"] == "App failover" and result["system"] == runbook.system.name
+    assert result["all_steps_exercised"] is False  # the webhook was skipped: a rehearsal
+    assert result["verdict"] == runbook.runs.get().verdict
     run = FailoverRun.objects.get()
     assert run.runbook == runbook and result["run"] == run.pk
     assert (result["status"], result["mode"]) == ("succeeded", "test")

@@ -108,3 +108,45 @@ def test_dashboard_metrics_dr_status_and_compliance_show_it(settings):
     assert status["tool-hub"]["state"] == "verified"
     assert status["tool-hub"]["last_verified_run"] == run.pk
     assert produced["failover_readiness"][0]["runbooks"][0]["last_run"] == run.pk
+
+
+def test_the_api_and_the_compliance_page_show_the_same_figures(viewer, viewer_client):
+    from tests.api.conftest import Api, token_for  # noqa: PLC0415 - the API's own client
+
+    hub, bare = SystemFactory(name="tool-hub"), SystemFactory(name="bare")
+    SourceFactory(system=hub, name="hub-db")
+    run = _passed(_runbook(hub), NOW - timedelta(hours=3), verdict="met",
+                  rto=timedelta(seconds=42), rpo=timedelta(seconds=2))  # fmt: skip
+    api = Api(token_for(viewer))
+    with time_machine.travel(NOW, tick=False):
+        out = StringIO()
+        with pytest.raises(SystemExit):
+            call_command("dr_status", "--json", stdout=out)
+        report = api.get("/api/v1/readiness/")
+        one = api.get(f"/api/v1/systems/{hub.pk}/readiness/")
+        empty = api.get(f"/api/v1/systems/{bare.pk}/readiness/")
+        page = viewer_client.get(
+            f"/compliance/?date_from=2026-05-01&date_to=2026-05-31&systems={hub.pk}"
+        )
+    assert report.status_code == one.status_code == empty.status_code == 200
+    status = {s["system"]: s for s in json.loads(out.getvalue())["failover"]}
+    listed = {s["system"]: s for s in report.json()["failover"]}
+    assert listed.keys() == status.keys()
+    for name, entry in listed.items():  # dr_status --json's figures, plus the system's id
+        assert {k: v for k, v in entry.items() if k != "system_id"} == status[name]
+    hub_entry = listed["tool-hub"]
+    assert hub_entry["system_id"] == hub.pk and hub_entry["state"] == "verified"
+    assert hub_entry["last_verified_run"] == run.pk and hub_entry["mode"] == "live"
+    assert hub_entry["age_s"] == 3 * 3600.0 and hub_entry["verdict"] == "met"
+    assert hub_entry["runbooks"][0]["rpo_s"] == 2.0 and hub_entry["runbooks"][0]["rto_s"] == 42.0
+    body = one.json()
+    assert body["system"] == "tool-hub" and body["failover"] == hub_entry
+    assert [s["source"] for s in body["sources"]] == ["hub-db"]
+    assert body["verdict"] == body["sources"][0]["verdict"]
+    assert empty.json()["failover"]["state"] == "no_runbook" and empty.json()["sources"] == []
+    assert empty.json()["verdict"] == "ok"
+    assert api.get("/api/v1/systems/999999/readiness/").status_code == 404
+    html = page.content.decode()
+    assert "Failover readiness at report time" in html
+    row = '<td>tool-hub</td><td>Promote</td><td class="ok">verified</td><td>#{}</td><td>live</td>'
+    assert row.format(run.pk) in html

@@ -67,3 +67,36 @@ def test_thresholds(settings):
     assert lag.over_threshold(big) == "1001 bytes of WAL behind (threshold 1000)"
     settings.DR_LAG_ALERT_S = settings.DR_LAG_ALERT_BYTES = 0  # thresholds off
     assert lag.over_threshold(late) == lag.over_threshold(big) == ""
+
+
+def test_metrics_give_the_newest_lag_of_each_standby(django_assert_max_num_queries):
+    from django.utils import timezone  # noqa: PLC0415
+
+    from dashboard import metrics  # noqa: PLC0415
+
+    runbook = RunbookFactory(name="A promote")
+    other = RunbookFactory(name="B promote", system=runbook.system)
+    now = timezone.now().replace(microsecond=0)
+    for minutes, lag_bytes in ((3, 4096), (1, 512)):
+        ReplicationLagSample.objects.create(
+            runbook=runbook, standby="db2:5432/postgres", lag_bytes=lag_bytes,
+            lag=timedelta(seconds=minutes), sampled_at=now - timedelta(minutes=minutes),
+        )  # fmt: skip
+    ReplicationLagSample.objects.create(
+        runbook=other, standby="db3:5432/postgres", error="connection refused", sampled_at=now
+    )
+    with django_assert_max_num_queries(3):
+        samples = lag.newest_per_standby()
+    assert [(s.standby, s.lag_bytes) for s in samples] == [
+        ("db2:5432/postgres", 512),
+        ("db3:5432/postgres", None),
+    ]
+    text = metrics.collect()
+    labels = f'system="{runbook.system.name}",runbook="{runbook.name}",standby="db2:5432/postgres"'
+    assert f"dr_replication_lag_bytes{{{labels}}} 512" in text
+    assert f"dr_replication_lag_seconds{{{labels}}} 1.0" in text
+    assert "4096" not in text  # only the newest sample counts
+    other_labels = (
+        f'system="{other.system.name}",runbook="{other.name}",standby="db3:5432/postgres"'
+    )
+    assert f"dr_replication_lag_bytes{{{other_labels}}} NaN" in text

@@ -46,15 +46,26 @@ def summary(run: FailoverRun) -> dict:
         )
     return {
         "run": run.pk,
+        "runbook": run.runbook.name,
+        "system": run.system.name,
         "status": run.status,
         "mode": run.mode,
-        "rto_s": round(run.rto.total_seconds(), 3) if run.rto is not None else None,
+        "rto_s": _secs(run.rto),
+        "rto_target_s": _secs(run.rto_target),
+        "verdict": run.verdict,  # the RTO against its target: met, missed or "" (not measured)
         # data lost at promotion (declared failure − newest heartbeat on the new primary)
-        "rpo_s": round(run.rpo.total_seconds(), 3) if run.rpo is not None else None,
+        "rpo_s": _secs(run.rpo),
         "lag_at_promotion_bytes": run.promotion_lag_bytes,
+        "lag_at_promotion_s": _secs(run.promotion_lag),
+        # a test run that skipped side effects or left checks unproven is a rehearsal only
+        "all_steps_exercised": not (run.skipped_effects or run.unproven_checks),
         "steps": steps,
         "error": run.error,
     }
+
+
+def _secs(value):
+    return round(value.total_seconds(), 3) if value is not None else None
 
 
 class Command(BaseCommand):

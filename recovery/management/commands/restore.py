@@ -150,6 +150,7 @@ class Command(BaseCommand):
             "rto_s": round(restore.rto.total_seconds(), 3) if restore and restore.rto else None,
             "error": restore.error if restore else error,
             "warnings": list(restore.warnings or []) if restore else [],
+            "hooks": _hooks(restore),
         }
         if restore and (restore.tables or restore.paths):
             result["tables"] = restore.tables
@@ -169,6 +170,8 @@ class Command(BaseCommand):
                 self.stdout.write(f"  RTO {result['rto_s']} s (declared start → checks passed)")
             for warning in result["warnings"]:
                 self.stdout.write(f"  note: {warning}")
+            for line in result["hooks"]:
+                self.stdout.write(f"  {line}")
             if result["error"]:
                 self.stdout.write(f"  error: {result['error']}")
         sys.exit(0 if result["status"] == "succeeded" else 1)
@@ -231,6 +234,7 @@ class Command(BaseCommand):
             "port": restore.port if restore else None,
             "started": bool(restore and restore.start_server and restore.status == "succeeded"),
             "kept_aside": (restore.kept_aside or None) if restore else None,
+            "hooks": _hooks(restore),
         }
         if as_json:
             self.stdout.write(jsonlib.dumps(result))
@@ -241,6 +245,8 @@ class Command(BaseCommand):
             )
             if result["kept_aside"]:
                 self.stdout.write(f"  previous data directory kept aside at {result['kept_aside']}")
+            for line in result["hooks"]:
+                self.stdout.write(f"  {line}")
             if result["rto_s"] is not None:
                 self.stdout.write(f"  RTO {result['rto_s']} s (declared start → checks passed)")
             if result["error"]:
@@ -256,3 +262,8 @@ def _what(restore) -> str:
     if restore.paths:
         return f" (paths {', '.join(restore.paths)})"
     return ""
+
+
+def _hooks(restore) -> list[str]:
+    """What the target's hooks did, a line a call (never a URL or a secret)."""
+    return restore.hook_outcome.splitlines() if restore else []
