@@ -339,6 +339,8 @@ class _Run:
             finished=result.finished,
             data_taken_at=result.data_taken_at,
         )
+        # what the source says about its own format (a parallel dump: a tar of a directory)
+        result.manifest.update(getattr(self.stream, "manifest_fields", {}))
         if result.warnings:
             result.manifest["not_backed_up"] = result.warnings
         self.report("writing manifests", force=True)

@@ -343,6 +343,10 @@ def open_source(spec: SourceSpec, scratch_dir: str | None = None):
     if spec.kind == "postgresql":
         if not spec.config.get("database"):
             raise SourceError("postgresql source needs a database name")
+        if (spec.config.get("parallel") or 1) != 1:
+            from .pg_parallel import PgDirectoryDumpStream  # it builds on PgDumpStream
+
+            return PgDirectoryDumpStream(spec.config, spec.password, scratch_dir)
         return PgDumpStream(spec.config, spec.password)
     if spec.kind == "pg_globals":
         return PgGlobalsStream(spec.config, spec.password)
