@@ -607,9 +607,8 @@ def _plan_job(item, where, problems, refs):
     changed = _apply_fields(instance, values, where, problems, exclude=["source"])
     if changed is None:
         return None
-    if not _method_fits(instance, source, destinations, where, problems, refs):
-        return None
-    if not _parallel_fits(instance, source, where, problems, refs):
+    fits = _method_fits(instance, source, destinations, where, problems, refs)
+    if not (fits and _parallel_fits(instance, source, where, problems, refs)):
         return None
     if source and (instance.pk is None or instance.source.name != source):
         changed.append("source")

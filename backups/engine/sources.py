@@ -344,7 +344,7 @@ def open_source(spec: SourceSpec, scratch_dir: str | None = None):
         if not spec.config.get("database"):
             raise SourceError("postgresql source needs a database name")
         if (spec.config.get("parallel") or 1) != 1:
-            from .pg_parallel import PgDirectoryDumpStream  # it builds on PgDumpStream
+            from .pg_parallel import PgDirectoryDumpStream  # noqa: PLC0415 - builds on this module
 
             return PgDirectoryDumpStream(spec.config, spec.password, scratch_dir)
         return PgDumpStream(spec.config, spec.password)
