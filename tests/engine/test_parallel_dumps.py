@@ -2,19 +2,25 @@
 the stock tools, staging removed on success, failure and cancel."""
 
 import io
+import os
+import shutil
 import subprocess
+import sys
 import tarfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from backups.engine import BackupOptions, SourceSpec, pg_parallel, run_backup, unpack_artifact
+from tests.environment import TEST_MASTER_KEY
 
 from .conftest import PG_ENV, local_spec, psql
 from .test_source_round_trips import ROWS_CHECKSUM, fill_pg
 
 pytestmark = pytest.mark.postgres
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _spec(db: str, **extra) -> SourceSpec:
@@ -146,3 +152,52 @@ def test_parallel_out_of_range_is_refused(pg_databases, keys, tmp_path):
     result = _backup(_spec("whatever", parallel=17), tmp_path, keys)
     assert result.status == "failed"
     assert "parallel must be a whole number from 1 to 16" in result.error
+
+
+def _documented_commands(doc: Path) -> list[str]:
+    """The parallel-dump lines of a document's no-portal restore block, comments dropped."""
+    lines = doc.read_text().split("without the portal", 1)[1].splitlines()
+    picked = [line.split("#", 1)[0].strip() for line in lines if "tool_hub.tar" in line]
+    picked += [
+        line.split("#", 1)[0].strip()
+        for line in lines
+        if "tool_hub.dir" in line and "tool_hub.tar" not in line
+    ]
+    return picked
+
+
+@pytest.mark.slow
+def test_the_documented_no_portal_restore_of_a_parallel_dump_works_literally(
+    pg_databases, keys, tmp_path
+):
+    """README's commands, run as written in a shell with only the checkout and the key
+    ring, recreate the (meanwhile dropped) database from a parallel dump."""
+    commands = _documented_commands(ROOT / "README.md")
+    assert len(commands) == 3 and commands[-1].startswith("pg_restore -j")
+    for doc in (ROOT / "backups/engine/FORMAT.md", ROOT / "docs/backups.md"):
+        assert _documented_commands(doc) == commands, doc  # the same commands everywhere
+    source_db = pg_databases("src")
+    _fill(source_db)
+    result = _backup(_spec(source_db), tmp_path, keys)
+    assert result.status == "succeeded", result.error
+    queries = [ROWS_CHECKSUM.format(table=t) for t in ("workflows", "executions", "notes")]
+    before = [psql(q, source_db) for q in queries]
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(result.copies[0].location, work / "ARTIFACT.drpa")
+    shutil.copy(result.copies[0].manifest_location, work / "ARTIFACT.drpa.manifest.json")
+    psql(f'DROP DATABASE "{source_db}" WITH (FORCE)')  # the source is lost
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # python: this venv
+        "PYTHONPATH": str(ROOT),
+        "DR_ENCRYPTION_KEYS": TEST_MASTER_KEY,  # the `keys` fixture's ring
+        "PGHOST": "127.0.0.1",
+        "PGPORT": "5432",
+        "PGUSER": "postgres",
+    }
+    for command in commands:
+        done = subprocess.run(
+            ["bash", "-c", command], cwd=work, env=env, capture_output=True, timeout=120
+        )
+        assert done.returncode == 0, (command, done.stderr.decode())
+    assert [psql(q, source_db) for q in queries] == before
