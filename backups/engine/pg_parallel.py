@@ -201,5 +201,8 @@ class PgDirectoryDumpStream(PgDumpStream):
         return {
             "dump_format": "directory",
             "parallel": self.jobs,
-            "restore_as": "tar of a pg_dump directory-format dump (tar -x, then pg_restore -j N)",
+            "restore_as": (
+                "tar of a pg_dump directory-format dump "
+                f"(tar -x, then pg_restore -j {self.jobs} on the directory)"
+            ),
         }
