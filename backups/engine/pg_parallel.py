@@ -36,6 +36,18 @@ SPACE_MARGIN = 64 * 1024 * 1024
 # What pg_dump -Fd writes (-Z0: no .gz/.lz4/.zst suffixes); anything else is not ours.
 DUMP_FILE_NAMES = r"^(toc\.dat|blobs(_\d+)?\.toc|(blob_)?\d+\.dat)$"
 
+# pg_dump -j forks its workers, and a parent-death signal set on the leader is not
+# inherited: a worker process killed by SIGKILL, the OOM killer or the task timeout would
+# leave the workers dumping into staging until their table ends (hours for a big one). A
+# shell leads the process group instead: the worker's death sends it SIGTERM, and it kills
+# the whole group (itself, pg_dump and every worker). Otherwise it exits with pg_dump's status.
+GROUP_GUARD = 'trap "kill -KILL 0" TERM; "$@" & wait $!'
+DIE_WITH_GROUP = (
+    ["setpriv", "--pdeathsig", "TERM", "--", "sh", "-c", GROUP_GUARD, "pg_dump"]
+    if shutil.which("setpriv")
+    else []
+)
+
 # Heap and TOAST of every table and materialized view: close to what an uncompressed
 # dump writes (COPY text of compressed TOAST can be larger; SPACE_MARGIN absorbs some).
 _SIZE_QUERY = (
@@ -150,6 +162,8 @@ class PgDirectoryDumpStream(PgDumpStream):
     keep running meanwhile); a failed pg_dump reads as end of stream and finish() raises
     its error.
     """
+
+    parent_death = DIE_WITH_GROUP
 
     def __init__(self, config: dict, password: str, scratch_dir: str | None):
         self.jobs = parallel_jobs(config)

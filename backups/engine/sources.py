@@ -86,6 +86,7 @@ class PgDumpStream:
     """
 
     program = "pg_dump"
+    parent_death = DIE_WITH_PARENT  # what runs pg_dump so the worker's death ends it
 
     def arguments(self, config: dict) -> list[str]:
         return [
@@ -120,7 +121,11 @@ class PgDumpStream:
         try:
             self.proc = subprocess.Popen(
                 [
-                    *(DIE_WITH_PARENT if shutil.which(self.program, path=env.get("PATH")) else []),
+                    *(
+                        self.parent_death
+                        if shutil.which(self.program, path=env.get("PATH"))
+                        else []
+                    ),
                     *args,
                 ],
                 stdout=subprocess.PIPE,

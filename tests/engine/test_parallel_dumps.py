@@ -201,3 +201,46 @@ def test_the_documented_no_portal_restore_of_a_parallel_dump_works_literally(
         )
         assert done.returncode == 0, (command, done.stderr.decode())
     assert [psql(q, source_db) for q in queries] == before
+
+
+def _live_in_group(pgid: int) -> list[str]:
+    """States of the group's processes that are not zombies (PID 1 here may reap late)."""
+    out = subprocess.run(["ps", "-o", "stat=", "-g", str(pgid)], capture_output=True, text=True)
+    return [s for s in out.stdout.split() if not s.startswith("Z")]
+
+
+@pytest.mark.skipif(not pg_parallel.DIE_WITH_GROUP, reason="needs util-linux setpriv")
+def test_a_killed_worker_takes_pg_dumps_forked_workers_with_it():
+    """The group guard pg_dump runs under: when the process that started it dies by
+    SIGKILL, every process of the group dies, forked children included (a parent-death
+    signal on pg_dump alone would leave its -j workers running)."""
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "from backups.engine.pg_parallel import DIE_WITH_GROUP\n"
+            "p = subprocess.Popen([*DIE_WITH_GROUP, 'sh', '-c', 'sleep 60 & sleep 60'],"
+            " start_new_session=True)\n"
+            "print(p.pid, flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    pgid = int(child.stdout.readline())
+    try:
+        deadline = time.monotonic() + 10
+        while len(_live_in_group(pgid)) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)  # guard shell, sh, two sleeps
+        assert len(_live_in_group(pgid)) == 4
+        child.kill()
+        child.wait()
+        deadline = time.monotonic() + 5
+        while _live_in_group(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _live_in_group(pgid) == []
+    finally:
+        child.kill()
+        subprocess.run(["pkill", "-KILL", "-g", str(pgid)], check=False)
