@@ -23,7 +23,7 @@ from .crypto import ChunkEncryptor, build_header
 from .destinations import check_artifact_key, open_destination
 from .errors import Cancelled, DestinationError, SourceError
 from .manifest import build_manifest
-from .sources import open_source
+from .opening import open_source
 from .specs import BackupOptions, BackupResult, CopyResult, DestinationSpec, SourceSpec
 
 log = logging.getLogger(__name__)
