@@ -3,6 +3,7 @@ registered target, partial restore and contents, all from the directory-format a
 
 import json
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -90,3 +91,31 @@ def test_contents_of_a_parallel_backup_list_tables_and_rows(parallel_source, wor
     assert rows == {"workflows": 50, "executions": 500, "notes": 300}
     assert result["dump_format"] == "directory"
     assert list(work_dir.iterdir()) == []
+
+
+def test_a_parallel_dump_failing_mid_dump_leaves_no_good_run_and_no_staging(parallel_source):
+    """pg_dump fails in a worker's COPY (row security on a table the dump role may lock but
+    not read), after staging already holds the schema and other tables' data."""
+    from backups.models import BackupCopy, BackupRun
+    from backups.services import backup_now
+
+    role = f"dr_dumper_{parallel_source.db.dbname[-10:]}"
+    with parallel_source.db.connect() as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+        conn.execute(f"GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}")
+        conn.execute("ALTER TABLE notes ENABLE ROW LEVEL SECURITY")
+    try:
+        parallel_source.user = role
+        parallel_source.save()
+        run = backup_now(parallel_source.job)
+    finally:
+        with parallel_source.db.connect() as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+    assert run.status == "failed"
+    assert "row-level security" in run.error and "pg_dump exited" in run.error
+    assert not BackupRun.objects.good().exists() and not BackupCopy.objects.exists()
+    assert not (settings.VAR_DIR / "scratch" / f"backup-run-{run.pk}").exists()
+    store = parallel_source.job.destinations.get().path
+    assert not [p for p in Path(store).rglob("*") if p.is_file()]
