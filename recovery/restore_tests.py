@@ -318,6 +318,8 @@ def _unpacked_test(run, progress: _Progress, kind: str, tmp: str, secrets) -> Ve
     test.append_log(f"restoring the {kind} artifact into scratch")
     if kind == "postgresql":
         jobs = dump_jobs(run, restore_jobs())
+        if is_directory_dump(run):
+            test.append_log(f"a parallel dump: pg_restore -j {jobs} on its directory")
         outcome = _verify_postgres(test, fetched.path, phases, secrets, jobs=jobs)
     elif kind == "sqlite":
         outcome = verify_sqlite(

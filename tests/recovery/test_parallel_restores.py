@@ -49,6 +49,7 @@ def test_parallel_backup_passes_its_restore_test_with_the_same_rows(parallel_sou
     observed = {c["name"]: c["observed"] for c in test.checks}
     assert observed["workflows"] == "50" and observed["executions"] == "500"
     assert test.integrity == "pg_restore completed without errors"
+    assert "a parallel dump: pg_restore -j 2 on its directory" in test.log
     assert list(work_dir.iterdir()) == []  # the dump directory went with the work directory
 
 
