@@ -100,7 +100,7 @@ class JobSerializer(serializers.ModelSerializer):
         model = BackupJob
         fields = [
             "id", "name", "source", "source_name", "destinations", "schedule", "timezone",
-            "compression", "compression_level", "encrypt", "method", "backup_type",
+            "compression", "compression_level", "encrypt", "parallel", "method", "backup_type",
             "enabled", "running_run", "config_changed_at", "created",
         ]  # fmt: skip
 

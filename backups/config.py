@@ -82,7 +82,7 @@ SOURCE_RENAMES = {
     "archive_timeout": "archive_timeout_s",
     "adopted": "pitr_adopted",
 }
-JOB_FIELDS = ["schedule", "timezone", "method", "compression", "encrypt", "enabled"]
+JOB_FIELDS = ["schedule", "timezone", "method", "compression", "encrypt", "parallel", "enabled"]
 JOB_RENAMES = {"level": "compression_level", "type": "backup_type"}
 
 # The YAML type every key must have. A lenient bool("false") is True: a quoted "false"
@@ -162,6 +162,7 @@ KEY_TYPES = {
         "destinations": LIST,
         "level": WHOLE,
         "encrypt": FLAG,
+        "parallel": WHOLE,
         "enabled": FLAG,
         "ping_url": TEXT,
         "hooks": MAP,  # its keys: backups.config_hooks
@@ -606,7 +607,8 @@ def _plan_job(item, where, problems, refs):
     changed = _apply_fields(instance, values, where, problems, exclude=["source"])
     if changed is None:
         return None
-    if not _method_fits(instance, source, destinations, where, problems, refs):
+    fits = _method_fits(instance, source, destinations, where, problems, refs)
+    if not (fits and _parallel_fits(instance, source, where, problems, refs)):
         return None
     if source and (instance.pk is None or instance.source.name != source):
         changed.append("source")
@@ -650,6 +652,7 @@ JOB_DEFAULTS = {
     "method": "logical",
     "compression": "zstd",
     "encrypt": True,
+    "parallel": 1,
     "enabled": True,
 }
 
@@ -682,6 +685,18 @@ def _method_fits(job, source_name, destination_names, where, problems, refs) -> 
     for name, message in errors.items():
         problems.append(f"{where}.{_YAML_NAMES.get(name, name)}: {message}")
     return not errors
+
+
+def _parallel_fits(job, source_name, where, problems, refs) -> bool:
+    """parallel > 1 against the source as the file leaves it (PostgreSQL only)."""
+    pending = refs["pending"]
+    source = (
+        pending.get(("sources", source_name)) or Source.objects.filter(name=source_name).first()
+    )
+    problem = job.parallel_problem(source)
+    if problem:
+        problems.append(f"{where}.parallel: {problem}")
+    return not problem
 
 
 def _shared_repositories(planned: list[_Planned], places: dict, problems: list[str]) -> None:
@@ -855,6 +870,8 @@ def _export_job(j: BackupJob) -> dict:
     if j.compression_level is not None:
         item["level"] = j.compression_level
     item["encrypt"] = j.encrypt
+    if j.parallel != 1:
+        item["parallel"] = j.parallel
     if not j.enabled:
         item["enabled"] = False
     item.update(config_hooks.export_hooks(j))

@@ -482,6 +482,7 @@ class JobForm(JobHooksMixin, JobMethodMixin, forms.ModelForm):
             "compression",
             "compression_level",
             "encrypt",
+            "parallel",
             "enabled",
             "ping_url",
             *HOOK_FIELDS,
@@ -494,6 +495,7 @@ class JobForm(JobHooksMixin, JobMethodMixin, forms.ModelForm):
         widgets = {
             "destinations": forms.CheckboxSelectMultiple,
             "schedule": forms.TextInput(attrs={"placeholder": "0 2 * * *"}),
+            "parallel": forms.NumberInput(attrs={"min": 1, "max": BackupJob.MAX_PARALLEL}),
         }
 
     def __init__(self, *args, **kwargs):
@@ -502,6 +504,23 @@ class JobForm(JobHooksMixin, JobMethodMixin, forms.ModelForm):
         self.fields["destinations"].error_messages["required"] = (
             "Pick at least one destination (the 3-2-1 rule wants two, one off-site)."
         )
+        if "parallel" in self.fields:  # left out of a post: the job's value (or 1)
+            self.fields["parallel"].required = False
+
+    def clean_parallel(self):
+        value = self.cleaned_data.get("parallel")
+        return self.instance.parallel if value is None else value
+
+    def clean(self):
+        cleaned = super().clean()
+        source, parallel = cleaned.get("source"), cleaned.get("parallel")
+        if source is not None and parallel is not None and "parallel" not in self.errors:
+            job = copy.copy(self.instance)
+            job.parallel, job.method = parallel, cleaned.get("method") or job.method
+            problem = job.parallel_problem(source)
+            if problem:
+                self.add_error("parallel", problem)
+        return cleaned
 
     def save(self, commit=True):
         before = set()

@@ -831,7 +831,9 @@ class BackupJob(ChangeStampMixin, HookSettings):
         "encrypt",
         "method",
         "backup_type",
+        "parallel",
     )
+    MAX_PARALLEL = 16
 
     class Method(models.TextChoices):
         LOGICAL = "logical", "Logical (pg_dump, SQLite online backup, tar)"
@@ -859,6 +861,15 @@ class BackupJob(ChangeStampMixin, HookSettings):
         null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(22)]
     )
     encrypt = models.BooleanField(default=True)
+    # Above 1: pg_dump -Fd -j N into the worker's staging, stored as one tar artifact
+    # (backups/engine/pg_parallel.py); restores of it run pg_restore -j N.
+    parallel = models.PositiveSmallIntegerField(
+        "parallel dump jobs",
+        default=1,
+        help_text="PostgreSQL logical backups: 1 streams a custom-format dump; 2 to 16 run "
+        "pg_dump -Fd -j N (N connections to the source) into the worker's staging directory, "
+        "which needs free space for the uncompressed dump, and restores run pg_restore -j N.",
+    )
     method = models.CharField(
         max_length=8,
         choices=Method.choices,
@@ -940,9 +951,29 @@ class BackupJob(ChangeStampMixin, HookSettings):
         # form and dr_apply call with the values about to be saved.
         if self.method == self.Method.LOGICAL and self.backup_type != self.BackupType.FULL:
             errors["backup_type"] = "Differential and incremental backups are physical only."
+        # Against the source: the form and dr_apply, which know the source about to be saved.
+        problem = self.parallel_problem(None)
+        if problem:
+            errors["parallel"] = problem
         errors.update(self.hook_errors())
         if errors:
             raise ValidationError(errors)
+
+    def parallel_problem(self, source) -> str:
+        """Why `parallel` cannot be used with `source` (None: not known yet), or ""."""
+        value = self.parallel
+        if value is None or not 1 <= value <= self.MAX_PARALLEL:
+            return (
+                f"Parallel dump jobs go from 1 to {self.MAX_PARALLEL} "
+                "(1: one custom-format stream)."
+            )
+        if value == 1:
+            return ""
+        if self.method != self.Method.LOGICAL:
+            return "Parallel dumps are logical only: pgBackRest sets its own process-max."
+        if source is not None and source.kind != Source.Kind.POSTGRESQL:
+            return f"Parallel dumps are for PostgreSQL sources only; {source} is {source.kind}."
+        return ""
 
     def method_problems(self, source, destinations) -> dict[str, str]:
         """What is wrong with this job's method against `source` and `destinations` (the ones it

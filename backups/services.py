@@ -168,9 +168,12 @@ def _backup(run: BackupRun, job: BackupJob, secrets: list[str]):
     if plan is None:
         return
     source = job.source
+    parallel = plan.source_spec.config.get("parallel") or 1
     run.append_log(
         f"backing up {source.name} ({source.describe()}) to "
-        f"{', '.join(d.name for d in plan.enabled)} with {job.compression}"
+        f"{', '.join(d.name for d in plan.enabled)}"
+        f"{f' as a parallel dump (pg_dump -Fd -j {parallel})' if parallel > 1 else ''}"
+        f" with {job.compression}"
         f"{'' if job.compression_level is None else f' -{job.compression_level}'}"
         f"{', encrypted' if job.encrypt else ', NOT encrypted'}"
     )
@@ -225,6 +228,8 @@ def _plan(run: BackupRun, job: BackupJob, secrets: list[str]) -> _Plan | None:
     run.beat("preparing")
     try:
         source_spec = source.to_spec()
+        if source_spec.kind == "postgresql" and job.parallel > 1:
+            source_spec.config["parallel"] = job.parallel
         previous = _previous_size(job)
         dest_specs = [d.to_spec(previous_size=previous) for d in enabled]
         master_keys = keyring.ring() if job.encrypt else []

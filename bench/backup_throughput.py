@@ -11,6 +11,8 @@ then times, alternating the order each round:
   engine run_backup -> local destination, zstd 3 + AES-256-GCM (in a subprocess, for peak RSS)
 Prints the median seconds, MB/s of dump data, stored sizes, ratios against the shell pipeline
 and the engine's peak RSS. The database is dropped at the end (unless --keep-db).
+With --parallel N the data is split into N tables and parallel dumps are timed too
+(`pg_dump -Fd -j N` by hand against the engine's parallel N: bench/parallel_legs.py).
 """
 
 import argparse
@@ -30,6 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import parallel_legs  # noqa: E402 - bench/ beside this file
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 PSQL = [
@@ -177,6 +181,9 @@ def main() -> None:
     )
     parser.add_argument("--database", help="use this existing database instead of generating one")
     parser.add_argument(
+        "--parallel", type=int, default=0, metavar="N", help="also time parallel dumps (-j N)"
+    )
+    parser.add_argument(
         "--engine-leg", nargs=3, metavar=("DB", "DIR", "THREADS"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -191,6 +198,8 @@ def main() -> None:
             print(f"generating {db} (~{args.size_mb} MB)...", file=sys.stderr, flush=True)
             started = time.perf_counter()
             create_database(db, args.size_mb)
+            if args.parallel > 1:
+                parallel_legs.split_tables(db, args.parallel)
             print(f"  took {time.perf_counter() - started:.0f} s", file=sys.stderr)
         db_size = int(psql(f"SELECT pg_database_size('{db}')"))
 
@@ -270,6 +279,8 @@ def main() -> None:
             )
         print()
         print(f"engine peak RSS: {max(rss):.0f} MB (max over runs; pg_dump not included)")
+        if args.parallel > 1:
+            parallel_legs.backup_legs(db, args.parallel, args.repeat)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if not args.database and not args.keep_db:

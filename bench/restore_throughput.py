@@ -15,7 +15,9 @@ then times, alternating the order each round:
             scratch database, remove the file (the same engine functions that
             recovery.restore_tests.execute_restore_test calls; the Django bookkeeping is left out)
 Prints median seconds, MB/s of stored dump data, and the ratio portal / plain.
-The database is dropped at the end.
+The database is dropped at the end. With --parallel N the data is split into N tables and
+`pg_restore -j N` of a plain `pg_dump -Fd` is timed against the portal's restore test of a
+parallel artifact too (bench/parallel_legs.py).
 """
 
 import argparse
@@ -32,6 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import parallel_legs  # noqa: E402 - bench/ beside this file
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 PSQL = ["psql", "-h", PG["host"], "-p", str(PG["port"]), "-U", PG["user"], "-v", "ON_ERROR_STOP=1"]
@@ -172,6 +176,7 @@ def main():
     parser.add_argument("--size-mb", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=max(1, min(4, (os.cpu_count() or 1) // 2)))
+    parser.add_argument("--parallel", type=int, default=0, metavar="N")
     args = parser.parse_args()
 
     from backups.engine import BackupOptions, DestinationSpec, SourceSpec, run_backup
@@ -183,6 +188,8 @@ def main():
     try:
         t = time.perf_counter()
         create_source(db, args.size_mb)
+        if args.parallel > 1:
+            parallel_legs.split_tables(db, args.parallel)
         size = int(psql(f"SELECT pg_database_size('{db}')"))
         print(
             f"source database {size / 1e6:.0f} MB created in {time.perf_counter() - t:.0f} s",
@@ -283,6 +290,8 @@ def main():
             f"goal: portal within 1.15× of plain: {'met' if med['portal'] <= 1.15 * med['plain'] else 'NOT met'}"
             f" ({med['portal'] / med['plain']:.2f}×)"
         )
+        if args.parallel > 1:
+            parallel_legs.restore_legs(db, args.parallel, args.repeat, CHECKS, {"canary": "1"})
     finally:
         drop(db)
         subprocess.run(["rm", "-rf", work], check=False)

@@ -7,6 +7,7 @@ Plaintext only ever lands in the run's private work directory, 0600.
 """
 
 import os
+import shutil
 from dataclasses import dataclass
 
 from django.db.models import Exists, OuterRef
@@ -16,6 +17,8 @@ from backups.models import BackupCopy, BackupRun, Destination, Source
 from dr_portal.lib import keyring
 from dr_portal.lib.redact import redact
 from dr_portal.runs import RunStatus
+from recovery.engine.dumpdir import DumpDirWriter
+from recovery.engine.pg import RestoreError
 from recovery.engine.staging import create_private
 from recovery.runner import NeedsRetrieval, RecoveryFailure
 
@@ -43,6 +46,19 @@ def newest_proven_backup(source: Source) -> BackupRun | None:
         .order_by("-data_taken_at", "-finished", "-pk")
         .first()
     )
+
+
+def is_directory_dump(run: BackupRun) -> bool:
+    """A parallel dump: a tar of a `pg_dump -Fd` directory (restored with pg_restore -j)."""
+    return (run.manifest or {}).get("dump_format") == "directory"
+
+
+def dump_jobs(run: BackupRun, default: int) -> int:
+    """pg_restore jobs for `run`: a parallel dump restores with as many jobs as dumped it."""
+    if is_directory_dump(run):
+        parallel = (run.manifest or {}).get("parallel")
+        return parallel if isinstance(parallel, int) and parallel > 0 else default
+    return default
 
 
 def artifact_kind(run: BackupRun) -> str:
@@ -137,8 +153,7 @@ def fetch_verified(
             bad_artifact += exc.bad_artifact
             problems.append(f"{copy.destination.name}: {exc}")
         log_line(f"copy at {problems[-1]}")
-        if os.path.exists(path):
-            os.unlink(path)
+        remove_fetched(path)
     message = "; ".join(problems)
     if bad_artifact == len(readable) and destination is None:
         BackupRun.objects.filter(pk=run.pk).update(
@@ -181,8 +196,14 @@ def _fetch_copy(run, copy, path, master_keys, log_line, secrets) -> Fetched:
             raise _CopyFailed("the artifact is missing; copy marked lost")
         # Plaintext on disk: 0600, exclusive, never through a planted link, inside the
         # run's private 0700 directory; removed with it on every exit path.
-        with os.fdopen(create_private(path), "wb") as out:
-            info = read_copy(store, copy, out, master_keys, run.sha256)
+        if is_directory_dump(run):  # unpacked into the dump directory as it is verified
+            info = _read_dump_dir(store, copy, path, master_keys, run.sha256)
+        else:
+            with os.fdopen(create_private(path), "wb") as out:
+                info = read_copy(store, copy, out, master_keys, run.sha256)
+    except RestoreError as exc:  # the verified tar is not a dump directory
+        copy.mark_lost(f"unreadable: {exc}")
+        raise _CopyFailed(str(exc), bad_artifact=True) from None
     except ArtifactError as exc:
         message = redact(str(exc), secrets)
         bad = KEY_NOT_IN_RING not in message
@@ -196,3 +217,20 @@ def _fetch_copy(run, copy, path, master_keys, log_line, secrets) -> Fetched:
         f"{'authentication' if info.get('encrypted') else 'checksum'} verified"
     )
     return Fetched(path, copy, int(info["bytes_in"]))
+
+
+def _read_dump_dir(store, copy, path: str, master_keys, sha256: str) -> dict:
+    """A parallel dump's copy into a new private dump directory at `path`."""
+    os.mkdir(path, 0o700)
+    writer = DumpDirWriter(path)
+    info = read_copy(store, copy, writer, master_keys, sha256)
+    writer.close()
+    return info
+
+
+def remove_fetched(path: str) -> None:
+    """Remove what fetch_verified wrote: an artifact file or a dump directory."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.unlink(path)

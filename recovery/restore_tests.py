@@ -3,7 +3,7 @@
 start → enqueue → execute (claim, fetch the best copy verified, restore into a scratch
 database or directory, check, finish). A PostgreSQL backup with one restore job is
 streamed straight into pg_restore; everything else is unpacked into the run's private
-work directory first.
+work directory first (a parallel dump into a dump directory, restored with -j N).
 """
 
 import os
@@ -25,10 +25,13 @@ from dr_portal.runs import ACTIVE, RunStatus
 from recovery.copies import (
     artifact_kind,
     copy_label,
+    dump_jobs,
     fetch_verified,
+    is_directory_dump,
     newest_good_backup,
     rank_copies,
     read_copy,
+    remove_fetched,
 )
 from recovery.engine.checks import Outcome
 from recovery.engine.pg import RestoreError
@@ -237,7 +240,7 @@ def _backup_to_test(test: RestoreTest) -> BackupRun:
 def _restore_into_scratch(run: BackupRun, progress: _Progress, tmp: str, secrets) -> VerifyOutcome:
     kind = artifact_kind(run)
     streamed = None
-    if kind == "postgresql" and restore_jobs() == 1:
+    if kind == "postgresql" and restore_jobs() == 1 and not is_directory_dump(run):
         streamed = _streamed_postgres_test(run, progress.test, progress.phases, secrets)
     if streamed is not None:
         outcome, copy, fetched_bytes = streamed
@@ -314,7 +317,10 @@ def _unpacked_test(run, progress: _Progress, kind: str, tmp: str, secrets) -> Ve
     progress.result.bytes_fetched = fetched.bytes_fetched
     test.append_log(f"restoring the {kind} artifact into scratch")
     if kind == "postgresql":
-        outcome = _verify_postgres(test, fetched.path, phases, secrets, jobs=restore_jobs())
+        jobs = dump_jobs(run, restore_jobs())
+        if is_directory_dump(run):
+            test.append_log(f"a parallel dump: pg_restore -j {jobs} on its directory")
+        outcome = _verify_postgres(test, fetched.path, phases, secrets, jobs=jobs)
     elif kind == "sqlite":
         outcome = verify_sqlite(
             fetched.path, source.effective_checks, previous_observations(source, test.pk), phases
@@ -329,7 +335,7 @@ def _unpacked_test(run, progress: _Progress, kind: str, tmp: str, secrets) -> Ve
         )
     else:
         raise RecoveryFailure(f"unknown artifact kind {kind!r}")
-    os.unlink(fetched.path)
+    remove_fetched(fetched.path)
     return outcome
 
 

@@ -25,7 +25,13 @@ from dr_portal.lib.redact import redact
 from dr_portal.runs import ACTIVE, RunStatus
 from recovery import partial as partial_restore
 from recovery import restore_hooks, restore_targets
-from recovery.copies import artifact_kind, copy_label, fetch_verified, newest_proven_backup
+from recovery.copies import (
+    artifact_kind,
+    copy_label,
+    dump_jobs,
+    fetch_verified,
+    newest_proven_backup,
+)
 from recovery.engine import files as file_engine
 from recovery.engine import heartbeat, pg, pg_swap
 from recovery.engine.check_role import run_confined_checks
@@ -343,7 +349,7 @@ def _restore_postgres(restore, path, password, phases: Phases, previous) -> Rest
             archive,
             keep_ownership=keep_ownership,
             keep_slot=restore.onto_source,
-            jobs=restore_jobs(),
+            jobs=dump_jobs(restore.backup_run, restore_jobs()),
             cancelled=lambda: restore.lease_lost,  # reaped: stop pg_restore now
         )
     with phases.phase("switch over"):

@@ -23,7 +23,7 @@ from .crypto import ChunkEncryptor, build_header
 from .destinations import check_artifact_key, open_destination
 from .errors import Cancelled, DestinationError, SourceError
 from .manifest import build_manifest
-from .sources import open_source
+from .opening import open_source
 from .specs import BackupOptions, BackupResult, CopyResult, DestinationSpec, SourceSpec
 
 log = logging.getLogger(__name__)
@@ -339,6 +339,8 @@ class _Run:
             finished=result.finished,
             data_taken_at=result.data_taken_at,
         )
+        # what the source says about its own format (a parallel dump: a tar of a directory)
+        result.manifest.update(getattr(self.stream, "manifest_fields", {}))
         if result.warnings:
             result.manifest["not_backed_up"] = result.warnings
         self.report("writing manifests", force=True)

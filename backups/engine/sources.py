@@ -21,7 +21,6 @@ from pathlib import Path
 from dr_portal.lib.redact import redact
 
 from .errors import SourceError
-from .specs import SourceSpec
 
 F_SETPIPE_SZ = 1031  # Linux: a 1 MiB pipe lets pg_dump run ahead while we compress
 # pg_dump runs in its own session (so a cancel can kill its group), which also means a worker
@@ -86,6 +85,7 @@ class PgDumpStream:
     """
 
     program = "pg_dump"
+    parent_death = DIE_WITH_PARENT  # what runs pg_dump so the worker's death ends it
 
     def arguments(self, config: dict) -> list[str]:
         return [
@@ -120,7 +120,11 @@ class PgDumpStream:
         try:
             self.proc = subprocess.Popen(
                 [
-                    *(DIE_WITH_PARENT if shutil.which(self.program, path=env.get("PATH")) else []),
+                    *(
+                        self.parent_death
+                        if shutil.which(self.program, path=env.get("PATH"))
+                        else []
+                    ),
                     *args,
                 ],
                 stdout=subprocess.PIPE,
@@ -337,20 +341,6 @@ class TarStream:
     def close(self) -> None:
         self._reader.close()  # a blocked producer gets a broken pipe and ends
         self._thread.join(timeout=30)
-
-
-def open_source(spec: SourceSpec, scratch_dir: str | None = None):
-    if spec.kind == "postgresql":
-        if not spec.config.get("database"):
-            raise SourceError("postgresql source needs a database name")
-        return PgDumpStream(spec.config, spec.password)
-    if spec.kind == "pg_globals":
-        return PgGlobalsStream(spec.config, spec.password)
-    if spec.kind == "sqlite":
-        return SqliteStream(spec.config, scratch_dir)
-    if spec.kind == "files":
-        return TarStream(spec.config)
-    raise SourceError(f"unknown source kind {spec.kind!r}")
 
 
 # What unpack produces for each source kind, for the manifest and the docs.

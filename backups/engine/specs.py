@@ -13,7 +13,8 @@ LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")  # S3 Object Lock retention modes
 
 @dataclass
 class SourceSpec:
-    """What to read. config: host/port/database/user (postgresql), or path (sqlite, files)
+    """What to read. config: host/port/database/user and parallel (postgresql: above 1,
+    pg_dump -Fd -j N stored as a tar), or path (sqlite, files)
     with exclude (files) and protected: real paths the reader refuses to include (the
     portal's key ring, secret key and database; the backup fails if it meets one)."""
 

@@ -9,6 +9,7 @@ index. SQLite: the tables of the backed-up file and their row counts.
 The result is plain JSON: {"kind", "items": [{"type", "name", ...}], "summary"}.
 """
 
+import os
 import sqlite3
 import zlib
 from collections import Counter
@@ -98,9 +99,46 @@ class _Blocks:
 
 
 def _data_sizes(path: str, toc: pgarchive.Toc) -> dict[int, tuple[int, int | None]]:
+    if toc.directory:
+        return _directory_sizes(path, toc)
     with open(path, "rb") as fh:
         fh.seek(toc.data_start)
         return {dump_id: (size, rows) for dump_id, size, rows in _Blocks(fh, toc)}
+
+
+def _copy_file_rows(path: str) -> tuple[int, int]:
+    """(bytes, rows) of one uncompressed COPY data file of a directory dump."""
+    size, lines, tail = 0, 0, b""
+    with open(path, "rb") as fh:
+        while data := fh.read(1024 * 1024):
+            size += len(data)
+            lines += data.count(b"\n")
+            tail = (tail + data)[-len(COPY_END) :]
+    if tail == COPY_END:
+        lines -= COPY_END.count(b"\n")
+    return size, lines
+
+
+def _directory_sizes(path: str, toc: pgarchive.Toc) -> dict[int, tuple[int, int | None]]:
+    """Sizes and rows from a directory dump's data files (-Z0: plain COPY text); a large
+    objects entry's file lists one `oid blob_<oid>.dat` line per object."""
+    sizes = {}
+    for entry in toc.entries:
+        if not entry.data_file or "/" in entry.data_file:
+            continue
+        file = os.path.join(path, entry.data_file)
+        if not os.path.isfile(file):
+            continue
+        if entry.desc == "BLOBS":
+            with open(file) as fh:
+                names = [line.split()[1] for line in fh if len(line.split()) == 2]
+            blobs = [os.path.join(path, n) for n in names if "/" not in n]
+            sizes[entry.dump_id] = (sum(os.path.getsize(b) for b in blobs), len(names))
+        elif entry.data_file.endswith(".dat"):
+            sizes[entry.dump_id] = _copy_file_rows(file)
+        else:  # a compressed dump (not made here): the size only
+            sizes[entry.dump_id] = (os.path.getsize(file), None)
+    return sizes
 
 
 def table_rows(path: str, toc: pgarchive.Toc) -> dict[int, int | None]:
@@ -124,7 +162,7 @@ def _owner_of(entries) -> dict[int, int]:
 
 
 def pg_contents(path: str) -> dict:
-    """The contents of a `pg_dump -Fc` archive file."""
+    """The contents of a `pg_dump -Fc` archive file or of a `-Fd` dump directory."""
     try:
         toc = pgarchive.read_toc_file(path)
     except (pgarchive.ArchiveFormatError, OSError) as exc:
@@ -150,6 +188,7 @@ def pg_contents(path: str) -> dict:
         "kind": "postgresql",
         "database": toc.dbname,
         "archive_format": ".".join(map(str, toc.version)),
+        **({"dump_format": "directory"} if toc.directory else {}),
         "items": items,
         "other": dict(other),
         "summary": summary,

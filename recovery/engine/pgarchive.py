@@ -1,4 +1,4 @@
-"""Read what a `pg_dump -Fc` archive says about its database, before restoring it.
+"""Read what a `pg_dump -Fc` archive (or a `-Fd` dump's toc.dat) says about its database.
 
 A custom archive's table of contents (pg_dump 11 and later; `--create` only matters for
 plain SQL output) holds the DATABASE entry (encoding, locale provider, collation, ctype,
@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 MAGIC = b"PGDMP"
+# The format byte: 1 custom; a directory dump's toc.dat says 3 (what pg_dump 11 to 17
+# write there) or 5 (archDirectory) and names each entry's data file.
+ARCHIVE_FORMATS = (1, 3, 5)
 
 
 class NeedMore(Exception):
@@ -44,6 +47,7 @@ class TocEntry:
     defn: str
     deps: tuple[int, ...] = ()
     has_data: bool = False  # a data block follows in the archive (TABLE DATA, BLOBS, ...)
+    data_file: str = ""  # directory format: the file in the dump directory holding the data
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class Toc:
     data_start: int = 0  # where the data blocks begin (just after the TOC)
     int_size: int = 4
     compression: int = 0  # 0 none, 1 gzip, 2 lz4, 3 zstd (pg_dump 16's numbering)
+    directory: bool = False  # toc.dat of a directory-format dump (data in files beside it)
 
 
 class _Reader:
@@ -96,8 +101,10 @@ def read_toc(data: bytes) -> Toc:
     if version < (1, 12, 0) or version >= (1, 17, 0):
         raise ArchiveFormatError(f"archive format {'.'.join(map(str, version))} is not known here")
     r.int_size, r.off_size = r.byte(), r.byte()
-    if r.byte() != 1:  # archCustom
-        raise ArchiveFormatError("not a custom-format archive")
+    archive_format = r.byte()
+    if archive_format not in ARCHIVE_FORMATS:
+        raise ArchiveFormatError("not a custom-format archive nor a directory dump's toc.dat")
+    directory = archive_format != 1
     if version >= (1, 15, 0):
         compression = r.byte()  # compression algorithm
     else:
@@ -130,16 +137,25 @@ def read_toc(data: bytes) -> Toc:
         deps = []
         while (dep := r.str()) is not None:
             deps.append(int(dep) if dep.isdigit() else 0)
-        state = r.byte()  # custom format: data state (3: no data) and offset
-        r.take(r.off_size)
-        entry = TocEntry(dump_id, desc, tag, namespace, owner, defn, tuple(deps), state != 3)
+        if directory:  # the data file's name, or none
+            data_file = r.str() or ""
+            has_data = bool(data_file)
+        else:  # custom format: data state (3: no data) and offset
+            data_file, has_data = "", r.byte() != 3
+            r.take(r.off_size)
+        entry = TocEntry(
+            dump_id, desc, tag, namespace, owner, defn, tuple(deps), has_data, data_file
+        )
         entries.append(entry)
-    return Toc(dbname, version, tuple(entries), r.pos, r.int_size, compression)
+    return Toc(dbname, version, tuple(entries), r.pos, r.int_size, compression, directory)
 
 
 def read_toc_file(path: str) -> Toc:
-    """The TOC of an archive file, reading only as much of it as the TOC takes."""
+    """The TOC of an archive file (or of a directory dump: its toc.dat), reading only as
+    much of it as the TOC takes."""
     size = 1024 * 1024
+    if os.path.isdir(path):
+        path = os.path.join(path, "toc.dat")
     with open(path, "rb") as fh:
         data = fh.read(size)
         while True:
