@@ -115,11 +115,20 @@ class _Copy:
 
 
 class _Reader:
-    """Drains the source into a bounded queue from its own thread."""
+    """Drains the source into a bounded queue from its own thread.
+
+    A source with readinto() fills one of a fixed set of reused buffers (no allocation and
+    no fresh pages per block); the consumer returns each with recycle() once it is used.
+    """
 
     def __init__(self, stream):
         self.stream = stream
         self.queue: queue.Queue = queue.Queue(maxsize=RAW_QUEUE)
+        self.free: queue.Queue = queue.Queue()
+        if hasattr(stream, "readinto"):
+            # every queued block, one being read and one being compressed
+            for _ in range(RAW_QUEUE + 2):
+                self.free.put(bytearray(READ_SIZE))
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="source-reader", daemon=True)
         self.thread.start()
@@ -132,10 +141,21 @@ class _Reader:
             except queue.Full:
                 continue
 
+    def _next(self):
+        if not hasattr(self.stream, "readinto"):
+            return self.stream.read(READ_SIZE)
+        while not self.stop.is_set():
+            try:
+                buffer = self.free.get(timeout=POLL)
+            except queue.Empty:
+                continue
+            return memoryview(buffer)[: self.stream.readinto(buffer)]
+        return b""
+
     def _run(self) -> None:
         try:
             while not self.stop.is_set():
-                block = self.stream.read(READ_SIZE)
+                block = self._next()
                 self._put(block)
                 if not block:
                     return
@@ -150,6 +170,13 @@ class _Reader:
                 return self.queue.get(timeout=POLL)
             except queue.Empty:
                 idle()  # e.g. pg_dump waiting for a lock: progress still shows the run alive
+
+    def recycle(self, block) -> None:
+        """The consumer is done with `block`: its buffer may be filled again."""
+        if isinstance(block, memoryview):
+            buffer = block.obj
+            block.release()
+            self.free.put(buffer)
 
     def close(self) -> None:
         self.stop.set()
@@ -303,6 +330,7 @@ class _Run:
             out = compressor.compress(block)
             if out:
                 sink.emit(out)
+            reader.recycle(block)  # compressor and sink have copied what they keep
             report("streaming")
         # The source must have completed (pg_dump exit 0) before any copy is committed.
         stream.finish()
