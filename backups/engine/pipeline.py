@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 
 from dr_portal.lib.redact import redact
 
-from .compress import default_level, make_compressor
-from .crypto import ChunkEncryptor, build_header
+from .compress import default_level, make_chunked_compressor
+from .crypto import CHUNK_SIZE, ChunkEncryptor, build_header
 from .destinations import check_artifact_key, open_destination
 from .errors import Cancelled, DestinationError, SourceError
 from .manifest import build_manifest
@@ -243,6 +243,9 @@ class _Sink:
             if final:
                 self.store(self.encryptor.finish())
             return
+        if not self.pending and len(data) >= UNENCRYPTED_BATCH:
+            self.store(bytes(data))  # a whole piece: one copy at most (none for bytes)
+            return
         self.pending.extend(data)
         if len(self.pending) >= UNENCRYPTED_BATCH or (final and self.pending):
             self.store(bytes(self.pending))
@@ -313,7 +316,9 @@ class _Run:
         self.stream = stream = open_source(self.source, self.options.scratch_dir)
         result.data_taken_at = stream.data_taken_at
         self.reader = reader = _Reader(stream)
-        compressor = make_compressor(self.options.compression, self.level, self.options.threads)
+        compressor = make_chunked_compressor(
+            self.options.compression, self.level, self.options.threads, CHUNK_SIZE
+        )
         sink = _Sink(self.header, self.master is not None, self.copies, result, cancel)
 
         def idle() -> None:
@@ -327,15 +332,16 @@ class _Run:
             if not block:
                 break
             result.bytes_read += len(block)
-            out = compressor.compress(block)
-            if out:
-                sink.emit(out)
+            for piece in compressor.compress(block):
+                sink.emit(piece)
             reader.recycle(block)  # compressor and sink have copied what they keep
             report("streaming")
         # The source must have completed (pg_dump exit 0) before any copy is committed.
         stream.finish()
         result.warnings = list(getattr(stream, "warnings", []))
-        sink.emit(compressor.flush(), final=True)
+        for piece in compressor.flush():
+            sink.emit(piece)
+        sink.emit(b"", final=True)
         result.sha256 = sink.sha.hexdigest()
 
     def _commit(self) -> None:
