@@ -118,7 +118,7 @@ def plain_restore(dump: str, jobs: int) -> float:
                 "-U",
                 PG["user"],
                 "--no-owner",
-                f"--jobs={jobs}",
+                *([f"--jobs={jobs}"] if jobs > 1 else []),  # plain means no -j at all
                 "-d",
                 db,
                 dump,
@@ -179,7 +179,13 @@ def main():
     parser.add_argument("--parallel", type=int, default=0, metavar="N")
     args = parser.parse_args()
 
-    from backups.engine import BackupOptions, DestinationSpec, SourceSpec, run_backup
+    from backups.engine import (
+        BackupOptions,
+        DestinationSpec,
+        SourceSpec,
+        run_backup,
+        unpack_artifact,
+    )
     from dr_portal.lib.keyring import parse_ring
 
     keys = parse_ring(base64.urlsafe_b64encode(b"r" * 32).decode())
@@ -224,19 +230,23 @@ def main():
         portal_mb = result.bytes_stored / 1e6
         print(f"pg_dump -Fc file {plain_mb:.0f} MB; portal artifact {portal_mb:.0f} MB", flush=True)
 
-        times = {"plain": [], "plain -j": [], "portal": []}
+        # the artifact's own dump (pg_dump -Fc -Z0 through a pipe), unpacked once, untimed
+        own_dump = os.path.join(work, "artifact.dump")
+        with open(result.copies[0].location, "rb") as reader, open(own_dump, "wb") as out:
+            unpack_artifact(reader, out, keys, expected_sha256=result.sha256)
+        parallel = max(2, args.jobs)  # with --jobs 1 "plain -j 1" would repeat "plain"
+        times = {"plain": [], "plain -j": [], "plain, own dump": [], "portal": []}
         portal_phases = []
         for round_no in range(args.repeat):
-            order = (
-                ["plain", "portal", "plain -j"]
-                if round_no % 2 == 0
-                else ["portal", "plain -j", "plain"]
-            )
+            order = list(times)
+            order = order[round_no % len(order) :] + order[: round_no % len(order)]
             for name in order:
                 if name == "plain":
                     seconds = plain_restore(dump, 1)
                 elif name == "plain -j":
-                    seconds = plain_restore(dump, args.jobs)
+                    seconds = plain_restore(dump, parallel)
+                elif name == "plain, own dump":
+                    seconds = plain_restore(own_dump, 1)
                 else:
                     seconds, phases = portal_restore_test(
                         dest, location, result.sha256, keys, args.jobs
@@ -264,7 +274,12 @@ def main():
         print("|---|---|---|---|---|---|---|")
         for name, label, mb in (
             ("plain", "plain `pg_restore` of `pg_dump -Fc` into a fresh database", plain_mb),
-            ("plain -j", f"plain `pg_restore -j {args.jobs}`", plain_mb),
+            ("plain -j", f"plain `pg_restore -j {parallel}`", plain_mb),
+            (
+                "plain, own dump",
+                "plain `pg_restore` of the artifact's own dump (`-Fc -Z0`, unpacked)",
+                os.path.getsize(own_dump) / 1e6,
+            ),
             (
                 "portal",
                 "portal restore test (fetch, verify, decrypt, decompress "
@@ -282,6 +297,11 @@ def main():
                 f"| {label} | {med[name]:.1f} | {best[name]:.1f} | {runs} | {mb / med[name]:.1f} "
                 f"| {med[name] / med['plain']:.2f}× | {best[name] / best['plain']:.2f}× |"
             )
+        fastest = min(("plain", "plain -j", "plain, own dump"), key=lambda k: med[k])
+        print(
+            f"portal ÷ the fastest plain invocation ({fastest}): "
+            f"{med['portal'] / med[fastest]:.2f}× by median"
+        )
         phase_med = {k: statistics.median(p[k] for p in portal_phases) for k in portal_phases[0]}
         print(
             "portal phases (median s): " + ", ".join(f"{k} {v:.1f}" for k, v in phase_med.items())

@@ -37,6 +37,42 @@ def make_compressor(compression: str, level: int | None = None, threads: int = 0
     return _Identity()
 
 
+class _Pieces:
+    """A compressor whose compress(data) and flush() return iterables of output pieces."""
+
+    def __init__(self, compress, flush):
+        self.compress = compress
+        self.flush = flush
+
+
+def _one(step):
+    def run(*args):
+        out = step(*args)
+        return (out,) if out else ()
+
+    return run
+
+
+def make_chunked_compressor(
+    compression: str, level: int | None = None, threads: int = 0, chunk_size: int = 1024 * 1024
+):
+    """make_compressor's output as iterables of pieces; zstd's are chunk_size bytes each.
+
+    Multi-threaded zstd hands over a whole job's output at once (megabytes); cut into
+    chunk_size pieces as it is produced, no burst is held whole, and with chunk_size the
+    encryption chunk size each piece is sealed as it is, without a copy. Consume each
+    iterable before the next call.
+    """
+    level = default_level(compression, level)
+    if compression == "zstd":
+        chunker = zstandard.ZstdCompressor(
+            level=level, write_checksum=True, threads=threads
+        ).chunker(size=-1, chunk_size=chunk_size)
+        return _Pieces(chunker.compress, chunker.finish)
+    plain = make_compressor(compression, level)
+    return _Pieces(_one(plain.compress), _one(plain.flush))
+
+
 def _copy_plain(reader, write) -> int:
     written = 0
     while block := reader.read(1024 * 1024):

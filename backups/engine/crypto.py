@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -189,17 +190,28 @@ class ChunkEncryptor:
             _nonce(self._prefix, counter), data, _chunk_aad(self._hash, counter, final)
         )
 
-    def update(self, data: bytes) -> list[bytes]:
-        if not data:
-            return []
-        out = []
-        if not self._buffer and len(data) == self._size:
-            return [self._seal(data, False)]  # common case: no copy
-        self._buffer += data
-        while len(self._buffer) >= self._size:
-            out.append(self._seal(bytes(self._buffer[: self._size]), False))
-            del self._buffer[: self._size]
-        return out
+    def update(self, data) -> Iterator[bytes]:
+        """Seal each whole chunk as it completes; the rest waits for the next call.
+
+        A generator over slices of `data`: a burst of compressor output (a whole zstd job,
+        megabytes) is sealed a chunk at a time, never copied into the buffer first, and only
+        the partial chunk at its end is kept. Consume it before reusing `data`.
+        """
+        view = memoryview(data).cast("B")
+        size = self._size
+        if self._buffer:
+            take = size - len(self._buffer)
+            self._buffer += view[:take]
+            view = view[take:]
+            if len(self._buffer) < size:
+                return
+            chunk = bytes(self._buffer)
+            self._buffer.clear()
+            yield self._seal(chunk, False)
+        while len(view) >= size:
+            yield self._seal(view[:size], False)
+            view = view[size:]
+        self._buffer += view
 
     def finish(self) -> bytes:
         chunk = self._seal(bytes(self._buffer), True)

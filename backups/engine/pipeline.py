@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 
 from dr_portal.lib.redact import redact
 
-from .compress import default_level, make_compressor
-from .crypto import ChunkEncryptor, build_header
+from .compress import default_level, make_chunked_compressor
+from .crypto import CHUNK_SIZE, ChunkEncryptor, build_header
 from .destinations import check_artifact_key, open_destination
 from .errors import Cancelled, DestinationError, SourceError
 from .manifest import build_manifest
@@ -115,11 +115,20 @@ class _Copy:
 
 
 class _Reader:
-    """Drains the source into a bounded queue from its own thread."""
+    """Drains the source into a bounded queue from its own thread.
+
+    A source with readinto() fills one of a fixed set of reused buffers (no allocation and
+    no fresh pages per block); the consumer returns each with recycle() once it is used.
+    """
 
     def __init__(self, stream):
         self.stream = stream
         self.queue: queue.Queue = queue.Queue(maxsize=RAW_QUEUE)
+        self.free: queue.Queue = queue.Queue()
+        if hasattr(stream, "readinto"):
+            # every queued block, one being read and one being compressed
+            for _ in range(RAW_QUEUE + 2):
+                self.free.put(bytearray(READ_SIZE))
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="source-reader", daemon=True)
         self.thread.start()
@@ -132,10 +141,21 @@ class _Reader:
             except queue.Full:
                 continue
 
+    def _next(self):
+        if not hasattr(self.stream, "readinto"):
+            return self.stream.read(READ_SIZE)
+        while not self.stop.is_set():
+            try:
+                buffer = self.free.get(timeout=POLL)
+            except queue.Empty:
+                continue
+            return memoryview(buffer)[: self.stream.readinto(buffer)]
+        return b""
+
     def _run(self) -> None:
         try:
             while not self.stop.is_set():
-                block = self.stream.read(READ_SIZE)
+                block = self._next()
                 self._put(block)
                 if not block:
                     return
@@ -150,6 +170,13 @@ class _Reader:
                 return self.queue.get(timeout=POLL)
             except queue.Empty:
                 idle()  # e.g. pg_dump waiting for a lock: progress still shows the run alive
+
+    def recycle(self, block) -> None:
+        """The consumer is done with `block`: its buffer may be filled again."""
+        if isinstance(block, memoryview):
+            buffer = block.obj
+            block.release()
+            self.free.put(buffer)
 
     def close(self) -> None:
         self.stop.set()
@@ -215,6 +242,9 @@ class _Sink:
                 self.store(chunk)
             if final:
                 self.store(self.encryptor.finish())
+            return
+        if not self.pending and len(data) >= UNENCRYPTED_BATCH:
+            self.store(bytes(data))  # a whole piece: one copy at most (none for bytes)
             return
         self.pending.extend(data)
         if len(self.pending) >= UNENCRYPTED_BATCH or (final and self.pending):
@@ -286,7 +316,9 @@ class _Run:
         self.stream = stream = open_source(self.source, self.options.scratch_dir)
         result.data_taken_at = stream.data_taken_at
         self.reader = reader = _Reader(stream)
-        compressor = make_compressor(self.options.compression, self.level, self.options.threads)
+        compressor = make_chunked_compressor(
+            self.options.compression, self.level, self.options.threads, CHUNK_SIZE
+        )
         sink = _Sink(self.header, self.master is not None, self.copies, result, cancel)
 
         def idle() -> None:
@@ -300,14 +332,16 @@ class _Run:
             if not block:
                 break
             result.bytes_read += len(block)
-            out = compressor.compress(block)
-            if out:
-                sink.emit(out)
+            for piece in compressor.compress(block):
+                sink.emit(piece)
+            reader.recycle(block)  # compressor and sink have copied what they keep
             report("streaming")
         # The source must have completed (pg_dump exit 0) before any copy is committed.
         stream.finish()
         result.warnings = list(getattr(stream, "warnings", []))
-        sink.emit(compressor.flush(), final=True)
+        for piece in compressor.flush():
+            sink.emit(piece)
+        sink.emit(b"", final=True)
         result.sha256 = sink.sha.hexdigest()
 
     def _commit(self) -> None:
