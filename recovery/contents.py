@@ -65,7 +65,7 @@ def as_json(run: BackupRun, contents: BackupContents) -> dict:
         "data_taken_at": run.data_taken_at.isoformat() if run.data_taken_at else None,
         "kind": contents.kind,
         "summary": contents.summary,
-        **contents.detail,
+        **{k: v for k, v in contents.detail.items() if k != "toc"},
         "items": contents.items,
         "computed_at": contents.computed_at.isoformat(),
     }

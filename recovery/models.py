@@ -424,6 +424,9 @@ class Restore(RunBase):
     table_schema = models.CharField(max_length=63, blank=True)
     table_suffix = models.CharField(max_length=30, blank=True)
     paths = models.JSONField(default=list, blank=True)
+    # Chosen tables put in place of the live ones (a manager typed their names): restored
+    # under a temporary name, counted, then swapped in one transaction, the old kept aside.
+    replace_tables = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-queued", "-pk"]

@@ -61,7 +61,14 @@ class Command(BaseCommand):
         part.add_argument(
             "--replace",
             action="store_true",
-            help="with --paths: replace paths that exist (kept aside as .before_restore_<ts>)",
+            help="with --paths: replace paths that exist (kept aside as .before_restore_<ts>); "
+            "with --tables: put the restored tables in place of the live ones (kept aside as "
+            "<name>_before_<ts>), which needs --confirm-tables",
+        )
+        part.add_argument(
+            "--confirm-tables",
+            default="",
+            help="with --tables --replace: the same table names again, to confirm replacing them",
         )
 
     def handle(
@@ -106,7 +113,12 @@ class Command(BaseCommand):
         partial = None
         if o.get("tables") or o.get("paths"):
             partial = restores.Partial(
-                tables=o["tables"], schema=o["schema"], suffix=o["suffix"], paths=o["paths"]
+                tables=o["tables"],
+                schema=o["schema"],
+                suffix=o["suffix"],
+                paths=o["paths"],
+                replace=bool(o.get("replace")) and bool(o.get("tables")),
+                confirm_tables=o.get("confirm_tables") or "",
             )
         with audit.command_context("restore"):
             try:
@@ -249,6 +261,8 @@ class Command(BaseCommand):
 
 
 def _what(restore) -> str:
+    if restore.tables and restore.replace_tables:
+        return f" (tables {', '.join(restore.tables)}, replacing the live ones: names typed)"
     if restore.tables:
         where = restore.table_schema and f"schema {restore.table_schema}"
         where = where or f"suffix {restore.table_suffix}"
