@@ -8,8 +8,9 @@ from django.views.decorators.http import require_POST
 from backups.models import BackupRun
 from dr_portal import audit
 from dr_portal.lib.queue import enqueue
-from dr_portal.lib.roles import OPERATOR, role_required
+from dr_portal.lib.roles import OPERATOR, has_role, role_required
 from recovery import contents as backup_contents
+from recovery.partial import choice_name
 
 SHOWN = 2000  # items rendered at once; the search narrows the rest
 
@@ -45,6 +46,15 @@ def run_contents(request, pk):
         )
         others = BackupRun.objects.filter(source_id=run.source_id).exclude(pk=run.pk)
         context["others"] = others.order_by("-pk").values_list("pk", flat=True)[:30]
+        # chosen tables or files are restored from here (recovery.partial_views)
+        context["can_choose"] = (
+            contents.kind in ("postgresql", "files")
+            and run.is_good
+            and has_role(request.user, OPERATOR)
+        )
+        if context["can_choose"]:
+            for item in items[:SHOWN]:  # a fresh copy of the row's JSON: safe to annotate
+                item["pick"] = choice_name(item)
     return render(request, "recovery/_run_contents.html", context)
 
 

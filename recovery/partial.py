@@ -257,3 +257,60 @@ def _restore_paths(restore, tar_path, phases) -> PartialResult:
     ]
     kept = "; ".join(aside for _, aside in done.kept_aside)
     return PartialResult(kept_aside=kept or None, checks=checks, warnings=done.skipped or None)
+
+
+# --- what the portal shows before a partial restore is confirmed ------------------------
+
+
+def choice_name(item: dict) -> str:
+    """How an item of a backup's contents is chosen for a partial restore ("" if it cannot
+    be): schema.table for a table, the path relative to the backup's root for a file."""
+    if "schema" in item:
+        return f"{item['schema']}.{item['name']}" if item["type"] == "table" else ""
+    name = item["name"].removeprefix("./")
+    return "" if name in ("", ".") else name
+
+
+def plan(contents, chosen: Partial) -> dict:
+    """What restoring the choice writes, from the backup's cached contents (no artifact):
+    tables with what comes with them and what is reported and skipped, or paths with the
+    files under them. {"error": ...} when the choice cannot be planned."""
+    if chosen.tables:
+        toc = (contents.detail or {}).get("toc")
+        if toc is None:
+            return {"error": "the contents were read before plans were kept: read them again"}
+        try:
+            found = pg_tables.plan(pg_tables.toc_from_rows(toc), chosen.tables)
+        except RestoreError as exc:
+            return {"error": str(exc)}
+        rows = {
+            f"{i['schema']}.{i['name']}": i.get("rows")
+            for i in contents.items
+            if i["type"] == "table"
+        }
+        found["rows"] = {t: rows.get(t) for t in found["tables"]}
+        return found
+    paths = []
+    for path in chosen.paths:
+        under = [i for i in contents.items if i["name"] == path or i["name"].startswith(path + "/")]
+        paths.append(
+            {
+                "path": path,
+                "entries": len(under),
+                "bytes": sum(i.get("bytes") or 0 for i in under),
+            }
+        )
+    return {"paths": paths}
+
+
+def describe(restore) -> str:
+    """What a partial restore restores, for the audit line ("" for a full restore)."""
+    if restore.tables and restore.replace_tables:
+        return f" (tables {', '.join(restore.tables)}, replacing the live ones: names typed)"
+    if restore.tables:
+        where = restore.table_schema and f"schema {restore.table_schema}"
+        where = where or f"suffix {restore.table_suffix}"
+        return f" (tables {', '.join(restore.tables)}, {where})"
+    if restore.paths:
+        return f" (paths {', '.join(restore.paths)}{', replacing' if restore.overwrite_confirmed else ''})"
+    return ""

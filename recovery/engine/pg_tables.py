@@ -131,6 +131,15 @@ def toc_from_rows(rows: list[list]) -> pgarchive.Toc:
     return pgarchive.Toc(dbname="", version=(0, 0, 0), entries=entries)
 
 
+def _plan_label(e: pgarchive.TocEntry) -> str:
+    """'index executions_pkey' or, for entries tagged "<table> <name>", 'constraint
+    executions_pkey on public.executions'."""
+    table, _, name = e.tag.partition(" ")
+    if name and e.desc != "SEQUENCE":
+        return f"{e.desc.lower()} {name} on {e.namespace}.{table}"
+    return _label(e)
+
+
 def plan(toc: pgarchive.Toc, names: list[str]) -> dict:
     """What restoring `names` writes: the tables, what comes with them (sequences, indexes,
     constraints, ...) and what is reported and skipped. Raises RestoreError for a bad name."""
@@ -138,7 +147,7 @@ def plan(toc: pgarchive.Toc, names: list[str]) -> dict:
     by_id = {e.dump_id: e for e in toc.entries}
     tables = {t.dump_id for t in selection.tables}
     comes_with = [
-        _label(by_id[i])
+        _plan_label(by_id[i])
         for i in selection.ids
         if i not in tables
         and by_id[i].desc in FOLLOWERS | {"FK CONSTRAINT"}

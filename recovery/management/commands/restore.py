@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from backups.models import BackupRun, Source
 from dr_portal import audit
+from recovery import partial as partial_restore
 from recovery import pitr_restores, restores, runner, targeting
 from recovery.models import RestoreTarget
 from recovery.restore_targets import NotAllowed
@@ -147,7 +148,7 @@ class Command(BaseCommand):
             audit.record(
                 "restore",
                 backup.source,
-                detail=f"restore #{restore.pk} of run #{backup.pk}{_what(restore)} to "
+                detail=f"restore #{restore.pk} of run #{backup.pk}{partial_restore.describe(restore)} to "
                 f"{restore.target}{how}",
             )
             restore = restores.execute_restore(restore)
@@ -258,15 +259,3 @@ class Command(BaseCommand):
             if result["error"]:
                 self.stdout.write(f"  error: {result['error']}")
         sys.exit(0 if result["status"] == "succeeded" else 1)
-
-
-def _what(restore) -> str:
-    if restore.tables and restore.replace_tables:
-        return f" (tables {', '.join(restore.tables)}, replacing the live ones: names typed)"
-    if restore.tables:
-        where = restore.table_schema and f"schema {restore.table_schema}"
-        where = where or f"suffix {restore.table_suffix}"
-        return f" (tables {', '.join(restore.tables)}, {where})"
-    if restore.paths:
-        return f" (paths {', '.join(restore.paths)})"
-    return ""
