@@ -8,7 +8,7 @@ from django.views.decorators.http import require_POST
 from backups.models import BackupRun
 from dr_portal import audit
 from dr_portal.lib.queue import enqueue
-from dr_portal.lib.roles import OPERATOR, has_role, role_required
+from dr_portal.lib.roles import MANAGER, OPERATOR, has_role, role_required
 from recovery import contents as backup_contents
 from recovery.partial import choice_name
 
@@ -51,6 +51,11 @@ def run_contents(request, pk):
             contents.kind in ("postgresql", "files")
             and run.is_good
             and has_role(request.user, OPERATOR)
+        )
+        context["can_preview"] = (
+            context["can_choose"]
+            and contents.kind == "postgresql"
+            and has_role(request.user, MANAGER)
         )
         if context["can_choose"]:
             for item in items[:SHOWN]:  # a fresh copy of the row's JSON: safe to annotate

@@ -8,7 +8,7 @@ restore" queues the same Restore row as `manage.py restore RUN --tables/--paths`
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from backups.models import BackupRun
 from dr_portal import audit
@@ -18,6 +18,7 @@ from recovery import partial as chosen_parts
 from recovery import restore_targets, restores, runner, targeting
 from recovery.models import RestoreTarget
 from recovery.partial_forms import PartialRestoreForm
+from recovery.preview import preview
 from recovery.views import restore_how
 
 
@@ -116,3 +117,39 @@ def _start(request, form, run):
     restores.enqueue_restore(restore)
     messages.success(request, f"Restore #{restore.pk} queued.")
     return redirect(restore)
+
+
+@require_POST
+@role_required(MANAGER)
+def preview_table(request, pk):
+    """The first rows of one table of the backup, masked columns as •••; audited (which
+    table, never the data), also when it fails."""
+    run = get_object_or_404(BackupRun.objects.select_related("source"), pk=pk)
+    contents = backup_contents.cached(run)
+    table = request.POST.get("table", "")[:200]
+    if (
+        contents is None
+        or contents.kind != "postgresql"
+        or table not in choosable(contents)
+        or not run.is_good
+    ):
+        messages.error(
+            request, "Only a table listed in a PostgreSQL backup's contents is previewed."
+        )
+        return redirect(run)
+    try:
+        shown = preview(run, table)
+    except runner.RecoveryFailure as exc:
+        audit.record("preview table", run, user=request.user, detail=f"{table}: failed")
+        messages.error(request, f"Preview of {table} failed: {exc}")
+        return redirect(run)
+    audit.record(
+        "preview table",
+        run,
+        user=request.user,
+        detail=f"{shown.table} of backup run #{run.pk}: first {len(shown.rows)} of "
+        f"{shown.total} rows; masked: {', '.join(shown.masked) or 'none'}",
+    )
+    return render(
+        request, "recovery/table_preview.html", {"run": run, "source": run.source, "p": shown}
+    )

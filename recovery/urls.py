@@ -31,6 +31,7 @@ urlpatterns = [
     path("runs/<int:pk>/contents/", contents_views.run_contents, name="run_contents"),
     path("runs/<int:pk>/contents/read/", contents_views.read_contents, name="read_contents"),
     path("runs/<int:pk>/restore-chosen/", partial_views.partial_restore, name="partial_restore"),
+    path("runs/<int:pk>/preview/", partial_views.preview_table, name="preview_table"),
     path("runs/<int:pk>/compare/<int:other>/", contents_views.compare_runs, name="compare_runs"),
     path("failover/", include("recovery.failover.urls")),
 ]
