@@ -59,11 +59,9 @@ class PartialRestoreForm(RestoreForm):
             "Without it a path that exists in the target directory refuses the restore. "
             "Managers, or operators on a target that allows it."
         )
-        self.fields[
-            "database_name"
-        ].help_text = (
-            "Only for a target registered with a pattern: the existing database to restore into."
-        )
+        database = self.fields["database_name"]
+        database.label = "Database name"
+        database.help_text = "Only for a target registered with a pattern: the existing one."
         if kind == "postgresql":
             self.fields["table_suffix"].initial = "_restored"
             del self.fields["overwrite"]
