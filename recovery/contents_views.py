@@ -34,7 +34,7 @@ def _groups(items: list[dict]) -> list[tuple[str, list[dict]]]:
 def run_contents(request, pk):
     """The fragment: the searchable tree when cached, else a button to read it."""
     run = get_object_or_404(BackupRun, pk=pk)
-    contents = backup_contents.cached(run)
+    contents = backup_contents.cached(run, detail=False)
     query = request.GET.get("q", "").strip()[:200]
     context = {"run": run, "contents": contents, "q": query}
     if contents is not None:

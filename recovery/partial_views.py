@@ -125,7 +125,7 @@ def preview_table(request, pk):
     """The first rows of one table of the backup, masked columns as •••; audited (which
     table, never the data), also when it fails."""
     run = get_object_or_404(BackupRun.objects.select_related("source"), pk=pk)
-    contents = backup_contents.cached(run)
+    contents = backup_contents.cached(run, detail=False)
     table = request.POST.get("table", "")[:200]
     if (
         contents is None

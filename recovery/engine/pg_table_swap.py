@@ -7,9 +7,10 @@ names. Nothing is dropped.
 
 Foreign keys of other tables that referenced the live table keep referencing it under
 its new name (PostgreSQL binds them by object, not by name), and views over it keep
-reading it. That is reported with the SQL that repoints each foreign key; it is not
-done here, because rows written since the backup may not match the restored keys and
-the person restoring decides whether to keep them.
+reading it; foreign keys of the live table to tables not restored are not on the
+restored one. That is reported with the SQL that repoints or adds each foreign key; it
+is not done here, because rows written since the backup may not match the restored keys
+and the person restoring decides whether to keep them.
 """
 
 from dataclasses import dataclass, field
@@ -97,6 +98,28 @@ def _incoming(conn, oid, schema: str, name: str, aside: str) -> list[str]:
     return notes
 
 
+def _outgoing(conn, old_oid, new_oid, schema: str, name: str) -> list[str]:
+    """Foreign keys of the live table to other tables that the restored one lacks (a table
+    left out of the restore), with the SQL that adds them to the restored table."""
+    rows = conn.execute(
+        "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+        "WHERE c.contype = 'f' AND c.conrelid = %s AND c.confrelid <> %s AND c.conname NOT IN "
+        "(SELECT conname FROM pg_constraint WHERE conrelid = %s) ORDER BY 1",
+        (old_oid, old_oid, new_oid),
+    ).fetchall()
+    table = sql.Identifier(schema, name).as_string(conn)
+    notes = []
+    for conname, definition in rows:
+        quoted = sql.Identifier(conname).as_string(conn)
+        notes.append(
+            f"foreign key {conname} of the replaced table is not on the restored {schema}.{name} "
+            f"(it references a table not restored); to add it: ALTER TABLE {table} ADD "
+            f"CONSTRAINT {quoted} {definition} NOT VALID; ALTER TABLE {table} VALIDATE "
+            f"CONSTRAINT {quoted};"
+        )
+    return notes
+
+
 def swap_in(
     target: PgServer, tables: list[tuple[str, str, str]], suffix: str, stamp: str
 ) -> Swapped:
@@ -117,6 +140,7 @@ def swap_in(
                 if old_oid is not None:
                     aside = aside_name(live, stamp)
                     done.notes += _incoming(conn, old_oid, schema, live, aside)
+                    done.notes += _outgoing(conn, old_oid, new_oid, schema, live)
                     for kind, name in _dependents(conn, old_oid):
                         _rename(conn, kind, schema, name, aside_name(name, stamp))
                     _rename(conn, "TABLE", schema, live, aside)

@@ -41,6 +41,17 @@ def test_a_truncated_table_is_replaced_by_its_backup_and_the_live_one_kept(pg_so
             "INSERT INTO executions (workflow_id, status) VALUES (1, 'ok') RETURNING id"
         ).fetchone()[0]
     assert new_id == 501
+    # its foreign key to workflows (not restored) comes with the SQL that adds it back
+    note = next(w for w in result["warnings"] if "is not on the restored" in w)
+    with pg_source.db.connect() as conn:
+        conn.execute(note.split("to add it: ", 1)[1])
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM pg_constraint WHERE contype = 'f' "
+                "AND conrelid = 'executions'::regclass AND confrelid = 'workflows'::regclass"
+            ).fetchone()[0]
+            == 1
+        )
 
 
 def test_foreign_keys_to_a_replaced_table_are_reported_with_the_sql_to_repoint(pg_source, work_dir):
