@@ -9,6 +9,7 @@ from recovery.contents import contents_for
 from recovery.engine.preview import masker
 from recovery.workspace import scratch_server
 from tests.support.data import backup
+from tests.support.forms import form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -89,3 +90,18 @@ def test_mask_patterns_match_column_table_and_schema_forms():
     assert is_masked("audit", "logins", "ip") and not is_masked("public", "logins", "ip")
     assert is_masked("public", "people", "ssn")
     assert not masker([])("public", "users", "password")
+
+
+def test_masked_columns_are_edited_in_the_source_form(manager_client, pg_source):
+    edit = reverse("backups:source_edit", args=[pg_source.pk])
+    data = form_data(manager_client.get(edit).content.decode(), "masked_columns")
+    assert "*email*" in data["masked_columns"]  # the defaults are shown, to keep or change
+    data["masked_columns"] = "users.note\n*email*"
+    assert manager_client.post(edit, data).status_code == 302
+    pg_source.refresh_from_db()
+    assert pg_source.masked_columns == ["users.note", "*email*"]
+    data["masked_columns"] = "users.note'--"
+    response = manager_client.post(edit, data)
+    assert response.status_code == 400 and "is not a column pattern" in response.content.decode()
+    pg_source.refresh_from_db()
+    assert pg_source.masked_columns == ["users.note", "*email*"]
