@@ -11,8 +11,6 @@ never read from the scratch database; the audit line names the table, never the 
 import shutil
 import tempfile
 
-from django.utils import timezone
-
 from backups.models import BackupRun
 from recovery.copies import fetch_verified
 from recovery.engine import pg, pgarchive
@@ -33,8 +31,9 @@ def preview(run: BackupRun, table: str) -> Preview:
     patterns = list(source.masked_columns or [])
     server = scratch_server()
     secrets = server.secrets()
-    stamp = timezone.now().strftime("%Y%m%d%H%M%S")
-    scratch = pg.check_name(f"{scratch_prefix() or 'dr_scratch_'}preview_{run.pk}_{stamp}")
+    # dr_scratch_<epoch>_<hex>: the sweeper drops it if this process dies before dropping it
+    prefix = scratch_prefix()
+    scratch = pg.new_scratch_name(prefix) if prefix else pg.new_scratch_name()
     tmp = tempfile.mkdtemp(prefix=f"dr-preview-{run.pk}-", dir=work_dir())  # 0700
     try:
         fetched = fetch_verified(run, tmp, lambda line: None, secrets)
