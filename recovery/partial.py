@@ -277,12 +277,19 @@ def plan(contents, chosen: Partial) -> dict:
     files under them. {"error": ...} when the choice cannot be planned."""
     if chosen.tables:
         toc = (contents.detail or {}).get("toc")
-        if toc is None:
-            return {"error": "the contents were read before plans were kept: read them again"}
-        try:
-            found = pg_tables.plan(pg_tables.toc_from_rows(toc), chosen.tables)
-        except RestoreError as exc:
-            return {"error": str(exc)}
+        if toc is None:  # listed before plans were kept: the restore still works it out
+            found = {
+                "tables": list(chosen.tables),
+                "comes_with": [],
+                "skipped": [],
+                "note": "These contents were read before dependency plans were kept: what "
+                "comes with the tables and what is skipped is listed on the restore's page.",
+            }
+        else:
+            try:
+                found = pg_tables.plan(pg_tables.toc_from_rows(toc), chosen.tables)
+            except RestoreError as exc:
+                return {"error": str(exc)}
         rows = {
             f"{i['schema']}.{i['name']}": i.get("rows")
             for i in contents.items

@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from dr_portal.models import AuditEntry
 from recovery.contents import contents_for
-from recovery.models import Restore
+from recovery.models import BackupContents, Restore
 from tests.factories import RestoreTargetFactory
 from tests.recovery.pgutil import table_fingerprint, temp_database
 from tests.recovery.test_partial_restore import files_backup
@@ -176,3 +176,13 @@ def test_partial_restore_page_without_contents_sends_back_to_the_run(
     response = operator_client.get(url(run))
     assert response.status_code == 302 and response.url == run.get_absolute_url()
     assert operator_client.put(url(run)).status_code == 405
+
+
+def test_contents_listed_before_plans_were_kept_still_restore(pg_run, pg_target, operator_client):
+    contents = BackupContents.objects.get(run=pg_run)
+    contents.detail = {k: v for k, v in contents.detail.items() if k != "toc"}
+    contents.save()
+    data = form({"run": pg_run, "items": ["public.executions"], "to": pg_target},
+                table_suffix="_restored", review="1")  # fmt: skip
+    review = operator_client.post(url(pg_run), data).content.decode()
+    assert "before dependency plans were kept" in review and 'id="start-restore"' in review
