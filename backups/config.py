@@ -65,6 +65,7 @@ SOURCE_FIELDS = [
     "user",
     "path",
     "exclude",
+    "masked_columns",
     "restore_test_schedule",
     "restore_test_after_backup",
     "pitr",
@@ -149,6 +150,7 @@ KEY_TYPES = {
         "archive_timeout": WHOLE,
         "pitr": FLAG,
         "exclude": LIST,
+        "masked_columns": LIST,
         "verify": LIST,
         "heartbeat": FLAG,
         "globals": FLAG,
@@ -462,6 +464,7 @@ SOURCE_DEFAULTS = {
     "user": "",
     "path": "",
     "exclude": [],
+    "masked_columns": validators.DEFAULT_MASKED_COLUMNS,
     "data_class": "important",
     "restore_test_schedule": "0 3 * * 0",
     "restore_test_after_backup": False,
@@ -826,6 +829,8 @@ def _export_source(s: Source) -> dict:
         item["path"] = s.path
     if s.exclude:
         item["exclude"] = list(s.exclude)
+    if list(s.masked_columns) != validators.DEFAULT_MASKED_COLUMNS:
+        item["masked_columns"] = list(s.masked_columns)
     if s.checks and not s.is_portal_db:
         item["verify"] = [dict(c) for c in s.checks]
     # Flags are written only when set, as a person would write the file.

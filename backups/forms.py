@@ -188,6 +188,12 @@ class SourceForm(
         help_text="The existing repository's repo-cipher-pass; never shown. " + KEEP,
     )
     exclude = JSONListField(lines=True, label="Exclude patterns", help_text="One glob per line.")
+    masked_columns = JSONListField(
+        lines=True,
+        label="Masked columns in table previews",
+        help_text="One per line: column, table.column or schema.table.column (* and ? "
+        "wildcards, case ignored). A preview shows their values as •••. Empty: mask nothing.",
+    )
     checks = CheckRowsField(
         label="Verification checks",
         help_text="One row per check: a name, one read-only query (SELECT, WITH ... SELECT, "
@@ -216,6 +222,7 @@ class SourceForm(
             "path",
             "exclude",
             "checks",
+            "masked_columns",
             "heartbeat_enabled",
             "restore_test_schedule",
             "restore_test_after_backup",

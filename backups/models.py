@@ -213,6 +213,13 @@ class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
     heartbeat_enabled = models.BooleanField(
         default=False, help_text="Measure replication/heartbeat lag for this source."
     )
+    masked_columns = models.JSONField(
+        default=validators.default_masked_columns,
+        blank=True,
+        validators=[validators.validate_masked_columns],
+        help_text="Columns a table preview shows as ••• (never sent to the browser): column, "
+        "table.column or schema.table.column, wildcards * and ?, case ignored.",
+    )
     restore_test_schedule = models.CharField(
         max_length=100,
         default="0 3 * * 0",

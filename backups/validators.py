@@ -257,3 +257,29 @@ def validate_hook_command(argv):
         raise ValidationError(
             f"The program must be an absolute path (not {argv[0][:100]!r}): no shell and no PATH lookup run it."
         )
+
+
+# Columns whose values a table preview never shows (recovery.preview): a column name, or
+# table.column, or schema.table.column, with * and ? wildcards, matched ignoring case.
+DEFAULT_MASKED_COLUMNS = ["*password*", "*passwd*", "*token*", "*secret*", "*ssn*", "*email*"]
+MASK_PATTERN = re.compile(r"^[A-Za-z0-9_$*?]+(\.[A-Za-z0-9_$*?]+){0,2}$")
+MAX_MASKS = 200
+
+
+def default_masked_columns() -> list[str]:
+    return list(DEFAULT_MASKED_COLUMNS)
+
+
+def validate_masked_columns(patterns):
+    if patterns in (None, ""):
+        return
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        raise ValidationError("Masked columns must be a list of column patterns.")
+    if len(patterns) > MAX_MASKS:
+        raise ValidationError(f"At most {MAX_MASKS} masked column patterns.")
+    for pattern in patterns:
+        if len(pattern) > 200 or not MASK_PATTERN.match(pattern):
+            raise ValidationError(
+                f"{pattern[:60]!r} is not a column pattern: column, table.column or "
+                "schema.table.column (letters, digits, _, $ and the wildcards * ?)."
+            )

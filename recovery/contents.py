@@ -22,8 +22,11 @@ from recovery.workspace import work_dir
 COMPARED = {"postgresql": {"table", "materialized view"}, "sqlite": {"table"}, "files": {"file"}}
 
 
-def cached(run: BackupRun) -> BackupContents | None:
-    return BackupContents.objects.filter(run=run).first()
+def cached(run: BackupRun, *, detail: bool = True) -> BackupContents | None:
+    """The cached listing; detail=False leaves out the archive's table of contents kept for
+    planning partial restores (large for a big dump, unused by the tree)."""
+    rows = BackupContents.objects.filter(run=run)
+    return (rows if detail else rows.defer("detail")).first()
 
 
 def contents_for(run: BackupRun, *, refresh: bool = False, log_line=None) -> BackupContents:
@@ -65,7 +68,7 @@ def as_json(run: BackupRun, contents: BackupContents) -> dict:
         "data_taken_at": run.data_taken_at.isoformat() if run.data_taken_at else None,
         "kind": contents.kind,
         "summary": contents.summary,
-        **contents.detail,
+        **{k: v for k, v in contents.detail.items() if k != "toc"},
         "items": contents.items,
         "computed_at": contents.computed_at.isoformat(),
     }

@@ -8,8 +8,9 @@ from django.views.decorators.http import require_POST
 from backups.models import BackupRun
 from dr_portal import audit
 from dr_portal.lib.queue import enqueue
-from dr_portal.lib.roles import OPERATOR, role_required
+from dr_portal.lib.roles import MANAGER, OPERATOR, has_role, role_required
 from recovery import contents as backup_contents
+from recovery.partial import choice_name
 
 SHOWN = 2000  # items rendered at once; the search narrows the rest
 
@@ -33,7 +34,7 @@ def _groups(items: list[dict]) -> list[tuple[str, list[dict]]]:
 def run_contents(request, pk):
     """The fragment: the searchable tree when cached, else a button to read it."""
     run = get_object_or_404(BackupRun, pk=pk)
-    contents = backup_contents.cached(run)
+    contents = backup_contents.cached(run, detail=False)
     query = request.GET.get("q", "").strip()[:200]
     context = {"run": run, "contents": contents, "q": query}
     if contents is not None:
@@ -45,6 +46,20 @@ def run_contents(request, pk):
         )
         others = BackupRun.objects.filter(source_id=run.source_id).exclude(pk=run.pk)
         context["others"] = others.order_by("-pk").values_list("pk", flat=True)[:30]
+        # chosen tables or files are restored from here (recovery.partial_views)
+        context["can_choose"] = (
+            contents.kind in ("postgresql", "files")
+            and run.is_good
+            and has_role(request.user, OPERATOR)
+        )
+        context["can_preview"] = (
+            context["can_choose"]
+            and contents.kind == "postgresql"
+            and has_role(request.user, MANAGER)
+        )
+        if context["can_choose"]:
+            for item in items[:SHOWN]:  # a fresh copy of the row's JSON: safe to annotate
+                item["pick"] = choice_name(item)
     return render(request, "recovery/_run_contents.html", context)
 
 

@@ -430,6 +430,9 @@ class Restore(RunBase):
     paths = models.JSONField(default=list, blank=True)
     # What the target's hooks did ("pre-hook webhook: HTTP 200"), never a URL or a secret.
     hook_outcome = models.TextField(blank=True)
+    # Chosen tables put in place of the live ones (a manager typed their names): restored
+    # under a temporary name, counted, then swapped in one transaction, the old kept aside.
+    replace_tables = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-queued", "-pk"]

@@ -3,8 +3,11 @@
 They run as Restore rows (same queue, claim, audit, phases and RTO as a full restore);
 recovery.restores hands the fetched artifact here when the row names tables or paths.
 Tables go into an existing database under new names (a schema or a suffix), never over
-existing tables; paths go into a target directory, touching nothing beside them, and an
-existing path is kept aside first only when replacing was confirmed.
+existing tables, unless a manager typed their names to replace them: then they are
+restored under a temporary suffix, counted, and swapped in place of the live ones in one
+transaction (recovery.engine.pg_table_swap), the live ones kept aside. Paths go into a
+target directory, touching nothing beside them, and an existing path is kept aside first
+only when replacing was confirmed.
 """
 
 import os
@@ -13,7 +16,7 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
-from recovery.engine import file_paths, pg, pg_swap, pg_tables
+from recovery.engine import file_paths, pg, pg_swap, pg_table_swap, pg_tables
 from recovery.engine.checks import Outcome
 from recovery.engine.contents import table_rows
 from recovery.engine.pg import PgServer, RestoreError
@@ -39,9 +42,12 @@ class Partial:
     schema: str = ""
     suffix: str = ""
     paths: list[str] = field(default_factory=list)
+    replace: bool = False  # tables: put them in place of the live ones (typed names)
+    confirm_tables: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         self.tables, self.paths = _split(self.tables), _split(self.paths)
+        self.confirm_tables = _split(self.confirm_tables)
 
     def validate(self, data_kind: str):
         """Raise ValueError with a clear message when this cannot be restored as asked."""
@@ -57,7 +63,9 @@ class Partial:
     def _validate_tables(self, data_kind):
         if data_kind != "postgresql":
             raise ValueError(f"tables are restored from a PostgreSQL backup, not {data_kind}")
-        if bool(self.schema) == bool(self.suffix):
+        if self.replace:
+            self._validate_replace()
+        elif bool(self.schema) == bool(self.suffix):
             raise ValueError(
                 "give a schema (--schema) or a name suffix (--suffix) for the restored "
                 "tables: they are written beside the existing ones, never over them"
@@ -69,6 +77,17 @@ class Partial:
         for name in self.tables:
             if len(name) > 130 or "\x00" in name:
                 raise ValueError(f"{name[:40]!r} is not a table name")
+
+    def _validate_replace(self):
+        if self.schema or self.suffix:
+            raise ValueError(
+                "replacing puts the tables back under their own names: no schema or suffix"
+            )
+        if sorted(self.confirm_tables) != sorted(self.tables):
+            raise ValueError(
+                "to replace live tables, type the exact names of the chosen tables "
+                f"({', '.join(self.tables)}) to confirm: nothing was changed"
+            )
 
     def _validate_paths(self, data_kind):
         if data_kind != "files":
@@ -82,6 +101,7 @@ class Partial:
             "table_schema": self.schema,
             "table_suffix": self.suffix,
             "paths": self.paths,
+            "replace_tables": self.replace and bool(self.tables),
         }
 
 
@@ -147,8 +167,11 @@ def _restore_tables(restore, path, password, phases) -> PartialResult:
         raise RecoveryFailure("the backup's table of contents cannot be read")
     selection = pg_tables.select_tables(archive.toc, restore.tables)
     keep_ownership, notes = _ownership(admin, archive)
-    scratch = pg.check_name(f"{target.dbname[:30]}_tables_{_stamp()}")
-    placement = pg_tables.Placement(schema=restore.table_schema, suffix=restore.table_suffix)
+    stamp = _stamp()
+    scratch = pg.check_name(f"{target.dbname[:30]}_tables_{stamp}")
+    # replacing: restored under a temporary suffix first, swapped in once counted
+    suffix = f"_r{stamp}" if restore.replace_tables else restore.table_suffix
+    placement = pg_tables.Placement(schema=restore.table_schema, suffix=suffix)
     with phases.phase("restore") as phase:
         record_database(restore, "target", scratch)
         done = pg_tables.restore_tables(
@@ -170,7 +193,42 @@ def _restore_tables(restore, path, password, phases) -> PartialResult:
         restore.append_log(f"note: {warning}")
     with phases.phase("checks"):
         checks = _row_checks(path, archive.toc, selection, done)
-    return PartialResult(warnings=warnings, checks=checks)
+    if not restore.replace_tables:
+        return PartialResult(warnings=warnings, checks=checks)
+    if any(c["outcome"] != Outcome.PASSED for c in checks):
+        restore.append_log(
+            "row counts differ from the backup: the live tables were not replaced; the "
+            f"restored ones are under the suffix {suffix}"
+        )
+        return PartialResult(warnings=warnings, checks=checks)
+    return _swap(restore, target, selection, done, suffix, stamp, phases, warnings, checks)
+
+
+def _swap(restore, target, selection, done, suffix, stamp, phases, warnings, checks):
+    """The counted tables take the live tables' names, in one transaction; the rows are
+    counted again under the final names (the check a DBA reads after the swap)."""
+    tables = [
+        (schema, t.tag, name)
+        for t, (schema, name) in zip(selection.tables, done.tables, strict=True)
+    ]
+    with phases.phase("switch over") as phase:
+        swapped = pg_table_swap.swap_in(target, tables, suffix, stamp)
+        phase["detail"] = f"kept aside: {', '.join(swapped.kept_aside) or 'nothing'}"[:500]
+        restore.append_log(phase["detail"])
+    rows = pg_tables.count_rows(target, [(s, live) for s, live, _ in tables])
+    for check, (schema, live, _) in zip(checks, tables, strict=True):
+        check["name"] = f"rows in {schema}.{live}"
+        check["observed"] = str(rows[f"{schema}.{live}"])
+        expected = check["expect"].removeprefix("= ")
+        ok = not expected.isdigit() or int(expected) == rows[f"{schema}.{live}"]
+        check["outcome"] = Outcome.PASSED if ok else Outcome.FAILED
+    for note in swapped.notes:
+        restore.append_log(f"note: {note}")
+    return PartialResult(
+        kept_aside="; ".join(swapped.kept_aside) or None,
+        warnings=warnings + swapped.notes,
+        checks=checks,
+    )
 
 
 def _restore_paths(restore, tar_path, phases) -> PartialResult:
@@ -199,3 +257,67 @@ def _restore_paths(restore, tar_path, phases) -> PartialResult:
     ]
     kept = "; ".join(aside for _, aside in done.kept_aside)
     return PartialResult(kept_aside=kept or None, checks=checks, warnings=done.skipped or None)
+
+
+# --- what the portal shows before a partial restore is confirmed ------------------------
+
+
+def choice_name(item: dict) -> str:
+    """How an item of a backup's contents is chosen for a partial restore ("" if it cannot
+    be): schema.table for a table, the path relative to the backup's root for a file."""
+    if "schema" in item:
+        return f"{item['schema']}.{item['name']}" if item["type"] == "table" else ""
+    name = item["name"].removeprefix("./")
+    return "" if name in ("", ".") else name
+
+
+def plan(contents, chosen: Partial) -> dict:
+    """What restoring the choice writes, from the backup's cached contents (no artifact):
+    tables with what comes with them and what is reported and skipped, or paths with the
+    files under them. {"error": ...} when the choice cannot be planned."""
+    if chosen.tables:
+        toc = (contents.detail or {}).get("toc")
+        if toc is None:  # listed before plans were kept: the restore still works it out
+            found = {
+                "tables": list(chosen.tables),
+                "comes_with": [],
+                "skipped": [],
+                "note": "These contents were read before dependency plans were kept: what "
+                "comes with the tables and what is skipped is listed on the restore's page.",
+            }
+        else:
+            try:
+                found = pg_tables.plan(pg_tables.toc_from_rows(toc), chosen.tables)
+            except RestoreError as exc:
+                return {"error": str(exc)}
+        rows = {
+            f"{i['schema']}.{i['name']}": i.get("rows")
+            for i in contents.items
+            if i["type"] == "table"
+        }
+        found["rows"] = {t: rows.get(t) for t in found["tables"]}
+        return found
+    paths = []
+    for path in chosen.paths:
+        under = [i for i in contents.items if i["name"] == path or i["name"].startswith(path + "/")]
+        paths.append(
+            {
+                "path": path,
+                "entries": len(under),
+                "bytes": sum(i.get("bytes") or 0 for i in under),
+            }
+        )
+    return {"paths": paths}
+
+
+def describe(restore) -> str:
+    """What a partial restore restores, for the audit line ("" for a full restore)."""
+    if restore.tables and restore.replace_tables:
+        return f" (tables {', '.join(restore.tables)}, replacing the live ones: names typed)"
+    if restore.tables:
+        where = restore.table_schema and f"schema {restore.table_schema}"
+        where = where or f"suffix {restore.table_suffix}"
+        return f" (tables {', '.join(restore.tables)}, {where})"
+    if restore.paths:
+        return f" (paths {', '.join(restore.paths)}{', replacing' if restore.overwrite_confirmed else ''})"
+    return ""

@@ -22,6 +22,7 @@ from dr_portal.lib import keyring
 from dr_portal.lib.durations import format_duration
 from dr_portal.lib.queue import enqueue
 from dr_portal.lib.redact import redact
+from dr_portal.lib.roles import MANAGER, has_role
 from dr_portal.runs import ACTIVE, RunStatus
 from recovery import partial as partial_restore
 from recovery import restore_hooks, restore_targets
@@ -99,6 +100,11 @@ def start_restore(
     """
     if partial is not None:
         partial.validate(backup_run and artifact_kind(backup_run) or source_kind(source))
+        if partial.replace and partial.tables and user is not None and not has_role(user, MANAGER):
+            raise restore_targets.NotAllowed(
+                "Only managers may replace live tables (restore them beside, under a schema "
+                "or a suffix, instead)."
+            )
         # chosen tables never replace anything (they get new names); chosen paths replace
         # existing ones (kept aside) only when confirmed
         overwrite = overwrite and bool(partial.paths)

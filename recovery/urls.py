@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from recovery import contents_views, pitr_views, views
+from recovery import contents_views, partial_views, pitr_views, views
 
 app_name = "recovery"
 urlpatterns = [
@@ -30,6 +30,8 @@ urlpatterns = [
     path("restores/<int:pk>/progress/", views.restore_progress, name="restore_progress"),
     path("runs/<int:pk>/contents/", contents_views.run_contents, name="run_contents"),
     path("runs/<int:pk>/contents/read/", contents_views.read_contents, name="read_contents"),
+    path("runs/<int:pk>/restore-chosen/", partial_views.partial_restore, name="partial_restore"),
+    path("runs/<int:pk>/preview/", partial_views.preview_table, name="preview_table"),
     path("runs/<int:pk>/compare/<int:other>/", contents_views.compare_runs, name="compare_runs"),
     path("failover/", include("recovery.failover.urls")),
 ]

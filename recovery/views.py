@@ -459,6 +459,7 @@ def restore_new(request, source_id):
             "can_overwrite": can_overwrite,
             "has_backups": bool(runs),
             "has_targets": bool(compatible),
+            "runs": runs[:5],
         },
     )
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from recovery.engine import pgarchive
 from recovery.engine.files import tar_listing
 from recovery.engine.pg import RestoreError
+from recovery.engine.pg_tables import toc_rows
 
 # TOC entry desc → the item type shown (anything else is counted under "other")
 PG_TYPES = {
@@ -192,6 +193,8 @@ def pg_contents(path: str) -> dict:
         "items": items,
         "other": dict(other),
         "summary": summary,
+        # kept so a partial restore is planned without the artifact (not shown, not exported)
+        "toc": toc_rows(toc),
     }
 
 

@@ -117,6 +117,49 @@ def select_tables(toc: pgarchive.Toc, names: list[str]) -> Selection:
     return Selection(tables, ids, skipped)
 
 
+def toc_rows(toc: pgarchive.Toc) -> list[list]:
+    """The table of contents as small JSON rows, kept with a backup's contents listing so a
+    restore can be planned (what comes with the chosen tables) without the artifact."""
+    return [[e.dump_id, e.desc, e.namespace, e.tag, list(e.deps)] for e in toc.entries]
+
+
+def toc_from_rows(rows: list[list]) -> pgarchive.Toc:
+    entries = tuple(
+        pgarchive.TocEntry(int(i), desc, tag, ns, "", "", tuple(deps))
+        for i, desc, ns, tag, deps in rows
+    )
+    return pgarchive.Toc(dbname="", version=(0, 0, 0), entries=entries)
+
+
+def _plan_label(e: pgarchive.TocEntry) -> str:
+    """'index executions_pkey' or, for entries tagged "<table> <name>", 'constraint
+    executions_pkey on public.executions'."""
+    table, _, name = e.tag.partition(" ")
+    if name and e.desc != "SEQUENCE":
+        return f"{e.desc.lower()} {name} on {e.namespace}.{table}"
+    return _label(e)
+
+
+def plan(toc: pgarchive.Toc, names: list[str]) -> dict:
+    """What restoring `names` writes: the tables, what comes with them (sequences, indexes,
+    constraints, ...) and what is reported and skipped. Raises RestoreError for a bad name."""
+    selection = select_tables(toc, names)
+    by_id = {e.dump_id: e for e in toc.entries}
+    tables = {t.dump_id for t in selection.tables}
+    comes_with = [
+        _plan_label(by_id[i])
+        for i in selection.ids
+        if i not in tables
+        and by_id[i].desc in FOLLOWERS | {"FK CONSTRAINT"}
+        and by_id[i].desc not in ("TABLE DATA", "SEQUENCE SET", "SEQUENCE OWNED BY")
+    ]
+    return {
+        "tables": [f"{t.namespace}.{t.tag}" for t in selection.tables],
+        "comes_with": comes_with,
+        "skipped": list(selection.skipped),
+    }
+
+
 @dataclass
 class Placement:
     """Where the tables go: a schema (moved there) or a suffix (renamed, same schema)."""

@@ -241,3 +241,23 @@ def test_globals_applies_to_postgresql_only_and_round_trips(db, tmp_path, config
     config["sources"][0]["globals"] = True  # a SQLite file has no roles
     assert _apply(_write(tmp_path, config, "bad.yaml")) == 1
     assert "sources[0].globals: Only a PostgreSQL server" in capsys.readouterr().err
+
+
+def test_masked_columns_apply_round_trip_and_bad_patterns_are_refused(
+    db, tmp_path, config, env, capsys
+):
+    call_command("dr_apply", str(_write(tmp_path, config)))
+    pg = Source.objects.get(name="toolhub-pg")
+    assert "*email*" in pg.masked_columns  # masked by default: e-mail, tokens, secrets, ...
+    config["sources"][1]["masked_columns"] = ["users.note", "*email*"]
+    call_command("dr_apply", str(_write(tmp_path, config)))
+    assert Source.objects.get(name="toolhub-pg").masked_columns == ["users.note", "*email*"]
+    capsys.readouterr()
+    call_command("dr_export")
+    exported = {s["name"]: s for s in yaml.safe_load(capsys.readouterr().out)["sources"]}
+    assert exported["toolhub-pg"]["masked_columns"] == ["users.note", "*email*"]
+    assert "masked_columns" not in exported["toolhub-db"]  # the default is not written
+    config["sources"][1]["masked_columns"] = ["users.note; DROP"]
+    assert _apply(_write(tmp_path, config, "bad.yaml")) == 1
+    assert "is not a column pattern" in capsys.readouterr().err
+    assert Source.objects.get(name="toolhub-pg").masked_columns == ["users.note", "*email*"]

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from backups.models import BackupRun, Source
 from dr_portal import audit
+from recovery import partial as partial_restore
 from recovery import pitr_restores, restores, runner, targeting
 from recovery.models import RestoreTarget
 from recovery.restore_targets import NotAllowed
@@ -61,7 +62,14 @@ class Command(BaseCommand):
         part.add_argument(
             "--replace",
             action="store_true",
-            help="with --paths: replace paths that exist (kept aside as .before_restore_<ts>)",
+            help="with --paths: replace paths that exist (kept aside as .before_restore_<ts>); "
+            "with --tables: put the restored tables in place of the live ones (kept aside as "
+            "<name>_before_<ts>), which needs --confirm-tables",
+        )
+        part.add_argument(
+            "--confirm-tables",
+            default="",
+            help="with --tables --replace: the same table names again, to confirm replacing them",
         )
 
     def handle(
@@ -106,7 +114,12 @@ class Command(BaseCommand):
         partial = None
         if o.get("tables") or o.get("paths"):
             partial = restores.Partial(
-                tables=o["tables"], schema=o["schema"], suffix=o["suffix"], paths=o["paths"]
+                tables=o["tables"],
+                schema=o["schema"],
+                suffix=o["suffix"],
+                paths=o["paths"],
+                replace=bool(o.get("replace")) and bool(o.get("tables")),
+                confirm_tables=o.get("confirm_tables") or "",
             )
         with audit.command_context("restore"):
             try:
@@ -135,7 +148,7 @@ class Command(BaseCommand):
             audit.record(
                 "restore",
                 backup.source,
-                detail=f"restore #{restore.pk} of run #{backup.pk}{_what(restore)} to "
+                detail=f"restore #{restore.pk} of run #{backup.pk}{partial_restore.describe(restore)} to "
                 f"{restore.target}{how}",
             )
             restore = restores.execute_restore(restore)
@@ -252,16 +265,6 @@ class Command(BaseCommand):
             if result["error"]:
                 self.stdout.write(f"  error: {result['error']}")
         sys.exit(0 if result["status"] == "succeeded" else 1)
-
-
-def _what(restore) -> str:
-    if restore.tables:
-        where = restore.table_schema and f"schema {restore.table_schema}"
-        where = where or f"suffix {restore.table_suffix}"
-        return f" (tables {', '.join(restore.tables)}, {where})"
-    if restore.paths:
-        return f" (paths {', '.join(restore.paths)})"
-    return ""
 
 
 def _hooks(restore) -> list[str]:
