@@ -37,6 +37,12 @@ def has_role(user, role):
     return roles.has_role(user, role)
 
 
+@register.filter
+def roles_on(user, system):
+    """{% if "operator" in user|roles_on:job.source.system_id %}: the roles on one system."""
+    return roles.roles_on(user, system)
+
+
 @register.inclusion_tag("dr_portal/_status.html")
 def status_badge(status):
     return {"status": status}
