@@ -16,6 +16,8 @@ from functools import wraps
 
 from django.apps import apps
 from django.core.exceptions import PermissionDenied
+from django.db.models import IntegerField, Value
+from django.shortcuts import get_object_or_404
 
 VIEWER, OPERATOR, MANAGER = "viewer", "operator", "manager"
 ORDER = [VIEWER, OPERATOR, MANAGER]
@@ -36,12 +38,25 @@ def _global_level(user) -> int:
         return -1
     if user.is_superuser:
         return len(ORDER) - 1
-    level = getattr(user, "_dr_global_level", None)
-    if level is None:
-        names = set(user.groups.values_list("name", flat=True))
-        level = max((_level(n) for n in names if n in ORDER), default=-1)
-        user._dr_global_level = level
-    return level
+    if getattr(user, "_dr_global_level", None) is None:
+        _load(user)
+    return user._dr_global_level
+
+
+def _load(user) -> None:
+    """Groups and system roles in one query, cached on the user object for the request."""
+    groups = user.groups.order_by().annotate(system_id=Value(None, IntegerField()))
+    system_roles = user.system_roles.order_by().values_list("role", "system_id")
+    rows = groups.values_list("name", "system_id").union(system_roles, all=True)
+    level, levels = -1, {}
+    for name, system_id in rows:
+        if name not in ORDER:
+            continue
+        if system_id is None:
+            level = max(level, _level(name))
+        else:
+            levels[system_id] = _level(name)
+    user._dr_global_level, user._dr_system_levels = level, levels
 
 
 def user_roles(user) -> set[str]:
@@ -71,12 +86,8 @@ def _system_levels(user) -> dict[int, int]:
     one, capped by the ceiling; cached on the user object (one query per request)."""
     if not getattr(user, "is_authenticated", False) or user.is_superuser:
         return {}
-    levels = getattr(user, "_dr_system_levels", None)
-    if levels is None:
-        rows = user.system_roles.values_list("system_id", "role")
-        levels = {sid: _level(role) for sid, role in rows if role in ORDER}
-        user._dr_system_levels = levels
     floor, cap = _global_level(user), _ceiling_level(user)
+    levels = user._dr_system_levels
     return {sid: min(lv, cap) for sid, lv in levels.items() if lv > floor}
 
 
@@ -138,6 +149,16 @@ def scope(qs, user, path: str, role: str = VIEWER, many: bool = False):
     hidden = system_model.objects.exclude(pk__in=ids).values("pk")
     inner = qs.model.objects.filter(**{f"{path}__in": ids}).exclude(**{f"{path}__in": hidden})
     return qs.filter(pk__in=inner.values("pk"))
+
+
+def get_scoped(qs, user, path: str, role: str = VIEWER, many: bool = False, **lookup):
+    """The object `lookup` finds in `qs`: 404 unless the user may see it (its existence is
+    not leaked), 403 if they see it but lack `role` on its system(s)."""
+    obj = get_object_or_404(scope(qs, user, path, VIEWER, many), **lookup)
+    if role != VIEWER and visible_systems(user, role) is not None:
+        if not scope(qs.model.objects.filter(pk=obj.pk), user, path, role, many).exists():
+            raise PermissionDenied(f"This needs the {role} role on this system.")
+    return obj
 
 
 def require_role(user, role: str, system=None):

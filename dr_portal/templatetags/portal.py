@@ -38,6 +38,11 @@ def has_role(user, role):
 
 
 @register.filter
+def has_role_somewhere(user, role):
+    return roles.has_role_somewhere(user, role)
+
+
+@register.filter
 def roles_on(user, system):
     """{% if "operator" in user|roles_on:job.source.system_id %}: the roles on one system."""
     return roles.roles_on(user, system)
