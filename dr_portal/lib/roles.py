@@ -71,6 +71,20 @@ def top_role(user) -> str:
     return next((r for r in reversed(ORDER) if r in held), "")
 
 
+def system_roles(user) -> dict[int, str]:
+    """{system id: role} where a system role gives more than the global one (capped)."""
+    return {sid: ORDER[lv] for sid, lv in _system_levels(user).items() if lv >= 0}
+
+
+def top_role_anywhere(user) -> str:
+    """The highest role `user` has globally or on any system ("" for none): the most an
+    API token of theirs may carry."""
+    held = user_roles(user)
+    for level in _system_levels(user).values():
+        held |= set(ORDER[: level + 1])
+    return next((r for r in reversed(ORDER) if r in held), "")
+
+
 def limit_roles(user, ceiling: str) -> None:
     """Cap `user`'s roles at `ceiling` for this request (an API token's role ceiling).
 
