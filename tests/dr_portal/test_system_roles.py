@@ -5,6 +5,7 @@ ceiling; lists, details, actions, the dashboard, the API and the compliance repo
 """
 
 import pytest
+from django.contrib.auth.models import Group
 from django.test import Client
 
 from backups.models import BackupJob, BackupRun, SystemRole
@@ -71,11 +72,7 @@ def test_effective_role_is_the_higher_of_global_and_system(world, sam):
     assert not roles.has_role(sam, "viewer", [a, c])  # several systems: every one of them
     assert roles.visible_systems(sam) == {a.pk, b.pk}
     assert roles.visible_systems(sam, "operator") == {a.pk}
-    sam.groups.add(
-        __import__("django.contrib.auth.models").contrib.auth.models.Group.objects.get(
-            name="operator"
-        )
-    )
+    sam.groups.add(Group.objects.get(name="operator"))
     sam = fresh(sam)
     assert roles.has_role(sam, "operator", c)  # global operator reaches every system
     assert roles.visible_systems(sam) is None
@@ -239,3 +236,15 @@ def test_compliance_report_of_a_scoped_user_covers_only_their_systems(world, sam
     # The signed PDF needs the manager role: sam manages nothing.
     pdf = sam_client.get("/compliance/pdf?date_from=2026-01-01&date_to=2026-12-31")
     assert pdf.status_code == 403
+
+
+def test_a_system_manager_restores_onto_their_source_but_never_free_form(world, db):
+    from recovery.restore_targets import NotAllowed, check_allowed
+
+    mia = UserFactory(username="mia")
+    SystemRole.objects.create(user=mia, system=world["alpha"]["system"], role="manager")
+    check_allowed(mia, source=world["alpha"]["source"], onto_source=True)
+    with pytest.raises(NotAllowed):
+        check_allowed(mia, source=world["bravo"]["source"], onto_source=True)
+    with pytest.raises(NotAllowed):  # a free-form target can name another system's host
+        check_allowed(mia, source=world["alpha"]["source"], free_form=True)
