@@ -1,7 +1,7 @@
 from django import forms
 
 from api.models import MAX_DAYS
-from dr_portal.lib.roles import ORDER, user_roles
+from dr_portal.lib.roles import ORDER, top_role_anywhere
 
 
 class TokenForm(forms.Form):
@@ -24,8 +24,8 @@ class TokenForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        held = user_roles(user)
-        self.fields["role"].choices = [(r, r) for r in ORDER if r in held]
+        held = ORDER[: ORDER.index(top_role_anywhere(user)) + 1] if top_role_anywhere(user) else []
+        self.fields["role"].choices = [(r, r) for r in held]
         self.fields["role"].initial = "viewer"
 
     def clean_name(self):

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from dr_portal.lib.roles import ORDER, top_role
+from dr_portal.lib.roles import ORDER, top_role_anywhere
 from dr_portal.lib.text import validate_single_line
 
 PREFIX = "drp_"
@@ -67,7 +67,7 @@ class ApiToken(models.Model):
     @classmethod
     def issue(cls, user, *, name: str, role: str, days: int) -> tuple["ApiToken", str]:
         """Create a token for `user`; return it and its plaintext, which is never stored."""
-        held = top_role(user)
+        held = top_role_anywhere(user)
         if not held:
             raise ValueError("your account has no role")
         if role not in ORDER or ORDER.index(role) > ORDER.index(held):
@@ -120,8 +120,9 @@ class ApiToken(models.Model):
         return self.revoked_at is None and self.expires_at > timezone.now()
 
     def effective_role(self) -> str:
-        """min(ceiling, the user's current role): what a call with this token may do."""
-        current = top_role(self.user)
+        """min(ceiling, the user's current highest role): the cap of a call with this token
+        (which limit_roles applies to the global role and to each system role)."""
+        current = top_role_anywhere(self.user)
         if not current:
             return ""
         return ORDER[min(ORDER.index(self.role), ORDER.index(current))]

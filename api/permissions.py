@@ -1,5 +1,9 @@
 """The portal's roles (dr_portal.lib.roles) as DRF permissions: viewer reads everything,
-an action names the role it needs, as the portal's view for the same action does."""
+an action names the role it needs, as the portal's view for the same action does.
+
+A user with roles on some systems only reaches the views marked `system_scoped` (their
+querysets are scoped by ReadViewSet.system_path and their actions check the object's
+system); every other view needs the global role."""
 
 from rest_framework import permissions
 
@@ -14,10 +18,16 @@ class HasRole(permissions.BasePermission):
         if not (user and user.is_authenticated):
             return False
         needed = required_role(view)
-        if not roles.has_role(user, needed):
-            self.message = f"This needs the {needed} role."
-            return False
-        return True
+        if roles.has_role(user, needed):
+            return True
+        if getattr(view, "system_scoped", False) and roles.has_role_somewhere(user, needed):
+            return True
+        scoped = roles.visible_systems(user) is not None and roles.has_role_somewhere(
+            user, "viewer"
+        )
+        where = " (a global role: this call is not limited to a system)" if scoped else ""
+        self.message = f"This needs the {needed} role{where}."
+        return False
 
 
 def required_role(view) -> str:

@@ -7,9 +7,11 @@ from django.views.decorators.http import require_http_methods, require_POST
 from api.forms import TokenForm
 from api.models import ApiToken
 from dr_portal import audit
+from dr_portal.lib.roles import system_role_required
 
 
 @require_http_methods(["GET", "POST"])
+@system_role_required()
 def token_list(request):
     """Your tokens; a POST creates one and shows it on this response only (never again)."""
     form = TokenForm(request.POST or None, user=request.user)
@@ -43,6 +45,7 @@ def token_list(request):
 
 
 @require_POST
+@system_role_required()
 def token_revoke(request, pk):
     token = get_object_or_404(ApiToken, pk=pk, user=request.user)
     if token.revoke(by=request.user):

@@ -22,6 +22,7 @@ from backups.models import (
     PitrWindow,
     Source,
     System,
+    SystemRole,
 )
 
 
@@ -47,10 +48,27 @@ class ClearedSecretsMessage:
             self.message_user(request, cleared, messages.WARNING)
 
 
+class SystemRoleInline(admin.TabularInline):
+    model = SystemRole
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
 @admin.register(System)
 class SystemAdmin(admin.ModelAdmin):
     list_display = ["name", "description"]
     search_fields = ["name"]
+    inlines = [SystemRoleInline]
+
+
+@admin.register(SystemRole)
+class SystemRoleAdmin(admin.ModelAdmin):
+    """Roles per system (dr_portal.lib.roles); saves and deletes are audited like any row."""
+
+    list_display = ["user", "system", "role"]
+    list_filter = ["role", "system"]
+    search_fields = ["user__username", "system__name"]
+    autocomplete_fields = ["user", "system"]
 
 
 @admin.register(Source)

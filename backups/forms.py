@@ -11,6 +11,7 @@ from backups import pitr, validators
 from backups.check_editor import CheckRowsField
 from backups.models import ArchiveRestore, BackupJob, Destination, Source
 from dr_portal import audit
+from dr_portal.lib import roles
 from dr_portal.runs import RunStatus
 
 KEEP = "Leave blank to keep the stored value."
@@ -203,10 +204,13 @@ class SourceForm(
         + ". Leave a row empty to drop it.",
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         if self.instance.is_portal_db:
             self.fields["checks"].help_text = validators.PORTAL_DB_CHECKS_FIXED
+        if user is not None:  # a manager of some systems picks only among those
+            field = self.fields["system"]
+            field.queryset = roles.scope(field.queryset, user, "pk", roles.MANAGER)
 
     class Meta:
         model = Source
@@ -507,6 +511,9 @@ class JobForm(JobHooksMixin, JobMethodMixin, forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.user is not None:  # a manager of some systems picks only their sources
+            field = self.fields["source"]
+            field.queryset = roles.scope(field.queryset, self.user, "system", roles.MANAGER)
         self.fields["destinations"].required = True
         self.fields["destinations"].error_messages["required"] = (
             "Pick at least one destination (the 3-2-1 rule wants two, one off-site)."
@@ -569,6 +576,13 @@ class RunFilterForm(forms.Form):
     # Keyset pages: the runs older than `before`, or newer than `after` (run ids).
     before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
     after = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if user is not None:  # only the sources and jobs the user may see are choices
+            for name, path in (("source", "system"), ("job", "source__system")):
+                field = self.fields[name]
+                field.queryset = roles.scope(field.queryset, user, path)
 
     def filter(self, runs, now):
         """`runs` narrowed by the valid filters (call after is_valid())."""

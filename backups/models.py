@@ -143,6 +143,28 @@ class System(models.Model):
         return self.name
 
 
+class SystemRole(models.Model):
+    """One user's role on one system, on top of their global role (dr_portal.lib.roles)."""
+
+    ROLES = [("viewer", "viewer"), ("operator", "operator"), ("manager", "manager")]
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="system_roles"
+    )
+    system = models.ForeignKey(System, on_delete=models.CASCADE, related_name="user_roles")
+    role = models.CharField(max_length=20, choices=ROLES)
+
+    class Meta:
+        ordering = ["system__name", "user__username"]
+        constraints = [
+            # One role per user and system; also serves roles.system_roles() (by user).
+            models.UniqueConstraint(fields=["user", "system"], name="system_role_once"),
+        ]
+
+    def __str__(self):
+        return f"{self.user} is {self.role} on {self.system}"
+
+
 class Source(SecretEndpointMixin, ChangeStampMixin, models.Model):
     """Something to back up: a PostgreSQL database, a SQLite file or a directory."""
 

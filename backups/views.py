@@ -24,7 +24,16 @@ from backups.models import (
 from dr_portal import audit
 from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration
-from dr_portal.lib.roles import MANAGER, OPERATOR, role_required
+from dr_portal.lib.roles import (
+    MANAGER,
+    OPERATOR,
+    VIEWER,
+    get_scoped,
+    has_role,
+    role_required,
+    scope,
+    system_role_required,
+)
 from dr_portal.runs import DONE
 from dr_portal.templatetags.portal import filesize
 
@@ -32,10 +41,11 @@ RUN_LIST_FIELDS_DEFERRED = ("log", "manifest")
 HISTORY = 50
 
 
-def _jobs_with_last_run():
+def _jobs_with_last_run(user):
     last = BackupRun.objects.filter(job=OuterRef("pk")).order_by("-queued", "-pk")
     return (
-        BackupJob.objects.select_related("source", "locked_by_run")
+        scope(BackupJob.objects, user, "source__system")
+        .select_related("source", "locked_by_run")
         .prefetch_related("destinations")
         .annotate(
             last_run_id=Subquery(last.values("pk")[:1]),
@@ -57,10 +67,12 @@ def _newest_good_subquery():
     )
 
 
+@system_role_required()
 def index(request):
-    jobs = list(_jobs_with_last_run())
+    jobs = list(_jobs_with_last_run(request.user))
     sources = list(
-        Source.objects.select_related("system")
+        scope(Source.objects, request.user, "system")
+        .select_related("system")
         .annotate(newest_good=Subquery(_newest_good_subquery()))
         .order_by("name")
     )
@@ -70,13 +82,19 @@ def index(request):
         source.target = targets[source.data_class]
         source.rpo_now = now - source.newest_good if source.newest_good else None
         source.rpo_breached = source.rpo_now is None or source.rpo_now > source.target
-    destinations = list(
-        Destination.objects.annotate(
-            live_copies=Count("copies", filter=Q(copies__ok=True, copies__deleted_at__isnull=True))
-        ).order_by("name")
-    )
+    destinations = []  # shared by every system: shown to global roles only
+    if has_role(request.user, VIEWER):
+        destinations = list(
+            Destination.objects.annotate(
+                live_copies=Count(
+                    "copies", filter=Q(copies__ok=True, copies__deleted_at__isnull=True)
+                )
+            ).order_by("name")
+        )
     recent = list(
-        BackupRun.objects.defer(*RUN_LIST_FIELDS_DEFERRED).order_by("-queued", "-pk")[:15]
+        scope(BackupRun.objects, request.user, "source__system")
+        .defer(*RUN_LIST_FIELDS_DEFERRED)
+        .order_by("-queued", "-pk")[:15]
     )
     return render(
         request,
@@ -86,17 +104,20 @@ def index(request):
 
 
 # --- sources -------------------------------------------------------------------
+@system_role_required()
 def source_list(request):
     sources = list(
-        Source.objects.select_related("system")
+        scope(Source.objects, request.user, "system")
+        .select_related("system")
         .annotate(newest_good=Subquery(_newest_good_subquery()), job_count=Count("jobs"))
         .order_by("system__name", "name")
     )
     return render(request, "backups/source_list.html", {"sources": sources})
 
 
+@system_role_required()
 def source_detail(request, pk):
-    source = get_object_or_404(Source.objects.select_related("system"), pk=pk)
+    source = get_scoped(Source.objects.select_related("system"), request.user, "system", pk=pk)
     jobs = source.jobs.prefetch_related("destinations").order_by("name")
     runs = source.runs.defer(*RUN_LIST_FIELDS_DEFERRED).order_by("-queued", "-pk")[:20]
     window = PitrWindow.objects.filter(source=source).first() if source.pitr else None
@@ -108,11 +129,11 @@ def source_detail(request, pk):
 
 
 @require_POST
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 def source_pitr_check(request, pk):
     """pitr_setup's check (stanza-create, archive a WAL segment and read it back) as a task:
     it can take minutes. The outcome is stored on the source and shown on its page."""
-    source = get_object_or_404(Source, pk=pk)
+    source = get_scoped(Source.objects, request.user, "system", OPERATOR, pk=pk)
     if not source.pitr:
         messages.error(request, f"{source} does not have point-in-time recovery on.")
         return redirect(source)
@@ -151,27 +172,28 @@ def _edit(request, form_class, instance, template_name, what, **form_kwargs):
     )
 
 
-@role_required(MANAGER)
+@system_role_required(MANAGER)
 @require_http_methods(["GET", "POST"])
 def source_create(request):
-    return _edit(request, SourceForm, None, "source", "Source")
+    return _edit(request, SourceForm, None, "source", "Source", user=request.user)
 
 
-@role_required(MANAGER)
+@system_role_required(MANAGER)
 @require_http_methods(["GET", "POST"])
 def source_edit(request, pk):
-    return _edit(request, SourceForm, get_object_or_404(Source, pk=pk), "source", "Source")
+    source = get_scoped(Source.objects, request.user, "system", MANAGER, pk=pk)
+    return _edit(request, SourceForm, source, "source", "Source", user=request.user)
 
 
 @require_POST
-@role_required(MANAGER)
+@system_role_required(MANAGER)
 def source_test(request, pk=None):
     """'Test connection' on the source form (htmx): the values as typed, not saved.
 
     A stored password is used only if the host, port, database and user are unchanged
     (SecretsMixin: a secret never follows a new endpoint). Answers a fragment."""
-    instance = get_object_or_404(Source, pk=pk) if pk else None
-    form = SourceForm(request.POST, instance=instance)
+    instance = get_scoped(Source.objects, request.user, "system", MANAGER, pk=pk) if pk else None
+    form = SourceForm(request.POST, instance=instance, user=request.user)
     if not form.is_valid():
         problems = "; ".join(
             f"{form.fields[name].label if name in form.fields else name}: {' '.join(errs)}"
@@ -306,8 +328,10 @@ def destination_test(request, pk):
 
 
 # --- jobs --------------------------------------------------------------------------
+@system_role_required()
 def job_list(request):
-    return render(request, "backups/job_list.html", {"jobs": list(_jobs_with_last_run())})
+    jobs = list(_jobs_with_last_run(request.user))
+    return render(request, "backups/job_list.html", {"jobs": jobs})
 
 
 def _chart(runs):
@@ -337,16 +361,17 @@ def _anchor(pk):
 
 
 @require_http_methods(["GET"])
+@system_role_required()
 def run_list(request):
     """Every backup run, newest first, filtered by status, source, job and period.
 
     Paged by (queued, id) from the first or last run shown, not by offset and count:
     as fast on page 2,000 as on page 1 with a million runs.
     """
-    form = RunFilterForm(request.GET or None)
+    form = RunFilterForm(request.GET or None, user=request.user)
     if form.is_bound and not form.is_valid():
         return render(request, "backups/run_list.html", {"form": form, "runs": []}, status=400)
-    runs = BackupRun.objects.defer(*RUN_LIST_FIELDS_DEFERRED)
+    runs = scope(BackupRun.objects, request.user, "source__system").defer(*RUN_LIST_FIELDS_DEFERRED)
     before = after = None
     if form.is_bound:
         runs = form.filter(runs, timezone.now())
@@ -380,11 +405,14 @@ def run_list(request):
     )
 
 
+@system_role_required()
 def job_detail(request, pk):
-    job = get_object_or_404(
+    job = get_scoped(
         BackupJob.objects.select_related("source__system", "locked_by_run").prefetch_related(
             "destinations"
         ),
+        request.user,
+        "source__system",
         pk=pk,
     )
     runs = list(
@@ -411,23 +439,23 @@ def job_detail(request, pk):
     )
 
 
-@role_required(MANAGER)
+@system_role_required(MANAGER)
 @require_http_methods(["GET", "POST"])
 def job_create(request):
     return _edit(request, JobForm, None, "job", "Job", user=request.user)
 
 
-@role_required(MANAGER)
+@system_role_required(MANAGER)
 @require_http_methods(["GET", "POST"])
 def job_edit(request, pk):
-    job = get_object_or_404(BackupJob, pk=pk)
+    job = get_scoped(BackupJob.objects, request.user, "source__system", MANAGER, pk=pk)
     return _edit(request, JobForm, job, "job", "Job", user=request.user)
 
 
 @require_POST
-@role_required(MANAGER)
+@system_role_required(MANAGER)
 def job_delete(request, pk):
-    job = get_object_or_404(BackupJob, pk=pk)
+    job = get_scoped(BackupJob.objects, request.user, "source__system", MANAGER, pk=pk)
     if job.active_run():
         messages.error(request, f"{job} is running; delete it when the run has finished.")
         return redirect(job)
@@ -438,9 +466,11 @@ def job_delete(request, pk):
 
 
 @require_POST
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 def job_run_now(request, pk):
-    job = get_object_or_404(BackupJob.objects.select_related("source"), pk=pk)
+    job = get_scoped(
+        BackupJob.objects.select_related("source"), request.user, "source__system", OPERATOR, pk=pk
+    )
     try:
         run = services.start_run(job, "manual", request.user)
     except services.JobBusy as exc:
@@ -453,8 +483,8 @@ def job_run_now(request, pk):
 
 
 # --- runs ----------------------------------------------------------------------------
-def _run(pk):
-    return get_object_or_404(
+def _run(request, pk):
+    return get_scoped(
         BackupRun.objects.select_related("job", "source", "requested_by").prefetch_related(
             Prefetch(
                 "copies",
@@ -463,19 +493,22 @@ def _run(pk):
                 ),
             )
         ),
+        request.user,
+        "source__system",
         pk=pk,
     )
 
 
+@system_role_required()
 def run_detail(request, pk):
-    run = _run(pk)
+    run = _run(request, pk)
     return render(request, "backups/run_detail.html", {"run": run})
 
 
 @require_POST
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 def run_cancel(request, pk):
-    run = get_object_or_404(BackupRun, pk=pk)
+    run = get_scoped(BackupRun.objects, request.user, "source__system", OPERATOR, pk=pk)
     outcome = services.request_cancel(run, request.user)
     audit.record("cancel backup", run, user=request.user, detail=outcome)
     if outcome == "cancelled":
@@ -487,10 +520,11 @@ def run_cancel(request, pk):
     return redirect(run)
 
 
+@system_role_required()
 def run_progress(request, pk):
     """htmx fragment polled every 2 s: all of the page that changes while the run runs
     (status, actions, manifest); 286 stops the polling once the run is done."""
-    run = _run(pk)
+    run = _run(request, pk)
     response = render(request, "backups/_run_live.html", {"run": run})
     if run.status in DONE:
         response.status_code = 286

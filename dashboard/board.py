@@ -39,7 +39,7 @@ from backups.models import (
     missing_key_summary,
     site_key,
 )
-from dr_portal.lib import keyring
+from dr_portal.lib import keyring, roles
 from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration as fd
 from dr_portal.runs import RunStatus
@@ -855,13 +855,18 @@ def maintenance_windows(now) -> list:
     return windows
 
 
-def build(now=None, charts=True) -> dict:
-    """Everything the dashboard shows, with a number of queries independent of the history."""
+def build(now=None, charts=True, user=None) -> dict:
+    """Everything the dashboard shows, with a number of queries independent of the history.
+
+    For a `user` with roles on some systems only: those systems' blocks, and none of the
+    cards that count across systems (failures, incidents, destinations, RTO chart)."""
 
     now = now or timezone.now()
+    everything = user is None or roles.visible_systems(user) is None
     # The secrets and check lists are not shown here: not loaded (nor decrypted) either.
+    sources = Source.objects if everything else roles.scope(Source.objects, user, "system")
     sources = list(
-        Source.objects.select_related("system")
+        sources.select_related("system")
         .defer("password", "exclude", "checks")
         .order_by("system__name", "name")
     )
@@ -869,6 +874,9 @@ def build(now=None, charts=True) -> dict:
     slow = slow_figures(sources, now)
     failures = failures_24h(now)
     plans = drill_plans(now)
+    if not everything:  # a plan is seen with a role on each of its systems (none: global)
+        seen = roles.visible_systems(user)
+        plans = [p for p in plans if p.systems.all() and {s.pk for s in p.systems.all()} <= seen]
     systems = _system_blocks(sources, ready, now, slow["copies"], plans, failures)
     _add_failover(systems, now)
 
@@ -888,8 +896,13 @@ def build(now=None, charts=True) -> dict:
         "missing_key": slow["missing_key"],
         "plans_without_systems": [p for p in plans if not p.systems.all()],
         "maintenance": maintenance_windows(now),
+        "global_cards": everything,
     }
+    if not everything:
+        shown = {block.system.pk for block in systems}
+        context["maintenance"] = [w for w in context["maintenance"] if w.system_id in shown]
+        context["plans_without_systems"] = []
     if charts:
         context["rpo_charts"] = rpo_charts(rows, now)
-        context["rto_chart"] = rto_chart(now, restore_rto_target())
+        context["rto_chart"] = rto_chart(now, restore_rto_target()) if everything else ""
     return context

@@ -18,30 +18,40 @@ from django.views.decorators.http import require_GET
 from backups.models import System
 from dashboard import board, compliance, metrics
 from dr_portal import audit, signed_reports
-from dr_portal.lib.roles import MANAGER, VIEWER, role_required
+from dr_portal.lib.roles import (
+    MANAGER,
+    VIEWER,
+    scope,
+    system_role_required,
+    visible_systems,
+)
 from dr_portal.models import KeyEscrow
 from dr_portal.widgets import DatePicker
 
 MAX_PERIOD = timedelta(days=3 * 366)
 
 
+@system_role_required()
 def dashboard(request):
     context = {
         "unescrowed_keys": KeyEscrow.unconfirmed_key_ids(),
-        **board.build(),
+        **board.build(user=request.user),
     }
     return render(request, "dashboard/dashboard.html", context)
 
 
 @require_GET
 @never_cache
+@system_role_required()
 def dashboard_fragment(request):
     """The refreshable part of the dashboard (htmx polls it every 30 s)."""
-    return render(request, "dashboard/_readiness.html", board.build(charts=False))
+    context = board.build(charts=False, user=request.user)
+    return render(request, "dashboard/_readiness.html", context)
 
 
 @require_GET
 @never_cache
+@system_role_required()
 def banners(request):
     """The worker and destination banners alone: every open page re-reads them (htmx every
     DR_BANNER_POLL_S), so a worker that stops while a page is open shows up on it."""
@@ -74,9 +84,11 @@ class ComplianceForm(forms.Form):
     date_to = forms.DateField(label="To", widget=DatePicker())
     systems = forms.ModelMultipleChoiceField(queryset=None, required=False)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user=None, role=VIEWER, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["systems"].queryset = System.objects.order_by("name")
+        # A user with roles on some systems only chooses among those (none chosen: all of them).
+        systems = System.objects.order_by("name")
+        self.fields["systems"].queryset = scope(systems, user, "pk", role) if user else systems
 
     def clean(self):
         data = super().clean()
@@ -89,41 +101,52 @@ class ComplianceForm(forms.Form):
         return data
 
 
-def _form(request):
+def _form(request, role=VIEWER):
+    user = request.user
     if "date_from" in request.GET or "date_to" in request.GET:
-        return ComplianceForm(request.GET)
+        return ComplianceForm(request.GET, user=user, role=role)
     today = timezone.localdate()
-    return ComplianceForm(initial={"date_from": today - timedelta(days=89), "date_to": today})
+    initial = {"date_from": today - timedelta(days=89), "date_to": today}
+    return ComplianceForm(initial=initial, user=user, role=role)
 
 
-def _report(form):
+def _report(request, form, role):
     start, end = compliance.period(form.cleaned_data["date_from"], form.cleaned_data["date_to"])
-    return compliance.build(start, end, list(form.cleaned_data["systems"]))
+    systems = list(form.cleaned_data["systems"])
+    if not systems and visible_systems(request.user, role) is not None:
+        systems = list(form.fields["systems"].queryset)  # "all" of a system-scoped user: theirs
+    return compliance.build(start, end, systems)
+
+
+def _stamp(request, data, role):
+    produced = compliance.stamp(data, request.user.get_username())
+    produced["limited_to_roles"] = visible_systems(request.user, role) is not None
+    return produced
 
 
 @require_GET
-@role_required(VIEWER)
+@system_role_required(VIEWER)
 def compliance_page(request):
     form = _form(request)
     context = {"form": form}
     if form.is_bound and form.is_valid():
-        data = _report(form)
+        data = _report(request, form, VIEWER)
         context.update(
             r=data,
-            produced=compliance.stamp(data, request.user.get_username()),
+            produced=_stamp(request, data, VIEWER),
             query=request.GET.urlencode(),
         )
     return render(request, "dashboard/compliance.html", context)
 
 
 @require_GET
-@role_required(MANAGER)
+@system_role_required(MANAGER)
 def compliance_pdf(request):
-    form = _form(request)
+    form = _form(request, MANAGER)
     if not (form.is_bound and form.is_valid()):
         return render(request, "dashboard/compliance.html", {"form": form}, status=400)
-    data = _report(form)
-    produced = compliance.stamp(data, request.user.get_username())
+    data = _report(request, form, MANAGER)
+    produced = _stamp(request, data, MANAGER)
     pdf = compliance.render_pdf(data, produced, base_url=request.build_absolute_uri("/"))
     audit.record(
         "export compliance pdf",

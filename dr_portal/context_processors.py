@@ -16,6 +16,9 @@ def portal(request):
         # fragments and pages that do not render the base pay nothing for it.
         "worker_down": SimpleLazyObject(worker_down) if signed_in else {},
         # Beside it: destinations a backup, scrub or test found failing in the last hour.
-        "destinations_failing": SimpleLazyObject(failing_destinations) if signed_in else [],
+        # (Destinations are shared by every system: named to global roles only.)
+        "destinations_failing": SimpleLazyObject(failing_destinations)
+        if signed_in and roles.has_role(user, roles.VIEWER)
+        else [],
         "banner_poll_s": settings.DR_BANNER_POLL_S,
     }

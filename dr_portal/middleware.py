@@ -1,4 +1,5 @@
-"""Login and the viewer role everywhere but a short allow-list; an audit context per request."""
+"""Login and the viewer role everywhere but a short allow-list (a role on some system opens
+only the system-scoped pages); an audit context per request."""
 
 import ipaddress
 
@@ -48,12 +49,28 @@ class LoginRequiredEverywhere:
             return self.get_response(request)
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
-        if not path.startswith(NO_ROLE_PREFIXES) and not roles.has_role(request.user, roles.VIEWER):
+        if not path.startswith(NO_ROLE_PREFIXES) and not roles.has_role_somewhere(
+            request.user, roles.VIEWER
+        ):
             return forbidden(
                 request,
                 PermissionDenied("Your account has no role yet: ask a manager to give you one."),
             )
         return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        """A user with system roles only reaches the views that scope their rows by system
+        (marked by roles.system_role_required); every other page needs a global role."""
+        path = request.path
+        if is_public(path) or path.startswith(NO_ROLE_PREFIXES):
+            return None
+        if not request.user.is_authenticated or roles.has_role(request.user, roles.VIEWER):
+            return None
+        if getattr(view_func, "system_scoped", False):
+            return None
+        return forbidden(
+            request, PermissionDenied("This page needs a global role, not one per system.")
+        )
 
 
 def client_address(request) -> str:

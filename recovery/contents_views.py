@@ -2,13 +2,13 @@
 
 from django.contrib import messages
 from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from backups.models import BackupRun
 from dr_portal import audit
 from dr_portal.lib.queue import enqueue
-from dr_portal.lib.roles import MANAGER, OPERATOR, has_role, role_required
+from dr_portal.lib.roles import MANAGER, OPERATOR, get_scoped, has_role, system_role_required
 from recovery import contents as backup_contents
 from recovery.partial import choice_name
 
@@ -31,9 +31,10 @@ def _groups(items: list[dict]) -> list[tuple[str, list[dict]]]:
     return list(groups.items())
 
 
+@system_role_required()
 def run_contents(request, pk):
     """The fragment: the searchable tree when cached, else a button to read it."""
-    run = get_object_or_404(BackupRun, pk=pk)
+    run = get_scoped(BackupRun.objects, request.user, "source__system", pk=pk)
     contents = backup_contents.cached(run, detail=False)
     query = request.GET.get("q", "").strip()[:200]
     context = {"run": run, "contents": contents, "q": query}
@@ -50,12 +51,13 @@ def run_contents(request, pk):
         context["can_choose"] = (
             contents.kind in ("postgresql", "files")
             and run.is_good
-            and has_role(request.user, OPERATOR)
+            and run.source is not None
+            and has_role(request.user, OPERATOR, run.source.system_id)
         )
         context["can_preview"] = (
             context["can_choose"]
             and contents.kind == "postgresql"
-            and has_role(request.user, MANAGER)
+            and has_role(request.user, MANAGER, run.source.system_id)
         )
         if context["can_choose"]:
             for item in items[:SHOWN]:  # a fresh copy of the row's JSON: safe to annotate
@@ -64,18 +66,19 @@ def run_contents(request, pk):
 
 
 @require_POST
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 def read_contents(request, pk):
-    run = get_object_or_404(BackupRun, pk=pk)
+    run = get_scoped(BackupRun.objects, request.user, "source__system", OPERATOR, pk=pk)
     enqueue("recovery.tasks.read_backup_contents", run.pk, group=f"contents {run.pk}")
     audit.record("read backup contents", run, user=request.user)
     messages.success(request, f"Reading the contents of backup run #{run.pk}.")
     return redirect(run)
 
 
+@system_role_required()
 def compare_runs(request, pk, other):
-    newer = get_object_or_404(BackupRun, pk=pk)
-    older = get_object_or_404(BackupRun, pk=other)
+    newer = get_scoped(BackupRun.objects, request.user, "source__system", pk=pk)
+    older = get_scoped(BackupRun.objects, request.user, "source__system", pk=other)
     try:
         backup_contents.check_comparable(older, newer)
     except ValueError as exc:

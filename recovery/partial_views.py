@@ -7,12 +7,12 @@ restore" queues the same Restore row as `manage.py restore RUN --tables/--paths`
 
 from django.contrib import messages
 from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from backups.models import BackupRun
 from dr_portal import audit
-from dr_portal.lib.roles import MANAGER, OPERATOR, has_role, role_required
+from dr_portal.lib.roles import MANAGER, OPERATOR, get_scoped, has_role, system_role_required
 from recovery import contents as backup_contents
 from recovery import partial as chosen_parts
 from recovery import restore_targets, restores, runner, targeting
@@ -27,10 +27,11 @@ def choosable(contents) -> list[str]:
     return [n for n in map(chosen_parts.choice_name, contents.items) if n]
 
 
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 @require_http_methods(["GET", "POST"])
 def partial_restore(request, pk):
-    run = get_object_or_404(BackupRun.objects.select_related("source"), pk=pk)
+    runs = BackupRun.objects.select_related("source")
+    run = get_scoped(runs, request.user, "source__system", OPERATOR, pk=pk)
     source = run.source
     if source is None or not run.is_good:
         raise Http404("only a good backup of an existing source is restored")
@@ -47,7 +48,7 @@ def partial_restore(request, pk):
     asked = (
         request.POST.getlist("items") if request.method == "POST" else request.GET.getlist("item")
     )
-    can_overwrite = has_role(request.user, MANAGER)
+    can_overwrite = has_role(request.user, MANAGER, source.system_id)
     targets = list(RestoreTarget.objects.compatible_with(source, targeting.source_kind(source)))
     form = PartialRestoreForm(
         request.POST or None,
@@ -120,11 +121,12 @@ def _start(request, form, run):
 
 
 @require_POST
-@role_required(MANAGER)
+@system_role_required(MANAGER)
 def preview_table(request, pk):
     """The first rows of one table of the backup, masked columns as •••; audited (which
     table, never the data), also when it fails."""
-    run = get_object_or_404(BackupRun.objects.select_related("source"), pk=pk)
+    runs = BackupRun.objects.select_related("source")
+    run = get_scoped(runs, request.user, "source__system", MANAGER, pk=pk)
     contents = backup_contents.cached(run, detail=False)
     table = request.POST.get("table", "")[:200]
     if (

@@ -1,12 +1,12 @@
 """The portal page for a restore to a point of a point-in-time source (queued, never run here)."""
 
 from django.contrib import messages
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from backups.models import PitrWindow, Source
 from dr_portal import audit
-from dr_portal.lib.roles import MANAGER, OPERATOR, has_role, role_required
+from dr_portal.lib.roles import MANAGER, OPERATOR, get_scoped, has_role, system_role_required
 from recovery import pitr_restores, restore_targets, runner
 from recovery.engine.pitr import free_port
 from recovery.models import RestoreTarget
@@ -22,13 +22,20 @@ def _suggested_port(targets) -> int | None:
     return free_port() if not targets else None
 
 
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 @require_http_methods(["GET", "POST"])
 def pitr_restore_new(request, source_id):
-    source = get_object_or_404(Source.objects.select_related("system"), pk=source_id, pitr=True)
+    source = get_scoped(
+        Source.objects.select_related("system"),
+        request.user,
+        "system",
+        OPERATOR,
+        pk=source_id,
+        pitr=True,
+    )
     window = PitrWindow.objects.filter(source=source).first()
     targets = list(RestoreTarget.objects.compatible_with(source, RestoreTarget.Kind.DATADIR))
-    can_onto_source = has_role(request.user, MANAGER)
+    can_onto_source = has_role(request.user, MANAGER, source.system_id)
     newest = window.newest if window and window.newest else None
     form = PitrRestoreForm(
         request.POST or None,

@@ -169,14 +169,20 @@ def check_allowed(
     """
     if user is None or has_role(user, MANAGER):
         return
+    # A manager of the source's system may restore onto it and replace data at a registered
+    # target; a free-form target can name any host (another system's server), so it stays
+    # with global managers.
+    system_manager = has_role(user, MANAGER, source.system_id)
     if onto_source:
+        if system_manager:
+            return
         raise NotAllowed("Only managers may restore onto the source itself.")
     if free_form or restore_target is None:
         raise NotAllowed(
             "Only managers may restore to a free-form target: choose a registered restore "
             "target, or run a restore test to prove the backup in scratch."
         )
-    if overwrite and not restore_target.allow_replace:
+    if overwrite and not restore_target.allow_replace and not system_manager:
         raise NotAllowed(f"Only managers may replace data already at target {restore_target.name}.")
     if source.is_portal_db and not restore_target.sources.filter(pk=source.pk).exists():
         raise NotAllowed(

@@ -13,7 +13,16 @@ from backups.models import GOOD_STATUSES, BackupCopy, BackupRun, Destination, So
 from dr_portal import audit
 from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration
-from dr_portal.lib.roles import MANAGER, OPERATOR, has_role, role_required
+from dr_portal.lib.roles import (
+    MANAGER,
+    OPERATOR,
+    VIEWER,
+    get_scoped,
+    has_role,
+    role_required,
+    scope,
+    system_role_required,
+)
 from dr_portal.runs import DONE, RunStatus
 from dr_portal.templatetags.portal import filesize
 from recovery import (
@@ -48,13 +57,18 @@ def _filesize(num):
     return filesize(num)
 
 
+@system_role_required()
 def index(request):
     """Readiness of every source, the targets, the recent tests and restores.
 
     The dashboard's figures link here filtered: ?verdict=ok|at_risk|breached narrows the
     sources; ?tests=failed_or_partial&since=24h lists the restore tests behind the
     dashboard's failure count."""
-    sources = list(Source.objects.select_related("system").order_by("system__name", "name"))
+    sources = list(
+        scope(Source.objects, request.user, "system")
+        .select_related("system")
+        .order_by("system__name", "name")
+    )
     ready = readiness.source_readiness(sources)
     verdict = request.GET.get("verdict", "")
     verdict = verdict if verdict in readiness.VERDICT_ORDER else ""
@@ -72,9 +86,12 @@ def index(request):
             "rpo_targets": RPOTarget.objects.all(),
             "sla": ServiceLevel.current(),
             "restore_rto_target": restore_rto_target(),
-            "recent_tests": _listed_tests(failed_only, request.GET.get("since") == "24h"),
+            "recent_tests": _listed_tests(
+                request.user, failed_only, request.GET.get("since") == "24h"
+            ),
             "recent_restores": list(
-                Restore.objects.select_related("source")
+                scope(Restore.objects, request.user, "source__system")
+                .select_related("source")
                 .defer(*LIST_DEFERRED)
                 .order_by("-queued", "-pk")[:10]
             ),
@@ -82,8 +99,12 @@ def index(request):
     )
 
 
-def _listed_tests(failed_only: bool, last_day: bool) -> list:
-    tests = RestoreTest.objects.select_related("source").defer(*LIST_DEFERRED)
+def _listed_tests(user, failed_only: bool, last_day: bool) -> list:
+    tests = (
+        scope(RestoreTest.objects, user, "source__system")
+        .select_related("source")
+        .defer(*LIST_DEFERRED)
+    )
     if failed_only:
         tests = tests.filter(status__in=[RunStatus.FAILED, RunStatus.PARTIAL])
     if last_day:
@@ -224,8 +245,11 @@ def _rpo_chart(source, ready, now):
     return line_chart([("RPO", [])], title=f"{source.name}: RPO, last {charts.RPO_CHART_DAYS} days")
 
 
+@system_role_required()
 def source_detail(request, source_id):
-    source = get_object_or_404(Source.objects.select_related("system"), pk=source_id)
+    source = get_scoped(
+        Source.objects.select_related("system"), request.user, "system", pk=source_id
+    )
     now = timezone.now()
     ready = readiness.source_readiness([source], now=now)[source.pk]
     tests = list(
@@ -284,10 +308,10 @@ def _copy_rows(source, now) -> list[dict]:
     return rows
 
 
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 @require_POST
 def run_test(request, source_id):
-    source = get_object_or_404(Source, pk=source_id)
+    source = get_scoped(Source.objects, request.user, "system", OPERATOR, pk=source_id)
     backup_run = None
     if request.POST.get("backup_run"):
         # A button on a backup run's page tests that very backup.
@@ -323,18 +347,21 @@ def run_test(request, source_id):
     return redirect(test)
 
 
-def _test(pk):
-    return get_object_or_404(
+def _test(request, pk, role=VIEWER):
+    return get_scoped(
         RestoreTest.objects.select_related(
             "source", "backup_run", "requested_by", "destination", "copy_destination"
         ),
+        request.user,
+        "source__system",
+        role,
         pk=pk,
     )
 
 
 def _test_context(request, test):
     acceptable = set()
-    if test.status in DONE and has_role(request.user, MANAGER):
+    if test.status in DONE and has_role(request.user, MANAGER, test.source.system_id):
         acceptable = baselines.acceptable_checks(test)
     return {
         "test": test,
@@ -344,29 +371,34 @@ def _test_context(request, test):
 
 
 @require_POST
-@role_required(MANAGER)
+@system_role_required(MANAGER)
 def try_checks(request, source_id):
     """'Try on the latest restore' on the source form (htmx): the typed checks, not saved."""
-    source = get_object_or_404(Source, pk=source_id)
+    source = get_scoped(Source.objects, request.user, "system", MANAGER, pk=source_id)
     trial = check_trial.try_checks(source, request.POST)
     audit.record("try verification checks", source, user=request.user, detail=trial.summary)
     return render(
         request,
         "recovery/_check_try.html",
-        {"trial": trial, "source": source, "can_test": has_role(request.user, OPERATOR)},
+        {
+            "trial": trial,
+            "source": source,
+            "can_test": has_role(request.user, OPERATOR, source.system_id),
+        },
     )
 
 
+@system_role_required()
 def test_detail(request, pk):
-    test = _test(pk)
+    test = _test(request, pk)
     return render(request, "recovery/test_detail.html", _test_context(request, test))
 
 
 @require_POST
-@role_required(MANAGER)
+@system_role_required(MANAGER)
 def accept_baseline(request, pk):
     """A failed data-loss canary: accept the observed value as the new baseline (audited)."""
-    test = _test(pk)
+    test = _test(request, pk, MANAGER)
     try:
         baselines.accept(
             test, request.POST.get("check", ""), request.user, request.POST.get("reason", "")
@@ -382,19 +414,22 @@ def accept_baseline(request, pk):
     return redirect(test)
 
 
+@system_role_required()
 def test_progress(request, pk):
     """htmx fragment polled every 2 s; 286 stops the polling once the test is done."""
-    test = _test(pk)
+    test = _test(request, pk)
     response = render(request, "recovery/_test_progress.html", _test_context(request, test))
     if test.status in DONE:
         response.status_code = 286
     return response
 
 
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 @require_http_methods(["GET", "POST"])
 def restore_new(request, source_id):
-    source = get_object_or_404(Source.objects.select_related("system"), pk=source_id)
+    source = get_scoped(
+        Source.objects.select_related("system"), request.user, "system", OPERATOR, pk=source_id
+    )
     runs = list(
         copies.good_backups(source)
         .annotate(
@@ -405,7 +440,7 @@ def restore_new(request, source_id):
         .only("pk", "data_taken_at", "bytes_stored")
         .order_by("-data_taken_at", "-pk")[:HISTORY]
     )
-    can_overwrite = has_role(request.user, MANAGER)
+    can_overwrite = has_role(request.user, MANAGER, source.system_id)
     compatible = list(RestoreTarget.objects.compatible_with(source, targeting.source_kind(source)))
     proven = next((r for r in runs if r.proven), None)
     # A run page links here with ?backup_run=<id>; default: the newest proven backup.
@@ -473,19 +508,23 @@ def restore_how(restore: Restore) -> str:
     return " (free-form target)"
 
 
-def _restore(pk):
-    return get_object_or_404(
+def _restore(request, pk):
+    return get_scoped(
         Restore.objects.select_related("source", "backup_run", "requested_by", "restore_target"),
+        request.user,
+        "source__system",
         pk=pk,
     )
 
 
+@system_role_required()
 def restore_detail(request, pk):
-    return render(request, "recovery/restore_detail.html", {"restore": _restore(pk)})
+    return render(request, "recovery/restore_detail.html", {"restore": _restore(request, pk)})
 
 
+@system_role_required()
 def restore_progress(request, pk):
-    restore = _restore(pk)
+    restore = _restore(request, pk)
     response = render(request, "recovery/_restore_progress.html", {"restore": restore})
     if restore.status in DONE:
         response.status_code = 286

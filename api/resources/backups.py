@@ -1,7 +1,6 @@
 """Systems, sources, destinations, jobs (read), backup runs (list, filter, detail, cancel)
 and triggering a backup: the portal's own service calls (backups.services)."""
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import action
@@ -14,7 +13,7 @@ from api.schema import ErrorSerializer
 from backups import services
 from backups.models import BackupJob, BackupRun, Destination, Source, System
 from dr_portal import audit
-from dr_portal.lib.roles import OPERATOR
+from dr_portal.lib.roles import OPERATOR, get_scoped
 from dr_portal.runs import RunStatus
 
 RUN_DEFERRED = ("log",)
@@ -23,11 +22,13 @@ RUN_DEFERRED = ("log",)
 class SystemViewSet(ReadViewSet):
     queryset = System.objects.all()
     serializer_class = s.SystemSerializer
+    system_path = "pk"
 
 
 class SourceViewSet(ReadViewSet):
     queryset = Source.objects.select_related("system")
     serializer_class = s.SourceSerializer
+    system_path = "system"
 
 
 class DestinationViewSet(ReadViewSet):
@@ -38,6 +39,7 @@ class DestinationViewSet(ReadViewSet):
 class JobViewSet(ReadViewSet):
     queryset = BackupJob.objects.select_related("source").prefetch_related("destinations")
     serializer_class = s.JobSerializer
+    system_path = "source__system"
 
     @extend_schema(
         request=None,
@@ -51,7 +53,13 @@ class JobViewSet(ReadViewSet):
     @needs(OPERATOR)
     def run(self, request, pk=None):
         """The portal's "Run now": a queued manual run, the same row the button makes."""
-        job = get_object_or_404(BackupJob.objects.select_related("source"), pk=pk)
+        job = get_scoped(
+            BackupJob.objects.select_related("source"),
+            request.user,
+            self.system_path,
+            OPERATOR,
+            pk=pk,
+        )
         try:
             run = services.start_run(job, "manual", request.user)
         except services.JobBusy as exc:
@@ -71,6 +79,7 @@ class RunFilters(serializers.Serializer):
 class BackupRunViewSet(ReadViewSet):
     serializer_class = s.BackupRunSerializer
     detail_serializer_class = s.BackupRunDetailSerializer
+    system_path = "source__system"
 
     def get_queryset(self):
         runs = BackupRun.objects.select_related("requested_by")
@@ -98,7 +107,7 @@ class BackupRunViewSet(ReadViewSet):
     @action(detail=True, methods=["post"])
     @needs(OPERATOR)
     def cancel(self, request, pk=None):
-        run = get_object_or_404(BackupRun, pk=pk)
+        run = get_scoped(BackupRun.objects, request.user, self.system_path, OPERATOR, pk=pk)
         outcome = services.request_cancel(run, request.user)
         audit.record("cancel backup", run, user=request.user, detail=outcome)
         run.refresh_from_db()

@@ -6,6 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from api import calls
+from dr_portal.lib import roles
 
 
 class Conflict(exceptions.APIException):
@@ -28,6 +29,19 @@ class ReadViewSet(Audited, viewsets.ReadOnlyModelViewSet):
 
     detail_serializer_class = None
     lookup_value_regex = r"[0-9]+"  # anything else is the JSON 404 of NotFoundView
+    # The rows' system (e.g. "source__system"): lists and details show only the systems
+    # the caller may see (roles.scope); None: rows of no system, for global roles only.
+    system_path = None
+
+    @property
+    def system_scoped(self):
+        return self.system_path is not None
+
+    def filter_queryset(self, queryset):
+        queryset = super().filter_queryset(queryset)
+        if self.system_path is None:
+            return queryset
+        return roles.scope(queryset, self.request.user, self.system_path)
 
     def get_serializer_class(self):
         if self.action != "list" and self.detail_serializer_class is not None:

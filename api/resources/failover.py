@@ -1,7 +1,6 @@
 """Failover runbooks (read, start a test or live run) and runs (status, steps, cancel):
 the portal's StartRunForm decides who may start what, FailoverRun.start starts it."""
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.decorators import action
@@ -12,7 +11,7 @@ from api.permissions import needs
 from api.resources.base import Conflict, ReadViewSet, accepted, check_form
 from api.schema import ErrorSerializer
 from dr_portal import audit
-from dr_portal.lib.roles import MANAGER, OPERATOR, has_role
+from dr_portal.lib.roles import MANAGER, OPERATOR, get_scoped, has_role
 from recovery.failover.forms import StartRunForm
 from recovery.failover.models import FailoverRun, LiveRunExists, Runbook, RunMode
 
@@ -34,6 +33,7 @@ class RunbookViewSet(ReadViewSet):
     queryset = Runbook.objects.select_related("system")
     serializer_class = s.RunbookSerializer
     detail_serializer_class = s.RunbookDetailSerializer
+    system_path = "system"
 
     @extend_schema(
         request=StartFailover,
@@ -46,7 +46,7 @@ class RunbookViewSet(ReadViewSet):
     @action(detail=True, methods=["post"])
     @needs(OPERATOR)
     def start(self, request, pk=None):
-        runbook = get_object_or_404(Runbook.objects.select_related("system"), pk=pk)
+        runbook = get_scoped(self.queryset, request.user, self.system_path, OPERATOR, pk=pk)
         body = StartFailover(data=request.data)
         body.is_valid(raise_exception=True)
         values = body.validated_data
@@ -71,6 +71,7 @@ class RunbookViewSet(ReadViewSet):
 class FailoverRunViewSet(ReadViewSet):
     serializer_class = s.FailoverRunSerializer
     detail_serializer_class = s.FailoverRunDetailSerializer
+    system_path = "system"
 
     def get_queryset(self):
         runs = FailoverRun.objects.select_related("requested_by").defer("log")
@@ -88,8 +89,14 @@ class FailoverRunViewSet(ReadViewSet):
     def cancel(self, request, pk=None):
         """As the portal's Cancel: a queued run stops now, a running one after its step,
         running the rollbacks."""
-        run = get_object_or_404(FailoverRun.objects.select_related("runbook"), pk=pk)
-        if run.mode == RunMode.LIVE and not has_role(request.user, MANAGER):
+        run = get_scoped(
+            FailoverRun.objects.select_related("runbook"),
+            request.user,
+            self.system_path,
+            OPERATOR,
+            pk=pk,
+        )
+        if run.mode == RunMode.LIVE and not has_role(request.user, MANAGER, run.system_id):
             raise exceptions.PermissionDenied("Cancelling a live failover needs the manager role.")
         outcome = run.request_cancel(request.user)
         if outcome != "done":

@@ -12,7 +12,7 @@ from api.resources.base import ApiView, Conflict, ReadViewSet, accepted, check_f
 from api.schema import ErrorSerializer
 from backups.models import BackupRun, Source, System
 from dr_portal import audit
-from dr_portal.lib.roles import MANAGER, OPERATOR, has_role
+from dr_portal.lib.roles import MANAGER, OPERATOR, get_scoped, has_role, require_role, scope
 from recovery import copies, readiness, restore_targets, restore_tests, restores, runner, targeting
 from recovery.failover import proof
 from recovery.failover.models import RunMode
@@ -121,27 +121,34 @@ def _failover_dict(r) -> dict:
 
 
 class ReadinessView(ApiView):
+    system_scoped = True
+
     @extend_schema(
         responses=ReadinessReportSerializer, summary="Readiness of every source and system"
     )
     def get(self, request):
         """The same figures and verdict as `manage.py dr_status --json` and the dashboard:
-        each source's recovery readiness and each system's failover readiness."""
-        ready = readiness.source_readiness(Source.objects.order_by("name"))
+        each source's recovery readiness and each system's failover readiness (for a caller
+        with roles on some systems only: those systems')."""
+        sources = scope(Source.objects, request.user, "system")
+        ready = readiness.source_readiness(sources.order_by("name"))
+        systems = scope(System.objects, request.user, "pk")
         return Response(
             {
                 "verdict": readiness.overall(ready),
                 "sources": [_as_dict(r) for r in ready.values()],
-                "failover": [_failover_dict(r) for r in proof.system_readiness()],
+                "failover": [_failover_dict(r) for r in proof.system_readiness(systems)],
             }
         )
 
 
 class SystemReadinessView(ApiView):
+    system_scoped = True
+
     @extend_schema(responses=SystemReadinessSerializer, summary="Readiness of one system")
     def get(self, request, pk):
         """Its sources' readiness (as /readiness/ gives them) and its failover readiness."""
-        system = get_object_or_404(System, pk=pk)
+        system = get_scoped(System.objects, request.user, "pk", pk=pk)
         ready = readiness.source_readiness(system.sources.order_by("name"))
         (failover,) = proof.system_readiness([system])
         return Response(
@@ -156,9 +163,11 @@ class SystemReadinessView(ApiView):
 
 
 class SourceReadinessView(ApiView):
+    system_scoped = True
+
     @extend_schema(responses=ReadinessSerializer, summary="Readiness of one source")
     def get(self, request, pk):
-        source = get_object_or_404(Source, pk=pk)
+        source = get_object_or_404(scope(Source.objects, request.user, "system"), pk=pk)
         return Response(_as_dict(readiness.source_readiness([source])[source.pk]))
 
 
@@ -172,6 +181,7 @@ class StartRestoreTest(serializers.Serializer):
 class RestoreTestViewSet(mixins.CreateModelMixin, ReadViewSet):
     serializer_class = s.RestoreTestSerializer
     detail_serializer_class = s.RestoreTestDetailSerializer
+    system_path = "source__system"
 
     def get_queryset(self):
         tests = RestoreTest.objects.select_related("source", "requested_by").defer(*RUN_DEFERRED)
@@ -194,7 +204,7 @@ class RestoreTestViewSet(mixins.CreateModelMixin, ReadViewSet):
         """Restore a backup into scratch and check it, as the portal's "Test restore" does."""
         data = StartRestoreTest(data=request.data)
         data.is_valid(raise_exception=True)
-        source = _source(data.validated_data["source"])
+        source = _source(data.validated_data["source"], request.user, OPERATOR)
         backup_run = None
         if data.validated_data.get("backup_run"):
             backup_run = BackupRun.objects.filter(
@@ -217,10 +227,13 @@ class RestoreTestViewSet(mixins.CreateModelMixin, ReadViewSet):
         return accepted(s.RestoreTestSerializer, test)
 
 
-def _source(pk) -> Source:
-    source = Source.objects.select_related("system").filter(pk=pk).first()
+def _source(pk, user, role) -> Source:
+    """The source a restore (test) is asked for: one the caller cannot see is "no source"
+    (its existence is not told); one they see without `role` on its system, 403."""
+    source = scope(Source.objects, user, "system").select_related("system").filter(pk=pk).first()
     if source is None:
         raise serializers.ValidationError({"source": ["No source with this id."]})
+    require_role(user, role, source.system_id)
     return source
 
 
@@ -251,6 +264,7 @@ class StartRestore(serializers.Serializer):
 class RestoreViewSet(mixins.CreateModelMixin, ReadViewSet):
     serializer_class = s.RestoreSerializer
     detail_serializer_class = s.RestoreDetailSerializer
+    system_path = "source__system"
 
     def get_queryset(self):
         found = Restore.objects.select_related("source", "requested_by").defer(*RUN_DEFERRED)
@@ -274,7 +288,7 @@ class RestoreViewSet(mixins.CreateModelMixin, ReadViewSet):
         data = StartRestore(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        source = _source(values["source"])
+        source = _source(values["source"], request.user, MANAGER)
         if values["confirm"].strip() != source.name:
             raise serializers.ValidationError(
                 {"confirm": [f"Type {source.name} exactly to confirm."]}
@@ -284,7 +298,7 @@ class RestoreViewSet(mixins.CreateModelMixin, ReadViewSet):
             {**_form_data(values), "backup_run": run.pk},
             source=source,
             runs=[run],
-            can_overwrite=has_role(request.user, MANAGER),
+            can_overwrite=has_role(request.user, MANAGER, source.system_id),
             targets=RestoreTarget.objects.compatible_with(source, targeting.source_kind(source)),
         )
         check_form(form)

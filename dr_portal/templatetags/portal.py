@@ -37,6 +37,17 @@ def has_role(user, role):
     return roles.has_role(user, role)
 
 
+@register.filter
+def has_role_somewhere(user, role):
+    return roles.has_role_somewhere(user, role)
+
+
+@register.filter
+def roles_on(user, system):
+    """{% if "operator" in user|roles_on:job.source.system_id %}: the roles on one system."""
+    return roles.roles_on(user, system)
+
+
 @register.inclusion_tag("dr_portal/_status.html")
 def status_badge(status):
     return {"status": status}

@@ -247,7 +247,7 @@ class StartRunForm(forms.Form):
     def clean(self):
         data = super().clean()
         if data.get("mode") == RunMode.LIVE:
-            if not roles.has_role(self.user, roles.MANAGER):
+            if not roles.has_role(self.user, roles.MANAGER, self.runbook.system_id):
                 raise forms.ValidationError("A live failover needs the manager role.")
             if (data.get("confirm_name") or "").strip() != self.runbook.system.name:
                 self.add_error(

@@ -9,7 +9,16 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from dr_portal import audit
-from dr_portal.lib.roles import MANAGER, OPERATOR, VIEWER, require_role, role_required
+from dr_portal.lib.roles import (
+    MANAGER,
+    OPERATOR,
+    VIEWER,
+    get_scoped,
+    require_role,
+    role_required,
+    scope,
+    system_role_required,
+)
 from dr_portal.runs import RunStatus
 from recovery.failover import lag
 from recovery.failover.builtin import TEMPLATES, create_from_template
@@ -28,24 +37,31 @@ from recovery.failover.steps import KINDS, superuser_only
 STOP_POLLING = 286  # htmx stops polling on this status
 
 
-def _runbook(pk) -> Runbook:
-    return get_object_or_404(Runbook.objects.select_related("system"), pk=pk)
+def _runbook(request, pk, role=VIEWER) -> Runbook:
+    return get_scoped(Runbook.objects.select_related("system"), request.user, "system", role, pk=pk)
 
 
-def _run(pk) -> FailoverRun:
-    return get_object_or_404(
-        FailoverRun.objects.select_related("runbook", "system", "requested_by").defer("log"), pk=pk
+def _run(request, pk, role=VIEWER) -> FailoverRun:
+    return get_scoped(
+        FailoverRun.objects.select_related("runbook", "system", "requested_by").defer("log"),
+        request.user,
+        "system",
+        role,
+        pk=pk,
     )
 
 
-@role_required(VIEWER)
+# Writing runbooks stays with global managers: a step can reach any host, another
+# system's too. Reading and running them follows the role on the runbook's system.
+@system_role_required(VIEWER)
 def runbook_list(request):
     passed = FailoverRun.objects.filter(
         runbook=OuterRef("pk"), status=RunStatus.SUCCEEDED, config_hash=OuterRef("config_hash")
     )
     rehearsal = passed.exclude(EXERCISED).order_by("-finished")
     runbooks = (
-        Runbook.objects.select_related("system")
+        scope(Runbook.objects, request.user, "system")
+        .select_related("system")
         .annotate(
             step_count=Count("steps"),
             verified_runs=Exists(passed.filter(EXERCISED)),
@@ -54,7 +70,8 @@ def runbook_list(request):
         )
         .order_by("system__name", "name")
     )
-    recent = FailoverRun.objects.select_related("runbook", "system").defer("log")[:10]
+    recent = scope(FailoverRun.objects, request.user, "system")
+    recent = recent.select_related("runbook", "system").defer("log")[:10]
     return render(
         request,
         "recovery/failover/runbook_list.html",
@@ -62,9 +79,9 @@ def runbook_list(request):
     )
 
 
-@role_required(VIEWER)
+@system_role_required(VIEWER)
 def runbook_detail(request, pk):
-    runbook = _runbook(pk)
+    runbook = _runbook(request, pk)
     steps = runbook.steps.filter(rollback_of__isnull=True).prefetch_related(
         Prefetch("rollback_steps", queryset=RunbookStep.objects.order_by("order", "pk"))
     )
@@ -99,7 +116,7 @@ def runbook_create(request):
 
 @role_required(MANAGER)
 def runbook_edit(request, pk):
-    runbook = _runbook(pk)
+    runbook = _runbook(request, pk)
     form = RunbookForm(request.POST or None, instance=runbook)
     if request.method == "POST" and form.is_valid():
         form.save()
@@ -140,7 +157,7 @@ def runbook_from_template(request):
 
 @role_required(MANAGER)
 def step_edit(request, pk, step_pk=None):
-    runbook = _runbook(pk)
+    runbook = _runbook(request, pk)
     step = get_object_or_404(RunbookStep, pk=step_pk, runbook=runbook) if step_pk else None
     form = StepForm(request.POST or None, instance=step, runbook=runbook, user=request.user)
     if request.method == "POST" and form.is_valid():
@@ -163,7 +180,7 @@ def step_edit(request, pk, step_pk=None):
 @require_POST
 @role_required(MANAGER)
 def step_delete(request, pk, step_pk):
-    runbook = _runbook(pk)
+    runbook = _runbook(request, pk)
     step = get_object_or_404(RunbookStep, pk=step_pk, runbook=runbook)
     if superuser_only(step.kind, step.params, step.test_params) and not request.user.is_superuser:
         messages.error(request, f"Only superusers may create or edit {step.kind} steps.")
@@ -174,9 +191,9 @@ def step_delete(request, pk, step_pk):
     return redirect(runbook)
 
 
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 def start_run(request, pk):
-    runbook = _runbook(pk)
+    runbook = _runbook(request, pk, OPERATOR)
     form = StartRunForm(request.POST or None, runbook=runbook, user=request.user)
     if request.method == "POST" and form.is_valid():
         if not runbook.steps.exists():
@@ -222,25 +239,28 @@ def _run_context(run):
     }
 
 
-@role_required(VIEWER)
+@system_role_required(VIEWER)
 def run_detail(request, pk):
-    run = _run(pk)
+    run = _run(request, pk)
     return render(request, "recovery/failover/run_detail.html", _run_context(run))
 
 
-@role_required(VIEWER)
+@system_role_required(VIEWER)
 def run_progress(request, pk):
-    run = _run(pk)
+    run = _run(request, pk)
     response = render(request, "recovery/failover/_run_progress.html", _run_context(run))
     if not run.is_active:
         response.status_code = STOP_POLLING
     return response
 
 
-@role_required(VIEWER)
+@system_role_required(VIEWER)
 def run_print(request, pk):
-    run = get_object_or_404(
-        FailoverRun.objects.select_related("runbook", "system", "requested_by"), pk=pk
+    run = get_scoped(
+        FailoverRun.objects.select_related("runbook", "system", "requested_by"),
+        request.user,
+        "system",
+        pk=pk,
     )
     return render(
         request,
@@ -250,11 +270,11 @@ def run_print(request, pk):
 
 
 @require_POST
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 def run_cancel(request, pk):
-    run = _run(pk)
+    run = _run(request, pk, OPERATOR)
     if run.mode == RunMode.LIVE:
-        require_role(request.user, MANAGER)
+        require_role(request.user, MANAGER, run.system_id)
     outcome = run.request_cancel(request.user)
     if outcome == "done":
         messages.warning(request, f"The run is already {run.get_status_display().lower()}.")
@@ -270,9 +290,9 @@ def run_cancel(request, pk):
 
 
 @require_POST
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 def step_confirm(request, pk, step_run_pk):
-    run = _run(pk)
+    run = _run(request, pk, OPERATOR)
     step_run = get_object_or_404(StepRun, pk=step_run_pk, run=run, kind="manual")
     # Conditional: only a step that is waiting, and only once.
     updated = StepRun.objects.filter(
