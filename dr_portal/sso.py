@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import jwt
 import requests
+from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
@@ -268,14 +269,39 @@ def system_roles_from_claims(claims: dict) -> list[tuple[str, str]]:
     return sorted({mapping[g] for g in groups if g in mapping})
 
 
-def apply_system_roles(user, pairs: list[tuple[str, str]]) -> None:
-    """Give `user` exactly these per-system roles. A documented no-op in this branch.
+def apply_system_roles(user, pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """Make `pairs` the user's per-system roles (backups.SystemRole); what changed.
 
-    Per-system roles (the SystemRole model) are built beside SSO; until they are wired in,
-    the pairs from DR_OIDC_SYSTEM_ROLE_MAP are computed and audited at sign-in but grant
-    nothing. Wiring: replace the user's SSO-granted SystemRole rows with `pairs`, auditing
-    each change, in the same transaction as sync_roles()."""
-    return None
+    With DR_OIDC_SYSTEM_ROLE_MAP set, the provider owns an SSO user's per-system roles: a
+    group removed there removes the role at the next sign-in, as for global roles. A system
+    named in the map but not in the portal grants nothing and is reported."""
+    system_role = apps.get_model("backups", "SystemRole")  # dr_portal sits below backups
+    system_model = apps.get_model("backups", "System")
+    systems = dict(
+        system_model.objects.filter(name__in=[s for s, _ in pairs]).values_list("name", "pk")
+    )
+    wanted = {systems[s]: r for s, r in pairs if s in systems}
+    held = list(
+        system_role.objects.filter(user=user).values_list("system_id", "role", "system__name")
+    )
+    current = {sid: role for sid, role, _ in held}
+    names = {pk: name for name, pk in systems.items()} | {sid: n for sid, _, n in held}
+    changed = {
+        "granted": [],
+        "removed": [],
+        "unknown": sorted({s for s, _ in pairs} - set(systems)),
+    }
+    for system_id in set(current) - set(wanted):
+        system_role.objects.filter(user=user, system_id=system_id).delete()
+        changed["removed"].append(f"{current[system_id]}@{names[system_id]}")
+    for system_id, role in wanted.items():
+        if current.get(system_id) != role:
+            system_role.objects.update_or_create(
+                user=user, system_id=system_id, defaults={"role": role}
+            )
+            changed["granted"].append(f"{role}@{names[system_id]}")
+    roles.forget(user)
+    return changed
 
 
 def mfa_asserted(claims: dict) -> bool:
@@ -294,7 +320,7 @@ def sync_roles(user, role: str) -> tuple[str, str]:
         if role:
             group, _ = Group.objects.get_or_create(name=role)
             user.groups.add(group)
-        user.__dict__.pop("_dr_roles", None)  # roles.user_roles caches per request
+        roles.forget(user)  # roles caches per request
     return old, role
 
 
@@ -373,15 +399,16 @@ def sign_in(claims: dict):
                 changes={"role": [old, new]},
                 detail=f"role from the {settings.DR_OIDC_ROLE_CLAIM} claim at SSO sign-in",
             )
-        if system_pairs:
-            apply_system_roles(user, system_pairs)
-            audit.record(
-                "sso_system_roles",
-                user,
-                user=user,
-                changes={"system_roles": [f"{r}@{s}" for s, r in system_pairs]},
-                detail="per-system roles from claims (applied once per-system roles exist)",
-            )
+        if settings.DR_OIDC_SYSTEM_ROLE_MAP:
+            changed = apply_system_roles(user, system_pairs)
+            if any(changed.values()):
+                audit.record(
+                    "sso_system_roles",
+                    user,
+                    user=user,
+                    changes=changed,
+                    detail="per-system roles from the provider's claims",
+                )
     user._dr_sso_created = created
     user._dr_sso_mfa = mfa_asserted(claims)
     user._dr_sso_role = new

@@ -59,6 +59,12 @@ def _load(user) -> None:
     user._dr_global_level, user._dr_system_levels = level, levels
 
 
+def forget(user) -> None:
+    """Drop the roles cached on `user` (after changing their groups or system roles)."""
+    for name in ("_dr_global_level", "_dr_system_levels"):
+        user.__dict__.pop(name, None)
+
+
 def user_roles(user) -> set[str]:
     """The user's global roles (capped by a token's ceiling)."""
     top = min(_global_level(user), _ceiling_level(user))

@@ -18,7 +18,7 @@ from django.test import Client, override_settings
 from dr_portal import checks, sso
 from dr_portal.lib import roles
 from dr_portal.models import AuditEntry, SsoIdentity
-from tests.factories import PASSWORD, UserFactory
+from tests.factories import PASSWORD, SystemFactory, UserFactory
 from tests.support.oidc_server import OidcProvider
 
 ROLE_MAP = "dr-viewers=viewer,dr-operators=operator,dr-managers=manager"
@@ -365,7 +365,36 @@ def test_system_roles_from_claims_follow_the_map(settings):
     settings.DR_OIDC_SYSTEM_ROLE_MAP = "dr-payments-ops=operator@payments, dr-crm-view=viewer@crm"
     claims = {"groups": ["dr-payments-ops", "dr-crm-view", "other"]}
     assert sso.system_roles_from_claims(claims) == [("crm", "viewer"), ("payments", "operator")]
-    assert sso.apply_system_roles(object(), [("crm", "viewer")]) is None  # documented no-op
+
+
+def test_per_system_roles_follow_the_claims_at_every_login(sso_on, settings):
+    """A group mapped to a role on one system grants it there only; removed at the
+    provider, it is removed at the next sign-in; an unknown system grants nothing."""
+    settings.DR_OIDC_SYSTEM_ROLE_MAP = (
+        "dr-payments-ops=operator@payments,dr-crm-view=viewer@crm,dr-ghost=manager@ghost"
+    )
+    payments, crm = SystemFactory(name="payments"), SystemFactory(name="crm")
+    sso_on.identity = {
+        "sub": "u-sys",
+        "preferred_username": "dana",
+        "groups": ["dr-payments-ops", "dr-crm-view", "dr-ghost"],
+    }
+    client = Client()
+    sso_login(client, sso_on)
+    dana = User.objects.get(username="dana")
+    assert roles.top_role(dana) == ""  # no global role: only the two systems
+    assert roles.system_roles(dana) == {payments.pk: "operator", crm.pk: "viewer"}
+    assert client.get("/").status_code == 200  # the dashboard, scoped to her systems
+    entry = AuditEntry.objects.get(action="sso_system_roles")
+    assert entry.changes["unknown"] == ["ghost"]
+    assert sorted(entry.changes["granted"]) == ["operator@payments", "viewer@crm"]
+
+    sso_on.identity["groups"] = ["dr-crm-view"]  # the provider took payments away
+    sso_login(Client(), sso_on)
+    dana = User.objects.get(pk=dana.pk)
+    assert roles.system_roles(dana) == {crm.pk: "viewer"}
+    last = AuditEntry.objects.filter(action="sso_system_roles").order_by("-seq").first()
+    assert last.changes["removed"] == ["operator@payments"]
 
 
 @pytest.mark.parametrize(
