@@ -1,0 +1,170 @@
+"""Two-factor sign-in: who must use it, enrolment, verification, recovery codes, resets.
+
+A session counts as verified when `request.session[SESSION_KEY]` names how: "totp" or
+"recovery_code" (set here) or "sso" (set by the OIDC sign-in when the identity provider did
+the MFA). Django's login() starts a new session for every sign-in, so the mark lasts one
+session. Views, the admin action and `manage.py reset_2fa` all call these functions; every
+change and every failed code is in the audit log (never a key or a code).
+"""
+
+from django.conf import settings
+from django.db import transaction
+from django_otp import verify_token
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from dr_portal import audit
+from dr_portal.lib import roles
+from dr_portal.two_factor.models import RecoveryCodeDevice, normalise
+
+SESSION_KEY = "dr_mfa_verified_by"
+TOTP, RECOVERY_CODE, SSO = "totp", "recovery_code", "sso"
+VERIFY, ENROL = "verify", "enrol"
+
+
+class CodeRefused(Exception):
+    """A wrong, reused or throttled code; the message is for the person who typed it."""
+
+
+def required(user) -> bool:
+    """DR_REQUIRE_2FA makes managers and superusers enrol (has_role counts superusers)."""
+    return bool(getattr(settings, "DR_REQUIRE_2FA", False)) and roles.has_role(user, roles.MANAGER)
+
+
+def totp_device(user, *, confirmed=True) -> TOTPDevice | None:
+    return TOTPDevice.objects.filter(user=user, confirmed=confirmed).first()
+
+
+def is_enrolled(user) -> bool:
+    return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+
+
+def verified_by(request) -> str:
+    return request.session.get(SESSION_KEY, "")
+
+
+def pending_step(request) -> str:
+    """What this signed-in session must do before any other page: VERIFY, ENROL or ""."""
+    if verified_by(request):
+        return ""
+    if is_enrolled(request.user):
+        return VERIFY  # enrolled of their own accord or not: always asked
+    return ENROL if required(request.user) else ""
+
+
+def start_enrolment(user) -> TOTPDevice:
+    """A fresh unconfirmed device (an earlier unconfirmed one is dropped): its key is shown
+    on exactly one page, and it signs nobody in until a code from it is confirmed."""
+    with transaction.atomic():
+        TOTPDevice.objects.filter(user=user, confirmed=False).delete()
+        return TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
+
+
+def confirm_enrolment(request, code: str) -> list[str]:
+    """Activate the pending device with a code from it; returns the new recovery codes."""
+    user = request.user
+    pending = totp_device(user, confirmed=False)
+    if pending is None:
+        raise CodeRefused("That set-up has expired: scan the new QR code below.")
+    if is_enrolled(user):
+        raise CodeRefused("Two-factor sign-in is already set up for your account.")
+    if not _attempt(user, pending, _digits(code), "2fa_enrol_failed"):
+        audit.record("2fa_enrol_failed", user, user=user, detail="wrong code while enrolling")
+        raise CodeRefused("That code is not right: type the six digits the app shows now.")
+    with transaction.atomic():
+        TOTPDevice.objects.filter(pk=pending.pk).update(confirmed=True)
+        codes = _new_recovery_codes(user)
+        audit.record("2fa_enrolled", user, user=user, detail="authenticator app and 10 codes")
+    request.session[SESSION_KEY] = TOTP
+    return codes
+
+
+def verify(request, code: str) -> str:
+    """Check a code from the app or a recovery code; mark the session verified."""
+    user = request.user
+    how = _check(user, code)
+    request.session[SESSION_KEY] = how
+    if how == RECOVERY_CODE:
+        left = RecoveryCodeDevice.objects.get(user=user).remaining()
+        audit.record(
+            "2fa_recovery_code_used", user, user=user, detail=f"{left} recovery codes left"
+        )
+    return how
+
+
+def regenerate_codes(request, code: str) -> list[str]:
+    """New recovery codes (the old ones stop working); needs a current code."""
+    user = request.user
+    _check(user, code)
+    with transaction.atomic():
+        codes = _new_recovery_codes(user)
+        audit.record("2fa_codes_regenerated", user, user=user, detail="10 new recovery codes")
+    return codes
+
+
+def disable_own(request, code: str) -> None:
+    """Remove one's own second factor after proving a current code."""
+    user = request.user
+    _check(user, code)
+    _remove_devices(user)
+    audit.record("2fa_disabled", user, user=user, detail="by the user, with a current code")
+    request.session.pop(SESSION_KEY, None)
+
+
+def reset(user, *, by: str) -> bool:
+    """A superuser's reset of `user`'s second factor (lost phone); False if none was set up.
+
+    The audit context (admin request or manage.py) names who did it."""
+    with transaction.atomic():
+        had = _remove_devices(user)
+        if had:
+            audit.record("2fa_reset", user, detail=f"second factor removed by {by}"[:1000])
+    return had
+
+
+def _check(user, code: str) -> str:
+    """TOTP or RECOVERY_CODE for a good code; CodeRefused (audited) otherwise."""
+    device = totp_device(user)
+    if device is None:
+        raise CodeRefused("Two-factor sign-in is not set up for your account.")
+    digits = _digits(code)
+    if digits and len(digits) == device.digits:
+        if _attempt(user, device, digits, "2fa_verify_failed"):
+            return TOTP
+    else:
+        codes = RecoveryCodeDevice.objects.filter(user=user).first()
+        if codes is not None and _attempt(user, codes, normalise(code), "2fa_verify_failed"):
+            return RECOVERY_CODE
+    audit.record("2fa_verify_failed", user, user=user, detail="wrong code")
+    raise CodeRefused("That code is not right.")
+
+
+def _attempt(user, device, token: str, failure_action: str) -> bool:
+    """One throttled try (django-otp's back-off: 1, 2, 4, 8 ... s after each wrong code)."""
+    allowed, info = device.verify_is_allowed()
+    if not allowed:
+        until = info["locked_until"].strftime("%H:%M:%S UTC")
+        detail = f"refused unchecked: {info['failure_count']} wrong codes in a row"
+        audit.record(failure_action, user, user=user, detail=detail)
+        raise CodeRefused(
+            f"{info['failure_count']} wrong codes in a row: wait until {until}, then try again."
+        )
+    # In a transaction with the device row locked: a code cannot be used twice in a race.
+    return verify_token(user, device.persistent_id, token) is not None
+
+
+def _digits(code: str) -> str:
+    compact = "".join(code.split())
+    return compact if compact.isdigit() else ""
+
+
+def _new_recovery_codes(user) -> list[str]:
+    device, _ = RecoveryCodeDevice.objects.get_or_create(
+        user=user, defaults={"name": "Recovery codes", "confirmed": True}
+    )
+    return device.regenerate()
+
+
+def _remove_devices(user) -> bool:
+    removed, _ = TOTPDevice.objects.filter(user=user).delete()
+    removed_codes, _ = RecoveryCodeDevice.objects.filter(user=user).delete()
+    return bool(removed or removed_codes)
