@@ -7,12 +7,13 @@ from django.contrib.auth import get_user_model
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from dr_portal.two_factor import services
+from dr_portal.two_factor.models import AuthenticatorApp
 
 if admin.site.is_registered(TOTPDevice):
     admin.site.unregister(TOTPDevice)
 
 
-@admin.register(TOTPDevice)
+@admin.register(AuthenticatorApp)
 class TwoFactorAdmin(admin.ModelAdmin):
     """Read-only list of authenticator apps; the one action resets a user's second factor."""
 

@@ -22,6 +22,14 @@ OPEN_PREFIXES = (
     "/drills/ack/",
 )
 
+# The API's JSON endpoints: a session not yet verified gets 403 JSON instead of a redirect.
+API_PREFIXES = ("/api/v1/", "/api/schema/")
+
+
+def _bearer(request) -> bool:
+    """A bearer token is sent: DRF authenticates with it or answers 401, never the session."""
+    return request.headers.get("Authorization", "").lower().startswith("bearer ")
+
 
 class TwoFactorRequired:
     """One enforcement point for the portal, the admin and the API's session sign-in.
@@ -36,12 +44,13 @@ class TwoFactorRequired:
         path = request.path
         if path.startswith(OPEN_PREFIXES) or not request.user.is_authenticated:
             return self.get_response(request)
-        if path.startswith("/api/") and request.headers.get("Authorization"):
-            return self.get_response(request)  # the token decides; the session does not
+        api = path.startswith(API_PREFIXES)
+        if api and _bearer(request):
+            return self.get_response(request)  # the token decides (or is refused), not the session
         step = services.pending_step(request)
         if not step:
             return self.get_response(request)
-        if path.startswith("/api/"):
+        if api:
             return JsonResponse(
                 {"detail": "Finish two-factor sign-in in the portal first, or use an API token."},
                 status=403,

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 from django_otp.models import Device, ThrottlingMixin
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 CODE_COUNT = 10
 _ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read off paper without doubt
@@ -82,3 +83,11 @@ class RecoveryCode(models.Model):
 
     def __str__(self):
         return f"recovery code {self.pk} ({'used' if self.used else 'unused'})"
+
+
+class AuthenticatorApp(TOTPDevice):
+    """django-otp's TOTP device, listed in the admin under this app (keys never shown)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "authenticator app"

@@ -220,6 +220,12 @@ def test_the_api_session_is_gated_but_tokens_are_not(required, manager):
     _, secret = ApiToken.issue(manager, name="ci", role="viewer", days=30)
     token = Client().get("/api/v1/sources/", HTTP_AUTHORIZATION=f"Bearer {secret}")
     assert token.status_code == 200
+    # Another scheme is not a token: the session still decides, and it is not verified.
+    basic = client.get("/api/v1/sources/", HTTP_AUTHORIZATION="Basic bW9uYTp4")
+    assert basic.status_code == 403
+    bogus = client.get("/api/v1/sources/", HTTP_AUTHORIZATION="Bearer drp_forged")
+    assert bogus.status_code == 401  # a bearer header is checked as a token, never the session
+    assert client.get("/api/docs/")["Location"].startswith("/accounts/2fa/enrol/")
 
 
 def test_a_session_verified_by_sso_counts(required, manager):
@@ -257,16 +263,16 @@ def test_superuser_resets_a_user_by_command_and_admin_action(required, manager, 
     enrol(sign_in(manager), manager)
     admin = sign_in(superuser)
     enrol(admin, superuser)
-    listing = admin.get("/admin/otp_totp/totpdevice/")
+    listing = admin.get("/admin/two_factor/authenticatorapp/")
     device = TOTPDevice.objects.get(user=manager)
     assert listing.status_code == 200 and device.key not in listing.content.decode()
-    assert admin.get(f"/admin/otp_totp/totpdevice/{device.pk}/change/").status_code == 200
+    assert admin.get(f"/admin/two_factor/authenticatorapp/{device.pk}/change/").status_code == 200
     assert (
         device.key
-        not in admin.get(f"/admin/otp_totp/totpdevice/{device.pk}/change/").content.decode()
+        not in admin.get(f"/admin/two_factor/authenticatorapp/{device.pk}/change/").content.decode()
     )
     admin.post(
-        "/admin/otp_totp/totpdevice/",
+        "/admin/two_factor/authenticatorapp/",
         {"action": "reset_two_factor", "_selected_action": [device.pk]},
     )
     assert not TOTPDevice.objects.filter(user=manager).exists()
@@ -283,7 +289,7 @@ def test_a_manager_cannot_see_the_two_factor_admin(settings, manager):
     manager.is_staff = True
     manager.save()
     client = sign_in(manager)
-    assert client.get("/admin/otp_totp/totpdevice/").status_code == 403
+    assert client.get("/admin/two_factor/authenticatorapp/").status_code == 403
 
 
 def test_the_key_is_never_logged_nor_audited(required, manager, caplog):
