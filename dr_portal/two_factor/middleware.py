@@ -17,7 +17,8 @@ OPEN_PREFIXES = (
     "/accounts/2fa/enrol/",
     "/admin/logout/",
     "/static/",
-    "/health/",
+    "/health/live",
+    "/health/ready",
     "/metrics",
     "/drills/ack/",
 )

@@ -77,9 +77,10 @@ def test_manager_is_sent_to_enrol_and_then_reaches_the_dashboard(required, manag
     response = client.get("/")
     assert response.status_code == 302
     assert response["Location"] == "/accounts/2fa/enrol/?next=%2F"
-    for elsewhere in ("/backups/", "/accounts/2fa/", "/accounts/tokens/"):
+    for elsewhere in ("/backups/", "/accounts/2fa/", "/accounts/tokens/", "/health/destinations"):
         assert client.get(elsewhere)["Location"].startswith("/accounts/2fa/enrol/")
 
+    assert client.get("/health/ready").status_code in (200, 503)  # probes stay open
     page = client.get("/accounts/2fa/enrol/?next=/backups/")
     html = page.content.decode()
     assert "<svg" in html and "<script" not in html.split("</head>")[1]
