@@ -10,7 +10,10 @@ change and every failed code is in the audit log (never a key or a code).
 import logging
 
 from django.conf import settings
+from django.contrib import auth
+from django.contrib.sessions.models import Session
 from django.db import transaction
+from django.utils import timezone
 from django_otp import verify_token
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -21,6 +24,7 @@ from dr_portal.two_factor.models import RecoveryCodeDevice, normalise
 log = logging.getLogger(__name__)
 
 SESSION_KEY = "dr_mfa_verified_by"
+ENROLLED_KEY = "dr_mfa_enrolled"
 TOTP, RECOVERY_CODE, SSO = "totp", "recovery_code", "sso"
 VERIFY, ENROL = "verify", "enrol"
 
@@ -50,9 +54,48 @@ def pending_step(request) -> str:
     """What this signed-in session must do before any other page: VERIFY, ENROL or ""."""
     if verified_by(request):
         return ""
-    if is_enrolled(request.user):
+    if session_enrolled(request):
         return VERIFY  # enrolled of their own accord or not: always asked
     return ENROL if required(request.user) else ""
+
+
+def session_enrolled(request, *, refresh=False) -> bool:
+    """Whether the user had a second factor when this session signed in (no query per page).
+
+    Kept true by construction: enrolling signs the user's other sessions out, and a session
+    whose user lost the factor (reset, turned off elsewhere) refreshes it on the verify page.
+    With a session engine other than the database one, it is read on every request."""
+    if not _sessions_in_database():
+        return is_enrolled(request.user)
+    enrolled = request.session.get(ENROLLED_KEY)
+    if enrolled is None or refresh:
+        enrolled = request.session[ENROLLED_KEY] = is_enrolled(request.user)
+    return enrolled
+
+
+def remember_enrolment(sender, request, user, **kwargs):
+    """user_logged_in receiver: note in the new session whether the user has a second factor."""
+    if request is not None and hasattr(request, "session"):
+        request.session[ENROLLED_KEY] = is_enrolled(user)
+
+
+def sign_out_sessions(user, *, keep: str = "") -> int:
+    """End `user`'s sessions but `keep` (a session key): after enrolling or a reset, no
+    session started without the new factor goes on. Enrolment is rare, so reading every
+    live session is fine; only the database session engine can be searched this way."""
+    if not _sessions_in_database():
+        return 0
+    ended = 0
+    live = Session.objects.filter(expire_date__gt=timezone.now()).exclude(session_key=keep)
+    for session in live.iterator():
+        if session.get_decoded().get(auth.SESSION_KEY) == str(user.pk):
+            session.delete()
+            ended += 1
+    return ended
+
+
+def _sessions_in_database() -> bool:
+    return settings.SESSION_ENGINE == "django.contrib.sessions.backends.db"
 
 
 def start_enrolment(user) -> TOTPDevice:
@@ -77,8 +120,15 @@ def confirm_enrolment(request, code: str) -> list[str]:
     with transaction.atomic():
         TOTPDevice.objects.filter(pk=pending.pk).update(confirmed=True)
         codes = _new_recovery_codes(user)
-        audit.record("2fa_enrolled", user, user=user, detail="authenticator app and 10 codes")
+        ended = sign_out_sessions(user, keep=request.session.session_key or "")
+        audit.record(
+            "2fa_enrolled",
+            user,
+            user=user,
+            detail=f"authenticator app and 10 codes; {ended} other sessions signed out",
+        )
     request.session[SESSION_KEY] = TOTP
+    request.session[ENROLLED_KEY] = True
     return codes
 
 
@@ -112,6 +162,7 @@ def disable_own(request, code: str) -> None:
     _remove_devices(user)
     audit.record("2fa_disabled", user, user=user, detail="by the user, with a current code")
     request.session.pop(SESSION_KEY, None)
+    request.session[ENROLLED_KEY] = False
 
 
 def reset(user, *, by: str) -> bool:
@@ -121,7 +172,9 @@ def reset(user, *, by: str) -> bool:
     with transaction.atomic():
         had = _remove_devices(user)
         if had:
-            audit.record("2fa_reset", user, detail=f"second factor removed by {by}"[:1000])
+            ended = sign_out_sessions(user)
+            detail = f"second factor removed by {by}; {ended} sessions signed out"
+            audit.record("2fa_reset", user, detail=detail[:1000])
     return had
 
 

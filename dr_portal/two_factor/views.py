@@ -63,8 +63,8 @@ def enrol(request):
 @never_cache
 @login_required
 def verify(request):
-    if services.verified_by(request) or not services.is_enrolled(request.user):
-        return redirect(_next(request))
+    if services.verified_by(request) or not services.session_enrolled(request, refresh=True):
+        return redirect(_next(request))  # the factor was reset or turned off meanwhile
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:

@@ -329,3 +329,44 @@ def test_production_requires_two_factor_by_default(tmp_path):
     assert run_python(show, {}, tmp_path).stdout.split() == ["False"]
     off = {**PRODUCTION_ENV, "DR_REQUIRE_2FA": "off"}
     assert run_python(show, off, tmp_path).stdout.split() == ["False"]
+
+
+def test_enrolling_signs_out_the_users_other_sessions(settings, operator, viewer):
+    settings.DR_REQUIRE_2FA = False
+    before = sign_in(operator)
+    bystander = sign_in(viewer)
+    enrolling = sign_in(operator)
+    enrol(enrolling, operator)
+    assert before.get("/")["Location"].startswith("/accounts/login/")
+    assert enrolling.get("/").status_code == 200
+    assert bystander.get("/").status_code == 200
+    assert "1 other sessions signed out" in AuditEntry.objects.get(action="2fa_enrolled").detail
+
+
+def test_a_reset_signs_the_user_out_everywhere(required, manager):
+    client = sign_in(manager)
+    enrol(client, manager)
+    assert services.reset(manager, by="root")
+    assert client.get("/")["Location"].startswith("/accounts/login/")
+
+
+def test_turned_off_elsewhere_the_verify_page_lets_an_unverified_session_on(settings, operator):
+    settings.DR_REQUIRE_2FA = False
+    enrol(sign_in(operator), operator)
+    waiting = sign_in(operator)
+    assert waiting.get("/")["Location"].startswith("/accounts/2fa/verify/")
+    services._remove_devices(operator)  # as if turned off in another session
+    response = waiting.get("/accounts/2fa/verify/?next=/backups/", follow=True)
+    assert response.redirect_chain[-1][0] == "/backups/" and response.status_code == 200
+
+
+def test_pages_cost_no_two_factor_query_once_signed_in(settings, viewer):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.DR_REQUIRE_2FA = True
+    client = sign_in(viewer)
+    client.get("/")
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get("/").status_code == 200
+    assert not [q for q in ctx.captured_queries if "otp_totp" in q["sql"]]
