@@ -111,14 +111,15 @@ def confirm_enrolment(request, code: str) -> list[str]:
     user = request.user
     pending = totp_device(user, confirmed=False)
     if pending is None:
-        raise CodeRefused("That set-up has expired: scan the new QR code below.")
+        raise CodeRefused("That set-up has expired: start again with a new key.")
     if is_enrolled(user):
         raise CodeRefused("Two-factor sign-in is already set up for your account.")
     if not _attempt(user, pending, _digits(code)):
         audit.record("2fa_enrol_failed", user, user=user, detail="wrong code while enrolling")
         raise CodeRefused("That code is not right: type the six digits the app shows now.")
     with transaction.atomic():
-        TOTPDevice.objects.filter(pk=pending.pk).update(confirmed=True)
+        if not TOTPDevice.objects.filter(pk=pending.pk, confirmed=False).update(confirmed=True):
+            raise CodeRefused("Two-factor sign-in was just set up in another window.")
         codes = _new_recovery_codes(user)
         ended = sign_out_sessions(user, keep=request.session.session_key or "")
         audit.record(
@@ -127,7 +128,7 @@ def confirm_enrolment(request, code: str) -> list[str]:
             user=user,
             detail=f"authenticator app and 10 codes; {ended} other sessions signed out",
         )
-    request.session[SESSION_KEY] = TOTP
+    _mark_verified(request, TOTP)
     request.session[ENROLLED_KEY] = True
     return codes
 
@@ -136,7 +137,7 @@ def verify(request, code: str) -> str:
     """Check a code from the app or a recovery code; mark the session verified."""
     user = request.user
     how = _check(user, code)
-    request.session[SESSION_KEY] = how
+    _mark_verified(request, how)
     if how == RECOVERY_CODE:
         left = RecoveryCodeDevice.objects.get(user=user).remaining()
         audit.record(
@@ -176,6 +177,13 @@ def reset(user, *, by: str) -> bool:
             detail = f"second factor removed by {by}; {ended} sessions signed out"
             audit.record("2fa_reset", user, detail=detail[:1000])
     return had
+
+
+def _mark_verified(request, how: str) -> None:
+    # A new session key with the new privilege, as login() does: a key seen before the
+    # second factor (a fixed or sniffed cookie) does not become a verified session.
+    request.session.cycle_key()
+    request.session[SESSION_KEY] = how
 
 
 def _check(user, code: str) -> str:

@@ -136,6 +136,18 @@ def test_next_session_must_verify_and_a_wrong_code_is_refused_and_audited(requir
     assert client.session[services.SESSION_KEY] == services.TOTP
 
 
+def test_verifying_gives_the_session_a_new_key(required, manager):
+    enrol(sign_in(manager), manager)
+    device = TOTPDevice.objects.get(user=manager)
+    client = sign_in(manager)
+    before = client.cookies["sessionid"].value
+    client.post("/accounts/2fa/verify/", {"code": app_code(device, 1)})
+    assert client.cookies["sessionid"].value != before
+    stale = Client()
+    stale.cookies["sessionid"] = before
+    assert stale.get("/")["Location"].startswith("/accounts/login/")
+
+
 def test_a_code_is_not_accepted_twice(required, manager):
     enrol(sign_in(manager), manager)
     device = TOTPDevice.objects.get(user=manager)
