@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from dr_portal.models import AuditEntry, KeyEscrow
+from dr_portal.models import AuditEntry, KeyEscrow, SsoIdentity
 
 admin.site.site_header = "DR Portal configuration"
 admin.site.site_title = "DR Portal"
@@ -29,3 +29,20 @@ class AuditEntryAdmin(admin.ModelAdmin):
 class KeyEscrowAdmin(admin.ModelAdmin):
     list_display = ("key_id", "where", "confirmed_by", "confirmed_at")
     readonly_fields = ("confirmed_at",)
+
+
+@admin.register(SsoIdentity)
+class SsoIdentityAdmin(admin.ModelAdmin):
+    """Adding a row links an existing local account to an SSO identity (docs/sso.md)."""
+
+    list_display = ("user", "subject", "issuer", "linked", "last_login")
+    search_fields = ("user__username", "subject")
+    readonly_fields = ("linked", "last_login")
+    raw_id_fields = ("user",)
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser
+
+    has_view_permission = has_add_permission = has_change_permission = has_delete_permission = (
+        lambda self, request, obj=None: request.user.is_superuser
+    )

@@ -5,6 +5,7 @@ from django.core.checks import Error, Warning, register
 from django.db import DatabaseError
 
 from backups.models import missing_key_summary
+from dr_portal import sso
 from dr_portal.lib import keyring, signing
 
 
@@ -80,6 +81,30 @@ def check_production(app_configs, **kwargs):
             Warning(
                 "DR_METRICS_TOKEN is not set: /metrics answers 403 to everyone.",
                 id="dr_portal.W002",
+            )
+        )
+    return messages
+
+
+@register()
+def check_sso(app_configs, **kwargs):
+    """DR_OIDC_* settings that would fail at the first SSO sign-in (dr_portal/sso.py)."""
+    messages = [Error(p, id="dr_portal.E021") for p in sso.config_problems()]
+    if not sso.enabled():
+        stray = [n for n in ("DR_OIDC_CLIENT_ID", "DR_OIDC_ROLE_MAP") if getattr(settings, n)]
+        if stray or not settings.DR_OIDC_PASSWORD_LOGIN:
+            messages.append(
+                Warning(
+                    f"{', '.join(stray) or 'DR_OIDC_PASSWORD_LOGIN'} is set but DR_OIDC_ISSUER "
+                    "is not: single sign-on is off and password sign-in stays on.",
+                    id="dr_portal.W021",
+                )
+            )
+    elif not settings.DR_OIDC_ROLE_MAP:
+        messages.append(
+            Warning(
+                "DR_OIDC_ROLE_MAP is empty: every SSO user signs in without a role.",
+                id="dr_portal.W022",
             )
         )
     return messages

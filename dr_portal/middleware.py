@@ -17,6 +17,7 @@ PUBLIC_PATHS = ("/health/live", "/health/ready", "/metrics")
 # itself, as JSON; its doc page (/api/docs/) sends people to the login page like any other.
 PUBLIC_PREFIXES = (
     "/accounts/login/",
+    "/accounts/oidc/",  # single sign-on start and callback (404 unless configured)
     "/admin/login/",
     "/static/",
     "/drills/ack/",

@@ -181,3 +181,27 @@ class RunEvent(models.Model):
     def failed(self) -> bool:
         """Given up: processed with an error kept."""
         return self.processed_at is not None and bool(self.error)
+
+
+class SsoIdentity(models.Model):
+    """The link between a portal account and one identity (issuer, subject) at the OIDC provider.
+
+    Single sign-on finds its account through this row only, never by user name: an existing
+    local account is used by SSO only once a superuser has linked it here (dr_portal/sso.py)."""
+
+    user = models.OneToOneField("auth.User", on_delete=models.CASCADE, related_name="sso_identity")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255, help_text="The provider's `sub` claim.")
+    linked = models.DateTimeField(default=timezone.now)
+    last_login = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "SSO identity"
+        verbose_name_plural = "SSO identities"
+        constraints = [
+            # The sign-in lookup (issuer, sub) -> account; one account per identity.
+            models.UniqueConstraint(fields=["issuer", "subject"], name="sso_identity_unique_sub")
+        ]
+
+    def __str__(self):
+        return f"{self.user} = {self.subject} at {self.issuer}"

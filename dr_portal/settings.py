@@ -176,7 +176,10 @@ if DR_ENV == "test":
 # django-axes first: it refuses a locked-out username and address before any password check.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # ModelBackend that refuses non-superusers when DR_OIDC_PASSWORD_LOGIN is off.
+    "dr_portal.sso.PasswordBackend",
+    # OIDC single sign-on (dr_portal/sso.py, docs/sso.md); inert while DR_OIDC_ISSUER is unset.
+    "dr_portal.sso.SsoBackend",
 ]
 # Lock out one username from one address after this many failures, for this long; a
 # superuser unlocks in the admin (Axes > Access attempts: delete the row) or with
@@ -198,6 +201,23 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+
+# --- OIDC single sign-on (docs/sso.md); checked by dr_portal.checks.check_sso -----------------
+# Endpoints come from <issuer>/.well-known/openid-configuration, fetched once an hour.
+DR_OIDC_ISSUER = env.str("DR_OIDC_ISSUER", default="").rstrip("/")
+DR_OIDC_CLIENT_ID = env.str("DR_OIDC_CLIENT_ID", default="")
+DR_OIDC_CLIENT_SECRET = env.str("DR_OIDC_CLIENT_SECRET", default="")  # never logged or shown
+DR_OIDC_SCOPES = env.str("DR_OIDC_SCOPES", default="openid email profile")
+DR_OIDC_SIGN_ALGO = env.str("DR_OIDC_SIGN_ALGO", default="RS256")
+DR_OIDC_ROLE_CLAIM = env.str("DR_OIDC_ROLE_CLAIM", default="groups")
+DR_OIDC_ROLE_MAP = env.str("DR_OIDC_ROLE_MAP", default="")  # group=role,group=role
+DR_OIDC_SYSTEM_ROLE_MAP = env.str("DR_OIDC_SYSTEM_ROLE_MAP", default="")  # group=role@system
+DR_OIDC_MFA_AMR = env.list("DR_OIDC_MFA_AMR", default=["mfa", "otp", "hwk"])
+DR_OIDC_PASSWORD_LOGIN = env.bool("DR_OIDC_PASSWORD_LOGIN", default=True)
+# An SSO session ends after this many hours: roles removed at the provider apply by then.
+DR_OIDC_SESSION_HOURS = env.int("DR_OIDC_SESSION_HOURS", default=12)
+if DR_OIDC_SESSION_HOURS < 1:
+    raise ImproperlyConfigured("DR_OIDC_SESSION_HOURS must be a whole number of hours, 1 or more")
 
 # --- Email -----------------------------------------------------------------
 if env.str("EMAIL_URL", default=""):

@@ -15,6 +15,7 @@ OPEN_PREFIXES = (
     "/accounts/logout/",
     "/accounts/2fa/verify/",
     "/accounts/2fa/enrol/",
+    "/accounts/oidc/",  # signing in again through single sign-on starts a new session
     "/admin/logout/",
     "/static/",
     "/health/live",

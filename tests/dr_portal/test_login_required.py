@@ -6,6 +6,8 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 PUBLIC = {"/health/live", "/health/ready", "/accounts/login/", "/admin/login/", "/metrics"}
+# Single sign-on's start and callback are part of logging in (404 while SSO is off).
+PUBLIC |= {"/accounts/oidc/authenticate/", "/accounts/oidc/callback/"}
 # A drill call-out's acknowledgement link: the signed token in it is the credential.
 SIGNED_LINKS = {"/drills/ack/x/"}
 # The REST API authenticates itself (bearer token or session) and answers 401 as JSON.

@@ -382,3 +382,39 @@ def test_pages_cost_no_two_factor_query_once_signed_in(settings, viewer):
     with CaptureQueriesContext(connection) as ctx:
         assert client.get("/").status_code == 200
     assert not [q for q in ctx.captured_queries if "otp_totp" in q["sql"]]
+
+
+@pytest.fixture
+def provider(db):
+    from django.test import override_settings
+
+    from dr_portal import sso
+    from tests.dr_portal.test_sso import ROLE_MAP
+    from tests.support.oidc_server import OidcProvider
+
+    with OidcProvider() as idp:
+        sso.forget_provider()
+        with override_settings(
+            DR_OIDC_ISSUER=idp.issuer,
+            DR_OIDC_CLIENT_ID=idp.client_id,
+            DR_OIDC_CLIENT_SECRET=idp.client_secret,
+            DR_OIDC_ROLE_MAP=ROLE_MAP,
+            DR_OIDC_SYSTEM_ROLE_MAP="",
+        ):
+            yield idp
+        sso.forget_provider()
+
+
+def test_sso_with_mfa_at_the_provider_counts_as_the_second_factor(required, provider):
+    from tests.dr_portal.test_sso import sso_login
+
+    provider.identity = {"sub": "u-m", "preferred_username": "mira", "groups": ["dr-managers"]}
+    provider.id_token_changes = {"amr": ["pwd", "otp"]}
+    with_mfa = Client()
+    sso_login(with_mfa, provider)
+    assert with_mfa.get("/").status_code == 200
+
+    provider.id_token_changes = {"amr": ["pwd"]}
+    without = Client()
+    sso_login(without, provider)
+    assert without.get("/")["Location"].startswith("/accounts/2fa/enrol/")
