@@ -61,7 +61,10 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "dr_portal",
+    "dr_portal.two_factor",  # after otp_totp: its admin replaces django-otp's key-showing one
     "backups",
     "recovery",
     "drills",
@@ -80,6 +83,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "dr_portal.middleware.LoginRequiredEverywhere",
+    "dr_portal.two_factor.middleware.TwoFactorRequired",
     "dr_portal.middleware.AuditContextMiddleware",
     "dr_portal.middleware.ContentSecurityPolicy",
     # Last, as django-axes asks: it turns a locked-out login into the lock-out page.
@@ -186,6 +190,12 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_CLIENT_IP_CALLABLE = "dr_portal.middleware.axes_client_address"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# Two-factor sign-in (dr_portal/two_factor): managers and superusers must enrol and give a
+# code each session when on; anyone enrolled is always asked. API tokens are not affected.
+DR_REQUIRE_2FA = env.bool("DR_REQUIRE_2FA", default=PRODUCTION)
+OTP_TOTP_ISSUER = env.str("DR_2FA_ISSUER", default="DR Portal")
+# django-otp's back-off after wrong codes: 1, 2, 4, 8 ... seconds times this factor.
+OTP_TOTP_THROTTLE_FACTOR = 1
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

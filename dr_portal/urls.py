@@ -15,6 +15,7 @@ urlpatterns = [
     path("health/destinations", views.health_destinations, name="health_destinations"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/2fa/", include("dr_portal.two_factor.urls")),
     path("accounts/oidc/", include("dr_portal.sso_views")),
     path("accounts/tokens/", api_views.token_list, name="api_tokens"),
     path("accounts/tokens/<int:pk>/revoke/", api_views.token_revoke, name="api_token_revoke"),
