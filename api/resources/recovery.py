@@ -132,7 +132,7 @@ class ReadinessView(ApiView):
         with roles on some systems only: those systems')."""
         sources = scope(Source.objects, request.user, "system")
         ready = readiness.source_readiness(sources.order_by("name"))
-        systems = scope(System.objects, request.user, "pk")
+        systems = scope(System.objects.order_by("name"), request.user, "pk")
         return Response(
             {
                 "verdict": readiness.overall(ready),

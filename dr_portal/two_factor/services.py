@@ -34,8 +34,11 @@ class CodeRefused(Exception):
 
 
 def required(user) -> bool:
-    """DR_REQUIRE_2FA makes managers and superusers enrol (has_role counts superusers)."""
-    return bool(getattr(settings, "DR_REQUIRE_2FA", False)) and roles.has_role(user, roles.MANAGER)
+    """DR_REQUIRE_2FA makes managers (globally or of any one system) and superusers enrol."""
+    return (
+        bool(getattr(settings, "DR_REQUIRE_2FA", False))
+        and roles.top_role_anywhere(user) == roles.MANAGER
+    )
 
 
 def totp_device(user, *, confirmed=True) -> TOTPDevice | None:

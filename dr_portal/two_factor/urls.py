@@ -3,6 +3,12 @@ from django.urls import path
 from dr_portal.two_factor import views
 
 app_name = "two_factor"
+
+# One's own sign-in, not any system's data: a user with roles on some systems only (whom the
+# role middleware keeps to system-scoped views) must reach these pages to enrol and verify.
+for view in (views.status, views.enrol, views.verify, views.regenerate_codes, views.disable):
+    view.system_scoped = True
+
 urlpatterns = [
     path("", views.status, name="status"),
     path("enrol/", views.enrol, name="enrol"),

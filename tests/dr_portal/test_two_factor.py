@@ -418,3 +418,23 @@ def test_sso_with_mfa_at_the_provider_counts_as_the_second_factor(required, prov
     without = Client()
     sso_login(without, provider)
     assert without.get("/")["Location"].startswith("/accounts/2fa/enrol/")
+
+
+def test_a_manager_of_one_system_only_must_enrol_and_can(required):
+    """A per-system manager has no global role: 2FA still applies, and the role middleware
+    (system-scoped views only) lets them reach the 2FA pages."""
+    from backups.models import SystemRole
+    from tests.factories import SystemFactory, UserFactory
+
+    user = UserFactory(username="sysmgr")
+    SystemRole.objects.create(user=user, system=SystemFactory(name="payments"), role="manager")
+    assert services.required(user)
+    client = sign_in(user)
+    assert client.get("/")["Location"].startswith("/accounts/2fa/enrol/")
+    enrol(client, user)
+    assert client.get("/").status_code == 200
+    assert client.get("/accounts/2fa/").status_code == 200
+
+    viewer_only = UserFactory(username="sysviewer")
+    SystemRole.objects.create(user=viewer_only, system=SystemFactory(name="crm"), role="viewer")
+    assert not services.required(viewer_only)
