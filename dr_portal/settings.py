@@ -359,6 +359,9 @@ SPECTACULAR_SETTINGS = {
         "IncidentStatusEnum": "incidents.models.IncidentStatus",
         "RunVerdictEnum": "recovery.targets.Verdict",
         "ReadinessVerdictEnum": [("ok", "ok"), ("at_risk", "at_risk"), ("breached", "breached")],
+        "FailoverModeEnum": "recovery.failover.models.RunMode",
+        "ProvenModeEnum": [("test", "test"), ("live", "live")],  # readiness: the proving run's
+        "RtoVerdictEnum": [("met", "met"), ("missed", "missed")],
     },
 }
 

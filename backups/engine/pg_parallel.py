@@ -197,11 +197,21 @@ class PgDirectoryDumpStream(PgDumpStream):
             self._chunks = iter_tar(self.dump_dir)
         return next(self._chunks, b"")
 
-    def read(self, size: int) -> bytes:
-        if not self._pending:
-            self._pending = memoryview(self._next_chunk())
-        data, self._pending = self._pending[:size], self._pending[size:]
-        return bytes(data)
+    def readinto(self, buffer) -> int:
+        """Fill `buffer` from the tar stream (the pipeline reads through readinto when a
+        source has it: the inherited one would read pg_dump's empty stdout)."""
+        view = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(view):
+            if not self._pending:
+                self._pending = memoryview(self._next_chunk())
+                if not self._pending:
+                    break  # end of the tar (iter_tar yields no empty piece before it)
+            n = min(len(self._pending), len(view) - filled)
+            view[filled : filled + n] = self._pending[:n]
+            self._pending = self._pending[n:]
+            filled += n
+        return filled
 
     def close(self) -> None:
         try:
