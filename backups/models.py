@@ -1239,6 +1239,13 @@ class BackupCopy(models.Model):
                 condition=models.Q(ok=True, deleted_at__isnull=True),
                 name="backupcopy_live_idx",
             ),
+            # Destination banner on every page: copies found lost in the last hour. Partial:
+            # lost copies are few, and without it the banner read every copy (0.4 s at 2M).
+            models.Index(
+                fields=["destination", "lost_at"],
+                condition=models.Q(lost_at__isnull=False),
+                name="backupcopy_lost_idx",
+            ),
         ]
 
     def __str__(self):

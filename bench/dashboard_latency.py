@@ -297,9 +297,10 @@ def main():
     parser.add_argument(
         "--database", help="reuse a database kept by --keep (no fill; it is kept again)"
     )
+    parser.add_argument("--name", help="fill a new database of this name (instead of dr_bench_<random>)")
     args = parser.parse_args()
 
-    name = args.database or f"dr_bench_{uuid.uuid4().hex[:12]}"
+    name = args.database or args.name or f"dr_bench_{uuid.uuid4().hex[:12]}"
     var = tempfile.mkdtemp(prefix="dr-bench-var-")
     os.environ.update(
         DATABASE_URL=PG + name,
