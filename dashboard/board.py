@@ -109,9 +109,8 @@ class Figure:
     @property
     def html(self) -> str:
         """{{ figure.html }}: a link coloured by its state, with its note and evidence age."""
-        small = " · ".join(
-            x for x in (self.note, self.age_text and f"evidence {self.age_text}") if x
-        )
+        age_text = self.age_text  # once: 3,000 figures a render at 500 sources
+        small = " · ".join(x for x in (self.note, age_text and f"evidence {age_text}") if x)
         tag = "a" if self.href else "span"
         href = f' href="{escape(self.href)}"' if self.href else ""
         return mark_safe(  # noqa: S308 - every value is escaped above
