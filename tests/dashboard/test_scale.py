@@ -131,6 +131,14 @@ def test_query_counts_do_not_grow_from_10_to_1000_runs(world, viewer):
     assert large == small
 
 
+def plan(sql: str) -> str:
+    """The plan PostgreSQL picks when it cannot fall back on reading small tables whole."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + sql)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
 def test_lost_copy_lookup_of_every_page_uses_its_partial_index(world):
     """The destination banner runs on every page: its lost-copy check must not read every copy."""
     if connection.vendor != "postgresql":
@@ -142,10 +150,20 @@ def test_lost_copy_lookup_of_every_page_uses_its_partial_index(world):
     with CaptureQueriesContext(connection) as captured:
         failing_destinations()
     (sql,) = [q["sql"] for q in captured.captured_queries]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SET LOCAL enable_seqscan = off"
-        )  # small tables: judge the choice, not the size
-        cursor.execute("EXPLAIN " + sql)
-        plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "backupcopy_lost_idx" in plan, plan
+    assert "backupcopy_lost_idx" in plan(sql)
+
+
+def test_run_history_of_one_source_reads_that_source_s_runs_only(world, viewer_client):
+    """Not the whole history newest first until 50 of the source's runs turn up."""
+    if connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL plan")
+    sources, dests = world
+    grow(sources, dests, 5, timezone.now())
+    with CaptureQueriesContext(connection) as captured:
+        viewer_client.get(f"{reverse('backups:run_list')}?source={sources[0].pk}")
+    (sql,) = [
+        q["sql"]
+        for q in captured.captured_queries
+        if q["sql"].startswith('SELECT "backups_backuprun"."id"') and "ORDER BY" in q["sql"]
+    ]
+    assert "backuprun_src_queued_idx" in plan(sql)
