@@ -167,3 +167,25 @@ def test_run_history_of_one_source_reads_that_source_s_runs_only(world, viewer_c
         if q["sql"].startswith('SELECT "backups_backuprun"."id"') and "ORDER BY" in q["sql"]
     ]
     assert "backuprun_src_queued_idx" in plan(sql)
+
+
+@pytest.mark.parametrize("direction, bound", [("before", "queued <="), ("after", "queued >=")])
+def test_run_history_pages_start_their_index_scan_at_the_anchor(
+    world, viewer_client, direction, bound
+):
+    """Keyset pages: a page halfway back starts at its anchor, not at the newest run."""
+    if connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL plan")
+    from backups.models import BackupRun
+
+    sources, dests = world
+    grow(sources, dests, 5, timezone.now())
+    anchor = BackupRun.objects.order_by("-queued", "-pk").values_list("pk", flat=True)[7]
+    with CaptureQueriesContext(connection) as captured:
+        viewer_client.get(f"{reverse('backups:run_list')}?{direction}={anchor}")
+    (sql,) = [
+        q["sql"]
+        for q in captured.captured_queries
+        if q["sql"].startswith('SELECT "backups_backuprun"."id"') and "ORDER BY" in q["sql"]
+    ]
+    assert f"Index Cond: ({bound}" in plan(sql)
