@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('backups', '0023_copy_lost_index'),
+        ('backups', '0026_copy_lost_index'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('backups', '0022_pitr_adopt'),
+        ('backups', '0025_system_roles'),
     ]
 
     operations = [

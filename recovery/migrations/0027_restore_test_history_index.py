@@ -7,8 +7,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('backups', '0024_run_history_source_index'),
-        ('recovery', '0024_app_and_restore_steps'),
+        ('backups', '0027_run_history_source_index'),
+        ('recovery', '0026_restore_replace_tables'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
