@@ -13,6 +13,7 @@ from backups.models import ArchiveRestore, BackupJob, Destination, Source
 from dr_portal import audit
 from dr_portal.lib import roles
 from dr_portal.runs import RunStatus
+from dr_portal.widgets import LongSelect
 
 KEEP = "Leave blank to keep the stored value."
 WIDE = forms.TextInput(attrs={"size": 60})
@@ -562,11 +563,18 @@ class RunFilterForm(forms.Form):
         required=False,
         choices=[("", "any status"), (PROBLEMS, "failed or partial"), *RunStatus.choices],
     )
+    # Names only, in one string each (LongSelect): a list of every source and job.
     source = forms.ModelChoiceField(
-        required=False, queryset=Source.objects.order_by("name"), empty_label="any source"
+        required=False,
+        queryset=Source.objects.only("pk", "name").order_by("name"),
+        empty_label="any source",
+        widget=LongSelect,
     )
     job = forms.ModelChoiceField(
-        required=False, queryset=BackupJob.objects.order_by("name"), empty_label="any job"
+        required=False,
+        queryset=BackupJob.objects.only("pk", "name").order_by("name"),
+        empty_label="any job",
+        widget=LongSelect,
     )
     since = forms.ChoiceField(
         required=False,

@@ -61,7 +61,9 @@ def _newest_good_subquery():
     """Data time of the source's newest good backup that still has an intact copy (RPO now)."""
     return (
         BackupRun.objects.good()
-        .filter(source=OuterRef("pk"))
+        # Not null: newest first puts NULLs (failed runs) first, and the scan would step
+        # over every failed run of the source before the first good one.
+        .filter(source=OuterRef("pk"), data_taken_at__isnull=False)
         .order_by("-data_taken_at")
         .values("data_taken_at")[:1]
     )
@@ -84,13 +86,18 @@ def index(request):
         source.rpo_breached = source.rpo_now is None or source.rpo_now > source.target
     destinations = []  # shared by every system: shown to global roles only
     if has_role(request.user, VIEWER):
-        destinations = list(
-            Destination.objects.annotate(
-                live_copies=Count(
-                    "copies", filter=Q(copies__ok=True, copies__deleted_at__isnull=True)
-                )
-            ).order_by("name")
+        # Counted from the live copies in one grouped read (partial index
+        # backupcopy_live_idx), not as a filtered count over every copy ever made: 6 s at 2M.
+        live = dict(
+            BackupCopy.objects.live()
+            .values("destination_id")
+            .annotate(n=Count("pk"))
+            .values_list("destination_id", "n")
+            .order_by()
         )
+        destinations = list(Destination.objects.order_by("name"))
+        for destination in destinations:
+            destination.live_copies = live.get(destination.pk, 0)
     recent = list(
         scope(BackupRun.objects, request.user, "source__system")
         .defer(*RUN_LIST_FIELDS_DEFERRED)
@@ -378,14 +385,17 @@ def run_list(request):
         before, after = _anchor(form.cleaned_data["before"]), _anchor(form.cleaned_data["after"])
     if after:
         at, pk = after
-        newer = runs.filter(Q(queued__gt=at) | Q(queued=at, pk__gt=pk)).order_by("queued", "pk")
+        # queued >= at: the bound PostgreSQL can start the index scan from; the OR alone is
+        # a filter, read row by row from the newest run (500,000 rows halfway back a million).
+        newer = runs.filter(Q(queued__gt=at) | Q(queued=at, pk__gt=pk), queued__gte=at)
+        newer = newer.order_by("queued", "pk")
         page = list(newer[: RUNS_PER_PAGE + 1])
         has_newer, has_older = len(page) > RUNS_PER_PAGE, True
         page = page[:RUNS_PER_PAGE][::-1]
     else:
         if before:
             at, pk = before
-            runs = runs.filter(Q(queued__lt=at) | Q(queued=at, pk__lt=pk))
+            runs = runs.filter(Q(queued__lt=at) | Q(queued=at, pk__lt=pk), queued__lte=at)
         page = list(runs.order_by("-queued", "-pk")[: RUNS_PER_PAGE + 1])
         has_newer, has_older = before is not None, len(page) > RUNS_PER_PAGE
         page = page[:RUNS_PER_PAGE]

@@ -12,9 +12,19 @@ the ORM, the history with INSERT … SELECT generate_series (the fast form of bu
   - restore tests spread over the sources (about 5 % failed), each on the run it tested;
   - incidents, follow-ups and drill runs (a few hundred).
 Then VACUUM ANALYZE (as autovacuum would), and renders "/" (the whole dashboard),
-"/dashboard/fragment" (htmx) and "/metrics" with the Django test client as a logged-in
-viewer, --repeat times each after a warm-up, and prints p50/p95 and the number of queries. The database is dropped at the end.
+"/dashboard/fragment" (htmx), "/metrics" and the run history (first page, one source, one
+source's failures, a keyset page halfway back) with the Django test client as a logged-in
+viewer, --repeat times each after a warm-up, and prints p50/p95 wall time, this process's
+CPU time (steadier than wall time on a shared machine), the number of queries and the
+1-minute load average. The database is dropped at the end unless --keep / --name.
 --append-results appends a section to bench/RESULTS.md.
+
+Size and time (PostgreSQL 15, 2 cores): 1,000,000 runs take ~1 GB of disk and 2-7 minutes
+to fill (idle vs. load 9); 10,000,000 runs take ~11 GB (runs 2.4 GB heap + 2.8 GB with
+indexes, ~20 M copies 6 GB, plus WAL while filling: keep 20 GB free) and 45-60 minutes on
+a loaded 2-core machine (~10 runs, ~20 copies inserted per millisecond). Fill once and
+iterate: `--runs 10000000 --sources 500 --name dr_bench_10m` keeps it, then
+`--database dr_bench_10m` measures again without refilling.
 """
 
 import argparse
@@ -268,15 +278,19 @@ def measure(path, client, repeat, before=None):
 
     response = client.get(path)  # warm-up (template loading, connection)
     assert response.status_code == 200, (path, response.status_code)
-    times = []
+    times, cpu = [], []
     for _ in range(repeat):
         if before:
             before()
         with CaptureQueriesContext(connection) as queries:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             response = client.get(path)
             times.append((time.perf_counter() - t) * 1000)
+            cpu.append((time.process_time() - c) * 1000)
         assert response.status_code == 200
+    # This process's CPU time (Python, not PostgreSQL's): steadier than wall time on a
+    # machine shared with other work.
+    measure.cpu_p50 = statistics.median(cpu)
     times.sort()
     p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
     slow = sorted(queries.captured_queries, key=lambda q: -float(q["time"]))[:3]
@@ -297,9 +311,12 @@ def main():
     parser.add_argument(
         "--database", help="reuse a database kept by --keep (no fill; it is kept again)"
     )
+    parser.add_argument(
+        "--name", help="fill a new database of this name (instead of dr_bench_<random>)"
+    )
     args = parser.parse_args()
 
-    name = args.database or f"dr_bench_{uuid.uuid4().hex[:12]}"
+    name = args.database or args.name or f"dr_bench_{uuid.uuid4().hex[:12]}"
     var = tempfile.mkdtemp(prefix="dr-bench-var-")
     os.environ.update(
         DATABASE_URL=PG + name,
@@ -360,15 +377,31 @@ def main():
             profiler.disable()
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(90)
         rows = []
+        load_before = os.getloadavg()[0]
+        from backups.models import Source as BenchSource
+
+        first = BenchSource.objects.order_by("pk").first()
+        middle = BackupRun.objects.order_by("pk").values_list("pk", flat=True)[counts[0] // 2]
         for label, path, c in (
             ("dashboard /", "/", client),
             ("htmx fragment", "/dashboard/fragment", client),
             ("/metrics", "/metrics", metrics_client),
+            ("run history /backups/runs/", "/backups/runs/", client),
+            ("run history, one source", f"/backups/runs/?source={first.pk}", client),
+            (
+                "run history, one source, failed",
+                f"/backups/runs/?source={first.pk}&status=failed",
+                client,
+            ),
+            ("run history, halfway back", f"/backups/runs/?before={middle}", client),
         ):
+            load = os.getloadavg()[0]
             p50, p95, n_queries, slow = measure(path, c, args.repeat)
-            rows.append((label, p50, p95, n_queries))
+            rows.append((label, p50, p95, n_queries, measure.cpu_p50))
             print(
-                f"{label:15s} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  {n_queries} queries", flush=True
+                f"{label:15s} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  {n_queries} queries"
+                f"  CPU p50 {measure.cpu_p50:.1f} ms  (load {load:.1f} → {os.getloadavg()[0]:.1f})",
+                flush=True,
             )
             if args.show_slow:
                 for q in slow:
@@ -381,7 +414,15 @@ def main():
         p50, p95, n_queries, _ = measure(
             "/", client, args.repeat, before=lambda: cache.delete(board.SLOW_FIGURES_KEY)
         )
-        rows.append(("dashboard / recounting storage and 3-2-1 (no worker)", p50, p95, n_queries))
+        rows.append(
+            (
+                "dashboard / recounting storage and 3-2-1 (no worker)",
+                p50,
+                p95,
+                n_queries,
+                measure.cpu_p50,
+            )
+        )
         print(f"{rows[-1][0]} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  {n_queries} queries")
         # The share of recovery.readiness.source_readiness (the verdicts, shared with dr_status).
         from django.test.utils import CaptureQueriesContext
@@ -389,15 +430,24 @@ def main():
         from backups.models import Source
         from recovery.readiness import source_readiness
 
-        times = []
+        times, cpu = [], []
         for _ in range(args.repeat):
             with CaptureQueriesContext(connection) as queries:
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 source_readiness(list(Source.objects.select_related("system")))
                 times.append((time.perf_counter() - t) * 1000)
+                cpu.append((time.process_time() - c) * 1000)
         times.sort()
         p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
-        rows.append(("source_readiness() alone", statistics.median(times), p95, len(queries)))
+        rows.append(
+            (
+                "source_readiness() alone",
+                statistics.median(times),
+                p95,
+                len(queries),
+                statistics.median(cpu),
+            )
+        )
         print(f"{rows[-1][0]:15s} p50 {rows[-1][1]:7.1f} ms  p95 {p95:7.1f} ms", flush=True)
         # The portal's own share: the same pages with source_readiness answered from memory.
         import recovery.readiness as recovery_readiness
@@ -411,7 +461,7 @@ def main():
                 ("htmx fragment without source_readiness", "/dashboard/fragment", client),
             ):
                 p50, p95, n_queries, _ = measure(path, c, args.repeat)
-                rows.append((label, p50, p95, n_queries))
+                rows.append((label, p50, p95, n_queries, measure.cpu_p50))
                 print(
                     f"{label} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  {n_queries} queries", flush=True
                 )
@@ -445,9 +495,15 @@ def main():
             f"{counts[3]:,} restore tests, {args.sources} sources in {args.systems} systems, 200 drill runs, "
             "200 incidents, 300 follow-ups.",
             "",
-            "| page | p50 ms | p95 ms | queries |",
-            "|---|---:|---:|---:|",
-            *[f"| {label} | {p50:.1f} | {p95:.1f} | {n} |" for label, p50, p95, n in rows],
+            f"1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; "
+            "CPU = this process's CPU time per render (Python, not PostgreSQL's).",
+            "",
+            "| page | p50 ms | p95 ms | queries | CPU p50 ms |",
+            "|---|---:|---:|---:|---:|",
+            *[
+                f"| {label} | {p50:.1f} | {p95:.1f} | {n} | {cpu:.1f} |"
+                for label, p50, p95, n, cpu in rows
+            ],
             "",
         ]
         with open(ROOT / "bench" / "RESULTS.md", "a") as handle:

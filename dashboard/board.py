@@ -109,9 +109,8 @@ class Figure:
     @property
     def html(self) -> str:
         """{{ figure.html }}: a link coloured by its state, with its note and evidence age."""
-        small = " · ".join(
-            x for x in (self.note, self.age_text and f"evidence {self.age_text}") if x
-        )
+        age_text = self.age_text  # once: 3,000 figures a render at 500 sources
+        small = " · ".join(x for x in (self.note, age_text and f"evidence {age_text}") if x)
         tag = "a" if self.href else "span"
         href = f' href="{escape(self.href)}"' if self.href else ""
         return mark_safe(  # noqa: S308 - every value is escaped above
@@ -181,7 +180,7 @@ class SystemBlock:
 # --- 3-2-1 ---------------------------------------------------------------------------
 
 
-def rule_321(copies: list[dict]) -> tuple[bool, bool, bool]:
+def rule_321(copies: list[dict], found: dict | None = None) -> tuple[bool, bool, bool]:
     """(≥3 copies, ≥2 kinds of destination, ≥1 off the machine) for one source.
 
     `copies`: one entry per destination holding a live, intact copy of a good backup of the
@@ -191,7 +190,8 @@ def rule_321(copies: list[dict]) -> tuple[bool, bool, bool]:
     local directory never does, even if it is a mount the portal cannot see through.
     """
     kinds = {c["kind"] for c in copies}
-    return len(sites(copies)) >= 3, len(kinds) >= 2, "s3" in kinds
+    found = sites(copies) if found is None else found  # `found`: sites(copies), if known
+    return len(found) >= 3, len(kinds) >= 2, "s3" in kinds
 
 
 def sites(copies: list[dict]) -> dict[str, list[str]]:
@@ -213,9 +213,10 @@ def sites(copies: list[dict]) -> dict[str, list[str]]:
     return found
 
 
-def shared_sites(copies: list[dict]) -> list[list[str]]:
+def shared_sites(copies: list[dict], found: dict | None = None) -> list[list[str]]:
     """The groups of destinations counted as one site (two or more names each)."""
-    return [sorted(names) for names in sites(copies).values() if len(names) > 1]
+    found = sites(copies) if found is None else found
+    return [sorted(names) for names in found.values() if len(names) > 1]
 
 
 def copies_by_source(sources, now=None) -> dict[int, list[dict]]:
@@ -427,19 +428,20 @@ def _forecast_figure(source, r, now) -> Figure:
 
 
 def _rule_321_figure(source, copies, now) -> Figure:
-    three, two, one = rule_321(copies)
+    found = sites(copies)  # grouped once per source, for the rule and the note
+    three, two, one = rule_321(copies, found)
     if not copies:
         colour, value = RED, "no copy"
     else:
         colour = GREEN if (three and two and one) else AMBER
-        count = len(sites(copies))
+        count = len(found)
         value = (
             f"{count} cop{'y' if count == 1 else 'ies'}, "
             f"{len({c['kind'] for c in copies})} kind(s), {'off-site' if one else 'no off-site'}"
         )
     newest_copy = max((c["newest"] for c in copies if c["newest"]), default=None)
     note = "3-2-1 met" if colour == GREEN else "3-2-1 not met"
-    for names in shared_sites(copies):
+    for names in shared_sites(copies, found):
         note += (
             f"; {' and '.join(names)} share one site (bucket, path or recorded site): counted once"
         )

@@ -100,12 +100,17 @@ class Exposition:
 
     def render(self) -> str:
         lines = []
+        # Every gauge of a source shares one labels dict: escaped once, not once per gauge.
+        escaped: dict[int, str] = {}
         for name, family in self.families.items():
             help_text = family["help"].replace("\\", "\\\\").replace("\n", "\\n")
             lines.append(f"# HELP {name} {help_text}")
             lines.append(f"# TYPE {name} {family['type']}")
             for labels, value in family["samples"]:
-                label_text = ",".join(f'{k}="{escape_label(v)}"' for k, v in labels.items())
+                label_text = escaped.get(id(labels))
+                if label_text is None:
+                    label_text = ",".join(f'{k}="{escape_label(v)}"' for k, v in labels.items())
+                    escaped[id(labels)] = label_text
                 lines.append(
                     f"{name}{{{label_text}}} {_number(value)}"
                     if label_text
@@ -208,7 +213,12 @@ PITR_GAUGES = [
 
 def _add_sources(out: Exposition, now) -> None:
     """The per-source gauges and the overall verdict, from recovery.readiness."""
-    sources = list(Source.objects.select_related("system").order_by("name"))
+    # The secrets and check lists are not reported: not loaded (nor decrypted) either.
+    sources = list(
+        Source.objects.select_related("system")
+        .defer("password", "exclude", "checks")
+        .order_by("name")
+    )
     ready = readiness.source_readiness(sources, now=now)
     last_ids = [r.last_test_id for r in ready.values() if r.last_test_id]
     last_tests = {

@@ -121,6 +121,8 @@ class RestoreTest(RunBase):
         indexes = [
             # Source page history and readiness: newest tests of a source.
             models.Index(fields=["source", "-queued"], name="restoretest_source_idx"),
+            # Recovery page: the newest tests of every source (else a sort of all of them).
+            models.Index(fields=["-queued", "-id"], name="restoretest_queued_idx"),
             # Retention protection and verified RPO: passed tests per backup run.
             models.Index(fields=["backup_run", "status"], name="restoretest_run_idx"),
             # The reaper: running tests whose heartbeat is old.

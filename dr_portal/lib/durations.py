@@ -1,5 +1,6 @@
 """Durations the way people write them: 15m, 4h, 7d, 1h30m, 90s, 250ms."""
 
+import functools
 import re
 from datetime import timedelta
 
@@ -21,16 +22,22 @@ def format_duration(value: timedelta | float | int | None) -> str:
     if value is None:
         return "—"
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds >= 60:  # the common case (ages, targets): whole seconds, memoised
+        return _whole_seconds(int(round(seconds)))
     if seconds < 0:
         return "-" + format_duration(-seconds)
     if seconds < 0.9995:  # a small restore test takes milliseconds: "0.0s" would hide it
         if seconds == 0:
             return "0s"
         return f"{seconds * 1000:.0f}ms" if seconds >= 0.0005 else "<1ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s" if seconds < 10 and seconds != int(seconds) else f"{int(seconds)}s"
+    return f"{seconds:.1f}s" if seconds < 10 and seconds != int(seconds) else f"{int(seconds)}s"
+
+
+@functools.lru_cache(maxsize=4096)
+def _whole_seconds(remaining: int) -> str:
+    """The two largest units of a duration of a minute or more (the dashboard formats
+    ~10,000 a render at 500 sources, most of them repeats)."""
     parts = []
-    remaining = int(round(seconds))
     for unit in ("d", "h", "m", "s"):
         count, remaining = divmod(remaining, _UNITS[unit])
         if count:

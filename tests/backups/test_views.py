@@ -358,7 +358,7 @@ def many(job, sqlite_source, local_dest, second_dest):
     "page,limit",
     [
         # Every page: one query for the destination banner (dashboard.destination_health).
-        ("index", 13),
+        ("index", 14),  # live copies per destination counted apart (the live copies only)
         ("job_list", 9),
         ("source_list", 8),
         ("destination_list", 8),
