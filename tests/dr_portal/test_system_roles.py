@@ -330,9 +330,7 @@ def test_drill_and_incident_lists_show_only_what_is_all_on_the_users_systems(dr,
             assert f"{name}-{what}" not in body, path
 
 
-def test_drill_and_incident_details_and_reports_are_404_outside_the_users_systems(
-    dr, sam_client
-):
+def test_drill_and_incident_pages_are_404_outside_the_users_systems(dr, sam_client):
     for name, expected in (("alpha", 200), ("bravo", 200), *((n, 404) for n in HIDDEN)):
         plan, drill, incident = (dr[name][k] for k in ("plan", "drill", "incident"))
         for path in (
