@@ -366,6 +366,11 @@ def test_an_operator_of_a_writes_as_own_incidents_and_drills_not_bs(dr, sam_clie
     assert sam_client.post("/incidents/new/", {"title": "x"}).status_code == 403
 
 
+def test_a_run_page_lists_only_the_linked_incidents_the_user_sees(world, dr, sam_client):
+    page = sam_client.get(f"/backups/runs/{world['alpha']['run'].pk}/").content.decode()
+    assert "alpha-incident" in page and "mixed-incident" not in page  # mixed: charlie's too
+
+
 def test_an_operator_links_only_runs_of_systems_they_operate(world, dr, sam_client):
     from django.contrib.contenttypes.models import ContentType
 
