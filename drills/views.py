@@ -23,8 +23,11 @@ from dr_portal.lib.roles import (
     VIEWER,
     get_scoped,
     role_required,
+    roles_on,
     scope,
     system_role_required,
+    system_roles,
+    user_roles,
     visible_systems,
 )
 from dr_portal.signed_reports import signed_pdf_response
@@ -72,6 +75,14 @@ def _run_url(pk, *args, **kwargs):
 # they have the role on every one of its systems; a plan of no system needs a global role.
 PLAN_SYSTEMS = "systems"
 RUN_SYSTEMS = "plan__systems"
+
+
+def _roles_here(user, systems) -> set[str]:
+    """The roles the user holds on every one of a plan's `systems` (what its pages offer);
+    `systems` is read only for a user with system roles."""
+    if not system_roles(user):
+        return user_roles(user)
+    return roles_on(user, [system.pk for system in systems])
 
 
 def _plan(request, pk, role=VIEWER, queryset=None):
@@ -127,6 +138,7 @@ def plan_detail(request, pk):
             "problems": plan.problems(),
             "runs": plan.runs.all()[:20],
             "charts": _plan_charts(plan),
+            "my_roles": _roles_here(request.user, plan.systems.all()),
         },
     )
 
@@ -285,7 +297,7 @@ def _drill(request, pk, role=VIEWER):
     return get_scoped(queryset, request.user, RUN_SYSTEMS, role, many=True, pk=pk)
 
 
-def _live_context(drill):
+def _live_context(drill, user):
     scenario_runs = list(
         drill.scenario_runs.prefetch_related(
             "items__done_by", "acks", "restore_tests", "systems"
@@ -297,13 +309,14 @@ def _live_context(drill):
         "events": list(drill.events.select_related("scenario_run").order_by("-at", "-pk")[:200]),
         "cleanup_checks": list(drill.cleanup_checks.all()),
         "now": timezone.now(),
+        "my_roles": _roles_here(user, drill.plan.systems.all()),
     }
 
 
 @system_role_required()
 def run_detail(request, pk):
     drill = services.sync(_drill(request, pk))
-    context = _live_context(drill)
+    context = _live_context(drill, request.user)
     context.update(
         {
             "findings": drill.findings.select_related("created_by", "scenario_run"),
@@ -321,7 +334,7 @@ def run_live(request, pk):
     """The polled fragment: clock, scenarios, who did what. 286 stops polling once done."""
     drill = services.sync(_drill(request, pk))
     response = render(
-        request, "drills/_live.html", _live_context(drill) | {"tick_form": TickForm()}
+        request, "drills/_live.html", _live_context(drill, request.user) | {"tick_form": TickForm()}
     )
     if not drill.is_active and drill.cleanup_state != "checking":
         response.status_code = 286
@@ -416,7 +429,9 @@ def item_tick(request, pk, ipk):
     if request.headers.get("HX-Request"):
         drill = services.sync(_drill(request, pk))
         return render(
-            request, "drills/_live.html", _live_context(drill) | {"tick_form": TickForm()}
+            request,
+            "drills/_live.html",
+            _live_context(drill, request.user) | {"tick_form": TickForm()},
         )
     return redirect("drills:run", pk)
 

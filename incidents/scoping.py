@@ -78,6 +78,15 @@ def get_incident(queryset, user, role=roles.VIEWER, **lookup) -> Incident:
     return incident
 
 
+def roles_here(user, incident) -> set[str]:
+    """The roles the user holds on every system of `incident` (what its page offers); a
+    query per role only for a user with system roles."""
+    if not roles.system_roles(user):
+        return roles.user_roles(user)
+    one = Incident.objects.filter(pk=incident.pk)
+    return {role for role in roles.ORDER if scope_incidents(one, user, role).exists()}
+
+
 def scope_followups(queryset, user, role=roles.VIEWER):
     """Follow-ups of the incidents and drill runs the user has `role` on."""
     if roles.visible_systems(user, role) is None:

@@ -60,7 +60,13 @@ from incidents.models import (
     seed_order,
 )
 from incidents.report import human_duration, to_markdown
-from incidents.scoping import get_followup, get_incident, scope_followups, scope_incidents
+from incidents.scoping import (
+    get_followup,
+    get_incident,
+    roles_here,
+    scope_followups,
+    scope_incidents,
+)
 
 
 def _incident(request, identifier, role=VIEWER) -> Incident:
@@ -186,6 +192,7 @@ def incident_detail(request, identifier):
         timeline_form=TimelineEntryForm(),
         followup_form=FollowUpForm(),
         link_form=LinkForm(user=request.user),
+        my_roles=roles_here(request.user, incident),
     )
     return render(request, "incidents/detail.html", context)
 

@@ -360,6 +360,13 @@ def test_an_operator_of_a_writes_as_own_incidents_and_drills_not_bs(dr, sam_clie
         assert answer.status_code == status, name
         answer = sam_client.post(f"/drills/runs/{dr[name]['drill'].pk}/abort/")
         assert answer.status_code == status, name
+    # The pages offer the actions where the user may take them.
+    for name, shown in (("alpha", True), ("bravo", False)):
+        ident = dr[name]["incident"].identifier
+        page = sam_client.get(f"/incidents/{ident}/").content.decode()
+        assert (f"/incidents/{ident}/edit/" in page) is shown, name
+        page = sam_client.get(f"/drills/plans/{dr[name]['plan'].pk}/").content.decode()
+        assert (f"/drills/plans/{dr[name]['plan'].pk}/start/" in page) is shown, name
     statuses = dict(Incident.objects.values_list("title", "status"))
     assert statuses["alpha-incident"] == "mitigated" and statuses["bravo-incident"] == "open"
     assert not TimelineEntry.objects.filter(incident=dr["bravo"]["incident"], text="seen")
