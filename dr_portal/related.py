@@ -18,19 +18,21 @@ class Related:
     note: str = ""
 
 
-Provider = Callable[[object], list[Related]]
-_providers: list[Provider] = []
+Provider = Callable[..., list[Related]]
+_providers: list[tuple[Provider, bool]] = []
 
 
-def register(provider: Provider) -> None:
-    if provider not in _providers:
-        _providers.append(provider)
+def register(provider: Provider, *, per_user: bool = False) -> None:
+    """`per_user`: the provider is called as provider(obj, user) and shows only what the
+    user may see (a record of one system can be linked from records of others)."""
+    if provider not in [p for p, _ in _providers]:
+        _providers.append((provider, per_user))
 
 
-def related(obj) -> dict[str, list[Related]]:
+def related(obj, user=None) -> dict[str, list[Related]]:
     """{group: [Related, …]} in the order providers registered; empty groups left out."""
     groups: dict[str, list[Related]] = {}
-    for provider in _providers:
-        for item in provider(obj):
+    for provider, per_user in _providers:
+        for item in provider(obj, user) if per_user else provider(obj):
             groups.setdefault(item.group, []).append(item)
     return groups

@@ -3,6 +3,7 @@
 from django import forms
 
 from backups.models import Source
+from dr_portal.lib import roles
 from dr_portal.lib.durations import format_duration, parse_duration
 from dr_portal.widgets import DatePicker
 from drills import schedule as sched
@@ -58,6 +59,15 @@ class PlanForm(forms.ModelForm):
             "description": forms.Textarea(attrs={"rows": 3}),
             "start_time": forms.TimeInput(format="%H:%M"),
         }
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if user is not None and roles.visible_systems(user, roles.MANAGER) is not None:
+            # A manager of some systems only plans drills of those (at least one: a plan of
+            # no system is global).
+            field = self.fields["systems"]
+            field.queryset = roles.scope(field.queryset, user, "pk", roles.MANAGER)
+            field.required = True
 
     def clean_time_zone(self):
         value = self.cleaned_data["time_zone"].strip()

@@ -57,10 +57,15 @@ def report_context(drill: DrillRun) -> dict:
     }
 
 
-def rto_charts(limit_drills: int = 20) -> list[dict]:
-    """One chart per scenario (plan + title): RTO achieved per past drill vs its target."""
+def rto_charts(limit_drills: int = 20, drills=None) -> list[dict]:
+    """One chart per scenario (plan + title): RTO achieved per past drill vs its target.
+
+    `drills`: only these drill runs (a queryset the user may see); None: all of them."""
+    scenario_runs = (
+        ScenarioRun.objects if drills is None else ScenarioRun.objects.filter(drill__in=drills)
+    )
     runs = (
-        ScenarioRun.objects.filter(
+        scenario_runs.filter(
             drill__status__in=[DrillStatus.ENDED, DrillStatus.ABORTED],
             status__in=[ScenarioStatus.PASSED, ScenarioStatus.FAILED],
             rto__isnull=False,

@@ -17,7 +17,19 @@ from django.views.decorators.http import require_POST
 from dr_portal import audit
 from dr_portal.lib.charts import line_chart
 from dr_portal.lib.durations import format_duration
-from dr_portal.lib.roles import MANAGER, OPERATOR, VIEWER, role_required
+from dr_portal.lib.roles import (
+    MANAGER,
+    OPERATOR,
+    VIEWER,
+    get_scoped,
+    role_required,
+    roles_on,
+    scope,
+    system_role_required,
+    system_roles,
+    user_roles,
+    visible_systems,
+)
 from dr_portal.signed_reports import signed_pdf_response
 from drills import coverage as coverage_grid
 from drills import reports, services
@@ -59,40 +71,62 @@ def _run_url(pk, *args, **kwargs):
     return reverse("drills:run", args=[pk])
 
 
+# A plan's systems; a drill run has its plan's. A user with system roles sees a plan when
+# they have the role on every one of its systems; a plan of no system needs a global role.
+PLAN_SYSTEMS = "systems"
+RUN_SYSTEMS = "plan__systems"
+
+
+def _roles_here(user, systems) -> set[str]:
+    """The roles the user holds on every one of a plan's `systems` (what its pages offer);
+    `systems` is read only for a user with system roles."""
+    if not system_roles(user):
+        return user_roles(user)
+    return roles_on(user, [system.pk for system in systems])
+
+
+def _plan(request, pk, role=VIEWER, queryset=None):
+    """The plan `pk`: 404 unless the user sees it, 403 without `role` on all its systems."""
+    queryset = DrillPlan.objects if queryset is None else queryset
+    return get_scoped(queryset, request.user, PLAN_SYSTEMS, role, many=True, pk=pk)
+
+
 # --- plans ---------------------------------------------------------------------------
 
 
-@role_required(VIEWER)
+@system_role_required()
 def index(request):
+    user = request.user
     plans = list(
-        DrillPlan.objects.annotate(
+        scope(DrillPlan.objects, user, PLAN_SYSTEMS, many=True)
+        .annotate(
             scenario_count=Count("scenarios", distinct=True), run_count=Count("runs", distinct=True)
-        ).prefetch_related("systems")
+        )
+        .prefetch_related("systems")
     )
     now = timezone.now()
     for plan in plans:
         dates = plan.next_dates(1, now)
         plan.next_date = dates[0] if dates else None
         plan.overdue = plan.overdue_since(now)
-    runs = list(DrillRun.objects.select_related("plan")[:20])
-    return render(
-        request,
-        "drills/index.html",
-        {"plans": plans, "runs": runs, "charts": reports.rto_charts()},
-    )
+    drills = scope(DrillRun.objects, user, RUN_SYSTEMS, many=True)
+    runs = list(drills.select_related("plan")[:20])
+    charts = reports.rto_charts(drills=None if visible_systems(user) is None else drills)
+    return render(request, "drills/index.html", {"plans": plans, "runs": runs, "charts": charts})
 
 
-@role_required(VIEWER)
+@system_role_required()
 def plan_detail(request, pk):
-    plan = get_object_or_404(
-        DrillPlan.objects.prefetch_related(
+    plan = _plan(
+        request,
+        pk,
+        queryset=DrillPlan.objects.prefetch_related(
             "systems",
             "participants",
             Prefetch(
                 "scenarios", Scenario.objects.prefetch_related("source_links").order_by("order")
             ),
         ),
-        pk=pk,
     )
     return render(
         request,
@@ -104,6 +138,7 @@ def plan_detail(request, pk):
             "problems": plan.problems(),
             "runs": plan.runs.all()[:20],
             "charts": _plan_charts(plan),
+            "my_roles": _roles_here(request.user, plan.systems.all()),
         },
     )
 
@@ -167,10 +202,10 @@ def _plan_charts(plan) -> dict:
     return {"rto": rto, "rpo": rpo, "per_scenario": per_scenario}
 
 
-@role_required(MANAGER)
+@system_role_required(MANAGER)
 def plan_edit(request, pk=None):
-    plan = get_object_or_404(DrillPlan, pk=pk) if pk else None
-    form = PlanForm(request.POST or None, instance=plan)
+    plan = _plan(request, pk, MANAGER) if pk else None
+    form = PlanForm(request.POST or None, instance=plan, user=request.user)
     if request.method == "POST" and form.is_valid():
         plan = form.save()
         messages.success(request, f"Plan “{plan.name}” saved.")
@@ -178,10 +213,10 @@ def plan_edit(request, pk=None):
     return render(request, "drills/plan_form.html", {"form": form, "plan": plan})
 
 
-@role_required(MANAGER)
+@system_role_required(MANAGER)
 @post_only(_plan_url)
 def plan_delete(request, pk):
-    plan = get_object_or_404(DrillPlan, pk=pk)
+    plan = _plan(request, pk, MANAGER)
     if plan.runs.exists():
         messages.error(
             request,
@@ -193,9 +228,9 @@ def plan_delete(request, pk):
     return redirect("drills:index")
 
 
-@role_required(MANAGER)
+@system_role_required(MANAGER)
 def scenario_edit(request, plan_pk, pk=None):
-    plan = get_object_or_404(DrillPlan, pk=plan_pk)
+    plan = _plan(request, plan_pk, MANAGER)
     scenario = get_object_or_404(Scenario, pk=pk, plan=plan) if pk else Scenario(plan=plan)
     if not pk:
         scenario.order = (
@@ -211,19 +246,23 @@ def scenario_edit(request, plan_pk, pk=None):
     )
 
 
-@role_required(MANAGER)
+@system_role_required(MANAGER)
 @post_only(_plan_url)
 def scenario_delete(request, plan_pk, pk):
-    scenario = get_object_or_404(Scenario, pk=pk, plan_id=plan_pk)
+    scenario = get_scoped(
+        Scenario.objects, request.user, "plan__systems", MANAGER, many=True, pk=pk, plan_id=plan_pk
+    )
     scenario.delete()
     messages.success(request, f"Scenario “{scenario.title}” removed.")
     return redirect("drills:plan", plan_pk)
 
 
-@role_required(MANAGER)
+@system_role_required(MANAGER)
 @post_only(_plan_url)
 def scenario_move(request, plan_pk, pk):
-    scenario = get_object_or_404(Scenario, pk=pk, plan_id=plan_pk)
+    scenario = get_scoped(
+        Scenario.objects, request.user, "plan__systems", MANAGER, many=True, pk=pk, plan_id=plan_pk
+    )
     ordered = list(Scenario.objects.filter(plan_id=plan_pk).order_by("order", "pk"))
     index = ordered.index(scenario)
     other = index - 1 if request.POST.get("direction") == "up" else index + 1
@@ -236,10 +275,10 @@ def scenario_move(request, plan_pk, pk):
     return redirect("drills:plan", plan_pk)
 
 
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 @post_only(_plan_url)
 def plan_start(request, pk):
-    plan = get_object_or_404(DrillPlan, pk=pk)
+    plan = _plan(request, pk, OPERATOR)
     try:
         drill = services.start_drill(plan, request.user)
     except services.DrillRefused as exc:
@@ -252,13 +291,13 @@ def plan_start(request, pk):
 # --- drill runs ------------------------------------------------------------------------
 
 
-def _drill(pk):
-    return get_object_or_404(
-        DrillRun.objects.select_related("plan", "started_by", "ended_by"), pk=pk
-    )
+def _drill(request, pk, role=VIEWER):
+    """The drill run `pk`: 404 unless the user sees it, 403 without `role` on its systems."""
+    queryset = DrillRun.objects.select_related("plan", "started_by", "ended_by")
+    return get_scoped(queryset, request.user, RUN_SYSTEMS, role, many=True, pk=pk)
 
 
-def _live_context(drill):
+def _live_context(drill, user):
     scenario_runs = list(
         drill.scenario_runs.prefetch_related(
             "items__done_by", "acks", "restore_tests", "systems"
@@ -270,13 +309,14 @@ def _live_context(drill):
         "events": list(drill.events.select_related("scenario_run").order_by("-at", "-pk")[:200]),
         "cleanup_checks": list(drill.cleanup_checks.all()),
         "now": timezone.now(),
+        "my_roles": _roles_here(user, drill.plan.systems.all()),
     }
 
 
-@role_required(VIEWER)
+@system_role_required()
 def run_detail(request, pk):
-    drill = services.sync(_drill(pk))
-    context = _live_context(drill)
+    drill = services.sync(_drill(request, pk))
+    context = _live_context(drill, request.user)
     context.update(
         {
             "findings": drill.findings.select_related("created_by", "scenario_run"),
@@ -289,12 +329,12 @@ def run_detail(request, pk):
     return render(request, "drills/run_detail.html", context)
 
 
-@role_required(VIEWER)
+@system_role_required()
 def run_live(request, pk):
     """The polled fragment: clock, scenarios, who did what. 286 stops polling once done."""
-    drill = services.sync(_drill(pk))
+    drill = services.sync(_drill(request, pk))
     response = render(
-        request, "drills/_live.html", _live_context(drill) | {"tick_form": TickForm()}
+        request, "drills/_live.html", _live_context(drill, request.user) | {"tick_form": TickForm()}
     )
     if not drill.is_active and drill.cleanup_state != "checking":
         response.status_code = 286
@@ -306,10 +346,10 @@ def _refuse(request, exc, drill):
     return redirect(drill)
 
 
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 @post_only(_run_url)
 def run_end(request, pk):
-    drill = _drill(pk)
+    drill = _drill(request, pk, OPERATOR)
     try:
         drill = services.end_drill(drill, request.user)
     except DrillTransitionError as exc:
@@ -318,10 +358,10 @@ def run_end(request, pk):
     return redirect(drill)
 
 
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 @post_only(_run_url)
 def run_abort(request, pk):
-    drill = _drill(pk)
+    drill = _drill(request, pk, OPERATOR)
     try:
         services.abort_drill(drill, request.user, reason=request.POST.get("reason", "")[:300])
     except DrillTransitionError as exc:
@@ -330,10 +370,10 @@ def run_abort(request, pk):
     return redirect(drill)
 
 
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 @post_only(_run_url)
 def run_cleanup(request, pk):
-    drill = _drill(pk)
+    drill = _drill(request, pk, OPERATOR)
     if drill.cleanup_state == "checking":
         messages.info(request, "A cleanup check is already queued.")
     else:
@@ -342,11 +382,17 @@ def run_cleanup(request, pk):
     return redirect(drill)
 
 
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 @post_only(lambda pk, spk: reverse("drills:run", args=[pk]))
 def scenario_complete(request, pk, spk):
-    srun = get_object_or_404(
-        ScenarioRun.objects.select_related("drill", "scenario"), pk=spk, drill_id=pk
+    srun = get_scoped(
+        ScenarioRun.objects.select_related("drill", "scenario"),
+        request.user,
+        "drill__plan__systems",
+        OPERATOR,
+        many=True,
+        pk=spk,
+        drill_id=pk,
     )
     try:
         services.complete_scenario(srun, request.user, note=request.POST.get("note", "")[:300])
@@ -355,11 +401,15 @@ def scenario_complete(request, pk, spk):
     return redirect(srun.drill)
 
 
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 @post_only(lambda pk, ipk: reverse("drills:run", args=[pk]))
 def item_tick(request, pk, ipk):
-    item = get_object_or_404(
+    item = get_scoped(
         ChecklistItem.objects.select_related("scenario_run__drill"),
+        request.user,
+        "scenario_run__drill__plan__systems",
+        OPERATOR,
+        many=True,
         pk=ipk,
         scenario_run__drill_id=pk,
     )
@@ -377,18 +427,26 @@ def item_tick(request, pk, ipk):
             return HttpResponse(str(exc), status=409)
         return _refuse(request, exc, item.scenario_run.drill)
     if request.headers.get("HX-Request"):
-        drill = services.sync(_drill(pk))
+        drill = services.sync(_drill(request, pk))
         return render(
-            request, "drills/_live.html", _live_context(drill) | {"tick_form": TickForm()}
+            request,
+            "drills/_live.html",
+            _live_context(drill, request.user) | {"tick_form": TickForm()},
         )
     return redirect("drills:run", pk)
 
 
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 @post_only(lambda pk, apk: reverse("drills:run", args=[pk]))
 def ack_tick(request, pk, apk):
-    ack = get_object_or_404(
-        CalloutAck.objects.select_related("scenario_run__drill"), pk=apk, scenario_run__drill_id=pk
+    ack = get_scoped(
+        CalloutAck.objects.select_related("scenario_run__drill"),
+        request.user,
+        "scenario_run__drill__plan__systems",
+        OPERATOR,
+        many=True,
+        pk=apk,
+        scenario_run__drill_id=pk,
     )
     if ack.scenario_run.drill.status != DrillStatus.RUNNING:
         return _refuse(
@@ -420,10 +478,10 @@ def ack_link(request, token):
     )
 
 
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 @post_only(_run_url)
 def finding_add(request, pk):
-    drill = _drill(pk)
+    drill = _drill(request, pk, OPERATOR)
     form = FindingForm(request.POST, drill=drill)
     if not form.is_valid():
         messages.error(request, "Describe the issue found.")
@@ -441,10 +499,10 @@ def finding_add(request, pk):
     return redirect(drill)
 
 
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 @post_only(_run_url)
 def followup_add(request, pk):
-    drill = _drill(pk)
+    drill = _drill(request, pk, OPERATOR)
     form = FollowUpForm(request.POST)
     if not form.is_valid():
         errors = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
@@ -463,15 +521,15 @@ def followup_add(request, pk):
 # --- reports and coverage ------------------------------------------------------------------
 
 
-@role_required(VIEWER)
+@system_role_required()
 def run_report(request, pk):
-    drill = _drill(pk)
+    drill = _drill(request, pk)
     return render(request, "drills/report.html", reports.report_context(drill))
 
 
-@role_required(VIEWER)
+@system_role_required()
 def run_pdf(request, pk):
-    drill = _drill(pk)
+    drill = _drill(request, pk)
     audit.record("drill report pdf", drill, user=request.user)
     context = reports.report_context(drill) | {"pdf": True}
     return signed_pdf_response(

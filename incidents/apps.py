@@ -13,7 +13,8 @@ class IncidentsConfig(AppConfig):
         from incidents.scrub_alerts import scrub_alerts
 
         register_scrub_listener(scrub_alerts)
-        related.register(incidents_linking)  # run pages list the incidents linking to them
+        # Run pages list the incidents linking to them (those the viewer may see).
+        related.register(incidents_linking, per_user=True)
 
         post_migrate.connect(
             schedules.after_migrate, sender=self, dispatch_uid="incidents_after_migrate"

@@ -7,9 +7,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 
-from dr_portal.lib import outbound
+from dr_portal.lib import outbound, roles
 from dr_portal.widgets import DatePicker, DateTimePicker
-from incidents import formats
+from incidents import formats, scoping
 from incidents.links import linkable_choices, recent_choices
 from incidents.models import (
     COMMON_ROLES,
@@ -171,9 +171,12 @@ class LinkForm(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "note (optional)"}),
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["run"].choices = [("", "pick a recent one…"), *recent_choices()]
+        # A user with system roles only picks and links what is on their systems (as an
+        # operator): the incident stays theirs, and no other system's run is named to them.
+        self.user = user if user is not None and scoping.scoped(user) else None
+        self.fields["run"].choices = [("", "pick a recent one…"), *recent_choices(self.user)]
         self.fields["content_type"].choices = [("", "kind…"), *linkable_choices()]
 
     def clean(self):
@@ -187,7 +190,10 @@ class LinkForm(forms.Form):
             raise forms.ValidationError("Pick a run, or give a kind and a number.")
         ct = ContentType.objects.get_for_id(data["content_type"])
         model = ct.model_class()
-        if model is None or not model._default_manager.filter(pk=data["object_id"]).exists():
+        rows = model._default_manager if model is not None else None
+        if rows is not None and self.user is not None:
+            rows = scoping.targets(model, self.user, roles.OPERATOR)
+        if rows is None or not rows.filter(pk=data["object_id"]).exists():
             raise forms.ValidationError(f"There is no {ct.name} #{data['object_id']}.")
         data["ct"] = ct
         return data
@@ -362,6 +368,12 @@ class MaintenanceWindowForm(forms.ModelForm):
         fields = ["system", "starts", "ends", "reason"]
         widgets = {"starts": DateTimePicker(), "ends": DateTimePicker()}
         labels = {"starts": "Starts (UTC)", "ends": "Ends (UTC)"}
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if user is not None:  # only the systems the user operates
+            field = self.fields["system"]
+            field.queryset = roles.scope(field.queryset, user, "pk", roles.OPERATOR)
 
     def clean(self):
         data = super().clean()

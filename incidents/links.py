@@ -10,7 +10,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from dr_portal.lib.durations import format_duration
+from dr_portal.lib.roles import OPERATOR
 from dr_portal.runs import run_models
+from incidents import scoping
 from incidents.models import IncidentLink, TimelineEntry
 
 # Models an incident can link to besides runs: (app_label, model_name). By name, because
@@ -39,9 +41,10 @@ _SHOWN_RELATIONS = ("source", "runbook", "system", "job", "plan")  # what the na
 _WHEN = ("declared_at", "queued", "started", "created")
 
 
-def _recent(model):
+def _recent(model, user=None):
     names = {f.name for f in model._meta.get_fields()}
-    qs = model._default_manager.order_by("-pk")
+    rows = model._default_manager if user is None else scoping.targets(model, user, OPERATOR)
+    qs = rows.order_by("-pk")
     related = [n for n in _SHOWN_RELATIONS if n in names and model._meta.get_field(n).many_to_one]
     if related:
         qs = qs.select_related(*related)
@@ -60,14 +63,15 @@ def _picker_label(obj) -> str:
     return " · ".join(parts)
 
 
-def recent_choices():
+def recent_choices(user=None):
     """Grouped choices for the link picker: the newest runs, tests, failovers… of each kind,
-    as ("<content type id>:<pk>", label). One query per kind."""
+    as ("<content type id>:<pk>", label). One query per kind. `user`: only those on the
+    systems they operate (a user with system roles only)."""
     models = linkable_models()
     types = ContentType.objects.get_for_models(*models) if models else {}
     groups = []
     for model in models:
-        rows = [(f"{types[model].pk}:{obj.pk}", _picker_label(obj)) for obj in _recent(model)]
+        rows = [(f"{types[model].pk}:{obj.pk}", _picker_label(obj)) for obj in _recent(model, user)]
         if rows:
             kind = f"{model._meta.app_config.verbose_name} · {model._meta.verbose_name}"
             groups.append((kind, rows))

@@ -20,7 +20,16 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from dr_portal import audit
-from dr_portal.lib.roles import MANAGER, OPERATOR, VIEWER, has_role, role_required
+from dr_portal.lib.roles import (
+    MANAGER,
+    OPERATOR,
+    VIEWER,
+    get_scoped,
+    has_role_somewhere,
+    role_required,
+    scope,
+    system_role_required,
+)
 from dr_portal.signed_reports import signed_pdf_response
 from incidents import contacts_csv
 from incidents.alerts import alert, recover, remind, silence, unsilence
@@ -51,10 +60,19 @@ from incidents.models import (
     seed_order,
 )
 from incidents.report import human_duration, to_markdown
+from incidents.scoping import (
+    get_followup,
+    get_incident,
+    roles_here,
+    scope_followups,
+    scope_incidents,
+)
 
 
-def _incident(identifier) -> Incident:
-    return get_object_or_404(Incident.objects.select_related("created_by"), identifier=identifier)
+def _incident(request, identifier, role=VIEWER) -> Incident:
+    """404 unless the user sees the incident (incidents.scoping), 403 without `role`."""
+    queryset = Incident.objects.select_related("created_by")
+    return get_incident(queryset, request.user, role, identifier=identifier)
 
 
 def _is_htmx(request):
@@ -65,7 +83,7 @@ def _is_htmx(request):
 
 
 @require_GET
-@role_required(VIEWER)
+@system_role_required()
 def index(request):
     status = request.GET.get("status", "")
     ct = ContentType.objects.get_for_model(Incident)
@@ -76,12 +94,15 @@ def index(request):
         .annotate(n=Count("pk"))
         .values("n")
     )
-    incidents = Incident.objects.annotate(open_followups=Coalesce(Subquery(open_items), 0))
+    incidents = scope_incidents(Incident.objects, request.user).annotate(
+        open_followups=Coalesce(Subquery(open_items), 0)
+    )
     if status in IncidentStatus.values:
         incidents = incidents.filter(status=status)
     elif status == "active":
         incidents = incidents.filter(status__in=[IncidentStatus.OPEN, IncidentStatus.MITIGATED])
-    overdue = FollowUp.objects.overdue().count()
+    overdue = scope_followups(FollowUp.objects.overdue(), request.user).count()
+    open_alerts = Alert.objects.filter(recovered__isnull=True, event=False)
     return render(
         request,
         "incidents/index.html",
@@ -90,7 +111,7 @@ def index(request):
             "status": status,
             "statuses": IncidentStatus.choices,
             "overdue_count": overdue,
-            "open_alerts": Alert.objects.filter(recovered__isnull=True, event=False).count(),
+            "open_alerts": scope(open_alerts, request.user, "system").count(),
         },
     )
 
@@ -107,9 +128,9 @@ def incident_new(request):
 
 
 @require_http_methods(["GET", "POST"])
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 def incident_edit(request, identifier):
-    incident = _incident(identifier)
+    incident = _incident(request, identifier, OPERATOR)
     old_status = incident.status
     form = IncidentForm(request.POST or None, instance=incident)
     if request.method == "POST" and form.is_valid():
@@ -123,10 +144,10 @@ def incident_edit(request, identifier):
 
 
 @require_POST
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 def incident_status(request, identifier):
     """One click during the incident: mitigated, resolved (now, unless set) or closed."""
-    incident = _incident(identifier)
+    incident = _incident(request, identifier, OPERATOR)
     new = request.POST.get("status", "")
     if new not in IncidentStatus.values or new == incident.status:
         messages.error(request, "Pick a different status.")
@@ -163,22 +184,23 @@ def _detail_context(incident):
 
 
 @require_GET
-@role_required(VIEWER)
+@system_role_required()
 def incident_detail(request, identifier):
-    incident = _incident(identifier)
+    incident = _incident(request, identifier)
     context = _detail_context(incident)
     context.update(
         timeline_form=TimelineEntryForm(),
         followup_form=FollowUpForm(),
-        link_form=LinkForm(),
+        link_form=LinkForm(user=request.user),
+        my_roles=roles_here(request.user, incident),
     )
     return render(request, "incidents/detail.html", context)
 
 
 @require_POST
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 def timeline_add(request, identifier):
-    incident = _incident(identifier)
+    incident = _incident(request, identifier, OPERATOR)
     form = TimelineEntryForm(request.POST)
     if form.is_valid():
         entry = form.save(commit=False)
@@ -201,9 +223,9 @@ def timeline_add(request, identifier):
 
 
 @require_POST
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 def timeline_delete(request, identifier, pk):
-    incident = _incident(identifier)
+    incident = _incident(request, identifier, OPERATOR)
     entry = get_object_or_404(TimelineEntry, pk=pk, incident=incident)
     if entry.automatic:
         messages.error(request, "Entries recorded by the portal stay in the timeline.")
@@ -214,9 +236,9 @@ def timeline_delete(request, identifier, pk):
 
 
 @require_POST
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 def followup_add(request, identifier):
-    incident = _incident(identifier)
+    incident = _incident(request, identifier, OPERATOR)
     form = FollowUpForm(request.POST)
     if form.is_valid():
         item = form.save(commit=False)
@@ -229,9 +251,11 @@ def followup_add(request, identifier):
 
 
 @require_POST
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 def followup_toggle(request, pk):
-    item = get_object_or_404(FollowUp.objects.select_related("content_type"), pk=pk)
+    item = get_followup(
+        FollowUp.objects.select_related("content_type"), request.user, OPERATOR, pk=pk
+    )
     item.done = not item.done
     item.done_at = timezone.now() if item.done else None
     item.save(update_fields=["done", "done_at"])
@@ -247,10 +271,10 @@ def followup_toggle(request, pk):
 
 
 @require_POST
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 def link_add(request, identifier):
-    incident = _incident(identifier)
-    form = LinkForm(request.POST)
+    incident = _incident(request, identifier, OPERATOR)
+    form = LinkForm(request.POST, user=request.user)
     if form.is_valid():
         ct, object_id = form.cleaned_data["ct"], form.cleaned_data["object_id"]
         try:
@@ -280,9 +304,9 @@ def link_add(request, identifier):
 
 
 @require_POST
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 def link_remove(request, identifier, pk):
-    incident = _incident(identifier)
+    incident = _incident(request, identifier, OPERATOR)
     get_object_or_404(IncidentLink, pk=pk, incident=incident).delete()
     messages.success(request, "Link removed.")
     return redirect(incident.get_absolute_url() + "#links")
@@ -296,16 +320,16 @@ def _errors(form) -> str:
 
 
 @require_GET
-@role_required(VIEWER)
+@system_role_required()
 def incident_report(request, identifier):
-    incident = _incident(identifier)
+    incident = _incident(request, identifier)
     return render(request, "incidents/report.html", _detail_context(incident))
 
 
 @require_GET
-@role_required(VIEWER)
+@system_role_required()
 def incident_pdf(request, identifier):
-    incident = _incident(identifier)
+    incident = _incident(request, identifier)
     audit.record("export pdf", incident, user=request.user)
     return signed_pdf_response(
         "incidents/report_pdf.html",
@@ -318,9 +342,9 @@ def incident_pdf(request, identifier):
 
 
 @require_GET
-@role_required(VIEWER)
+@system_role_required()
 def incident_markdown(request, identifier):
-    incident = _incident(identifier)
+    incident = _incident(request, identifier)
     ctx = _detail_context(incident)
     text = to_markdown(incident, ctx["timeline"], ctx["followups"])
     response = HttpResponse(text, content_type="text/markdown; charset=utf-8")
@@ -332,10 +356,12 @@ def incident_markdown(request, identifier):
 
 
 @require_GET
-@role_required(VIEWER)
+@system_role_required()
 def followups(request):
     show = request.GET.get("show", "overdue")
-    items = FollowUp.objects.select_related("owner_contact", "owner_user", "content_type")
+    items = scope_followups(FollowUp.objects, request.user).select_related(
+        "owner_contact", "owner_user", "content_type"
+    )
     if show == "open":
         items = items.open()
     elif show == "all":
@@ -471,13 +497,18 @@ def webhook_delete(request, pk):
 
 
 @require_GET
-@role_required(VIEWER)
+@system_role_required()
 def alerts(request):
-    open_alerts = Alert.objects.filter(recovered__isnull=True, event=False).select_related(
+    # A user with system roles only sees the alerts of their systems (an alert of no
+    # system, like a failed sweep or a test notification, needs a global role).
+    seen = scope(Alert.objects, request.user, "system")
+    open_alerts = seen.filter(recovered__isnull=True, event=False).select_related(
         "system", "silenced_by"
     )
-    recent = Alert.objects.filter(Q(recovered__isnull=False) | Q(event=True))[:50]
-    notifications = Notification.objects.select_related("alert")[:100]
+    recent = seen.filter(Q(recovered__isnull=False) | Q(event=True))[:50]
+    notifications = scope(Notification.objects, request.user, "alert__system").select_related(
+        "alert"
+    )[:100]
     no_recipients = not (
         Contact.objects.exclude(on_call="").exclude(email="").exists()
         or Webhook.objects.filter(active=True).exists()
@@ -502,10 +533,12 @@ def alerts(request):
 
 
 @require_POST
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 def alert_silence(request, pk):
     """Acknowledge (until it recovers) or snooze (until a time) an open alert; audited."""
-    obj = get_object_or_404(Alert, pk=pk, recovered__isnull=True, event=False)
+    obj = get_scoped(
+        Alert.objects, request.user, "system", OPERATOR, pk=pk, recovered__isnull=True, event=False
+    )
     form = SilenceForm(request.POST)
     if not form.is_valid():
         messages.error(request, _errors(form))
@@ -526,9 +559,11 @@ def alert_silence(request, pk):
 
 
 @require_POST
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 def alert_unsilence(request, pk):
-    obj = get_object_or_404(Alert, pk=pk, recovered__isnull=True, event=False)
+    obj = get_scoped(
+        Alert.objects, request.user, "system", OPERATOR, pk=pk, recovered__isnull=True, event=False
+    )
     unsilence(obj)
     audit.record("unsnooze alert", obj, user=request.user, detail=obj.key)
     messages.success(request, "Reminders are on again for this alert.")
@@ -536,12 +571,13 @@ def alert_unsilence(request, pk):
 
 
 @require_http_methods(["GET", "POST"])
-@role_required(VIEWER)
+@system_role_required()
 def maintenance(request):
-    """Maintenance windows: current and upcoming, the last ten past; operators add them."""
+    """Maintenance windows: current and upcoming, the last ten past; operators add them
+    (an operator of some systems only, on those: the form offers no other)."""
     form = None
-    if has_role(request.user, OPERATOR):
-        form = MaintenanceWindowForm(request.POST or None)
+    if has_role_somewhere(request.user, OPERATOR):
+        form = MaintenanceWindowForm(request.POST or None, user=request.user)
     if request.method == "POST":
         if form is None:
             return HttpResponse(status=403)
@@ -559,7 +595,9 @@ def maintenance(request):
             messages.success(request, f"{window} added: its alerts are recorded, not sent.")
             return redirect("incidents:maintenance")
     now = timezone.now()
-    windows = MaintenanceWindow.objects.select_related("system", "created_by")
+    windows = scope(MaintenanceWindow.objects, request.user, "system").select_related(
+        "system", "created_by"
+    )
     return render(
         request,
         "incidents/maintenance.html",
@@ -574,10 +612,12 @@ def maintenance(request):
 
 
 @require_POST
-@role_required(OPERATOR)
+@system_role_required(OPERATOR)
 def maintenance_end(request, pk):
     """End a window now (one that has not started yet is removed)."""
-    window = get_object_or_404(MaintenanceWindow.objects.select_related("system"), pk=pk)
+    window = get_scoped(
+        MaintenanceWindow.objects.select_related("system"), request.user, "system", OPERATOR, pk=pk
+    )
     now = timezone.now()
     if window.ends <= now:
         messages.info(request, "That window is already over.")

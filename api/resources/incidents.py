@@ -7,7 +7,8 @@ from rest_framework.response import Response
 from api import serializers as s
 from api.permissions import needs
 from api.resources.base import ReadViewSet, check_form, query_filters
-from dr_portal.lib.roles import OPERATOR
+from dr_portal.lib.roles import OPERATOR, require_role
+from incidents import scoping
 from incidents.forms import IncidentForm
 from incidents.models import FollowUp, Incident, IncidentStatus
 
@@ -21,6 +22,10 @@ class IncidentViewSet(mixins.CreateModelMixin, ReadViewSet):
     detail_serializer_class = s.IncidentDetailSerializer
     lookup_field = "identifier"
     lookup_value_regex = r"[A-Za-z0-9-]+"
+    system_scoped = True  # an incident's systems are those it links to (incidents.scoping)
+
+    def filter_queryset(self, queryset):
+        return scoping.scope_incidents(super().filter_queryset(queryset), self.request.user)
 
     def get_queryset(self):
         incidents = Incident.objects.select_related("created_by")
@@ -39,7 +44,10 @@ class IncidentViewSet(mixins.CreateModelMixin, ReadViewSet):
     )
     @needs(OPERATOR)
     def create(self, request, *args, **kwargs):
-        """Validated by the portal's incident form, declared like the portal's page does."""
+        """Validated by the portal's incident form, declared like the portal's page does.
+
+        A new incident links to nothing yet, so it belongs to no system: global operators."""
+        require_role(request.user, OPERATOR)
         body = s.IncidentCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         values = {k: v for k, v in body.validated_data.items() if v not in (None, "")}
@@ -64,6 +72,10 @@ class FollowUpFilters(serializers.Serializer):
 
 class FollowUpViewSet(ReadViewSet):
     serializer_class = s.FollowUpSerializer
+    system_scoped = True  # those of the incidents and drill runs the caller sees
+
+    def filter_queryset(self, queryset):
+        return scoping.scope_followups(super().filter_queryset(queryset), self.request.user)
 
     def get_queryset(self):
         items = FollowUp.objects.select_related("owner_contact", "owner_user", "content_type")

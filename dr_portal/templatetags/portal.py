@@ -53,10 +53,12 @@ def status_badge(status):
     return {"status": status}
 
 
-@register.inclusion_tag("dr_portal/_related.html")
-def related_links(obj):
-    """The records of other apps that belong to obj (restore tests, incidents…), linked."""
-    return {"groups": related(obj)}
+@register.inclusion_tag("dr_portal/_related.html", takes_context=True)
+def related_links(context, obj):
+    """The records of other apps that belong to obj (restore tests, incidents…) that the
+    user may see, linked."""
+    request = context.get("request")
+    return {"groups": related(obj, getattr(request, "user", None))}
 
 
 @register.inclusion_tag("dr_portal/_signed_reports.html")

@@ -177,7 +177,8 @@ def test_a_manager_of_a_cannot_edit_or_pick_bs_job_or_source(world, db):
 
 
 def test_a_user_with_system_roles_only_gets_403_on_global_pages(world, sam_client):
-    for path in ("/backups/destinations/", "/incidents/", "/drills/", "/recovery/targets/"):
+    for path in ("/backups/destinations/", "/incidents/contacts/", "/drills/coverage/",
+                 "/recovery/targets/", "/incidents/new/"):  # fmt: skip
         assert sam_client.get(path).status_code == 403, path
 
 
@@ -248,3 +249,183 @@ def test_a_system_manager_restores_onto_their_source_but_never_free_form(world, 
         check_allowed(mia, source=world["bravo"]["source"], onto_source=True)
     with pytest.raises(NotAllowed):  # a free-form target can name another system's host
         check_allowed(mia, source=world["alpha"]["source"], free_form=True)
+
+
+# --- drills and incidents -----------------------------------------------------------------
+
+
+@pytest.fixture
+def dr(world):
+    """Per system: a drill plan and run, an incident linked to its backup run (with a
+    follow-up), an open alert and a maintenance window. Beside them, things that are not of
+    one seen system: a plan of no system, a plan on alpha and charlie, an incident linked to
+    nothing and one linked to alpha's and charlie's runs."""
+    from datetime import timedelta
+
+    from django.contrib.contenttypes.models import ContentType
+    from django.utils import timezone
+
+    from incidents.models import Alert, FollowUp, IncidentLink, MaintenanceWindow
+    from tests.factories import DrillPlanFactory, DrillRunFactory, IncidentFactory
+
+    run_ct = ContentType.objects.get_for_model(BackupRun)
+    items = {}
+
+    def incident(title, *runs):
+        obj = IncidentFactory(title=title)
+        for run in runs:
+            IncidentLink.objects.create(incident=obj, content_type=run_ct, object_id=run.pk)
+        FollowUp.objects.create(source=obj, text=f"{title} follow-up")
+        return obj
+
+    for name in ("alpha", "bravo", "charlie"):
+        system = world[name]["system"]
+        plan = DrillPlanFactory(name=f"{name}-plan", systems=[system])
+        items[name] = {
+            "plan": plan,
+            "drill": DrillRunFactory(plan=plan),
+            "incident": incident(f"{name}-incident", world[name]["run"]),
+            "alert": Alert.objects.create(
+                key=f"k:{name}", kind="backup", title=f"{name}-alert", system=system
+            ),
+            "window": MaintenanceWindow.objects.create(
+                system=system,
+                starts=timezone.now(),
+                ends=timezone.now() + timedelta(hours=1),
+                reason=f"{name}-window",
+            ),
+        }
+    items["global"] = {
+        "plan": DrillPlanFactory(name="global-plan"),
+        "incident": incident("global-incident"),
+    }
+    items["global"]["drill"] = DrillRunFactory(plan=items["global"]["plan"])
+    mixed = DrillPlanFactory(name="mixed-plan", systems=[world["alpha"]["system"],
+                                                         world["charlie"]["system"]])  # fmt: skip
+    items["mixed"] = {
+        "plan": mixed,
+        "drill": DrillRunFactory(plan=mixed),
+        "incident": incident("mixed-incident", world["alpha"]["run"], world["charlie"]["run"]),
+    }
+    return items
+
+
+HIDDEN = ("charlie", "global", "mixed")
+
+
+def test_drill_and_incident_lists_show_only_what_is_all_on_the_users_systems(dr, sam_client):
+    pages = {
+        "/drills/": "plan",
+        "/incidents/": "incident",
+        "/incidents/follow-ups/?show=all": "incident follow-up",
+        "/incidents/alerts/": "alert",
+        "/incidents/maintenance/": "window",
+    }
+    for path, what in pages.items():
+        response = sam_client.get(path)
+        assert response.status_code == 200, path
+        body = response.content.decode()
+        assert f"alpha-{what}" in body and f"bravo-{what}" in body, path
+        for name in HIDDEN:
+            assert f"{name}-{what}" not in body, path
+
+
+def test_drill_and_incident_pages_are_404_outside_the_users_systems(dr, sam_client):
+    for name, expected in (("alpha", 200), ("bravo", 200), *((n, 404) for n in HIDDEN)):
+        plan, drill, incident = (dr[name][k] for k in ("plan", "drill", "incident"))
+        for path in (
+            f"/drills/plans/{plan.pk}/",
+            f"/drills/runs/{drill.pk}/",
+            f"/drills/runs/{drill.pk}/report/",
+            f"/incidents/{incident.identifier}/",
+            f"/incidents/{incident.identifier}/report/",
+            f"/incidents/{incident.identifier}/report.md",
+        ):
+            assert sam_client.get(path).status_code == expected, (name, path)
+
+
+def test_an_operator_of_a_writes_as_own_incidents_and_drills_not_bs(dr, sam_client):
+    from incidents.models import Incident, TimelineEntry
+
+    for name, status in (("alpha", 302), ("bravo", 403), ("charlie", 404)):
+        ident = dr[name]["incident"].identifier
+        answer = sam_client.post(f"/incidents/{ident}/timeline/", {"text": "seen", "at": ""})
+        assert answer.status_code == status, name
+        answer = sam_client.post(f"/incidents/{ident}/status/", {"status": "mitigated"})
+        assert answer.status_code == status, name
+        answer = sam_client.post(f"/incidents/alerts/{dr[name]['alert'].pk}/silence/",
+                                 {"reason": "on it", "for_hours": ""})  # fmt: skip
+        assert answer.status_code == status, name
+        answer = sam_client.post(f"/incidents/maintenance/{dr[name]['window'].pk}/end/")
+        assert answer.status_code == status, name
+        answer = sam_client.post(f"/drills/runs/{dr[name]['drill'].pk}/abort/")
+        assert answer.status_code == status, name
+    # The pages offer the actions where the user may take them.
+    for name, shown in (("alpha", True), ("bravo", False)):
+        ident = dr[name]["incident"].identifier
+        page = sam_client.get(f"/incidents/{ident}/").content.decode()
+        assert (f"/incidents/{ident}/edit/" in page) is shown, name
+        page = sam_client.get(f"/drills/plans/{dr[name]['plan'].pk}/").content.decode()
+        assert (f"/drills/plans/{dr[name]['plan'].pk}/start/" in page) is shown, name
+    statuses = dict(Incident.objects.values_list("title", "status"))
+    assert statuses["alpha-incident"] == "mitigated" and statuses["bravo-incident"] == "open"
+    assert not TimelineEntry.objects.filter(incident=dr["bravo"]["incident"], text="seen")
+    assert sam_client.post("/incidents/new/", {"title": "x"}).status_code == 403
+
+
+def test_a_run_page_lists_only_the_linked_incidents_the_user_sees(world, dr, sam_client):
+    page = sam_client.get(f"/backups/runs/{world['alpha']['run'].pk}/").content.decode()
+    assert "alpha-incident" in page and "mixed-incident" not in page  # mixed: charlie's too
+
+
+def test_an_operator_links_only_runs_of_systems_they_operate(world, dr, sam_client):
+    from django.contrib.contenttypes.models import ContentType
+
+    ident = dr["alpha"]["incident"].identifier
+    page = sam_client.get(f"/incidents/{ident}/").content.decode()
+    assert "alpha-job" in page and "charlie-job" not in page  # the picker names no other
+    ct = ContentType.objects.get_for_model(BackupRun).pk
+    for name in ("bravo", "charlie"):
+        body = {"content_type": ct, "object_id": world[name]["run"].pk, "note": ""}
+        sam_client.post(f"/incidents/{ident}/links/", body)
+    assert dr["alpha"]["incident"].links.count() == 1  # still seen by sam: alpha only
+
+
+def test_maintenance_windows_are_added_only_on_systems_the_user_operates(world, dr, sam_client):
+    from incidents.models import MaintenanceWindow
+
+    page = sam_client.get("/incidents/maintenance/").content.decode()
+    assert ">System alpha</option>" in page and ">System bravo</option>" not in page
+    for name, status in (("alpha", 302), ("bravo", 400)):
+        body = {"system": world[name]["system"].pk, "starts": "2030-01-01 10:00",
+                "ends": "2030-01-01 11:00", "reason": f"new-{name}"}  # fmt: skip
+        assert sam_client.post("/incidents/maintenance/", body).status_code == status, name
+    assert list(MaintenanceWindow.objects.filter(reason__startswith="new-").values_list(
+        "reason", flat=True)) == ["new-alpha"]  # fmt: skip
+
+
+def test_a_drill_manager_of_a_plans_only_on_a(world, dr, db):
+    mia = UserFactory(username="mia")
+    SystemRole.objects.create(user=mia, system=world["alpha"]["system"], role="manager")
+    SystemRole.objects.create(user=mia, system=world["bravo"]["system"], role="viewer")
+    client = Client()
+    client.force_login(mia)
+    assert client.get(f"/drills/plans/{dr['alpha']['plan'].pk}/edit/").status_code == 200
+    assert client.get(f"/drills/plans/{dr['bravo']['plan'].pk}/edit/").status_code == 403
+    assert client.post(f"/drills/plans/{dr['bravo']['plan'].pk}/delete/").status_code == 403
+    assert client.get(f"/drills/plans/{dr['mixed']['plan'].pk}/edit/").status_code == 404
+    page = client.get("/drills/plans/new/").content.decode()
+    assert "System alpha" in page and "System bravo" not in page
+
+
+def test_api_incidents_and_follow_ups_are_scoped_too(world, dr, sam):
+    api = Api(token_for(sam, role="operator"))
+    titles = {i["title"] for i in api.get("/api/v1/incidents/").json()["results"]}
+    assert titles == {"alpha-incident", "bravo-incident"}
+    for name, status in (("alpha", 200), ("charlie", 404), ("global", 404)):
+        ident = dr[name]["incident"].identifier
+        assert api.get(f"/api/v1/incidents/{ident}/").status_code == status, name
+    texts = {f["text"] for f in api.get("/api/v1/follow-ups/").json()["results"]}
+    assert texts == {"alpha-incident follow-up", "bravo-incident follow-up"}
+    body = {"title": "Declared by sam", "severity": "SEV2"}
+    assert api.post("/api/v1/incidents/", body).status_code == 403  # of no system yet
