@@ -142,3 +142,27 @@ def test_a_scoped_users_cached_dashboard_never_shows_other_sources(dest, viewer_
             assert f'id="source-{mine.pk}"' in scoped
             assert f'id="source-{other.pk}"' not in scoped
             assert "other-db" not in scoped
+
+
+def test_a_finished_restore_test_changes_the_dashboard_and_metrics_at_the_next_request(
+    src, dest, viewer_client, settings
+):
+    settings.DR_METRICS_TOKEN = "t0ken"
+
+    def success_gauge():
+        text = viewer_client.get("/metrics", HTTP_AUTHORIZATION="Bearer t0ken").content.decode()
+        return next(x for x in text.splitlines() if x.startswith("dr_last_restore_test_success{"))
+
+    def row():
+        return f'id="source-{src.pk}" data-verdict="%s"'
+
+    with time_machine.travel(T0, tick=False):
+        run = backup(src, dest, T0 - timedelta(minutes=5))
+        test = RestoreTestFactory(source=src, backup_run=run)
+        assert row() % AT_RISK in viewer_client.get("/").content.decode()  # never tested
+        assert success_gauge().endswith(" NaN")
+        test.finish(RunStatus.FAILED, "restored database is empty")
+        after = viewer_client.get("/").content.decode()
+        assert success_gauge().endswith(" 0")
+    assert row() % BREACHED in after
+    assert f"newest restore test #{test.pk} failed" in after
