@@ -8,6 +8,7 @@ import time_machine
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from backups.models import BackupCopy, SystemRole
 from dr_portal.runs import RunStatus
@@ -129,19 +130,20 @@ def test_a_scoped_users_cached_dashboard_never_shows_other_sources(dest, viewer_
     with time_machine.travel(T0, tick=False):
         mine = SourceFactory(system=SystemFactory(name="Mine"), name="mine-db")
         other = SourceFactory(system=SystemFactory(name="Other"), name="other-db")
-        for source in (mine, other):
-            backup(source, dest, T0 - timedelta(minutes=5))
+        runs = {source: backup(source, dest, T0 - timedelta(minutes=5)) for source in (mine, other)}
         sam = UserFactory(username="sam")
         SystemRole.objects.create(user=sam, system=mine.system, role="viewer")
         sam_client = Client()
         sam_client.force_login(sam)
-        for _ in range(2):  # cold, then from the cache
-            everything = viewer_client.get("/").content.decode()
+        for _ in range(2):  # cold, then from the cache; the scoped user first
             scoped = sam_client.get("/").content.decode()
-            assert f'id="source-{other.pk}"' in everything
+            everything = viewer_client.get("/").content.decode()
             assert f'id="source-{mine.pk}"' in scoped
             assert f'id="source-{other.pk}"' not in scoped
             assert "other-db" not in scoped
+            # Not the scoped user's entry either: the other source's backup is there.
+            assert f'id="source-{other.pk}"' in everything
+            assert reverse("backups:run_detail", args=[runs[other].pk]) in everything
 
 
 def test_a_finished_restore_test_changes_the_dashboard_and_metrics_at_the_next_request(
