@@ -25,7 +25,7 @@ from django.utils import timezone
 from backups import config_hooks, pitr, validators
 from backups.models import BackupJob, Destination, Source, System, reveal
 from dr_portal import audit
-from dr_portal.lib import strict_yaml
+from dr_portal.lib import readiness_version, strict_yaml
 
 SECTIONS = ("systems", "destinations", "sources", "jobs")
 
@@ -759,6 +759,7 @@ def write(planned: list[_Planned]) -> None:
             instance.destinations.set(Destination.objects.filter(name__in=p.destinations))
             if "destinations" in p.change.fields:
                 BackupJob.objects.filter(pk=instance.pk).update(config_changed_at=timezone.now())
+                readiness_version.bump()  # an update(): no model signal sees it
                 audit.record(
                     "update",
                     instance,

@@ -31,7 +31,7 @@ from backups.leftovers import discard_partial_artifacts
 from backups.schedules import drop_job_schedule, sync_job_schedule
 from dr_portal import audit
 from dr_portal.fields import EncryptedTextField, SecretEndpointMixin
-from dr_portal.lib import keyring, outbound
+from dr_portal.lib import keyring, outbound, readiness_version
 from dr_portal.lib.paths import check_allowed_path, protected_paths, protected_problem
 from dr_portal.lib.text import validate_host, validate_single_line
 from dr_portal.runs import ACTIVE, DONE, RunBase, RunStatus
@@ -1270,6 +1270,7 @@ class BackupCopy(models.Model):
             .update(ok=False, lost_at=now, error=f"lost: {reason}"[:2000])
         )
         if changed:
+            readiness_version.bump()  # an update(): no model signal sees it
             self.ok, self.lost_at, self.error = False, now, f"lost: {reason}"[:2000]
 
             audit.record("backup copy lost", self.run, detail=f"{self.destination_id}: {reason}")

@@ -18,7 +18,7 @@ from backups.engine import pgbackrest
 from backups.engine.errors import PgBackRestError
 from backups.models import BackupCopy
 from dr_portal import audit
-from dr_portal.lib import keyring
+from dr_portal.lib import keyring, readiness_version
 
 log = logging.getLogger(__name__)
 PREFIX = "pgbackrest:"
@@ -117,6 +117,7 @@ def _expire(destination, full, members, reason, now, stdout):
     BackupCopy.objects.filter(pk__in=[c.pk for c in members]).update(
         deleted_at=now, deleted_reason=f"pgbackrest expire {full}: {reason}"[:300]
     )
+    readiness_version.bump()  # an update(): no model signal sees it
     for copy in members:
         audit.record(
             "retention delete", copy.run, detail=f"{destination.name}: {copy.location} ({reason})"

@@ -19,7 +19,7 @@ from backups.engine.errors import PgBackRestError
 from backups.models import BackupCopy, BackupRun, Source, Trigger
 from backups.physical import location, set_manifest
 from dr_portal import audit
-from dr_portal.lib import keyring
+from dr_portal.lib import keyring, readiness_version
 from dr_portal.lib.redact import redact
 from dr_portal.runs import RunStatus
 
@@ -172,6 +172,7 @@ def _mark_expired(source, by_label: dict, destinations, now) -> list[str]:
     BackupCopy.objects.filter(pk__in=[c.pk for c in gone]).update(
         deleted_at=now, deleted_reason=EXPIRED_OUTSIDE
     )
+    readiness_version.bump()  # an update(): no model signal sees it
     return [f"{c.destination.name}: {c.run.artifact_key}" for c in gone]
 
 

@@ -27,6 +27,7 @@ from backups.engine import DestinationError, open_destination
 from backups.globals import delete_globals
 from backups.models import BackupCopy, BackupRun, Destination
 from dr_portal import audit
+from dr_portal.lib import readiness_version
 from dr_portal.runs import DONE
 
 log = logging.getLogger(__name__)
@@ -255,6 +256,7 @@ def apply(destination, *, source_ids=None, dry_run=False, now=None, stdout=None)
         type(copy).objects.filter(pk=copy.pk).update(
             deleted_at=deleted_at, deleted_reason=decision.reason[:300]
         )
+        readiness_version.bump()  # an update(): no model signal sees it
         copy.deleted_at = deleted_at
         log.info("retention deleted %s at %s (%s)", copy.location, destination, decision.reason)
         audit.record(
@@ -280,6 +282,7 @@ def _release_without_deleting(destination, doomed, *, now=None, stdout=None) -> 
         type(copy).objects.filter(pk=copy.pk, deleted_at__isnull=True).update(
             deleted_at=deleted_at, deleted_reason=decision.reason[:300]
         )
+        readiness_version.bump()  # an update(): no model signal sees it
         copy.deleted_at = deleted_at
         audit.record(
             "retention released, not deleted",

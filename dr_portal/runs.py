@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from dr_portal import audit
 from dr_portal.evidence import SealedEvidence
+from dr_portal.lib import readiness_version
 from dr_portal.lib.durations import format_duration
 from dr_portal.lib.queue import enqueue
 from dr_portal.lib.redact import redact
@@ -180,6 +181,7 @@ class RunBase(SealedEvidence):
         with transaction.atomic():
             updated = rows.update(status=status, error=error, finished=now, phase="", **fields)
             if updated:
+                readiness_version.bump()  # a finish is an update(): no model signal sees it
                 RunEvent.record(self, RunEvent.Transition.FINISHED, status)
                 audit.seal_evidence(self)
                 enqueue(PROCESS_EVENTS, group="events")

@@ -16,6 +16,23 @@ def _source_deleted(sender, instance, **kwargs):
     drop_schedule(restore_test_schedule_name(instance.pk))
 
 
+# What recovery.readiness reads: a write to any of them invalidates its cached rows.
+READINESS_INPUTS = [
+    "backups.Source",
+    "backups.BackupJob",
+    "backups.BackupRun",
+    "backups.BackupCopy",
+    "backups.PitrWindow",
+    "recovery.RestoreTest",
+]
+
+
+def _readiness_changed(sender, **kwargs):
+    from dr_portal.lib import readiness_version
+
+    readiness_version.bump()
+
+
 def _after_migrate(sender, **kwargs):
     from recovery.schedules import ensure_recovery_schedules
 
@@ -51,4 +68,9 @@ class RecoveryConfig(AppConfig):
         post_delete.connect(
             _source_deleted, sender="backups.Source", dispatch_uid="recovery-source-deleted"
         )
+        for model in READINESS_INPUTS:
+            for signal in (post_save, post_delete):
+                signal.connect(
+                    _readiness_changed, sender=model, dispatch_uid=f"readiness-cache-{model}"
+                )
         post_migrate.connect(_after_migrate, sender=self, dispatch_uid="recovery-after-migrate")

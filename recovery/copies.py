@@ -14,7 +14,7 @@ from django.db.models import Exists, OuterRef
 
 from backups.engine import ArtifactError, EngineError, open_destination, unpack_artifact
 from backups.models import BackupCopy, BackupRun, Destination, Source
-from dr_portal.lib import keyring
+from dr_portal.lib import keyring, readiness_version
 from dr_portal.lib.redact import redact
 from dr_portal.runs import RunStatus
 from recovery.engine.dumpdir import DumpDirWriter
@@ -160,6 +160,7 @@ def fetch_verified(
             restorable=False,
             not_restorable_reason=f"restore test found a bad artifact: {message}"[:2000],
         )
+        readiness_version.bump()  # an update(): no model signal sees it
         log_line(f"backup run #{run.pk} marked not restorable")
     raise RecoveryFailure(f"no copy of backup run #{run.pk} could be read: {message}")
 

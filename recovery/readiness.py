@@ -20,14 +20,17 @@ How the figures are measured:
   a test are counted once, not scaled with size).
 """
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from croniter import croniter
+from django.core.cache import cache
 from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 
 from backups.models import BackupJob, BackupRun, PitrWindow, Source
+from dr_portal.lib import readiness_version
 from dr_portal.lib.durations import format_duration as fd
 from dr_portal.runs import DONE, RunStatus
 from recovery.models import RestoreTest
@@ -317,6 +320,34 @@ def _set_overdue(r: Readiness, schedule: str, interval: timedelta | None, now) -
             r.reasons.append(f"no passed restore test within its schedule ({schedule})")
 
 
+EVIDENCE_MAX_AGE = 60  # seconds: a bound for a change no bump saw (a bulk update)
+
+
+def _read_evidence(sources, ids) -> tuple:
+    return _job_changes(ids), _newest_per_source(ids, _picks()), _windows(sources)
+
+
+def _evidence(sources, ids) -> tuple:
+    """The rows readiness is computed from, cached per readiness version and set of sources.
+
+    Only rows are cached, never a verdict: ages and verdicts are computed from them at each
+    read with the request's clock, so time passing alone still moves a source to at risk or
+    breached. The key names the exact sources asked for (a scoped user's set is its own
+    entry), and the version (dr_portal.lib.readiness_version) is bumped whenever a run,
+    test, copy, window or job changes, so a finished run shows at the next request.
+    """
+    # _windows reads the PITR sources only: their ids are part of what was asked.
+    asked = f"{sorted(ids)}|{sorted(s.pk for s in sources if s.pitr)}"
+    digest = hashlib.sha256(asked.encode()).hexdigest()
+    key = f"dr:readiness:{readiness_version.current()}:{digest}"
+    found = cache.get(key)
+    if found is not None:
+        return found
+    fresh = _read_evidence(sources, ids)
+    cache.set(key, fresh, EVIDENCE_MAX_AGE)
+    return fresh
+
+
 def source_readiness(sources, now=None) -> dict[int, Readiness]:
     """Readiness of each source, with a fixed number of queries whatever their count."""
     now = now or timezone.now()
@@ -326,9 +357,7 @@ def source_readiness(sources, now=None) -> dict[int, Readiness]:
         return {}
     rpo_by_class = rpo_targets()
     rto_target = restore_rto_target()
-    job_changes = _job_changes(ids)
-    picked = _newest_per_source(ids, _picks())
-    windows = _windows(sources)
+    job_changes, picked, windows = _evidence(sources, ids)
 
     out = {}
     intervals: dict[str, timedelta | None] = {}

@@ -96,7 +96,9 @@ def test_rpo_chart_query_count_does_not_grow_with_backups(
 
     with CaptureQueriesContext(connection) as few:
         viewer_client.get(url)
+    few = len(few)  # now: the next request resets the connection's query log
     add(30, 2)
-    with django_assert_max_num_queries(len(few)):
+    viewer_client.get(url)  # the readiness cache filled again after the writes, as for `few`
+    with django_assert_max_num_queries(few):
         response = viewer_client.get(url)
     assert rpo_section(response.content.decode()).count("<circle") == 32

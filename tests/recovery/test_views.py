@@ -92,7 +92,8 @@ def test_index_query_count_does_not_grow_with_sources(
 
     for i in range(8):
         SourceFactory(system=source.system, name=f"s{i}", kind="sqlite", path=source.path)
-    with django_assert_max_num_queries(25):
+    # 25, and 5 for a cold readiness cache (its version started, the entry read and stored).
+    with django_assert_max_num_queries(30):
         viewer_client.get(reverse("recovery:index"))
 
 
