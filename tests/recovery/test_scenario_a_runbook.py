@@ -90,7 +90,7 @@ def _steps(app_url, port, dbname, pidfile, source, target, run_id):
                 ],  # fmt: skip
                 "check_url": f"{app_url}/",
             },
-            "timeout": 30,
+            "timeout": 90,  # a Python app starting on a 2-core machine under a full suite
         },
         {
             "name": "The application serves the restored data",
